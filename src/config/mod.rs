@@ -1,0 +1,254 @@
+//! Configuration: the exact shape of `sluice.toml`, loaded in three steps.
+//!
+//! `raw` deserialises the TOML as written (unknown keys are errors), `interpolate`
+//! expands `${ENV_VAR}` in string values, and `validate` checks values and
+//! cross-references and produces the typed [`Config`] below. Every error carries
+//! the file, line and key path (`locate` maps a key path back to its line), and
+//! `sluice check` prints all of them, not only the first.
+
+mod interpolate;
+mod locate;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use interpolate::{Env, ProcessEnv};
+
+/// The default config, embedded so that `sluice serve` works with no file at all.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/sluice.toml");
+/// Name shown in errors for the embedded default.
+pub const EMBEDDED_NAME: &str = "<embedded default config>";
+/// The path `sluice serve` tries when `--config` is not given.
+pub const DEFAULT_PATH: &str = "config/sluice.toml";
+
+/// A validated configuration. Built only by [`Config::load`] / [`Config::from_str`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (a path, or [`EMBEDDED_NAME`]).
+    pub source: String,
+    pub server: ServerConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Guards `/status`; when `None`, `/status` is open.
+    pub admin_key: Option<Secret>,
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0 means one per available core.
+    pub workers: usize,
+    /// How long in-flight requests and streams may run after SIGTERM/Ctrl-C.
+    pub shutdown_timeout_ms: u64,
+    /// With no `[[keys]]`, refuse every client unless this is true.
+    pub allow_anonymous: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible server: OpenAI, vLLM, Ollama, Groq, Together, ...
+    OpenAi,
+    /// The built-in, in-process fake provider (no network).
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Mock => "mock",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL without trailing slash, e.g. `https://api.openai.com/v1`.
+    /// Empty for `mock`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    /// Extra headers sent on every upstream request (values may be secrets).
+    pub headers: Vec<(String, Secret)>,
+    /// Client request headers passed on to this provider, lower-case; a
+    /// trailing `*` matches a prefix (`x-mock-*`).
+    pub forward_headers: Vec<String>,
+    /// Cap on concurrent upstream requests to this provider.
+    pub max_connections: usize,
+    pub connect_timeout_ms: u64,
+    /// Until the upstream's response headers arrive.
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence between two body chunks / stream events.
+    pub idle_timeout_ms: u64,
+    /// Whole request, stream included.
+    pub total_timeout_ms: u64,
+    /// Connections opened per worker at start.
+    pub warm_connections: usize,
+    /// Settings of the built-in mock (only for `kind = "mock"`).
+    pub mock: MockProviderConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MockProviderConfig {
+    /// Delay before the answer (or the first stream event).
+    pub delay_ms: u64,
+    /// Delay between stream events.
+    pub chunk_delay_ms: u64,
+    /// Completion tokens per answer when the request does not say
+    /// (`max_tokens` caps it).
+    pub tokens: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub deployments: Vec<DeploymentConfig>,
+    /// Other model names, tried in order when every deployment failed.
+    pub fallbacks: Vec<String>,
+    pub price: Option<Price>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    /// The model name the upstream knows.
+    pub model: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub name: String,
+    /// SHA-256 of the key; plaintext keys are hashed at load and never kept.
+    pub key_sha256: [u8; 32],
+    /// Model name patterns this key may use: exact names, `*`, or `prefix*`.
+    pub models: Vec<String>,
+}
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// One problem in a config file, located at `file:line` and a key path such
+/// as `models[1].deployments[0].provider`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; `None` when the problem has no place in the file (e.g. it is missing).
+    pub line: Option<usize>,
+    /// Dotted key path; empty for file-level problems.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}", self.file, line)?,
+            None => write!(f, "{}", self.file)?,
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All the problems found in one config.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Read and validate the file at `path`, interpolating `${VAR}` from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_with_env(path, &ProcessEnv)
+    }
+
+    pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_str_with_env(&text, &file, env),
+            Err(e) => Err(ConfigErrors(vec![ConfigError {
+                file,
+                line: None,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }])),
+        }
+    }
+
+    /// The embedded default config (mock provider only).
+    pub fn embedded_default() -> Result<Config, ConfigErrors> {
+        Self::from_str_with_env(EMBEDDED_DEFAULT, EMBEDDED_NAME, &ProcessEnv)
+    }
+
+    /// Parse `text` as if it were the file `file`.
+    pub fn from_str_with_env(text: &str, file: &str, env: &dyn Env) -> Result<Config, ConfigErrors> {
+        validate::load(text, file, env)
+    }
+
+    /// Which file `serve` reads: the given path, else `config/sluice.toml` if
+    /// present, else `None` (the embedded default).
+    pub fn resolve_path(given: Option<&Path>) -> Option<PathBuf> {
+        match given {
+            Some(p) => Some(p.to_path_buf()),
+            None => {
+                let p = PathBuf::from(DEFAULT_PATH);
+                p.exists().then_some(p)
+            }
+        }
+    }
+
+    pub fn provider(&self, idx: usize) -> Option<&ProviderConfig> {
+        self.providers.get(idx)
+    }
+}
