@@ -1,0 +1,166 @@
+//! The TOML exactly as written: every table denies unknown keys, and every
+//! optional setting stays an `Option` so that `validate` can tell "left out"
+//! (use the default) from "written" (a mock provider with a `base_url` is an
+//! error even when the URL itself is fine).
+//!
+//! Integers are read as `i64` and range-checked in `validate`: a too-large or
+//! negative number then becomes one of the collected validation errors, with
+//! its own message, instead of a deserialisation error that stops everything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+/// Defaults for every setting the file may leave out.
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const MAX_BODY_BYTES: i64 = 33_554_432;
+    pub const WORKERS: i64 = 0;
+    pub const SHUTDOWN_TIMEOUT_MS: i64 = 30_000;
+    pub const ALLOW_ANONYMOUS: bool = false;
+
+    pub const MAX_CONNECTIONS: i64 = 256;
+    pub const CONNECT_TIMEOUT_MS: i64 = 2_000;
+    pub const FIRST_BYTE_TIMEOUT_MS: i64 = 60_000;
+    pub const IDLE_TIMEOUT_MS: i64 = 60_000;
+    pub const TOTAL_TIMEOUT_MS: i64 = 600_000;
+    pub const WARM_CONNECTIONS: i64 = 1;
+
+    pub const MOCK_DELAY_MS: i64 = 0;
+    pub const MOCK_CHUNK_DELAY_MS: i64 = 0;
+    pub const MOCK_TOKENS: i64 = 16;
+
+    pub const WEIGHT: i64 = 1;
+    pub const KEY_MODELS: &str = "*";
+}
+
+/// A string value from the file. After interpolation, `template` keeps the
+/// text as written whenever it contained `${...}`, so that error messages can
+/// show what the file says instead of what the environment supplied.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Text {
+    pub value: String,
+    /// The original text, set only when interpolation changed the value (or
+    /// failed, in which case `value` still holds the original text).
+    pub template: Option<String>,
+    /// Interpolation failed; the error is already reported, so checks on
+    /// this value would only add noise.
+    pub unresolved: bool,
+}
+
+impl Text {
+    pub fn new(value: impl Into<String>) -> Self {
+        Text {
+            value: value.into(),
+            template: None,
+            unresolved: false,
+        }
+    }
+
+    /// How an error message may quote this value: literally when it came
+    /// from the file, as its `${VAR}` template when the environment supplied
+    /// it (an interpolated value is never printed).
+    pub fn shown(&self) -> String {
+        match &self.template {
+            Some(t) => format!("`{t}` (from the environment)"),
+            None => format!("`{}`", self.value),
+        }
+    }
+}
+
+impl fmt::Debug for Text {
+    // Raw values may be secrets: a stray `{:?}` must not print them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Text({} chars)", self.value.chars().count())
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Text::new)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Text>,
+    pub admin_key: Option<Text>,
+    pub max_body_bytes: Option<i64>,
+    pub workers: Option<i64>,
+    pub shutdown_timeout_ms: Option<i64>,
+    pub allow_anonymous: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: Text,
+    pub kind: Text,
+    pub base_url: Option<Text>,
+    pub api_key: Option<Text>,
+    pub headers: Option<BTreeMap<String, Text>>,
+    pub forward_headers: Option<Vec<Text>>,
+    pub max_connections: Option<i64>,
+    pub connect_timeout_ms: Option<i64>,
+    pub first_byte_timeout_ms: Option<i64>,
+    pub idle_timeout_ms: Option<i64>,
+    pub total_timeout_ms: Option<i64>,
+    pub warm_connections: Option<i64>,
+    pub mock: Option<RawMock>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMock {
+    pub delay_ms: Option<i64>,
+    pub chunk_delay_ms: Option<i64>,
+    pub tokens: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: Text,
+    pub deployments: Vec<RawDeployment>,
+    pub fallbacks: Option<Vec<Text>>,
+    pub price: Option<RawPrice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub provider: Text,
+    pub model: Text,
+    pub weight: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: Text,
+    pub key: Option<Text>,
+    pub key_sha256: Option<Text>,
+    pub models: Option<Vec<Text>>,
+}

@@ -1,0 +1,520 @@
+//! From text to a typed [`Config`]: parse, deserialise, interpolate, then
+//! check every value and cross-reference, collecting all problems.
+//!
+//! Parse and deserialisation stop at the first error (the structs cannot be
+//! built past it); interpolation and the checks report everything they find.
+
+mod models;
+mod providers;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use serde_path_to_error::Segment;
+
+use super::interpolate::{self, Env};
+use super::locate::{Issue, Locator, Seg, join_key, line_of, path_of};
+use super::raw::{RawConfig, RawServer, Text, defaults};
+use super::{Config, ConfigError, ConfigErrors, Secret, ServerConfig};
+
+/// Read `text` (the contents of `file`) into a validated [`Config`].
+pub fn load(text: &str, file: &str, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    let locator = match Locator::parse(text) {
+        Ok(l) => l,
+        Err(e) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                file: file.to_owned(),
+                line: e.span().map(|s| line_of(text, s.start)),
+                key: String::new(),
+                message: format!("invalid TOML: {}", e.message()),
+            }]));
+        }
+    };
+    let de = toml::de::Deserializer::from(locator.root().clone());
+    let mut raw: RawConfig = match serde_path_to_error::deserialize(de) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let issue = deser_issue(&locator, &e);
+            let line = locator
+                .line(&issue.path)
+                .or_else(|| e.inner().span().map(|s| line_of(text, s.start)));
+            return Err(ConfigErrors(vec![ConfigError {
+                file: file.to_owned(),
+                line,
+                key: issue.path,
+                message: issue.message,
+            }]));
+        }
+    };
+
+    let mut issues = interpolate::interpolate(&mut raw, env);
+    // A value whose interpolation failed still holds its `${...}` text; any
+    // further complaint about it would be noise on top of the real error.
+    let unresolved: HashSet<String> = issues.iter().map(|i| i.path.clone()).collect();
+    let (config, found) = check(raw, file);
+    issues.extend(found.into_iter().filter(|i| !unresolved.contains(&i.path)));
+    if issues.is_empty() {
+        return Ok(config);
+    }
+    let mut errors: Vec<ConfigError> = issues
+        .into_iter()
+        .map(|i| ConfigError {
+            file: file.to_owned(),
+            line: locator.line(&i.path),
+            key: i.path,
+            message: i.message,
+        })
+        .collect();
+    // Stable: problems on one line keep the order they were found in.
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    Err(ConfigErrors(errors))
+}
+
+/// Check everything and build the config. The config is only meaningful
+/// when no issue was found (invalid values are replaced by defaults so that
+/// later checks can go on).
+fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
+    let mut c = Checker::default();
+    let no_keys = raw.keys.is_empty();
+    let server = server(&mut c, raw.server);
+    let provider_names = Names::new(
+        &mut c,
+        "provider",
+        "providers",
+        raw.providers.iter().map(|p| &p.name),
+    );
+    let model_names = Names::new(
+        &mut c,
+        "model",
+        "models",
+        raw.models.iter().map(|m| &m.name),
+    );
+    Names::new(&mut c, "key", "keys", raw.keys.iter().map(|k| &k.name));
+
+    let providers = providers::check(&mut c, raw.providers);
+    let models = models::check_models(&mut c, raw.models, &provider_names, &model_names);
+    let keys = models::check_keys(&mut c, raw.keys, &model_names);
+
+    if models.is_empty() {
+        c.err(
+            "models",
+            "no [[models]] configured: add one, e.g. [[models]] name = \"mock\" \
+             deployments = [{ provider = \"mock\", model = \"mock-1\" }]",
+        );
+    }
+    if no_keys && !server.allow_anonymous {
+        c.err(
+            "keys",
+            "no [[keys]] configured: add one, or set server.allow_anonymous = true \
+             to let every client in",
+        );
+    }
+    let config = Config {
+        source: file.to_owned(),
+        server,
+        providers,
+        models,
+        keys,
+    };
+    (config, c.issues)
+}
+
+fn server(c: &mut Checker, s: RawServer) -> ServerConfig {
+    let fallback = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let listen = match &s.listen {
+        None => defaults::LISTEN.parse().unwrap_or(fallback),
+        Some(t) => t.value.parse().unwrap_or_else(|_| {
+            c.err(
+                "server.listen",
+                format!(
+                    "{} is not an IP address and port; write e.g. \"127.0.0.1:8080\", \
+                     \"0.0.0.0:8080\" or \"[::]:8080\" (host names are not accepted)",
+                    t.shown()
+                ),
+            );
+            fallback
+        }),
+    };
+    let admin_key = s.admin_key.map(|k| {
+        if k.value.is_empty() {
+            c.err(
+                "server.admin_key",
+                "admin_key is empty; set a value (e.g. \"${SLUICE_ADMIN_KEY}\"), or remove \
+                 the line to leave /status open",
+            );
+        }
+        c.secret_chars("server.admin_key", &k);
+        Secret::new(k.value)
+    });
+    ServerConfig {
+        listen,
+        admin_key,
+        max_body_bytes: c.usize(
+            "server.max_body_bytes",
+            s.max_body_bytes,
+            defaults::MAX_BODY_BYTES,
+            1,
+            "",
+        ),
+        workers: usize::try_from(c.int(
+            "server.workers",
+            s.workers,
+            defaults::WORKERS,
+            0,
+            MAX_WORKERS,
+            "(0 means one per core)",
+        ))
+        .unwrap_or(0),
+        shutdown_timeout_ms: c.u64(
+            "server.shutdown_timeout_ms",
+            s.shutdown_timeout_ms,
+            defaults::SHUTDOWN_TIMEOUT_MS,
+            0,
+            "",
+        ),
+        allow_anonymous: s.allow_anonymous.unwrap_or(defaults::ALLOW_ANONYMOUS),
+    }
+}
+
+/// More threads than this is a typo, not a machine.
+const MAX_WORKERS: i64 = 4096;
+
+/// Collects issues and reads numbers with their ranges.
+#[derive(Default)]
+pub(super) struct Checker {
+    issues: Vec<Issue>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue::new(path, message));
+    }
+
+    /// An integer setting in `min..=max`, or `default` when left out. Out of
+    /// range is reported and replaced by the default.
+    fn int(
+        &mut self,
+        path: &str,
+        v: Option<i64>,
+        default: i64,
+        min: i64,
+        max: i64,
+        why: &str,
+    ) -> i64 {
+        let Some(v) = v else { return default };
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" {why}")
+        };
+        if v < min {
+            self.err(path, format!("must be at least {min}, found {v}{why}"));
+            default
+        } else if v > max {
+            self.err(path, format!("must be at most {max}, found {v}{why}"));
+            default
+        } else {
+            v
+        }
+    }
+
+    fn u64(&mut self, path: &str, v: Option<i64>, default: i64, min: i64, why: &str) -> u64 {
+        self.int(path, v, default, min.max(0), i64::MAX, why)
+            .unsigned_abs()
+    }
+
+    fn usize(&mut self, path: &str, v: Option<i64>, default: i64, min: i64, why: &str) -> usize {
+        let n = self.u64(path, v, default, min, why);
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
+    fn u32(&mut self, path: &str, v: Option<i64>, default: i64, min: i64, why: &str) -> u32 {
+        let n = self.int(path, v, default, min.max(0), i64::from(u32::MAX), why);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Secrets travel in HTTP headers, where a control character (often a
+    /// trailing newline in an environment variable) cannot go. The value
+    /// itself is never printed.
+    fn secret_chars(&mut self, path: &str, t: &Text) {
+        if !is_header_value(&t.value) {
+            let origin = if t.template.is_some() {
+                " (check the environment variable: a trailing newline?)"
+            } else {
+                ""
+            };
+            self.err(
+                path,
+                format!(
+                    "the value contains a control character such as a newline, which \
+                     cannot be sent in an HTTP header{origin}"
+                ),
+            );
+        }
+    }
+}
+
+/// Bytes an HTTP header value may hold: visible characters, space and tab.
+fn is_header_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// The names of one kind of item (providers, models, keys), for lookups and
+/// for listing them in "no such name" messages. Building it reports empty
+/// and duplicate names.
+pub(super) struct Names {
+    what: &'static str,
+    section: &'static str,
+    list: Vec<Text>,
+    index: HashMap<String, usize>,
+}
+
+impl Names {
+    fn new<'a>(
+        c: &mut Checker,
+        what: &'static str,
+        section: &'static str,
+        names: impl Iterator<Item = &'a Text>,
+    ) -> Names {
+        let mut n = Names {
+            what,
+            section,
+            list: Vec::new(),
+            index: HashMap::new(),
+        };
+        for (i, name) in names.enumerate() {
+            let path = format!("{section}[{i}].name");
+            if name.value.is_empty() {
+                c.err(path, format!("the {what} name is empty; give it a name"));
+            } else if let Some(&first) = n.index.get(&name.value) {
+                c.err(
+                    path,
+                    format!(
+                        "duplicate {what} name {}: {section}[{first}] already uses it; \
+                         {what} names must be unique",
+                        name.shown()
+                    ),
+                );
+            } else {
+                n.index.insert(name.value.clone(), i);
+            }
+            n.list.push(name.clone());
+        }
+        n
+    }
+
+    pub(super) fn find(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub(super) fn get(&self, i: usize) -> Option<&Text> {
+        self.list.get(i)
+    }
+
+    /// "no provider named `x`; did you mean `y`? defined providers: ..."
+    pub(super) fn unknown(&self, name: &Text) -> String {
+        let mut m = format!("no {} named {}", self.what, name.shown());
+        if self.list.is_empty() {
+            m.push_str(&format!("; no [[{}]] are defined, add one", self.section));
+            return m;
+        }
+        // Only literal names may be suggested: an interpolated one is never printed.
+        let literal: Vec<&str> = self
+            .list
+            .iter()
+            .filter(|t| t.template.is_none())
+            .map(|t| t.value.as_str())
+            .collect();
+        if name.template.is_none()
+            && let Some(s) = closest(&name.value, &literal)
+        {
+            m.push_str(&format!(" (did you mean `{s}`?)"));
+        }
+        // Each valid name once, in file order.
+        let defined: Vec<String> = self
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| self.index.get(&t.value) == Some(i))
+            .map(|(_, t)| t.shown())
+            .collect();
+        let more = if defined.len() > 20 { ", ..." } else { "" };
+        let defined = defined.get(..20).unwrap_or(&defined).join(", ");
+        m.push_str(&format!("; defined {}: {defined}{more}", self.section));
+        m
+    }
+}
+
+/// The candidate nearest to `word` by edit distance, if near enough to be a typo.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let w: Vec<char> = word.chars().collect();
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&w, c), *c))
+        .filter(|(d, c)| *d > 0 && *d <= 2 && *d < c.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &[char], b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Turn a deserialisation error into a message that says what is wrong and
+/// how to fix it. Serde's own wording echoes string values, so it is
+/// rewritten rather than passed on.
+fn deser_issue(loc: &Locator<'_>, e: &serde_path_to_error::Error<toml::de::Error>) -> Issue {
+    let segs: Vec<Seg> = e
+        .path()
+        .iter()
+        .map_while(|s| match s {
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect();
+    let path = path_of(&segs);
+    let msg = e.inner().message();
+
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        let (key, parent) = match segs.split_last() {
+            Some((Seg::Key(k), parent)) => (k.clone(), parent),
+            _ => (
+                backticked(rest).first().cloned().unwrap_or_default(),
+                &segs[..],
+            ),
+        };
+        let allowed = rest
+            .split_once(", expected ")
+            .map(|(_, list)| backticked(list))
+            .unwrap_or_default();
+        let mut m = format!("unknown key `{key}` {}", section(parent));
+        if allowed.is_empty() {
+            m.push_str("; this table takes no keys");
+        } else {
+            m.push_str(&format!("; expected one of: {}", allowed.join(", ")));
+            let refs: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            if let Some(s) = closest(&key, &refs) {
+                m.push_str(&format!(" (did you mean `{s}`?)"));
+            }
+        }
+        return Issue::new(path, m);
+    }
+    if let Some(rest) = msg.strip_prefix("missing field ") {
+        let field = backticked(rest).first().cloned().unwrap_or_default();
+        let m = format!(
+            "missing required key `{field}` {}; add {}",
+            section(&segs),
+            example(&field)
+        );
+        return Issue::new(join_key(&path, &field), m);
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        let expected = rest.rsplit_once(", expected ").map_or("", |(_, e)| e);
+        let expected = describe_expected(expected);
+        let found = loc
+            .type_at(&path)
+            .map_or_else(|| describe_serde_found(rest), describe_toml_type);
+        let m = if expected == "an integer" && found == "an integer" {
+            format!("the number is out of range (at most {})", i64::MAX)
+        } else {
+            format!("expected {expected}, found {found}")
+        };
+        return Issue::new(path, m);
+    }
+    Issue::new(path, scrub_quoted(msg))
+}
+
+/// The `names` between backticks in a serde message.
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// Where a table is, as a reader of the file calls it: "in [server]",
+/// "in [[providers]]", ...
+fn section(segs: &[Seg]) -> String {
+    match segs {
+        [] => "at the top level".to_owned(),
+        [Seg::Key(a)] => format!("in [{a}]"),
+        [Seg::Key(a), Seg::Index(_)] => format!("in [[{a}]]"),
+        [Seg::Key(a), Seg::Index(_), Seg::Key(b)] => format!("in [{a}.{b}]"),
+        _ => format!("in `{}`", path_of(segs)),
+    }
+}
+
+fn example(field: &str) -> &'static str {
+    match field {
+        "name" => "`name = \"...\"`",
+        "kind" => "`kind = \"openai\"` (any OpenAI-compatible server) or `kind = \"mock\"`",
+        "deployments" => "`deployments = [{ provider = \"...\", model = \"...\" }]`",
+        "provider" => "`provider = \"...\"`, the name of a [[providers]] entry",
+        "model" => "`model = \"...\"`, the model name the provider knows",
+        "input_per_mtok" | "output_per_mtok" => "it, in USD per million tokens (e.g. `0.15`)",
+        _ => "it",
+    }
+}
+
+fn describe_expected(serde: &str) -> String {
+    match serde {
+        "a string" => "a string".to_owned(),
+        "i64" | "u64" | "u32" | "usize" => "an integer".to_owned(),
+        "f64" => "a number".to_owned(),
+        "a boolean" => "a boolean (true or false)".to_owned(),
+        "a sequence" => "an array".to_owned(),
+        "a map" => "a table".to_owned(),
+        s if s.starts_with("struct ") => "a table".to_owned(),
+        s => scrub_quoted(s),
+    }
+}
+
+fn describe_toml_type(t: &str) -> String {
+    match t {
+        "integer" => "an integer",
+        "array" => "an array",
+        "datetime" => "a date-time",
+        "string" => "a string",
+        "float" => "a float",
+        "boolean" => "a boolean",
+        "table" => "a table",
+        _ => "another type",
+    }
+    .to_owned()
+}
+
+fn describe_serde_found(rest: &str) -> String {
+    let kinds = [
+        ("string", "a string"),
+        ("integer", "an integer"),
+        ("floating point", "a float"),
+        ("boolean", "a boolean"),
+        ("map", "a table"),
+        ("sequence", "an array"),
+    ];
+    kinds
+        .iter()
+        .find(|(p, _)| rest.starts_with(p))
+        .map_or("another type", |(_, d)| d)
+        .to_owned()
+}
+
+/// Blank out `"..."` in a message we did not write: it may quote a value.
+fn scrub_quoted(msg: &str) -> String {
+    msg.split('"')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "..." } else { part })
+        .collect::<Vec<_>>()
+        .join("\"")
+}

@@ -1,0 +1,325 @@
+//! `[[models]]` (deployments, fallbacks, prices) and `[[keys]]` (key
+//! material and model patterns): the checks that cross-reference names.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use super::super::locate::{join_index, join_key};
+use super::super::raw::{RawKey, RawModel, Text, defaults};
+use super::super::{DeploymentConfig, KeyConfig, ModelConfig, Price};
+use super::{Checker, Names};
+
+pub(super) fn check_models(
+    c: &mut Checker,
+    raw: Vec<RawModel>,
+    providers: &Names,
+    models: &Names,
+) -> Vec<ModelConfig> {
+    // Fallback edges: model -> (fallback model, index in its `fallbacks`).
+    let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); raw.len()];
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, m) in raw.into_iter().enumerate() {
+        let at = join_index("models", i);
+        if m.name.value.contains('*') {
+            c.err(
+                join_key(&at, "name"),
+                "a model name cannot contain `*`: it is the wildcard of [[keys]] `models`",
+            );
+        }
+
+        let deps_at = join_key(&at, "deployments");
+        if m.deployments.is_empty() {
+            c.err(
+                &deps_at,
+                "a model needs at least one deployment, e.g. \
+                 deployments = [{ provider = \"...\", model = \"...\" }]",
+            );
+        }
+        let mut deployments = Vec::with_capacity(m.deployments.len());
+        for (j, d) in m.deployments.into_iter().enumerate() {
+            let dat = join_index(&deps_at, j);
+            let provider = providers.find(&d.provider.value).unwrap_or_else(|| {
+                c.err(join_key(&dat, "provider"), providers.unknown(&d.provider));
+                0
+            });
+            if d.model.value.is_empty() {
+                c.err(
+                    join_key(&dat, "model"),
+                    "the upstream model name is empty; write the name the provider knows, \
+                     e.g. model = \"gpt-4o-mini\"",
+                );
+            }
+            let weight = c.u32(
+                &join_key(&dat, "weight"),
+                d.weight,
+                defaults::WEIGHT,
+                1,
+                "(a deployment's share of traffic; remove the deployment to stop using it)",
+            );
+            deployments.push(DeploymentConfig {
+                provider,
+                model: d.model.value,
+                weight,
+            });
+        }
+
+        let fb_at = join_key(&at, "fallbacks");
+        let mut seen = HashSet::new();
+        let mut fallbacks = Vec::new();
+        for (k, f) in m.fallbacks.into_iter().flatten().enumerate() {
+            let path = join_index(&fb_at, k);
+            match models.find(&f.value) {
+                None => c.err(path, models.unknown(&f)),
+                Some(x) if x == i => c.err(
+                    path,
+                    "a model cannot fall back to itself; remove this entry (its deployments \
+                     are already all tried before any fallback)",
+                ),
+                Some(x) if !seen.insert(x) => {
+                    c.err(path, format!("{} is listed twice; remove one", f.shown()));
+                }
+                Some(x) => {
+                    if let Some(e) = edges.get_mut(i) {
+                        e.push((x, k));
+                    }
+                }
+            }
+            fallbacks.push(f.value);
+        }
+
+        let price = m.price.map(|p| {
+            for (key, v) in [
+                ("input_per_mtok", p.input_per_mtok),
+                ("output_per_mtok", p.output_per_mtok),
+            ] {
+                if !v.is_finite() || v < 0.0 {
+                    c.err(
+                        join_key(&join_key(&at, "price"), key),
+                        format!("must be a finite number >= 0 (USD per million tokens), found {v}"),
+                    );
+                }
+            }
+            Price {
+                input_per_mtok: p.input_per_mtok,
+                output_per_mtok: p.output_per_mtok,
+            }
+        });
+
+        out.push(ModelConfig {
+            name: m.name.value,
+            deployments,
+            fallbacks,
+            price,
+        });
+    }
+
+    for cycle in cycles(&edges) {
+        report_cycle(c, &cycle, models);
+    }
+    out
+}
+
+/// One cycle per back edge of a depth-first search (deduplicated), each as
+/// `(model, index in its fallbacks)` steps starting at its lowest model.
+/// Iterative, so that a long fallback chain cannot overflow the stack.
+fn cycles(edges: &[Vec<(usize, usize)>]) -> Vec<Vec<(usize, usize)>> {
+    const NEW: u8 = 0;
+    const ON_STACK: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; edges.len()];
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    for start in 0..edges.len() {
+        if state[start] != NEW {
+            continue;
+        }
+        state[start] = ON_STACK;
+        // (model, next edge to follow, index in fallbacks of the edge taken)
+        let mut stack: Vec<(usize, usize, usize)> = vec![(start, 0, 0)];
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = (top.0, top.1);
+            let Some(&(to, k)) = edges[node].get(next) else {
+                state[node] = DONE;
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            top.2 = k;
+            match state[to] {
+                NEW => {
+                    state[to] = ON_STACK;
+                    stack.push((to, 0, 0));
+                }
+                ON_STACK => {
+                    let from = stack.iter().position(|s| s.0 == to).unwrap_or(0);
+                    let mut cycle: Vec<(usize, usize)> =
+                        stack[from..].iter().map(|s| (s.0, s.2)).collect();
+                    let lowest = (0..cycle.len()).min_by_key(|&p| cycle[p].0).unwrap_or(0);
+                    cycle.rotate_left(lowest);
+                    if seen.insert(cycle.iter().map(|s| s.0).collect::<Vec<_>>()) {
+                        found.push(cycle);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+fn report_cycle(c: &mut Checker, cycle: &[(usize, usize)], models: &Names) {
+    let Some(&(first, k)) = cycle.first() else {
+        return;
+    };
+    let name = |i: usize| models.get(i).map_or_else(|| "?".to_owned(), Text::shown);
+    let mut chain: Vec<String> = cycle.iter().map(|&(m, _)| name(m)).collect();
+    chain.push(name(first));
+    c.err(
+        join_index(&join_key(&join_index("models", first), "fallbacks"), k),
+        format!(
+            "fallback cycle: {}; fallbacks are tried when a model fails, so this would \
+             go round in circles; remove one of these fallbacks",
+            chain.join(" -> ")
+        ),
+    );
+}
+
+pub(super) fn check_keys(c: &mut Checker, raw: Vec<RawKey>, models: &Names) -> Vec<KeyConfig> {
+    let mut by_hash: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut names: Vec<Text> = Vec::with_capacity(raw.len());
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, k) in raw.into_iter().enumerate() {
+        let at = join_index("keys", i);
+        let hashed = match (&k.key, &k.key_sha256) {
+            (None, None) => {
+                c.err(
+                    &at,
+                    "a key needs `key` (the secret itself, usually \"${SOME_ENV_VAR}\") or \
+                     `key_sha256` (its SHA-256 digest in hex)",
+                );
+                None
+            }
+            (Some(_), Some(_)) => {
+                c.err(
+                    join_key(&at, "key_sha256"),
+                    "set either `key` or `key_sha256`, not both",
+                );
+                None
+            }
+            (Some(t), None) => plaintext(c, &join_key(&at, "key"), t).map(|h| (h, "key")),
+            (None, Some(t)) => {
+                digest(c, &join_key(&at, "key_sha256"), t).map(|h| (h, "key_sha256"))
+            }
+        };
+        if let Some((h, field)) = hashed {
+            if let Some(&first) = by_hash.get(&h) {
+                let first_name = names.get(first).map_or_else(|| "?".to_owned(), Text::shown);
+                c.err(
+                    join_key(&at, field),
+                    format!(
+                        "keys {} and {first_name} (keys[{first}]) have the same key, so a \
+                         request could not tell them apart; give each its own key",
+                        k.name.shown()
+                    ),
+                );
+            } else {
+                by_hash.insert(h, i);
+            }
+        }
+
+        let patterns = patterns(c, &join_key(&at, "models"), k.models, models);
+        names.push(k.name.clone());
+        out.push(KeyConfig {
+            name: k.name.value,
+            key_sha256: hashed.map_or([0; 32], |(h, _)| h),
+            models: patterns,
+        });
+    }
+    out
+}
+
+/// Hash a plaintext key; the plaintext goes no further than this.
+fn plaintext(c: &mut Checker, path: &str, t: &Text) -> Option<[u8; 32]> {
+    // Still `${...}` text: hashing it could only produce a false duplicate.
+    if t.unresolved {
+        return None;
+    }
+    if t.value.is_empty() {
+        let why = if t.template.is_some() {
+            " (the environment variable is set but empty)"
+        } else {
+            ""
+        };
+        c.err(
+            path,
+            format!("the key is empty{why}; set a long random value"),
+        );
+        return None;
+    }
+    c.secret_chars(path, t);
+    Some(Sha256::digest(t.value.as_bytes()).into())
+}
+
+fn digest(c: &mut Checker, path: &str, t: &Text) -> Option<[u8; 32]> {
+    if t.unresolved {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    let n = t.value.chars().count();
+    if n != 64 {
+        c.err(
+            path,
+            format!(
+                "key_sha256 must be 64 hex characters (a SHA-256 digest), found {n}; \
+                 compute it with: printf %s \"$KEY\" | sha256sum"
+            ),
+        );
+        return None;
+    }
+    if hex::decode_to_slice(&t.value, &mut out).is_err() {
+        c.err(
+            path,
+            "key_sha256 must contain only hex characters (0-9, a-f)",
+        );
+        return None;
+    }
+    Some(out)
+}
+
+fn patterns(c: &mut Checker, at: &str, raw: Option<Vec<Text>>, models: &Names) -> Vec<String> {
+    let Some(list) = raw else {
+        return vec![defaults::KEY_MODELS.to_owned()];
+    };
+    if list.is_empty() {
+        c.err(
+            at,
+            "the list is empty, so this key could use no model; list model names, \
+             \"prefix*\" patterns, or \"*\" for all (the default)",
+        );
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (j, p) in list.into_iter().enumerate() {
+        let path = join_index(at, j);
+        let v = p.value.as_str();
+        let stem = v.strip_suffix('*').unwrap_or(v);
+        if v.is_empty() {
+            c.err(
+                path,
+                "empty model pattern; write a model name, \"prefix*\" or \"*\"",
+            );
+        } else if stem.contains('*') {
+            c.err(
+                path,
+                format!(
+                    "{}: `*` is only allowed at the end (\"prefix*\") or alone (\"*\")",
+                    p.shown()
+                ),
+            );
+        } else if stem.len() == v.len() && models.find(v).is_none() {
+            c.err(path, models.unknown(&p));
+        }
+        out.push(p.value);
+    }
+    out
+}
