@@ -1,1 +1,53 @@
-//! Sluice's actors.
+//! Sluice's actors: one concern each, supervised, with no knowledge of HTTP
+//! handlers.
+//!
+//! Each concern lives in its own folder: `state.rs` is the pure state machine
+//! (no actix, testable on a paused clock), `mod.rs` the thin actor shell,
+//! `messages.rs` its messages, and `handle.rs` the typed API handlers call.
+//! [`supervision`] holds what every actor shares: restart counting, state,
+//! mailbox depth, and the registry that `/status` reads.
+
+pub mod status;
+pub mod supervision;
+pub mod upstream_sessions;
+
+pub use status::{ActorStatus, GetStatus};
+pub use supervision::{ActorMeta, ActorRegistry, ActorState};
+
+use actix::{Arbiter, ArbiterHandle};
+
+/// Every actor of a running gateway and the registry `/status` reads.
+pub struct Actors {
+    /// The thread the actors run on. They are message-driven and never block,
+    /// so one thread serves them all; a busy actor can get its own later.
+    arbiter: Arbiter,
+    pub registry: ActorRegistry,
+    pub sessions: upstream_sessions::SessionsHandle,
+}
+
+/// Why the actors could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] upstream_sessions::TlsError),
+}
+
+impl Actors {
+    /// Start every actor. Must run inside an actix `System`.
+    pub fn start(sessions: Vec<Option<upstream_sessions::SessionSpec>>) -> Result<Actors, StartError> {
+        let arbiter = Arbiter::new();
+        let mut registry = ActorRegistry::default();
+        let sessions = upstream_sessions::SessionsHandle::start(sessions, &arbiter.handle(), &mut registry)?;
+        Ok(Actors { arbiter, registry, sessions })
+    }
+
+    pub fn arbiter(&self) -> ArbiterHandle {
+        self.arbiter.handle()
+    }
+
+    /// Stop the actor thread (at shutdown, after the HTTP server drained).
+    pub fn stop(self) {
+        self.arbiter.stop();
+        let _ = self.arbiter.join();
+    }
+}
