@@ -1,0 +1,371 @@
+//! The HTTP side of the mock: worker threads, connections, routing, faults.
+//!
+//! Thread-per-core: each worker runs its own current-thread tokio runtime and
+//! accepts from a clone of the same listening socket, and a connection stays
+//! on the worker that accepted it. No work stealing, no cross-thread wakeups
+//! on the request path; the only shared state is the stats (atomics and a
+//! briefly locked ring) and the gates.
+
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::MockOptions;
+use super::body::{EventStream, MockBody, StreamPlan};
+use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
+use super::generate::{self, Endpoint, GenRequest};
+use super::stats::{Stats, bump};
+
+/// Largest request body read; bigger gets 413.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Model ids listed by `GET /v1/models`.
+const MODELS: &[&str] = &["mock-gpt", "gpt-4o-mini", "gpt-4o", "text-embedding-3-small"];
+/// A fixed `created` for listed models, so the list is byte-for-byte stable.
+const MODELS_CREATED: u64 = 1_700_000_000;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
+
+/// State shared by every worker and connection of one server.
+pub(crate) struct Shared {
+    pub opts: MockOptions,
+    pub stats: Arc<Stats>,
+    pub gates: Gates,
+}
+
+/// The error a service returns for `reset`: hyper then closes the HTTP/1
+/// connection without writing any response byte.
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mock fault: reset")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+/// One worker: accept until `stop` fires, then return; dropping the runtime
+/// afterwards cancels the worker's open connections.
+pub(crate) async fn accept_loop(listener: StdListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "mock: cannot register the listener");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            // Err means the MockServer is gone: stop as well.
+            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_connection(stream, shared.clone()));
+                }
+                Err(e) => {
+                    // Typically EMFILE or a connection reset before accept:
+                    // back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "mock: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    let _open = shared.stats.connection();
+    // Small request/response pairs must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let shared = &shared;
+    let svc = service_fn(move |req| handle(shared, req));
+    let conn = http1::Builder::new()
+        // No per-request timer: the mock serves trusted local clients, and
+        // a header timeout would cost a timer registration per request.
+        .header_read_timeout(None)
+        // Answers to pipelined requests go out in one write.
+        .pipeline_flush(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    // Errors here are peers going away or injected faults; nothing to report.
+    let _ = conn.await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Completions,
+    Embeddings,
+    Models,
+}
+
+/// The API route of a request, or the 404/405 to answer instead.
+fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
+    // Accept the routes with and without the /v1 prefix: clients differ in
+    // whether their base URL ends in /v1.
+    let p = path.strip_prefix("/v1").unwrap_or(path);
+    let (want, api) = match p {
+        "/chat/completions" => (Method::POST, Api::Chat),
+        "/completions" => (Method::POST, Api::Completions),
+        "/embeddings" => (Method::POST, Api::Embeddings),
+        "/models" => (Method::GET, Api::Models),
+        _ => {
+            let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
+            return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
+        }
+    };
+    if *method == want {
+        return Ok(api);
+    }
+    let msg = format!("Method not allowed: {method} {path}; use {want}.");
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, &msg, "invalid_request_error", None);
+    let allow = if want == Method::POST { "POST" } else { "GET" };
+    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    Err(Box::new(r))
+}
+
+fn respond(status: StatusCode, content_type: HeaderValue, body: MockBody) -> Response<MockBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, content_type);
+    r
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
+    respond(status, JSON, MockBody::full(body))
+}
+
+fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response<MockBody> {
+    json(status, generate::error_body(message, kind, None, code))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `chatcmpl-mock<16 hex>` / `cmpl-mock<16 hex>`, formatted on the stack.
+struct Id {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Id {
+    fn new(endpoint: Endpoint) -> Id {
+        let prefix: &[u8] = match endpoint {
+            Endpoint::Chat => b"chatcmpl-mock",
+            Endpoint::Completions => b"cmpl-mock",
+        };
+        let mut buf = [0u8; 32];
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut n = fastrand::u64(..);
+        for i in (prefix.len()..prefix.len() + 16).rev() {
+            buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+            n >>= 4;
+        }
+        Id { buf, len: prefix.len() + 16 }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("mock")
+    }
+}
+
+async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
+    if let Some(rest) = req.uri().path().strip_prefix("/mock/") {
+        return Ok(inspect(shared, req.method(), rest));
+    }
+    let (parts, body) = req.into_parts();
+    let controls = Controls::from_headers(&parts.headers);
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large for the mock (64 MiB max).",
+                "invalid_request_error",
+                Some("request_too_large"),
+            ));
+        }
+        // The client went away mid-body: nothing to answer.
+        Err(_) => return Err(Reset),
+    };
+    let stats = &shared.stats;
+    bump(&stats.requests_total);
+    let api = route(&parts.method, parts.uri.path());
+    match api {
+        Ok(Api::Chat) => bump(&stats.chat_total),
+        Ok(Api::Completions) => bump(&stats.completions_total),
+        Ok(Api::Embeddings) => bump(&stats.embeddings_total),
+        Ok(Api::Models) => bump(&stats.models_total),
+        Err(_) => {}
+    }
+    stats.record(parts.method, parts.uri, parts.headers, &body);
+    if let Some((header, expected)) = controls.bad {
+        let msg = format!("Invalid {header} header: expected {expected}.");
+        return Ok(error(StatusCode::BAD_REQUEST, &msg, "invalid_request_error", None));
+    }
+    let api = match api {
+        Ok(api) => api,
+        Err(not_found) => return Ok(*not_found),
+    };
+
+    let opts = &shared.opts;
+    let delay = controls.delay_ms.unwrap_or(opts.delay_ms);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let fault = controls.fault.or_else(|| roll_fault(opts));
+    match fault {
+        Some(Fault::RateLimit) => {
+            stats.fault(Fault::RateLimit);
+            let secs = controls.retry_after.unwrap_or(opts.retry_after_s);
+            let mut r = json(
+                StatusCode::TOO_MANY_REQUESTS,
+                generate::error_body(
+                    "Rate limit reached for requests (mock). Please try again later.",
+                    "requests",
+                    None,
+                    Some("rate_limit_exceeded"),
+                ),
+            );
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            return Ok(r);
+        }
+        Some(Fault::ServerError) => {
+            stats.fault(Fault::ServerError);
+            return Ok(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server had an error while processing your request (mock fault).",
+                "server_error",
+                None,
+            ));
+        }
+        Some(Fault::Hang) => {
+            stats.fault(Fault::Hang);
+            // Never answer. hyper notices the peer closing (EOF while a
+            // request is in flight) and drops this future with the connection.
+            return std::future::pending().await;
+        }
+        Some(Fault::Reset) => {
+            stats.fault(Fault::Reset);
+            return Err(Reset);
+        }
+        Some(Fault::Cut | Fault::Garbage) | None => {}
+    }
+
+    let (status, answer) = match api {
+        Api::Chat | Api::Completions => {
+            let endpoint = if api == Api::Chat { Endpoint::Chat } else { Endpoint::Completions };
+            match generate::parse_request(endpoint, &body, opts.tokens, controls.tokens) {
+                Ok(g) => (StatusCode::OK, generated(&g)),
+                Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
+            }
+        }
+        Api::Embeddings => match generate::embeddings_body(&body) {
+            Ok(b) => (StatusCode::OK, Answer::Full(b)),
+            Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
+        },
+        Api::Models => (StatusCode::OK, Answer::Full(generate::models_body(MODELS, MODELS_CREATED))),
+    };
+
+    Ok(match answer {
+        Answer::Full(b) => match fault {
+            Some(Fault::Cut) => {
+                stats.fault(Fault::Cut);
+                let full_len = b.len() as u64;
+                let part = b.slice(..b.len() / 2);
+                respond(status, JSON, MockBody::Cut { part: Some(part), full_len, flushed: false })
+            }
+            Some(Fault::Garbage) => {
+                stats.fault(Fault::Garbage);
+                json(StatusCode::OK, Bytes::from_static(GARBAGE_BODY))
+            }
+            _ => json(status, b),
+        },
+        Answer::Stream(events) => {
+            if let Some(f @ (Fault::Cut | Fault::Garbage)) = fault {
+                stats.fault(f);
+            }
+            let plan = StreamPlan {
+                chunk_delay: Duration::from_millis(controls.chunk_delay_ms.unwrap_or(opts.chunk_delay_ms)),
+                gate: controls.gate.as_ref().map(|g| shared.gates.get(g.to_str().unwrap_or(""))),
+                cut: (fault == Some(Fault::Cut)).then_some(controls.cut_after),
+                garbage: fault == Some(Fault::Garbage),
+            };
+            let body = EventStream::start(events, stats.clone(), plan);
+            let mut r = respond(StatusCode::OK, SSE, MockBody::Stream(Box::new(body)));
+            r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        }
+    })
+}
+
+enum Answer {
+    Full(Bytes),
+    Stream(generate::StreamEvents),
+}
+
+fn generated(g: &GenRequest) -> Answer {
+    let id = Id::new(g.endpoint);
+    let created = unix_now();
+    if g.stream {
+        Answer::Stream(generate::stream_events(g, id.as_str(), created))
+    } else {
+        Answer::Full(generate::completion_body(g, id.as_str(), created))
+    }
+}
+
+/// With probability `fail_rate`, a fault drawn uniformly from `faults`
+/// (`500` when the list is empty).
+fn roll_fault(opts: &MockOptions) -> Option<Fault> {
+    if opts.fail_rate <= 0.0 || fastrand::f64() >= opts.fail_rate {
+        return None;
+    }
+    Some(match opts.faults.len() {
+        0 => Fault::ServerError,
+        n => opts.faults[fastrand::usize(..n)],
+    })
+}
+
+/// The `/mock/...` inspection routes; they are not counted or recorded.
+fn inspect(shared: &Shared, method: &Method, rest: &str) -> Response<MockBody> {
+    let gate = rest.strip_prefix("gates/").filter(|g| !g.is_empty());
+    match (method, rest, gate) {
+        (&Method::GET, "stats", _) => match sonic_rs::to_vec(&shared.stats.snapshot()) {
+            Ok(v) => json(StatusCode::OK, Bytes::from(v)),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "server_error", None),
+        },
+        (&Method::POST, "reset", _) => {
+            shared.stats.reset();
+            json(StatusCode::OK, Bytes::from_static(b"{\"reset\":true}"))
+        }
+        (&Method::POST, _, Some(g)) if g.ends_with("/release") => {
+            let name = g.trim_end_matches("/release");
+            shared.gates.release(name);
+            json(StatusCode::OK, Bytes::from_static(b"{\"released\":1}"))
+        }
+        (&Method::GET, _, Some(name)) if !name.contains('/') => {
+            let body = format!("{{\"sent\":{}}}", shared.gates.sent(name));
+            json(StatusCode::OK, Bytes::from(body))
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("Unknown mock route: {method} /mock/{rest}"),
+            "invalid_request_error",
+            Some("unknown_url"),
+        ),
+    }
+}
