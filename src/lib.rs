@@ -1,6 +1,20 @@
 //! Sluice: a fast LLM gateway.
 //!
-//! The seam for tests and `main.rs` is [`server::run`]: it takes a bound
-//! listener, a validated [`config::Config`] and a shutdown signal.
+//! A request's way through the code: [`server`] (routes, workers) →
+//! [`handlers`] (one file per route) → [`request`] (the pipeline, one module
+//! per step: ingress, auth, route, attempt, relay, record) → [`providers`]
+//! (one module per upstream protocol) → the actors in `sluice-actors`.
+//!
+//! The seam for tests and `main.rs` is [`server::run`]: a bound listener, a
+//! validated [`config::Config`] and a shutdown signal.
 
+pub mod cli;
 pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod json;
+pub mod metrics;
+pub mod mock;
+pub mod providers;
+pub mod request;
+pub mod server;

@@ -1,1 +1,182 @@
-fn main() {}
+//! `sluice`: parse the command line, call the library, exit 0 (ok),
+//! 1 (bad config or usage) or 2 (runtime failure).
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice::cli::{CheckArgs, Cli, Command, HealthArgs, MockArgs, ServeArgs};
+use sluice::config::Config;
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+        Some(Command::Check(args)) => check(args),
+        Some(Command::Mock(args)) => mock(args),
+        Some(Command::Health(args)) => health(args),
+    }
+}
+
+/// A minimal HTTP/1.0 GET of /health over std's TcpStream: enough for a
+/// HEALTHCHECK, with no HTTP client in the image.
+fn health(args: HealthArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_millis(args.timeout_ms.max(1));
+    let probe = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&args.addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", args.addr).as_bytes())?;
+        let mut out = String::new();
+        s.take(64 * 1024).read_to_string(&mut out)?;
+        Ok(out)
+    };
+    match probe() {
+        Ok(resp) if resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200") => {
+            println!("{}", resp.split("\r\n\r\n").nth(1).unwrap_or(""));
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => {
+            eprintln!("unhealthy: {}", resp.lines().next().unwrap_or(""));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    let result = match Config::resolve_path(path) {
+        Some(p) => Config::load(&p),
+        None => Config::embedded_default(),
+    };
+    result.map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(1)
+    })
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    let listener = match TcpListener::bind(config.server.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", config.server.listen);
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(config = %config.source, listen = %config.server.listen, "starting sluice");
+    let result = actix_rt::System::new().block_on(sluice::server::run(listener, config, shutdown_signal()));
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT); both drain gracefully.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    match Config::load(&args.config) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} providers, {} models, {} keys)",
+                c.source,
+                c.providers.len(),
+                c.models.len(),
+                c.keys.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", args.config.display(), errors.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn mock(args: MockArgs) -> ExitCode {
+    let mut faults = Vec::new();
+    for f in &args.faults {
+        match f.parse::<sluice::mock::Fault>() {
+            Ok(f) => faults.push(f),
+            Err(e) => {
+                eprintln!("error: --faults: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if !(0.0..=1.0).contains(&args.fail_rate) {
+        eprintln!("error: --fail-rate must be between 0 and 1");
+        return ExitCode::from(1);
+    }
+    let opts = sluice::mock::MockOptions {
+        fail_rate: args.fail_rate,
+        faults,
+        delay_ms: args.delay_ms,
+        chunk_delay_ms: args.chunk_delay_ms,
+        tokens: args.tokens,
+        retry_after_s: args.retry_after_s,
+        workers: args.workers,
+        seed: args.seed,
+    };
+    let listener = match TcpListener::bind(args.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(listen = %args.listen, "sluice mock serving");
+    match sluice::mock::run_blocking(listener, opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -58,9 +58,7 @@ impl ExpandError {
 fn is_var_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     match bytes.next() {
-        Some(b) if b.is_ascii_alphabetic() || b == b'_' => {
-            bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        }
+        Some(b) if b.is_ascii_alphabetic() || b == b'_' => bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_'),
         _ => false,
     }
 }
@@ -101,20 +99,13 @@ pub fn expand(s: &str, env: &dyn Env) -> Result<(String, bool), Vec<ExpandError>
         }
     }
     out.push_str(rest);
-    if errors.is_empty() {
-        Ok((out, used_env))
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok((out, used_env)) } else { Err(errors) }
 }
 
 /// Expand `${VAR}` in every string value of `raw`, in place. A value that
 /// fails keeps its text as written and is marked unresolved.
 pub fn interpolate(raw: &mut RawConfig, env: &dyn Env) -> Vec<Issue> {
-    let mut w = Walker {
-        env,
-        issues: Vec::new(),
-    };
+    let mut w = Walker { env, issues: Vec::new() };
     let s = &mut raw.server;
     w.opt(join_key("server", "listen"), s.listen.as_mut());
     w.opt(join_key("server", "admin_key"), s.admin_key.as_mut());
@@ -240,13 +231,7 @@ mod tests {
     #[test]
     fn missing_variables_are_named() {
         let e = expand("${NOPE}-${A}-${ALSO_NOPE}", &env()).unwrap_err();
-        assert_eq!(
-            e,
-            vec![
-                ExpandError::Missing("NOPE".into()),
-                ExpandError::Missing("ALSO_NOPE".into())
-            ]
-        );
+        assert_eq!(e, vec![ExpandError::Missing("NOPE".into()), ExpandError::Missing("ALSO_NOPE".into())]);
         assert!(e[0].message().contains("`NOPE`"));
     }
 
@@ -257,10 +242,7 @@ mod tests {
         assert_eq!(expand("${}", &env()), Err(vec![ExpandError::BadName]));
         assert_eq!(expand("${1A}", &env()), Err(vec![ExpandError::BadName]));
         assert_eq!(expand("${A B}", &env()), Err(vec![ExpandError::BadName]));
-        assert_eq!(
-            expand("${sk-secret-123}", &env()),
-            Err(vec![ExpandError::BadName])
-        );
+        assert_eq!(expand("${sk-secret-123}", &env()), Err(vec![ExpandError::BadName]));
         assert!(!ExpandError::BadName.message().contains("sk-secret"));
     }
 

@@ -17,10 +17,7 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Issue {
-            path: path.into(),
-            message: message.into(),
-        }
+        Issue { path: path.into(), message: message.into() }
     }
 }
 
@@ -34,10 +31,7 @@ pub enum Seg {
 /// `parent.key`, quoting the key when it could not be read back unquoted
 /// (header names may contain dots).
 pub fn join_key(parent: &str, key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     let key = if bare {
         key.to_owned()
     } else {
@@ -52,11 +46,7 @@ pub fn join_key(parent: &str, key: &str) -> String {
         q.push('"');
         q
     };
-    if parent.is_empty() {
-        key
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key } else { format!("{parent}.{key}") }
 }
 
 /// `parent[index]`.
@@ -132,10 +122,7 @@ pub fn parse_path(path: &str) -> Vec<Seg> {
 /// The 1-based line holding byte `offset` of `text`.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()
-        .get(..end)
-        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-        + 1
+    text.as_bytes().get(..end).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) + 1
 }
 
 /// The parsed file with its spans, for looking key paths up.
@@ -146,10 +133,7 @@ pub struct Locator<'i> {
 
 impl<'i> Locator<'i> {
     pub fn parse(text: &'i str) -> Result<Self, toml::de::Error> {
-        Ok(Locator {
-            text,
-            root: DeTable::parse(text)?,
-        })
+        Ok(Locator { text, root: DeTable::parse(text)? })
     }
 
     /// The parse tree, from which the deserialiser is built (so the file is
@@ -182,12 +166,8 @@ impl<'i> Locator<'i> {
         let mut span = None;
         for seg in parse_path(path) {
             let next = match (&seg, table, value) {
-                (Seg::Key(k), Some(t), _) => t
-                    .get_key_value(k.as_str())
-                    .map(|(key, v)| (key.span(), v.get_ref())),
-                (Seg::Index(i), None, Some(DeValue::Array(a))) => {
-                    a.get(*i).map(|v| (v.span(), v.get_ref()))
-                }
+                (Seg::Key(k), Some(t), _) => t.get_key_value(k.as_str()).map(|(key, v)| (key.span(), v.get_ref())),
+                (Seg::Index(i), None, Some(DeValue::Array(a))) => a.get(*i).map(|v| (v.span(), v.get_ref())),
                 _ => None,
             };
             let Some((s, v)) = next else {
@@ -247,25 +227,13 @@ deployments = [
         assert_eq!(join_key("a", ""), r#"a."""#);
         assert_eq!(
             parse_path("models[1].fallbacks"),
-            vec![
-                Seg::Key("models".into()),
-                Seg::Index(1),
-                Seg::Key("fallbacks".into())
-            ]
+            vec![Seg::Key("models".into()), Seg::Index(1), Seg::Key("fallbacks".into())]
         );
     }
 
     #[test]
     fn malformed_paths_do_not_panic() {
-        for p in [
-            "",
-            "[",
-            "a[x]",
-            "a.\"b",
-            "a..b",
-            "[99999999999999999999999]",
-            "]",
-        ] {
+        for p in ["", "[", "a[x]", "a.\"b", "a..b", "[99999999999999999999999]", "]"] {
             let _ = parse_path(p);
         }
     }

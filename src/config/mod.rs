@@ -232,11 +232,7 @@ impl Config {
     }
 
     /// Parse `text` as if it were the file `file`.
-    pub fn from_str_with_env(
-        text: &str,
-        file: &str,
-        env: &dyn Env,
-    ) -> Result<Config, ConfigErrors> {
+    pub fn from_str_with_env(text: &str, file: &str, env: &dyn Env) -> Result<Config, ConfigErrors> {
         validate::load(text, file, env)
     }
 

@@ -51,11 +51,7 @@ pub struct Text {
 
 impl Text {
     pub fn new(value: impl Into<String>) -> Self {
-        Text {
-            value: value.into(),
-            template: None,
-            unresolved: false,
-        }
+        Text { value: value.into(), template: None, unresolved: false }
     }
 
     /// How an error message may quote this value: literally when it came

@@ -37,9 +37,7 @@ pub fn load(text: &str, file: &str, env: &dyn Env) -> Result<Config, ConfigError
         Ok(raw) => raw,
         Err(e) => {
             let issue = deser_issue(&locator, &e);
-            let line = locator
-                .line(&issue.path)
-                .or_else(|| e.inner().span().map(|s| line_of(text, s.start)));
+            let line = locator.line(&issue.path).or_else(|| e.inner().span().map(|s| line_of(text, s.start)));
             return Err(ConfigErrors(vec![ConfigError {
                 file: file.to_owned(),
                 line,
@@ -60,12 +58,7 @@ pub fn load(text: &str, file: &str, env: &dyn Env) -> Result<Config, ConfigError
     }
     let mut errors: Vec<ConfigError> = issues
         .into_iter()
-        .map(|i| ConfigError {
-            file: file.to_owned(),
-            line: locator.line(&i.path),
-            key: i.path,
-            message: i.message,
-        })
+        .map(|i| ConfigError { file: file.to_owned(), line: locator.line(&i.path), key: i.path, message: i.message })
         .collect();
     // Stable: problems on one line keep the order they were found in.
     errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
@@ -79,18 +72,8 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     let mut c = Checker::default();
     let no_keys = raw.keys.is_empty();
     let server = server(&mut c, raw.server);
-    let provider_names = Names::new(
-        &mut c,
-        "provider",
-        "providers",
-        raw.providers.iter().map(|p| &p.name),
-    );
-    let model_names = Names::new(
-        &mut c,
-        "model",
-        "models",
-        raw.models.iter().map(|m| &m.name),
-    );
+    let provider_names = Names::new(&mut c, "provider", "providers", raw.providers.iter().map(|p| &p.name));
+    let model_names = Names::new(&mut c, "model", "models", raw.models.iter().map(|m| &m.name));
     Names::new(&mut c, "key", "keys", raw.keys.iter().map(|k| &k.name));
 
     let providers = providers::check(&mut c, raw.providers);
@@ -111,13 +94,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
              to let every client in",
         );
     }
-    let config = Config {
-        source: file.to_owned(),
-        server,
-        providers,
-        models,
-        keys,
-    };
+    let config = Config { source: file.to_owned(), server, providers, models, keys };
     (config, c.issues)
 }
 
@@ -151,13 +128,7 @@ fn server(c: &mut Checker, s: RawServer) -> ServerConfig {
     ServerConfig {
         listen,
         admin_key,
-        max_body_bytes: c.usize(
-            "server.max_body_bytes",
-            s.max_body_bytes,
-            defaults::MAX_BODY_BYTES,
-            1,
-            "",
-        ),
+        max_body_bytes: c.usize("server.max_body_bytes", s.max_body_bytes, defaults::MAX_BODY_BYTES, 1, ""),
         workers: usize::try_from(c.int(
             "server.workers",
             s.workers,
@@ -194,21 +165,9 @@ impl Checker {
 
     /// An integer setting in `min..=max`, or `default` when left out. Out of
     /// range is reported and replaced by the default.
-    fn int(
-        &mut self,
-        path: &str,
-        v: Option<i64>,
-        default: i64,
-        min: i64,
-        max: i64,
-        why: &str,
-    ) -> i64 {
+    fn int(&mut self, path: &str, v: Option<i64>, default: i64, min: i64, max: i64, why: &str) -> i64 {
         let Some(v) = v else { return default };
-        let why = if why.is_empty() {
-            String::new()
-        } else {
-            format!(" {why}")
-        };
+        let why = if why.is_empty() { String::new() } else { format!(" {why}") };
         if v < min {
             self.err(path, format!("must be at least {min}, found {v}{why}"));
             default
@@ -221,8 +180,7 @@ impl Checker {
     }
 
     fn u64(&mut self, path: &str, v: Option<i64>, default: i64, min: i64, why: &str) -> u64 {
-        self.int(path, v, default, min.max(0), i64::MAX, why)
-            .unsigned_abs()
+        self.int(path, v, default, min.max(0), i64::MAX, why).unsigned_abs()
     }
 
     fn usize(&mut self, path: &str, v: Option<i64>, default: i64, min: i64, why: &str) -> usize {
@@ -240,11 +198,8 @@ impl Checker {
     /// itself is never printed.
     fn secret_chars(&mut self, path: &str, t: &Text) {
         if !is_header_value(&t.value) {
-            let origin = if t.template.is_some() {
-                " (check the environment variable: a trailing newline?)"
-            } else {
-                ""
-            };
+            let origin =
+                if t.template.is_some() { " (check the environment variable: a trailing newline?)" } else { "" };
             self.err(
                 path,
                 format!(
@@ -278,12 +233,7 @@ impl Names {
         section: &'static str,
         names: impl Iterator<Item = &'a Text>,
     ) -> Names {
-        let mut n = Names {
-            what,
-            section,
-            list: Vec::new(),
-            index: HashMap::new(),
-        };
+        let mut n = Names { what, section, list: Vec::new(), index: HashMap::new() };
         for (i, name) in names.enumerate() {
             let path = format!("{section}[{i}].name");
             if name.value.is_empty() {
@@ -321,12 +271,7 @@ impl Names {
             return m;
         }
         // Only literal names may be suggested: an interpolated one is never printed.
-        let literal: Vec<&str> = self
-            .list
-            .iter()
-            .filter(|t| t.template.is_none())
-            .map(|t| t.value.as_str())
-            .collect();
+        let literal: Vec<&str> = self.list.iter().filter(|t| t.template.is_none()).map(|t| t.value.as_str()).collect();
         if name.template.is_none()
             && let Some(s) = closest(&name.value, &literal)
         {
@@ -392,15 +337,9 @@ fn deser_issue(loc: &Locator<'_>, e: &serde_path_to_error::Error<toml::de::Error
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         let (key, parent) = match segs.split_last() {
             Some((Seg::Key(k), parent)) => (k.clone(), parent),
-            _ => (
-                backticked(rest).first().cloned().unwrap_or_default(),
-                &segs[..],
-            ),
+            _ => (backticked(rest).first().cloned().unwrap_or_default(), &segs[..]),
         };
-        let allowed = rest
-            .split_once(", expected ")
-            .map(|(_, list)| backticked(list))
-            .unwrap_or_default();
+        let allowed = rest.split_once(", expected ").map(|(_, list)| backticked(list)).unwrap_or_default();
         let mut m = format!("unknown key `{key}` {}", section(parent));
         if allowed.is_empty() {
             m.push_str("; this table takes no keys");
@@ -415,19 +354,13 @@ fn deser_issue(loc: &Locator<'_>, e: &serde_path_to_error::Error<toml::de::Error
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
         let field = backticked(rest).first().cloned().unwrap_or_default();
-        let m = format!(
-            "missing required key `{field}` {}; add {}",
-            section(&segs),
-            example(&field)
-        );
+        let m = format!("missing required key `{field}` {}; add {}", section(&segs), example(&field));
         return Issue::new(join_key(&path, &field), m);
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
         let expected = rest.rsplit_once(", expected ").map_or("", |(_, e)| e);
         let expected = describe_expected(expected);
-        let found = loc
-            .type_at(&path)
-            .map_or_else(|| describe_serde_found(rest), describe_toml_type);
+        let found = loc.type_at(&path).map_or_else(|| describe_serde_found(rest), describe_toml_type);
         let m = if expected == "an integer" && found == "an integer" {
             format!("the number is out of range (at most {})", i64::MAX)
         } else {
@@ -503,18 +436,10 @@ fn describe_serde_found(rest: &str) -> String {
         ("map", "a table"),
         ("sequence", "an array"),
     ];
-    kinds
-        .iter()
-        .find(|(p, _)| rest.starts_with(p))
-        .map_or("another type", |(_, d)| d)
-        .to_owned()
+    kinds.iter().find(|(p, _)| rest.starts_with(p)).map_or("another type", |(_, d)| d).to_owned()
 }
 
 /// Blank out `"..."` in a message we did not write: it may quote a value.
 fn scrub_quoted(msg: &str) -> String {
-    msg.split('"')
-        .enumerate()
-        .map(|(i, part)| if i % 2 == 1 { "..." } else { part })
-        .collect::<Vec<_>>()
-        .join("\"")
+    msg.split('"').enumerate().map(|(i, part)| if i % 2 == 1 { "..." } else { part }).collect::<Vec<_>>().join("\"")
 }

@@ -10,22 +10,14 @@ use super::super::raw::{RawKey, RawModel, Text, defaults};
 use super::super::{DeploymentConfig, KeyConfig, ModelConfig, Price};
 use super::{Checker, Names};
 
-pub(super) fn check_models(
-    c: &mut Checker,
-    raw: Vec<RawModel>,
-    providers: &Names,
-    models: &Names,
-) -> Vec<ModelConfig> {
+pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Names, models: &Names) -> Vec<ModelConfig> {
     // Fallback edges: model -> (fallback model, index in its `fallbacks`).
     let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); raw.len()];
     let mut out = Vec::with_capacity(raw.len());
     for (i, m) in raw.into_iter().enumerate() {
         let at = join_index("models", i);
         if m.name.value.contains('*') {
-            c.err(
-                join_key(&at, "name"),
-                "a model name cannot contain `*`: it is the wildcard of [[keys]] `models`",
-            );
+            c.err(join_key(&at, "name"), "a model name cannot contain `*`: it is the wildcard of [[keys]] `models`");
         }
 
         let deps_at = join_key(&at, "deployments");
@@ -57,11 +49,7 @@ pub(super) fn check_models(
                 1,
                 "(a deployment's share of traffic; remove the deployment to stop using it)",
             );
-            deployments.push(DeploymentConfig {
-                provider,
-                model: d.model.value,
-                weight,
-            });
+            deployments.push(DeploymentConfig { provider, model: d.model.value, weight });
         }
 
         let fb_at = join_key(&at, "fallbacks");
@@ -89,10 +77,7 @@ pub(super) fn check_models(
         }
 
         let price = m.price.map(|p| {
-            for (key, v) in [
-                ("input_per_mtok", p.input_per_mtok),
-                ("output_per_mtok", p.output_per_mtok),
-            ] {
+            for (key, v) in [("input_per_mtok", p.input_per_mtok), ("output_per_mtok", p.output_per_mtok)] {
                 if !v.is_finite() || v < 0.0 {
                     c.err(
                         join_key(&join_key(&at, "price"), key),
@@ -100,18 +85,10 @@ pub(super) fn check_models(
                     );
                 }
             }
-            Price {
-                input_per_mtok: p.input_per_mtok,
-                output_per_mtok: p.output_per_mtok,
-            }
+            Price { input_per_mtok: p.input_per_mtok, output_per_mtok: p.output_per_mtok }
         });
 
-        out.push(ModelConfig {
-            name: m.name.value,
-            deployments,
-            fallbacks,
-            price,
-        });
+        out.push(ModelConfig { name: m.name.value, deployments, fallbacks, price });
     }
 
     for cycle in cycles(&edges) {
@@ -153,8 +130,7 @@ fn cycles(edges: &[Vec<(usize, usize)>]) -> Vec<Vec<(usize, usize)>> {
                 }
                 ON_STACK => {
                     let from = stack.iter().position(|s| s.0 == to).unwrap_or(0);
-                    let mut cycle: Vec<(usize, usize)> =
-                        stack[from..].iter().map(|s| (s.0, s.2)).collect();
+                    let mut cycle: Vec<(usize, usize)> = stack[from..].iter().map(|s| (s.0, s.2)).collect();
                     let lowest = (0..cycle.len()).min_by_key(|&p| cycle[p].0).unwrap_or(0);
                     cycle.rotate_left(lowest);
                     if seen.insert(cycle.iter().map(|s| s.0).collect::<Vec<_>>()) {
@@ -201,16 +177,11 @@ pub(super) fn check_keys(c: &mut Checker, raw: Vec<RawKey>, models: &Names) -> V
                 None
             }
             (Some(_), Some(_)) => {
-                c.err(
-                    join_key(&at, "key_sha256"),
-                    "set either `key` or `key_sha256`, not both",
-                );
+                c.err(join_key(&at, "key_sha256"), "set either `key` or `key_sha256`, not both");
                 None
             }
             (Some(t), None) => plaintext(c, &join_key(&at, "key"), t).map(|h| (h, "key")),
-            (None, Some(t)) => {
-                digest(c, &join_key(&at, "key_sha256"), t).map(|h| (h, "key_sha256"))
-            }
+            (None, Some(t)) => digest(c, &join_key(&at, "key_sha256"), t).map(|h| (h, "key_sha256")),
         };
         if let Some((h, field)) = hashed {
             if let Some(&first) = by_hash.get(&h) {
@@ -230,11 +201,7 @@ pub(super) fn check_keys(c: &mut Checker, raw: Vec<RawKey>, models: &Names) -> V
 
         let patterns = patterns(c, &join_key(&at, "models"), k.models, models);
         names.push(k.name.clone());
-        out.push(KeyConfig {
-            name: k.name.value,
-            key_sha256: hashed.map_or([0; 32], |(h, _)| h),
-            models: patterns,
-        });
+        out.push(KeyConfig { name: k.name.value, key_sha256: hashed.map_or([0; 32], |(h, _)| h), models: patterns });
     }
     out
 }
@@ -246,15 +213,8 @@ fn plaintext(c: &mut Checker, path: &str, t: &Text) -> Option<[u8; 32]> {
         return None;
     }
     if t.value.is_empty() {
-        let why = if t.template.is_some() {
-            " (the environment variable is set but empty)"
-        } else {
-            ""
-        };
-        c.err(
-            path,
-            format!("the key is empty{why}; set a long random value"),
-        );
+        let why = if t.template.is_some() { " (the environment variable is set but empty)" } else { "" };
+        c.err(path, format!("the key is empty{why}; set a long random value"));
         return None;
     }
     c.secret_chars(path, t);
@@ -278,10 +238,7 @@ fn digest(c: &mut Checker, path: &str, t: &Text) -> Option<[u8; 32]> {
         return None;
     }
     if hex::decode_to_slice(&t.value, &mut out).is_err() {
-        c.err(
-            path,
-            "key_sha256 must contain only hex characters (0-9, a-f)",
-        );
+        c.err(path, "key_sha256 must contain only hex characters (0-9, a-f)");
         return None;
     }
     Some(out)
@@ -304,18 +261,9 @@ fn patterns(c: &mut Checker, at: &str, raw: Option<Vec<Text>>, models: &Names) -
         let v = p.value.as_str();
         let stem = v.strip_suffix('*').unwrap_or(v);
         if v.is_empty() {
-            c.err(
-                path,
-                "empty model pattern; write a model name, \"prefix*\" or \"*\"",
-            );
+            c.err(path, "empty model pattern; write a model name, \"prefix*\" or \"*\"");
         } else if stem.contains('*') {
-            c.err(
-                path,
-                format!(
-                    "{}: `*` is only allowed at the end (\"prefix*\") or alone (\"*\")",
-                    p.shown()
-                ),
-            );
+            c.err(path, format!("{}: `*` is only allowed at the end (\"prefix*\") or alone (\"*\")", p.shown()));
         } else if stem.len() == v.len() && models.find(v).is_none() {
             c.err(path, models.unknown(&p));
         }

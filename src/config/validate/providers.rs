@@ -10,23 +10,14 @@ use super::Checker;
 /// Client headers that are never passed upstream: the first two carry the
 /// client's Sluice key (the upstream gets the provider's `api_key`), the
 /// others describe one hop and are set by Sluice itself.
-const NEVER_FORWARD: [&str; 6] = [
-    "authorization",
-    "x-api-key",
-    "host",
-    "content-length",
-    "connection",
-    "transfer-encoding",
-];
+const NEVER_FORWARD: [&str; 6] =
+    ["authorization", "x-api-key", "host", "content-length", "connection", "transfer-encoding"];
 
 /// Headers that frame the upstream request; a fixed value would corrupt it.
 const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
 
 pub(super) fn check(c: &mut Checker, raw: Vec<RawProvider>) -> Vec<ProviderConfig> {
-    raw.into_iter()
-        .enumerate()
-        .map(|(i, p)| provider(c, &join_index("providers", i), p))
-        .collect()
+    raw.into_iter().enumerate().map(|(i, p)| provider(c, &join_index("providers", i), p)).collect()
 }
 
 fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
@@ -103,20 +94,9 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
     }
     let forward_headers = forward_headers(c, &path("forward_headers"), p.forward_headers);
 
-    let first_byte_timeout_ms = c.u64(
-        &path("first_byte_timeout_ms"),
-        p.first_byte_timeout_ms,
-        defaults::FIRST_BYTE_TIMEOUT_MS,
-        1,
-        "",
-    );
-    let total_timeout_ms = c.u64(
-        &path("total_timeout_ms"),
-        p.total_timeout_ms,
-        defaults::TOTAL_TIMEOUT_MS,
-        1,
-        "",
-    );
+    let first_byte_timeout_ms =
+        c.u64(&path("first_byte_timeout_ms"), p.first_byte_timeout_ms, defaults::FIRST_BYTE_TIMEOUT_MS, 1, "");
+    let total_timeout_ms = c.u64(&path("total_timeout_ms"), p.total_timeout_ms, defaults::TOTAL_TIMEOUT_MS, 1, "");
     if total_timeout_ms < first_byte_timeout_ms {
         c.err(
             path("total_timeout_ms"),
@@ -130,10 +110,7 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
 
     let mock = match (&p.mock, is_mock) {
         (Some(_), false) if kind.is_some() => {
-            c.err(
-                path("mock"),
-                "mock settings apply only to kind = \"mock\"; remove this table",
-            );
+            c.err(path("mock"), "mock settings apply only to kind = \"mock\"; remove this table");
             MockProviderConfig::default()
         }
         (m, true) => mock(c, &path("mock"), m.as_ref()),
@@ -162,21 +139,9 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
             "",
         ),
         first_byte_timeout_ms,
-        idle_timeout_ms: c.u64(
-            &path("idle_timeout_ms"),
-            p.idle_timeout_ms,
-            defaults::IDLE_TIMEOUT_MS,
-            1,
-            "",
-        ),
+        idle_timeout_ms: c.u64(&path("idle_timeout_ms"), p.idle_timeout_ms, defaults::IDLE_TIMEOUT_MS, 1, ""),
         total_timeout_ms,
-        warm_connections: c.usize(
-            &path("warm_connections"),
-            p.warm_connections,
-            defaults::WARM_CONNECTIONS,
-            0,
-            "",
-        ),
+        warm_connections: c.usize(&path("warm_connections"), p.warm_connections, defaults::WARM_CONNECTIONS, 0, ""),
         mock,
     }
 }
@@ -185,17 +150,8 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
 /// `/chat/completions` and friends).
 fn base_url(c: &mut Checker, path: &str, u: &Text) -> String {
     let v = u.value.as_str();
-    let Some(rest) = v
-        .strip_prefix("https://")
-        .or_else(|| v.strip_prefix("http://"))
-    else {
-        c.err(
-            path,
-            format!(
-                "base_url must start with http:// or https://, found {}",
-                u.shown()
-            ),
-        );
+    let Some(rest) = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://")) else {
+        c.err(path, format!("base_url must start with http:// or https://, found {}", u.shown()));
         return String::new();
     };
     if v.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
@@ -214,16 +170,10 @@ fn base_url(c: &mut Checker, path: &str, u: &Text) -> String {
 
 /// `tchar` from RFC 9110: the characters of a header name.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn headers(
-    c: &mut Checker,
-    at: &str,
-    raw: std::collections::BTreeMap<String, Text>,
-) -> Vec<(String, Secret)> {
+fn headers(c: &mut Checker, at: &str, raw: std::collections::BTreeMap<String, Text>) -> Vec<(String, Secret)> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for (name, value) in raw {
@@ -231,24 +181,15 @@ fn headers(
         // HTTP/2 sends header names in lower case; store them that way.
         let lower = name.to_ascii_lowercase();
         if !is_token(&lower) {
-            c.err(
-                &path,
-                "not a valid HTTP header name: use letters, digits and !#$%&'*+-.^_`|~",
-            );
+            c.err(&path, "not a valid HTTP header name: use letters, digits and !#$%&'*+-.^_`|~");
             continue;
         }
         if FRAMING.contains(&lower.as_str()) {
-            c.err(
-                &path,
-                format!("`{lower}` is set by Sluice for each request; remove it"),
-            );
+            c.err(&path, format!("`{lower}` is set by Sluice for each request; remove it"));
             continue;
         }
         if !seen.insert(lower.clone()) {
-            c.err(
-                &path,
-                format!("header `{lower}` is set twice (header names ignore case); keep one"),
-            );
+            c.err(&path, format!("header `{lower}` is set twice (header names ignore case); keep one"));
             continue;
         }
         c.secret_chars(&path, &value);
@@ -287,13 +228,7 @@ fn forward_headers(c: &mut Checker, at: &str, raw: Option<Vec<Text>>) -> Vec<Str
             );
             continue;
         }
-        let blocked = NEVER_FORWARD.iter().find(|n| {
-            if prefix {
-                n.starts_with(base)
-            } else {
-                **n == base
-            }
-        });
+        let blocked = NEVER_FORWARD.iter().find(|n| if prefix { n.starts_with(base) } else { **n == base });
         if let Some(n) = blocked {
             let why = if matches!(*n, "authorization" | "x-api-key") {
                 "it carries the client's Sluice key (the upstream gets the provider's api_key)"
@@ -301,10 +236,7 @@ fn forward_headers(c: &mut Checker, at: &str, raw: Option<Vec<Text>>) -> Vec<Str
                 "it describes one connection and Sluice sets it"
             };
             let m = if prefix {
-                format!(
-                    "{} would forward `{n}`, which is never forwarded: {why}",
-                    t.shown()
-                )
+                format!("{} would forward `{n}`, which is never forwarded: {why}", t.shown())
             } else {
                 format!("`{n}` is never forwarded: {why}; remove it")
             };
@@ -320,26 +252,8 @@ fn mock(c: &mut Checker, at: &str, m: Option<&RawMock>) -> MockProviderConfig {
     let d = RawMock::default();
     let m = m.unwrap_or(&d);
     MockProviderConfig {
-        delay_ms: c.u64(
-            &join_key(at, "delay_ms"),
-            m.delay_ms,
-            defaults::MOCK_DELAY_MS,
-            0,
-            "",
-        ),
-        chunk_delay_ms: c.u64(
-            &join_key(at, "chunk_delay_ms"),
-            m.chunk_delay_ms,
-            defaults::MOCK_CHUNK_DELAY_MS,
-            0,
-            "",
-        ),
-        tokens: c.u32(
-            &join_key(at, "tokens"),
-            m.tokens,
-            defaults::MOCK_TOKENS,
-            1,
-            "",
-        ),
+        delay_ms: c.u64(&join_key(at, "delay_ms"), m.delay_ms, defaults::MOCK_DELAY_MS, 0, ""),
+        chunk_delay_ms: c.u64(&join_key(at, "chunk_delay_ms"), m.chunk_delay_ms, defaults::MOCK_CHUNK_DELAY_MS, 0, ""),
+        tokens: c.u32(&join_key(at, "tokens"), m.tokens, defaults::MOCK_TOKENS, 1, ""),
     }
 }

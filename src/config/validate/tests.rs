@@ -46,9 +46,7 @@ fn one(text: &str) -> ConfigError {
 
 /// 1-based line of the first occurrence of `needle` in `text`.
 fn line(text: &str, needle: &str) -> Option<usize> {
-    let at = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle} not in text"));
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle} not in text"));
     Some(line_of(text, at))
 }
 
@@ -135,11 +133,7 @@ fn defaults_apply() {
     assert_eq!(p.idle_timeout_ms, 60_000);
     assert_eq!(p.total_timeout_ms, 600_000);
     assert_eq!(p.warm_connections, 1);
-    let mock = MockProviderConfig {
-        delay_ms: 0,
-        chunk_delay_ms: 0,
-        tokens: 16,
-    };
+    let mock = MockProviderConfig { delay_ms: 0, chunk_delay_ms: 0, tokens: 16 };
     assert_eq!(p.mock, mock);
     assert_eq!(c.models[0].deployments[0].weight, 1);
     assert!(c.models[0].fallbacks.is_empty());
@@ -163,15 +157,8 @@ forward_headers = ["X-Trace-Id", "x-mock-*"]
     let p = &c.providers[1];
     assert_eq!(p.kind, ProviderKind::OpenAi);
     assert_eq!(p.base_url, "https://api.example.com/v1");
-    assert_eq!(
-        p.api_key.as_ref().map(Secret::expose),
-        Some("test-value-of-OPENAI_API_KEY")
-    );
-    let h: Vec<(&str, &str)> = p
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.expose()))
-        .collect();
+    assert_eq!(p.api_key.as_ref().map(Secret::expose), Some("test-value-of-OPENAI_API_KEY"));
+    let h: Vec<(&str, &str)> = p.headers.iter().map(|(n, v)| (n.as_str(), v.expose())).collect();
     assert_eq!(h, [("other", "test-value-of-HDR"), ("x-team", "t1")]);
     assert_eq!(p.forward_headers, ["x-trace-id", "x-mock-*"]);
     assert_eq!(c.provider(1).map(|p| p.name.as_str()), Some("o"));
@@ -233,49 +220,17 @@ key_sha256 = "XYZ"
             "name = \"m\"\nkind = \"anthropic\"",
             "duplicate provider name `m`: providers[0] already uses it",
         ),
-        (
-            "providers[1].kind",
-            "anthropic",
-            "unknown provider kind `anthropic`; expected one of: openai",
-        ),
-        (
-            "models[0].deployments[0].provider",
-            "provider = \"n\"",
-            "no provider named `n`; defined providers: `m`",
-        ),
-        (
-            "models[0].deployments[0].model",
-            "provider = \"n\"",
-            "upstream model name is empty",
-        ),
-        (
-            "models[0].fallbacks[0]",
-            "fallbacks",
-            "cannot fall back to itself",
-        ),
+        ("providers[1].kind", "anthropic", "unknown provider kind `anthropic`; expected one of: openai"),
+        ("models[0].deployments[0].provider", "provider = \"n\"", "no provider named `n`; defined providers: `m`"),
+        ("models[0].deployments[0].model", "provider = \"n\"", "upstream model name is empty"),
+        ("models[0].fallbacks[0]", "fallbacks", "cannot fall back to itself"),
         ("models[0].fallbacks[1]", "fallbacks", "no model named `zz`"),
-        (
-            "models[1].name",
-            "name = \"a\"\ndeployments = []",
-            "duplicate model name `a`",
-        ),
-        (
-            "models[1].deployments",
-            "deployments = []",
-            "at least one deployment",
-        ),
+        ("models[1].name", "name = \"a\"\ndeployments = []", "duplicate model name `a`"),
+        ("models[1].deployments", "deployments = []", "at least one deployment"),
         ("keys[0]", "[[keys]]", "needs `key`"),
         ("keys[0].models[0]", "models = [", "no model named `nope`"),
-        (
-            "keys[0].models[1]",
-            "models = [",
-            "`*` is only allowed at the end",
-        ),
-        (
-            "keys[1].name",
-            "name = \"k\"\nkey =",
-            "duplicate key name `k`",
-        ),
+        ("keys[0].models[1]", "models = [", "`*` is only allowed at the end"),
+        ("keys[1].name", "name = \"k\"\nkey =", "duplicate key name `k`"),
         ("keys[2].key_sha256", "XYZ", "64 hex characters"),
     ];
     let got: Vec<(&str, Option<usize>)> = e.iter().map(|e| (e.key.as_str(), e.line)).collect();
@@ -286,10 +241,7 @@ key_sha256 = "XYZ"
         assert_eq!(found.line, line(text, needle), "{found:#?}");
     }
     let lines: Vec<usize> = e.iter().filter_map(|e| e.line).collect();
-    assert!(
-        lines.windows(2).all(|w| w[0] <= w[1]),
-        "sorted by line: {lines:?}"
-    );
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "sorted by line: {lines:?}");
 }
 
 #[test]
@@ -305,11 +257,7 @@ fn config_level_errors() {
         e.message,
         "no [[keys]] configured: add one, or set server.allow_anonymous = true to let every client in"
     );
-    assert_eq!(
-        e.to_string(),
-        format!("t.toml: keys: {}", e.message),
-        "no line, key shown"
-    );
+    assert_eq!(e.to_string(), format!("t.toml: keys: {}", e.message), "no line, key shown");
 
     let both = errs("");
     assert_eq!(both.len(), 2);
@@ -339,13 +287,7 @@ fn duplicate_key_material_names_both_keys() {
          [[keys]]\nname = \"second\"\nkey_sha256 = \"{digest}\"\n"
     ));
     let e = one(&text);
-    check(
-        &e,
-        &text,
-        "keys[1].key_sha256",
-        "key_sha256",
-        &["`second`", "`first` (keys[0])"],
-    );
+    check(&e, &text, "keys[1].key_sha256", "key_sha256", &["`second`", "`first` (keys[0])"]);
     assert!(!e.to_string().contains("shared"));
 }
 
@@ -357,23 +299,12 @@ fn fallback_cycles_are_reported_once_each() {
         )
     };
     let text = with(
-        &[
-            m("b", "\"c\""),
-            m("c", "\"a\", \"d\""),
-            m("d", "\"b\""),
-            m("e", "\"f\""),
-            m("f", "\"e\", \"a\""),
-        ]
-        .concat(),
+        &[m("b", "\"c\""), m("c", "\"a\", \"d\""), m("d", "\"b\""), m("e", "\"f\""), m("f", "\"e\", \"a\"")].concat(),
     );
     let e = errs(&text);
     assert_eq!(e.len(), 2, "{e:#?}");
     assert_eq!(e[0].key, "models[1].fallbacks[0]");
-    assert!(
-        e[0].message
-            .contains("fallback cycle: `b` -> `c` -> `d` -> `b`"),
-        "{e:#?}"
-    );
+    assert!(e[0].message.contains("fallback cycle: `b` -> `c` -> `d` -> `b`"), "{e:#?}");
     assert_eq!(e[0].line, line(&text, "fallbacks = [\"c\"]"));
     assert_eq!(e[1].key, "models[4].fallbacks[0]");
     assert!(e[1].message.contains("`e` -> `f` -> `e`"), "{e:#?}");
@@ -396,20 +327,8 @@ fn interpolation_through_load() {
     );
     let e = errs(&text);
     assert_eq!(e.len(), 2, "{e:#?}");
-    check(
-        &e[0],
-        &text,
-        "keys[0].key",
-        "MISSING_KEY",
-        &["`MISSING_KEY` is not set"],
-    );
-    check(
-        &e[1],
-        &text,
-        "keys[1].models[0]",
-        "${}",
-        &["must hold an environment variable name"],
-    );
+    check(&e[0], &text, "keys[0].key", "MISSING_KEY", &["`MISSING_KEY` is not set"]);
+    check(&e[1], &text, "keys[1].models[0]", "${}", &["must hold an environment variable name"]);
 
     let text = with("[[keys]]\nname = \"$${literal}\"\nkey = \"${K}-$${x}\"\n");
     let c = load_ok(&text);
@@ -487,14 +406,9 @@ key_sha256 = "${S}"
     assert!(e.0.len() >= 15, "{shown}");
     assert!(!shown.contains("XYZZY"), "{shown}");
     // And in messages where a literal secret sits next to a problem.
-    let text = with(
-        "[[keys]]\nname = \"k\"\nkey = \"lit-XYZZY\"\n[[keys]]\nname = \"k\"\nkey = \"lit-XYZZY\"\n",
-    );
+    let text = with("[[keys]]\nname = \"k\"\nkey = \"lit-XYZZY\"\n[[keys]]\nname = \"k\"\nkey = \"lit-XYZZY\"\n");
     let shown = load(&text, "t.toml", &env).unwrap_err().to_string();
-    assert!(
-        shown.contains("same key") && !shown.contains("XYZZY"),
-        "{shown}"
-    );
+    assert!(shown.contains("same key") && !shown.contains("XYZZY"), "{shown}");
     // A valid config's Debug hides secrets too.
     let ok = with(
         "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://h\"\napi_key = \"${S}\"\nheaders = { h = \"${S}\" }\n",
@@ -509,9 +423,7 @@ fn no_panic_on_any_prefix_or_mutation() {
     for (i, _) in text.char_indices() {
         let _ = load(&text[..i], "t.toml", &env());
     }
-    for junk in [
-        "\0", "\u{feff}", "[[", "]]", "=", "\"", "${", "'''", "[server]", "9",
-    ] {
+    for junk in ["\0", "\u{feff}", "[[", "]]", "=", "\"", "${", "'''", "[server]", "9"] {
         for (i, _) in text.char_indices().step_by(7) {
             let mutated = format!("{}{junk}{}", &text[..i], &text[i..]);
             let _ = load(&mutated, "t.toml", &env());
@@ -522,9 +434,5 @@ fn no_panic_on_any_prefix_or_mutation() {
 #[test]
 fn errors_display_file_line_key() {
     let e = one("[server]\nlisen = 1\n");
-    assert!(
-        e.to_string()
-            .starts_with("t.toml:2: server.lisen: unknown key `lisen` in [server]"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("t.toml:2: server.lisen: unknown key `lisen` in [server]"), "{e}");
 }

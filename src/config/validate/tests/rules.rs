@@ -10,11 +10,7 @@ fn unknown_keys_at_every_level() {
             "[sever]\n",
             "sever",
             "[sever]",
-            &[
-                "at the top level",
-                "server, providers, models, keys",
-                "(did you mean `server`?)",
-            ],
+            &["at the top level", "server, providers, models, keys", "(did you mean `server`?)"],
         ),
         (
             "[server]\nlisen = \"x\"\n",
@@ -36,11 +32,7 @@ fn unknown_keys_at_every_level() {
             "[[providers]]\nname = \"p\"\nkind = \"mock\"\n[providers.mock]\ntoken = 1\n",
             "providers[0].mock.token",
             "token =",
-            &[
-                "in [providers.mock]",
-                "delay_ms, chunk_delay_ms, tokens",
-                "did you mean `tokens`",
-            ],
+            &["in [providers.mock]", "delay_ms, chunk_delay_ms, tokens", "did you mean `tokens`"],
         ),
         (
             "[[models]]\nname = \"a\"\ndeployments = []\nalias = 1\n",
@@ -52,11 +44,7 @@ fn unknown_keys_at_every_level() {
             "[[models]]\nname = \"a\"\ndeployments = [\n  { provider = \"m\", model = \"x\", wieght = 2 },\n]\n",
             "models[0].deployments[0].wieght",
             "wieght",
-            &[
-                "`models[0].deployments[0]`",
-                "provider, model, weight",
-                "did you mean `weight`",
-            ],
+            &["`models[0].deployments[0]`", "provider, model, weight", "did you mean `weight`"],
         ),
         (
             "[[models]]\nname = \"a\"\ndeployments = []\nprice = { input = 1 }\n",
@@ -64,12 +52,7 @@ fn unknown_keys_at_every_level() {
             "price",
             &["[models.price]", "input_per_mtok, output_per_mtok"],
         ),
-        (
-            "[[keys]]\nname = \"k\"\nrpm = 5\n",
-            "keys[0].rpm",
-            "rpm",
-            &["in [[keys]]", "name, key, key_sha256, models"],
-        ),
+        ("[[keys]]\nname = \"k\"\nrpm = 5\n", "keys[0].rpm", "rpm", &["in [[keys]]", "name, key, key_sha256, models"]),
     ];
     for (body, key, needle, parts) in cases {
         let text = format!("# leading comment\n\n{body}");
@@ -81,54 +64,19 @@ fn unknown_keys_at_every_level() {
 #[test]
 fn wrong_types() {
     let cases: &[(&str, &str, &str, &str)] = &[
-        (
-            "[server]\nworkers = \"four\"\n",
-            "server.workers",
-            "workers",
-            "expected an integer, found a string",
-        ),
-        (
-            "[server]\nlisten = 8080\n",
-            "server.listen",
-            "listen",
-            "expected a string, found an integer",
-        ),
+        ("[server]\nworkers = \"four\"\n", "server.workers", "workers", "expected an integer, found a string"),
+        ("[server]\nlisten = 8080\n", "server.listen", "listen", "expected a string, found an integer"),
         (
             "[server]\nallow_anonymous = \"yes\"\n",
             "server.allow_anonymous",
             "allow_anonymous",
             "expected a boolean (true or false), found a string",
         ),
-        (
-            "[server]\nworkers = 1.5\n",
-            "server.workers",
-            "workers",
-            "expected an integer, found a float",
-        ),
-        (
-            "[server]\nallow_anonymous = 1979-05-27\n",
-            "server.allow_anonymous",
-            "allow_anonymous",
-            "found a date-time",
-        ),
-        (
-            "[server]\nworkers = 99999999999999999999\n",
-            "server.workers",
-            "workers",
-            "out of range",
-        ),
-        (
-            "server = 5\n",
-            "server",
-            "server",
-            "expected a table, found an integer",
-        ),
-        (
-            "providers = 5\n",
-            "providers",
-            "providers",
-            "expected an array, found an integer",
-        ),
+        ("[server]\nworkers = 1.5\n", "server.workers", "workers", "expected an integer, found a float"),
+        ("[server]\nallow_anonymous = 1979-05-27\n", "server.allow_anonymous", "allow_anonymous", "found a date-time"),
+        ("[server]\nworkers = 99999999999999999999\n", "server.workers", "workers", "out of range"),
+        ("server = 5\n", "server", "server", "expected a table, found an integer"),
+        ("providers = 5\n", "providers", "providers", "expected an array, found an integer"),
         (
             "[[models]]\nname = \"a\"\ndeployments = \"m\"\n",
             "models[0].deployments",
@@ -169,18 +117,8 @@ fn missing_required_keys() {
             "[[providers]]",
             "missing required key `kind` in [[providers]]",
         ),
-        (
-            "[[providers]]\nkind = \"mock\"\n",
-            "providers[0].name",
-            "[[providers]]",
-            "missing required key `name`",
-        ),
-        (
-            "[[models]]\nname = \"a\"\n",
-            "models[0].deployments",
-            "[[models]]",
-            "deployments = [{ provider",
-        ),
+        ("[[providers]]\nkind = \"mock\"\n", "providers[0].name", "[[providers]]", "missing required key `name`"),
+        ("[[models]]\nname = \"a\"\n", "models[0].deployments", "[[models]]", "deployments = [{ provider"),
         (
             "[[models]]\nname = \"a\"\ndeployments = [{ model = \"x\" }]\n",
             "models[0].deployments[0].provider",
@@ -193,12 +131,7 @@ fn missing_required_keys() {
             "price",
             "`output_per_mtok`",
         ),
-        (
-            "[[keys]]\nkey = \"x\"\n",
-            "keys[0].name",
-            "[[keys]]",
-            "missing required key `name` in [[keys]]",
-        ),
+        ("[[keys]]\nkey = \"x\"\n", "keys[0].name", "[[keys]]", "missing required key `name` in [[keys]]"),
     ];
     for (text, key, needle, msg) in cases {
         let e = one(text);
@@ -210,42 +143,17 @@ fn missing_required_keys() {
 fn provider_rules() {
     let p = |body: &str| with(&format!("\n[[providers]]\nname = \"p\"\n{body}"));
     let cases: &[(&str, &str, &str, &str)] = &[
-        (
-            "kind = \"mock\"\nbase_url = \"http://x\"\n",
-            "providers[1].base_url",
-            "base_url =",
-            "makes no network call",
-        ),
-        (
-            "kind = \"mock\"\napi_key = \"k\"\n",
-            "providers[1].api_key",
-            "api_key",
-            "no upstream to authenticate to",
-        ),
-        (
-            "kind = \"openai\"\n",
-            "providers[1].base_url",
-            "[[providers]]",
-            "needs `base_url`",
-        ),
+        ("kind = \"mock\"\nbase_url = \"http://x\"\n", "providers[1].base_url", "base_url =", "makes no network call"),
+        ("kind = \"mock\"\napi_key = \"k\"\n", "providers[1].api_key", "api_key", "no upstream to authenticate to"),
+        ("kind = \"openai\"\n", "providers[1].base_url", "[[providers]]", "needs `base_url`"),
         (
             "kind = \"openai\"\nbase_url = \"ftp://x\"\n",
             "providers[1].base_url",
             "base_url",
             "must start with http:// or https://",
         ),
-        (
-            "kind = \"openai\"\nbase_url = \"https:///v1\"\n",
-            "providers[1].base_url",
-            "base_url",
-            "has no host",
-        ),
-        (
-            "kind = \"openai\"\nbase_url = \"https://x/v1?a=b\"\n",
-            "providers[1].base_url",
-            "base_url",
-            "query",
-        ),
+        ("kind = \"openai\"\nbase_url = \"https:///v1\"\n", "providers[1].base_url", "base_url", "has no host"),
+        ("kind = \"openai\"\nbase_url = \"https://x/v1?a=b\"\n", "providers[1].base_url", "base_url", "query"),
         (
             "kind = \"openai\"\nbase_url = \"http://x\"\napi_key = \"\"\n",
             "providers[1].api_key",
@@ -258,12 +166,7 @@ fn provider_rules() {
             "mock =",
             "only to kind = \"mock\"",
         ),
-        (
-            "kind = \"mock\"\nmock = { tokens = 0 }\n",
-            "providers[1].mock.tokens",
-            "mock =",
-            "must be at least 1",
-        ),
+        ("kind = \"mock\"\nmock = { tokens = 0 }\n", "providers[1].mock.tokens", "mock =", "must be at least 1"),
         (
             "kind = \"mock\"\nmax_connections = 0\n",
             "providers[1].max_connections",
@@ -276,18 +179,8 @@ fn provider_rules() {
             "connect_timeout_ms",
             "at least 1",
         ),
-        (
-            "kind = \"mock\"\nidle_timeout_ms = -5\n",
-            "providers[1].idle_timeout_ms",
-            "idle_timeout_ms",
-            "found -5",
-        ),
-        (
-            "kind = \"mock\"\nwarm_connections = -1\n",
-            "providers[1].warm_connections",
-            "warm_connections",
-            "at least 0",
-        ),
+        ("kind = \"mock\"\nidle_timeout_ms = -5\n", "providers[1].idle_timeout_ms", "idle_timeout_ms", "found -5"),
+        ("kind = \"mock\"\nwarm_connections = -1\n", "providers[1].warm_connections", "warm_connections", "at least 0"),
         (
             "kind = \"mock\"\nfirst_byte_timeout_ms = 5000\ntotal_timeout_ms = 1000\n",
             "providers[1].total_timeout_ms",
@@ -336,18 +229,8 @@ fn provider_rules() {
             "headers",
             "set by Sluice",
         ),
-        (
-            "kind = \"mock\"\nheaders = { a = \"1\", A = \"2\" }\n",
-            "providers[1].headers.a",
-            "headers",
-            "set twice",
-        ),
-        (
-            "kind = \"mock\"\nheaders = { a = \"x\\ny\" }\n",
-            "providers[1].headers.a",
-            "headers",
-            "control character",
-        ),
+        ("kind = \"mock\"\nheaders = { a = \"1\", A = \"2\" }\n", "providers[1].headers.a", "headers", "set twice"),
+        ("kind = \"mock\"\nheaders = { a = \"x\\ny\" }\n", "providers[1].headers.a", "headers", "control character"),
         (
             "kind = \"openai\"\nbase_url = \"http://x\"\napi_key = \"k\"\nheaders = { Authorization = \"Bearer k\" }\n",
             "providers[1].headers.authorization",
@@ -399,31 +282,15 @@ fn model_and_key_rules() {
             "models[1].name",
             "name is empty",
         ),
-        (
-            "[[keys]]\nname = \"k\"\nkey = \"a\"\nkey_sha256 = \"b\"\n",
-            "keys[0].key_sha256",
-            "not both",
-        ),
-        (
-            "[[keys]]\nname = \"k\"\nkey = \"\"\n",
-            "keys[0].key",
-            "the key is empty",
-        ),
+        ("[[keys]]\nname = \"k\"\nkey = \"a\"\nkey_sha256 = \"b\"\n", "keys[0].key_sha256", "not both"),
+        ("[[keys]]\nname = \"k\"\nkey = \"\"\n", "keys[0].key", "the key is empty"),
         (
             "[[keys]]\nname = \"k\"\nkey_sha256 = \"zz00000000000000000000000000000000000000000000000000000000000000\"\n",
             "keys[0].key_sha256",
             "only hex characters",
         ),
-        (
-            "[[keys]]\nname = \"k\"\nkey = \"x\"\nmodels = []\n",
-            "keys[0].models",
-            "the list is empty",
-        ),
-        (
-            "[[keys]]\nname = \"k\"\nkey = \"x\"\nmodels = [\"\"]\n",
-            "keys[0].models[0]",
-            "empty model pattern",
-        ),
+        ("[[keys]]\nname = \"k\"\nkey = \"x\"\nmodels = []\n", "keys[0].models", "the list is empty"),
+        ("[[keys]]\nname = \"k\"\nkey = \"x\"\nmodels = [\"\"]\n", "keys[0].models[0]", "empty model pattern"),
     ];
     for (extra, key, msg) in cases {
         let text = with(extra);
@@ -431,14 +298,7 @@ fn model_and_key_rules() {
         e.retain(|e| !e.message.contains("must be a finite") || e.key.ends_with("input_per_mtok"));
         assert_eq!(e.len(), 1, "{e:#?}");
         assert_eq!(e[0].key, *key, "{e:#?}");
-        assert!(
-            e[0].message.contains(msg),
-            "{:?} lacks {msg:?}",
-            e[0].message
-        );
-        assert!(
-            e[0].line.is_some_and(|l| l > BASE.lines().count()),
-            "{e:#?}"
-        );
+        assert!(e[0].message.contains(msg), "{:?} lacks {msg:?}", e[0].message);
+        assert!(e[0].line.is_some_and(|l| l > BASE.lines().count()), "{e:#?}");
     }
 }

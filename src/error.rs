@@ -1,0 +1,353 @@
+//! `GatewayError`: every way a request can fail, with its HTTP status,
+//! OpenAI error `type`/`code`, whether another attempt may help, where the
+//! fault lies, and a low-cardinality metric label.
+//!
+//! Every mapping is one exhaustive `match` with no `_` arm, so a new variant
+//! cannot compile until its status, type, code and retry policy are decided.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use bytes::Bytes;
+
+/// Who caused the failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The client sent something wrong.
+    Client,
+    /// The upstream provider failed or misbehaved.
+    Upstream,
+    /// Sluice itself (overload, shutdown, a bug).
+    Gateway,
+}
+
+/// Which wait ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    Connect,
+    FirstByte,
+    Idle,
+    Total,
+}
+
+impl TimeoutPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutPhase::Connect => "connect",
+            TimeoutPhase::FirstByte => "first byte",
+            TimeoutPhase::Idle => "idle",
+            TimeoutPhase::Total => "total",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    /// {message}
+    #[error("{message}")]
+    InvalidRequest { message: String, param: Option<&'static str> },
+    #[error("Missing API key. Send your Sluice key as `Authorization: Bearer <key>` or in the `x-api-key` header.")]
+    MissingApiKey,
+    #[error("Incorrect API key provided.")]
+    InvalidApiKey,
+    #[error("This endpoint needs the admin key (`server.admin_key`) as `Authorization: Bearer <key>`.")]
+    AdminKeyRequired,
+    #[error("This API key is not allowed to use the model `{model}`.")]
+    ModelNotAllowed { model: String },
+    #[error("The model `{model}` does not exist or you do not have access to it.")]
+    ModelNotFound { model: String },
+    #[error("Unknown request URL: {method} {path}. See the README for the routes Sluice serves.")]
+    RouteNotFound { method: String, path: String },
+    #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
+    PayloadTooLarge { size: u64, limit: usize },
+    #[error("Could not connect to the upstream provider `{provider}`: {detail}")]
+    UpstreamConnect { provider: String, detail: String },
+    #[error("The upstream provider `{provider}` did not answer in time ({} timeout of {ms} ms).", phase.as_str())]
+    UpstreamTimeout { provider: String, phase: TimeoutPhase, ms: u64 },
+    /// The upstream answered with an error status. `body` is already an
+    /// OpenAI-shaped error (the upstream's own when it sent one), scrubbed of
+    /// provider secrets.
+    #[error("The upstream provider `{provider}` answered with HTTP {upstream_status}.")]
+    UpstreamStatus { provider: String, upstream_status: u16, body: Bytes, retry_after: Option<String> },
+    #[error("The upstream provider `{provider}` sent an invalid response: {detail}")]
+    UpstreamProtocol { provider: String, detail: String },
+    #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]
+    UpstreamSaturated { provider: String },
+    #[error("No deployment of the model `{model}` is available right now: {reason}")]
+    NoDeployment { model: String, reason: String },
+    #[error("Sluice is shutting down; retry on another replica.")]
+    ShuttingDown,
+    #[error("Internal gateway error: {detail}")]
+    Internal { detail: String },
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        GatewayError::InvalidRequest { message: message.into(), param }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey | GatewayError::AdminKeyRequired => {
+                StatusCode::UNAUTHORIZED
+            }
+            GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamStatus { upstream_status, .. } => upstream_status_to_client(*upstream_status),
+            GatewayError::UpstreamSaturated { .. } | GatewayError::NoDeployment { .. } | GatewayError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::ModelNotFound { .. }
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::PayloadTooLarge { .. } => "invalid_request_error",
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey | GatewayError::AdminKeyRequired => {
+                "invalid_request_error"
+            }
+            GatewayError::ModelNotAllowed { .. } => "permission_error",
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamProtocol { .. } => "upstream_error",
+            GatewayError::UpstreamSaturated { .. } | GatewayError::NoDeployment { .. } | GatewayError::ShuttingDown => {
+                "service_unavailable"
+            }
+            GatewayError::Internal { .. } => "server_error",
+        }
+    }
+
+    /// OpenAI's `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
+            GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::RouteNotFound { .. } => "unknown_url",
+            GatewayError::PayloadTooLarge { .. } => "request_too_large",
+            GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamStatus { upstream_status, .. } => match *upstream_status {
+                429 => "rate_limit_exceeded",
+                _ => "upstream_error",
+            },
+            GatewayError::UpstreamSaturated { .. } | GatewayError::ShuttingDown => "overloaded",
+            GatewayError::NoDeployment { .. } => "no_deployment_available",
+            GatewayError::Internal { .. } => "internal_error",
+        }
+    }
+
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::InvalidRequest { param, .. } => *param,
+            GatewayError::ModelNotAllowed { .. } | GatewayError::ModelNotFound { .. } => Some("model"),
+            GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::AdminKeyRequired
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamSaturated { .. }
+            | GatewayError::NoDeployment { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::Internal { .. } => None,
+        }
+    }
+
+    /// May another deployment (or a later attempt) succeed where this failed?
+    /// Only meaningful before the first byte reached the client.
+    pub fn retryable(&self) -> bool {
+        match self {
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamProtocol { .. }
+            | GatewayError::UpstreamSaturated { .. } => true,
+            GatewayError::UpstreamStatus { upstream_status, .. } => {
+                // 429 and 5xx are the provider's trouble; other 4xx would fail
+                // the same way anywhere. 401/403/404 are the gateway's own
+                // credentials or model mapping at *this* provider: another
+                // deployment may well work.
+                matches!(*upstream_status, 401 | 403 | 404 | 408 | 409 | 429) || *upstream_status >= 500
+            }
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::AdminKeyRequired
+            | GatewayError::ModelNotAllowed { .. }
+            | GatewayError::ModelNotFound { .. }
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::NoDeployment { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::Internal { .. } => false,
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self {
+            GatewayError::InvalidRequest { .. }
+            | GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::AdminKeyRequired
+            | GatewayError::ModelNotAllowed { .. }
+            | GatewayError::ModelNotFound { .. }
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::PayloadTooLarge { .. } => Fault::Client,
+            GatewayError::UpstreamConnect { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamProtocol { .. } => Fault::Upstream,
+            GatewayError::UpstreamSaturated { .. }
+            | GatewayError::NoDeployment { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::Internal { .. } => Fault::Gateway,
+        }
+    }
+
+    /// A low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::MissingApiKey => "missing_api_key",
+            GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
+            GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::RouteNotFound { .. } => "route_not_found",
+            GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::UpstreamConnect { .. } => "upstream_connect",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamStatus { .. } => "upstream_status",
+            GatewayError::UpstreamProtocol { .. } => "upstream_protocol",
+            GatewayError::UpstreamSaturated { .. } => "upstream_saturated",
+            GatewayError::NoDeployment { .. } => "no_deployment",
+            GatewayError::ShuttingDown => "shutting_down",
+            GatewayError::Internal { .. } => "internal",
+        }
+    }
+
+    /// The OpenAI-shaped JSON body.
+    pub fn body(&self) -> Bytes {
+        if let GatewayError::UpstreamStatus { body, .. } = self {
+            return body.clone();
+        }
+        error_body(&self.to_string(), self.error_type(), self.param(), Some(self.code()))
+    }
+
+    /// The same error as one SSE event, for failures after a stream began.
+    pub fn sse_event(&self) -> Bytes {
+        let body = self.body();
+        let mut out = Vec::with_capacity(body.len() + 8);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+}
+
+/// What the client sees for an upstream error status. The upstream's 401/403
+/// concern the gateway's own provider credentials, not the client's key, so
+/// they become 502; 429 stays 429 so SDKs back off; other 4xx pass through
+/// (the request itself was bad); 5xx become 502.
+fn upstream_status_to_client(status: u16) -> StatusCode {
+    match status {
+        401 | 403 => StatusCode::BAD_GATEWAY,
+        400..=499 => StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// `{"error":{"message":..,"type":..,"param":..,"code":..}}`.
+pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Inner<'a> {
+        message: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+        param: Option<&'a str>,
+        code: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct Outer<'a> {
+        error: Inner<'a>,
+    }
+    let v = Outer { error: Inner { message, kind, param, code } };
+    // Serialising plain strings cannot fail; fall back to a fixed body anyway
+    // rather than panic.
+    match sonic_rs::to_vec(&v) {
+        Ok(b) => Bytes::from(b),
+        Err(_) => Bytes::from_static(
+            br#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#,
+        ),
+    }
+}
+
+impl ResponseError for GatewayError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status());
+        resp.content_type("application/json");
+        if let GatewayError::UpstreamStatus { retry_after: Some(ra), .. } = self {
+            resp.insert_header(("retry-after", ra.as_str()));
+        }
+        resp.body(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_is_openai_shaped_and_escaped() {
+        let b = error_body("bad \"quote\"\n", "invalid_request_error", Some("model"), None);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["error"]["message"], "bad \"quote\"\n");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(v["error"]["code"].is_null());
+    }
+
+    #[test]
+    fn upstream_status_mapping() {
+        let e = |s| GatewayError::UpstreamStatus {
+            provider: "p".into(),
+            upstream_status: s,
+            body: Bytes::new(),
+            retry_after: None,
+        };
+        assert_eq!(e(400).status(), StatusCode::BAD_REQUEST);
+        assert!(!e(400).retryable());
+        assert_eq!(e(401).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(e(429).status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e(429).code(), "rate_limit_exceeded");
+        assert!(e(429).retryable());
+        assert_eq!(e(500).status(), StatusCode::BAD_GATEWAY);
+        assert!(e(503).retryable());
+    }
+
+    #[test]
+    fn sse_event_wraps_body() {
+        let e = GatewayError::Internal { detail: "x".into() };
+        let ev = e.sse_event();
+        assert!(ev.starts_with(b"data: {\"error\""));
+        assert!(ev.ends_with(b"\n\n"));
+    }
+}

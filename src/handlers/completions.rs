@@ -1,0 +1,12 @@
+//! `POST /v1/completions`: proxied through the request pipeline.
+
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::providers::Endpoint;
+use crate::request;
+use crate::server::state::WorkerState;
+
+pub async fn completions(state: Data<WorkerState>, req: HttpRequest, payload: Payload) -> HttpResponse {
+    request::run(&state, req, payload, Endpoint::Completions).await
+}

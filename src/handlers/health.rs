@@ -1,0 +1,59 @@
+//! `GET /health`: is the gateway able to serve? Read from the actors' shared
+//! state, with no message round trip, so it answers even when an actor is
+//! stuck.
+//!
+//! - `unhealthy` (503): shutting down, or an actor has stopped for good;
+//! - `degraded` (200): an actor is restarting, or every networked provider
+//!   failed its last warm-up and has served nothing since;
+//! - `healthy` (200) otherwise.
+
+use actix_web::HttpResponse;
+use actix_web::web::Data;
+use sluice_actors::ActorState;
+
+use crate::server::state::WorkerState;
+
+pub async fn health(state: Data<WorkerState>) -> HttpResponse {
+    let shared = &state.shared;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut unhealthy = shared.is_shutting_down();
+    if unhealthy {
+        reasons.push("shutting down".into());
+    }
+    let mut degraded = false;
+    for meta in shared.registry.metas() {
+        match meta.state() {
+            ActorState::Stopped => {
+                unhealthy = true;
+                reasons.push(format!("actor {} stopped", meta.name()));
+            }
+            ActorState::Restarting | ActorState::Starting => {
+                degraded = true;
+                reasons.push(format!("actor {} is {}", meta.name(), meta.state().as_str()));
+            }
+            ActorState::Running => {}
+        }
+    }
+    let sessions: Vec<_> = shared.sessions.table().providers.iter().flatten().collect();
+    if !sessions.is_empty()
+        && sessions.iter().all(|s| s.stats.opened_total() == 0 && s.stats.connect_errors_total() > 0)
+    {
+        degraded = true;
+        reasons.push("no upstream provider is reachable".into());
+    }
+    let status = if unhealthy {
+        "unhealthy"
+    } else if degraded {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let body = sonic_rs::json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": shared.started.elapsed().as_secs(),
+        "reasons": reasons,
+    });
+    let mut resp = if unhealthy { HttpResponse::ServiceUnavailable() } else { HttpResponse::Ok() };
+    resp.content_type("application/json").body(body.to_string())
+}

@@ -1,0 +1,19 @@
+//! `GET /ready`: 200 once the config is loaded (it is, or we would not be
+//! serving) and every actor runs; 503 otherwise and while shutting down, so a
+//! load balancer stops sending new traffic before the drain.
+
+use actix_web::HttpResponse;
+use actix_web::web::Data;
+use sluice_actors::ActorState;
+
+use crate::server::state::WorkerState;
+
+pub async fn ready(state: Data<WorkerState>) -> HttpResponse {
+    let shared = &state.shared;
+    let waiting: Vec<&str> =
+        shared.registry.metas().filter(|m| m.state() != ActorState::Running).map(|m| m.name()).collect();
+    let ready = waiting.is_empty() && !shared.is_shutting_down();
+    let body = sonic_rs::json!({ "ready": ready, "waiting_for": waiting, "shutting_down": shared.is_shutting_down() });
+    let mut resp = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    resp.content_type("application/json").body(body.to_string())
+}

@@ -1,0 +1,185 @@
+//! Upstream providers behind one abstraction.
+//!
+//! A [`Provider`] turns one attempt ([`Call`]) into a [`Reply`] in the OpenAI
+//! shape: a whole body, or a stream of whole SSE events. The closed
+//! [`ProviderKind`] enum is parsed once at config load; adding a protocol
+//! (Anthropic, Gemini) means a new module and a new arm in [`Imp`], and no
+//! change to the handlers or the request pipeline.
+
+pub mod mock;
+pub mod openai;
+pub mod sse;
+pub mod usage;
+
+use std::time::Duration;
+
+use actix_web::http::header::HeaderMap;
+use bytes::Bytes;
+use futures_util::stream::LocalBoxStream;
+use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
+
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::error::GatewayError;
+use crate::request::ingress::Peek;
+pub use usage::Usage;
+
+/// The OpenAI-compatible operations Sluice proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path below the provider's base URL (and below `/v1` on ingress).
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
+    pub fn streams(self) -> bool {
+        match self {
+            Endpoint::Chat | Endpoint::Completions => true,
+            Endpoint::Embeddings => false,
+        }
+    }
+
+    /// The field each request must carry besides `model`, and its allowed
+    /// JSON types. (`prompt` is optional in OpenAI's legacy completions.)
+    pub fn required_field(self) -> Option<(&'static str, &'static [sonic_rs::JsonType])> {
+        use sonic_rs::JsonType;
+        match self {
+            Endpoint::Chat => Some(("messages", &[JsonType::Array])),
+            Endpoint::Completions => None,
+            Endpoint::Embeddings => Some(("input", &[JsonType::String, JsonType::Array])),
+        }
+    }
+}
+
+/// Per-provider waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+/// Which client request headers a provider receives (`forward_headers`):
+/// exact lower-case names, or prefixes written with a trailing `*`.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderForward {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl HeaderForward {
+    pub fn new(names: &[String]) -> HeaderForward {
+        let mut f = HeaderForward::default();
+        for n in names {
+            match n.strip_suffix('*') {
+                Some(p) => f.prefixes.push(p.to_ascii_lowercase()),
+                None => f.exact.push(n.to_ascii_lowercase()),
+            }
+        }
+        f
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// `name` must be lower case (as actix and http store header names).
+    pub fn allows(&self, name: &str) -> bool {
+        self.exact.iter().any(|e| e == name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+}
+
+/// One attempt at one deployment.
+pub struct Call<'a> {
+    pub endpoint: Endpoint,
+    /// The client's body, untouched.
+    pub body: &'a Bytes,
+    pub peek: &'a Peek,
+    /// The model name the deployment's upstream knows.
+    pub upstream_model: &'a str,
+    pub client_headers: &'a HeaderMap,
+    pub request_id: &'a str,
+}
+
+/// A successful (2xx) upstream answer, in OpenAI's shape.
+pub enum Reply {
+    Complete { body: Bytes, usage: Option<Usage> },
+    Stream(EventStream),
+}
+
+/// Runs of whole SSE events (`data: ...\n\n`), each forwarded as soon as it
+/// arrives. An `Err` item ends the stream (the relay turns it into an error
+/// event); the stream ends on its own after `[DONE]`.
+pub type EventStream = LocalBoxStream<'static, Result<Bytes, GatewayError>>;
+
+enum Imp {
+    OpenAi(Box<openai::OpenAi>),
+    Mock(mock::MockProvider),
+}
+
+pub struct Provider {
+    pub idx: usize,
+    pub name: String,
+    pub kind: ProviderKind,
+    pub timeouts: Timeouts,
+    imp: Imp,
+}
+
+impl Provider {
+    pub fn from_config(idx: usize, cfg: &ProviderConfig) -> Result<Provider, String> {
+        let timeouts = Timeouts {
+            connect: Duration::from_millis(cfg.connect_timeout_ms),
+            first_byte: Duration::from_millis(cfg.first_byte_timeout_ms),
+            idle: Duration::from_millis(cfg.idle_timeout_ms),
+            total: Duration::from_millis(cfg.total_timeout_ms),
+        };
+        let imp = match cfg.kind {
+            ProviderKind::OpenAi => Imp::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
+            ProviderKind::Mock => {
+                Imp::Mock(mock::MockProvider::new(cfg.mock.clone(), HeaderForward::new(&cfg.forward_headers)))
+            }
+        };
+        Ok(Provider { idx, name: cfg.name.clone(), kind: cfg.kind, timeouts, imp })
+    }
+
+    /// How `UpstreamSessions` should pool this provider's connections;
+    /// `None` for providers that need no network.
+    pub fn session_spec(&self, cfg: &ProviderConfig) -> Option<SessionSpec> {
+        match &self.imp {
+            Imp::OpenAi(p) => Some(p.session_spec(cfg)),
+            Imp::Mock(_) => None,
+        }
+    }
+
+    /// Make one attempt. `client` is this worker's pool for the provider
+    /// (`None` for in-process providers). Waits at most the first-byte
+    /// timeout for the upstream's response head.
+    pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
+        match &self.imp {
+            Imp::OpenAi(p) => match client {
+                Some(c) => p.send(self, call, c).await,
+                None => Err(GatewayError::Internal { detail: format!("no HTTP session for provider `{}`", self.name) }),
+            },
+            Imp::Mock(p) => p.send(self, call).await,
+        }
+    }
+}

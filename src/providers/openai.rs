@@ -1,0 +1,383 @@
+//! Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, Groq, Together, …).
+//! The client's body bytes go out untouched unless `model` must be renamed or
+//! usage must be requested on a stream; responses come back as they are.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use memchr::memmem;
+use sluice_actors::upstream_sessions::{
+    ConnectTimeout, InflightPermit, SessionSpec, UpstreamClient, WarmRequest, error_chain,
+};
+use sonic_rs::JsonValueTrait;
+use tokio::time::{Instant, timeout_at};
+
+use super::sse::SseSplitter;
+use super::{Call, Endpoint, EventStream, HeaderForward, Provider, Reply, usage};
+use crate::config::ProviderConfig;
+use crate::error::{GatewayError, TimeoutPhase, error_body};
+use crate::request::ingress;
+
+/// Upper bound on a whole (non-stream) upstream body kept in memory.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+/// How much of an upstream error body is read and shown.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+pub struct OpenAi {
+    base: String,
+    uris: [Uri; 3],
+    /// `Authorization: Bearer <api_key>`, marked sensitive.
+    auth: Option<HeaderValue>,
+    extra: Vec<(HeaderName, HeaderValue)>,
+    forward: HeaderForward,
+    /// Strings that must never reach a client: scrubbed from upstream errors.
+    secrets: Vec<String>,
+}
+
+impl OpenAi {
+    pub fn new(cfg: &ProviderConfig) -> Result<OpenAi, String> {
+        let base = cfg.base_url.trim_end_matches('/').to_string();
+        let uri = |e: Endpoint| -> Result<Uri, String> {
+            format!("{base}{}", e.path())
+                .parse::<Uri>()
+                .map_err(|e| format!("provider `{}`: invalid base_url: {e}", cfg.name))
+        };
+        let uris = [uri(Endpoint::Chat)?, uri(Endpoint::Completions)?, uri(Endpoint::Embeddings)?];
+        let mut secrets = Vec::new();
+        let auth = match &cfg.api_key {
+            Some(k) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| {
+                    format!("provider `{}`: api_key holds characters not allowed in a header", cfg.name)
+                })?;
+                v.set_sensitive(true);
+                secrets.push(k.expose().to_string());
+                Some(v)
+            }
+            None => None,
+        };
+        let mut extra = Vec::new();
+        for (name, value) in &cfg.headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("provider `{}`: invalid header name `{name}`", cfg.name))?;
+            let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
+                format!("provider `{}`: header `{name}` has characters not allowed in a header", cfg.name)
+            })?;
+            v.set_sensitive(true);
+            secrets.push(value.expose().to_string());
+            extra.push((n, v));
+        }
+        // Very short values would scrub innocent text and protect nothing.
+        secrets.retain(|s| s.len() >= 6);
+        let forward = HeaderForward::new(&cfg.forward_headers);
+        Ok(OpenAi { base, uris, auth, extra, forward, secrets })
+    }
+
+    fn uri(&self, e: Endpoint) -> &Uri {
+        match e {
+            Endpoint::Chat => &self.uris[0],
+            Endpoint::Completions => &self.uris[1],
+            Endpoint::Embeddings => &self.uris[2],
+        }
+    }
+
+    fn base_headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::with_capacity(4 + self.extra.len());
+        if let Some(a) = &self.auth {
+            h.insert(AUTHORIZATION, a.clone());
+        }
+        for (n, v) in &self.extra {
+            h.insert(n.clone(), v.clone());
+        }
+        h
+    }
+
+    pub fn session_spec(&self, cfg: &ProviderConfig) -> SessionSpec {
+        let warm_request = format!("{}/models", self.base)
+            .parse::<Uri>()
+            .ok()
+            .map(|uri| WarmRequest { uri, headers: self.base_headers() });
+        SessionSpec {
+            name: cfg.name.clone(),
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+            max_connections: cfg.max_connections,
+            idle_timeout: Duration::from_secs(90),
+            warm_connections: cfg.warm_connections,
+            warm_request,
+        }
+    }
+
+    fn build_request(&self, call: &Call<'_>) -> http::Request<Full<Bytes>> {
+        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
+        let mut req = http::Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri(call.endpoint).clone();
+        let h = req.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static(if call.peek.stream { "text/event-stream" } else { "application/json" }),
+        );
+        if let Some(a) = &self.auth {
+            h.insert(AUTHORIZATION, a.clone());
+        }
+        for (n, v) in &self.extra {
+            h.insert(n.clone(), v.clone());
+        }
+        if let Ok(v) = HeaderValue::from_str(call.request_id) {
+            h.insert(HeaderName::from_static("x-request-id"), v);
+        }
+        if !self.forward.is_empty() {
+            for (name, value) in call.client_headers.iter() {
+                let n = name.as_str();
+                if self.forward.allows(n)
+                    && let (Ok(n), Ok(v)) =
+                        (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
+                {
+                    h.append(n, v);
+                }
+            }
+        }
+        req
+    }
+
+    pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
+        let req = self.build_request(call);
+        let started = Instant::now();
+        let first_byte = started + p.timeouts.first_byte;
+        let total = started + p.timeouts.total;
+        let permit = timeout_at(first_byte, client.acquire())
+            .await
+            .map_err(|_| GatewayError::UpstreamSaturated { provider: p.name.clone() })?
+            .map_err(|_| GatewayError::ShuttingDown)?;
+        let resp = match timeout_at(first_byte, client.request(req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(classify(p, &e)),
+            Err(_) => return Err(timeout(p, TimeoutPhase::FirstByte)),
+        };
+        let status = resp.status();
+        let (parts, body) = resp.into_parts();
+        if !status.is_success() {
+            let bytes = read_body(p, body, MAX_ERROR_BYTES, true, total).await.unwrap_or_default();
+            let retry_after = parts.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+            return Err(self.status_error(p, status.as_u16(), bytes, retry_after));
+        }
+        let is_sse = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if call.peek.stream && is_sse {
+            return Ok(Reply::Stream(event_stream(body, permit, p.name.clone())));
+        }
+        let bytes = read_body(p, body, MAX_RESPONSE_BYTES, false, total).await?;
+        drop(permit);
+        let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
+            provider: p.name.clone(),
+            detail: format!("the response body is not valid JSON ({e})"),
+        })?;
+        Ok(Reply::Complete { body: bytes, usage })
+    }
+
+    /// An upstream error status as an OpenAI-shaped error, scrubbed of this
+    /// provider's secrets. The upstream's own error object passes through
+    /// when the request itself was at fault (4xx other than 401/403/429), so
+    /// the SDK sees the provider's `param` and `code`. Everything else is the
+    /// gateway's error (`upstream_error` / `rate_limit_exceeded`) quoting the
+    /// upstream's message, since the client's request was not the problem.
+    fn status_error(&self, p: &Provider, status: u16, body: Bytes, retry_after: Option<String>) -> GatewayError {
+        let body = scrub(body, &self.secrets);
+        // Parse only bodies that cannot overflow the parser's stack.
+        let parseable = !crate::json::nesting_exceeds(&body, crate::request::ingress::MAX_DEPTH);
+        let field = |path: &[&str]| -> Option<String> {
+            let v = sonic_rs::get(&body[..], path).ok()?;
+            v.as_str().map(str::to_string)
+        };
+        let upstream_message = if parseable { field(&["error", "message"]) } else { None };
+        let client_fault = (400..500).contains(&status) && !matches!(status, 401 | 403 | 429);
+        let body = if client_fault && upstream_message.is_some() {
+            body
+        } else {
+            // The upstream's message: OpenAI's `error.message`, Ollama's
+            // `{"error":"text"}`, or the start of a plain-text / HTML body.
+            let text = upstream_message
+                .or_else(|| if parseable { field(&["error"]) } else { None })
+                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string());
+            let message = if text.is_empty() {
+                format!("The upstream provider `{}` answered with HTTP {status}.", p.name)
+            } else {
+                format!("The upstream provider `{}` answered with HTTP {status}: {text}", p.name)
+            };
+            let (kind, code) = match status {
+                429 => ("rate_limit_error", "rate_limit_exceeded"),
+                _ => ("upstream_error", "upstream_error"),
+            };
+            error_body(&message, kind, None, Some(code))
+        };
+        GatewayError::UpstreamStatus { provider: p.name.clone(), upstream_status: status, body, retry_after }
+    }
+}
+
+fn timeout(p: &Provider, phase: TimeoutPhase) -> GatewayError {
+    let d = match phase {
+        TimeoutPhase::Connect => p.timeouts.connect,
+        TimeoutPhase::FirstByte => p.timeouts.first_byte,
+        TimeoutPhase::Idle => p.timeouts.idle,
+        TimeoutPhase::Total => p.timeouts.total,
+    };
+    GatewayError::UpstreamTimeout { provider: p.name.clone(), phase, ms: d.as_millis() as u64 }
+}
+
+/// Sort a client error by its typed causes, never by its message text.
+fn classify(p: &Provider, e: &hyper_util::client::legacy::Error) -> GatewayError {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<ConnectTimeout>().is_some() {
+            return timeout(p, TimeoutPhase::Connect);
+        }
+        cur = c.source();
+    }
+    let detail = error_chain(e);
+    if e.is_connect() {
+        GatewayError::UpstreamConnect { provider: p.name.clone(), detail }
+    } else {
+        GatewayError::UpstreamProtocol { provider: p.name.clone(), detail }
+    }
+}
+
+/// Read a whole body with the idle timeout between frames and an overall
+/// deadline. `truncate` keeps the first `max` bytes instead of failing.
+async fn read_body(
+    p: &Provider,
+    mut body: Incoming,
+    max: usize,
+    truncate: bool,
+    deadline: Instant,
+) -> Result<Bytes, GatewayError> {
+    let mut first: Option<Bytes> = None;
+    let mut buf: Option<BytesMut> = None;
+    let mut len = 0usize;
+    loop {
+        let idle = (Instant::now() + p.timeouts.idle).min(deadline);
+        let frame = match timeout_at(idle, body.frame()).await {
+            Err(_) => {
+                let phase = if idle >= deadline { TimeoutPhase::Total } else { TimeoutPhase::Idle };
+                return Err(timeout(p, phase));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(GatewayError::UpstreamProtocol {
+                    provider: p.name.clone(),
+                    detail: format!("the response body was cut off: {}", error_chain(&e)),
+                });
+            }
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        len += data.len();
+        if len > max {
+            if truncate {
+                break;
+            }
+            return Err(GatewayError::UpstreamProtocol {
+                provider: p.name.clone(),
+                detail: format!("the response body is larger than {max} bytes"),
+            });
+        }
+        match (&mut first, &mut buf) {
+            (None, None) => first = Some(data),
+            (Some(f), None) => {
+                let mut b = BytesMut::with_capacity(f.len() + data.len());
+                b.extend_from_slice(f);
+                b.extend_from_slice(&data);
+                buf = Some(b);
+                first = None;
+            }
+            (_, Some(b)) => b.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, buf) {
+        (_, Some(b)) => b.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
+}
+
+/// The upstream's SSE body as runs of whole events. The permit rides along
+/// so the provider's connection slot is held exactly as long as the stream.
+fn event_stream(body: Incoming, permit: InflightPermit, provider: String) -> EventStream {
+    struct St {
+        body: Incoming,
+        split: SseSplitter,
+        _permit: InflightPermit,
+        provider: String,
+        done: bool,
+    }
+    let st = St { body, split: SseSplitter::new(), _permit: permit, provider, done: false };
+    futures_util::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        loop {
+            match st.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && let Some(events) = st.split.push(data)
+                    {
+                        return Some((Ok(events), st));
+                    }
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    let err = GatewayError::UpstreamProtocol {
+                        provider: st.provider.clone(),
+                        detail: format!("the stream was cut off: {}", error_chain(&e)),
+                    };
+                    return Some((Err(err), st));
+                }
+                None => {
+                    st.done = true;
+                    // A last event without its blank line still counts.
+                    let rest = st.split.remainder()?;
+                    let mut b = BytesMut::with_capacity(rest.len() + 2);
+                    b.extend_from_slice(&rest);
+                    b.extend_from_slice(b"\n\n");
+                    return Some((Ok(b.freeze()), st));
+                }
+            }
+        }
+    })
+    .boxed_local()
+}
+
+/// Replace every occurrence of a secret with `***`.
+fn scrub(body: Bytes, secrets: &[String]) -> Bytes {
+    if secrets.iter().all(|s| memmem::find(&body, s.as_bytes()).is_none()) {
+        return body;
+    }
+    let mut text = body.to_vec();
+    for s in secrets {
+        while let Some(i) = memmem::find(&text, s.as_bytes()) {
+            text.splice(i..i + s.len(), b"***".iter().copied());
+        }
+    }
+    Bytes::from(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_every_copy() {
+        let s = vec!["sk-secret-123".to_string()];
+        let out = scrub(Bytes::from_static(b"bad key sk-secret-123 and sk-secret-123!"), &s);
+        assert_eq!(&out[..], b"bad key *** and ***!");
+        let clean = Bytes::from_static(b"nothing here");
+        assert_eq!(scrub(clean.clone(), &s).as_ptr(), clean.as_ptr());
+    }
+}

@@ -1,0 +1,184 @@
+//! Server-Sent Events: split a byte stream at event boundaries without
+//! copying, so each complete event is forwarded the moment it arrives and
+//! only an incomplete tail waits for the rest of its bytes.
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+
+/// Cuts an incoming byte stream into runs of whole SSE events.
+#[derive(Debug, Default)]
+pub struct SseSplitter {
+    /// Bytes of an event whose end has not arrived yet.
+    tail: BytesMut,
+}
+
+impl SseSplitter {
+    pub fn new() -> Self {
+        SseSplitter::default()
+    }
+
+    /// Feed one chunk as read from the upstream. Returns every complete event
+    /// it finishes (possibly several, in one buffer), or `None` if it only
+    /// extended an incomplete event. When no tail is pending and the chunk
+    /// ends on a boundary — the common case — this is zero-copy.
+    pub fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.tail.is_empty() {
+            let Some(end) = last_boundary_end(&chunk, 0) else {
+                self.tail.extend_from_slice(&chunk);
+                return None;
+            };
+            if end < chunk.len() {
+                self.tail.extend_from_slice(&chunk[end..]);
+            }
+            return Some(chunk.slice(..end));
+        }
+        // A boundary may straddle the old tail and the new chunk ("\n" | "\n").
+        let search_from = self.tail.len().saturating_sub(3);
+        self.tail.extend_from_slice(&chunk);
+        let end = last_boundary_end(&self.tail, search_from)?;
+        let complete = self.tail.split_to(end).freeze();
+        Some(complete)
+    }
+
+    /// Bytes left over when the stream ended (an unterminated last event).
+    pub fn remainder(&mut self) -> Option<Bytes> {
+        if self.tail.iter().all(|b| b.is_ascii_whitespace()) {
+            self.tail.clear();
+            None
+        } else {
+            Some(std::mem::take(&mut self.tail).freeze())
+        }
+    }
+}
+
+/// End offset (exclusive) of the last event boundary in `buf[from..]`:
+/// a blank line, written `\n\n` or `\r\n\r\n`.
+fn last_boundary_end(buf: &[u8], from: usize) -> Option<usize> {
+    let hay = buf.get(from..)?;
+    let lf = memmem::rfind(hay, b"\n\n").map(|i| i + 2);
+    let crlf = memmem::rfind(hay, b"\n\r\n").map(|i| i + 3);
+    lf.max(crlf).map(|e| e + from)
+}
+
+/// Iterate the events of a buffer of whole events, yielding each event's
+/// `data` payload (multi-line data is not used by LLM APIs; the first `data:`
+/// line is taken) with its byte range in the buffer.
+pub fn events(buf: &[u8]) -> EventIter<'_> {
+    EventIter { buf, pos: 0 }
+}
+
+pub struct EventIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// One event within a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// Byte range of the whole event, including its terminating blank line.
+    pub start: usize,
+    pub end: usize,
+    /// The `data:` payload, trimmed; empty if the event had none.
+    pub data: &'a [u8],
+}
+
+impl<'a> Iterator for EventIter<'a> {
+    type Item = Event<'a>;
+
+    fn next(&mut self) -> Option<Event<'a>> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let start = self.pos;
+        let rest = &self.buf[start..];
+        let (len, body_len) = match memmem::find(rest, b"\n\n") {
+            Some(i) => {
+                // Prefer a CRLF blank line if it comes first.
+                match memmem::find(&rest[..i + 2], b"\n\r\n") {
+                    Some(j) if j < i => (j + 3, j),
+                    _ => (i + 2, i),
+                }
+            }
+            None => match memmem::find(rest, b"\n\r\n") {
+                Some(j) => (j + 3, j),
+                None => (rest.len(), rest.len()),
+            },
+        };
+        self.pos = start + len;
+        let body = &rest[..body_len];
+        let data = body
+            .split(|&b| b == b'\n')
+            .find_map(|line| line.strip_prefix(b"data:"))
+            .map(|d| d.trim_ascii())
+            .unwrap_or(&[]);
+        Some(Event { start, end: start + len, data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &[u8] = b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n: keepalive\n\ndata: [DONE]\n\n";
+
+    fn collect_split(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut s = SseSplitter::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            if let Some(b) = s.push(Bytes::copy_from_slice(c)) {
+                // Every emitted buffer holds whole events only.
+                assert!(b.ends_with(b"\n\n") || b.ends_with(b"\r\n\r\n"), "{b:?}");
+                out.extend_from_slice(&b);
+            }
+        }
+        assert!(s.remainder().is_none());
+        out
+    }
+
+    #[test]
+    fn split_at_every_byte_boundary_yields_same_events() {
+        for cut in 0..=STREAM.len() {
+            let out = collect_split(&[&STREAM[..cut], &STREAM[cut..]]);
+            assert_eq!(out, STREAM, "cut at {cut}");
+        }
+        // One byte at a time.
+        let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
+        assert_eq!(collect_split(&bytes), STREAM);
+    }
+
+    #[test]
+    fn whole_chunk_is_zero_copy() {
+        let chunk = Bytes::from_static(STREAM);
+        let mut s = SseSplitter::new();
+        let out = s.push(chunk.clone()).unwrap();
+        assert_eq!(out.as_ptr(), chunk.as_ptr());
+    }
+
+    #[test]
+    fn crlf_boundaries() {
+        let crlf: &[u8] = b"data: 1\r\n\r\ndata: 2\r\n\r\n";
+        for cut in 0..=crlf.len() {
+            assert_eq!(collect_split(&[&crlf[..cut], &crlf[cut..]]), crlf);
+        }
+        let evs: Vec<_> = events(crlf).map(|e| e.data).collect();
+        assert_eq!(evs, vec![&b"1"[..], &b"2"[..]]);
+    }
+
+    #[test]
+    fn event_iteration() {
+        let evs: Vec<_> = events(STREAM).collect();
+        assert_eq!(evs.len(), 4);
+        assert_eq!(evs[0].data, b"{\"a\":1}");
+        assert_eq!(evs[2].data, b"");
+        assert_eq!(evs[3].data, b"[DONE]");
+        assert_eq!(evs[3].end, STREAM.len());
+        assert_eq!(&STREAM[evs[1].start..evs[1].end], b"data: {\"b\":2}\n\n");
+    }
+
+    #[test]
+    fn unterminated_tail_is_remainder() {
+        let mut s = SseSplitter::new();
+        assert_eq!(s.push(Bytes::from_static(b"data: 1\n\ndata: 2")).unwrap(), &b"data: 1\n\n"[..]);
+        assert_eq!(s.remainder().unwrap(), &b"data: 2"[..]);
+    }
+}

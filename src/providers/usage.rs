@@ -1,0 +1,170 @@
+//! Token usage: read it from a whole response, or pick it out of a stream's
+//! events on the way past (and hide the usage-only chunk from a client that
+//! did not ask for it).
+
+use std::sync::LazyLock;
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
+use sonic_rs::JsonValueTrait;
+
+use super::sse;
+
+/// Tokens one request used, as the upstream reported them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the provider's prompt cache.
+    pub cached_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// Parse an OpenAI `usage` object (`{"prompt_tokens":..,"completion_tokens":..,..}`).
+pub fn parse_usage_object(raw: &[u8]) -> Option<Usage> {
+    let mut usage = Usage::default();
+    let mut any = false;
+    for item in sonic_rs::to_object_iter(raw) {
+        let (k, v) = item.ok()?;
+        match &*k {
+            "prompt_tokens" | "input_tokens" => {
+                usage.prompt_tokens = v.as_u64().unwrap_or(0);
+                any = true;
+            }
+            "completion_tokens" | "output_tokens" => {
+                usage.completion_tokens = v.as_u64().unwrap_or(0);
+                any = true;
+            }
+            "prompt_tokens_details" => {
+                if let Ok(c) = sonic_rs::get(v.as_raw_str(), ["cached_tokens"]) {
+                    usage.cached_tokens = c.as_u64().unwrap_or(0);
+                }
+            }
+            _ => {}
+        }
+    }
+    any.then_some(usage)
+}
+
+/// The `usage` of a whole (non-stream) response body, if it has one, or
+/// `Err` when the body is not valid JSON. Looking up `usage` validates every
+/// byte before it, and OpenAI puts `usage` last, so this is also the check
+/// that the upstream sent JSON at all.
+pub fn from_body(body: &[u8]) -> Result<Option<Usage>, String> {
+    // Upstreams are not trusted to keep the parser's stack safe either.
+    if crate::json::nesting_exceeds(body, crate::request::ingress::MAX_DEPTH) {
+        return Err("the JSON nests too deeply".into());
+    }
+    match sonic_rs::get(body, ["usage"]) {
+        Ok(v) if v.is_null() => Ok(None),
+        Ok(v) => Ok(parse_usage_object(v.as_raw_str().as_bytes())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+
+/// Does `data` hold `"usage"` followed by an object (not `null`)?
+fn has_usage_object(data: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(i) = USAGE_KEY.find(&data[from..]) {
+        let after = from + i + USAGE_KEY.needle().len();
+        let rest = data[after..].trim_ascii_start();
+        if let Some(rest) = rest.strip_prefix(b":")
+            && rest.trim_ascii_start().first() == Some(&b'{')
+        {
+            return true;
+        }
+        from = after;
+    }
+    false
+}
+
+/// Is this chunk the usage-only one (`"choices": []`)?
+fn is_usage_only_chunk(data: &[u8]) -> bool {
+    match sonic_rs::get(data, ["choices"]) {
+        Ok(v) => {
+            let raw = v.as_raw_str().as_bytes();
+            raw.first() == Some(&b'[') && raw[1..].trim_ascii_start().first() == Some(&b']')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Look through a buffer of whole SSE events for usage. Returns the usage
+/// found (if any) and the buffer to forward: unchanged (zero-copy) unless
+/// `strip_usage_chunk` asked to drop a usage-only chunk that was present.
+pub fn scan_events(buf: Bytes, strip_usage_chunk: bool) -> (Option<Usage>, Bytes) {
+    // Fast path: most chunks carry no usage object at all.
+    if !has_usage_object(&buf) {
+        return (None, buf);
+    }
+    let mut usage = None;
+    let mut drop_ranges: Vec<(usize, usize)> = Vec::new();
+    for ev in sse::events(&buf) {
+        if !has_usage_object(ev.data) || crate::json::nesting_exceeds(ev.data, crate::request::ingress::MAX_DEPTH) {
+            continue;
+        }
+        if let Ok(v) = sonic_rs::get(ev.data, ["usage"])
+            && let Some(u) = parse_usage_object(v.as_raw_str().as_bytes())
+        {
+            usage = Some(u);
+        }
+        if strip_usage_chunk && is_usage_only_chunk(ev.data) {
+            drop_ranges.push((ev.start, ev.end));
+        }
+    }
+    if drop_ranges.is_empty() {
+        return (usage, buf);
+    }
+    let mut out = BytesMut::with_capacity(buf.len());
+    let mut pos = 0;
+    for (s, e) in drop_ranges {
+        out.extend_from_slice(&buf[pos..s]);
+        pos = e;
+    }
+    out.extend_from_slice(&buf[pos..]);
+    (usage, out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_usage() {
+        let b = br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":2}}}"#;
+        assert_eq!(from_body(b), Ok(Some(Usage { prompt_tokens: 3, completion_tokens: 5, cached_tokens: 2 })));
+        assert_eq!(from_body(br#"{"usage":null}"#), Ok(None));
+        assert_eq!(from_body(br#"{"id":1}"#), Ok(None));
+        assert!(from_body(b"not json").is_err());
+        assert!(from_body(br#"{"id": [1, 2"#).is_err());
+    }
+
+    #[test]
+    fn stream_usage_captured_and_stripped() {
+        let buf = Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\ndata: {\"choices\": [ ],\"usage\": {\"prompt_tokens\":4,\"completion_tokens\":6}}\n\ndata: [DONE]\n\n",
+        );
+        let (u, kept) = scan_events(buf.clone(), false);
+        assert_eq!(u, Some(Usage { prompt_tokens: 4, completion_tokens: 6, cached_tokens: 0 }));
+        assert_eq!(kept, buf);
+        let (u2, stripped) = scan_events(buf, true);
+        assert_eq!(u2, u);
+        assert_eq!(&stripped[..], &b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\ndata: [DONE]\n\n"[..]);
+    }
+
+    #[test]
+    fn usage_null_only_is_fast_path() {
+        let buf = Bytes::from_static(b"data: {\"choices\":[],\"usage\":null}\n\n");
+        let (u, kept) = scan_events(buf.clone(), true);
+        assert_eq!(u, None);
+        assert_eq!(kept.as_ptr(), buf.as_ptr());
+    }
+}

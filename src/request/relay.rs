@@ -1,0 +1,166 @@
+//! Relay: the winning answer back to the client. Non-stream bodies go out
+//! whole; streams go out event run by event run as they arrive, never
+//! buffered, with usage captured on the way and the usage-only chunk hidden
+//! from a client that did not ask for it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use bytes::Bytes;
+use futures_util::{FutureExt, Stream, StreamExt};
+use tokio::time::{Instant, Sleep};
+
+use super::record::{Outcome, Record};
+use crate::config::Price;
+use crate::error::{GatewayError, TimeoutPhase};
+use crate::providers::{EventStream, Timeouts, Usage, usage};
+
+/// Common response headers.
+fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
+    let timing = rec.head_sent();
+    let mut b = HttpResponse::build(status);
+    b.insert_header(("x-request-id", rec.request_id.as_str()));
+    if let Some(d) = rec.deployment() {
+        b.insert_header(("x-sluice-deployment", d));
+    }
+    b.insert_header(("server-timing", timing));
+    b
+}
+
+pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
+    let resp =
+        head(&mut rec, actix_web::http::StatusCode::OK).insert_header((CONTENT_TYPE, "application/json")).body(body);
+    rec.finish(Outcome::Status(200), usage, price);
+    resp
+}
+
+pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
+    let status = e.status();
+    let mut b = head(&mut rec, status);
+    b.insert_header((CONTENT_TYPE, "application/json"));
+    if let GatewayError::UpstreamStatus { retry_after: Some(ra), .. } = e {
+        b.insert_header(("retry-after", ra.as_str()));
+    }
+    let resp = b.body(e.body());
+    rec.finish(Outcome::Status(status.as_u16()), None, None);
+    resp
+}
+
+/// What the relay needs to know about the stream it forwards.
+pub struct StreamSpec {
+    pub timeouts: Timeouts,
+    /// When the upstream request was sent; the total timeout counts from here.
+    pub started: Instant,
+    /// The client asked for `stream_options.include_usage`.
+    pub client_wants_usage: bool,
+    pub price: Option<Price>,
+    pub provider: String,
+}
+
+pub fn stream(mut rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> HttpResponse {
+    head(&mut rec, actix_web::http::StatusCode::OK)
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        // Ask reverse proxies in front (nginx) not to buffer the stream.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(Relay::new(rec, first, rest, spec))
+}
+
+/// The client-facing stream. Enforces the idle and total timeouts, turns an
+/// upstream failure into an OpenAI-style error event, and records the request
+/// when it ends — or, if the client leaves first, when actix drops it, which
+/// also drops (and so cancels) the upstream request.
+struct Relay {
+    rec: Record,
+    first: Option<Bytes>,
+    rest: EventStream,
+    spec: StreamSpec,
+    usage: Option<Usage>,
+    idle: Pin<Box<Sleep>>,
+    deadline: Instant,
+    done: bool,
+}
+
+impl Relay {
+    fn new(rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> Relay {
+        let deadline = spec.started + spec.timeouts.total;
+        Relay {
+            rec,
+            first: Some(first),
+            rest,
+            idle: Box::pin(tokio::time::sleep_until((Instant::now() + spec.timeouts.idle).min(deadline))),
+            deadline,
+            spec,
+            usage: None,
+            done: false,
+        }
+    }
+
+    /// Capture usage and hide the usage chunk if the client did not ask.
+    fn pass(&mut self, events: Bytes) -> Bytes {
+        let (u, out) = usage::scan_events(events, !self.spec.client_wants_usage);
+        if u.is_some() {
+            self.usage = u;
+        }
+        out
+    }
+
+    fn fail(&mut self, e: GatewayError) -> Bytes {
+        self.done = true;
+        tracing::warn!(request_id = %self.rec.request_id, error = %e, "stream failed after its first byte");
+        self.rec.finish(Outcome::StreamError, self.usage, self.spec.price);
+        e.sse_event()
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = this.first.take() {
+            let out = this.pass(first);
+            return Poll::Ready(Some(Ok(out)));
+        }
+        loop {
+            match this.rest.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(events))) => {
+                    let next_idle = (Instant::now() + this.spec.timeouts.idle).min(this.deadline);
+                    this.idle.as_mut().reset(next_idle);
+                    let out = this.pass(events);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(out)));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Ok(this.fail(e)))),
+                Poll::Ready(None) => {
+                    this.done = true;
+                    this.rec.finish(Outcome::Status(200), this.usage, this.spec.price);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => break,
+            }
+        }
+        if this.idle.poll_unpin(cx).is_ready() {
+            let phase = if Instant::now() >= this.deadline { TimeoutPhase::Total } else { TimeoutPhase::Idle };
+            let ms = match phase {
+                TimeoutPhase::Total => this.spec.timeouts.total,
+                _ => this.spec.timeouts.idle,
+            };
+            let e = GatewayError::UpstreamTimeout {
+                provider: this.spec.provider.clone(),
+                phase,
+                ms: Duration::as_millis(&ms) as u64,
+            };
+            return Poll::Ready(Some(Ok(this.fail(e))));
+        }
+        Poll::Pending
+    }
+}

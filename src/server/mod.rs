@@ -1,0 +1,106 @@
+//! The HTTP server: workers, limits, start-up and graceful shutdown.
+
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use sluice_actors::Actors;
+
+use crate::config::Config;
+use crate::providers::Provider;
+use state::{Shared, WorkerState};
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start the metrics exporter: {0}")]
+    Metrics(String),
+    #[error("{0}")]
+    Provider(String),
+    #[error("cannot start the actors: {0}")]
+    Actors(#[from] sluice_actors::StartError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Run the gateway on `listener` until `shutdown` resolves, then stop taking
+/// connections and let in-flight requests and streams finish for up to
+/// `server.shutdown_timeout_ms`. Must be called inside an actix `System`.
+///
+/// This is the seam `main` and the integration tests share.
+pub async fn run<S>(listener: TcpListener, config: Config, shutdown: S) -> Result<(), RunError>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    let metrics = crate::metrics::install().map_err(RunError::Metrics)?;
+    let providers = config
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Provider::from_config(i, p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Provider)?;
+    let specs = providers.iter().zip(&config.providers).map(|(p, c)| p.session_spec(c)).collect();
+    let actors = Actors::start(specs)?;
+    spawn_metrics_upkeep(&actors, metrics.clone());
+
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    // actix-server's deadline has whole-second granularity: round up.
+    let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
+    let max_body = config.server.max_body_bytes;
+    let shared = Arc::new(Shared::new(config, providers, actors.registry.clone(), actors.sessions.clone(), metrics));
+
+    let for_signal = shared.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; waiting for in-flight requests");
+        for_signal.begin_shutdown();
+    };
+
+    let factory_shared = shared.clone();
+    let server = HttpServer::new(move || {
+        let shared = factory_shared.clone();
+        // Each worker builds its own pools and warms them on its own runtime.
+        let clients = shared.sessions.worker_clients();
+        let sessions = shared.sessions.clone();
+        let warm = clients.clone();
+        actix_web::rt::spawn(async move { sessions.warm_up(warm).await });
+        App::new()
+            .app_data(web::Data::new(WorkerState { shared, clients }))
+            .app_data(web::PayloadConfig::new(max_body))
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .backlog(4096)
+    .tcp_nodelay(true)
+    .keep_alive(Duration::from_secs(75))
+    .shutdown_timeout(grace_s)
+    .shutdown_signal(shutdown)
+    .listen(listener)?
+    .run();
+
+    tracing::info!(workers, "sluice is serving");
+    let result = server.await;
+    actors.stop();
+    result.map_err(RunError::Io)
+}
+
+/// The Prometheus exporter folds histogram samples only when asked; do it
+/// periodically on the actor thread so memory stays bounded between scrapes.
+fn spawn_metrics_upkeep(actors: &Actors, handle: metrics_exporter_prometheus::PrometheusHandle) {
+    actors.arbiter().spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}

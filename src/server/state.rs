@@ -1,0 +1,72 @@
+//! What handlers share: the validated config turned into lookup tables, the
+//! actor handles, and — per worker — that worker's upstream clients.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_actors::ActorRegistry;
+use sluice_actors::upstream_sessions::{SessionsHandle, WorkerClients};
+
+use crate::config::Config;
+use crate::providers::Provider;
+use crate::request::auth::KeyTable;
+use crate::request::route::ModelTable;
+
+/// Shared by every worker.
+pub struct Shared {
+    pub config: Config,
+    pub providers: Vec<Provider>,
+    pub models: ModelTable,
+    pub keys: KeyTable,
+    /// SHA-256 of `server.admin_key`.
+    pub admin_digest: Option<[u8; 32]>,
+    pub registry: ActorRegistry,
+    pub sessions: SessionsHandle,
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Config,
+        providers: Vec<Provider>,
+        registry: ActorRegistry,
+        sessions: SessionsHandle,
+        metrics: PrometheusHandle,
+    ) -> Shared {
+        let models = ModelTable::from_config(&config);
+        let keys = KeyTable::from_config(&config);
+        let admin_digest = config.server.admin_key.as_ref().map(|k| crate::request::auth::digest(k.expose()));
+        Shared {
+            config,
+            providers,
+            models,
+            keys,
+            admin_digest,
+            registry,
+            sessions,
+            metrics,
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One per HTTP worker thread.
+pub struct WorkerState {
+    pub shared: Arc<Shared>,
+    /// This worker's pooled upstream clients (see `UpstreamSessions`).
+    pub clients: WorkerClients,
+}
