@@ -1,0 +1,146 @@
+//! The binary: `sluice check` exit codes and messages, and `sluice serve`
+//! draining in-flight streams on SIGTERM before exiting 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+#[test]
+fn check_accepts_the_default_and_every_example() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec![format!("{root}/config/sluice.toml")];
+    for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
+        files.push(e.unwrap().path().display().to_string());
+    }
+    for f in files {
+        let mut cmd = sluice();
+        cmd.args(["check", "--config", &f]);
+        // Give every `${VAR}` the file uses a distinct fake value.
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, part) in text.split("${").skip(1).enumerate() {
+            if let Some(name) = part.split('}').next() {
+                cmd.env(name, format!("sk-fake-value-{i}"));
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    }
+}
+
+#[test]
+fn check_reports_file_line_and_key_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:8080\"\nlisen = 1\n\n[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key = \"${MISSING_SECRET_VAR}\"\n",
+    )
+    .unwrap();
+    let out =
+        sluice().args(["check", "--config", path.to_str().unwrap()]).env_remove("MISSING_SECRET_VAR").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3"), "{err}");
+    assert!(err.contains("lisen"), "{err}");
+
+    // Missing file: exit 1 too.
+    let out = sluice().args(["check", "--config", "/nonexistent/x.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // Usage error: exit 2 is clap's convention; we only require non-zero.
+    let out = sluice().args(["check"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn serve_with_a_bad_config_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\nnope = true\n").unwrap();
+    let out = sluice().args(["serve", "--config", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_streams_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let cfg = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sluice.toml")).unwrap();
+    std::fs::write(&path, cfg).unwrap();
+    let port = dead_addr().port();
+    let mut child = sluice()
+        .args(["serve", "--config", path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    // Wait until it serves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client().get(format!("{base}/ready")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "gateway did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A stream of 10 events, 100 ms apart: about a second of work in flight.
+    let resp = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth("sk-sluice-dev")
+        .header("x-mock-tokens", "10")
+        .header("x-mock-chunk-delay-ms", "100")
+        .json(&chat_body("mock", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    use futures_util::StreamExt;
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+
+    // The stream still completes.
+    let mut rest = Vec::new();
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    let text = String::from_utf8(rest).unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    // Then the process exits 0.
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert_eq!(code.code(), Some(0));
+}
+
+#[test]
+fn serve_with_a_taken_port_exits_2() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut child = sluice()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(std::env::temp_dir())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(code.code(), Some(2), "{err}");
+    assert!(err.contains("cannot listen"));
+    drop(l);
+}

@@ -1,0 +1,196 @@
+//! Test harness: Sluice and the mock upstream on ephemeral loopback ports,
+//! in this process, each on its own runtime thread.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sluice::config::{Config, Env};
+use sluice::mock::{MockOptions, MockServer, MockStatsSnapshot};
+
+/// The key clients of the test gateway use.
+pub const CLIENT_KEY: &str = "sk-client-test-key-1";
+/// The key the gateway sends upstream: it must never reach a client.
+pub const UPSTREAM_KEY: &str = "sk-upstream-secret-7f3a9c";
+/// The admin key guarding /status in tests that set one.
+pub const ADMIN_KEY: &str = "sk-admin-test-key";
+
+pub struct MapEnv(pub HashMap<String, String>);
+
+impl Env for MapEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+}
+
+pub fn test_env() -> MapEnv {
+    MapEnv(HashMap::from([
+        ("CLIENT_KEY".to_string(), CLIENT_KEY.to_string()),
+        ("UPSTREAM_KEY".to_string(), UPSTREAM_KEY.to_string()),
+        ("ADMIN_KEY".to_string(), ADMIN_KEY.to_string()),
+    ]))
+}
+
+pub fn parse_config(text: &str) -> Config {
+    match Config::from_str_with_env(text, "test.toml", &test_env()) {
+        Ok(c) => c,
+        Err(e) => panic!("test config is invalid:\n{e}\n---\n{text}"),
+    }
+}
+
+/// A running gateway; stops (gracefully) when dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub fn start(config_text: &str) -> Gateway {
+        Gateway::start_config(parse_config(config_text))
+    }
+
+    pub fn start_config(mut config: Config) -> Gateway {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        config.server.listen = addr;
+        if config.server.workers == 0 {
+            config.server.workers = 2;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            let r = actix_rt::System::new().block_on(sluice::server::run(listener, config, shutdown));
+            if let Err(e) = r {
+                eprintln!("gateway exited with error: {e}");
+            }
+        });
+        Gateway { addr, stop: Some(tx), thread: Some(thread) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Begin a graceful shutdown and wait for the server to finish.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    /// Begin a graceful shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub fn join(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.begin_shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+pub fn start_mock() -> MockServer {
+    start_mock_with(MockOptions::default())
+}
+
+pub fn start_mock_with(opts: MockOptions) -> MockServer {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    MockServer::start(listener, MockOptions { workers: 1, ..opts }).unwrap()
+}
+
+/// A gateway config with one OpenAI-compatible provider (`up`, the mock at
+/// `mock`) serving model `gpt-test` as upstream model `mock-model`, and the
+/// model `same` under its own name. `extra` is appended verbatim.
+pub fn config_for(mock: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 65536
+shutdown_timeout_ms = 5000
+
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "http://{mock}/v1"
+api_key = "${{UPSTREAM_KEY}}"
+forward_headers = ["x-mock-*"]
+connect_timeout_ms = 500
+first_byte_timeout_ms = 3000
+idle_timeout_ms = 3000
+
+[[models]]
+name = "gpt-test"
+deployments = [{{ provider = "up", model = "mock-model" }}]
+price = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }}
+
+[[models]]
+name = "same"
+deployments = [{{ provider = "up", model = "same" }}]
+
+[[keys]]
+name = "tester"
+key = "${{CLIENT_KEY}}"
+{extra}
+"#
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello to the test suite"}]
+    })
+}
+
+/// Poll `f` until it returns true, or fail after `timeout`. For state that
+/// changes on another thread (mock stats), instead of a fixed sleep.
+pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Parse an SSE body into its `data:` payloads.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data:")).map(|d| d.trim().to_string()))
+        .collect()
+}
+
+/// The last POST the mock saw (warm-up GETs of /models may come in between).
+pub fn last_request(stats: &MockStatsSnapshot) -> &sluice::mock::RecordedRequest {
+    stats.recent.iter().rev().find(|r| r.method == "POST").expect("the mock saw no POST")
+}
+
+/// An address nothing listens on.
+pub fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
