@@ -93,6 +93,20 @@ async fn builtin_mock_provider_answers_with_embedded_default() {
         .unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], again["choices"][0]["message"]["content"]);
 
+    // Embeddings too, under the deployment's model name.
+    let e: serde_json::Value = client()
+        .post(gw.url("/v1/embeddings"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"model": "mock", "input": "hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["model"], "mock-1");
+    assert_eq!(e["data"][0]["object"], "embedding");
+
     // Streaming works offline too.
     let body = client()
         .post(gw.url("/v1/chat/completions"))

@@ -63,7 +63,8 @@ impl MockProvider {
         let created = unix_now();
         match call.endpoint {
             Endpoint::Embeddings => {
-                let body = generate::embeddings_body(call.body).map_err(invalid)?;
+                let body = ingress::rewrite(call.body, call.peek, call.upstream_model, false);
+                let body = generate::embeddings_body(&body).map_err(invalid)?;
                 let usage = super::usage::from_body(&body).ok().flatten();
                 Ok(Reply::Complete { body, usage })
             }
