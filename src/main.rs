@@ -5,6 +5,12 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// mimalloc instead of glibc's malloc: the request path allocates many small,
+/// short-lived buffers, and glibc's free/consolidate showed up at ~10% of the
+/// gateway's CPU under load (docs/performance.md has the numbers).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice::cli::{CheckArgs, Cli, Command, HealthArgs, MockArgs, ServeArgs};
 use sluice::config::Config;
 

@@ -1,19 +1,24 @@
-//! Metric names, descriptions and the Prometheus exporter.
+//! Metric names, descriptions, the Prometheus exporter, and the table of
+//! pre-registered metric handles the request path records into.
 //!
 //! The recorder is process-global (the `metrics` crate's design), so it is
 //! installed once; several gateways in one test process share it.
+//!
+//! Handles are registered once per model, deployment and route when the
+//! gateway starts (status counters on first use), so recording a request is
+//! a few atomic adds: a `counter!` macro with labels would hash and allocate
+//! its labels and look them up in the registry on every call (see
+//! docs/performance.md for the measurement).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use dashmap::DashMap;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use metrics::{Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::Price;
+use crate::config::{Config, Price};
 use crate::providers::{Endpoint, Usage};
-use crate::request::record::{Outcome, cost_usd};
 
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
 pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";
@@ -47,7 +52,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
 }
 
 fn describe() {
-    describe_counter!(REQUESTS_TOTAL, "Requests answered, by route, model and status (or stream outcome).");
+    describe_counter!(REQUESTS_TOTAL, "Requests answered, by route, requested model and status (or stream outcome).");
     describe_histogram!(REQUEST_DURATION, metrics::Unit::Seconds, "Whole request duration, stream included.");
     describe_histogram!(
         GATEWAY_OVERHEAD,
@@ -57,10 +62,13 @@ fn describe() {
     describe_histogram!(
         UPSTREAM_TTFT,
         metrics::Unit::Seconds,
-        "Per attempt: time from sending to the upstream until its answer (or first stream event) arrived."
+        "Per successful attempt: from sending to the upstream until its answer (or first stream event) arrived."
     );
     describe_counter!(UPSTREAM_ATTEMPTS, "Upstream attempts by deployment and outcome (ok or error kind).");
-    describe_counter!(TOKENS_TOTAL, "Tokens by model and direction (input, output), as the upstream reported them.");
+    describe_counter!(
+        TOKENS_TOTAL,
+        "Tokens by serving model and direction (input, output), as the upstream reported them."
+    );
     describe_counter!(CLIENT_DISCONNECTS, "Requests whose client went away before the end.");
     describe_counter!("sluice_actor_restarts_total", "Actor restarts by its supervisor.");
     describe_gauge!("sluice_actor_mailbox_depth", "Messages waiting in each actor's mailbox.");
@@ -68,100 +76,279 @@ fn describe() {
     describe_counter!("sluice_upstream_connect_errors_total", "Failed upstream connection attempts per provider.");
 }
 
-pub fn record_overhead(e: Endpoint, d: Duration) {
-    histogram!(GATEWAY_OVERHEAD, "route" => e.label()).record(d.as_secs_f64());
+/// How a request ended, for `sluice_requests_total{status}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered with this HTTP status (streams: 200 and the stream completed).
+    Status(u16),
+    /// A stream ended early with an error event.
+    StreamError,
+    /// The client went away before the end.
+    ClientGone,
 }
 
-pub fn record_request(e: Endpoint, model: &str, outcome: Outcome, d: Duration) {
-    let status: &'static str = match outcome {
-        Outcome::Status(s) => status_label(s),
-        Outcome::StreamError => "stream_error",
-        Outcome::ClientGone => {
-            counter!(CLIENT_DISCONNECTS, "route" => e.label()).increment(1);
-            "client_gone"
+/// The `status` label values, each with its slot in [`StatusCounters`].
+const STATUS_LABELS: [&str; 16] = [
+    "200",
+    "400",
+    "401",
+    "403",
+    "404",
+    "413",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "2xx",
+    "4xx",
+    "5xx",
+    "stream_error",
+    "client_gone",
+];
+
+fn status_slot(o: Outcome) -> usize {
+    match o {
+        Outcome::Status(s) => match s {
+            200 => 0,
+            400 => 1,
+            401 => 2,
+            403 => 3,
+            404 => 4,
+            413 => 5,
+            429 => 6,
+            500 => 7,
+            502 => 8,
+            503 => 9,
+            504 => 10,
+            _ => match s / 100 {
+                2 => 11,
+                4 => 12,
+                _ => 13,
+            },
+        },
+        Outcome::StreamError => 14,
+        Outcome::ClientGone => 15,
+    }
+}
+
+/// `sluice_requests_total` for one route and model, a counter per status,
+/// each registered on first use so `/metrics` lists only what happened.
+struct StatusCounters {
+    route: &'static str,
+    model: Arc<str>,
+    cells: [OnceLock<Counter>; STATUS_LABELS.len()],
+}
+
+impl StatusCounters {
+    fn new(route: &'static str, model: Arc<str>) -> Self {
+        StatusCounters { route, model, cells: std::array::from_fn(|_| OnceLock::new()) }
+    }
+
+    fn increment(&self, o: Outcome) {
+        let slot = status_slot(o);
+        self.cells[slot]
+            .get_or_init(|| {
+                counter!(REQUESTS_TOTAL, "route" => self.route, "model" => self.model.to_string(), "status" => STATUS_LABELS[slot])
+            })
+            .increment(1);
+    }
+}
+
+struct RouteMetrics {
+    duration: Histogram,
+    overhead: Histogram,
+    disconnects: Counter,
+    /// Requests that ended before their model was known (401, 400, 404, ...).
+    unknown_model: StatusCounters,
+}
+
+struct ModelMetrics {
+    /// Per route, indexed like [`ROUTES`].
+    requests: [StatusCounters; 3],
+    tokens_in: Counter,
+    tokens_out: Counter,
+    /// Spend in USD as f64 bits (see [`MetricsTable::render`]).
+    cost: AtomicU64,
+    name: Arc<str>,
+}
+
+pub struct DeploymentMetrics {
+    pub label: String,
+    ttft: Histogram,
+    attempts_ok: Counter,
+}
+
+const ROUTES: [Endpoint; 3] = [Endpoint::Chat, Endpoint::Completions, Endpoint::Embeddings];
+
+fn route_slot(e: Endpoint) -> usize {
+    match e {
+        Endpoint::Chat => 0,
+        Endpoint::Completions => 1,
+        Endpoint::Embeddings => 2,
+    }
+}
+
+/// Every handle the request path records into, built once per gateway.
+pub struct MetricsTable {
+    routes: [RouteMetrics; 3],
+    models: Vec<ModelMetrics>,
+    /// `[model][deployment]`, like the config.
+    deployments: Vec<Vec<DeploymentMetrics>>,
+}
+
+impl MetricsTable {
+    pub fn new(cfg: &Config) -> MetricsTable {
+        let unknown: Arc<str> = Arc::from("unknown");
+        let routes = ROUTES.map(|e| RouteMetrics {
+            duration: histogram!(REQUEST_DURATION, "route" => e.label()),
+            overhead: histogram!(GATEWAY_OVERHEAD, "route" => e.label()),
+            disconnects: counter!(CLIENT_DISCONNECTS, "route" => e.label()),
+            unknown_model: StatusCounters::new(e.label(), unknown.clone()),
+        });
+        let models = cfg
+            .models
+            .iter()
+            .map(|m| {
+                let name: Arc<str> = Arc::from(m.name.as_str());
+                ModelMetrics {
+                    requests: ROUTES.map(|e| StatusCounters::new(e.label(), name.clone())),
+                    tokens_in: counter!(TOKENS_TOTAL, "model" => m.name.clone(), "direction" => "input"),
+                    tokens_out: counter!(TOKENS_TOTAL, "model" => m.name.clone(), "direction" => "output"),
+                    cost: AtomicU64::new(0f64.to_bits()),
+                    name,
+                }
+            })
+            .collect();
+        let deployments = cfg
+            .models
+            .iter()
+            .map(|m| {
+                m.deployments
+                    .iter()
+                    .map(|d| {
+                        let provider = cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
+                        let label = format!("{provider}/{}", d.model);
+                        DeploymentMetrics {
+                            ttft: histogram!(UPSTREAM_TTFT, "deployment" => label.clone()),
+                            attempts_ok: counter!(UPSTREAM_ATTEMPTS, "deployment" => label.clone(), "outcome" => "ok"),
+                            label,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        MetricsTable { routes, models, deployments }
+    }
+
+    pub fn deployment(&self, model: usize, deployment: usize) -> Option<&DeploymentMetrics> {
+        self.deployments.get(model)?.get(deployment)
+    }
+
+    pub fn record_overhead(&self, e: Endpoint, d: Duration) {
+        self.routes[route_slot(e)].overhead.record(d.as_secs_f64());
+    }
+
+    /// One finished request. `model` is the requested model's index, if it was known.
+    pub fn record_request(&self, e: Endpoint, model: Option<usize>, outcome: Outcome, d: Duration) {
+        let route = &self.routes[route_slot(e)];
+        if outcome == Outcome::ClientGone {
+            route.disconnects.increment(1);
         }
-    };
-    counter!(REQUESTS_TOTAL, "route" => e.label(), "model" => model.to_string(), "status" => status).increment(1);
-    histogram!(REQUEST_DURATION, "route" => e.label()).record(d.as_secs_f64());
-}
-
-pub fn record_attempt(deployment: &str, outcome: &'static str, d: Duration) {
-    counter!(UPSTREAM_ATTEMPTS, "deployment" => deployment.to_string(), "outcome" => outcome).increment(1);
-    if outcome == "ok" {
-        histogram!(UPSTREAM_TTFT, "deployment" => deployment.to_string()).record(d.as_secs_f64());
+        match model.and_then(|m| self.models.get(m)) {
+            Some(m) => m.requests[route_slot(e)].increment(outcome),
+            None => route.unknown_model.increment(outcome),
+        }
+        route.duration.record(d.as_secs_f64());
     }
-}
 
-pub fn record_usage(model: &str, u: &Usage, price: Option<Price>) {
-    counter!(TOKENS_TOTAL, "model" => model.to_string(), "direction" => "input").increment(u.prompt_tokens);
-    counter!(TOKENS_TOTAL, "model" => model.to_string(), "direction" => "output").increment(u.completion_tokens);
-    if let Some(p) = price {
-        add_cost(model, cost_usd(u, &p));
-    }
-}
-
-/// Spend per model in USD. The `metrics` crate's counters count integers,
-/// and a gauge would mistype a counter, so spend is kept here as f64 bits
-/// and rendered as a proper Prometheus counter by [`render`].
-static COST: LazyLock<DashMap<String, AtomicU64>> = LazyLock::new(DashMap::new);
-
-fn add_cost(model: &str, usd: f64) {
-    if !usd.is_finite() || usd <= 0.0 {
-        return;
-    }
-    let add = |cell: &AtomicU64| {
-        let _ = cell
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| Some((f64::from_bits(bits) + usd).to_bits()));
-    };
-    if let Some(cell) = COST.get(model) {
-        add(&cell);
-        return;
-    }
-    add(&COST.entry(model.to_string()).or_insert_with(|| AtomicU64::new(0.0f64.to_bits())));
-}
-
-/// Spend so far for one model (for tests and `/status`).
-pub fn cost_usd_total(model: &str) -> f64 {
-    COST.get(model).map(|c| f64::from_bits(c.load(Ordering::Relaxed))).unwrap_or(0.0)
-}
-
-/// The exporter's text plus the spend counters.
-pub fn render(handle: &PrometheusHandle) -> String {
-    let mut out = handle.render();
-    if !COST.is_empty() {
-        out.push_str(
-            "# HELP sluice_cost_usd_total Spend in USD by model, from usage and the model's configured price.\n",
-        );
-        out.push_str("# TYPE sluice_cost_usd_total counter\n");
-        for e in COST.iter() {
-            let v = f64::from_bits(e.value().load(Ordering::Relaxed));
-            out.push_str(&format!("sluice_cost_usd_total{{model=\"{}\"}} {}\n", escape_label(e.key()), v));
+    /// One upstream attempt. Successes use their pre-registered handles; the
+    /// rarer failures register their outcome label on the fly.
+    pub fn record_attempt(&self, model: usize, deployment: usize, outcome: Result<(), &'static str>, d: Duration) {
+        let Some(dep) = self.deployment(model, deployment) else { return };
+        match outcome {
+            Ok(()) => {
+                dep.attempts_ok.increment(1);
+                dep.ttft.record(d.as_secs_f64());
+            }
+            Err(label) => {
+                counter!(UPSTREAM_ATTEMPTS, "deployment" => dep.label.clone(), "outcome" => label).increment(1);
+            }
         }
     }
-    out
+
+    /// Tokens and spend of the model that served.
+    pub fn record_usage(&self, model: usize, u: &Usage, price: Option<Price>) {
+        let Some(m) = self.models.get(model) else { return };
+        m.tokens_in.increment(u.prompt_tokens);
+        m.tokens_out.increment(u.completion_tokens);
+        if let Some(p) = price {
+            let usd = cost_usd(u, &p);
+            if usd.is_finite() && usd > 0.0 {
+                let _ = m.cost.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    Some((f64::from_bits(bits) + usd).to_bits())
+                });
+            }
+        }
+    }
+
+    /// Spend so far of one model, in USD.
+    pub fn cost_usd_total(&self, model: usize) -> f64 {
+        self.models.get(model).map_or(0.0, |m| f64::from_bits(m.cost.load(Ordering::Relaxed)))
+    }
+
+    /// The exporter's text plus `sluice_cost_usd_total`: the `metrics`
+    /// crate's counters count integers and a gauge would mistype a counter,
+    /// so spend is kept here as f64 and rendered as a Prometheus counter.
+    pub fn render(&self, handle: &PrometheusHandle) -> String {
+        let mut out = handle.render();
+        let priced: Vec<&ModelMetrics> =
+            self.models.iter().filter(|m| m.cost.load(Ordering::Relaxed) != 0f64.to_bits()).collect();
+        if !priced.is_empty() {
+            out.push_str(&format!(
+                "# HELP {COST_USD_TOTAL} Spend in USD by serving model, from usage and the model's configured price.\n"
+            ));
+            out.push_str(&format!("# TYPE {COST_USD_TOTAL} counter\n"));
+            for m in priced {
+                let v = f64::from_bits(m.cost.load(Ordering::Relaxed));
+                out.push_str(&format!("{COST_USD_TOTAL}{{model=\"{}\"}} {v}\n", escape_label(&m.name)));
+            }
+        }
+        out
+    }
+}
+
+/// Cost in USD of `usage` at `price`.
+pub fn cost_usd(u: &Usage, p: &Price) -> f64 {
+    (u.prompt_tokens as f64 * p.input_per_mtok + u.completion_tokens as f64 * p.output_per_mtok) / 1_000_000.0
 }
 
 fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-fn status_label(s: u16) -> &'static str {
-    match s {
-        200 => "200",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        _ => match s / 100 {
-            2 => "2xx",
-            4 => "4xx",
-            _ => "5xx",
-        },
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost() {
+        let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 500_000, cached_tokens: 0 };
+        let p = Price { input_per_mtok: 0.15, output_per_mtok: 0.60 };
+        assert!((cost_usd(&u, &p) - 0.45).abs() < 1e-12);
+    }
+
+    #[test]
+    fn every_status_has_a_slot() {
+        for s in [200u16, 201, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504, 599] {
+            assert!(status_slot(Outcome::Status(s)) < STATUS_LABELS.len());
+        }
+        assert_eq!(STATUS_LABELS[status_slot(Outcome::Status(418))], "4xx");
+        assert_eq!(STATUS_LABELS[status_slot(Outcome::ClientGone)], "client_gone");
+    }
+
+    #[test]
+    fn escapes_labels() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

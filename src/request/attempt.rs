@@ -12,7 +12,6 @@ use sluice_actors::upstream_sessions::UpstreamErrorKind;
 use super::record::Record;
 use super::route::Candidate;
 use crate::error::{GatewayError, TimeoutPhase};
-use crate::metrics as m;
 use crate::providers::{Call, EventStream, Reply, Timeouts, Usage};
 use crate::server::state::WorkerState;
 
@@ -82,7 +81,7 @@ pub async fn run(
         rec.add_upstream(took);
         match result {
             Ok(served) => {
-                m::record_attempt(&dep.label, "ok", took);
+                rec.attempt(c.model, c.deployment, Ok(()), took);
                 return Ok(Winner {
                     candidate: c,
                     served,
@@ -93,7 +92,7 @@ pub async fn run(
                 });
             }
             Err(e) => {
-                m::record_attempt(&dep.label, e.label(), took);
+                rec.attempt(c.model, c.deployment, Err(e.label()), took);
                 report(state, dep.provider, &e);
                 if !e.retryable() {
                     return Err(e);

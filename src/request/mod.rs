@@ -33,7 +33,7 @@ use record::Record;
 
 /// Run one proxied request through every step.
 pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoint: Endpoint) -> HttpResponse {
-    let mut rec = Record::new(endpoint, ingress::request_id(&req));
+    let mut rec = Record::new(endpoint, ingress::request_id(&req), state.shared.metrics.clone());
     match steps(state, &req, payload, endpoint, &mut rec).await {
         Ok(Reply::Complete { body, usage, price }) => relay::complete(rec, body, usage, price),
         Ok(Reply::Stream { first, rest, spec }) => relay::stream(rec, first, rest, spec),
@@ -61,9 +61,7 @@ async fn steps(
     let body = ingress::read_body(req, payload, shared.config.server.max_body_bytes).await?;
     let peek = ingress::peek(&body, endpoint)?;
     let model = shared.models.resolve(&peek.model, &policy)?;
-    if let Some(m) = shared.models.get(model) {
-        rec.set_model(&m.name);
-    }
+    rec.set_model(model);
     let candidates = shared.models.candidates(model);
     let request_id = rec.request_id.clone();
     let call = Call {
@@ -75,7 +73,7 @@ async fn steps(
         request_id: &request_id,
     };
     let winner = attempt::run(state, &call, &candidates, rec).await?;
-    rec.set_deployment(&winner.label);
+    rec.set_served(winner.candidate.model, winner.candidate.deployment);
     // Spend is priced at the model that served (a fallback may cost more).
     let price = shared.models.get(winner.candidate.model).and_then(|m| m.price);
     match winner.served {

@@ -5,62 +5,55 @@
 //! until the response head went out). `server-timing` shows both, so anyone
 //! can see the gateway's own overhead per request.
 
+use std::fmt::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Price;
-use crate::metrics as m;
+use crate::metrics::MetricsTable;
+pub use crate::metrics::Outcome;
 use crate::providers::{Endpoint, Usage};
 
 pub struct Record {
     pub request_id: String,
     pub endpoint: Endpoint,
+    metrics: Arc<MetricsTable>,
     started: Instant,
-    /// The requested model, once it is known to exist (unknown names are
-    /// never used as labels: clients control them).
-    model: Option<String>,
-    /// `provider/model` of the deployment that served.
-    deployment: Option<String>,
+    /// The requested model's index, once it is known to exist (unknown names
+    /// are never used as labels: clients control them).
+    model: Option<usize>,
+    /// `(model, deployment)` that served.
+    served: Option<(usize, usize)>,
     upstream: Duration,
-    /// Set when the response head was sent.
-    head_sent: Option<Instant>,
     finished: bool,
 }
 
-/// How a request ended, for the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Answered with this HTTP status (streams: 200 and the stream completed).
-    Status(u16),
-    /// A stream ended early with an error event.
-    StreamError,
-    /// The client went away before the end.
-    ClientGone,
-}
-
 impl Record {
-    pub fn new(endpoint: Endpoint, request_id: String) -> Record {
+    pub fn new(endpoint: Endpoint, request_id: String, metrics: Arc<MetricsTable>) -> Record {
         Record {
             request_id,
             endpoint,
+            metrics,
             started: Instant::now(),
             model: None,
-            deployment: None,
+            served: None,
             upstream: Duration::ZERO,
-            head_sent: None,
             finished: false,
         }
     }
 
-    pub fn set_model(&mut self, model: &str) {
-        self.model = Some(model.to_string());
+    pub fn set_model(&mut self, model: usize) {
+        self.model = Some(model);
     }
 
-    pub fn set_deployment(&mut self, label: &str) {
-        self.deployment = Some(label.to_string());
+    pub fn set_served(&mut self, model: usize, deployment: usize) {
+        self.served = Some((model, deployment));
     }
 
+    /// `provider/model` of the deployment that served, if any did.
     pub fn deployment(&self) -> Option<&str> {
-        self.deployment.as_deref()
+        let (m, d) = self.served?;
+        self.metrics.deployment(m, d).map(|d| d.label.as_str())
     }
 
     /// Add one attempt's upstream wait.
@@ -68,18 +61,22 @@ impl Record {
         self.upstream += d;
     }
 
+    /// Record one attempt's outcome against its deployment.
+    pub fn attempt(&self, model: usize, deployment: usize, outcome: Result<(), &'static str>, took: Duration) {
+        self.metrics.record_attempt(model, deployment, outcome, took);
+    }
+
     /// Mark the response head as sent; returns the `server-timing` value.
     pub fn head_sent(&mut self) -> String {
-        let now = Instant::now();
-        self.head_sent = Some(now);
-        let total = now.saturating_duration_since(self.started);
+        let total = self.started.elapsed();
         let gateway = total.saturating_sub(self.upstream);
-        m::record_overhead(self.endpoint, gateway);
-        format!(
-            "gateway;dur={:.3}, upstream;dur={:.3}",
-            gateway.as_secs_f64() * 1000.0,
-            self.upstream.as_secs_f64() * 1000.0
-        )
+        self.metrics.record_overhead(self.endpoint, gateway);
+        let mut s = String::with_capacity(48);
+        s.push_str("gateway;dur=");
+        push_ms(&mut s, gateway);
+        s.push_str(", upstream;dur=");
+        push_ms(&mut s, self.upstream);
+        s
     }
 
     /// Record the end of the request, once.
@@ -88,26 +85,28 @@ impl Record {
             return;
         }
         self.finished = true;
-        let model = self.model.as_deref().unwrap_or("unknown");
-        m::record_request(self.endpoint, model, outcome, self.started.elapsed());
-        if let Some(u) = usage {
-            m::record_usage(model, &u, price);
+        self.metrics.record_request(self.endpoint, self.model, outcome, self.started.elapsed());
+        if let (Some(u), Some((m, _))) = (usage, self.served) {
+            self.metrics.record_usage(m, &u, price);
         }
     }
+}
+
+/// Milliseconds with three decimals, by integer arithmetic (float
+/// formatting costs more than the rest of the header).
+fn push_ms(s: &mut String, d: Duration) {
+    let us = d.as_micros();
+    let _ = write!(s, "{}.{:03}", us / 1000, us % 1000);
 }
 
 impl Drop for Record {
     fn drop(&mut self) {
-        // A stream dropped without finishing means the client disconnected.
+        // Dropped unfinished: the client went away (actix dropped the handler
+        // future or the response stream).
         if !self.finished {
             self.finish(Outcome::ClientGone, None, None);
         }
     }
-}
-
-/// Cost in USD of `usage` at `price`.
-pub fn cost_usd(u: &Usage, p: &Price) -> f64 {
-    (u.prompt_tokens as f64 * p.input_per_mtok + u.completion_tokens as f64 * p.output_per_mtok) / 1_000_000.0
 }
 
 #[cfg(test)]
@@ -115,9 +114,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cost() {
-        let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 500_000, cached_tokens: 0 };
-        let p = Price { input_per_mtok: 0.15, output_per_mtok: 0.60 };
-        assert!((cost_usd(&u, &p) - 0.45).abs() < 1e-12);
+    fn ms_formatting() {
+        let mut s = String::new();
+        push_ms(&mut s, Duration::from_micros(1234567));
+        assert_eq!(s, "1234.567");
+        s.clear();
+        push_ms(&mut s, Duration::from_nanos(54_999));
+        assert_eq!(s, "0.054");
     }
 }

@@ -10,6 +10,7 @@ use sluice_actors::ActorRegistry;
 use sluice_actors::upstream_sessions::{SessionsHandle, WorkerClients};
 
 use crate::config::Config;
+use crate::metrics::MetricsTable;
 use crate::providers::Provider;
 use crate::request::auth::KeyTable;
 use crate::request::route::ModelTable;
@@ -24,20 +25,22 @@ pub struct Shared {
     pub admin_digest: Option<[u8; 32]>,
     pub registry: ActorRegistry,
     pub sessions: SessionsHandle,
-    pub metrics: PrometheusHandle,
+    pub prometheus: PrometheusHandle,
+    /// Pre-registered metric handles of this gateway's models and routes.
+    pub metrics: Arc<MetricsTable>,
     pub started: Instant,
     shutting_down: AtomicBool,
 }
 
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         providers: Vec<Provider>,
         registry: ActorRegistry,
         sessions: SessionsHandle,
-        metrics: PrometheusHandle,
+        prometheus: PrometheusHandle,
     ) -> Shared {
+        let metrics = Arc::new(MetricsTable::new(&config));
         let models = ModelTable::from_config(&config);
         let keys = KeyTable::from_config(&config);
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::request::auth::digest(k.expose()));
@@ -49,6 +52,7 @@ impl Shared {
             admin_digest,
             registry,
             sessions,
+            prometheus,
             metrics,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
