@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub shutdown_timeout_ms: u64,
     /// With no `[[keys]]`, refuse every client unless this is true.
     pub allow_anonymous: bool,
+    /// How long a worker keeps polling its sockets after a request starts or
+    /// ends before it sleeps; 0 turns busy polling off (see
+    /// `server::busy_poll`).
+    pub busy_poll_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@ pub mod defaults {
     pub const WORKERS: i64 = 0;
     pub const SHUTDOWN_TIMEOUT_MS: i64 = 30_000;
     pub const ALLOW_ANONYMOUS: bool = false;
+    pub const BUSY_POLL_US: i64 = 50;
 
     pub const MAX_CONNECTIONS: i64 = 256;
     pub const CONNECT_TIMEOUT_MS: i64 = 2_000;
@@ -100,6 +101,7 @@ pub struct RawServer {
     pub workers: Option<i64>,
     pub shutdown_timeout_ms: Option<i64>,
     pub allow_anonymous: Option<bool>,
+    pub busy_poll_us: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

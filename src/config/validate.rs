@@ -146,8 +146,14 @@ fn server(c: &mut Checker, s: RawServer) -> ServerConfig {
             "",
         ),
         allow_anonymous: s.allow_anonymous.unwrap_or(defaults::ALLOW_ANONYMOUS),
+        busy_poll_us: c
+            .u64("server.busy_poll_us", s.busy_poll_us, defaults::BUSY_POLL_US, 0, "(0 turns busy polling off)")
+            .min(MAX_BUSY_POLL_US),
     }
 }
+
+/// A longer spin saves nothing more and burns a core between sparse requests.
+const MAX_BUSY_POLL_US: u64 = 10_000;
 
 /// More threads than this is a typo, not a machine.
 const MAX_WORKERS: i64 = 4096;

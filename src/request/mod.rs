@@ -33,12 +33,15 @@ use record::Record;
 
 /// Run one proxied request through every step.
 pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoint: Endpoint) -> HttpResponse {
+    state.activity.touch();
     let mut rec = Record::new(endpoint, ingress::request_id(&req), state.shared.metrics.clone());
-    match steps(state, &req, payload, endpoint, &mut rec).await {
+    let resp = match steps(state, &req, payload, endpoint, &mut rec).await {
         Ok(Reply::Complete { body, usage, price }) => relay::complete(rec, body, usage, price),
         Ok(Reply::Stream { first, rest, spec }) => relay::stream(rec, first, rest, spec),
         Err(e) => relay::error(rec, &e),
-    }
+    };
+    state.activity.touch();
+    resp
 }
 
 enum Reply {

@@ -1,5 +1,6 @@
 //! The HTTP server: workers, limits, start-up and graceful shutdown.
 
+pub mod busy_poll;
 pub mod routes;
 pub mod state;
 
@@ -56,6 +57,7 @@ where
     // actix-server's deadline has whole-second granularity: round up.
     let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
     let max_body = config.server.max_body_bytes;
+    let busy_poll_us = config.server.busy_poll_us;
     let shared = Arc::new(Shared::new(config, providers, actors.registry.clone(), actors.sessions.clone(), metrics));
 
     let for_signal = shared.clone();
@@ -73,8 +75,12 @@ where
         let sessions = shared.sessions.clone();
         let warm = clients.clone();
         actix_web::rt::spawn(async move { sessions.warm_up(warm).await });
+        let activity = std::rc::Rc::new(busy_poll::Activity::default());
+        if busy_poll_us > 0 {
+            actix_web::rt::spawn(busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
+        }
         App::new()
-            .app_data(web::Data::new(WorkerState { shared, clients }))
+            .app_data(web::Data::new(WorkerState { shared, clients, activity }))
             .app_data(web::PayloadConfig::new(max_body))
             .configure(routes::configure)
     })

@@ -73,4 +73,6 @@ pub struct WorkerState {
     pub shared: Arc<Shared>,
     /// This worker's pooled upstream clients (see `UpstreamSessions`).
     pub clients: WorkerClients,
+    /// Request starts and ends, for the worker's busy poller.
+    pub activity: std::rc::Rc<super::busy_poll::Activity>,
 }

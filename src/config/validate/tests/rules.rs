@@ -18,7 +18,7 @@ fn unknown_keys_at_every_level() {
             "lisen",
             &[
                 "unknown key `lisen` in [server]",
-                "expected one of: listen, admin_key, max_body_bytes, workers, shutdown_timeout_ms, allow_anonymous",
+                "expected one of: listen, admin_key, max_body_bytes, workers, shutdown_timeout_ms, allow_anonymous, busy_poll_us",
                 "did you mean `listen`",
             ],
         ),
