@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Method, Uri};
 use memchr::memmem;
 use sluice_actors::upstream_sessions::{
-    ConnectTimeout, InflightPermit, SessionSpec, UpstreamClient, WarmRequest, error_chain,
+    InflightPermit, Outgoing, ResponseBody, SendError, SessionSpec, UpstreamClient, WarmRequest, plain_http_target,
 };
 use sonic_rs::JsonValueTrait;
 use tokio::time::{Instant, timeout_at};
@@ -85,14 +83,12 @@ impl OpenAi {
         }
     }
 
-    fn base_headers(&self) -> HeaderMap {
-        let mut h = HeaderMap::with_capacity(4 + self.extra.len());
+    fn base_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let mut h = Vec::with_capacity(1 + self.extra.len());
         if let Some(a) = &self.auth {
-            h.insert(AUTHORIZATION, a.clone());
+            h.push((AUTHORIZATION, a.clone()));
         }
-        for (n, v) in &self.extra {
-            h.insert(n.clone(), v.clone());
-        }
+        h.extend(self.extra.iter().cloned());
         h
     }
 
@@ -108,28 +104,24 @@ impl OpenAi {
             idle_timeout: Duration::from_secs(90),
             warm_connections: cfg.warm_connections,
             warm_request,
+            plain_http: plain_http_target(&self.uris[0]),
         }
     }
 
-    fn build_request(&self, call: &Call<'_>) -> http::Request<Full<Bytes>> {
-        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
-        let mut req = http::Request::new(Full::new(body));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.uri(call.endpoint).clone();
-        let h = req.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(
-            ACCEPT,
-            HeaderValue::from_static(if call.peek.stream { "text/event-stream" } else { "application/json" }),
-        );
+    /// The request headers: content type, accept, the provider's credentials
+    /// and extra headers, the request id, and the client headers this
+    /// provider forwards.
+    fn headers(&self, call: &Call<'_>) -> Vec<(HeaderName, HeaderValue)> {
+        let mut h = Vec::with_capacity(4 + self.extra.len());
+        h.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        let accept = if call.peek.stream { "text/event-stream" } else { "application/json" };
+        h.push((ACCEPT, HeaderValue::from_static(accept)));
         if let Some(a) = &self.auth {
-            h.insert(AUTHORIZATION, a.clone());
+            h.push((AUTHORIZATION, a.clone()));
         }
-        for (n, v) in &self.extra {
-            h.insert(n.clone(), v.clone());
-        }
+        h.extend(self.extra.iter().cloned());
         if let Ok(v) = HeaderValue::from_str(call.request_id) {
-            h.insert(HeaderName::from_static("x-request-id"), v);
+            h.push((HeaderName::from_static("x-request-id"), v));
         }
         if !self.forward.is_empty() {
             for (name, value) in call.client_headers.iter() {
@@ -138,15 +130,16 @@ impl OpenAi {
                     && let (Ok(n), Ok(v)) =
                         (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
                 {
-                    h.append(n, v);
+                    h.push((n, v));
                 }
             }
         }
-        req
+        h
     }
 
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
-        let req = self.build_request(call);
+        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
+        let headers = self.headers(call);
         let started = Instant::now();
         let first_byte = started + p.timeouts.first_byte;
         let total = started + p.timeouts.total;
@@ -154,27 +147,27 @@ impl OpenAi {
             .await
             .map_err(|_| GatewayError::UpstreamSaturated { provider: p.name.clone() })?
             .map_err(|_| GatewayError::ShuttingDown)?;
-        let resp = match timeout_at(first_byte, client.request(req)).await {
+        let req = Outgoing { method: Method::POST, uri: self.uri(call.endpoint), headers: &headers, body };
+        let resp = match timeout_at(first_byte, client.send(req)).await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(classify(p, &e)),
+            Ok(Err(SendError::ConnectTimeout(_))) => return Err(timeout(p, TimeoutPhase::Connect)),
+            Ok(Err(SendError::Connect(detail))) => {
+                return Err(GatewayError::UpstreamConnect { provider: p.name.clone(), detail });
+            }
+            Ok(Err(SendError::Failed(detail))) => {
+                return Err(GatewayError::UpstreamProtocol { provider: p.name.clone(), detail });
+            }
             Err(_) => return Err(timeout(p, TimeoutPhase::FirstByte)),
         };
-        let status = resp.status();
-        let (parts, body) = resp.into_parts();
-        if !status.is_success() {
-            let bytes = read_body(p, body, MAX_ERROR_BYTES, true, total).await.unwrap_or_default();
-            let retry_after = parts.headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
-            return Err(self.status_error(p, status.as_u16(), bytes, retry_after));
+        let status = resp.status;
+        if !(200..300).contains(&status) {
+            let bytes = read_body(p, resp.body, MAX_ERROR_BYTES, true, total).await.unwrap_or_default();
+            return Err(self.status_error(p, status, bytes, resp.retry_after));
         }
-        let is_sse = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if call.peek.stream && is_sse {
-            return Ok(Reply::Stream(event_stream(body, permit, p.name.clone())));
+        if call.peek.stream && resp.event_stream {
+            return Ok(Reply::Stream(event_stream(resp.body, permit, p.name.clone())));
         }
-        let bytes = read_body(p, body, MAX_RESPONSE_BYTES, false, total).await?;
+        let bytes = read_body(p, resp.body, MAX_RESPONSE_BYTES, false, total).await?;
         drop(permit);
         let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
             provider: p.name.clone(),
@@ -232,28 +225,11 @@ fn timeout(p: &Provider, phase: TimeoutPhase) -> GatewayError {
     GatewayError::UpstreamTimeout { provider: p.name.clone(), phase, ms: d.as_millis() as u64 }
 }
 
-/// Sort a client error by its typed causes, never by its message text.
-fn classify(p: &Provider, e: &hyper_util::client::legacy::Error) -> GatewayError {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if c.downcast_ref::<ConnectTimeout>().is_some() {
-            return timeout(p, TimeoutPhase::Connect);
-        }
-        cur = c.source();
-    }
-    let detail = error_chain(e);
-    if e.is_connect() {
-        GatewayError::UpstreamConnect { provider: p.name.clone(), detail }
-    } else {
-        GatewayError::UpstreamProtocol { provider: p.name.clone(), detail }
-    }
-}
-
 /// Read a whole body with the idle timeout between frames and an overall
 /// deadline. `truncate` keeps the first `max` bytes instead of failing.
 async fn read_body(
     p: &Provider,
-    mut body: Incoming,
+    mut body: ResponseBody,
     max: usize,
     truncate: bool,
     deadline: Instant,
@@ -263,7 +239,7 @@ async fn read_body(
     let mut len = 0usize;
     loop {
         let idle = (Instant::now() + p.timeouts.idle).min(deadline);
-        let frame = match timeout_at(idle, body.frame()).await {
+        let data = match timeout_at(idle, body.chunk()).await {
             Err(_) => {
                 let phase = if idle >= deadline { TimeoutPhase::Total } else { TimeoutPhase::Idle };
                 return Err(timeout(p, phase));
@@ -272,12 +248,11 @@ async fn read_body(
             Ok(Some(Err(e))) => {
                 return Err(GatewayError::UpstreamProtocol {
                     provider: p.name.clone(),
-                    detail: format!("the response body was cut off: {}", error_chain(&e)),
+                    detail: format!("the response body was cut off: {e}"),
                 });
             }
-            Ok(Some(Ok(f))) => f,
+            Ok(Some(Ok(d))) => d,
         };
-        let Ok(data) = frame.into_data() else { continue };
         len += data.len();
         if len > max {
             if truncate {
@@ -309,9 +284,9 @@ async fn read_body(
 
 /// The upstream's SSE body as runs of whole events. The permit rides along
 /// so the provider's connection slot is held exactly as long as the stream.
-fn event_stream(body: Incoming, permit: InflightPermit, provider: String) -> EventStream {
+fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String) -> EventStream {
     struct St {
-        body: Incoming,
+        body: ResponseBody,
         split: SseSplitter,
         _permit: InflightPermit,
         provider: String,
@@ -323,11 +298,9 @@ fn event_stream(body: Incoming, permit: InflightPermit, provider: String) -> Eve
             return None;
         }
         loop {
-            match st.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data()
-                        && let Some(events) = st.split.push(data)
-                    {
+            match st.body.chunk().await {
+                Some(Ok(data)) => {
+                    if let Some(events) = st.split.push(data) {
                         return Some((Ok(events), st));
                     }
                 }
@@ -335,7 +308,7 @@ fn event_stream(body: Incoming, permit: InflightPermit, provider: String) -> Eve
                     st.done = true;
                     let err = GatewayError::UpstreamProtocol {
                         provider: st.provider.clone(),
-                        detail: format!("the stream was cut off: {}", error_chain(&e)),
+                        detail: format!("the stream was cut off: {e}"),
                     };
                     return Some((Err(err), st));
                 }

@@ -5,23 +5,28 @@
 //! threads. Each worker therefore builds its own [`WorkerClients`] from the
 //! shared [`SessionTable`] once, at start; the counters, the concurrency cap
 //! and the error log stay shared (see docs/decisions/http-client.md).
+//!
+//! Two transports sit behind one API: plain `http://` upstreams use the
+//! inline HTTP/1.1 client in `h1.rs`; `https://` upstreams use hyper
+//! (rustls, HTTP/2 by ALPN).
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::connector::CountingConnector;
+use super::connector::{ConnectTimeout, CountingConnector};
+use super::h1::{H1Body, H1Error, H1Pool, H1Request, H1Target};
 use super::state::{PoolStats, ProviderSession, SessionTable};
 
-pub type RequestBody = Full<Bytes>;
 type Connector = HttpsConnector<CountingConnector<HttpConnector>>;
 
 /// Error building the TLS client configuration.
@@ -29,10 +34,70 @@ type Connector = HttpsConnector<CountingConnector<HttpConnector>>;
 #[error("cannot build the TLS client configuration: {0}")]
 pub struct TlsError(String);
 
-/// One provider's pooled client (cheap to clone: shares the pool).
+/// One request to send upstream.
+pub struct Outgoing<'a> {
+    pub method: Method,
+    pub uri: &'a Uri,
+    /// Besides `host` and `content-length`, which the transport sets.
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub body: Bytes,
+}
+
+/// Why a request got no response head.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("{0}")]
+    Connect(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A response head and its body.
+pub struct UpstreamResponse {
+    pub status: u16,
+    /// `content-type` is `text/event-stream`.
+    pub event_stream: bool,
+    pub retry_after: Option<String>,
+    pub body: ResponseBody,
+}
+
+/// A response body from either transport.
+pub enum ResponseBody {
+    Hyper(hyper::body::Incoming),
+    H1(H1Body),
+}
+
+impl ResponseBody {
+    /// The next piece of body data; `None` at its end. An error means the
+    /// body was cut off or malformed.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, String>> {
+        match self {
+            ResponseBody::H1(b) => b.chunk().await.map(|r| r.map_err(|e| e.to_string())),
+            ResponseBody::Hyper(b) => loop {
+                match b.frame().await? {
+                    Ok(f) => {
+                        if let Ok(data) = f.into_data() {
+                            return Some(Ok(data));
+                        }
+                    }
+                    Err(e) => return Some(Err(error_chain(&e))),
+                }
+            },
+        }
+    }
+}
+
+enum Transport {
+    Hyper(Box<Client<Connector, Full<Bytes>>>),
+    H1(H1Pool),
+}
+
+/// One provider's pooled client on one worker (cheap to clone: shares the pool).
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<Connector, RequestBody>,
+    transport: Rc<Transport>,
     session: Arc<ProviderSession>,
 }
 
@@ -56,27 +121,18 @@ pub struct SessionClosed;
 
 impl UpstreamClient {
     fn build(session: Arc<ProviderSession>, tls: &rustls::ClientConfig) -> UpstreamClient {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        // Every event of a stream must leave at once: Nagle would hold small
-        // writes for the peer's delayed ACK (up to 40 ms).
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(30)));
-        // The counting layer sits under TLS, but its timeout covers only TCP;
-        // TLS handshakes are bounded by the caller's first-byte timeout.
-        let counting = CountingConnector::new(http, session.stats.clone(), session.spec.connect_timeout);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(counting);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(session.spec.idle_timeout)
-            .pool_max_idle_per_host(session.spec.max_connections)
-            .build(https);
-        UpstreamClient { client, session }
+        let spec = &session.spec;
+        let transport = match &spec.plain_http {
+            Some(target) => Transport::H1(H1Pool::new(
+                target.clone(),
+                session.stats.clone(),
+                spec.max_connections,
+                spec.idle_timeout,
+                spec.connect_timeout,
+            )),
+            None => Transport::Hyper(Box::new(hyper_client(&session, tls))),
+        };
+        UpstreamClient { transport: Rc::new(transport), session }
     }
 
     pub fn session(&self) -> &ProviderSession {
@@ -85,14 +141,58 @@ impl UpstreamClient {
 
     /// Take one of the provider's concurrency slots; waits while all are busy.
     pub async fn acquire(&self) -> Result<InflightPermit, SessionClosed> {
-        let permit = self.session.permits.clone().acquire_owned().await.map_err(|_| SessionClosed)?;
+        let permits = self.session.permits.clone();
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::NoPermits) => permits.acquire_owned().await.map_err(|_| SessionClosed)?,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(SessionClosed),
+        };
         self.session.stats.request_started();
         Ok(InflightPermit { _permit: permit, stats: self.session.stats.clone() })
     }
 
-    /// Send a request on the pool.
-    pub fn request(&self, req: http::Request<RequestBody>) -> hyper_util::client::legacy::ResponseFuture {
-        self.client.request(req)
+    /// Send a request and wait for the response head.
+    pub async fn send(&self, req: Outgoing<'_>) -> Result<UpstreamResponse, SendError> {
+        match &*self.transport {
+            Transport::H1(pool) => {
+                let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                let h1 = H1Request { method: req.method.as_str(), path, headers: req.headers, body: &req.body };
+                let r = pool.send(&h1).await.map_err(|e| match e {
+                    H1Error::ConnectTimeout(d) => SendError::ConnectTimeout(d),
+                    H1Error::Connect(e) => SendError::Connect(e.to_string()),
+                    other => SendError::Failed(other.to_string()),
+                })?;
+                Ok(UpstreamResponse {
+                    status: r.status,
+                    event_stream: r.event_stream,
+                    retry_after: r.retry_after,
+                    body: ResponseBody::H1(r.body),
+                })
+            }
+            Transport::Hyper(client) => {
+                let mut r = http::Request::new(Full::new(req.body));
+                *r.method_mut() = req.method;
+                *r.uri_mut() = req.uri.clone();
+                let h = r.headers_mut();
+                for (n, v) in req.headers {
+                    h.append(n.clone(), v.clone());
+                }
+                let resp = client.request(r).await.map_err(|e| classify(&e))?;
+                let event_stream = resp
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("text/event-stream"));
+                let retry_after =
+                    resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                Ok(UpstreamResponse {
+                    status: resp.status().as_u16(),
+                    event_stream,
+                    retry_after,
+                    body: ResponseBody::Hyper(resp.into_body()),
+                })
+            }
+        }
     }
 
     /// Open `warm_connections` pooled connections with the spec's warm-up
@@ -101,23 +201,17 @@ impl UpstreamClient {
     pub async fn warm_up(&self) -> (usize, Option<String>) {
         let spec = &self.session.spec;
         let Some(warm) = &spec.warm_request else { return (0, None) };
-        let n = spec.warm_connections;
         let timeout = spec.connect_timeout.saturating_mul(2).max(Duration::from_secs(1));
-        let attempts = (0..n).map(|_| {
-            let mut req = http::Request::new(Full::new(Bytes::new()));
-            *req.uri_mut() = warm.uri.clone();
-            *req.headers_mut() = warm.headers.clone();
-            let fut = self.client.request(req);
-            async move {
-                match tokio::time::timeout(timeout, fut).await {
-                    Ok(Ok(resp)) => {
-                        // Read the body to the end so the connection goes back to the pool.
-                        drain(resp.into_body()).await;
-                        Ok(())
-                    }
-                    Ok(Err(e)) => Err(error_chain(&e)),
-                    Err(_) => Err(format!("warm-up request timed out after {timeout:?}")),
+        let attempts = (0..spec.warm_connections).map(|_| async move {
+            let req = Outgoing { method: Method::GET, uri: &warm.uri, headers: &warm.headers, body: Bytes::new() };
+            match tokio::time::timeout(timeout, self.send(req)).await {
+                Ok(Ok(mut resp)) => {
+                    // Read the body to the end so the connection goes back to the pool.
+                    while let Some(Ok(_)) = resp.body.chunk().await {}
+                    Ok(())
                 }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("warm-up request timed out after {timeout:?}")),
             }
         });
         let results = futures_util::future::join_all(attempts).await;
@@ -136,12 +230,39 @@ impl UpstreamClient {
     }
 }
 
-async fn drain(mut body: Incoming) {
-    while let Some(frame) = body.frame().await {
-        if frame.is_err() {
-            break;
+fn hyper_client(session: &ProviderSession, tls: &rustls::ClientConfig) -> Client<Connector, Full<Bytes>> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    // Every event of a stream must leave at once: Nagle would hold small
+    // writes for the peer's delayed ACK (up to 40 ms).
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(30)));
+    // The counting layer sits under TLS, but its timeout covers only TCP;
+    // TLS handshakes are bounded by the caller's first-byte timeout.
+    let counting = CountingConnector::new(http, session.stats.clone(), session.spec.connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(counting);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(session.spec.idle_timeout)
+        .pool_max_idle_per_host(session.spec.max_connections)
+        .build(https)
+}
+
+/// Sort a hyper client error by its typed causes, never by message text.
+fn classify(e: &hyper_util::client::legacy::Error) -> SendError {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<ConnectTimeout>() {
+            return SendError::ConnectTimeout(t.0);
         }
+        cur = c.source();
     }
+    if e.is_connect() { SendError::Connect(error_chain(e)) } else { SendError::Failed(error_chain(e)) }
 }
 
 /// An error and its causes on one line (hyper's top-level message alone,
@@ -161,7 +282,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// provider needs no network session.
 #[derive(Clone)]
 pub struct WorkerClients {
-    clients: Arc<[Option<UpstreamClient>]>,
+    clients: Rc<[Option<UpstreamClient>]>,
 }
 
 impl WorkerClients {
@@ -192,4 +313,113 @@ pub fn tls_config() -> Result<rustls::ClientConfig, TlsError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(cfg)
+}
+
+/// A plain-http base URL's connect target, for the inline HTTP/1.1 client;
+/// `None` for https (and anything else), which goes through hyper.
+pub fn plain_http_target(uri: &Uri) -> Option<H1Target> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?;
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = authority.port_u16().unwrap_or(80);
+    Some(H1Target { authority: authority.as_str().to_string(), host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::upstream_sessions::state::{SessionSpec, SessionTable, WarmRequest};
+
+    /// A tiny server: answers every request on a connection with `reply`.
+    async fn server(reply: &'static [u8]) -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {
+                                if s.write_all(reply).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn clients(port: u16, inline_h1: bool) -> (WorkerClients, Arc<SessionTable>, Uri) {
+        let uri: Uri = format!("http://127.0.0.1:{port}/v1/chat/completions").parse().unwrap();
+        let spec = SessionSpec {
+            name: "p".into(),
+            connect_timeout: Duration::from_secs(1),
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(90),
+            warm_connections: 2,
+            warm_request: Some(WarmRequest {
+                uri: format!("http://127.0.0.1:{port}/v1/models").parse().unwrap(),
+                headers: vec![],
+            }),
+            plain_http: if inline_h1 { plain_http_target(&uri) } else { None },
+        };
+        let table = Arc::new(SessionTable::new(vec![Some(spec)]));
+        (WorkerClients::build(&table, &tls_config().unwrap()), table, uri)
+    }
+
+    #[tokio::test]
+    async fn both_transports_send_warm_and_count() {
+        const REPLY: &[u8] =
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nretry-after: 3\r\ncontent-length: 9\r\n\r\ndata: x\n\n";
+        for inline_h1 in [true, false] {
+            let port = server(REPLY).await;
+            let (clients, table, uri) = clients(port, inline_h1);
+            let c = clients.get(0).unwrap();
+            assert!(clients.get(1).is_none());
+            let (ok, err) = c.warm_up().await;
+            assert_eq!((ok, err), (2, None), "inline_h1={inline_h1}");
+            let stats = &table.providers[0].as_ref().unwrap().stats;
+            assert_eq!(stats.opened_total(), 2);
+            for _ in 0..3 {
+                let _permit = c.acquire().await.unwrap();
+                let req = Outgoing { method: Method::POST, uri: &uri, headers: &[], body: Bytes::from_static(b"{}") };
+                let mut r = c.send(req).await.unwrap();
+                assert_eq!(r.status, 200);
+                assert!(r.event_stream);
+                assert_eq!(r.retry_after.as_deref(), Some("3"));
+                let mut body = Vec::new();
+                while let Some(chunk) = r.body.chunk().await {
+                    body.extend_from_slice(&chunk.unwrap());
+                }
+                assert_eq!(body, b"data: x\n\n");
+            }
+            // Warm connections were reused: no new ones.
+            assert_eq!(stats.opened_total(), 2, "inline_h1={inline_h1}");
+            assert_eq!(stats.requests_total(), 3);
+            assert_eq!(stats.inflight(), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_connect_errors_on_both() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        for inline_h1 in [true, false] {
+            let (clients, table, uri) = clients(port, inline_h1);
+            let req = Outgoing { method: Method::POST, uri: &uri, headers: &[], body: Bytes::new() };
+            let e = clients.get(0).unwrap().send(req).await.err().unwrap();
+            assert!(matches!(e, SendError::Connect(_)), "inline_h1={inline_h1}: {e}");
+            assert_eq!(table.providers[0].as_ref().unwrap().stats.connect_errors_total(), 1);
+        }
+    }
 }

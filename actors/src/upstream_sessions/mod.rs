@@ -4,6 +4,7 @@
 
 mod client;
 mod connector;
+mod h1;
 mod handle;
 pub mod messages;
 mod state;
@@ -12,8 +13,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-pub use client::{InflightPermit, RequestBody, SessionClosed, TlsError, UpstreamClient, WorkerClients, error_chain};
+pub use client::{
+    InflightPermit, Outgoing, ResponseBody, SendError, SessionClosed, TlsError, UpstreamClient, UpstreamResponse,
+    WorkerClients, error_chain, plain_http_target,
+};
 pub use connector::ConnectTimeout;
+pub use h1::H1Target;
 pub use handle::SessionsHandle;
 pub use state::{PoolStats, SessionSpec, SessionState, SessionTable, UpstreamErrorKind, WarmRequest};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, Uri};
+use http::Uri;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -27,12 +27,15 @@ pub struct SessionSpec {
     /// A cheap request (e.g. `GET {base}/models`) that opens a pooled
     /// connection; its headers may hold the provider's key and are never shown.
     pub warm_request: Option<WarmRequest>,
+    /// Set for plain-`http://` upstreams: they use the inline HTTP/1.1
+    /// client; `None` means hyper (https, HTTP/2 by ALPN).
+    pub plain_http: Option<super::h1::H1Target>,
 }
 
 #[derive(Clone)]
 pub struct WarmRequest {
     pub uri: Uri,
-    pub headers: HeaderMap,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl std::fmt::Debug for WarmRequest {
@@ -283,6 +286,7 @@ mod tests {
             idle_timeout: Duration::from_secs(90),
             warm_connections: 0,
             warm_request: None,
+            plain_http: None,
         }
     }
 

@@ -1,0 +1,221 @@
+//! The inline HTTP/1.1 client against scripted servers on loopback.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// A server that answers each request on a connection with the next
+/// scripted reply (written in pieces of `piece` bytes), counting accepts.
+async fn server(replies: Vec<&'static [u8]>, piece: usize) -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let a = accepts.clone();
+    tokio::spawn(async move {
+        let mut next = 0;
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            a.fetch_add(1, Ordering::SeqCst);
+            loop {
+                // Read one request head (+ body by content-length).
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                let cl: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + cl {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let Some(reply) = replies.get(next) else { return };
+                next += 1;
+                if reply.is_empty() {
+                    // Scripted: close without answering.
+                    break;
+                }
+                for p in reply.chunks(piece.max(1)) {
+                    if s.write_all(p).await.is_err() {
+                        return;
+                    }
+                    s.flush().await.ok();
+                    tokio::task::yield_now().await;
+                }
+                if head.contains("x-close-after") {
+                    break;
+                }
+            }
+        }
+    });
+    (port, accepts)
+}
+
+fn pool(port: u16) -> H1Pool {
+    let stats = Arc::new(PoolStats::new("t"));
+    let target = H1Target { authority: format!("127.0.0.1:{port}"), host: "127.0.0.1".into(), port };
+    H1Pool::new(target, stats, 8, Duration::from_secs(90), Duration::from_secs(1))
+}
+
+static TEST_HEADER: std::sync::LazyLock<Vec<(HeaderName, HeaderValue)>> =
+    std::sync::LazyLock::new(|| vec![(HeaderName::from_static("x-test"), HeaderValue::from_static("1"))]);
+static CLOSE_AFTER: std::sync::LazyLock<Vec<(HeaderName, HeaderValue)>> =
+    std::sync::LazyLock::new(|| vec![(HeaderName::from_static("x-close-after"), HeaderValue::from_static("1"))]);
+
+fn post(body: &'static [u8]) -> H1Request<'static> {
+    H1Request { method: "POST", path: "/v1/chat/completions", headers: &TEST_HEADER, body }
+}
+
+async fn read_all(b: &mut H1Body) -> Result<Vec<u8>, H1Error> {
+    let mut out = Vec::new();
+    while let Some(c) = b.chunk().await {
+        out.extend_from_slice(&c?);
+    }
+    Ok(out)
+}
+
+const LEN_REPLY: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
+const CHUNKED_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n7\r\ndata: 1\r\n9;ext=x\r\n\n\ndata: 2\r\n2\r\n\n\n\r\n0\r\nx-trailer: t\r\n\r\n";
+
+#[tokio::test]
+async fn length_body_and_keep_alive_reuse() {
+    let (port, accepts) = server(vec![LEN_REPLY, LEN_REPLY, LEN_REPLY], 1 << 20).await;
+    let p = pool(port);
+    for _ in 0..3 {
+        let mut r = p.send(&post(b"{}")).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(!r.event_stream);
+        assert_eq!(read_all(&mut r.body).await.unwrap(), b"{\"ok\":true}");
+    }
+    assert_eq!(accepts.load(Ordering::SeqCst), 1, "one connection, reused");
+    assert_eq!(p.idle_connections(), 1);
+}
+
+#[tokio::test]
+async fn chunked_body_at_every_split() {
+    for piece in [1, 2, 3, 5, 7, 64, 1 << 20] {
+        let (port, _) = server(vec![CHUNKED_REPLY], piece).await;
+        let mut r = pool(port).send(&post(b"{}")).await.unwrap();
+        assert!(r.event_stream);
+        assert_eq!(read_all(&mut r.body).await.unwrap(), b"data: 1\n\ndata: 2\n\n", "piece {piece}");
+    }
+}
+
+#[tokio::test]
+async fn close_delimited_body_is_not_reused() {
+    let (port, accepts) =
+        server(vec![b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it", LEN_REPLY], 1 << 20).await;
+    let p = pool(port);
+    // The server keeps the socket open after a close-delimited reply only
+    // until it has written it; read to EOF.
+    let mut r = p.send(&H1Request { headers: &CLOSE_AFTER, ..post(b"{}") }).await.unwrap();
+    assert_eq!(read_all(&mut r.body).await.unwrap(), b"all of it");
+    assert_eq!(p.idle_connections(), 0);
+    let mut r = p.send(&post(b"{}")).await.unwrap();
+    assert_eq!(read_all(&mut r.body).await.unwrap(), b"{\"ok\":true}");
+    assert_eq!(accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn stale_pooled_connection_is_retried_on_a_fresh_one() {
+    // The first connection answers once and then closes without answering
+    // the second request; the client retries that one on a new connection.
+    let (port, accepts) = server(vec![LEN_REPLY, b"", LEN_REPLY], 1 << 20).await;
+    let p = pool(port);
+    let mut r = p.send(&post(b"{}")).await.unwrap();
+    read_all(&mut r.body).await.unwrap();
+    let mut r = p.send(&post(b"{}")).await.unwrap();
+    assert_eq!(read_all(&mut r.body).await.unwrap(), b"{\"ok\":true}");
+    assert_eq!(accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_an_error_and_not_pooled() {
+    let (port, _) =
+        server(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nx-close-after: 1\r\n\r\nonly this"], 1 << 20).await;
+    let p = pool(port);
+    let mut r = p.send(&H1Request { headers: &CLOSE_AFTER, ..post(b"{}") }).await.unwrap();
+    assert!(matches!(read_all(&mut r.body).await, Err(H1Error::Closed)));
+    assert_eq!(p.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn no_body_statuses_interim_responses_and_garbage() {
+    let (port, _) = server(vec![b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"], 1 << 20).await;
+    let mut r = pool(port).send(&post(b"{}")).await.unwrap();
+    assert_eq!(r.status, 204);
+    assert!(r.body.chunk().await.is_none());
+
+    let (port, _) = server(vec![b"NOT HTTP AT ALL\r\n\r\n"], 1 << 20).await;
+    assert!(matches!(pool(port).send(&post(b"{}")).await, Err(H1Error::Invalid(_))));
+
+    let (port, _) = server(vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"], 1 << 20).await;
+    let mut r = pool(port).send(&post(b"{}")).await.unwrap();
+    assert!(matches!(r.body.chunk().await, Some(Err(H1Error::Invalid(_)))));
+
+    let (port, _) = server(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab"], 1 << 20).await;
+    assert!(matches!(pool(port).send(&post(b"{}")).await, Err(H1Error::Invalid(_))));
+}
+
+#[tokio::test]
+async fn retry_after_and_large_bodies() {
+    let (port, _) =
+        server(vec![b"HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 2\r\n\r\n{}"], 1 << 20).await;
+    let r = pool(port).send(&post(b"{}")).await.unwrap();
+    assert_eq!(r.status, 429);
+    assert_eq!(r.retry_after.as_deref(), Some("7"));
+
+    // A body larger than one write goes out whole.
+    static BIG: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| vec![b'x'; 200_000]);
+    let (port, _) = server(vec![LEN_REPLY], 1 << 20).await;
+    let mut r = pool(port).send(&H1Request { body: &BIG, ..post(b"") }).await.unwrap();
+    assert_eq!(read_all(&mut r.body).await.unwrap(), b"{\"ok\":true}");
+}
+
+#[tokio::test]
+async fn dropping_a_body_closes_its_connection() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut tmp = [0u8; 4096];
+        let _ = s.read(&mut tmp).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n").await.unwrap();
+        // Wait for the client to go away: read returns 0 (EOF).
+        let n = s.read(&mut tmp).await.unwrap_or(0);
+        let _ = tx.send(n);
+    });
+    let p = pool(port);
+    let mut r = p.send(&post(b"{}")).await.unwrap();
+    assert_eq!(&r.body.chunk().await.unwrap().unwrap()[..], b"hello");
+    drop(r);
+    assert_eq!(rx.await.unwrap(), 0, "the server saw the connection close");
+    assert_eq!(p.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn refused_connection_is_a_connect_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let e = pool(port).send(&post(b"{}")).await.err().unwrap();
+    assert!(matches!(e, H1Error::Connect(_)), "{e}");
+}
