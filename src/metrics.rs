@@ -175,6 +175,8 @@ struct ModelMetrics {
 
 pub struct DeploymentMetrics {
     pub label: String,
+    /// The label as a ready `x-sluice-deployment` header value.
+    pub header: Option<actix_web::http::header::HeaderValue>,
     ttft: Histogram,
     attempts_ok: Counter,
 }
@@ -230,6 +232,7 @@ impl MetricsTable {
                         let provider = cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
                         let label = format!("{provider}/{}", d.model);
                         DeploymentMetrics {
+                            header: actix_web::http::header::HeaderValue::from_str(&label).ok(),
                             ttft: histogram!(UPSTREAM_TTFT, "deployment" => label.clone()),
                             attempts_ok: counter!(UPSTREAM_ATTEMPTS, "deployment" => label.clone(), "outcome" => "ok"),
                             label,

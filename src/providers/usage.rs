@@ -52,21 +52,74 @@ pub fn parse_usage_object(raw: &[u8]) -> Option<Usage> {
 }
 
 /// The `usage` of a whole (non-stream) response body, if it has one, or
-/// `Err` when the body is not valid JSON. Looking up `usage` validates every
-/// byte before it, and OpenAI puts `usage` last, so this is also the check
-/// that the upstream sent JSON at all.
+/// `Err` when the body is not a JSON object.
+///
+/// A full parse of the upstream's answer was the largest single cost of the
+/// gateway's own work per request (docs/performance.md), so this reads only
+/// what it needs: the body must look like one JSON object (first and last
+/// non-blank bytes `{` and `}`; bodies cut short are already caught by HTTP
+/// framing), and `usage` is the last unescaped `"usage"` key, where OpenAI
+/// and compatible servers put it. A `"usage"` inside a string value is
+/// escaped (`\"usage\"`) and so never matches.
 pub fn from_body(body: &[u8]) -> Result<Option<Usage>, String> {
-    // Upstreams are not trusted to keep the parser's stack safe either.
-    if crate::json::nesting_exceeds(body, crate::request::ingress::MAX_DEPTH) {
-        return Err("the JSON nests too deeply".into());
+    let trimmed = body.trim_ascii();
+    if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
+        return Err("the body is not a JSON object".into());
     }
-    match sonic_rs::get(body, ["usage"]) {
-        Ok(v) if v.is_null() => Ok(None),
-        Ok(v) => Ok(parse_usage_object(v.as_raw_str().as_bytes())),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.to_string()),
+    let Some(at) = USAGE_KEY_REV.rfind(trimmed) else { return Ok(None) };
+    let rest = trimmed[at + USAGE_KEY.needle().len()..].trim_ascii_start();
+    let Some(rest) = rest.strip_prefix(b":") else { return Ok(None) };
+    let rest = rest.trim_ascii_start();
+    if rest.first() != Some(&b'{') {
+        // `"usage": null` (or not an object): no usage.
+        return Ok(None);
     }
+    let Some(end) = memchr::memchr(b'}', rest) else { return Err("unterminated usage object".into()) };
+    // `usage` holds one nested object at most (`*_tokens_details`); find
+    // the brace that closes the whole object.
+    let end = match memchr::memchr(b'{', &rest[1..end]) {
+        None => end,
+        Some(_) => closing_brace(rest).ok_or("unterminated usage object")?,
+    };
+    let object = &rest[..=end];
+    if crate::json::nesting_exceeds(object, crate::request::ingress::MAX_DEPTH) {
+        return Err("the usage object nests too deeply".into());
+    }
+    Ok(parse_usage_object(object))
 }
+
+/// Index of the `}` closing the object that starts at `s[0]`, skipping strings.
+fn closing_brace(s: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, &b) in s.iter().enumerate() {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+static USAGE_KEY_REV: LazyLock<memchr::memmem::FinderRev<'static>> =
+    LazyLock::new(|| memchr::memmem::FinderRev::new(b"\"usage\""));
 
 static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 
@@ -145,6 +198,10 @@ mod tests {
         assert_eq!(from_body(br#"{"id":1}"#), Ok(None));
         assert!(from_body(b"not json").is_err());
         assert!(from_body(br#"{"id": [1, 2"#).is_err());
+        assert!(from_body(br#"{"id":"mock-garbage","choices":[{<html>this is not JSON"#).is_err());
+        // A "usage" inside a string is escaped and ignored; the real one is last.
+        let tricky = br#"{"choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 99}"}}],"usage" : {"prompt_tokens":1,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":1},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+        assert_eq!(from_body(tricky), Ok(Some(Usage { prompt_tokens: 1, completion_tokens: 2, cached_tokens: 1 })));
     }
 
     #[test]

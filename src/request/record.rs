@@ -50,10 +50,10 @@ impl Record {
         self.served = Some((model, deployment));
     }
 
-    /// `provider/model` of the deployment that served, if any did.
-    pub fn deployment(&self) -> Option<&str> {
+    /// `x-sluice-deployment` (`provider/model`) of the deployment that served, if any did.
+    pub fn deployment_header(&self) -> Option<actix_web::http::header::HeaderValue> {
         let (m, d) = self.served?;
-        self.metrics.deployment(m, d).map(|d| d.label.as_str())
+        self.metrics.deployment(m, d).and_then(|d| d.header.clone())
     }
 
     /// Add one attempt's upstream wait.

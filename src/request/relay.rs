@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
@@ -18,21 +18,30 @@ use crate::config::Price;
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::providers::{EventStream, Timeouts, Usage, usage};
 
-/// Common response headers.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// Common response headers, as ready-made names and values (parsing
+/// `(&str, &str)` pairs showed up in the profile).
 fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
     let timing = rec.head_sent();
     let mut b = HttpResponse::build(status);
-    b.insert_header(("x-request-id", rec.request_id.as_str()));
-    if let Some(d) = rec.deployment() {
-        b.insert_header(("x-sluice-deployment", d));
+    if let Ok(v) = HeaderValue::from_str(&rec.request_id) {
+        b.insert_header((X_REQUEST_ID, v));
     }
-    b.insert_header(("server-timing", timing));
+    if let Some(v) = rec.deployment_header() {
+        b.insert_header((X_SLUICE_DEPLOYMENT, v));
+    }
+    if let Ok(v) = HeaderValue::try_from(timing) {
+        b.insert_header((SERVER_TIMING, v));
+    }
     b
 }
 
 pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
-    let resp =
-        head(&mut rec, actix_web::http::StatusCode::OK).insert_header((CONTENT_TYPE, "application/json")).body(body);
+    let resp = head(&mut rec, actix_web::http::StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
     rec.finish(Outcome::Status(200), usage, price);
     resp
 }
@@ -40,7 +49,7 @@ pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Optio
 pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
     let status = e.status();
     let mut b = head(&mut rec, status);
-    b.insert_header((CONTENT_TYPE, "application/json"));
+    b.insert_header((CONTENT_TYPE, JSON));
     if let GatewayError::UpstreamStatus { retry_after: Some(ra), .. } = e {
         b.insert_header(("retry-after", ra.as_str()));
     }
