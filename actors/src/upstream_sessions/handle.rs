@@ -62,4 +62,11 @@ impl SessionsHandle {
     pub fn table(&self) -> &Arc<SessionTable> {
         &self.table
     }
+
+    /// The actor's address, for asks that have no typed method yet (the
+    /// round-trip benchmark, `benches/actors.rs`). Tells go through
+    /// [`SessionsHandle::record_error`], which keeps the mailbox count.
+    pub fn addr(&self) -> &Addr<UpstreamSessions> {
+        &self.addr
+    }
 }
