@@ -32,6 +32,7 @@ fn spec(name: &str) -> SessionSpec {
         idle_timeout: Duration::from_secs(90),
         warm_connections: 0,
         warm_request: None,
+        plain_http: None,
     }
 }
 

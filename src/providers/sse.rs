@@ -55,6 +55,12 @@ impl SseSplitter {
 /// a blank line, written `\n\n` or `\r\n\r\n`.
 fn last_boundary_end(buf: &[u8], from: usize) -> Option<usize> {
     let hay = buf.get(from..)?;
+    // Upstreams write whole events, so a chunk almost always ends exactly on
+    // a boundary: answer that without the reverse scans (most of the
+    // splitter's cost in the micro-benchmark).
+    if hay.ends_with(b"\n\n") {
+        return Some(buf.len());
+    }
     let lf = memmem::rfind(hay, b"\n\n").map(|i| i + 2);
     let crlf = memmem::rfind(hay, b"\n\r\n").map(|i| i + 3);
     lf.max(crlf).map(|e| e + from)
