@@ -68,7 +68,17 @@ fn bench_actors(c: &mut Criterion) {
     // The gateway's layout: an actix System on this thread (an HTTP worker's
     // runtime), the actors on their own Arbiter thread.
     let sys = System::new();
-    let actors = Actors::start(vec![Some(spec("openai")), None, Some(spec("azure"))]).expect("actors start");
+    let spec = sluice_actors::ActorsSpec {
+        sessions: vec![Some(spec("openai")), None, Some(spec("azure"))],
+        breaker: Default::default(),
+        availability: sluice_actors::availability::AvailabilitySpec {
+            labels: vec!["openai/m".to_string(), "mock/m".to_string()].into(),
+            provider_of: vec![0, 1],
+            provider_names: vec!["openai".to_string(), "mock".to_string(), "azure".to_string()].into(),
+            probes: vec![],
+        },
+    };
+    let actors = Actors::start(spec).expect("actors start");
     let sessions = actors.sessions.clone();
     let addr = sessions.addr().clone();
     let meta = actors.registry.metas().next().expect("UpstreamSessions is registered").clone();

@@ -35,9 +35,10 @@ async fn status_needs_the_admin_key_and_shows_pool_stats() {
     assert!(v["uptime_s"].is_u64());
     let actors = v["actors"].as_array().unwrap();
     // Only actors that exist are listed.
-    assert_eq!(actors.len(), 1);
+    let names: Vec<&str> = actors.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["upstream_sessions", "circuit_breakers", "model_availability"]);
+    assert!(actors.iter().all(|a| a["state"] == "running"), "{v}");
     let s = &actors[0];
-    assert_eq!(s["name"], "upstream_sessions");
     assert_eq!(s["state"], "running");
     assert_eq!(s["restarts"], 0);
     let p = &s["detail"]["providers"][0];
@@ -65,6 +66,7 @@ async fn status_lists_recent_upstream_errors() {
     for _ in 0..200 {
         let v: serde_json::Value = client().get(gw.url("/status")).send().await.unwrap().json().await.unwrap();
         if v["actors"][0]["detail"]["providers"][0]["errors_total"] == 1 {
+            assert_eq!(v["actors"][0]["name"], "upstream_sessions");
             assert_eq!(v["actors"][0]["detail"]["providers"][0]["recent_errors"][0]["kind"], "status_500");
             seen = true;
             break;

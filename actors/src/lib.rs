@@ -7,6 +7,9 @@
 //! [`supervision`] holds what every actor shares: restart counting, state,
 //! mailbox depth, and the registry that `/status` reads.
 
+pub mod availability;
+pub mod circuit_breakers;
+pub mod outcome;
 pub mod status;
 pub mod supervision;
 pub mod upstream_sessions;
@@ -23,6 +26,15 @@ pub struct Actors {
     arbiter: Arbiter,
     pub registry: ActorRegistry,
     pub sessions: upstream_sessions::SessionsHandle,
+    pub breakers: circuit_breakers::BreakersHandle,
+    pub availability: availability::AvailabilityHandle,
+}
+
+/// What the actors are started with.
+pub struct ActorsSpec {
+    pub sessions: Vec<Option<upstream_sessions::SessionSpec>>,
+    pub breaker: circuit_breakers::BreakerConfig,
+    pub availability: availability::AvailabilitySpec,
 }
 
 /// Why the actors could not start.
@@ -34,11 +46,19 @@ pub enum StartError {
 
 impl Actors {
     /// Start every actor. Must run inside an actix `System`.
-    pub fn start(sessions: Vec<Option<upstream_sessions::SessionSpec>>) -> Result<Actors, StartError> {
+    pub fn start(spec: ActorsSpec) -> Result<Actors, StartError> {
         let arbiter = Arbiter::new();
         let mut registry = ActorRegistry::default();
-        let sessions = upstream_sessions::SessionsHandle::start(sessions, &arbiter.handle(), &mut registry)?;
-        Ok(Actors { arbiter, registry, sessions })
+        let sessions = upstream_sessions::SessionsHandle::start(spec.sessions, &arbiter.handle(), &mut registry)?;
+        let labels = spec.availability.labels.clone();
+        let breakers = circuit_breakers::BreakersHandle::start(spec.breaker, labels, &arbiter.handle(), &mut registry);
+        let availability = availability::AvailabilityHandle::start(
+            spec.availability,
+            sessions.clone(),
+            &arbiter.handle(),
+            &mut registry,
+        );
+        Ok(Actors { arbiter, registry, sessions, breakers, availability })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {

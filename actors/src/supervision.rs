@@ -167,6 +167,25 @@ impl ActorMeta {
     }
 }
 
+/// Run one handler's body so that a panic cannot take the actor's thread
+/// down with it: actix catches no unwinds (actix#158), so a panic would end
+/// the arbiter and every actor on it. On a panic the actor stops, its
+/// `Supervisor` restarts it (same actor value, same mailbox), and the caller
+/// gets `fallback`.
+pub fn guarded<A, R>(meta: &ActorMeta, ctx: &mut Context<A>, fallback: R, body: impl FnOnce() -> R) -> R
+where
+    A: Actor<Context = Context<A>>,
+{
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(actor = meta.name(), "actor handler panicked; restarting the actor");
+            ctx.stop();
+            fallback
+        }
+    }
+}
+
 /// Every running actor, for `/status` and the mailbox/restart metrics.
 #[derive(Clone, Default)]
 pub struct ActorRegistry {

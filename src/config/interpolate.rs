@@ -132,6 +132,8 @@ pub fn interpolate(raw: &mut RawConfig, env: &dyn Env) -> Vec<Issue> {
             w.text(join_key(&dat, "model"), &mut d.model);
         }
         w.list(join_key(&at, "fallbacks"), m.fallbacks.as_mut());
+        w.opt(join_key(&at, "strategy"), m.strategy.as_mut());
+        w.opt(join_key(&at, "fallback_response"), m.fallback_response.as_mut());
     }
     for (i, k) in raw.keys.iter_mut().enumerate() {
         let at = join_index("keys", i);

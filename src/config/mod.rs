@@ -33,6 +33,80 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     pub keys: Vec<KeyConfig>,
+    /// Tuning of every deployment's circuit breaker (`[breaker]`).
+    pub breaker: BreakerSettings,
+    /// Retry and backoff defaults (`[routing]`).
+    pub routing: RoutingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    pub window_ms: u64,
+    pub min_requests: u32,
+    pub failure_count: u32,
+    pub failure_ratio: f64,
+    pub cooldown_ms: u64,
+    pub cooldown_max_ms: u64,
+    pub half_open_probes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// Attempts per request, first one included, across deployments and fallbacks.
+    pub max_attempts: u32,
+    /// Overall deadline for all attempts before the first byte; 0 = none
+    /// beyond each attempt's own timeouts.
+    pub deadline_ms: u64,
+    /// Backoff before a retry after a network error / 5xx: full jitter in
+    /// [0, min(max, base·2^n)].
+    pub backoff_base_ms: u64,
+    /// The same after a 429.
+    pub backoff_429_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Longest Retry-After honoured (waited for a retry of the same
+    /// deployment, and as its cool-down).
+    pub retry_after_cap_ms: u64,
+}
+
+/// How a model orders its deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Random, in proportion to `weight`.
+    Weighted,
+    /// Fewest requests in flight first.
+    LeastInflight,
+    /// Power of two choices over the latency EWMA.
+    Latency,
+    /// Cheapest first (deployment price, else the model's).
+    Cost,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Weighted => "weighted",
+            Strategy::LeastInflight => "least_inflight",
+            Strategy::Latency => "latency",
+            Strategy::Cost => "cost",
+        }
+    }
+}
+
+/// Per-model overrides of the provider timeouts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelTimeouts {
+    pub first_byte_ms: Option<u64>,
+    pub idle_ms: Option<u64>,
+    pub total_ms: Option<u64>,
+}
+
+/// Hedged requests: when the first event has not arrived after `after_ms`
+/// (or, if unset, the deployment's observed p95 time to first token, at
+/// least `min_ms`), the request also goes to the next deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HedgeConfig {
+    pub after_ms: Option<u64>,
+    pub min_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +168,9 @@ pub struct ProviderConfig {
     pub total_timeout_ms: u64,
     /// Connections opened per worker at start.
     pub warm_connections: usize,
+    /// Active health probe (`GET {base_url}/models`) every this many ms; 0 = off.
+    pub health_probe_interval_ms: u64,
+    pub health_probe_timeout_ms: u64,
     /// Settings of the built-in mock (only for `kind = "mock"`).
     pub mock: MockProviderConfig,
 }
@@ -116,6 +193,16 @@ pub struct ModelConfig {
     /// Other model names, tried in order when every deployment failed.
     pub fallbacks: Vec<String>,
     pub price: Option<Price>,
+    pub strategy: Strategy,
+    /// Largest prompt (estimated tokens) plus requested output the model takes.
+    pub context_window: Option<u64>,
+    pub timeouts: ModelTimeouts,
+    pub hedge: Option<HedgeConfig>,
+    /// Overrides `routing.max_attempts` / `routing.deadline_ms`.
+    pub max_attempts: Option<u32>,
+    pub deadline_ms: Option<u64>,
+    /// Served, marked `x-sluice-fallback: template`, when every deployment failed.
+    pub fallback_response: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +212,8 @@ pub struct DeploymentConfig {
     /// The model name the upstream knows.
     pub model: String,
     pub weight: u32,
+    /// Overrides the model's price for this deployment (`cost` strategy, spend).
+    pub price: Option<Price>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

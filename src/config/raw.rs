@@ -32,7 +32,26 @@ pub mod defaults {
     pub const MOCK_CHUNK_DELAY_MS: i64 = 0;
     pub const MOCK_TOKENS: i64 = 16;
 
+    pub const HEALTH_PROBE_INTERVAL_MS: i64 = 0;
+    pub const HEALTH_PROBE_TIMEOUT_MS: i64 = 2_000;
+
     pub const WEIGHT: i64 = 1;
+
+    pub const BREAKER_WINDOW_MS: i64 = 30_000;
+    pub const BREAKER_MIN_REQUESTS: i64 = 5;
+    pub const BREAKER_FAILURE_COUNT: i64 = 5;
+    pub const BREAKER_FAILURE_RATIO: f64 = 0.5;
+    pub const BREAKER_COOLDOWN_MS: i64 = 5_000;
+    pub const BREAKER_COOLDOWN_MAX_MS: i64 = 120_000;
+    pub const BREAKER_HALF_OPEN_PROBES: i64 = 1;
+
+    pub const MAX_ATTEMPTS: i64 = 3;
+    pub const DEADLINE_MS: i64 = 0;
+    pub const BACKOFF_BASE_MS: i64 = 25;
+    pub const BACKOFF_429_BASE_MS: i64 = 250;
+    pub const BACKOFF_MAX_MS: i64 = 2_000;
+    pub const RETRY_AFTER_CAP_MS: i64 = 10_000;
+    pub const HEDGE_MIN_MS: i64 = 50;
     pub const KEY_MODELS: &str = "*";
 }
 
@@ -90,6 +109,31 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub keys: Vec<RawKey>,
+    pub breaker: Option<RawBreaker>,
+    pub routing: Option<RawRouting>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub window_ms: Option<i64>,
+    pub min_requests: Option<i64>,
+    pub failure_count: Option<i64>,
+    pub failure_ratio: Option<f64>,
+    pub cooldown_ms: Option<i64>,
+    pub cooldown_max_ms: Option<i64>,
+    pub half_open_probes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    pub max_attempts: Option<i64>,
+    pub deadline_ms: Option<i64>,
+    pub backoff_base_ms: Option<i64>,
+    pub backoff_429_base_ms: Option<i64>,
+    pub backoff_max_ms: Option<i64>,
+    pub retry_after_cap_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +163,8 @@ pub struct RawProvider {
     pub idle_timeout_ms: Option<i64>,
     pub total_timeout_ms: Option<i64>,
     pub warm_connections: Option<i64>,
+    pub health_probe_interval_ms: Option<i64>,
+    pub health_probe_timeout_ms: Option<i64>,
     pub mock: Option<RawMock>,
 }
 
@@ -137,6 +183,28 @@ pub struct RawModel {
     pub deployments: Vec<RawDeployment>,
     pub fallbacks: Option<Vec<Text>>,
     pub price: Option<RawPrice>,
+    pub strategy: Option<Text>,
+    pub context_window: Option<i64>,
+    pub timeouts: Option<RawModelTimeouts>,
+    pub hedge: Option<RawHedge>,
+    pub max_attempts: Option<i64>,
+    pub deadline_ms: Option<i64>,
+    pub fallback_response: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelTimeouts {
+    pub first_byte_ms: Option<i64>,
+    pub idle_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHedge {
+    pub after_ms: Option<i64>,
+    pub min_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +213,7 @@ pub struct RawDeployment {
     pub provider: Text,
     pub model: Text,
     pub weight: Option<i64>,
+    pub price: Option<RawPrice>,
 }
 
 #[derive(Debug, Deserialize)]

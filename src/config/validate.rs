@@ -6,6 +6,7 @@
 
 mod models;
 mod providers;
+mod routing;
 #[cfg(test)]
 mod tests;
 
@@ -79,6 +80,8 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     let providers = providers::check(&mut c, raw.providers);
     let models = models::check_models(&mut c, raw.models, &provider_names, &model_names);
     let keys = models::check_keys(&mut c, raw.keys, &model_names);
+    let breaker = routing::breaker(&mut c, raw.breaker);
+    let routing = routing::routing(&mut c, raw.routing);
 
     if models.is_empty() {
         c.err(
@@ -94,7 +97,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
              to let every client in",
         );
     }
-    let config = Config { source: file.to_owned(), server, providers, models, keys };
+    let config = Config { source: file.to_owned(), server, providers, models, keys, breaker, routing };
     (config, c.issues)
 }
 

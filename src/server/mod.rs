@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use sluice_actors::Actors;
+use sluice_actors::availability::{AvailabilitySpec, ProbeSpec};
+use sluice_actors::circuit_breakers::BreakerConfig;
+use sluice_actors::{Actors, ActorsSpec};
 
 use crate::config::Config;
 use crate::providers::Provider;
@@ -46,8 +48,7 @@ where
         .map(|(i, p)| Provider::from_config(i, p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Provider)?;
-    let specs = providers.iter().zip(&config.providers).map(|(p, c)| p.session_spec(c)).collect();
-    let actors = Actors::start(specs)?;
+    let actors = Actors::start(actors_spec(&config, &providers))?;
     spawn_metrics_upkeep(&actors, metrics.clone());
 
     let workers = match config.server.workers {
@@ -97,6 +98,55 @@ where
     let result = server.await;
     actors.stop();
     result.map_err(RunError::Io)
+}
+
+/// What the actors start with, from the config: each provider's pool, the
+/// breaker tuning, and the flat list of deployments (in `ModelTable` order)
+/// with their providers and health probes.
+fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
+    let sessions: Vec<_> = providers.iter().zip(&config.providers).map(|(p, c)| p.session_spec(c)).collect();
+    let mut labels = Vec::new();
+    let mut provider_of = Vec::new();
+    for m in &config.models {
+        for d in &m.deployments {
+            let provider = config.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
+            labels.push(format!("{provider}/{}", d.model));
+            provider_of.push(d.provider);
+        }
+    }
+    let probes = config
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.health_probe_interval_ms > 0)
+        .filter_map(|(i, p)| {
+            let request = sessions.get(i)?.as_ref()?.warm_request.clone()?;
+            Some(ProbeSpec {
+                provider: i,
+                interval: Duration::from_millis(p.health_probe_interval_ms),
+                timeout: Duration::from_millis(p.health_probe_timeout_ms),
+                request,
+            })
+        })
+        .collect();
+    let b = &config.breaker;
+    let breaker = BreakerConfig {
+        window: Duration::from_millis(b.window_ms),
+        min_requests: b.min_requests,
+        failure_count: b.failure_count,
+        failure_ratio: b.failure_ratio,
+        cooldown: Duration::from_millis(b.cooldown_ms),
+        cooldown_max: Duration::from_millis(b.cooldown_max_ms),
+        half_open_probes: b.half_open_probes,
+        retry_after_cap: Duration::from_millis(config.routing.retry_after_cap_ms),
+    };
+    let availability = AvailabilitySpec {
+        labels: labels.into(),
+        provider_of,
+        provider_names: config.providers.iter().map(|p| p.name.clone()).collect(),
+        probes,
+    };
+    ActorsSpec { sessions, breaker, availability }
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it

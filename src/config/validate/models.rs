@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::locate::{join_index, join_key};
 use super::super::raw::{RawKey, RawModel, Text, defaults};
-use super::super::{DeploymentConfig, KeyConfig, ModelConfig, Price};
+use super::super::{DeploymentConfig, KeyConfig, ModelConfig};
 use super::{Checker, Names};
 
 pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Names, models: &Names) -> Vec<ModelConfig> {
@@ -49,7 +49,8 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
                 1,
                 "(a deployment's share of traffic; remove the deployment to stop using it)",
             );
-            deployments.push(DeploymentConfig { provider, model: d.model.value, weight });
+            let price = super::routing::price(c, &dat, d.price);
+            deployments.push(DeploymentConfig { provider, model: d.model.value, weight, price });
         }
 
         let fb_at = join_key(&at, "fallbacks");
@@ -76,19 +77,34 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
             fallbacks.push(f.value);
         }
 
-        let price = m.price.map(|p| {
-            for (key, v) in [("input_per_mtok", p.input_per_mtok), ("output_per_mtok", p.output_per_mtok)] {
-                if !v.is_finite() || v < 0.0 {
-                    c.err(
-                        join_key(&join_key(&at, "price"), key),
-                        format!("must be a finite number >= 0 (USD per million tokens), found {v}"),
-                    );
-                }
-            }
-            Price { input_per_mtok: p.input_per_mtok, output_per_mtok: p.output_per_mtok }
+        let price = super::routing::price(c, &at, m.price);
+        let strategy = super::routing::strategy(c, &join_key(&at, "strategy"), m.strategy.as_ref());
+        let context_window = m.context_window.map(|v| {
+            u64::try_from(c.int(&join_key(&at, "context_window"), Some(v), 1, 1, i64::MAX, "(tokens)")).unwrap_or(1)
         });
-
-        out.push(ModelConfig { name: m.name.value, deployments, fallbacks, price });
+        let timeouts = super::routing::timeouts(c, &at, m.timeouts);
+        let hedge = super::routing::hedge(c, &at, m.hedge);
+        let max_attempts = super::routing::max_attempts(c, &join_key(&at, "max_attempts"), m.max_attempts);
+        let deadline_ms = m
+            .deadline_ms
+            .map(|v| u64::try_from(c.int(&join_key(&at, "deadline_ms"), Some(v), 0, 0, 86_400_000, "")).unwrap_or(0));
+        if hedge.is_some() && deployments.len() + fallbacks.len() < 2 {
+            c.err(join_key(&at, "hedge"), "hedging needs a second deployment or a fallback to send the hedge to");
+        }
+        let fallback_response = m.fallback_response.map(|t| t.value);
+        out.push(ModelConfig {
+            name: m.name.value,
+            deployments,
+            fallbacks,
+            price,
+            strategy,
+            context_window,
+            timeouts,
+            hedge,
+            max_attempts,
+            deadline_ms,
+            fallback_response,
+        });
     }
 
     for cycle in cycles(&edges) {

@@ -142,6 +142,20 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         idle_timeout_ms: c.u64(&path("idle_timeout_ms"), p.idle_timeout_ms, defaults::IDLE_TIMEOUT_MS, 1, ""),
         total_timeout_ms,
         warm_connections: c.usize(&path("warm_connections"), p.warm_connections, defaults::WARM_CONNECTIONS, 0, ""),
+        health_probe_interval_ms: c.u64(
+            &path("health_probe_interval_ms"),
+            p.health_probe_interval_ms,
+            defaults::HEALTH_PROBE_INTERVAL_MS,
+            0,
+            "(0 turns the probe off)",
+        ),
+        health_probe_timeout_ms: c.u64(
+            &path("health_probe_timeout_ms"),
+            p.health_probe_timeout_ms,
+            defaults::HEALTH_PROBE_TIMEOUT_MS,
+            1,
+            "",
+        ),
         mock,
     }
 }

@@ -1,0 +1,68 @@
+//! The typed API in front of the `ModelAvailability` actor.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::state::Availability;
+use super::table::AvailTable;
+use super::{ModelAvailability, NAME, ProbeSpec};
+use crate::outcome::{Outcome, RecordOutcomes};
+use crate::supervision::{ActorMeta, ActorRegistry};
+use crate::upstream_sessions::SessionsHandle;
+
+#[derive(Clone)]
+pub struct AvailabilityHandle {
+    addr: Addr<ModelAvailability>,
+    meta: Arc<ActorMeta>,
+    table: Arc<AvailTable>,
+}
+
+/// What the actor needs to know about the deployments and providers.
+pub struct AvailabilitySpec {
+    /// `provider/model` per deployment.
+    pub labels: Arc<[String]>,
+    /// Provider index of each deployment.
+    pub provider_of: Vec<usize>,
+    pub provider_names: Arc<[String]>,
+    pub probes: Vec<ProbeSpec>,
+}
+
+impl AvailabilityHandle {
+    pub fn start(
+        spec: AvailabilitySpec,
+        sessions: SessionsHandle,
+        arbiter: &ArbiterHandle,
+        registry: &mut ActorRegistry,
+    ) -> AvailabilityHandle {
+        let table = Arc::new(AvailTable::new(spec.labels.len()));
+        let meta = ActorMeta::new(NAME);
+        let (t, m) = (table.clone(), meta.clone());
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| ModelAvailability {
+            state: Availability::new(spec.provider_of, spec.provider_names.len()),
+            table: t,
+            labels: spec.labels,
+            provider_names: spec.provider_names,
+            probes: spec.probes,
+            sessions,
+            clients: None,
+            meta: m,
+        });
+        registry.register(meta.clone(), addr.clone().recipient());
+        AvailabilityHandle { addr, meta, table }
+    }
+
+    pub fn table(&self) -> &Arc<AvailTable> {
+        &self.table
+    }
+
+    /// Hand a batch of outcomes to the actor (fire-and-forget).
+    pub fn record(&self, outcomes: Arc<[Outcome]>) {
+        self.meta.tell(&self.addr, RecordOutcomes { outcomes });
+    }
+
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panic(&self) {
+        self.meta.tell(&self.addr, crate::circuit_breakers::messages::InjectPanic);
+    }
+}

@@ -1,0 +1,89 @@
+//! The breakers' read-only snapshot: one gate per deployment, read by the
+//! request path without a message round trip (an actor ask costs ~3 µs, and
+//! far more when it has to wake the actor's thread; an atomic load ~2 ns —
+//! docs/benchmarks/micro.md). Only the `CircuitBreakers` actor writes it.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use super::state::{Breaker, CircuitState};
+
+/// What the request path may do with a deployment right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateView {
+    /// Closed and not cooling: call it.
+    Pass,
+    /// Open, or cooling after a 429: skip it.
+    Skip,
+    /// Half-open, or open with its cool-down over: ask the actor for a probe slot.
+    AskProbe,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    state: AtomicU8,
+    /// Open: until when (ms since `origin`).
+    open_until_ms: AtomicU64,
+    /// 429 cool-down end (ms since `origin`), 0 if none.
+    cooling_until_ms: AtomicU64,
+}
+
+/// Every deployment's gate.
+#[derive(Debug)]
+pub struct Gates {
+    origin: Instant,
+    gates: Box<[Gate]>,
+}
+
+impl Gates {
+    pub fn new(deployments: usize, origin: Instant) -> Gates {
+        Gates { origin, gates: (0..deployments).map(|_| Gate::default()).collect() }
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Can a request go to `deployment` now?
+    pub fn view(&self, deployment: usize) -> GateView {
+        let Some(g) = self.gates.get(deployment) else { return GateView::Pass };
+        let now = self.ms(Instant::now());
+        if g.cooling_until_ms.load(Ordering::Acquire) > now {
+            return GateView::Skip;
+        }
+        match g.state.load(Ordering::Acquire) {
+            0 => GateView::Pass,
+            2 if g.open_until_ms.load(Ordering::Acquire) > now => GateView::Skip,
+            _ => GateView::AskProbe,
+        }
+    }
+
+    /// The circuit state as last published (for routing order and health).
+    pub fn state(&self, deployment: usize) -> CircuitState {
+        match self.gates.get(deployment).map(|g| g.state.load(Ordering::Acquire)) {
+            Some(2) => CircuitState::Open,
+            Some(1) => CircuitState::HalfOpen,
+            _ => CircuitState::Closed,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.gates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gates.is_empty()
+    }
+
+    /// Copy one breaker's state into its gate (the actor's only write).
+    pub(super) fn publish(&self, deployment: usize, b: &Breaker, now: Instant) {
+        let Some(g) = self.gates.get(deployment) else { return };
+        // Round up so a gate never reopens a millisecond early.
+        let open_until = self.ms(b.open_until()) + 1;
+        let cooling = b.cooling_until(now).map_or(0, |u| self.ms(u) + 1);
+        g.open_until_ms.store(open_until, Ordering::Release);
+        g.cooling_until_ms.store(cooling, Ordering::Release);
+        g.state.store(b.state().as_u8(), Ordering::Release);
+    }
+}

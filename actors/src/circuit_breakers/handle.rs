@@ -1,0 +1,71 @@
+//! The typed API in front of the `CircuitBreakers` actor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::time::Instant;
+
+use super::messages::{Admit, RecordOutcomes};
+use super::state::{Admission, BreakerConfig};
+use super::{CircuitBreakers, GateView, Gates, NAME};
+use crate::outcome::{DeploymentId, Outcome};
+use crate::supervision::{ActorMeta, ActorRegistry};
+
+/// How long a probe-slot ask may take before the request treats the
+/// deployment as unavailable and moves on.
+const ADMIT_TIMEOUT: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+pub struct BreakersHandle {
+    addr: Addr<CircuitBreakers>,
+    meta: Arc<ActorMeta>,
+    gates: Arc<Gates>,
+}
+
+impl BreakersHandle {
+    pub fn start(
+        cfg: BreakerConfig,
+        labels: Arc<[String]>,
+        arbiter: &ArbiterHandle,
+        registry: &mut ActorRegistry,
+    ) -> BreakersHandle {
+        let gates = Arc::new(Gates::new(labels.len(), Instant::now()));
+        let meta = ActorMeta::new(NAME);
+        let (g, m) = (gates.clone(), meta.clone());
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| CircuitBreakers::new(cfg, labels, g, m));
+        registry.register(meta.clone(), addr.clone().recipient());
+        BreakersHandle { addr, meta, gates }
+    }
+
+    pub fn gates(&self) -> &Gates {
+        &self.gates
+    }
+
+    /// May a request go to `deployment`? Closed circuits answer from the
+    /// gate; half-open ones ask the actor for one of the probe slots.
+    pub async fn admit(&self, deployment: DeploymentId) -> Admission {
+        match self.gates.view(deployment) {
+            GateView::Pass => Admission::Allowed,
+            GateView::Skip => Admission::Denied,
+            GateView::AskProbe => {
+                match self.meta.ask(&self.addr, Admit { deployment }, ADMIT_TIMEOUT).await {
+                    Ok(a) => a,
+                    // An unresponsive actor must not stall requests: treat the
+                    // deployment as unavailable for this one.
+                    Err(_) => Admission::Denied,
+                }
+            }
+        }
+    }
+
+    /// Hand a batch of outcomes to the actor (fire-and-forget).
+    pub fn record(&self, outcomes: Arc<[Outcome]>) {
+        self.meta.tell(&self.addr, RecordOutcomes { outcomes });
+    }
+
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_panic(&self) {
+        self.meta.tell(&self.addr, super::messages::InjectPanic);
+    }
+}

@@ -1,0 +1,22 @@
+//! Messages of the `CircuitBreakers` actor.
+
+use actix::Message;
+
+use super::state::Admission;
+use crate::outcome::DeploymentId;
+pub use crate::outcome::RecordOutcomes;
+
+/// May a request go to this half-open (or cooled-down open) deployment?
+/// Asked only off the common path: a closed circuit is read from the gate.
+#[derive(Debug, Message)]
+#[rtype(result = "Admission")]
+pub struct Admit {
+    pub deployment: DeploymentId,
+}
+
+/// Test builds only: make the actor panic inside a handler, to prove the
+/// supervisor restarts it with its state intact.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;

@@ -1,0 +1,440 @@
+//! The circuit breaker of one deployment, as a pure state machine: no
+//! actix, no I/O, time passed in, so it is tested on a paused clock.
+//!
+//! Closed → Open when, within the sliding window, failures reach
+//! `failure_count` *and* make up at least `failure_ratio` of at least
+//! `min_requests` calls. Open lasts a cool-down that doubles (up to
+//! `cooldown_max`) each time the circuit re-opens without having closed in
+//! between. After the cool-down the circuit is half-open: `half_open_probes`
+//! calls may go through; a probe's success closes it, a failure re-opens it.
+//! A 429 "cools" the deployment for its Retry-After (capped) without
+//! counting as a failure: the provider is healthy, only busy.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Tuning of every breaker (config `[breaker]`, per model overrides later).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    pub window: Duration,
+    /// Calls needed in the window before the ratio is considered.
+    pub min_requests: u32,
+    pub failure_count: u32,
+    pub failure_ratio: f64,
+    pub cooldown: Duration,
+    pub cooldown_max: Duration,
+    pub half_open_probes: u32,
+    /// Longest Retry-After honoured for a 429 cool-down.
+    pub retry_after_cap: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            window: Duration::from_secs(30),
+            min_requests: 5,
+            failure_count: 5,
+            failure_ratio: 0.5,
+            cooldown: Duration::from_secs(5),
+            cooldown_max: Duration::from_secs(120),
+            half_open_probes: 1,
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What an attempt at a deployment came to, as far as its breaker cares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    Success,
+    /// Connect error, timeout, 5xx, cut stream, invalid response.
+    Failure,
+    /// 429: cool down for this long (already capped by the caller or not).
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
+    /// Client errors and cancellations: not the deployment's fault.
+    Neutral,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::HalfOpen => 1,
+            CircuitState::Open => 2,
+        }
+    }
+}
+
+/// A state change, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: CircuitState,
+    pub to: CircuitState,
+}
+
+/// The answer to "may I call this deployment now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Allowed as one of the half-open probes.
+    Probe,
+    Denied,
+}
+
+const BUCKETS: usize = 10;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    /// Which slice of time this bucket counts (window index), to expire it.
+    epoch: u64,
+    ok: u32,
+    failed: u32,
+}
+
+/// One deployment's breaker.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    state: CircuitState,
+    buckets: [Bucket; BUCKETS],
+    /// Open until then (Open), or when the last open began (for status).
+    open_until: Instant,
+    /// Opens since the circuit last closed: the cool-down doubles with each.
+    consecutive_opens: u32,
+    probes_left: u32,
+    probes_inflight: u32,
+    /// 429 cool-down: skipped until then, whatever the circuit says.
+    cooling_until: Option<Instant>,
+    pub opens_total: u64,
+    pub failures_total: u64,
+    pub successes_total: u64,
+    pub rate_limited_total: u64,
+    last_change: Instant,
+    origin: Instant,
+}
+
+impl Breaker {
+    pub fn new(now: Instant) -> Breaker {
+        Breaker {
+            state: CircuitState::Closed,
+            buckets: [Bucket::default(); BUCKETS],
+            open_until: now,
+            consecutive_opens: 0,
+            probes_left: 0,
+            probes_inflight: 0,
+            cooling_until: None,
+            opens_total: 0,
+            failures_total: 0,
+            successes_total: 0,
+            rate_limited_total: 0,
+            last_change: now,
+            origin: now,
+        }
+    }
+
+    pub fn state(&self) -> CircuitState {
+        self.state
+    }
+
+    pub fn open_until(&self) -> Instant {
+        self.open_until
+    }
+
+    pub fn cooling_until(&self, now: Instant) -> Option<Instant> {
+        self.cooling_until.filter(|u| *u > now)
+    }
+
+    pub fn last_change(&self) -> Instant {
+        self.last_change
+    }
+
+    fn epoch(&self, cfg: &BreakerConfig, now: Instant) -> u64 {
+        let slice = (cfg.window.as_nanos() / BUCKETS as u128).max(1);
+        (now.saturating_duration_since(self.origin).as_nanos() / slice) as u64
+    }
+
+    /// (ok, failed) within the window.
+    pub fn window_counts(&self, cfg: &BreakerConfig, now: Instant) -> (u32, u32) {
+        let e = self.epoch(cfg, now);
+        self.buckets
+            .iter()
+            .filter(|b| e.saturating_sub(b.epoch) < BUCKETS as u64 && b.epoch <= e)
+            .fold((0, 0), |(o, f), b| (o + b.ok, f + b.failed))
+    }
+
+    fn record(&mut self, cfg: &BreakerConfig, now: Instant, ok: bool) {
+        let e = self.epoch(cfg, now);
+        let b = &mut self.buckets[(e % BUCKETS as u64) as usize];
+        if b.epoch != e {
+            *b = Bucket { epoch: e, ok: 0, failed: 0 };
+        }
+        if ok {
+            b.ok += 1;
+        } else {
+            b.failed += 1;
+        }
+    }
+
+    fn change(&mut self, to: CircuitState, now: Instant) -> Option<Transition> {
+        let from = self.state;
+        if from == to {
+            return None;
+        }
+        self.state = to;
+        self.last_change = now;
+        Some(Transition { from, to })
+    }
+
+    fn open(&mut self, cfg: &BreakerConfig, now: Instant) -> Option<Transition> {
+        let factor = 2u32.saturating_pow(self.consecutive_opens.min(16));
+        let cooldown = cfg.cooldown.saturating_mul(factor).min(cfg.cooldown_max);
+        self.consecutive_opens = self.consecutive_opens.saturating_add(1);
+        self.open_until = now + cooldown;
+        self.opens_total += 1;
+        self.probes_left = 0;
+        self.probes_inflight = 0;
+        self.change(CircuitState::Open, now)
+    }
+
+    fn close(&mut self, now: Instant) -> Option<Transition> {
+        self.consecutive_opens = 0;
+        self.buckets = [Bucket::default(); BUCKETS];
+        self.probes_left = 0;
+        self.probes_inflight = 0;
+        self.change(CircuitState::Closed, now)
+    }
+
+    /// Move Open → HalfOpen once the cool-down is over.
+    pub fn tick(&mut self, cfg: &BreakerConfig, now: Instant) -> Option<Transition> {
+        if self.state == CircuitState::Open && now >= self.open_until {
+            self.probes_left = cfg.half_open_probes.max(1);
+            self.probes_inflight = 0;
+            return self.change(CircuitState::HalfOpen, now);
+        }
+        None
+    }
+
+    /// May a request go to this deployment now? Takes a probe slot when
+    /// half-open.
+    pub fn admit(&mut self, cfg: &BreakerConfig, now: Instant) -> (Admission, Option<Transition>) {
+        let t = self.tick(cfg, now);
+        if self.cooling_until(now).is_some() {
+            return (Admission::Denied, t);
+        }
+        let a = match self.state {
+            CircuitState::Closed => Admission::Allowed,
+            CircuitState::Open => Admission::Denied,
+            CircuitState::HalfOpen => {
+                if self.probes_left > 0 {
+                    self.probes_left -= 1;
+                    self.probes_inflight += 1;
+                    Admission::Probe
+                } else {
+                    Admission::Denied
+                }
+            }
+        };
+        (a, t)
+    }
+
+    /// Take an attempt's outcome into account.
+    pub fn on_outcome(&mut self, cfg: &BreakerConfig, now: Instant, v: Verdict) -> Option<Transition> {
+        let t0 = self.tick(cfg, now);
+        let t = match v {
+            Verdict::Neutral => {
+                if self.state == CircuitState::HalfOpen {
+                    // A probe that told us nothing: let another one through.
+                    self.probes_inflight = self.probes_inflight.saturating_sub(1);
+                    self.probes_left = self.probes_left.saturating_add(1).min(cfg.half_open_probes.max(1));
+                }
+                None
+            }
+            Verdict::RateLimited { retry_after } => {
+                self.rate_limited_total += 1;
+                let d = retry_after.unwrap_or(Duration::from_secs(1)).min(cfg.retry_after_cap);
+                let until = now + d;
+                self.cooling_until = Some(self.cooling_until.map_or(until, |u| u.max(until)));
+                if self.state == CircuitState::HalfOpen {
+                    self.probes_inflight = self.probes_inflight.saturating_sub(1);
+                    self.probes_left = self.probes_left.saturating_add(1).min(cfg.half_open_probes.max(1));
+                }
+                None
+            }
+            Verdict::Success => {
+                self.successes_total += 1;
+                match self.state {
+                    CircuitState::HalfOpen => self.close(now),
+                    CircuitState::Closed => {
+                        self.record(cfg, now, true);
+                        None
+                    }
+                    // A late success of a call admitted before the circuit
+                    // opened: the circuit stays open until its probes say so.
+                    CircuitState::Open => None,
+                }
+            }
+            Verdict::Failure => {
+                self.failures_total += 1;
+                match self.state {
+                    CircuitState::HalfOpen => self.open(cfg, now),
+                    CircuitState::Closed => {
+                        self.record(cfg, now, false);
+                        let (ok, failed) = self.window_counts(cfg, now);
+                        let total = ok + failed;
+                        if failed >= cfg.failure_count
+                            && total >= cfg.min_requests
+                            && f64::from(failed) >= cfg.failure_ratio * f64::from(total)
+                        {
+                            self.open(cfg, now)
+                        } else {
+                            None
+                        }
+                    }
+                    CircuitState::Open => None,
+                }
+            }
+        };
+        t.or(t0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> BreakerConfig {
+        BreakerConfig {
+            window: Duration::from_secs(10),
+            min_requests: 4,
+            failure_count: 3,
+            failure_ratio: 0.5,
+            cooldown: Duration::from_secs(2),
+            cooldown_max: Duration::from_secs(5),
+            half_open_probes: 1,
+            retry_after_cap: Duration::from_secs(30),
+        }
+    }
+
+    async fn step(d: Duration) -> Instant {
+        tokio::time::advance(d).await;
+        Instant::now()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_count_and_ratio_then_probes_and_closes() {
+        let c = cfg();
+        let mut b = Breaker::new(Instant::now());
+        let now = Instant::now();
+        // Two failures among many successes: below the ratio.
+        for _ in 0..6 {
+            assert_eq!(b.on_outcome(&c, now, Verdict::Success), None);
+        }
+        b.on_outcome(&c, now, Verdict::Failure);
+        b.on_outcome(&c, now, Verdict::Failure);
+        b.on_outcome(&c, now, Verdict::Failure);
+        assert_eq!(b.state(), CircuitState::Closed, "3 of 9 is under 50%");
+        for _ in 0..3 {
+            b.on_outcome(&c, now, Verdict::Failure);
+        }
+        assert_eq!(b.state(), CircuitState::Open, "6 of 12 opens it");
+        assert_eq!(b.admit(&c, now).0, Admission::Denied);
+        // After the cool-down: one probe; a second caller waits.
+        let now = step(Duration::from_secs(2)).await;
+        let (a, t) = b.admit(&c, now);
+        assert_eq!(a, Admission::Probe);
+        assert_eq!(t, Some(Transition { from: CircuitState::Open, to: CircuitState::HalfOpen }));
+        assert_eq!(b.admit(&c, now).0, Admission::Denied);
+        // The probe succeeds: closed, window cleared.
+        let t = b.on_outcome(&c, now, Verdict::Success);
+        assert_eq!(t, Some(Transition { from: CircuitState::HalfOpen, to: CircuitState::Closed }));
+        assert_eq!(b.window_counts(&c, now), (0, 0));
+        assert_eq!(b.admit(&c, now).0, Admission::Allowed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldown_grows_on_repeated_opens_up_to_the_cap() {
+        let c = cfg();
+        let mut b = Breaker::new(Instant::now());
+        let mut now = Instant::now();
+        for _ in 0..4 {
+            b.on_outcome(&c, now, Verdict::Failure);
+        }
+        assert_eq!(b.state(), CircuitState::Open);
+        let mut expected = [2u64, 4, 5, 5].into_iter();
+        let mut last = b.open_until().saturating_duration_since(now);
+        assert_eq!(last, Duration::from_secs(expected.next().unwrap()));
+        for want in expected {
+            now = step(last).await;
+            assert_eq!(b.admit(&c, now).0, Admission::Probe);
+            b.on_outcome(&c, now, Verdict::Failure);
+            assert_eq!(b.state(), CircuitState::Open);
+            last = b.open_until().saturating_duration_since(now);
+            assert_eq!(last, Duration::from_secs(want));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_failures_leave_the_window() {
+        let c = cfg();
+        let mut b = Breaker::new(Instant::now());
+        let now = Instant::now();
+        b.on_outcome(&c, now, Verdict::Failure);
+        b.on_outcome(&c, now, Verdict::Failure);
+        let now = step(Duration::from_secs(11)).await;
+        assert_eq!(b.window_counts(&c, now), (0, 0));
+        b.on_outcome(&c, now, Verdict::Failure);
+        b.on_outcome(&c, now, Verdict::Failure);
+        assert_eq!(b.state(), CircuitState::Closed, "only 2 failures in the window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_cools_without_opening_and_neutral_counts_nothing() {
+        let c = cfg();
+        let mut b = Breaker::new(Instant::now());
+        let now = Instant::now();
+        for _ in 0..10 {
+            b.on_outcome(&c, now, Verdict::RateLimited { retry_after: Some(Duration::from_secs(3)) });
+            b.on_outcome(&c, now, Verdict::Neutral);
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.window_counts(&c, now), (0, 0));
+        assert_eq!(b.admit(&c, now).0, Admission::Denied, "cooling for its Retry-After");
+        let now = step(Duration::from_secs(3)).await;
+        assert_eq!(b.admit(&c, now).0, Admission::Allowed);
+        // Retry-After is capped.
+        b.on_outcome(&c, now, Verdict::RateLimited { retry_after: Some(Duration::from_secs(3600)) });
+        assert_eq!(b.cooling_until(now), Some(now + Duration::from_secs(30)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_neutral_probe_frees_its_slot() {
+        let c = cfg();
+        let mut b = Breaker::new(Instant::now());
+        let now = Instant::now();
+        for _ in 0..4 {
+            b.on_outcome(&c, now, Verdict::Failure);
+        }
+        let now = step(Duration::from_secs(2)).await;
+        assert_eq!(b.admit(&c, now).0, Admission::Probe);
+        assert_eq!(b.admit(&c, now).0, Admission::Denied);
+        b.on_outcome(&c, now, Verdict::Neutral);
+        assert_eq!(b.admit(&c, now).0, Admission::Probe);
+    }
+}
