@@ -249,19 +249,20 @@ async fn http_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<HttpRec>> 
             for through in order(round) {
                 h.alive()?;
                 let url = format!("http://{}/v1/chat/completions", h.addr(through));
-                let cpu0 = h.cpu();
+                let (cpu0, ticks0) = (h.cpu(), procs::cpu_ticks());
                 let w = wrk::run(&url, &h.script, c, opts.duration_s, h.pin.load).await?;
-                let cpu = h.cpu() - cpu0;
+                let (cpu, cores_busy) = (h.cpu() - cpu0, procs::busy_between(&ticks0, &procs::cpu_ticks()));
                 if w.requests == w.errors.status {
                     return Err(format!("c={c} {}: no successful request ({w:?})", target(through)));
                 }
-                h.progress(&report::http_line(c, through, &w));
+                h.progress(&report::http_line(c, through, &w, &cores_busy));
                 out.push(HttpRec {
                     concurrency: c,
                     round,
                     target: target(through),
                     rps: w.rps(),
                     sluice_cpu_s: cpu,
+                    cores_busy,
                     wrk: w,
                 });
             }
@@ -285,9 +286,9 @@ async fn stream_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<StreamRe
                     tokens: opts.stream_chunks - 3, // role, tokens..., finish, [DONE]
                     chunk_delay_ms: opts.chunk_delay_ms,
                 };
-                let cpu0 = h.cpu();
+                let (cpu0, ticks0) = (h.cpu(), procs::cpu_ticks());
                 let r = streams::run_client(&h.self_exe, &spec, h.pin.load).await?;
-                let cpu = h.cpu() - cpu0;
+                let (cpu, cores_busy) = (h.cpu() - cpu0, procs::busy_between(&ticks0, &procs::cpu_ticks()));
                 if r.streams == 0 {
                     return Err(format!(
                         "streams c={c} {}: no stream completed: {:?}",
@@ -295,8 +296,15 @@ async fn stream_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<StreamRe
                         r.error_samples
                     ));
                 }
-                h.progress(&report::stream_line(c, through, &r));
-                out.push(StreamRec { concurrency: c, round, target: target(through), sluice_cpu_s: cpu, run: r });
+                h.progress(&report::stream_line(c, through, &r, &cores_busy));
+                out.push(StreamRec {
+                    concurrency: c,
+                    round,
+                    target: target(through),
+                    sluice_cpu_s: cpu,
+                    cores_busy,
+                    run: r,
+                });
             }
         }
     }

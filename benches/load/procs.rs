@@ -194,6 +194,33 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / clk_tck())
 }
 
+/// Busy and total ticks of each CPU (/proc/stat; busy counts user, nice,
+/// system, irq, softirq and steal: network processing in softirq is CPU a
+/// process's own utime+stime does not show).
+pub fn cpu_ticks() -> Vec<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    s.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let f: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let get = |i: usize| f.get(i).copied().unwrap_or(0);
+            let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+            (busy, busy + get(3) + get(4))
+        })
+        .collect()
+}
+
+/// Per-CPU busy fraction between two [`cpu_ticks`] samples.
+pub fn busy_between(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| (b.0 - a.0) as f64 / ((b.1 - a.1).max(1)) as f64).collect()
+}
+
+/// "97/100%": per-CPU busy percentages.
+pub fn busy_str(v: &[f64]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{:.0}", x * 100.0)).collect();
+    format!("{}%", parts.join("/"))
+}
+
 /// Open file descriptors of a process.
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())

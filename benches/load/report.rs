@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::memory::MemRun;
 use crate::opts::Options;
-use crate::procs::{Res, command_line, mb};
+use crate::procs::{Res, busy_str, command_line, mb};
 use crate::streams::StreamRun;
 use crate::wrk::WrkRun;
 
@@ -23,6 +23,8 @@ pub struct HttpRec {
     pub target: &'static str,
     pub rps: f64,
     pub sluice_cpu_s: f64,
+    /// Busy fraction of each CPU during the run (see `procs::cpu_ticks`).
+    pub cores_busy: Vec<f64>,
     pub wrk: WrkRun,
 }
 
@@ -32,6 +34,7 @@ pub struct StreamRec {
     pub round: usize,
     pub target: &'static str,
     pub sluice_cpu_s: f64,
+    pub cores_busy: Vec<f64>,
     pub run: StreamRun,
 }
 
@@ -64,6 +67,8 @@ pub struct HttpSide {
     pub max_us: f64,
     pub errors: u64,
     pub sluice_cpu_s: f64,
+    /// Mean busy fraction of each CPU over the rounds.
+    pub cores_busy: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -96,6 +101,7 @@ pub struct StreamSide {
     pub coalesced_frames: u64,
     pub errors: u64,
     pub sluice_cpu_s: f64,
+    pub cores_busy: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -151,20 +157,22 @@ pub fn pf(pass: bool) -> &'static str {
     if pass { "PASS" } else { "FAIL" }
 }
 
-pub fn http_line(c: usize, through: bool, w: &WrkRun) -> String {
+pub fn http_line(c: usize, through: bool, w: &WrkRun, busy: &[f64]) -> String {
     format!(
-        "c={c:<3} {:<7} {:>8} req/s  p50 {}  p99 {}  errors {}",
+        "c={c:<3} {:<7} {:>8} req/s  p50 {}  p99 {}  errors {}  cores busy {}",
         if through { "through" } else { "direct" },
         thousands(w.rps()),
         lat(w.p50_us),
         lat(w.p99_us),
-        w.errors.total()
+        w.errors.total(),
+        busy_str(busy)
     )
 }
 
-pub fn stream_line(c: usize, through: bool, r: &StreamRun) -> String {
+pub fn stream_line(c: usize, through: bool, r: &StreamRun, busy: &[f64]) -> String {
     format!(
-        "streams c={c:<3} {:<7} {:>6.1} streams/s  TTFC p50 {}  p99 {}  gap p50 {}  p99 {}  coalesced {}  errors {}",
+        "streams c={c:<3} {:<7} {:>6.1} streams/s  TTFC p50 {}  p99 {}  gap p50 {}  p99 {}  coalesced {}  errors {}  \
+         cores busy {}",
         if through { "through" } else { "direct" },
         r.streams_per_s(),
         lat(r.ttfc_us.p50),
@@ -172,7 +180,8 @@ pub fn stream_line(c: usize, through: bool, r: &StreamRun) -> String {
         lat(r.gap_us.p50),
         lat(r.gap_us.p99),
         r.coalesced_frames,
-        r.errors
+        r.errors,
+        busy_str(busy)
     )
 }
 
@@ -202,7 +211,14 @@ fn http_side(runs: &[&HttpRec]) -> HttpSide {
         max_us: runs.iter().map(|r| r.wrk.max_us).fold(0.0, f64::max),
         errors: runs.iter().map(|r| r.wrk.errors.total()).sum(),
         sluice_cpu_s: runs.iter().map(|r| r.sluice_cpu_s).sum(),
+        cores_busy: mean_busy(runs.iter().map(|r| &r.cores_busy)),
     }
+}
+
+fn mean_busy<'a>(runs: impl Iterator<Item = &'a Vec<f64>> + Clone) -> Vec<f64> {
+    let n = runs.clone().count().max(1) as f64;
+    let cores = runs.clone().map(Vec::len).max().unwrap_or(0);
+    (0..cores).map(|i| runs.clone().map(|v| v.get(i).copied().unwrap_or(0.0)).sum::<f64>() / n).collect()
 }
 
 fn stream_side(runs: &[&StreamRec], delay_us: f64) -> StreamSide {
@@ -226,6 +242,7 @@ fn stream_side(runs: &[&StreamRec], delay_us: f64) -> StreamSide {
         coalesced_frames: sum(|r| r.coalesced_frames),
         errors: sum(|r| r.errors),
         sluice_cpu_s: runs.iter().map(|r| r.sluice_cpu_s).sum(),
+        cores_busy: mean_busy(runs.iter().map(|r| &r.cores_busy)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The table printed at the end of a run.
 
-use crate::procs::mb;
+use crate::procs::{busy_str, mb};
 use crate::report::{Budget, HttpAgg, Report, StreamAgg, ms, pf, thousands};
 
 impl Report<'_> {
@@ -12,11 +12,15 @@ impl Report<'_> {
             o.duration_s, o.rounds, o.workers
         );
         println!("   (latency in ms; each percentile is the median over rounds; req/s = all requests / all time;");
-        println!("    `added` = through - direct, and in the req/s column through as a % of direct)");
+        println!("    `added` = through - direct, and in the req/s column through as a % of direct;");
+        println!("    cpu0/1 busy = each CPU's busy share during the runs, all processes and softirq included:");
+        println!(
+            "    when pinned, Sluice has cpu0 and the load generators cpu1; other work on the machine shows here)"
+        );
         println!("\nNon-stream POST /v1/chat/completions (wrk -t1)");
         println!(
-            "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}  Sluice CPU",
-            "c", "", "req/s", "p50", "p95", "p99", "max", "errors"
+            "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11}  Sluice CPU",
+            "c", "", "req/s", "p50", "p95", "p99", "max", "errors", "cpu0/1 busy"
         );
         for a in http {
             for (name, s) in [("direct", &a.direct), ("through", &a.through)] {
@@ -26,14 +30,15 @@ impl Report<'_> {
                     format!("{:.2} s (idle)", s.sluice_cpu_s)
                 };
                 println!(
-                    "{:>5}  {name:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}  {cpu}",
+                    "{:>5}  {name:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11}  {cpu}",
                     a.concurrency,
                     thousands(s.rps),
                     ms(s.p50_us),
                     ms(s.p95_us),
                     ms(s.p99_us),
                     ms(s.max_us),
-                    s.errors
+                    s.errors,
+                    busy_str(&s.cores_busy)
                 );
             }
             println!(
@@ -51,13 +56,24 @@ impl Report<'_> {
             o.stream_chunks, o.chunk_delay_ms
         );
         println!(
-            "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}",
-            "c", "", "streams/s", "TTFC p50", "p95", "p99", "gap p50", "p99", "gap-delay", "coalesced", "errors"
+            "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}",
+            "c",
+            "",
+            "streams/s",
+            "TTFC p50",
+            "p95",
+            "p99",
+            "gap p50",
+            "p99",
+            "gap-delay",
+            "coalesced",
+            "errors",
+            "cpu0/1 busy"
         );
         for a in streams {
             for (name, s) in [("direct", &a.direct), ("through", &a.through)] {
                 println!(
-                    "{:>5}  {name:<8} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6}",
+                    "{:>5}  {name:<8} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}",
                     a.concurrency,
                     s.streams_per_s,
                     ms(s.ttfc_p50_us),
@@ -67,7 +83,8 @@ impl Report<'_> {
                     ms(s.gap_p99_us),
                     ms(s.gap_p50_minus_delay_us),
                     s.coalesced_frames,
-                    s.errors
+                    s.errors,
+                    busy_str(&s.cores_busy)
                 );
             }
             println!(
