@@ -88,6 +88,7 @@ async fn steps(
                 client_wants_usage: peek.include_usage,
                 price,
                 provider: winner.provider,
+                activity: state.activity.clone(),
             };
             Ok(Reply::Stream { first, rest, spec })
         }

@@ -67,6 +67,10 @@ pub struct StreamSpec {
     pub client_wants_usage: bool,
     pub price: Option<Price>,
     pub provider: String,
+    /// The worker's busy poller: each relayed event and the stream's end
+    /// count as activity, so a worker relaying streams keeps polling
+    /// instead of paying a wake-up per event.
+    pub activity: std::rc::Rc<crate::server::busy_poll::Activity>,
 }
 
 pub fn stream(mut rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> HttpResponse {
@@ -140,6 +144,7 @@ impl Stream for Relay {
         loop {
             match this.rest.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(events))) => {
+                    this.spec.activity.touch();
                     let next_idle = (Instant::now() + this.spec.timeouts.idle).min(this.deadline);
                     this.idle.as_mut().reset(next_idle);
                     let out = this.pass(events);
@@ -150,6 +155,7 @@ impl Stream for Relay {
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Ok(this.fail(e)))),
                 Poll::Ready(None) => {
+                    this.spec.activity.touch();
                     this.done = true;
                     this.rec.finish(Outcome::Status(200), this.usage, this.spec.price);
                     return Poll::Ready(None);

@@ -59,6 +59,11 @@ pub async fn spin(activity: Rc<Activity>, window: Duration) {
             last = Instant::now();
             continue;
         }
+        // Let other threads that share this core (actors, timers) run now
+        // rather than wait for the spinner's time slice to end: without this,
+        // any wake-up of another thread on the core stalled a request for up
+        // to a scheduler tick (p99 at c=1 rose from 0.4 ms to 0.7 ms).
+        std::thread::yield_now();
         tokio::task::yield_now().await;
     }
 }
