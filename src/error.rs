@@ -55,6 +55,10 @@ pub enum GatewayError {
     ModelNotAllowed { model: String },
     #[error("The model `{model}` does not exist or you do not have access to it.")]
     ModelNotFound { model: String },
+    #[error(
+        "This model's maximum context length is {window} tokens, and the request needs about {tokens} (prompt estimate plus requested output); no fallback model is large enough. Shorten the messages or lower max_tokens."
+    )]
+    ContextLengthExceeded { model: String, window: u64, tokens: u64 },
     #[error("Unknown request URL: {method} {path}. See the README for the routes Sluice serves.")]
     RouteNotFound { method: String, path: String },
     #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
@@ -87,7 +91,7 @@ impl GatewayError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidRequest { .. } | GatewayError::ContextLengthExceeded { .. } => StatusCode::BAD_REQUEST,
             GatewayError::MissingApiKey | GatewayError::InvalidApiKey | GatewayError::AdminKeyRequired => {
                 StatusCode::UNAUTHORIZED
             }
@@ -109,6 +113,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. }
             | GatewayError::ModelNotFound { .. }
+            | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. } => "invalid_request_error",
             GatewayError::MissingApiKey | GatewayError::InvalidApiKey | GatewayError::AdminKeyRequired => {
@@ -134,6 +139,7 @@ impl GatewayError {
             GatewayError::AdminKeyRequired => "admin_key_required",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "unknown_url",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
@@ -152,6 +158,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { param, .. } => *param,
             GatewayError::ModelNotAllowed { .. } | GatewayError::ModelNotFound { .. } => Some("model"),
+            GatewayError::ContextLengthExceeded { .. } => Some("messages"),
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::AdminKeyRequired
@@ -189,6 +196,7 @@ impl GatewayError {
             | GatewayError::AdminKeyRequired
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
+            | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::NoDeployment { .. }
@@ -205,6 +213,7 @@ impl GatewayError {
             | GatewayError::AdminKeyRequired
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
+            | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. } => Fault::Client,
             GatewayError::UpstreamConnect { .. }
@@ -227,6 +236,7 @@ impl GatewayError {
             GatewayError::AdminKeyRequired => "admin_key_required",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "route_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::UpstreamConnect { .. } => "upstream_connect",

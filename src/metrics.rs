@@ -28,6 +28,11 @@ pub const UPSTREAM_ATTEMPTS: &str = "sluice_upstream_attempts_total";
 pub const TOKENS_TOTAL: &str = "sluice_tokens_total";
 pub const COST_USD_TOTAL: &str = "sluice_cost_usd_total";
 pub const CLIENT_DISCONNECTS: &str = "sluice_client_disconnects_total";
+pub const RETRIES_TOTAL: &str = "sluice_retries_total";
+pub const FALLBACKS_TOTAL: &str = "sluice_fallbacks_total";
+pub const HEDGES_TOTAL: &str = "sluice_hedges_total";
+pub const HEDGE_WINS_TOTAL: &str = "sluice_hedge_wins_total";
+pub const TEMPLATE_ANSWERS: &str = "sluice_template_answers_total";
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -70,6 +75,16 @@ fn describe() {
         "Tokens by serving model and direction (input, output), as the upstream reported them."
     );
     describe_counter!(CLIENT_DISCONNECTS, "Requests whose client went away before the end.");
+    describe_counter!(RETRIES_TOTAL, "Attempts after the first, by the model of the deployment retried on.");
+    describe_counter!(FALLBACKS_TOTAL, "Requests served by a fallback model, by requested and serving model.");
+    describe_counter!(HEDGES_TOTAL, "Hedge requests sent (a second attempt racing a slow first one), by model.");
+    describe_counter!(HEDGE_WINS_TOTAL, "Hedge requests that answered first, by model.");
+    describe_counter!(
+        TEMPLATE_ANSWERS,
+        "Requests answered with the model's fallback_response after every deployment failed."
+    );
+    describe_gauge!("sluice_circuit_state", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
+    describe_counter!("sluice_circuit_transitions_total", "Circuit state changes per deployment, by new state.");
     describe_counter!("sluice_actor_restarts_total", "Actor restarts by its supervisor.");
     describe_gauge!("sluice_actor_mailbox_depth", "Messages waiting in each actor's mailbox.");
     describe_gauge!("sluice_upstream_inflight", "Upstream requests in flight per provider.");
@@ -166,6 +181,9 @@ struct RouteMetrics {
 struct ModelMetrics {
     /// Per route, indexed like [`ROUTES`].
     requests: [StatusCounters; 3],
+    retries: Counter,
+    hedges: Counter,
+    hedge_wins: Counter,
     tokens_in: Counter,
     tokens_out: Counter,
     /// Spend in USD as f64 bits (see [`MetricsTable::render`]).
@@ -215,6 +233,9 @@ impl MetricsTable {
                 let name: Arc<str> = Arc::from(m.name.as_str());
                 ModelMetrics {
                     requests: ROUTES.map(|e| StatusCounters::new(e.label(), name.clone())),
+                    retries: counter!(RETRIES_TOTAL, "model" => m.name.clone()),
+                    hedges: counter!(HEDGES_TOTAL, "model" => m.name.clone()),
+                    hedge_wins: counter!(HEDGE_WINS_TOTAL, "model" => m.name.clone()),
                     tokens_in: counter!(TOKENS_TOTAL, "model" => m.name.clone(), "direction" => "input"),
                     tokens_out: counter!(TOKENS_TOTAL, "model" => m.name.clone(), "direction" => "output"),
                     cost: AtomicU64::new(0f64.to_bits()),
@@ -277,6 +298,33 @@ impl MetricsTable {
             Err(label) => {
                 counter!(UPSTREAM_ATTEMPTS, "deployment" => dep.label.clone(), "outcome" => label).increment(1);
             }
+        }
+    }
+
+    /// A retry (any attempt after the first) on a deployment of `model`.
+    pub fn record_retry(&self, model: usize) {
+        if let Some(m) = self.models.get(model) {
+            m.retries.increment(1);
+        }
+    }
+
+    /// A hedge was sent for a request to `model` (`won`: the hedge answered first).
+    pub fn record_hedge(&self, model: usize, won: bool) {
+        if let Some(m) = self.models.get(model) {
+            if won { m.hedge_wins.increment(1) } else { m.hedges.increment(1) }
+        }
+    }
+
+    /// A request for `requested` was served by the fallback model `served`.
+    pub fn record_fallback(&self, requested: usize, served: usize) {
+        let (Some(a), Some(b)) = (self.models.get(requested), self.models.get(served)) else { return };
+        counter!(FALLBACKS_TOTAL, "from" => a.name.to_string(), "to" => b.name.to_string()).increment(1);
+    }
+
+    /// A request answered with the model's template.
+    pub fn record_template(&self, model: usize) {
+        if let Some(m) = self.models.get(model) {
+            counter!(TEMPLATE_ANSWERS, "model" => m.name.to_string()).increment(1);
         }
     }
 

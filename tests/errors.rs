@@ -10,9 +10,11 @@ use serde_json::json;
 /// Assert an OpenAI-shaped error with this status and code (`""` for a
 /// null code); returns the error object.
 async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
-    assert_eq!(resp.status(), status);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let got = resp.status();
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
     let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    assert!(ct.starts_with("application/json"));
     assert!(!text.contains(UPSTREAM_KEY), "secret leaked: {text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     let err = v["error"].clone();
@@ -110,7 +112,10 @@ async fn oversized_bodies_get_413() {
 #[tokio::test]
 async fn upstream_failures() {
     let mock = start_mock();
-    let cfg = config_for(mock.addr(), "").replace("first_byte_timeout_ms = 3000", "first_byte_timeout_ms = 300");
+    // One attempt per request and a breaker that never opens: each fault's
+    // own error is what this test looks at (retries and circuits have theirs).
+    let lenient = "[routing]\nmax_attempts = 1\n[breaker]\nfailure_count = 1000\n";
+    let cfg = config_for(mock.addr(), lenient).replace("first_byte_timeout_ms = 3000", "first_byte_timeout_ms = 300");
     let gw = Gateway::start(&cfg);
     let with_fault = |fault: &'static str| {
         client()
@@ -143,8 +148,22 @@ async fn upstream_failures() {
 async fn upstream_client_errors_pass_through() {
     let mock = start_mock();
     let gw = Gateway::start(&config_for(mock.addr(), ""));
-    // The mock rejects a bad max_tokens itself; its 400 reaches the client
-    // as it was (the gateway does not check that field).
+    // The mock refuses max_tokens = 0 itself (the gateway only checks it is
+    // a number); its 400 reaches the client as it was, and is not retried.
+    let r = client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(CLIENT_KEY)
+        .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}))
+        .send()
+        .await
+        .unwrap();
+    // The mock's own error object, param and code included.
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(v["error"]["param"], "max_tokens");
+    assert_eq!(mock.stats().chat_total, 1, "a client error is not retried");
+    // The gateway checks the type of what it reads.
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(CLIENT_KEY)
@@ -152,10 +171,7 @@ async fn upstream_client_errors_pass_through() {
         .send()
         .await
         .unwrap();
-    // The mock's own error object, param and (null) code included.
-    let e = expect_error(r, 400, "").await;
-    assert_eq!(e["type"], "invalid_request_error");
-    assert_eq!(e["param"], "max_tokens");
+    expect_error(r, 400, "invalid_request").await;
 }
 
 #[tokio::test]

@@ -51,7 +51,7 @@ async fn status_needs_the_admin_key_and_shows_pool_stats() {
 #[tokio::test]
 async fn status_lists_recent_upstream_errors() {
     let mock = start_mock();
-    let gw = Gateway::start(&config_for(mock.addr(), ""));
+    let gw = Gateway::start(&config_for(mock.addr(), "[routing]\nmax_attempts = 1\n"));
     let r = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(CLIENT_KEY)

@@ -48,12 +48,12 @@ impl MockProvider {
         let tokens = self.header_u64(h, "x-mock-tokens").map(|t| t.min(u32::MAX as u64) as u32);
         if delay > 0 {
             let d = Duration::from_millis(delay);
-            if d > p.timeouts.first_byte {
-                tokio::time::sleep(p.timeouts.first_byte).await;
+            if d > call.timeouts.first_byte {
+                tokio::time::sleep(call.timeouts.first_byte).await;
                 return Err(GatewayError::UpstreamTimeout {
                     provider: p.name.clone(),
                     phase: crate::error::TimeoutPhase::FirstByte,
-                    ms: p.timeouts.first_byte.as_millis() as u64,
+                    ms: call.timeouts.first_byte.as_millis() as u64,
                 });
             }
             tokio::time::sleep(d).await;

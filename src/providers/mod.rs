@@ -69,13 +69,25 @@ impl Endpoint {
     }
 }
 
-/// Per-provider waits.
+/// Per-provider waits (overridden per model).
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
     pub first_byte: Duration,
     pub idle: Duration,
     pub total: Duration,
+}
+
+impl Default for Timeouts {
+    /// The config defaults (docs/configuration.md).
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Which client request headers a provider receives (`forward_headers`):
@@ -118,6 +130,8 @@ pub struct Call<'a> {
     pub upstream_model: &'a str,
     pub client_headers: &'a HeaderMap,
     pub request_id: &'a str,
+    /// This attempt's waits: the provider's, overridden per model.
+    pub timeouts: Timeouts,
 }
 
 /// A successful (2xx) upstream answer, in OpenAI's shape.

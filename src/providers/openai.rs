@@ -141,8 +141,8 @@ impl OpenAi {
         let body = ingress::rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
         let headers = self.headers(call);
         let started = Instant::now();
-        let first_byte = started + p.timeouts.first_byte;
-        let total = started + p.timeouts.total;
+        let first_byte = started + call.timeouts.first_byte;
+        let total = started + call.timeouts.total;
         let permit = timeout_at(first_byte, client.acquire())
             .await
             .map_err(|_| GatewayError::UpstreamSaturated { provider: p.name.clone() })?
@@ -150,24 +150,24 @@ impl OpenAi {
         let req = Outgoing { method: Method::POST, uri: self.uri(call.endpoint), headers: &headers, body };
         let resp = match timeout_at(first_byte, client.send(req)).await {
             Ok(Ok(r)) => r,
-            Ok(Err(SendError::ConnectTimeout(_))) => return Err(timeout(p, TimeoutPhase::Connect)),
+            Ok(Err(SendError::ConnectTimeout(_))) => return Err(timeout(p, &call.timeouts, TimeoutPhase::Connect)),
             Ok(Err(SendError::Connect(detail))) => {
                 return Err(GatewayError::UpstreamConnect { provider: p.name.clone(), detail });
             }
             Ok(Err(SendError::Failed(detail))) => {
                 return Err(GatewayError::UpstreamProtocol { provider: p.name.clone(), detail });
             }
-            Err(_) => return Err(timeout(p, TimeoutPhase::FirstByte)),
+            Err(_) => return Err(timeout(p, &call.timeouts, TimeoutPhase::FirstByte)),
         };
         let status = resp.status;
         if !(200..300).contains(&status) {
-            let bytes = read_body(p, resp.body, MAX_ERROR_BYTES, true, total).await.unwrap_or_default();
+            let bytes = read_body(p, &call.timeouts, resp.body, MAX_ERROR_BYTES, true, total).await.unwrap_or_default();
             return Err(self.status_error(p, status, bytes, resp.retry_after));
         }
         if call.peek.stream && resp.event_stream {
             return Ok(Reply::Stream(event_stream(resp.body, permit, p.name.clone())));
         }
-        let bytes = read_body(p, resp.body, MAX_RESPONSE_BYTES, false, total).await?;
+        let bytes = read_body(p, &call.timeouts, resp.body, MAX_RESPONSE_BYTES, false, total).await?;
         drop(permit);
         let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
             provider: p.name.clone(),
@@ -215,12 +215,12 @@ impl OpenAi {
     }
 }
 
-fn timeout(p: &Provider, phase: TimeoutPhase) -> GatewayError {
+fn timeout(p: &Provider, t: &super::Timeouts, phase: TimeoutPhase) -> GatewayError {
     let d = match phase {
-        TimeoutPhase::Connect => p.timeouts.connect,
-        TimeoutPhase::FirstByte => p.timeouts.first_byte,
-        TimeoutPhase::Idle => p.timeouts.idle,
-        TimeoutPhase::Total => p.timeouts.total,
+        TimeoutPhase::Connect => t.connect,
+        TimeoutPhase::FirstByte => t.first_byte,
+        TimeoutPhase::Idle => t.idle,
+        TimeoutPhase::Total => t.total,
     };
     GatewayError::UpstreamTimeout { provider: p.name.clone(), phase, ms: d.as_millis() as u64 }
 }
@@ -229,6 +229,7 @@ fn timeout(p: &Provider, phase: TimeoutPhase) -> GatewayError {
 /// deadline. `truncate` keeps the first `max` bytes instead of failing.
 async fn read_body(
     p: &Provider,
+    t: &super::Timeouts,
     mut body: ResponseBody,
     max: usize,
     truncate: bool,
@@ -238,11 +239,11 @@ async fn read_body(
     let mut buf: Option<BytesMut> = None;
     let mut len = 0usize;
     loop {
-        let idle = (Instant::now() + p.timeouts.idle).min(deadline);
+        let idle = (Instant::now() + t.idle).min(deadline);
         let data = match timeout_at(idle, body.chunk()).await {
             Err(_) => {
                 let phase = if idle >= deadline { TimeoutPhase::Total } else { TimeoutPhase::Idle };
-                return Err(timeout(p, phase));
+                return Err(timeout(p, t, phase));
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {

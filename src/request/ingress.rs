@@ -92,6 +92,19 @@ pub struct Peek {
     pub include_usage: bool,
     /// Byte range of the `stream_options` value, when present.
     pub stream_options_span: Option<Range<usize>>,
+    /// Bytes of the prompt (`messages`, `prompt` or `input`), for a token estimate.
+    pub prompt_bytes: usize,
+    /// `max_completion_tokens` or `max_tokens`, when given.
+    pub max_tokens: Option<u64>,
+}
+
+impl Peek {
+    /// Tokens the request may need: about one token per 4 bytes of prompt
+    /// (JSON syntax included, so it errs on the large side) plus the
+    /// requested output.
+    pub fn estimated_tokens(&self) -> u64 {
+        (self.prompt_bytes as u64).div_ceil(4) + self.max_tokens.unwrap_or(0)
+    }
 }
 
 fn span_of(body: &[u8], raw: &str) -> Range<usize> {
@@ -198,8 +211,27 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
                     t => return Err(wrong_type("stream_options", "an object", t)),
                 }
             }
+            "max_tokens" | "max_completion_tokens" => match value.get_type() {
+                JsonType::Null => {}
+                JsonType::Number => {
+                    let n = value.as_u64().ok_or_else(|| {
+                        GatewayError::invalid(format!("Invalid '{key}': expected a non-negative integer."), None)
+                    })?;
+                    p.max_tokens = Some(p.max_tokens.map_or(n, |m| m.max(n)));
+                }
+                t => {
+                    return Err(GatewayError::invalid(
+                        format!("Invalid type for '{}': expected an integer, but got {}.", &*key, type_name(t)),
+                        None,
+                    ));
+                }
+            },
+            "prompt" if required.is_none() => {
+                p.prompt_bytes = value.as_raw_str().len();
+            }
             k if Some(k) == required.map(|(name, _)| name) => {
                 seen_required = true;
+                p.prompt_bytes = value.as_raw_str().len();
                 if let Some((name, kinds)) = required {
                     let t = value.get_type();
                     if !kinds.contains(&t) {

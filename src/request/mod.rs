@@ -18,17 +18,20 @@
 pub mod attempt;
 pub mod auth;
 pub mod ingress;
+pub mod outcomes;
 pub mod record;
 pub mod relay;
 pub mod route;
+pub mod template;
 
 use actix_web::web::Payload;
 use actix_web::{HttpRequest, HttpResponse};
+use tokio::time::Instant;
 
 use crate::error::GatewayError;
-use crate::providers::{Call, Endpoint};
+use crate::providers::{Call, Endpoint, Timeouts};
 use crate::server::state::WorkerState;
-use attempt::Served;
+use attempt::{Plan, Served};
 use record::Record;
 
 /// Run one proxied request through every step.
@@ -38,6 +41,7 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
     let resp = match steps(state, &req, payload, endpoint, &mut rec).await {
         Ok(Reply::Complete { body, usage, price }) => relay::complete(rec, body, usage, price),
         Ok(Reply::Stream { first, rest, spec }) => relay::stream(rec, first, rest, spec),
+        Ok(Reply::Template { body, stream }) => relay::template(rec, body, stream),
         Err(e) => relay::error(rec, &e),
     };
     state.activity.touch();
@@ -47,6 +51,7 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
 enum Reply {
     Complete { body: bytes::Bytes, usage: Option<crate::providers::Usage>, price: Option<crate::config::Price> },
     Stream { first: bytes::Bytes, rest: crate::providers::EventStream, spec: relay::StreamSpec },
+    Template { body: bytes::Bytes, stream: bool },
 }
 
 async fn steps(
@@ -65,7 +70,16 @@ async fn steps(
     let peek = ingress::peek(&body, endpoint)?;
     let model = shared.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
-    let candidates = shared.models.candidates(model);
+    let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
+    let routing = &shared.config.routing;
+    let deadline_ms = entry.deadline_ms.unwrap_or(routing.deadline_ms);
+    let plan = Plan {
+        candidates: shared.models.candidates(model, peek.estimated_tokens(), shared.availability.table())?,
+        max_attempts: entry.max_attempts.unwrap_or(routing.max_attempts),
+        deadline: (deadline_ms > 0).then(|| Instant::now() + std::time::Duration::from_millis(deadline_ms)),
+        hedge: entry.hedge,
+        routing,
+    };
     let request_id = rec.request_id.clone();
     let call = Call {
         endpoint,
@@ -74,11 +88,33 @@ async fn steps(
         upstream_model: "",
         client_headers: req.headers(),
         request_id: &request_id,
+        timeouts: Timeouts::default(),
     };
-    let winner = attempt::run(state, &call, &candidates, rec).await?;
+    let started = Instant::now();
+    let outcome = attempt::run(state, &call, &plan).await;
+    rec.add_upstream(started.elapsed());
+    let winner = match outcome {
+        Ok(w) => w,
+        // Every deployment failed: the model's template answer, if it has one.
+        Err(e) if (e.retryable() || matches!(e, GatewayError::NoDeployment { .. })) && endpoint.streams() => {
+            let Some(text) = &entry.fallback_response else { return Err(e) };
+            tracing::warn!(request_id = %rec.request_id, model = %entry.name, error = %e, "every deployment failed; serving the template answer");
+            shared.metrics.record_template(model);
+            let body = if peek.stream {
+                template::stream(endpoint, &entry.name, text)
+            } else {
+                template::body(endpoint, &entry.name, text)
+            };
+            return Ok(Reply::Template { body, stream: peek.stream });
+        }
+        Err(e) => return Err(e),
+    };
     rec.set_served(winner.candidate.model, winner.candidate.deployment);
-    // Spend is priced at the model that served (a fallback may cost more).
-    let price = shared.models.get(winner.candidate.model).and_then(|m| m.price);
+    if winner.candidate.model != model {
+        shared.metrics.record_fallback(model, winner.candidate.model);
+    }
+    // Spend is priced at the deployment that served (a fallback may cost more).
+    let price = shared.models.deployment(winner.candidate).and_then(|d| d.price);
     match winner.served {
         Served::Complete { body, usage } => Ok(Reply::Complete { body, usage, price }),
         Served::Stream { first, rest } => {
@@ -89,6 +125,9 @@ async fn steps(
                 price,
                 provider: winner.provider,
                 activity: state.activity.clone(),
+                deployment: winner.candidate.id,
+                outcomes: state.outcomes.clone(),
+                inflight: winner.inflight,
             };
             Ok(Reply::Stream { first, rest, spec })
         }

@@ -21,6 +21,7 @@ use crate::providers::{EventStream, Timeouts, Usage, usage};
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+const X_SLUICE_FALLBACK: HeaderName = HeaderName::from_static("x-sluice-fallback");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Common response headers, as ready-made names and values (parsing
@@ -43,6 +44,21 @@ fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::Htt
 pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
     let resp = head(&mut rec, actix_web::http::StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
     rec.finish(Outcome::Status(200), usage, price);
+    resp
+}
+
+/// A model's template answer, marked as such.
+pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
+    let mut b = head(&mut rec, actix_web::http::StatusCode::OK);
+    b.insert_header((X_SLUICE_FALLBACK, HeaderValue::from_static("template")));
+    let resp = if stream {
+        b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+            .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+            .body(body)
+    } else {
+        b.insert_header((CONTENT_TYPE, JSON)).body(body)
+    };
+    rec.finish(Outcome::Status(200), None, None);
     resp
 }
 
@@ -71,6 +87,11 @@ pub struct StreamSpec {
     /// count as activity, so a worker relaying streams keeps polling
     /// instead of paying a wake-up per event.
     pub activity: std::rc::Rc<crate::server::busy_poll::Activity>,
+    /// The serving deployment's id, for the outcome of a failure mid-stream.
+    pub deployment: usize,
+    pub outcomes: std::rc::Rc<super::outcomes::OutcomeSink>,
+    /// Counts the deployment as busy until the stream ends.
+    pub inflight: sluice_actors::availability::InflightGuard,
 }
 
 pub fn stream(mut rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> HttpResponse {
@@ -123,6 +144,14 @@ impl Relay {
 
     fn fail(&mut self, e: GatewayError) -> Bytes {
         self.done = true;
+        // A stream cut or stalled after its first byte counts against the deployment.
+        self.spec.outcomes.push(sluice_actors::outcome::Outcome {
+            deployment: self.spec.deployment,
+            verdict: super::outcomes::verdict(&e),
+            latency: self.spec.started.elapsed(),
+            ttft: None,
+            error: Some((e.label(), e.to_string())),
+        });
         tracing::warn!(request_id = %self.rec.request_id, error = %e, "stream failed after its first byte");
         self.rec.finish(Outcome::StreamError, self.usage, self.spec.price);
         e.sse_event()

@@ -1,19 +1,26 @@
 //! Routing: the model a client names to the deployments that may serve it,
-//! in the order they are tried (weighted random among the model's own
-//! deployments, then each fallback model's, in the configured order).
+//! in the order they are tried: the model's own deployments ordered by its
+//! strategy, then each fallback model's, depth-first, each model once —
+//! skipping models whose context window the request does not fit.
 
 use std::collections::HashMap;
 
-use crate::config::{Config, Price};
+use sluice_actors::availability::AvailTable;
+
+use crate::config::{Config, HedgeConfig, ModelTimeouts, Price, Strategy};
 use crate::error::GatewayError;
 use crate::request::auth::KeyPolicy;
 
 #[derive(Debug)]
 pub struct Deployment {
+    /// Index in the flat list of every model's deployments (the actors' index).
+    pub id: usize,
     pub provider: usize,
     /// The name the upstream knows.
     pub model: String,
     pub weight: u32,
+    /// The deployment's price, else its model's.
+    pub price: Option<Price>,
     /// `provider/model`, for `x-sluice-deployment` and metric labels.
     pub label: String,
 }
@@ -25,12 +32,21 @@ pub struct ModelEntry {
     /// Indices into [`ModelTable::models`].
     pub fallbacks: Vec<usize>,
     pub price: Option<Price>,
+    pub strategy: Strategy,
+    pub context_window: Option<u64>,
+    pub timeouts: ModelTimeouts,
+    pub hedge: Option<HedgeConfig>,
+    pub max_attempts: Option<u32>,
+    pub deadline_ms: Option<u64>,
+    pub fallback_response: Option<String>,
 }
 
 #[derive(Debug, Default)]
 pub struct ModelTable {
     pub models: Vec<ModelEntry>,
     by_name: HashMap<String, usize>,
+    /// `(model, deployment)` of each flat id.
+    by_id: Vec<(usize, usize)>,
 }
 
 /// One place to try: a model and one of its deployments.
@@ -38,39 +54,68 @@ pub struct ModelTable {
 pub struct Candidate {
     pub model: usize,
     pub deployment: usize,
+    /// The deployment's flat id.
+    pub id: usize,
 }
 
 impl ModelTable {
     pub fn from_config(cfg: &Config) -> ModelTable {
         let by_name: HashMap<String, usize> = cfg.models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+        let mut next_id = 0;
+        let mut by_id = Vec::new();
         let models = cfg
             .models
             .iter()
-            .map(|m| ModelEntry {
+            .enumerate()
+            .map(|(mi, m)| ModelEntry {
                 name: m.name.clone(),
                 deployments: m
                     .deployments
                     .iter()
-                    .map(|d| Deployment {
-                        provider: d.provider,
-                        model: d.model.clone(),
-                        weight: d.weight.max(1),
-                        label: format!(
-                            "{}/{}",
-                            cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?"),
-                            d.model
-                        ),
+                    .enumerate()
+                    .map(|(di, d)| {
+                        let id = next_id;
+                        next_id += 1;
+                        by_id.push((mi, di));
+                        Deployment {
+                            id,
+                            provider: d.provider,
+                            model: d.model.clone(),
+                            weight: d.weight.max(1),
+                            price: d.price.or(m.price),
+                            label: format!(
+                                "{}/{}",
+                                cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?"),
+                                d.model
+                            ),
+                        }
                     })
                     .collect(),
                 fallbacks: m.fallbacks.iter().filter_map(|f| by_name.get(f).copied()).collect(),
                 price: m.price,
+                strategy: m.strategy,
+                context_window: m.context_window,
+                timeouts: m.timeouts,
+                hedge: m.hedge,
+                max_attempts: m.max_attempts,
+                deadline_ms: m.deadline_ms,
+                fallback_response: m.fallback_response.clone(),
             })
             .collect();
-        ModelTable { models, by_name }
+        ModelTable { models, by_name, by_id }
     }
 
     pub fn get(&self, idx: usize) -> Option<&ModelEntry> {
         self.models.get(idx)
+    }
+
+    pub fn deployment(&self, c: Candidate) -> Option<&Deployment> {
+        self.models.get(c.model)?.deployments.get(c.deployment)
+    }
+
+    /// The number of deployments across every model.
+    pub fn deployment_count(&self) -> usize {
+        self.by_id.len()
     }
 
     /// The model a client asked for: 404 if unknown, 403 if its key may not use it.
@@ -82,28 +127,96 @@ impl ModelTable {
         Ok(idx)
     }
 
-    /// Every deployment to try, in order: the model's own (weighted random
-    /// order), then each fallback model's, depth-first, each model once.
-    pub fn candidates(&self, model: usize) -> Vec<Candidate> {
+    /// Every deployment to try, in order, for a request needing about
+    /// `tokens` tokens of context (prompt estimate plus requested output):
+    /// the model's own (by its strategy), then each fallback model's,
+    /// depth-first, each model once. Models too small for the request are
+    /// passed over; if none fits, 400 `context_length_exceeded`.
+    pub fn candidates(&self, model: usize, tokens: u64, live: &AvailTable) -> Result<Vec<Candidate>, GatewayError> {
         let mut out = Vec::new();
         let mut seen = Vec::new();
-        self.push_candidates(model, &mut out, &mut seen);
-        out
+        let mut too_small: Option<(&str, u64)> = None;
+        self.push_candidates(model, tokens, live, &mut out, &mut seen, &mut too_small);
+        if out.is_empty()
+            && let Some((name, window)) = too_small
+        {
+            return Err(GatewayError::ContextLengthExceeded { model: name.to_string(), window, tokens });
+        }
+        Ok(out)
     }
 
-    fn push_candidates(&self, model: usize, out: &mut Vec<Candidate>, seen: &mut Vec<usize>) {
+    fn push_candidates<'a>(
+        &'a self,
+        model: usize,
+        tokens: u64,
+        live: &AvailTable,
+        out: &mut Vec<Candidate>,
+        seen: &mut Vec<usize>,
+        too_small: &mut Option<(&'a str, u64)>,
+    ) {
         if seen.contains(&model) {
             return;
         }
         seen.push(model);
         let Some(entry) = self.models.get(model) else { return };
-        for d in weighted_order(&entry.deployments) {
-            out.push(Candidate { model, deployment: d });
+        match entry.context_window {
+            Some(w) if tokens > w => {
+                too_small.get_or_insert((entry.name.as_str(), w));
+            }
+            _ => {
+                for d in order(entry, live) {
+                    let id = entry.deployments[d].id;
+                    out.push(Candidate { model, deployment: d, id });
+                }
+            }
         }
         for &f in &entry.fallbacks {
-            self.push_candidates(f, out, seen);
+            self.push_candidates(f, tokens, live, out, seen, too_small);
         }
     }
+}
+
+/// Deployment indices of one model in the order its strategy gives.
+fn order(m: &ModelEntry, live: &AvailTable) -> Vec<usize> {
+    let deps = &m.deployments;
+    match m.strategy {
+        Strategy::Weighted => weighted_order(deps),
+        Strategy::LeastInflight => {
+            // Ties broken at random, so equal deployments share the load.
+            let mut idx = shuffled(deps.len());
+            idx.sort_by_key(|&i| live.inflight(deps[i].id));
+            idx
+        }
+        Strategy::Latency => latency_order(deps, live),
+        Strategy::Cost => {
+            let cost = |d: &Deployment| d.price.map_or(f64::MAX, |p| p.input_per_mtok + p.output_per_mtok);
+            let mut idx = shuffled(deps.len());
+            idx.sort_by(|&a, &b| cost(&deps[a]).total_cmp(&cost(&deps[b])));
+            idx
+        }
+    }
+}
+
+fn shuffled(n: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    fastrand::shuffle(&mut v);
+    v
+}
+
+/// Power of two choices over the latency EWMA for the first pick (cheap,
+/// and it avoids herding every request onto the single fastest deployment
+/// that a strict sort would), then the rest fastest first. Deployments with
+/// no sample yet count as fastest, so each gets tried.
+fn latency_order(deps: &[Deployment], live: &AvailTable) -> Vec<usize> {
+    let lat = |i: usize| live.latency_us(deps[i].id).unwrap_or(0);
+    let mut rest = shuffled(deps.len());
+    if rest.len() >= 2 && lat(rest[1]) < lat(rest[0]) {
+        rest.swap(0, 1);
+    }
+    let first = rest.first().copied();
+    let mut tail: Vec<usize> = rest.into_iter().skip(1).collect();
+    tail.sort_by_key(|&i| lat(i));
+    first.into_iter().chain(tail).collect()
 }
 
 /// Deployment indices in a random order where each next pick is
@@ -136,14 +249,41 @@ fn weighted_order(deps: &[Deployment]) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    fn dep(w: u32) -> Deployment {
-        Deployment { provider: 0, model: "m".into(), weight: w, label: "p/m".into() }
+    fn dep(id: usize, w: u32, price: Option<f64>) -> Deployment {
+        Deployment {
+            id,
+            provider: 0,
+            model: "m".into(),
+            weight: w,
+            price: price.map(|p| Price { input_per_mtok: p, output_per_mtok: p }),
+            label: format!("p/{id}"),
+        }
+    }
+
+    fn model(name: &str, deployments: Vec<Deployment>, fallbacks: Vec<usize>) -> ModelEntry {
+        ModelEntry {
+            name: name.into(),
+            deployments,
+            fallbacks,
+            price: None,
+            strategy: Strategy::Weighted,
+            context_window: None,
+            timeouts: ModelTimeouts::default(),
+            hedge: None,
+            max_attempts: None,
+            deadline_ms: None,
+            fallback_response: None,
+        }
+    }
+
+    fn table(models: Vec<ModelEntry>) -> ModelTable {
+        ModelTable { models, by_name: HashMap::new(), by_id: Vec::new() }
     }
 
     #[test]
     fn weighted_order_follows_weights() {
         fastrand::seed(7);
-        let deps = vec![dep(1), dep(3)];
+        let deps = vec![dep(0, 1, None), dep(1, 3, None)];
         let mut first_is_heavy = 0;
         for _ in 0..4000 {
             let o = weighted_order(&deps);
@@ -158,16 +298,47 @@ mod tests {
 
     #[test]
     fn candidates_walk_fallbacks_once() {
-        let t = ModelTable {
-            models: vec![
-                ModelEntry { name: "a".into(), deployments: vec![dep(1)], fallbacks: vec![1, 2], price: None },
-                ModelEntry { name: "b".into(), deployments: vec![dep(1), dep(1)], fallbacks: vec![2], price: None },
-                ModelEntry { name: "c".into(), deployments: vec![dep(1)], fallbacks: vec![0], price: None },
-            ],
-            by_name: HashMap::new(),
-        };
-        let c = t.candidates(0);
+        let t = table(vec![
+            model("a", vec![dep(0, 1, None)], vec![1, 2]),
+            model("b", vec![dep(1, 1, None), dep(2, 1, None)], vec![2]),
+            model("c", vec![dep(3, 1, None)], vec![0]),
+        ]);
+        let live = AvailTable::new(4);
+        let c = t.candidates(0, 0, &live).unwrap();
         let models: Vec<usize> = c.iter().map(|c| c.model).collect();
         assert_eq!(models, vec![0, 1, 1, 2]);
+    }
+
+    #[test]
+    fn context_window_skips_small_models_or_refuses() {
+        let mut small = model("small", vec![dep(0, 1, None)], vec![1, 2]);
+        small.context_window = Some(1000);
+        let mut medium = model("medium", vec![dep(1, 1, None)], vec![]);
+        medium.context_window = Some(4000);
+        let big = model("big", vec![dep(2, 1, None)], vec![]);
+        let t = table(vec![small, medium, big]);
+        let live = AvailTable::new(3);
+        let ids = |tokens| t.candidates(0, tokens, &live).map(|c| c.iter().map(|c| c.id).collect::<Vec<_>>());
+        assert_eq!(ids(500).unwrap(), vec![0, 1, 2]);
+        assert_eq!(ids(2000).unwrap(), vec![1, 2], "too big for `small`: its fallbacks that fit");
+        assert_eq!(ids(9000).unwrap(), vec![2]);
+        let mut only_small = model("tiny", vec![dep(0, 1, None)], vec![]);
+        only_small.context_window = Some(10);
+        let t2 = table(vec![only_small]);
+        let e = t2.candidates(0, 11, &live).unwrap_err();
+        assert_eq!(e.code(), "context_length_exceeded");
+    }
+
+    #[test]
+    fn strategies_order_by_live_data_and_price() {
+        let live = std::sync::Arc::new(AvailTable::new(3));
+        let _g1 = live.start(0);
+        let _g2 = live.start(0);
+        let _g3 = live.start(2);
+        let mut m = model("m", vec![dep(0, 1, Some(3.0)), dep(1, 1, Some(1.0)), dep(2, 1, None)], vec![]);
+        m.strategy = Strategy::LeastInflight;
+        assert_eq!(order(&m, &live), vec![1, 2, 0]);
+        m.strategy = Strategy::Cost;
+        assert_eq!(order(&m, &live), vec![1, 0, 2], "unpriced last");
     }
 }

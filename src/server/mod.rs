@@ -16,6 +16,7 @@ use sluice_actors::{Actors, ActorsSpec};
 
 use crate::config::Config;
 use crate::providers::Provider;
+use crate::request::outcomes::OutcomeSink;
 use state::{Shared, WorkerState};
 
 /// Why the gateway could not run.
@@ -59,7 +60,7 @@ where
     let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
     let max_body = config.server.max_body_bytes;
     let busy_poll_us = config.server.busy_poll_us;
-    let shared = Arc::new(Shared::new(config, providers, actors.registry.clone(), actors.sessions.clone(), metrics));
+    let shared = Arc::new(Shared::new(config, providers, &actors, metrics));
 
     let for_signal = shared.clone();
     let shutdown = async move {
@@ -80,8 +81,9 @@ where
         if busy_poll_us > 0 {
             actix_web::rt::spawn(busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
         }
+        let outcomes = OutcomeSink::new(shared.breakers.clone(), shared.availability.clone());
         App::new()
-            .app_data(web::Data::new(WorkerState { shared, clients, activity }))
+            .app_data(web::Data::new(WorkerState { shared, clients, activity, outcomes }))
             .app_data(web::PayloadConfig::new(max_body))
             .configure(routes::configure)
     })

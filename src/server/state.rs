@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_actors::ActorRegistry;
+use sluice_actors::availability::AvailabilityHandle;
+use sluice_actors::circuit_breakers::BreakersHandle;
 use sluice_actors::upstream_sessions::{SessionsHandle, WorkerClients};
 
 use crate::config::Config;
@@ -25,6 +27,8 @@ pub struct Shared {
     pub admin_digest: Option<[u8; 32]>,
     pub registry: ActorRegistry,
     pub sessions: SessionsHandle,
+    pub breakers: BreakersHandle,
+    pub availability: AvailabilityHandle,
     pub prometheus: PrometheusHandle,
     /// Pre-registered metric handles of this gateway's models and routes.
     pub metrics: Arc<MetricsTable>,
@@ -36,8 +40,7 @@ impl Shared {
     pub fn new(
         config: Config,
         providers: Vec<Provider>,
-        registry: ActorRegistry,
-        sessions: SessionsHandle,
+        actors: &sluice_actors::Actors,
         prometheus: PrometheusHandle,
     ) -> Shared {
         let metrics = Arc::new(MetricsTable::new(&config));
@@ -50,8 +53,10 @@ impl Shared {
             models,
             keys,
             admin_digest,
-            registry,
-            sessions,
+            registry: actors.registry.clone(),
+            sessions: actors.sessions.clone(),
+            breakers: actors.breakers.clone(),
+            availability: actors.availability.clone(),
             prometheus,
             metrics,
             started: Instant::now(),
@@ -75,4 +80,6 @@ pub struct WorkerState {
     pub clients: WorkerClients,
     /// Request starts and ends, for the worker's busy poller.
     pub activity: std::rc::Rc<super::busy_poll::Activity>,
+    /// This worker's batch of attempt outcomes for the actors.
+    pub outcomes: std::rc::Rc<crate::request::outcomes::OutcomeSink>,
 }

@@ -59,6 +59,17 @@ impl Gates {
         }
     }
 
+    /// How long until `deployment` may be called again, if it is open or
+    /// cooling now (`None` when it can be called, or is half-open).
+    pub fn blocked_for(&self, deployment: usize) -> Option<std::time::Duration> {
+        let g = self.gates.get(deployment)?;
+        let now = self.ms(Instant::now());
+        let cooling = g.cooling_until_ms.load(Ordering::Acquire);
+        let open = if g.state.load(Ordering::Acquire) == 2 { g.open_until_ms.load(Ordering::Acquire) } else { 0 };
+        let until = cooling.max(open);
+        (until > now).then(|| std::time::Duration::from_millis(until - now))
+    }
+
     /// The circuit state as last published (for routing order and health).
     pub fn state(&self, deployment: usize) -> CircuitState {
         match self.gates.get(deployment).map(|g| g.state.load(Ordering::Acquire)) {

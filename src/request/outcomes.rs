@@ -1,0 +1,142 @@
+//! Outcomes: what each upstream attempt came to, told to the actors that
+//! learn from it (`CircuitBreakers`, `ModelAvailability`).
+//!
+//! Outcomes are buffered per worker and sent as one batch about a
+//! millisecond later: a tell that has to wake an actor's sleeping thread
+//! costs the sender 5–14 µs on this kind of VM (docs/benchmarks/micro.md),
+//! and a request must not pay that. The breakers react within that
+//! millisecond, which is far below any cool-down.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_actors::availability::AvailabilityHandle;
+use sluice_actors::circuit_breakers::{BreakersHandle, Verdict};
+use sluice_actors::outcome::Outcome;
+
+use crate::error::GatewayError;
+
+/// How long outcomes wait to be sent together.
+const FLUSH_AFTER: Duration = Duration::from_millis(1);
+/// Send at once when this many are waiting.
+const FLUSH_AT: usize = 256;
+
+/// One worker's outcome buffer.
+pub struct OutcomeSink {
+    buf: RefCell<Vec<Outcome>>,
+    scheduled: Cell<bool>,
+    breakers: BreakersHandle,
+    availability: AvailabilityHandle,
+}
+
+impl OutcomeSink {
+    pub fn new(breakers: BreakersHandle, availability: AvailabilityHandle) -> Rc<OutcomeSink> {
+        Rc::new(OutcomeSink { buf: RefCell::new(Vec::new()), scheduled: Cell::new(false), breakers, availability })
+    }
+
+    /// Queue one outcome; the batch leaves within [`FLUSH_AFTER`].
+    pub fn push(self: &Rc<Self>, o: Outcome) {
+        let len = {
+            let mut b = self.buf.borrow_mut();
+            b.push(o);
+            b.len()
+        };
+        if len >= FLUSH_AT {
+            self.flush();
+        } else if !self.scheduled.replace(true) {
+            let me = self.clone();
+            actix_web::rt::spawn(async move {
+                tokio::time::sleep(FLUSH_AFTER).await;
+                me.flush();
+            });
+        }
+    }
+
+    pub fn flush(&self) {
+        self.scheduled.set(false);
+        let batch: Vec<Outcome> = std::mem::take(&mut *self.buf.borrow_mut());
+        if batch.is_empty() {
+            return;
+        }
+        let batch: Arc<[Outcome]> = batch.into();
+        self.breakers.record(batch.clone());
+        self.availability.record(batch);
+    }
+}
+
+/// How an attempt's error counts for its deployment's breaker.
+pub fn verdict(e: &GatewayError) -> Verdict {
+    match e {
+        GatewayError::UpstreamConnect { .. }
+        | GatewayError::UpstreamTimeout { .. }
+        | GatewayError::UpstreamProtocol { .. } => Verdict::Failure,
+        GatewayError::UpstreamStatus { upstream_status: 429, retry_after, .. } => {
+            Verdict::RateLimited { retry_after: retry_after.as_deref().and_then(parse_retry_after) }
+        }
+        // The deployment itself is unusable (its credentials, its model name)
+        // or failing; other 4xx were the request's fault.
+        GatewayError::UpstreamStatus { upstream_status, .. } => {
+            if matches!(*upstream_status, 401 | 403 | 404 | 408) || *upstream_status >= 500 {
+                Verdict::Failure
+            } else {
+                Verdict::Neutral
+            }
+        }
+        // Our own limits and the client's mistakes say nothing about the upstream.
+        GatewayError::UpstreamSaturated { .. }
+        | GatewayError::InvalidRequest { .. }
+        | GatewayError::MissingApiKey
+        | GatewayError::InvalidApiKey
+        | GatewayError::AdminKeyRequired
+        | GatewayError::ModelNotAllowed { .. }
+        | GatewayError::ModelNotFound { .. }
+        | GatewayError::ContextLengthExceeded { .. }
+        | GatewayError::RouteNotFound { .. }
+        | GatewayError::PayloadTooLarge { .. }
+        | GatewayError::NoDeployment { .. }
+        | GatewayError::ShuttingDown
+        | GatewayError::Internal { .. } => Verdict::Neutral,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from LLM APIs and
+/// treated as absent).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        let status = |s: u16, ra: Option<&str>| GatewayError::UpstreamStatus {
+            provider: "p".into(),
+            upstream_status: s,
+            body: bytes::Bytes::new(),
+            retry_after: ra.map(str::to_string),
+        };
+        assert_eq!(verdict(&status(500, None)), Verdict::Failure);
+        assert_eq!(verdict(&status(400, None)), Verdict::Neutral);
+        assert_eq!(
+            verdict(&status(429, Some("2"))),
+            Verdict::RateLimited { retry_after: Some(Duration::from_secs(2)) }
+        );
+        assert_eq!(verdict(&GatewayError::UpstreamSaturated { provider: "p".into() }), Verdict::Neutral);
+    }
+}

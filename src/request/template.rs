@@ -1,0 +1,185 @@
+//! Template answers: a model's static `fallback_response`, served (and
+//! marked `x-sluice-fallback: template`) when every deployment failed, in
+//! the shape the client asked for — chat or legacy completion, whole or
+//! streamed.
+
+use bytes::Bytes;
+
+use crate::providers::Endpoint;
+
+#[derive(serde::Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct ChatChoice<'a> {
+    index: u32,
+    message: Message<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct TextChoice<'a> {
+    index: u32,
+    text: &'a str,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Usage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+}
+
+#[derive(serde::Serialize)]
+struct Whole<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [C; 1],
+    usage: Usage,
+}
+
+#[derive(serde::Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct TextChunkChoice<'a> {
+    index: u32,
+    text: &'a str,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct Chunk<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [C; 1],
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    sonic_rs::to_vec(v).unwrap_or_default()
+}
+
+fn event(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// The whole answer (non-stream).
+pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
+    let id = format!("sluice-template-{:016x}", fastrand::u64(..));
+    let usage = Usage { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+    let created = now();
+    Bytes::from(match endpoint {
+        Endpoint::Completions => json(&Whole {
+            id: &id,
+            object: "text_completion",
+            created,
+            model,
+            choices: [TextChoice { index: 0, text, logprobs: None, finish_reason: "stop" }],
+            usage,
+        }),
+        Endpoint::Chat | Endpoint::Embeddings => json(&Whole {
+            id: &id,
+            object: "chat.completion",
+            created,
+            model,
+            choices: [ChatChoice {
+                index: 0,
+                message: Message { role: "assistant", content: text },
+                logprobs: None,
+                finish_reason: "stop",
+            }],
+            usage,
+        }),
+    })
+}
+
+/// The same answer as SSE events, ending with `[DONE]`.
+pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
+    let id = format!("sluice-template-{:016x}", fastrand::u64(..));
+    let created = now();
+    let mut out = Vec::new();
+    match endpoint {
+        Endpoint::Completions => {
+            for (t, fin) in [(text, None), ("", Some("stop"))] {
+                let c = Chunk {
+                    id: &id,
+                    object: "text_completion",
+                    created,
+                    model,
+                    choices: [TextChunkChoice { index: 0, text: t, logprobs: None, finish_reason: fin }],
+                };
+                event(&mut out, &json(&c));
+            }
+        }
+        Endpoint::Chat | Endpoint::Embeddings => {
+            let deltas = [
+                (Delta { role: Some("assistant"), content: Some("") }, None),
+                (Delta { role: None, content: Some(text) }, None),
+                (Delta { role: None, content: None }, Some("stop")),
+            ];
+            for (delta, fin) in deltas {
+                let c = Chunk {
+                    id: &id,
+                    object: "chat.completion.chunk",
+                    created,
+                    model,
+                    choices: [ChunkChoice { index: 0, delta, logprobs: None, finish_reason: fin }],
+                };
+                event(&mut out, &json(&c));
+            }
+        }
+    }
+    event(&mut out, b"[DONE]");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let b: serde_json::Value = serde_json::from_slice(&body(Endpoint::Chat, "m", "sorry \"x\"")).unwrap();
+        assert_eq!(b["object"], "chat.completion");
+        assert_eq!(b["choices"][0]["message"]["content"], "sorry \"x\"");
+        let s = stream(Endpoint::Chat, "m", "hello");
+        let text = std::str::from_utf8(&s).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[3], "data: [DONE]");
+        let mid: serde_json::Value = serde_json::from_str(events[1].trim_start_matches("data: ")).unwrap();
+        assert_eq!(mid["choices"][0]["delta"]["content"], "hello");
+        let c: serde_json::Value = serde_json::from_slice(&body(Endpoint::Completions, "m", "t")).unwrap();
+        assert_eq!(c["choices"][0]["text"], "t");
+    }
+}
