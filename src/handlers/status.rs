@@ -20,6 +20,25 @@ struct Status {
     actors: Vec<ActorStatus>,
 }
 
+/// Test builds only: make an actor panic inside a handler (admin key required
+/// when one is set), to prove its supervisor restarts it.
+#[cfg(feature = "fault-injection")]
+pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
+    let shared = &state.shared;
+    if let Some(d) = &shared.admin_digest
+        && !auth::is_admin(d, req.headers())
+    {
+        return GatewayError::AdminKeyRequired.error_response();
+    }
+    let actor = req.query_string().strip_prefix("actor=").unwrap_or("");
+    match actor {
+        "circuit_breakers" => shared.breakers.inject_panic(),
+        "model_availability" => shared.availability.inject_panic(),
+        _ => return GatewayError::invalid(format!("no such actor: {actor}"), Some("actor")).error_response(),
+    }
+    HttpResponse::Accepted().content_type("application/json").body("{\"injected\":\"panic\"}")
+}
+
 /// How long `/status` waits for an actor before reporting it unresponsive.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 

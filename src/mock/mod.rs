@@ -95,7 +95,8 @@ impl MockServer {
             n => n,
         };
         let seed = opts.seed;
-        let shared = Arc::new(Shared { opts, stats: Arc::default(), gates: Default::default() });
+        let dice = server::FaultDice::new(opts.fail_rate, opts.faults.clone());
+        let shared = Arc::new(Shared { opts, stats: Arc::default(), gates: Default::default(), dice });
         let (stop, stop_rx) = watch::channel(false);
         let mut server = MockServer { addr, shared, stop, threads: Vec::with_capacity(workers) };
         for i in 0..workers {
@@ -126,6 +127,11 @@ impl MockServer {
     /// The same data as `GET /mock/stats`.
     pub fn stats(&self) -> MockStatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// Change the process-wide faults while serving (as `POST /mock/faults` does).
+    pub fn set_faults(&self, fail_rate: f64, faults: Vec<Fault>) {
+        self.shared.dice.set(fail_rate, faults);
     }
 
     /// Stops accepting, closes every connection (in-flight requests and

@@ -42,6 +42,45 @@ pub(crate) struct Shared {
     pub opts: MockOptions,
     pub stats: Arc<Stats>,
     pub gates: Gates,
+    /// The process-wide fault dice, changeable at run time
+    /// (`POST /mock/faults`, `MockServer::set_faults`).
+    pub dice: FaultDice,
+}
+
+/// `fail_rate` and `faults`, readable without a lock when the rate is 0.
+pub(crate) struct FaultDice {
+    rate_bits: std::sync::atomic::AtomicU64,
+    faults: std::sync::RwLock<Vec<Fault>>,
+}
+
+impl FaultDice {
+    pub fn new(rate: f64, faults: Vec<Fault>) -> FaultDice {
+        FaultDice {
+            rate_bits: std::sync::atomic::AtomicU64::new(rate.to_bits()),
+            faults: std::sync::RwLock::new(faults),
+        }
+    }
+
+    pub fn set(&self, rate: f64, faults: Vec<Fault>) {
+        if let Ok(mut f) = self.faults.write() {
+            *f = faults;
+        }
+        self.rate_bits.store(rate.clamp(0.0, 1.0).to_bits(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// With probability `fail_rate`, a fault drawn uniformly from `faults`
+    /// (`500` when the list is empty).
+    fn roll(&self) -> Option<Fault> {
+        let rate = f64::from_bits(self.rate_bits.load(std::sync::atomic::Ordering::Acquire));
+        if rate <= 0.0 || fastrand::f64() >= rate {
+            return None;
+        }
+        let faults = self.faults.read().ok()?;
+        Some(match faults.len() {
+            0 => Fault::ServerError,
+            n => faults[fastrand::usize(..n)],
+        })
+    }
 }
 
 /// The error a service returns for `reset`: hyper then closes the HTTP/1
@@ -185,7 +224,7 @@ impl Id {
 
 async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
     if let Some(rest) = req.uri().path().strip_prefix("/mock/") {
-        return Ok(inspect(shared, req.method(), rest));
+        return Ok(inspect(shared, req.method(), rest, req.uri().query()));
     }
     let (parts, body) = req.into_parts();
     let controls = Controls::from_headers(&parts.headers);
@@ -227,7 +266,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let fault = controls.fault.or_else(|| roll_fault(opts));
+    let fault = controls.fault.or_else(|| shared.dice.roll());
     match fault {
         Some(Fault::RateLimit) => {
             stats.fault(Fault::RateLimit);
@@ -328,22 +367,24 @@ fn generated(g: &GenRequest) -> Answer {
     }
 }
 
-/// With probability `fail_rate`, a fault drawn uniformly from `faults`
-/// (`500` when the list is empty).
-fn roll_fault(opts: &MockOptions) -> Option<Fault> {
-    if opts.fail_rate <= 0.0 || fastrand::f64() >= opts.fail_rate {
-        return None;
-    }
-    Some(match opts.faults.len() {
-        0 => Fault::ServerError,
-        n => opts.faults[fastrand::usize(..n)],
-    })
-}
-
 /// The `/mock/...` inspection routes; they are not counted or recorded.
-fn inspect(shared: &Shared, method: &Method, rest: &str) -> Response<MockBody> {
+fn inspect(shared: &Shared, method: &Method, rest: &str, query: Option<&str>) -> Response<MockBody> {
     let gate = rest.strip_prefix("gates/").filter(|g| !g.is_empty());
     match (method, rest, gate) {
+        // `POST /mock/faults?fail_rate=0.3&faults=500,429`: change the dice.
+        (&Method::POST, "faults", _) => {
+            let mut rate = 0.0;
+            let mut faults = Vec::new();
+            for pair in query.unwrap_or("").split('&') {
+                match pair.split_once('=') {
+                    Some(("fail_rate", v)) => rate = v.parse().unwrap_or(0.0),
+                    Some(("faults", v)) => faults = v.split(',').filter_map(|f| f.parse().ok()).collect(),
+                    _ => {}
+                }
+            }
+            shared.dice.set(rate, faults);
+            json(StatusCode::OK, Bytes::from(format!("{{\"fail_rate\":{rate}}}")))
+        }
         (&Method::GET, "stats", _) => match sonic_rs::to_vec(&shared.stats.snapshot()) {
             Ok(v) => json(StatusCode::OK, Bytes::from(v)),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "server_error", None),

@@ -13,6 +13,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(handlers::health::health))
         .route("/ready", web::get().to(handlers::ready::ready))
         .route("/metrics", web::get().to(handlers::metrics::metrics))
-        .route("/status", web::get().to(handlers::status::status))
-        .default_service(web::to(handlers::not_found));
+        .route("/status", web::get().to(handlers::status::status));
+    #[cfg(feature = "fault-injection")]
+    cfg.route("/admin/faults/panic", web::post().to(handlers::status::inject_panic));
+    cfg.default_service(web::to(handlers::not_found));
 }

@@ -1,0 +1,102 @@
+//! Supervision over real HTTP (test builds only: `--features fault-injection`):
+//! an actor that panics is restarted by its supervisor, the gateway keeps
+//! serving meanwhile, and the circuit state survives the restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use sluice::mock::{Fault, MockOptions};
+
+async fn status(gw: &Gateway) -> Value {
+    client().get(gw.url("/status")).send().await.unwrap().json().await.unwrap()
+}
+
+fn actor<'a>(s: &'a Value, name: &str) -> &'a Value {
+    s["actors"].as_array().unwrap().iter().find(|a| a["name"] == name).unwrap()
+}
+
+#[tokio::test]
+async fn a_panicking_actor_is_restarted_with_its_state_and_requests_keep_flowing() {
+    let bad = start_mock_with(MockOptions { fail_rate: 1.0, faults: vec![Fault::ServerError], ..Default::default() });
+    let good = start_mock();
+    let cfg = format!(
+        r#"
+[server]
+workers = 1
+[breaker]
+min_requests = 2
+failure_count = 2
+cooldown_ms = 60000
+[[providers]]
+name = "bad"
+kind = "openai"
+base_url = "http://{}/v1"
+warm_connections = 0
+[[providers]]
+name = "good"
+kind = "openai"
+base_url = "http://{}/v1"
+warm_connections = 0
+[[models]]
+name = "duo"
+deployments = [{{ provider = "bad", model = "m", weight = 1000 }}, {{ provider = "good", model = "m", weight = 1 }}]
+[[keys]]
+name = "t"
+key = "${{CLIENT_KEY}}"
+"#,
+        bad.addr(),
+        good.addr()
+    );
+    let gw = Gateway::start(&cfg);
+    let chat =
+        || client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat_body("duo", false)).send();
+    // Open bad's circuit.
+    for _ in 0..20 {
+        assert_eq!(chat().await.unwrap().status(), 200);
+        let s = status(&gw).await;
+        if actor(&s, "circuit_breakers")["detail"]["deployments"][0]["state"] == "open" {
+            break;
+        }
+    }
+    let s = status(&gw).await;
+    assert_eq!(actor(&s, "circuit_breakers")["detail"]["deployments"][0]["state"], "open");
+
+    for name in ["circuit_breakers", "model_availability"] {
+        let r = client().post(gw.url(&format!("/admin/faults/panic?actor={name}"))).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        // Requests keep being served while the actor restarts.
+        assert_eq!(chat().await.unwrap().status(), 200);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = status(&gw).await;
+            let a = actor(&s, name);
+            if a["restarts"] == 1 && a["state"] == "running" {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} was not restarted: {s}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // State survived: bad's circuit is still open, so bad gets nothing more.
+    let s = status(&gw).await;
+    assert_eq!(actor(&s, "circuit_breakers")["detail"]["deployments"][0]["state"], "open", "{s}");
+    let seen = bad.stats().chat_total;
+    for _ in 0..5 {
+        let r = chat().await.unwrap();
+        assert_eq!(r.headers()["x-sluice-deployment"], "good/m");
+    }
+    assert_eq!(bad.stats().chat_total, seen);
+    let m = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        m.lines().any(|l| l.starts_with("sluice_actor_restarts_total")
+            && l.contains("circuit_breakers")
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+    let h: Value = client().get(gw.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "healthy");
+}
