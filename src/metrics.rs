@@ -184,11 +184,22 @@ struct ModelMetrics {
     retries: Counter,
     hedges: Counter,
     hedge_wins: Counter,
+    /// The same, readable for `/status` (the exporter's handles are write-only).
+    seen: RoutingCounts,
     tokens_in: Counter,
     tokens_out: Counter,
     /// Spend in USD as f64 bits (see [`MetricsTable::render`]).
     cost: AtomicU64,
     name: Arc<str>,
+}
+
+#[derive(Default)]
+struct RoutingCounts {
+    retries: AtomicU64,
+    fallbacks: AtomicU64,
+    hedges: AtomicU64,
+    hedge_wins: AtomicU64,
+    templates: AtomicU64,
 }
 
 pub struct DeploymentMetrics {
@@ -236,6 +247,7 @@ impl MetricsTable {
                     retries: counter!(RETRIES_TOTAL, "model" => m.name.clone()),
                     hedges: counter!(HEDGES_TOTAL, "model" => m.name.clone()),
                     hedge_wins: counter!(HEDGE_WINS_TOTAL, "model" => m.name.clone()),
+                    seen: RoutingCounts::default(),
                     tokens_in: counter!(TOKENS_TOTAL, "model" => m.name.clone(), "direction" => "input"),
                     tokens_out: counter!(TOKENS_TOTAL, "model" => m.name.clone(), "direction" => "output"),
                     cost: AtomicU64::new(0f64.to_bits()),
@@ -305,27 +317,56 @@ impl MetricsTable {
     pub fn record_retry(&self, model: usize) {
         if let Some(m) = self.models.get(model) {
             m.retries.increment(1);
+            m.seen.retries.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// A hedge was sent for a request to `model` (`won`: the hedge answered first).
     pub fn record_hedge(&self, model: usize, won: bool) {
         if let Some(m) = self.models.get(model) {
-            if won { m.hedge_wins.increment(1) } else { m.hedges.increment(1) }
+            if won {
+                m.hedge_wins.increment(1);
+                m.seen.hedge_wins.fetch_add(1, Ordering::Relaxed);
+            } else {
+                m.hedges.increment(1);
+                m.seen.hedges.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
     /// A request for `requested` was served by the fallback model `served`.
     pub fn record_fallback(&self, requested: usize, served: usize) {
         let (Some(a), Some(b)) = (self.models.get(requested), self.models.get(served)) else { return };
+        a.seen.fallbacks.fetch_add(1, Ordering::Relaxed);
         counter!(FALLBACKS_TOTAL, "from" => a.name.to_string(), "to" => b.name.to_string()).increment(1);
     }
 
     /// A request answered with the model's template.
     pub fn record_template(&self, model: usize) {
         if let Some(m) = self.models.get(model) {
+            m.seen.templates.fetch_add(1, Ordering::Relaxed);
             counter!(TEMPLATE_ANSWERS, "model" => m.name.to_string()).increment(1);
         }
+    }
+
+    /// Per model: retries, fallbacks taken, hedges, hedge wins and template
+    /// answers so far, for `/status`.
+    pub fn routing_status(&self) -> Vec<sonic_rs::Value> {
+        self.models
+            .iter()
+            .map(|m| {
+                let c = &m.seen;
+                sonic_rs::json!({
+                    "model": &*m.name,
+                    "retries": c.retries.load(Ordering::Relaxed),
+                    "fallbacks_taken": c.fallbacks.load(Ordering::Relaxed),
+                    "hedges": c.hedges.load(Ordering::Relaxed),
+                    "hedge_wins": c.hedge_wins.load(Ordering::Relaxed),
+                    "template_answers": c.templates.load(Ordering::Relaxed),
+                    "cost_usd": f64::from_bits(m.cost.load(Ordering::Relaxed)),
+                })
+            })
+            .collect()
     }
 
     /// Tokens and spend of the model that served.

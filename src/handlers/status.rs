@@ -18,6 +18,8 @@ struct Status {
     version: &'static str,
     uptime_s: u64,
     actors: Vec<ActorStatus>,
+    /// What the request path did per model: retries, fallbacks, hedges.
+    models: Vec<sonic_rs::Value>,
 }
 
 /// Test builds only: make an actor panic inside a handler (admin key required
@@ -50,7 +52,12 @@ pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse 
         return GatewayError::AdminKeyRequired.error_response();
     }
     let actors = shared.registry.status(ACTOR_TIMEOUT).await;
-    let body = Status { version: env!("CARGO_PKG_VERSION"), uptime_s: shared.started.elapsed().as_secs(), actors };
+    let body = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: shared.started.elapsed().as_secs(),
+        actors,
+        models: shared.metrics.routing_status(),
+    };
     match sonic_rs::to_string(&body) {
         Ok(s) => HttpResponse::Ok().content_type("application/json").body(s),
         Err(e) => GatewayError::Internal { detail: e.to_string() }.error_response(),

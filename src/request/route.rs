@@ -164,7 +164,11 @@ impl ModelTable {
                 too_small.get_or_insert((entry.name.as_str(), w));
             }
             _ => {
-                for d in order(entry, live) {
+                // Deployments whose provider fails its health probe go last:
+                // tried only if the healthy ones fail.
+                let mut ordered = order(entry, live);
+                ordered.sort_by_key(|&d| live.unhealthy(entry.deployments[d].id));
+                for d in ordered {
                     let id = entry.deployments[d].id;
                     out.push(Candidate { model, deployment: d, id });
                 }
