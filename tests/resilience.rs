@@ -197,9 +197,9 @@ deployments = [{ provider = "b", model = "m" }]
     assert!(t.elapsed() >= Duration::from_millis(300), "waited for the first-byte timeout");
     let m = metrics(&gw).await;
     assert_eq!(metric(&m, "sluice_fallbacks_total", &["from=\"primary\"", "to=\"backup\""]), 1.0);
+    let s = status(&gw).await;
     let primary = s["models"].as_array().unwrap().iter().find(|m| m["model"] == "primary").unwrap();
     assert_eq!(primary["fallbacks_taken"], 1);
-    let s = status(&gw).await;
     let a_last = &actor(&s, "model_availability")["deployments"][0]["last_error"]["message"];
     assert!(a_last.as_str().unwrap().contains("first byte timeout"), "{s}");
 }
