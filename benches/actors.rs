@@ -77,6 +77,12 @@ fn bench_actors(c: &mut Criterion) {
             provider_names: vec!["openai".to_string(), "mock".to_string(), "azure".to_string()].into(),
             probes: vec![],
         },
+        limiter: sluice_actors::rate_limiter::LimiterSpec {
+            scopes: vec![],
+            spend: sluice_actors::rate_limiter::SpendTable::new(vec![], vec![]),
+            store: None,
+            max_queue: 1,
+        },
     };
     let actors = Actors::start(spec).expect("actors start");
     let sessions = actors.sessions.clone();

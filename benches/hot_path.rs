@@ -573,7 +573,7 @@ fn bench_auth(c: &mut Criterion) {
 
 const MODEL: &str = "gpt-4o-mini";
 const DEPLOYMENT: &str = "openai/gpt-4o-mini-2024-07-18";
-const PRICE: Price = Price { input_per_mtok: 0.15, output_per_mtok: 0.60 };
+const PRICE: Price = Price { input_per_mtok: 0.15, output_per_mtok: 0.60, cached_input_per_mtok: None };
 const USAGE: Usage = Usage { prompt_tokens: 1117, completion_tokens: 63, cached_tokens: 0 };
 
 /// The way the gateway first recorded metrics: a `counter!`/`histogram!`

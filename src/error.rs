@@ -80,6 +80,19 @@ pub enum GatewayError {
     NoDeployment { model: String, reason: String },
     #[error("Sluice is shutting down; retry on another replica.")]
     ShuttingDown,
+    #[error("{}", rate_limited_message(scope, limit, *retry_after, *never))]
+    RateLimited {
+        scope: String,
+        limit: &'static str,
+        retry_after: Option<std::time::Duration>,
+        /// The request alone is larger than the limit.
+        never: bool,
+        headroom: Box<sluice_actors::rate_limiter::Headroom>,
+    },
+    #[error("You exceeded your {period} budget of ${budget_usd} (key `{key}`); it renews {renews}.")]
+    QuotaExceeded { key: String, period: &'static str, budget_usd: f64, renews: &'static str },
+    #[error("Sluice is overloaded: too many requests are waiting for their limits. Retry with backoff.")]
+    Overloaded,
     #[error("Internal gateway error: {detail}")]
     Internal { detail: String },
 }
@@ -101,9 +114,11 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamStatus { upstream_status, .. } => upstream_status_to_client(*upstream_status),
-            GatewayError::UpstreamSaturated { .. } | GatewayError::NoDeployment { .. } | GatewayError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::UpstreamSaturated { .. }
+            | GatewayError::NoDeployment { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RateLimited { .. } | GatewayError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,9 +139,12 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. } => "upstream_error",
-            GatewayError::UpstreamSaturated { .. } | GatewayError::NoDeployment { .. } | GatewayError::ShuttingDown => {
-                "service_unavailable"
-            }
+            GatewayError::UpstreamSaturated { .. }
+            | GatewayError::NoDeployment { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::Overloaded => "service_unavailable",
+            GatewayError::RateLimited { .. } => "rate_limit_error",
+            GatewayError::QuotaExceeded { .. } => "insufficient_quota",
             GatewayError::Internal { .. } => "server_error",
         }
     }
@@ -148,7 +166,11 @@ impl GatewayError {
                 429 => "rate_limit_exceeded",
                 _ => "upstream_error",
             },
-            GatewayError::UpstreamSaturated { .. } | GatewayError::ShuttingDown => "overloaded",
+            GatewayError::UpstreamSaturated { .. } | GatewayError::ShuttingDown | GatewayError::Overloaded => {
+                "overloaded"
+            }
+            GatewayError::RateLimited { .. } => "rate_limit_exceeded",
+            GatewayError::QuotaExceeded { .. } => "insufficient_quota",
             GatewayError::NoDeployment { .. } => "no_deployment_available",
             GatewayError::Internal { .. } => "internal_error",
         }
@@ -171,6 +193,9 @@ impl GatewayError {
             | GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
+            | GatewayError::RateLimited { .. }
+            | GatewayError::QuotaExceeded { .. }
+            | GatewayError::Overloaded
             | GatewayError::Internal { .. } => None,
         }
     }
@@ -201,6 +226,9 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
+            | GatewayError::RateLimited { .. }
+            | GatewayError::QuotaExceeded { .. }
+            | GatewayError::Overloaded
             | GatewayError::Internal { .. } => false,
         }
     }
@@ -215,7 +243,9 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
-            | GatewayError::PayloadTooLarge { .. } => Fault::Client,
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::RateLimited { .. }
+            | GatewayError::QuotaExceeded { .. } => Fault::Client,
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -223,6 +253,7 @@ impl GatewayError {
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
+            | GatewayError::Overloaded
             | GatewayError::Internal { .. } => Fault::Gateway,
         }
     }
@@ -246,7 +277,27 @@ impl GatewayError {
             GatewayError::UpstreamSaturated { .. } => "upstream_saturated",
             GatewayError::NoDeployment { .. } => "no_deployment",
             GatewayError::ShuttingDown => "shutting_down",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::QuotaExceeded { .. } => "insufficient_quota",
+            GatewayError::Overloaded => "overloaded",
             GatewayError::Internal { .. } => "internal",
+        }
+    }
+
+    /// Headers this error's response carries besides the body's type:
+    /// `retry-after` and, for rate limits, `x-ratelimit-*`.
+    pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            GatewayError::UpstreamStatus { retry_after: Some(ra), .. } => vec![("retry-after", ra.clone())],
+            GatewayError::RateLimited { retry_after, headroom, .. } => {
+                let mut h = crate::request::limits::headers(headroom);
+                if let Some(d) = retry_after {
+                    // Whole seconds, rounded up: never invite a retry too early.
+                    h.push(("retry-after", d.as_secs_f64().ceil().max(1.0).to_string()));
+                }
+                h
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -266,6 +317,19 @@ impl GatewayError {
         out.extend_from_slice(&body);
         out.extend_from_slice(b"\n\n");
         Bytes::from(out)
+    }
+}
+
+fn rate_limited_message(scope: &str, limit: &str, retry_after: Option<std::time::Duration>, never: bool) -> String {
+    let what = crate::request::limits::describe(limit);
+    if never {
+        return format!(
+            "Request too large: it needs more tokens than the limit of {what} allows ({scope}). Shorten the prompt or lower max_tokens."
+        );
+    }
+    match retry_after {
+        Some(d) => format!("Rate limit reached for {what} ({scope}). Please try again in {:.3}s.", d.as_secs_f64()),
+        None => format!("Rate limit reached for {what} ({scope}). Please try again shortly."),
     }
 }
 
@@ -314,8 +378,8 @@ impl ResponseError for GatewayError {
     fn error_response(&self) -> HttpResponse {
         let mut resp = HttpResponse::build(self.status());
         resp.content_type("application/json");
-        if let GatewayError::UpstreamStatus { retry_after: Some(ra), .. } = self {
-            resp.insert_header(("retry-after", ra.as_str()));
+        for (name, value) in self.extra_headers() {
+            resp.insert_header((name, value));
         }
         resp.body(self.body())
     }

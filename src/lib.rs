@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod json;
 pub mod metrics;
 pub mod mock;
+pub mod pricing;
 pub mod providers;
 pub mod request;
 pub mod server;

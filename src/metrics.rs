@@ -33,6 +33,7 @@ pub const FALLBACKS_TOTAL: &str = "sluice_fallbacks_total";
 pub const HEDGES_TOTAL: &str = "sluice_hedges_total";
 pub const HEDGE_WINS_TOTAL: &str = "sluice_hedge_wins_total";
 pub const TEMPLATE_ANSWERS: &str = "sluice_template_answers_total";
+pub const RATE_LIMITED_TOTAL: &str = "sluice_rate_limited_total";
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -82,6 +83,10 @@ fn describe() {
     describe_counter!(
         TEMPLATE_ANSWERS,
         "Requests answered with the model's fallback_response after every deployment failed."
+    );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Requests refused by a rate limit, by scope and limit (requests, tokens, concurrency)."
     );
     describe_gauge!("sluice_circuit_state", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
     describe_counter!("sluice_circuit_transitions_total", "Circuit state changes per deployment, by new state.");
@@ -389,30 +394,38 @@ impl MetricsTable {
         self.models.get(model).map_or(0.0, |m| f64::from_bits(m.cost.load(Ordering::Relaxed)))
     }
 
-    /// The exporter's text plus `sluice_cost_usd_total`: the `metrics`
-    /// crate's counters count integers and a gauge would mistype a counter,
-    /// so spend is kept here as f64 and rendered as a Prometheus counter.
-    pub fn render(&self, handle: &PrometheusHandle) -> String {
+    /// The exporter's text plus `sluice_cost_usd_total{key,model}`: the
+    /// `metrics` crate's counters count integers and a gauge would mistype a
+    /// counter, so spend (kept by the limiter's spend table, in nano-dollars)
+    /// is rendered here as a Prometheus counter.
+    pub fn render(&self, handle: &PrometheusHandle, spend: &sluice_actors::rate_limiter::SpendTable) -> String {
         let mut out = handle.render();
-        let priced: Vec<&ModelMetrics> =
-            self.models.iter().filter(|m| m.cost.load(Ordering::Relaxed) != 0f64.to_bits()).collect();
-        if !priced.is_empty() {
+        let rows = spend.rows();
+        if !rows.is_empty() {
             out.push_str(&format!(
-                "# HELP {COST_USD_TOTAL} Spend in USD by serving model, from usage and the model's configured price.\n"
+                "# HELP {COST_USD_TOTAL} Spend in USD by key and serving model, from usage and prices.\n"
             ));
             out.push_str(&format!("# TYPE {COST_USD_TOTAL} counter\n"));
-            for m in priced {
-                let v = f64::from_bits(m.cost.load(Ordering::Relaxed));
-                out.push_str(&format!("{COST_USD_TOTAL}{{model=\"{}\"}} {v}\n", escape_label(&m.name)));
+            for (key, model, usd) in rows {
+                out.push_str(&format!(
+                    "{COST_USD_TOTAL}{{key=\"{}\",model=\"{}\"}} {usd}\n",
+                    escape_label(key),
+                    escape_label(model)
+                ));
             }
         }
         out
     }
 }
 
-/// Cost in USD of `usage` at `price`.
+/// Cost in USD of `usage` at `price`; prompt tokens served from the
+/// provider's cache are billed at the cached-input price when there is one.
 pub fn cost_usd(u: &Usage, p: &Price) -> f64 {
-    (u.prompt_tokens as f64 * p.input_per_mtok + u.completion_tokens as f64 * p.output_per_mtok) / 1_000_000.0
+    let cached = u.cached_tokens.min(u.prompt_tokens);
+    let fresh = u.prompt_tokens - cached;
+    let cached_price = p.cached_input_per_mtok.unwrap_or(p.input_per_mtok);
+    (fresh as f64 * p.input_per_mtok + cached as f64 * cached_price + u.completion_tokens as f64 * p.output_per_mtok)
+        / 1_000_000.0
 }
 
 fn escape_label(s: &str) -> String {
@@ -426,8 +439,11 @@ mod tests {
     #[test]
     fn cost() {
         let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 500_000, cached_tokens: 0 };
-        let p = Price { input_per_mtok: 0.15, output_per_mtok: 0.60 };
+        let p = Price { input_per_mtok: 0.15, output_per_mtok: 0.60, cached_input_per_mtok: None };
         assert!((cost_usd(&u, &p) - 0.45).abs() < 1e-12);
+        let cached = Usage { cached_tokens: 400_000, ..u };
+        let p2 = Price { cached_input_per_mtok: Some(0.075), ..p };
+        assert!((cost_usd(&cached, &p2) - (0.6 * 0.15 + 0.4 * 0.075 + 0.5 * 0.6)).abs() < 1e-12);
     }
 
     #[test]

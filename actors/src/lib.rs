@@ -10,6 +10,7 @@
 pub mod availability;
 pub mod circuit_breakers;
 pub mod outcome;
+pub mod rate_limiter;
 pub mod status;
 pub mod supervision;
 pub mod upstream_sessions;
@@ -28,6 +29,7 @@ pub struct Actors {
     pub sessions: upstream_sessions::SessionsHandle,
     pub breakers: circuit_breakers::BreakersHandle,
     pub availability: availability::AvailabilityHandle,
+    pub limiter: rate_limiter::LimiterHandle,
 }
 
 /// What the actors are started with.
@@ -35,6 +37,7 @@ pub struct ActorsSpec {
     pub sessions: Vec<Option<upstream_sessions::SessionSpec>>,
     pub breaker: circuit_breakers::BreakerConfig,
     pub availability: availability::AvailabilitySpec,
+    pub limiter: rate_limiter::LimiterSpec,
 }
 
 /// Why the actors could not start.
@@ -42,6 +45,8 @@ pub struct ActorsSpec {
 pub enum StartError {
     #[error(transparent)]
     Tls(#[from] upstream_sessions::TlsError),
+    #[error(transparent)]
+    Store(#[from] rate_limiter::store::StoreError),
 }
 
 impl Actors {
@@ -58,7 +63,8 @@ impl Actors {
             &arbiter.handle(),
             &mut registry,
         );
-        Ok(Actors { arbiter, registry, sessions, breakers, availability })
+        let limiter = rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry)?;
+        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {

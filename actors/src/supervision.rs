@@ -186,6 +186,28 @@ where
     }
 }
 
+/// [`guarded`] for handler bodies that need the context themselves (timers,
+/// spawned futures).
+pub fn guarded_with<A, R>(
+    meta: &ActorMeta,
+    ctx: &mut Context<A>,
+    fallback: R,
+    body: impl FnOnce(&mut Context<A>) -> R,
+) -> R
+where
+    A: Actor<Context = Context<A>>,
+{
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut *ctx)));
+    match result {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(actor = meta.name(), "actor handler panicked; restarting the actor");
+            ctx.stop();
+            fallback
+        }
+    }
+}
+
 /// Every running actor, for `/status` and the mailbox/restart metrics.
 #[derive(Clone, Default)]
 pub struct ActorRegistry {

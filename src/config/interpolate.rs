@@ -141,6 +141,12 @@ pub fn interpolate(raw: &mut RawConfig, env: &dyn Env) -> Vec<Issue> {
         w.opt(join_key(&at, "key"), k.key.as_mut());
         w.opt(join_key(&at, "key_sha256"), k.key_sha256.as_mut());
         w.list(join_key(&at, "models"), k.models.as_mut());
+        for (j, l) in k.limits.iter_mut().flatten().enumerate() {
+            w.text(join_key(&join_index(&join_key(&at, "limits"), j), "model"), &mut l.model);
+        }
+    }
+    if let Some(s) = raw.spend.as_mut() {
+        w.opt(join_key("spend", "store"), s.store.as_mut());
     }
     w.issues
 }

@@ -37,6 +37,32 @@ pub struct Config {
     pub breaker: BreakerSettings,
     /// Retry and backoff defaults (`[routing]`).
     pub routing: RoutingConfig,
+    /// Waiting instead of refusing (`[queue]`).
+    pub queue: QueueConfig,
+    /// Where spend is persisted (`[spend] store`); `None`: in memory only.
+    pub spend_store: Option<PathBuf>,
+}
+
+/// Requests/tokens per minute and concurrent requests; `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u32>,
+}
+
+impl Limits {
+    pub fn is_none(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.max_concurrent.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// How long a request refused by a limit may wait for it instead; 0 = refuse at once.
+    pub max_wait_ms: u64,
+    /// Waiting requests beyond this are refused at once (503 `overloaded`).
+    pub max_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +229,8 @@ pub struct ModelConfig {
     pub deadline_ms: Option<u64>,
     /// Served, marked `x-sluice-fallback: template`, when every deployment failed.
     pub fallback_response: Option<String>,
+    /// The model's overall limits, across every key.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -214,12 +242,17 @@ pub struct DeploymentConfig {
     pub weight: u32,
     /// Overrides the model's price for this deployment (`cost` strategy, spend).
     pub price: Option<Price>,
+    /// What this deployment's provider allows (rpm, tpm): Sluice reroutes or
+    /// waits rather than send more.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// Prompt tokens served from the provider's prompt cache; `None`: billed as input.
+    pub cached_input_per_mtok: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +262,13 @@ pub struct KeyConfig {
     pub key_sha256: [u8; 32],
     /// Model name patterns this key may use: exact names, `*`, or `prefix*`.
     pub models: Vec<String>,
+    pub limits: Limits,
+    /// Per model limits of this key: (model index, limits).
+    pub model_limits: Vec<(usize, Limits)>,
+    /// Queue priority: higher goes first.
+    pub priority: i32,
+    pub daily_budget_usd: Option<f64>,
+    pub monthly_budget_usd: Option<f64>,
 }
 
 /// A secret string: never printed by `Debug` or `Display`.

@@ -52,6 +52,10 @@ pub mod defaults {
     pub const BACKOFF_MAX_MS: i64 = 2_000;
     pub const RETRY_AFTER_CAP_MS: i64 = 10_000;
     pub const HEDGE_MIN_MS: i64 = 50;
+
+    pub const QUEUE_MAX_WAIT_MS: i64 = 0;
+    pub const QUEUE_MAX_SIZE: i64 = 1000;
+    pub const PRIORITY: i64 = 0;
     pub const KEY_MODELS: &str = "*";
 }
 
@@ -111,6 +115,8 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     pub breaker: Option<RawBreaker>,
     pub routing: Option<RawRouting>,
+    pub queue: Option<RawQueue>,
+    pub spend: Option<RawSpend>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +196,9 @@ pub struct RawModel {
     pub max_attempts: Option<i64>,
     pub deadline_ms: Option<i64>,
     pub fallback_response: Option<Text>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +223,8 @@ pub struct RawDeployment {
     pub model: Text,
     pub weight: Option<i64>,
     pub price: Option<RawPrice>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +232,7 @@ pub struct RawDeployment {
 pub struct RawPrice {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    pub cached_input_per_mtok: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,4 +242,33 @@ pub struct RawKey {
     pub key: Option<Text>,
     pub key_sha256: Option<Text>,
     pub models: Option<Vec<Text>>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
+    pub priority: Option<i64>,
+    pub daily_budget_usd: Option<f64>,
+    pub monthly_budget_usd: Option<f64>,
+    pub limits: Option<Vec<RawKeyModelLimit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyModelLimit {
+    pub model: Text,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub max_wait_ms: Option<i64>,
+    pub max_size: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpend {
+    pub store: Option<Text>,
 }

@@ -82,6 +82,15 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     let keys = models::check_keys(&mut c, raw.keys, &model_names);
     let breaker = routing::breaker(&mut c, raw.breaker);
     let routing = routing::routing(&mut c, raw.routing);
+    let queue = routing::queue(&mut c, raw.queue);
+    let spend_store = raw.spend.and_then(|s| s.store).map(|t| std::path::PathBuf::from(t.value));
+    if spend_store.is_none() && keys.iter().any(|k| k.daily_budget_usd.is_some() || k.monthly_budget_usd.is_some()) {
+        c.err(
+            "spend",
+            "budgets need [spend] store = \"path/to/spend.redb\", so that spend survives a restart \
+             (a restart would otherwise reset every budget)",
+        );
+    }
 
     if models.is_empty() {
         c.err(
@@ -97,7 +106,8 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
              to let every client in",
         );
     }
-    let config = Config { source: file.to_owned(), server, providers, models, keys, breaker, routing };
+    let config =
+        Config { source: file.to_owned(), server, providers, models, keys, breaker, routing, queue, spend_store };
     (config, c.issues)
 }
 

@@ -9,5 +9,5 @@ pub async fn metrics(state: Data<WorkerState>) -> HttpResponse {
     state.shared.registry.publish_gauges();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.shared.metrics.render(&state.shared.prometheus))
+        .body(state.shared.metrics.render(&state.shared.prometheus, state.shared.limiter.spend()))
 }

@@ -13,6 +13,7 @@ use futures_util::future::{Either, select};
 use sluice_actors::availability::InflightGuard;
 use sluice_actors::circuit_breakers::{Admission, Verdict};
 use sluice_actors::outcome::Outcome;
+use sluice_actors::rate_limiter::Grant;
 use sluice_actors::upstream_sessions::UpstreamErrorKind;
 use tokio::time::Instant;
 
@@ -48,11 +49,15 @@ pub struct Winner {
     pub inflight: InflightGuard,
     /// Attempts made, the winning one included.
     pub attempts: u32,
+    /// The deployment's own rpm/tpm caps, charged for this attempt.
+    pub deployment_grant: Option<Grant>,
 }
 
 /// How one request may be tried.
 pub struct Plan<'a> {
     pub candidates: Vec<Candidate>,
+    /// The request's token estimate, charged against deployment caps.
+    pub tokens: u64,
     pub max_attempts: u32,
     pub deadline: Option<Instant>,
     pub hedge: Option<HedgeConfig>,
@@ -76,7 +81,7 @@ pub async fn run(state: &WorkerState, call: &Call<'_>, plan: &Plan<'_>) -> Resul
     let mut attempts = 0u32;
     let mut last: Option<Backoff> = None;
     while attempts < plan.max_attempts {
-        let Some(c) = next_admitted(state, plan, &mut cursor, &mut skipped, attempts).await else { break };
+        let Some((c, grant)) = next_admitted(state, plan, &mut cursor, &mut skipped, attempts).await else { break };
         if let Some(kind) = last {
             let wait = backoff(kind, attempts, plan.routing);
             if plan.deadline.is_some_and(|d| Instant::now() + wait >= d) {
@@ -88,8 +93,8 @@ pub async fn run(state: &WorkerState, call: &Call<'_>, plan: &Plan<'_>) -> Resul
         }
         attempts += 1;
         let result = match plan.hedge.filter(|_| attempts == 1) {
-            Some(h) => hedged(state, call, plan, c, h, &mut cursor, &mut skipped, &mut attempts).await,
-            None => with_deadline(plan.deadline, one(state, call, c)).await,
+            Some(h) => hedged(state, call, plan, (c, grant), h, &mut cursor, &mut skipped, &mut attempts).await,
+            None => with_deadline(plan.deadline, one(state, call, c, grant)).await,
         };
         match result {
             Ok(mut w) => {
@@ -131,7 +136,7 @@ async fn next_admitted(
     cur: &mut Cursor,
     skipped: &mut Vec<(String, &'static str)>,
     attempts: u32,
-) -> Option<Candidate> {
+) -> Option<(Candidate, Option<Grant>)> {
     let n = plan.candidates.len();
     if n == 0 {
         return None;
@@ -147,8 +152,32 @@ async fn next_admitted(
             if cur.in_pass > n {
                 cur.in_pass = 1;
             }
-            match breakers.admit(c.id).await {
-                Admission::Allowed | Admission::Probe => return Some(c),
+            let admission = breakers.admit(c.id).await;
+            if matches!(admission, Admission::Allowed | Admission::Probe) {
+                // The deployment's own caps: reroute (or wait) rather than
+                // send traffic its provider would refuse.
+                let Some(scope) = state.shared.scopes.for_deployment(c.id) else { return Some((c, None)) };
+                let backend = state.shared.limiter.backend();
+                match sluice_actors::rate_limiter::admit(backend, &[scope], plan.tokens).await {
+                    Ok(g) => return Some((c, Some(g))),
+                    Err(r) => {
+                        if admission == Admission::Probe {
+                            release_probe(state, c);
+                        }
+                        if let Some(d) = state.shared.models.deployment(c)
+                            && !skipped.iter().any(|(l, _)| *l == d.label)
+                        {
+                            skipped.push((d.label.clone(), "at its rpm/tpm cap"));
+                        }
+                        if let Some(b) = r.retry_after {
+                            soonest = Some(soonest.map_or(b, |s| s.min(b)));
+                        }
+                        continue;
+                    }
+                }
+            }
+            match admission {
+                Admission::Allowed | Admission::Probe => {}
                 Admission::Denied => {
                     if let Some(d) = state.shared.models.deployment(c) {
                         let reason =
@@ -231,7 +260,7 @@ async fn hedged(
     state: &WorkerState,
     call: &Call<'_>,
     plan: &Plan<'_>,
-    primary: Candidate,
+    (primary, primary_grant): (Candidate, Option<Grant>),
     h: HedgeConfig,
     cur: &mut Cursor,
     skipped: &mut Vec<(String, &'static str)>,
@@ -241,7 +270,7 @@ async fn hedged(
         let p95 = state.shared.availability.table().ttft_p95_us(primary.id).map(|us| us / 1000);
         p95.unwrap_or(HEDGE_DELAY_WITHOUT_DATA_MS).max(h.min_ms)
     }));
-    let first = Box::pin(with_deadline(plan.deadline, one(state, call, primary)));
+    let first = Box::pin(with_deadline(plan.deadline, one(state, call, primary, primary_grant)));
     let timer = Box::pin(tokio::time::sleep(delay));
     let first = match select(first, timer).await {
         Either::Left((r, _)) => return r,
@@ -250,14 +279,16 @@ async fn hedged(
     if *attempts >= plan.max_attempts {
         return first.await;
     }
-    let Some(second_c) = next_admitted(state, plan, cur, skipped, *attempts).await else { return first.await };
+    let Some((second_c, second_grant)) = next_admitted(state, plan, cur, skipped, *attempts).await else {
+        return first.await;
+    };
     if second_c.id == primary.id {
         release_probe(state, second_c);
         return first.await;
     }
     *attempts += 1;
     state.shared.metrics.record_hedge(primary.model, false);
-    let second = Box::pin(with_deadline(plan.deadline, one(state, call, second_c)));
+    let second = Box::pin(with_deadline(plan.deadline, one(state, call, second_c, second_grant)));
     match select(first, second).await {
         Either::Left((Ok(w), _)) => Ok(w),
         Either::Right((Ok(w), _)) => {
@@ -297,7 +328,12 @@ impl Drop for Pending {
 }
 
 /// One attempt at one deployment; reports its outcome.
-async fn one(state: &WorkerState, call: &Call<'_>, c: Candidate) -> Result<Winner, (String, GatewayError)> {
+async fn one(
+    state: &WorkerState,
+    call: &Call<'_>,
+    c: Candidate,
+    deployment_grant: Option<Grant>,
+) -> Result<Winner, (String, GatewayError)> {
     let shared = &state.shared;
     let (Some(model), Some(dep)) = (shared.models.get(c.model), shared.models.deployment(c)) else {
         return Err(("?".into(), GatewayError::Internal { detail: "a route points at no deployment".into() }));
@@ -360,6 +396,7 @@ async fn one(state: &WorkerState, call: &Call<'_>, c: Candidate) -> Result<Winne
                 started,
                 inflight,
                 attempts: 1,
+                deployment_grant,
             })
         }
         Err(e) => {

@@ -26,6 +26,10 @@ enum Pattern {
 #[derive(Debug)]
 pub struct KeyPolicy {
     pub name: String,
+    /// Index in `[[keys]]`; the anonymous policy is the one after the last.
+    pub index: Option<usize>,
+    /// Queue priority: higher waits less.
+    pub priority: i32,
     patterns: Vec<Pattern>,
 }
 
@@ -43,7 +47,7 @@ impl KeyPolicy {
                 }
             })
             .collect();
-        KeyPolicy { name, patterns }
+        KeyPolicy { name, index: None, priority: 0, patterns }
     }
 
     pub fn allows(&self, model: &str) -> bool {
@@ -68,10 +72,19 @@ impl KeyTable {
         let by_digest = cfg
             .keys
             .iter()
-            .map(|k: &KeyConfig| (k.key_sha256, Arc::new(KeyPolicy::new(k.name.clone(), &k.models))))
+            .enumerate()
+            .map(|(i, k): (usize, &KeyConfig)| {
+                let mut p = KeyPolicy::new(k.name.clone(), &k.models);
+                p.index = Some(i);
+                p.priority = k.priority;
+                (k.key_sha256, Arc::new(p))
+            })
             .collect();
-        let anonymous = (cfg.keys.is_empty() && cfg.server.allow_anonymous)
-            .then(|| Arc::new(KeyPolicy::new("anonymous".into(), &["*".to_string()])));
+        let anonymous = (cfg.keys.is_empty() && cfg.server.allow_anonymous).then(|| {
+            let mut p = KeyPolicy::new("anonymous".into(), &["*".to_string()]);
+            p.index = Some(cfg.keys.len());
+            Arc::new(p)
+        });
         KeyTable { by_digest, anonymous }
     }
 

@@ -4,7 +4,10 @@
 //! 1. [`ingress`]  — request id; body under `max_body_bytes`; lazy read of
 //!    `model` / `stream` / `stream_options`
 //! 2. [`auth`]     — client key → policy (401), model permission (403)
-//! 3. rate limit   — (arrives with the `RateLimiter` actor)
+//! 3. [`limits`]   — budgets (429 `insufficient_quota`), then request,
+//!    token and concurrency limits of the key, key and model, and model:
+//!    admitted, queued (`[queue]`), or refused (429, or 503 when the queue
+//!    is full)
 //! 4. cache        — (arrives with the `ResponseCache` actor)
 //! 5. [`route`]    — model → deployments in order, then fallbacks (404)
 //! 6. [`attempt`]  — each deployment through its provider and this worker's
@@ -18,6 +21,7 @@
 pub mod attempt;
 pub mod auth;
 pub mod ingress;
+pub mod limits;
 pub mod outcomes;
 pub mod record;
 pub mod relay;
@@ -48,6 +52,15 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
     resp
 }
 
+fn quota_exceeded(key: &str, hit: sluice_actors::rate_limiter::BudgetHit) -> GatewayError {
+    use sluice_actors::rate_limiter::BudgetHit;
+    let (period, budget_usd, renews) = match hit {
+        BudgetHit::Daily { budget_usd } => ("daily", budget_usd, "at 00:00 UTC"),
+        BudgetHit::Monthly { budget_usd } => ("monthly", budget_usd, "on the 1st of the month, 00:00 UTC"),
+    };
+    GatewayError::QuotaExceeded { key: key.to_string(), period, budget_usd, renews }
+}
+
 enum Reply {
     Complete { body: bytes::Bytes, usage: Option<crate::providers::Usage>, price: Option<crate::config::Price> },
     Stream { first: bytes::Bytes, rest: crate::providers::EventStream, spec: relay::StreamSpec },
@@ -66,15 +79,29 @@ async fn steps(
         return Err(GatewayError::ShuttingDown);
     }
     let policy = shared.keys.authenticate(req.headers())?;
+    let spend_key = policy.index.unwrap_or(shared.config.keys.len());
+    let spend = shared.limiter.spend();
+    if let Some(hit) = spend.over_budget(
+        spend_key,
+        sluice_actors::rate_limiter::spend::day_of(sluice_actors::rate_limiter::spend::unix_now()),
+    ) {
+        return Err(quota_exceeded(&policy.name, hit));
+    }
+    rec.spending = Some(record::Spending { table: spend.clone(), sink: state.outcomes.clone(), key: spend_key });
     let body = ingress::read_body(req, payload, shared.config.server.max_body_bytes).await?;
     let peek = ingress::peek(&body, endpoint)?;
     let model = shared.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
     let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
+    let tokens = peek.estimated_tokens();
+    let scopes = shared.scopes.for_request(&policy, model);
+    let max_wait = std::time::Duration::from_millis(shared.config.queue.max_wait_ms);
+    rec.limits = limits::admit(&shared.limiter, &scopes, tokens, policy.priority, max_wait).await?;
     let routing = &shared.config.routing;
     let deadline_ms = entry.deadline_ms.unwrap_or(routing.deadline_ms);
     let plan = Plan {
-        candidates: shared.models.candidates(model, peek.estimated_tokens(), shared.availability.table())?,
+        candidates: shared.models.candidates(model, tokens, shared.availability.table())?,
+        tokens,
         max_attempts: entry.max_attempts.unwrap_or(routing.max_attempts),
         deadline: (deadline_ms > 0).then(|| Instant::now() + std::time::Duration::from_millis(deadline_ms)),
         hedge: entry.hedge,
@@ -110,6 +137,7 @@ async fn steps(
         Err(e) => return Err(e),
     };
     rec.set_served(winner.candidate.model, winner.candidate.deployment);
+    rec.deployment_grant = winner.deployment_grant;
     if winner.candidate.model != model {
         shared.metrics.record_fallback(model, winner.candidate.model);
     }

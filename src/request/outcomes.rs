@@ -15,6 +15,7 @@ use std::time::Duration;
 use sluice_actors::availability::AvailabilityHandle;
 use sluice_actors::circuit_breakers::{BreakersHandle, Verdict};
 use sluice_actors::outcome::Outcome;
+use sluice_actors::rate_limiter::{LimiterHandle, SpendRecord};
 
 use crate::error::GatewayError;
 
@@ -26,14 +27,40 @@ const FLUSH_AT: usize = 256;
 /// One worker's outcome buffer.
 pub struct OutcomeSink {
     buf: RefCell<Vec<Outcome>>,
+    /// Finished requests' costs, for the spend store (same batching).
+    spend: RefCell<Vec<SpendRecord>>,
     scheduled: Cell<bool>,
     breakers: BreakersHandle,
     availability: AvailabilityHandle,
+    limiter: LimiterHandle,
 }
 
 impl OutcomeSink {
-    pub fn new(breakers: BreakersHandle, availability: AvailabilityHandle) -> Rc<OutcomeSink> {
-        Rc::new(OutcomeSink { buf: RefCell::new(Vec::new()), scheduled: Cell::new(false), breakers, availability })
+    pub fn new(breakers: BreakersHandle, availability: AvailabilityHandle, limiter: LimiterHandle) -> Rc<OutcomeSink> {
+        Rc::new(OutcomeSink {
+            buf: RefCell::new(Vec::new()),
+            spend: RefCell::new(Vec::new()),
+            scheduled: Cell::new(false),
+            breakers,
+            availability,
+            limiter,
+        })
+    }
+
+    /// Queue a finished request's cost for the spend store.
+    pub fn push_spend(self: &Rc<Self>, r: SpendRecord) {
+        self.spend.borrow_mut().push(r);
+        self.schedule();
+    }
+
+    fn schedule(self: &Rc<Self>) {
+        if !self.scheduled.replace(true) {
+            let me = self.clone();
+            actix_web::rt::spawn(async move {
+                tokio::time::sleep(FLUSH_AFTER).await;
+                me.flush();
+            });
+        }
     }
 
     /// Queue one outcome; the batch leaves within [`FLUSH_AFTER`].
@@ -45,17 +72,15 @@ impl OutcomeSink {
         };
         if len >= FLUSH_AT {
             self.flush();
-        } else if !self.scheduled.replace(true) {
-            let me = self.clone();
-            actix_web::rt::spawn(async move {
-                tokio::time::sleep(FLUSH_AFTER).await;
-                me.flush();
-            });
+        } else {
+            self.schedule();
         }
     }
 
     pub fn flush(&self) {
         self.scheduled.set(false);
+        let spend: Vec<SpendRecord> = std::mem::take(&mut *self.spend.borrow_mut());
+        self.limiter.record_spend(spend);
         let batch: Vec<Outcome> = std::mem::take(&mut *self.buf.borrow_mut());
         if batch.is_empty() {
             return;
@@ -97,6 +122,9 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::NoDeployment { .. }
         | GatewayError::ShuttingDown
+        | GatewayError::RateLimited { .. }
+        | GatewayError::QuotaExceeded { .. }
+        | GatewayError::Overloaded
         | GatewayError::Internal { .. } => Verdict::Neutral,
     }
 }

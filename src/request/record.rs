@@ -14,8 +14,22 @@ use crate::metrics::MetricsTable;
 pub use crate::metrics::Outcome;
 use crate::providers::{Endpoint, Usage};
 
+/// Where a finished request's cost goes.
+pub struct Spending {
+    pub table: std::sync::Arc<sluice_actors::rate_limiter::SpendTable>,
+    pub sink: std::rc::Rc<super::outcomes::OutcomeSink>,
+    /// Spend-table index of the key (or of the anonymous policy).
+    pub key: usize,
+}
+
 pub struct Record {
     pub request_id: String,
+    /// The request's rate-limit admission: settled with the real token
+    /// count and released (concurrency) when the request finishes.
+    pub limits: Option<sluice_actors::rate_limiter::Grant>,
+    /// The serving deployment's own caps (upstream protection).
+    pub deployment_grant: Option<sluice_actors::rate_limiter::Grant>,
+    pub spending: Option<Spending>,
     pub endpoint: Endpoint,
     metrics: Arc<MetricsTable>,
     started: Instant,
@@ -32,6 +46,9 @@ impl Record {
     pub fn new(endpoint: Endpoint, request_id: String, metrics: Arc<MetricsTable>) -> Record {
         Record {
             request_id,
+            limits: None,
+            deployment_grant: None,
+            spending: None,
             endpoint,
             metrics,
             started: Instant::now(),
@@ -86,9 +103,25 @@ impl Record {
         }
         self.finished = true;
         self.metrics.record_request(self.endpoint, self.model, outcome, self.started.elapsed());
-        if let (Some(u), Some((m, _))) = (usage, self.served) {
-            self.metrics.record_usage(m, &u, price);
+        if let Some(u) = usage {
+            // Replace the estimates the limits were charged with by the real count.
+            for g in [self.limits.as_mut(), self.deployment_grant.as_mut()].into_iter().flatten() {
+                g.settle(u.total());
+            }
+            if let Some((m, _)) = self.served {
+                self.metrics.record_usage(m, &u, price);
+                if let (Some(p), Some(sp)) = (price, &self.spending) {
+                    let day =
+                        sluice_actors::rate_limiter::spend::day_of(sluice_actors::rate_limiter::spend::unix_now());
+                    if let Some(rec) = sp.table.add(sp.key, m, crate::metrics::cost_usd(&u, &p), day) {
+                        sp.sink.push_spend(rec);
+                    }
+                }
+            }
         }
+        // Give back concurrency slots now, not when the record drops.
+        self.limits = None;
+        self.deployment_grant = None;
     }
 }
 

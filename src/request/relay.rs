@@ -38,6 +38,11 @@ fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::Htt
     if let Ok(v) = HeaderValue::try_from(timing) {
         b.insert_header((SERVER_TIMING, v));
     }
+    if let Some(g) = &rec.limits {
+        for (name, value) in super::limits::headers(&g.headroom()) {
+            b.insert_header((name, value));
+        }
+    }
     b
 }
 
@@ -66,8 +71,8 @@ pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
     let status = e.status();
     let mut b = head(&mut rec, status);
     b.insert_header((CONTENT_TYPE, JSON));
-    if let GatewayError::UpstreamStatus { retry_after: Some(ra), .. } = e {
-        b.insert_header(("retry-after", ra.as_str()));
+    for (name, value) in e.extra_headers() {
+        b.insert_header((name, value));
     }
     let resp = b.body(e.body());
     rec.finish(Outcome::Status(status.as_u16()), None, None);

@@ -259,7 +259,7 @@ mod tests {
             provider: 0,
             model: "m".into(),
             weight: w,
-            price: price.map(|p| Price { input_per_mtok: p, output_per_mtok: p }),
+            price: price.map(|p| Price { input_per_mtok: p, output_per_mtok: p, cached_input_per_mtok: None }),
             label: format!("p/{id}"),
         }
     }

@@ -12,10 +12,12 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use sluice_actors::availability::{AvailabilitySpec, ProbeSpec};
 use sluice_actors::circuit_breakers::BreakerConfig;
+use sluice_actors::rate_limiter::{Budgets, LimiterSpec, SpendTable};
 use sluice_actors::{Actors, ActorsSpec};
 
 use crate::config::Config;
 use crate::providers::Provider;
+use crate::request::limits::LimitScopes;
 use crate::request::outcomes::OutcomeSink;
 use state::{Shared, WorkerState};
 
@@ -81,7 +83,7 @@ where
         if busy_poll_us > 0 {
             actix_web::rt::spawn(busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
         }
-        let outcomes = OutcomeSink::new(shared.breakers.clone(), shared.availability.clone());
+        let outcomes = OutcomeSink::new(shared.breakers.clone(), shared.availability.clone(), shared.limiter.clone());
         App::new()
             .app_data(web::Data::new(WorkerState { shared, clients, activity, outcomes }))
             .app_data(web::PayloadConfig::new(max_body))
@@ -148,7 +150,21 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         provider_names: config.providers.iter().map(|p| p.name.clone()).collect(),
         probes,
     };
-    ActorsSpec { sessions, breaker, availability }
+    // Spend per key (the anonymous policy, when there are no keys, is the
+    // slot after the last) and per model.
+    let mut spend_keys: Vec<(String, Budgets)> = config
+        .keys
+        .iter()
+        .map(|k| (k.name.clone(), Budgets { daily_usd: k.daily_budget_usd, monthly_usd: k.monthly_budget_usd }))
+        .collect();
+    spend_keys.push(("anonymous".into(), Budgets::default()));
+    let limiter = LimiterSpec {
+        scopes: LimitScopes::from_config(config).specs,
+        spend: SpendTable::new(spend_keys, config.models.iter().map(|m| m.name.clone()).collect()),
+        store: config.spend_store.clone(),
+        max_queue: config.queue.max_size,
+    };
+    ActorsSpec { sessions, breaker, availability, limiter }
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it

@@ -29,6 +29,9 @@ pub struct Shared {
     pub sessions: SessionsHandle,
     pub breakers: BreakersHandle,
     pub availability: AvailabilityHandle,
+    pub limiter: sluice_actors::rate_limiter::LimiterHandle,
+    /// Which limiter scopes each key, model and deployment counts against.
+    pub scopes: crate::request::limits::LimitScopes,
     pub prometheus: PrometheusHandle,
     /// Pre-registered metric handles of this gateway's models and routes.
     pub metrics: Arc<MetricsTable>,
@@ -44,6 +47,7 @@ impl Shared {
         prometheus: PrometheusHandle,
     ) -> Shared {
         let metrics = Arc::new(MetricsTable::new(&config));
+        let scopes = crate::request::limits::LimitScopes::from_config(&config);
         let models = ModelTable::from_config(&config);
         let keys = KeyTable::from_config(&config);
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::request::auth::digest(k.expose()));
@@ -57,6 +61,8 @@ impl Shared {
             sessions: actors.sessions.clone(),
             breakers: actors.breakers.clone(),
             availability: actors.availability.clone(),
+            limiter: actors.limiter.clone(),
+            scopes,
             prometheus,
             metrics,
             started: Instant::now(),

@@ -50,7 +50,8 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
                 "(a deployment's share of traffic; remove the deployment to stop using it)",
             );
             let price = super::routing::price(c, &dat, d.price);
-            deployments.push(DeploymentConfig { provider, model: d.model.value, weight, price });
+            let limits = super::routing::limits(c, &dat, d.rpm, d.tpm, None);
+            deployments.push(DeploymentConfig { provider, model: d.model.value, weight, price, limits });
         }
 
         let fb_at = join_key(&at, "fallbacks");
@@ -92,6 +93,7 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
             c.err(join_key(&at, "hedge"), "hedging needs a second deployment or a fallback to send the hedge to");
         }
         let fallback_response = m.fallback_response.map(|t| t.value);
+        let limits = super::routing::limits(c, &at, m.rpm, m.tpm, m.max_concurrent);
         out.push(ModelConfig {
             name: m.name.value,
             deployments,
@@ -104,6 +106,7 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
             max_attempts,
             deadline_ms,
             fallback_response,
+            limits,
         });
     }
 
@@ -216,8 +219,50 @@ pub(super) fn check_keys(c: &mut Checker, raw: Vec<RawKey>, models: &Names) -> V
         }
 
         let patterns = patterns(c, &join_key(&at, "models"), k.models, models);
+        let limits = super::routing::limits(c, &at, k.rpm, k.tpm, k.max_concurrent);
+        let mut model_limits = Vec::new();
+        let lat = join_key(&at, "limits");
+        for (j, l) in k.limits.into_iter().flatten().enumerate() {
+            let la = join_index(&lat, j);
+            match models.find(&l.model.value) {
+                None => c.err(join_key(&la, "model"), models.unknown(&l.model)),
+                Some(mi) if model_limits.iter().any(|(m, _)| *m == mi) => {
+                    c.err(
+                        join_key(&la, "model"),
+                        format!("{} has limits twice for this key; merge them", l.model.shown()),
+                    );
+                }
+                Some(mi) => {
+                    let lim = super::routing::limits(c, &la, l.rpm, l.tpm, l.max_concurrent);
+                    if lim.is_none() {
+                        c.err(&la, "an entry of `limits` needs at least one of rpm, tpm, max_concurrent");
+                    }
+                    model_limits.push((mi, lim));
+                }
+            }
+        }
+        let priority = i32::try_from(c.int(
+            &join_key(&at, "priority"),
+            k.priority,
+            defaults::PRIORITY,
+            -1000,
+            1000,
+            "(higher waits less in the queue)",
+        ))
+        .unwrap_or(0);
+        let daily_budget_usd = super::routing::budget(c, &join_key(&at, "daily_budget_usd"), k.daily_budget_usd);
+        let monthly_budget_usd = super::routing::budget(c, &join_key(&at, "monthly_budget_usd"), k.monthly_budget_usd);
         names.push(k.name.clone());
-        out.push(KeyConfig { name: k.name.value, key_sha256: hashed.map_or([0; 32], |(h, _)| h), models: patterns });
+        out.push(KeyConfig {
+            name: k.name.value,
+            key_sha256: hashed.map_or([0; 32], |(h, _)| h),
+            models: patterns,
+            limits,
+            model_limits,
+            priority,
+            daily_budget_usd,
+            monthly_budget_usd,
+        });
     }
     out
 }

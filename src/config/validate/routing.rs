@@ -2,8 +2,8 @@
 //! (strategy, context window, timeouts, hedging, attempts, template answer).
 
 use super::super::locate::join_key;
-use super::super::raw::{RawBreaker, RawHedge, RawModelTimeouts, RawPrice, RawRouting, Text, defaults};
-use super::super::{BreakerSettings, HedgeConfig, ModelTimeouts, Price, RoutingConfig, Strategy};
+use super::super::raw::{RawBreaker, RawHedge, RawModelTimeouts, RawPrice, RawQueue, RawRouting, Text, defaults};
+use super::super::{BreakerSettings, HedgeConfig, Limits, ModelTimeouts, Price, QueueConfig, RoutingConfig, Strategy};
 use super::Checker;
 
 /// Longest any configurable wait may be: a day is a typo, not a timeout.
@@ -116,7 +116,12 @@ pub(super) fn hedge(c: &mut Checker, at: &str, h: Option<RawHedge>) -> Option<He
 
 pub(super) fn price(c: &mut Checker, at: &str, p: Option<RawPrice>) -> Option<Price> {
     let p = p?;
-    for (key, v) in [("input_per_mtok", p.input_per_mtok), ("output_per_mtok", p.output_per_mtok)] {
+    let cached = p.cached_input_per_mtok.unwrap_or(0.0);
+    for (key, v) in [
+        ("input_per_mtok", p.input_per_mtok),
+        ("output_per_mtok", p.output_per_mtok),
+        ("cached_input_per_mtok", cached),
+    ] {
         if !v.is_finite() || v < 0.0 {
             c.err(
                 join_key(&join_key(at, "price"), key),
@@ -124,5 +129,49 @@ pub(super) fn price(c: &mut Checker, at: &str, p: Option<RawPrice>) -> Option<Pr
             );
         }
     }
-    Some(Price { input_per_mtok: p.input_per_mtok, output_per_mtok: p.output_per_mtok })
+    Some(Price {
+        input_per_mtok: p.input_per_mtok,
+        output_per_mtok: p.output_per_mtok,
+        cached_input_per_mtok: p.cached_input_per_mtok,
+    })
+}
+
+/// rpm, tpm and max_concurrent at `at`.
+pub(super) fn limits(c: &mut Checker, at: &str, rpm: Option<i64>, tpm: Option<i64>, conc: Option<i64>) -> Limits {
+    let mut one = |key: &str, v: Option<i64>, what: &str| {
+        v.map(|v| u64::try_from(c.int(&join_key(at, key), Some(v), 1, 1, 1_000_000_000_000, what)).unwrap_or(1))
+    };
+    Limits {
+        rpm: one("rpm", rpm, "(requests per minute)"),
+        tpm: one("tpm", tpm, "(tokens per minute)"),
+        max_concurrent: conc.map(|v| {
+            u32::try_from(c.int(&join_key(at, "max_concurrent"), Some(v), 1, 1, 1_000_000, "(requests at once)"))
+                .unwrap_or(1)
+        }),
+    }
+}
+
+pub(super) fn queue(c: &mut Checker, q: Option<RawQueue>) -> QueueConfig {
+    let q = q.unwrap_or_default();
+    QueueConfig {
+        max_wait_ms: u64::try_from(c.int(
+            "queue.max_wait_ms",
+            q.max_wait_ms,
+            defaults::QUEUE_MAX_WAIT_MS,
+            0,
+            MAX_MS,
+            "(0 refuses at once)",
+        ))
+        .unwrap_or(0),
+        max_size: usize::try_from(c.int("queue.max_size", q.max_size, defaults::QUEUE_MAX_SIZE, 1, 10_000_000, ""))
+            .unwrap_or(1),
+    }
+}
+
+pub(super) fn budget(c: &mut Checker, path: &str, v: Option<f64>) -> Option<f64> {
+    let v = v?;
+    if !v.is_finite() || v <= 0.0 {
+        c.err(path, format!("must be a finite number above 0 (USD), found {v}"));
+    }
+    Some(v)
 }

@@ -52,7 +52,12 @@ fn unknown_keys_at_every_level() {
             "price",
             &["[models.price]", "input_per_mtok, output_per_mtok"],
         ),
-        ("[[keys]]\nname = \"k\"\nrpm = 5\n", "keys[0].rpm", "rpm", &["in [[keys]]", "name, key, key_sha256, models"]),
+        (
+            "[[keys]]\nname = \"k\"\nrpn = 5\n",
+            "keys[0].rpn",
+            "rpn",
+            &["in [[keys]]", "name, key, key_sha256, models, rpm, tpm", "did you mean `rpm`"],
+        ),
     ];
     for (body, key, needle, parts) in cases {
         let text = format!("# leading comment\n\n{body}");

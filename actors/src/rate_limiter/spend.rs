@@ -1,0 +1,266 @@
+//! Spend per key and model, with each key's daily and monthly budget.
+//!
+//! Counted in nano-dollars (u64: up to 18 billion USD) so cheap requests do
+//! not round to zero. The request path adds a finished request's cost
+//! directly (an atomic add, so the very next request sees it — a budget
+//! stops a key at the right request); the `RateLimiter` actor persists the
+//! same records and loads them back at start.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub const NANOS_PER_USD: f64 = 1e9;
+
+/// Days since 1970-01-01 (UTC).
+pub fn day_of(unix_secs: u64) -> u32 {
+    (unix_secs / 86_400) as u32
+}
+
+/// Months since 1970-01 (UTC) of a day number (Howard Hinnant's civil-from-days).
+pub fn month_of(day: u32) -> u32 {
+    let z = i64::from(day) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    ((y - 1970) * 12 + (m - 1)).max(0) as u32
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A period's running total: which day (or month) it is for, and the amount.
+#[derive(Debug, Default)]
+struct Period {
+    id: AtomicU32,
+    nanos: AtomicU64,
+}
+
+impl Period {
+    fn get(&self, id: u32) -> u64 {
+        if self.id.load(Ordering::Acquire) == id { self.nanos.load(Ordering::Acquire) } else { 0 }
+    }
+
+    fn add(&self, id: u32, n: u64) {
+        // A new day/month starts from zero; the race between two requests
+        // crossing midnight at once can lose one of their amounts from the
+        // new period's count, never double it.
+        if self.id.load(Ordering::Acquire) != id {
+            self.nanos.store(0, Ordering::Release);
+            self.id.store(id, Ordering::Release);
+        }
+        self.nanos.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn set(&self, id: u32, n: u64) {
+        self.id.store(id, Ordering::Release);
+        self.nanos.store(n, Ordering::Release);
+    }
+}
+
+#[derive(Debug)]
+struct KeySpend {
+    name: String,
+    today: Period,
+    month: Period,
+    /// All-time spend per model.
+    by_model: Box<[AtomicU64]>,
+    daily_budget: Option<u64>,
+    monthly_budget: Option<u64>,
+}
+
+/// Which budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BudgetHit {
+    Daily { budget_usd: f64 },
+    Monthly { budget_usd: f64 },
+}
+
+/// One finished request's cost, to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendRecord {
+    pub key: usize,
+    pub model: usize,
+    pub day: u32,
+    pub nanos: u64,
+}
+
+#[derive(Debug)]
+pub struct SpendTable {
+    keys: Box<[KeySpend]>,
+    models: Box<[String]>,
+}
+
+/// A key's budgets in USD.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Budgets {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+}
+
+fn to_nanos(usd: f64) -> u64 {
+    (usd.max(0.0) * NANOS_PER_USD).round() as u64
+}
+
+impl SpendTable {
+    pub fn new(keys: Vec<(String, Budgets)>, models: Vec<String>) -> SpendTable {
+        let n = models.len();
+        let keys = keys
+            .into_iter()
+            .map(|(name, b)| KeySpend {
+                name,
+                today: Period::default(),
+                month: Period::default(),
+                by_model: (0..n).map(|_| AtomicU64::new(0)).collect(),
+                daily_budget: b.daily_usd.map(to_nanos),
+                monthly_budget: b.monthly_usd.map(to_nanos),
+            })
+            .collect();
+        SpendTable { keys, models: models.into() }
+    }
+
+    pub fn key_names(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.name.as_str())
+    }
+
+    pub fn model_names(&self) -> &[String] {
+        &self.models
+    }
+
+    /// Has `key` spent its daily or monthly budget (as of `day`)?
+    pub fn over_budget(&self, key: usize, day: u32) -> Option<BudgetHit> {
+        let k = self.keys.get(key)?;
+        if let Some(b) = k.daily_budget
+            && k.today.get(day) >= b
+        {
+            return Some(BudgetHit::Daily { budget_usd: b as f64 / NANOS_PER_USD });
+        }
+        if let Some(b) = k.monthly_budget
+            && k.month.get(month_of(day)) >= b
+        {
+            return Some(BudgetHit::Monthly { budget_usd: b as f64 / NANOS_PER_USD });
+        }
+        None
+    }
+
+    /// Count a finished request's cost; returns the record to persist.
+    pub fn add(&self, key: usize, model: usize, usd: f64, day: u32) -> Option<SpendRecord> {
+        let nanos = to_nanos(usd);
+        if nanos == 0 || !usd.is_finite() {
+            return None;
+        }
+        let k = self.keys.get(key)?;
+        k.today.add(day, nanos);
+        k.month.add(month_of(day), nanos);
+        if let Some(m) = k.by_model.get(model) {
+            m.fetch_add(nanos, Ordering::AcqRel);
+        }
+        Some(SpendRecord { key, model, day, nanos })
+    }
+
+    /// Restore totals loaded from the store (at start).
+    pub fn restore(&self, key: usize, model: usize, total_nanos: u64, today: (u32, u64), month: (u32, u64)) {
+        let Some(k) = self.keys.get(key) else { return };
+        if let Some(m) = k.by_model.get(model) {
+            m.fetch_add(total_nanos, Ordering::AcqRel);
+        }
+        if today.1 > 0 && k.today.id.load(Ordering::Acquire) == today.0 {
+            k.today.nanos.fetch_add(today.1, Ordering::AcqRel);
+        } else if today.1 > 0 {
+            k.today.set(today.0, today.1);
+        }
+        if month.1 > 0 && k.month.id.load(Ordering::Acquire) == month.0 {
+            k.month.nanos.fetch_add(month.1, Ordering::AcqRel);
+        } else if month.1 > 0 {
+            k.month.set(month.0, month.1);
+        }
+    }
+
+    /// Every (key, model) with spend, in USD.
+    pub fn rows(&self) -> Vec<(&str, &str, f64)> {
+        let mut out = Vec::new();
+        for k in self.keys.iter() {
+            for (n, m) in k.by_model.iter().zip(self.models.iter()) {
+                let v = n.load(Ordering::Acquire);
+                if v > 0 {
+                    out.push((k.name.as_str(), m.as_str(), v as f64 / NANOS_PER_USD));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn key_total_usd(&self, key: usize) -> f64 {
+        self.keys.get(key).map_or(0.0, |k| k.by_model.iter().map(|m| m.load(Ordering::Acquire)).sum::<u64>() as f64)
+            / NANOS_PER_USD
+    }
+
+    /// `/status` detail: per key, today's and this month's spend against
+    /// budgets, and all-time spend per model.
+    pub fn detail(&self, day: u32) -> sonic_rs::Value {
+        let month = month_of(day);
+        let keys: Vec<sonic_rs::Value> = self
+            .keys
+            .iter()
+            .map(|k| {
+                let by_model: Vec<sonic_rs::Value> = k
+                    .by_model
+                    .iter()
+                    .zip(self.models.iter())
+                    .filter(|(n, _)| n.load(Ordering::Acquire) > 0)
+                    .map(|(n, m)| sonic_rs::json!({ "model": m.as_str(), "usd": n.load(Ordering::Acquire) as f64 / NANOS_PER_USD }))
+                    .collect();
+                sonic_rs::json!({
+                    "key": k.name.as_str(),
+                    "today_usd": k.today.get(day) as f64 / NANOS_PER_USD,
+                    "month_usd": k.month.get(month) as f64 / NANOS_PER_USD,
+                    "daily_budget_usd": k.daily_budget.map(|b| b as f64 / NANOS_PER_USD),
+                    "monthly_budget_usd": k.monthly_budget.map(|b| b as f64 / NANOS_PER_USD),
+                    "by_model": by_model,
+                })
+            })
+            .collect();
+        sonic_rs::json!(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar() {
+        assert_eq!(day_of(0), 0);
+        assert_eq!(month_of(0), 0); // 1970-01
+        assert_eq!(month_of(31), 1); // 1970-02-01
+        assert_eq!(month_of(day_of(1_795_441_031)), (2026 - 1970) * 12 + 10); // 2026-11-23
+        assert_eq!(month_of(day_of(951_782_400)), (2000 - 1970) * 12 + 1); // 2000-02-29
+        assert_eq!(month_of(day_of(951_868_800)), (2000 - 1970) * 12 + 2); // 2000-03-01
+    }
+
+    #[test]
+    fn budgets_stop_after_the_crossing_request() {
+        let t = SpendTable::new(
+            vec![("a".into(), Budgets { daily_usd: Some(0.01), monthly_usd: Some(0.05) })],
+            vec!["m".into()],
+        );
+        let day = 20_000;
+        assert!(t.over_budget(0, day).is_none());
+        t.add(0, 0, 0.006, day);
+        assert!(t.over_budget(0, day).is_none());
+        t.add(0, 0, 0.006, day);
+        assert_eq!(t.over_budget(0, day), Some(BudgetHit::Daily { budget_usd: 0.01 }));
+        // A new day: the daily budget is fresh, the monthly one is not.
+        assert!(t.over_budget(0, day + 1).is_none());
+        for _ in 0..5 {
+            t.add(0, 0, 0.008, day + 1);
+        }
+        assert!(matches!(t.over_budget(0, day + 1), Some(BudgetHit::Daily { .. })));
+        assert!(matches!(t.over_budget(0, day + 2), Some(BudgetHit::Monthly { .. })));
+        assert!((t.key_total_usd(0) - 0.052).abs() < 1e-9);
+    }
+}

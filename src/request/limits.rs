@@ -1,0 +1,178 @@
+//! Rate limits: which limiter scopes a request counts against (its key, its
+//! key and model, its model; and, per attempt, the deployment), admission,
+//! waiting in the queue instead of a refusal, and the `x-ratelimit-*`
+//! headers.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sluice_actors::rate_limiter::{
+    self, Exceeded, Grant, Headroom, LimitSpec, LimiterHandle, QueueRefusal, gcra::Rate,
+};
+
+use crate::config::{Config, Limits};
+use crate::error::GatewayError;
+use crate::request::auth::KeyPolicy;
+
+/// Scope indices of every configured limit.
+#[derive(Debug, Default)]
+pub struct LimitScopes {
+    pub specs: Vec<LimitSpec>,
+    key: Vec<Option<usize>>,
+    key_model: HashMap<(usize, usize), usize>,
+    model: Vec<Option<usize>>,
+    deployment: Vec<Option<usize>>,
+}
+
+fn spec(name: String, l: &Limits) -> LimitSpec {
+    LimitSpec {
+        name,
+        requests: l.rpm.map(Rate::per_minute),
+        tokens: l.tpm.map(Rate::per_minute),
+        concurrency: l.max_concurrent,
+    }
+}
+
+impl LimitScopes {
+    pub fn from_config(cfg: &Config) -> LimitScopes {
+        let mut s = LimitScopes::default();
+        let add = |specs: &mut Vec<LimitSpec>, name: String, l: &Limits| -> Option<usize> {
+            (!l.is_none()).then(|| {
+                specs.push(spec(name, l));
+                specs.len() - 1
+            })
+        };
+        for k in &cfg.keys {
+            let i = add(&mut s.specs, format!("key:{}", k.name), &k.limits);
+            s.key.push(i);
+        }
+        for (ki, k) in cfg.keys.iter().enumerate() {
+            for (mi, l) in &k.model_limits {
+                let model = cfg.models.get(*mi).map(|m| m.name.as_str()).unwrap_or("?");
+                if let Some(i) = add(&mut s.specs, format!("key:{}/model:{model}", k.name), l) {
+                    s.key_model.insert((ki, *mi), i);
+                }
+            }
+        }
+        for m in &cfg.models {
+            let i = add(&mut s.specs, format!("model:{}", m.name), &m.limits);
+            s.model.push(i);
+        }
+        for m in &cfg.models {
+            for d in &m.deployments {
+                let provider = cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
+                let i = add(&mut s.specs, format!("deployment:{provider}/{}", d.model), &d.limits);
+                s.deployment.push(i);
+            }
+        }
+        s
+    }
+
+    /// The scopes a request of `policy` for `model` counts against.
+    pub fn for_request(&self, policy: &KeyPolicy, model: usize) -> Vec<usize> {
+        let mut v = Vec::new();
+        if let Some(k) = policy.index {
+            if let Some(Some(i)) = self.key.get(k) {
+                v.push(*i);
+            }
+            if let Some(i) = self.key_model.get(&(k, model)) {
+                v.push(*i);
+            }
+        }
+        if let Some(Some(i)) = self.model.get(model) {
+            v.push(*i);
+        }
+        v
+    }
+
+    /// The scope of a deployment's own caps (upstream protection).
+    pub fn for_deployment(&self, id: usize) -> Option<usize> {
+        self.deployment.get(id).copied().flatten()
+    }
+}
+
+/// Admit a request, or wait for its limits in the queue when `[queue]`
+/// allows it, or refuse it.
+pub async fn admit(
+    limiter: &LimiterHandle,
+    scopes: &[usize],
+    tokens: u64,
+    priority: i32,
+    max_wait: Duration,
+) -> Result<Option<Grant>, GatewayError> {
+    if scopes.is_empty() {
+        return Ok(None);
+    }
+    match rate_limiter::admit(limiter.backend(), scopes, tokens).await {
+        Ok(g) => Ok(Some(g)),
+        Err(r) if r.never || max_wait.is_zero() => Err(refused(limiter, scopes, r)),
+        Err(r) => match limiter.enqueue(scopes.to_vec(), tokens, priority, max_wait, r.clone()).await {
+            Ok(g) => Ok(Some(g)),
+            Err(QueueRefusal::Full) => Err(GatewayError::Overloaded),
+            Err(QueueRefusal::TimedOut(r)) => Err(refused(limiter, scopes, r)),
+        },
+    }
+}
+
+fn refused(limiter: &LimiterHandle, scopes: &[usize], r: rate_limiter::Refusal) -> GatewayError {
+    metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL, "scope" => r.scope_name.clone(), "limit" => r.what.as_str())
+        .increment(1);
+    GatewayError::RateLimited {
+        scope: r.scope_name,
+        limit: r.what.as_str(),
+        retry_after: r.retry_after,
+        never: r.never,
+        headroom: Box::new(limiter.backend().headroom(scopes)),
+    }
+}
+
+/// `Go`-style duration, as OpenAI writes its reset headers: `1s`, `6m0s`, `120ms`.
+pub fn reset_str(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs_f64();
+    let m = (secs / 60.0).floor() as u64;
+    let s = secs - (m as f64) * 60.0;
+    let s = if (s - s.round()).abs() < 0.0005 { format!("{}", s.round() as u64) } else { format!("{s:.3}") };
+    if m > 0 { format!("{m}m{s}s") } else { format!("{s}s") }
+}
+
+/// `x-ratelimit-*` header pairs for a headroom.
+pub fn headers(h: &Headroom) -> Vec<(&'static str, String)> {
+    let mut v = Vec::with_capacity(6);
+    if let Some((limit, remaining, reset)) = h.requests {
+        v.push(("x-ratelimit-limit-requests", limit.to_string()));
+        v.push(("x-ratelimit-remaining-requests", remaining.to_string()));
+        v.push(("x-ratelimit-reset-requests", reset_str(reset)));
+    }
+    if let Some((limit, remaining, reset)) = h.tokens {
+        v.push(("x-ratelimit-limit-tokens", limit.to_string()));
+        v.push(("x-ratelimit-remaining-tokens", remaining.to_string()));
+        v.push(("x-ratelimit-reset-tokens", reset_str(reset)));
+    }
+    v
+}
+
+/// Which limit refused, as words for the error message.
+pub fn describe(limit: &str) -> &'static str {
+    match limit {
+        l if l == Exceeded::Requests.as_str() => "requests per minute",
+        l if l == Exceeded::Tokens.as_str() => "tokens per minute",
+        _ => "concurrent requests",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_format() {
+        assert_eq!(reset_str(Duration::from_millis(120)), "120ms");
+        assert_eq!(reset_str(Duration::from_secs(1)), "1s");
+        assert_eq!(reset_str(Duration::from_secs(360)), "6m0s");
+        assert_eq!(reset_str(Duration::from_millis(1500)), "1.500s");
+    }
+}
