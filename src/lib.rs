@@ -19,3 +19,4 @@ pub mod pricing;
 pub mod providers;
 pub mod request;
 pub mod server;
+pub mod tokens;

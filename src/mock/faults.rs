@@ -87,6 +87,8 @@ pub(crate) struct Controls {
     pub retry_after: Option<u64>,
     pub cut_after: Option<u32>,
     pub gate: Option<HeaderValue>,
+    /// `x-mock-usage: none`: answer without any usage.
+    pub no_usage: bool,
     /// A control header whose value could not be read; the request gets a 400.
     pub bad: Option<(&'static str, &'static str)>,
 }
@@ -101,6 +103,10 @@ impl Controls {
             let text = value.to_str().unwrap_or("").trim();
             let num = || text.parse::<u64>().ok();
             let bad = match which {
+                "usage" => {
+                    c.no_usage = text.eq_ignore_ascii_case("none");
+                    (!c.no_usage).then_some("x-mock-usage")
+                }
                 "fault" => {
                     c.fault = text.parse().ok();
                     c.fault.is_none().then_some("x-mock-fault")
@@ -135,6 +141,7 @@ impl Controls {
                 let expected = match h {
                     "x-mock-fault" => "one of 429, 500, hang, cut, garbage, reset",
                     "x-mock-gate" => "a non-empty gate name",
+                    "x-mock-usage" => "none",
                     _ => "a non-negative integer",
                 };
                 c.bad.get_or_insert((h, expected));

@@ -47,6 +47,9 @@ pub struct GenRequest {
     pub finish_reason: &'static str,
     /// Picks the words; derived from the model and prompt text.
     pub seed: u64,
+    /// Report usage at all (`x-mock-usage: none` turns it off, as some
+    /// OpenAI-compatible servers do, to test counting without it).
+    pub usage: bool,
 }
 
 /// A request the mock refuses with 400 `invalid_request_error`.
@@ -137,6 +140,7 @@ pub fn parse_request(
         model,
         stream: f.stream,
         include_usage: f.include_usage,
+        usage: true,
         prompt_tokens: clamp_u32(f.prompt.words.max(1)),
         completion_tokens,
         finish_reason,
@@ -233,8 +237,12 @@ pub fn completion_body(req: &GenRequest, id: &str, created: u64) -> Bytes {
         Endpoint::Completions => out.put_slice(b"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\""),
     }
     out.put_slice(req.finish_reason.as_bytes());
-    out.put_slice(b"\"}],\"usage\":");
-    push_usage(&mut out, u64::from(req.prompt_tokens), Some(u64::from(n)));
+    if req.usage {
+        out.put_slice(b"\"}],\"usage\":");
+        push_usage(&mut out, u64::from(req.prompt_tokens), Some(u64::from(n)));
+    } else {
+        out.put_slice(b"\"}]");
+    }
     out.put_u8(b'}');
     Bytes::from(out)
 }
@@ -272,7 +280,8 @@ pub fn stream_events(req: &GenRequest, id: &str, created: u64) -> StreamEvents {
     head.put_slice(b"data: ");
     push_head(&mut head, id, object, created, &req.model);
     let role = u32::from(req.endpoint == Endpoint::Chat);
-    let total = role.saturating_add(req.completion_tokens).saturating_add(2 + u32::from(req.include_usage));
+    let include_usage = req.include_usage && req.usage;
+    let total = role.saturating_add(req.completion_tokens).saturating_add(2 + u32::from(include_usage));
     // Room for the first several events; BytesMut grows in blocks after that.
     let per_event = head.len() + 112;
     let cap = (per_event * total.min(64) as usize).min(32 * 1024);
@@ -280,7 +289,7 @@ pub fn stream_events(req: &GenRequest, id: &str, created: u64) -> StreamEvents {
         head,
         buf: BytesMut::with_capacity(cap),
         endpoint: req.endpoint,
-        include_usage: req.include_usage,
+        include_usage,
         seed: req.seed,
         prompt_tokens: req.prompt_tokens,
         completion_tokens: req.completion_tokens,

@@ -309,7 +309,10 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
         Api::Chat | Api::Completions => {
             let endpoint = if api == Api::Chat { Endpoint::Chat } else { Endpoint::Completions };
             match generate::parse_request(endpoint, &body, opts.tokens, controls.tokens) {
-                Ok(g) => (StatusCode::OK, generated(&g)),
+                Ok(mut g) => {
+                    g.usage = !controls.no_usage;
+                    (StatusCode::OK, generated(&g))
+                }
                 Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
             }
         }

@@ -155,6 +155,10 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub timeouts: Timeouts,
+    /// Has this provider reported usage on streams: 0 not yet known, 1 yes,
+    /// 2 no. While not known to, the relay keeps the answer's text to count
+    /// its tokens when no usage comes.
+    pub stream_usage: std::sync::Arc<std::sync::atomic::AtomicU8>,
     imp: Imp,
 }
 
@@ -172,7 +176,7 @@ impl Provider {
                 Imp::Mock(mock::MockProvider::new(cfg.mock.clone(), HeaderForward::new(&cfg.forward_headers)))
             }
         };
-        Ok(Provider { idx, name: cfg.name.clone(), kind: cfg.kind, timeouts, imp })
+        Ok(Provider { idx, name: cfg.name.clone(), kind: cfg.kind, timeouts, stream_usage: Default::default(), imp })
     }
 
     /// How `UpstreamSessions` should pool this provider's connections;

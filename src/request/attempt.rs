@@ -42,6 +42,7 @@ pub struct Winner {
     pub candidate: Candidate,
     pub served: Served,
     pub provider: String,
+    pub stream_usage: std::sync::Arc<std::sync::atomic::AtomicU8>,
     pub timeouts: Timeouts,
     /// When the winning attempt was sent (the stream's total timeout counts from here).
     pub started: Instant,
@@ -392,6 +393,7 @@ async fn one(
                 candidate: c,
                 served,
                 provider: provider.name.clone(),
+                stream_usage: provider.stream_usage.clone(),
                 timeouts,
                 started,
                 inflight,

@@ -103,7 +103,12 @@ impl Peek {
     /// (JSON syntax included, so it errs on the large side) plus the
     /// requested output.
     pub fn estimated_tokens(&self) -> u64 {
-        (self.prompt_bytes as u64).div_ceil(4) + self.max_tokens.unwrap_or(0)
+        self.prompt_estimate() + self.max_tokens.unwrap_or(0)
+    }
+
+    /// The prompt part of the estimate: about one token per 4 bytes.
+    pub fn prompt_estimate(&self) -> u64 {
+        (self.prompt_bytes as u64).div_ceil(4)
     }
 }
 

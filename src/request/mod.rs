@@ -144,7 +144,19 @@ async fn steps(
     // Spend is priced at the deployment that served (a fallback may cost more).
     let price = shared.models.deployment(winner.candidate).and_then(|d| d.price);
     match winner.served {
-        Served::Complete { body, usage } => Ok(Reply::Complete { body, usage, price }),
+        Served::Complete { body, usage } => {
+            // No usage from the upstream: count the answer with a real tokenizer.
+            let usage = match usage {
+                Some(u) => Some(u),
+                None if endpoint != Endpoint::Embeddings => Some(crate::providers::Usage {
+                    prompt_tokens: peek.prompt_estimate(),
+                    completion_tokens: crate::tokens::count(crate::tokens::answer_text(&body)).await,
+                    cached_tokens: 0,
+                }),
+                None => Some(crate::providers::Usage { prompt_tokens: peek.prompt_estimate(), ..Default::default() }),
+            };
+            Ok(Reply::Complete { body, usage, price })
+        }
         Served::Stream { first, rest } => {
             let spec = relay::StreamSpec {
                 timeouts: winner.timeouts,
@@ -156,6 +168,8 @@ async fn steps(
                 deployment: winner.candidate.id,
                 outcomes: state.outcomes.clone(),
                 inflight: winner.inflight,
+                stream_usage: winner.stream_usage,
+                prompt_estimate: peek.prompt_estimate(),
             };
             Ok(Reply::Stream { first, rest, spec })
         }

@@ -97,6 +97,10 @@ pub struct StreamSpec {
     pub outcomes: std::rc::Rc<super::outcomes::OutcomeSink>,
     /// Counts the deployment as busy until the stream ends.
     pub inflight: sluice_actors::availability::InflightGuard,
+    /// The provider's "reports usage on streams" flag (see `Provider`).
+    pub stream_usage: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    /// Prompt tokens as estimated, for a stream that reports no usage.
+    pub prompt_estimate: u64,
 }
 
 pub fn stream(mut rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> HttpResponse {
@@ -113,7 +117,11 @@ pub fn stream(mut rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec
 /// when it ends — or, if the client leaves first, when actix drops it, which
 /// also drops (and so cancels) the upstream request.
 struct Relay {
-    rec: Record,
+    /// `None` once handed to the task counting an answer that came without usage.
+    rec: Option<Record>,
+    /// The answer's text, kept only while the provider is not known to
+    /// report usage on streams.
+    text: Option<String>,
     first: Option<Bytes>,
     rest: EventStream,
     spec: StreamSpec,
@@ -126,8 +134,10 @@ struct Relay {
 impl Relay {
     fn new(rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> Relay {
         let deadline = spec.started + spec.timeouts.total;
+        let keep_text = spec.stream_usage.load(std::sync::atomic::Ordering::Relaxed) != 1;
         Relay {
-            rec,
+            rec: Some(rec),
+            text: keep_text.then(String::new),
             first: Some(first),
             rest,
             idle: Box::pin(tokio::time::sleep_until((Instant::now() + spec.timeouts.idle).min(deadline))),
@@ -140,11 +150,44 @@ impl Relay {
 
     /// Capture usage and hide the usage chunk if the client did not ask.
     fn pass(&mut self, events: Bytes) -> Bytes {
+        if let Some(t) = self.text.as_mut() {
+            crate::tokens::push_stream_text(&events, t);
+        }
         let (u, out) = usage::scan_events(events, !self.spec.client_wants_usage);
         if u.is_some() {
             self.usage = u;
         }
         out
+    }
+
+    /// Record the end of the stream. Without usage from the upstream, the
+    /// kept text is counted with the tokenizer first (off the event loop).
+    fn finish(&mut self, outcome: Outcome) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(mut rec) = self.rec.take() else { return };
+        let price = self.spec.price;
+        if self.usage.is_some() {
+            self.spec.stream_usage.store(1, Relaxed);
+            rec.finish(outcome, self.usage, price);
+            return;
+        }
+        if outcome == Outcome::Status(200) {
+            self.spec.stream_usage.store(2, Relaxed);
+        }
+        let prompt = self.spec.prompt_estimate;
+        match self.text.take() {
+            Some(text) => {
+                actix_web::rt::spawn(async move {
+                    let completion = crate::tokens::count(text).await;
+                    rec.finish(
+                        outcome,
+                        Some(Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 }),
+                        price,
+                    );
+                });
+            }
+            None => rec.finish(outcome, Some(Usage { prompt_tokens: prompt, ..Default::default() }), price),
+        }
     }
 
     fn fail(&mut self, e: GatewayError) -> Bytes {
@@ -157,8 +200,9 @@ impl Relay {
             ttft: None,
             error: Some((e.label(), e.to_string())),
         });
-        tracing::warn!(request_id = %self.rec.request_id, error = %e, "stream failed after its first byte");
-        self.rec.finish(Outcome::StreamError, self.usage, self.spec.price);
+        let request_id = self.rec.as_ref().map(|r| r.request_id.as_str()).unwrap_or("");
+        tracing::warn!(request_id = %request_id, error = %e, "stream failed after its first byte");
+        self.finish(Outcome::StreamError);
         e.sse_event()
     }
 }
@@ -191,7 +235,7 @@ impl Stream for Relay {
                 Poll::Ready(None) => {
                     this.spec.activity.touch();
                     this.done = true;
-                    this.rec.finish(Outcome::Status(200), this.usage, this.spec.price);
+                    this.finish(Outcome::Status(200));
                     return Poll::Ready(None);
                 }
                 Poll::Pending => break,

@@ -82,7 +82,7 @@ impl ModelTable {
                             provider: d.provider,
                             model: d.model.clone(),
                             weight: d.weight.max(1),
-                            price: d.price.or(m.price),
+                            price: d.price.or(m.price).or_else(|| crate::pricing::builtin(&d.model)),
                             label: format!(
                                 "{}/{}",
                                 cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?"),
