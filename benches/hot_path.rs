@@ -867,6 +867,43 @@ fn bench_arena(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------
+// limiter
+// ---------------------------------------------------------------------------
+
+/// The rate limiter's cost per request: admission (a GCRA compare-and-swap
+/// per limited scope, plus a concurrency count), the token correction at the
+/// end, and releasing the grant.
+fn bench_limiter(c: &mut Criterion) {
+    use sluice_actors::rate_limiter::{LimitSpec, LimiterBackend, LimiterTable, gcra::Rate};
+    let spec = |name: &str| LimitSpec {
+        name: name.into(),
+        // Large enough never to refuse during the bench.
+        requests: Some(Rate::per_minute(u64::MAX / 2)),
+        tokens: Some(Rate::per_minute(u64::MAX / 2)),
+        concurrency: Some(u32::MAX),
+    };
+    let table = LimiterTable::new(vec![spec("key"), spec("key/model"), spec("model")]);
+    let backend: std::sync::Arc<dyn LimiterBackend> = table.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut g = c.benchmark_group("limiter");
+    for scopes in [&[][..], &[0][..], &[0, 1, 2][..]] {
+        g.bench_function(BenchmarkId::new("admit_settle_release", format!("{}_scopes", scopes.len())), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    if scopes.is_empty() {
+                        return;
+                    }
+                    let mut grant = sluice_actors::rate_limiter::admit(&backend, black_box(scopes), 300).await.unwrap();
+                    grant.settle(black_box(120));
+                    black_box(grant.headroom());
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = hot_path;
     // Short runs: the whole file finishes in about two minutes on 2 cores.
@@ -877,6 +914,6 @@ criterion_group! {
         // The default 100,000 bootstrap resamples take longer than the
         // measurement itself on 2 cores without rayon.
         .nresamples(10_000);
-    targets = bench_peek, bench_rewrite, bench_sse, bench_auth, bench_metrics, bench_arena
+    targets = bench_peek, bench_rewrite, bench_sse, bench_auth, bench_metrics, bench_arena, bench_limiter
 }
 criterion_main!(hot_path);
