@@ -77,6 +77,7 @@ fn bench_actors(c: &mut Criterion) {
             provider_names: vec!["openai".to_string(), "mock".to_string(), "azure".to_string()].into(),
             probes: vec![],
         },
+        cache: Default::default(),
     };
     let actors = Actors::start(spec).expect("actors start");
     let sessions = actors.sessions.clone();

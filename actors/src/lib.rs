@@ -10,6 +10,7 @@
 pub mod availability;
 pub mod circuit_breakers;
 pub mod outcome;
+pub mod response_cache;
 pub mod status;
 pub mod supervision;
 pub mod upstream_sessions;
@@ -28,6 +29,7 @@ pub struct Actors {
     pub sessions: upstream_sessions::SessionsHandle,
     pub breakers: circuit_breakers::BreakersHandle,
     pub availability: availability::AvailabilityHandle,
+    pub cache: response_cache::CacheHandle,
 }
 
 /// What the actors are started with.
@@ -35,6 +37,8 @@ pub struct ActorsSpec {
     pub sessions: Vec<Option<upstream_sessions::SessionSpec>>,
     pub breaker: circuit_breakers::BreakerConfig,
     pub availability: availability::AvailabilitySpec,
+    /// Limits of the response cache (`[cache]`).
+    pub cache: response_cache::StoreLimits,
 }
 
 /// Why the actors could not start.
@@ -58,7 +62,8 @@ impl Actors {
             &arbiter.handle(),
             &mut registry,
         );
-        Ok(Actors { arbiter, registry, sessions, breakers, availability })
+        let cache = response_cache::CacheHandle::start(spec.cache, &arbiter.handle(), &mut registry);
+        Ok(Actors { arbiter, registry, sessions, breakers, availability, cache })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {

@@ -37,6 +37,34 @@ pub struct Config {
     pub breaker: BreakerSettings,
     /// Retry and backoff defaults (`[routing]`).
     pub routing: RoutingConfig,
+    /// Limits of the response cache (`[cache]`).
+    pub cache: CacheSettings,
+}
+
+/// `[cache]`: the response cache's limits, shared by every model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Every entry together (answers plus a fixed overhead each).
+    pub max_bytes: usize,
+    /// One answer; larger ones are served but not stored.
+    pub max_entry_bytes: usize,
+}
+
+/// A model's `cache`: its answers are stored and served again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCache {
+    pub ttl_ms: u64,
+    /// Store only requests with `temperature: 0` (an absent temperature is
+    /// OpenAI's default of 1, so it does not count).
+    pub only_deterministic: bool,
+}
+
+/// A model's `embeddings_batch`: concurrent embedding requests merged into
+/// one upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingsBatch {
+    pub window_ms: u64,
+    pub max_inputs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +231,10 @@ pub struct ModelConfig {
     pub deadline_ms: Option<u64>,
     /// Served, marked `x-sluice-fallback: template`, when every deployment failed.
     pub fallback_response: Option<String>,
+    /// Response caching, when on.
+    pub cache: Option<ModelCache>,
+    /// Embeddings micro-batching, when on.
+    pub embeddings_batch: Option<EmbeddingsBatch>,
 }
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 //! Parse and deserialisation stop at the first error (the structs cannot be
 //! built past it); interpolation and the checks report everything they find.
 
+mod cache;
 mod models;
 mod providers;
 mod routing;
@@ -82,6 +83,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     let keys = models::check_keys(&mut c, raw.keys, &model_names);
     let breaker = routing::breaker(&mut c, raw.breaker);
     let routing = routing::routing(&mut c, raw.routing);
+    let cache = cache::settings(&mut c, raw.cache);
 
     if models.is_empty() {
         c.err(
@@ -97,7 +99,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
              to let every client in",
         );
     }
-    let config = Config { source: file.to_owned(), server, providers, models, keys, breaker, routing };
+    let config = Config { source: file.to_owned(), server, providers, models, keys, breaker, routing, cache };
     (config, c.issues)
 }
 

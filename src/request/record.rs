@@ -26,6 +26,8 @@ pub struct Record {
     served: Option<(usize, usize)>,
     upstream: Duration,
     finished: bool,
+    /// `x-sluice-cache` (`HIT` / `MISS` / `BYPASS`) for models with caching on.
+    pub cache: Option<&'static str>,
 }
 
 impl Record {
@@ -39,6 +41,7 @@ impl Record {
             served: None,
             upstream: Duration::ZERO,
             finished: false,
+            cache: None,
         }
     }
 

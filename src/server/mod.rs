@@ -148,7 +148,11 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         provider_names: config.providers.iter().map(|p| p.name.clone()).collect(),
         probes,
     };
-    ActorsSpec { sessions, breaker, availability }
+    let cache = sluice_actors::response_cache::StoreLimits {
+        max_bytes: config.cache.max_bytes,
+        max_entry_bytes: config.cache.max_entry_bytes,
+    };
+    ActorsSpec { sessions, breaker, availability, cache }
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it

@@ -92,6 +92,8 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
             c.err(join_key(&at, "hedge"), "hedging needs a second deployment or a fallback to send the hedge to");
         }
         let fallback_response = m.fallback_response.map(|t| t.value);
+        let cache = super::cache::model_cache(c, &at, m.cache);
+        let embeddings_batch = super::cache::embeddings_batch(c, &at, m.embeddings_batch);
         out.push(ModelConfig {
             name: m.name.value,
             deployments,
@@ -104,6 +106,8 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
             max_attempts,
             deadline_ms,
             fallback_response,
+            cache,
+            embeddings_batch,
         });
     }
 
