@@ -91,7 +91,8 @@ pub fn from_body(endpoint: Endpoint, body: &Bytes) -> Option<Answer> {
                     }
                     indexed.push(call);
                 }
-                let c = json!({"index": index, "delta": {"tool_calls": indexed}, "logprobs": null, "finish_reason": null});
+                let c =
+                    json!({"index": index, "delta": {"tool_calls": indexed}, "logprobs": null, "finish_reason": null});
                 event(&mut events, &with_choice(&head, c));
             }
             let end = json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": finish});

@@ -242,10 +242,12 @@ impl Subscriber {
         }
         match &g.end {
             Some(End::Failed(e) | End::StreamFailed(e)) => Poll::Ready(Ready::Failed(e.clone())),
-            Some(End::Done) if g.answer.is_some() => Poll::Ready(g.answer.clone().map_or_else(
-                || Ready::Failed(GatewayError::Internal { detail: "no answer".into() }),
-                Ready::Answer,
-            )),
+            Some(End::Done) if g.answer.is_some() => {
+                Poll::Ready(g.answer.clone().map_or_else(
+                    || Ready::Failed(GatewayError::Internal { detail: "no answer".into() }),
+                    Ready::Answer,
+                ))
+            }
             Some(End::Cancelled | End::Done) => Poll::Ready(Ready::Failed(GatewayError::Internal {
                 detail: "the shared upstream call ended without an answer".into(),
             })),
@@ -266,9 +268,9 @@ impl Subscriber {
         match &g.end {
             Some(End::Done) => Poll::Ready(Ok(g.answer.clone())),
             Some(End::Failed(e) | End::StreamFailed(e)) => Poll::Ready(Err(e.clone())),
-            Some(End::Cancelled) => Poll::Ready(Err(GatewayError::Internal {
-                detail: "the shared upstream call was cancelled".into(),
-            })),
+            Some(End::Cancelled) => {
+                Poll::Ready(Err(GatewayError::Internal { detail: "the shared upstream call was cancelled".into() }))
+            }
             None => {
                 g.wakers.push(cx.waker().clone());
                 Poll::Pending

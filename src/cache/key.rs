@@ -185,7 +185,12 @@ mod tests {
     fn equivalent_requests_share_a_key() {
         let k = key(BASE);
         // Whitespace and key order, nested too.
-        assert_eq!(k, key(" { \"temperature\" : 0 ,\n \"messages\" : [ { \"content\":\"hi\", \"role\":\"user\" } ], \"model\":\"m\" } "));
+        assert_eq!(
+            k,
+            key(
+                " { \"temperature\" : 0 ,\n \"messages\" : [ { \"content\":\"hi\", \"role\":\"user\" } ], \"model\":\"m\" } "
+            )
+        );
         // Transport and bookkeeping members do not split entries.
         assert_eq!(
             k,

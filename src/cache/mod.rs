@@ -70,8 +70,11 @@ impl CacheLayer {
                 })
             })
             .collect();
-        let batchers =
-            cfg.models.iter().map(|m| m.embeddings_batch.map(|b| Batcher::new(&m.name, b, forwarded(cfg, m)))).collect();
+        let batchers = cfg
+            .models
+            .iter()
+            .map(|m| m.embeddings_batch.map(|b| Batcher::new(&m.name, b, forwarded(cfg, m))))
+            .collect();
         CacheLayer { handle, flights: Arc::default(), policies, batchers }
     }
 
@@ -118,5 +121,8 @@ fn describe() {
         "sluice_embeddings_batched_total",
         "Embedding requests merged with others into one upstream call, by model."
     );
-    describe_counter!("sluice_embeddings_batches_total", "Upstream calls made for merged embedding requests, by model.");
+    describe_counter!(
+        "sluice_embeddings_batches_total",
+        "Upstream calls made for merged embedding requests, by model."
+    );
 }

@@ -247,8 +247,12 @@ impl Job {
         }
         let price = shared.models.deployment(w.candidate).and_then(|d| d.price);
         match w.served {
-            Served::Complete { body, usage } => Ok((body, usage, Some((w.candidate.model, w.candidate.deployment)), price)),
-            Served::Stream { .. } => Err(GatewayError::Internal { detail: "an embeddings call answered a stream".into() }),
+            Served::Complete { body, usage } => {
+                Ok((body, usage, Some((w.candidate.model, w.candidate.deployment)), price))
+            }
+            Served::Stream { .. } => {
+                Err(GatewayError::Internal { detail: "an embeddings call answered a stream".into() })
+            }
         }
     }
 }

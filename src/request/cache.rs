@@ -68,8 +68,7 @@ pub(super) async fn step(
         bypass(rec);
         return None;
     }
-    let Ok(key) =
-        key::compute(endpoint, &policy.name, body, req.headers(), &policy.forward, policy.only_deterministic)
+    let Ok(key) = key::compute(endpoint, &policy.name, body, req.headers(), &policy.forward, policy.only_deterministic)
     else {
         bypass(rec);
         return None;
@@ -294,7 +293,13 @@ impl Lead {
                 Some(Ok(got)) => {
                     let answer = answer::from_body(self.endpoint, &got.body);
                     let upstream = started.elapsed();
-                    flight.head(Head { served: got.served, price: got.price, upstream, body: Some(got.body), usage: got.usage });
+                    flight.head(Head {
+                        served: got.served,
+                        price: got.price,
+                        upstream,
+                        body: Some(got.body),
+                        usage: got.usage,
+                    });
                     flight.finish(End::Done, answer.clone());
                     answer
                 }
@@ -368,7 +373,13 @@ struct Drive<'a> {
 }
 
 impl Drive<'_> {
-    async fn drive(&self, state: &WorkerState, flight: &Flight, first: Bytes, mut rest: EventStream) -> Result<(), GatewayError> {
+    async fn drive(
+        &self,
+        state: &WorkerState,
+        flight: &Flight,
+        first: Bytes,
+        mut rest: EventStream,
+    ) -> Result<(), GatewayError> {
         flight.push(first);
         let deadline = self.started + self.timeouts.total;
         loop {

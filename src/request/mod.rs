@@ -54,13 +54,31 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
 }
 
 enum Reply {
-    Complete { body: bytes::Bytes, usage: Option<crate::providers::Usage>, price: Option<crate::config::Price> },
-    Stream { first: bytes::Bytes, rest: crate::providers::EventStream, spec: relay::StreamSpec },
-    Template { body: bytes::Bytes, stream: bool },
+    Complete {
+        body: bytes::Bytes,
+        usage: Option<crate::providers::Usage>,
+        price: Option<crate::config::Price>,
+    },
+    Stream {
+        first: bytes::Bytes,
+        rest: crate::providers::EventStream,
+        spec: relay::StreamSpec,
+    },
+    Template {
+        body: bytes::Bytes,
+        stream: bool,
+    },
     /// A stored answer, or a shared one already complete, in the shape asked for.
-    Cached { answer: sluice_actors::response_cache::Answer, stream: bool, include_usage: bool },
+    Cached {
+        answer: sluice_actors::response_cache::Answer,
+        stream: bool,
+        include_usage: bool,
+    },
     /// A live stream shared with identical requests (single-flight).
-    Flight { sub: crate::cache::flight::Subscriber, spec: cache::FlightSpec },
+    Flight {
+        sub: crate::cache::flight::Subscriber,
+        spec: cache::FlightSpec,
+    },
 }
 
 async fn steps(

@@ -48,11 +48,20 @@ fn whole_and_stream_forms_carry_the_same_answer() {
     assert_eq!(vb.pointer(sonic_rs::pointer!["choices", 0, "finish_reason"]).and_then(|c| c.as_str()), Some("stop"));
     // Synthesised chunks have the live shape: role first, finish last, usage apart.
     let evs: Vec<Value> = sse::events(&a.events).filter_map(|e| parse(e.data)).collect();
-    assert_eq!(evs[0].pointer(sonic_rs::pointer!["choices", 0, "delta", "role"]).and_then(|r| r.as_str()), Some("assistant"));
-    assert_eq!(evs.last().unwrap().pointer(sonic_rs::pointer!["choices", 0, "finish_reason"]).and_then(|r| r.as_str()), Some("stop"));
+    assert_eq!(
+        evs[0].pointer(sonic_rs::pointer!["choices", 0, "delta", "role"]).and_then(|r| r.as_str()),
+        Some("assistant")
+    );
+    assert_eq!(
+        evs.last().unwrap().pointer(sonic_rs::pointer!["choices", 0, "finish_reason"]).and_then(|r| r.as_str()),
+        Some("stop")
+    );
     assert!(evs.iter().all(|e| e.get("object").and_then(|o| o.as_str()) == Some("chat.completion.chunk")));
     let u = parse(sse::events(&a.usage_event).next().unwrap().data).unwrap();
-    assert_eq!(u.pointer(sonic_rs::pointer!["usage", "prompt_tokens"]), vb.pointer(sonic_rs::pointer!["usage", "prompt_tokens"]));
+    assert_eq!(
+        u.pointer(sonic_rs::pointer!["usage", "prompt_tokens"]),
+        vb.pointer(sonic_rs::pointer!["usage", "prompt_tokens"])
+    );
 }
 
 #[test]
@@ -72,7 +81,8 @@ fn tool_calls_are_assembled_and_replayed() {
     // And back: the whole form replays with the tool call in one chunk.
     let b = from_body(Endpoint::Chat, &a.body).unwrap();
     let replayed: Vec<Value> = sse::events(&b.events).filter_map(|e| parse(e.data)).collect();
-    let tc = replayed.iter().find_map(|e| e.pointer(sonic_rs::pointer!["choices", 0, "delta", "tool_calls", 0])).unwrap();
+    let tc =
+        replayed.iter().find_map(|e| e.pointer(sonic_rs::pointer!["choices", 0, "delta", "tool_calls", 0])).unwrap();
     assert_eq!(tc.pointer(sonic_rs::pointer!["function", "arguments"]).and_then(|s| s.as_str()), Some("{\"a\":1}"));
     assert_eq!(tc.get("index").and_then(|i| i.as_u64()), Some(0));
 }
@@ -104,7 +114,9 @@ fn legacy_completions_both_ways() {
     let b = from_body(Endpoint::Completions, &a.body).unwrap();
     let replayed: String = sse::events(&b.events)
         .filter_map(|e| parse(e.data))
-        .filter_map(|e| e.pointer(sonic_rs::pointer!["choices", 0, "text"]).and_then(|t| t.as_str()).map(str::to_string))
+        .filter_map(|e| {
+            e.pointer(sonic_rs::pointer!["choices", 0, "text"]).and_then(|t| t.as_str()).map(str::to_string)
+        })
         .collect();
     assert_eq!(replayed, text);
 }

@@ -33,7 +33,8 @@ pub(super) fn settings(c: &mut Checker, raw: Option<RawCache>) -> CacheSettings 
 pub(super) fn model_cache(c: &mut Checker, at: &str, raw: Option<RawModelCache>) -> Option<ModelCache> {
     let raw = raw?;
     let at = join_key(at, "cache");
-    let ttl_ms = c.int(&join_key(&at, "ttl_ms"), raw.ttl_ms, defaults::CACHE_TTL_MS, 1, MAX_TTL_MS, "(30 days at most)");
+    let ttl_ms =
+        c.int(&join_key(&at, "ttl_ms"), raw.ttl_ms, defaults::CACHE_TTL_MS, 1, MAX_TTL_MS, "(30 days at most)");
     Some(ModelCache {
         ttl_ms: u64::try_from(ttl_ms).unwrap_or(1),
         only_deterministic: raw.only_deterministic.unwrap_or(defaults::CACHE_ONLY_DETERMINISTIC),
@@ -43,8 +44,7 @@ pub(super) fn model_cache(c: &mut Checker, at: &str, raw: Option<RawModelCache>)
 pub(super) fn embeddings_batch(c: &mut Checker, at: &str, raw: Option<RawEmbeddingsBatch>) -> Option<EmbeddingsBatch> {
     let raw = raw?;
     let at = join_key(at, "embeddings_batch");
-    let window_ms =
-        c.int(&join_key(&at, "window_ms"), raw.window_ms, defaults::BATCH_WINDOW_MS, 1, MAX_WINDOW_MS, "");
+    let window_ms = c.int(&join_key(&at, "window_ms"), raw.window_ms, defaults::BATCH_WINDOW_MS, 1, MAX_WINDOW_MS, "");
     let max_inputs = c.int(
         &join_key(&at, "max_inputs"),
         raw.max_inputs,
