@@ -1,5 +1,5 @@
-//! The cache key: a 128-bit xxh3 hash of everything that determines an
-//! answer, and the request's own say over caching (`Cache-Control`).
+//! The cache key: a 128-bit xxh3 hash (seeded per process) of everything
+//! that determines an answer, and the request's own say over caching (`Cache-Control`).
 //!
 //! What goes in: the route, the resolved model name (so aliases of one
 //! deployment keep their own entries, and the client's spelling of an alias
@@ -57,7 +57,7 @@ pub fn compute(
             return Err(NotCacheable::NotDeterministic);
         }
     }
-    let mut h = Xxh3::new();
+    let mut h = Xxh3::with_seed(seed());
     h.update(endpoint.label().as_bytes());
     str_(&mut h, model);
     let mut members: Vec<(&str, &Value)> = obj.iter().filter(|(k, _)| !IGNORED.contains(k)).collect();
@@ -84,6 +84,20 @@ pub fn compute(
         }
     }
     Ok(h.digest128())
+}
+
+/// A per-process seed: xxh3 is fast but not collision-resistant against a
+/// client who knows the function, and the cache is shared by every client
+/// key. Unseeded, a tenant could search offline for a body whose key equals
+/// another tenant's likely prompt and plant its own answer there; with an
+/// unknown seed the key cannot be predicted (docs/decisions/cache.md).
+fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let stack = &t as *const u64 as u64;
+        fastrand::Rng::with_seed(t ^ stack.rotate_left(29) ^ u64::from(std::process::id())).u64(..) ^ fastrand::u64(..)
+    })
 }
 
 fn str_(h: &mut Xxh3, s: &str) {
