@@ -34,7 +34,8 @@ use sluice_actors::response_cache::{Answer, CacheEntry, Snapshot};
 
 /// A chat request of about `size` bytes: a system prompt and user/assistant turns.
 fn chat_body(size: usize) -> Bytes {
-    let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a careful assistant. Answer briefly."})];
+    let mut messages =
+        vec![serde_json::json!({"role": "system", "content": "You are a careful assistant. Answer briefly."})];
     let mut i = 0;
     while serde_json::to_vec(&messages).unwrap().len() < size.saturating_sub(120) {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
@@ -48,8 +49,9 @@ fn chat_body(size: usize) -> Bytes {
 
 /// A stored answer as the gateway keeps it: a 64-token chat completion.
 fn stored_answer() -> Answer {
-    let req = generate::parse_request(Gen::Chat, br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#, 64, None)
-        .unwrap();
+    let req =
+        generate::parse_request(Gen::Chat, br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#, 64, None)
+            .unwrap();
     answer::from_body(Endpoint::Chat, &generate::completion_body(&req, "chatcmpl-bench", 1)).unwrap()
 }
 
