@@ -83,6 +83,7 @@ fn bench_actors(c: &mut Criterion) {
             store: None,
             max_queue: 1,
         },
+        cache: Default::default(),
     };
     let actors = Actors::start(spec).expect("actors start");
     let sessions = actors.sessions.clone();

@@ -8,6 +8,7 @@
 //! The seam for tests and `main.rs` is [`server::run`]: a bound listener, a
 //! validated [`config::Config`] and a shutdown signal.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

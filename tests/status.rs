@@ -36,7 +36,10 @@ async fn status_needs_the_admin_key_and_shows_pool_stats() {
     let actors = v["actors"].as_array().unwrap();
     // Only actors that exist are listed.
     let names: Vec<&str> = actors.iter().map(|a| a["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["upstream_sessions", "circuit_breakers", "model_availability", "rate_limiter"]);
+    assert_eq!(
+        names,
+        vec!["upstream_sessions", "circuit_breakers", "model_availability", "rate_limiter", "response_cache"]
+    );
     assert!(actors.iter().all(|a| a["state"] == "running"), "{v}");
     let s = &actors[0];
     assert_eq!(s["state"], "running");

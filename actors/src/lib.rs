@@ -11,6 +11,7 @@ pub mod availability;
 pub mod circuit_breakers;
 pub mod outcome;
 pub mod rate_limiter;
+pub mod response_cache;
 pub mod status;
 pub mod supervision;
 pub mod upstream_sessions;
@@ -30,6 +31,7 @@ pub struct Actors {
     pub breakers: circuit_breakers::BreakersHandle,
     pub availability: availability::AvailabilityHandle,
     pub limiter: rate_limiter::LimiterHandle,
+    pub cache: response_cache::CacheHandle,
 }
 
 /// What the actors are started with.
@@ -38,6 +40,8 @@ pub struct ActorsSpec {
     pub breaker: circuit_breakers::BreakerConfig,
     pub availability: availability::AvailabilitySpec,
     pub limiter: rate_limiter::LimiterSpec,
+    /// Limits of the response cache (`[cache]`).
+    pub cache: response_cache::StoreLimits,
 }
 
 /// Why the actors could not start.
@@ -64,7 +68,8 @@ impl Actors {
             &mut registry,
         );
         let limiter = rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry)?;
-        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter })
+        let cache = response_cache::CacheHandle::start(spec.cache, &arbiter.handle(), &mut registry);
+        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {

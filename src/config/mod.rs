@@ -41,6 +41,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Where spend is persisted (`[spend] store`); `None`: in memory only.
     pub spend_store: Option<PathBuf>,
+    /// Limits of the response cache (`[cache]`).
+    pub cache: CacheSettings,
 }
 
 /// Requests/tokens per minute and concurrent requests; `None` = unlimited.
@@ -63,6 +65,32 @@ pub struct QueueConfig {
     pub max_wait_ms: u64,
     /// Waiting requests beyond this are refused at once (503 `overloaded`).
     pub max_size: usize,
+}
+
+/// `[cache]`: the response cache's limits, shared by every model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Every entry together (answers plus a fixed overhead each).
+    pub max_bytes: usize,
+    /// One answer; larger ones are served but not stored.
+    pub max_entry_bytes: usize,
+}
+
+/// A model's `cache`: its answers are stored and served again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelCache {
+    pub ttl_ms: u64,
+    /// Store only requests with `temperature: 0` (an absent temperature is
+    /// OpenAI's default of 1, so it does not count).
+    pub only_deterministic: bool,
+}
+
+/// A model's `embeddings_batch`: concurrent embedding requests merged into
+/// one upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingsBatch {
+    pub window_ms: u64,
+    pub max_inputs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,6 +259,10 @@ pub struct ModelConfig {
     pub fallback_response: Option<String>,
     /// The model's overall limits, across every key.
     pub limits: Limits,
+    /// Response caching, when on.
+    pub cache: Option<ModelCache>,
+    /// Embeddings micro-batching, when on.
+    pub embeddings_batch: Option<EmbeddingsBatch>,
 }
 
 #[derive(Debug, Clone)]

@@ -57,6 +57,13 @@ pub mod defaults {
     pub const QUEUE_MAX_SIZE: i64 = 1000;
     pub const PRIORITY: i64 = 0;
     pub const KEY_MODELS: &str = "*";
+
+    pub const CACHE_MAX_BYTES: i64 = 67_108_864;
+    pub const CACHE_MAX_ENTRY_BYTES: i64 = 1_048_576;
+    pub const CACHE_TTL_MS: i64 = 600_000;
+    pub const CACHE_ONLY_DETERMINISTIC: bool = true;
+    pub const BATCH_WINDOW_MS: i64 = 5;
+    pub const BATCH_MAX_INPUTS: i64 = 64;
 }
 
 /// A string value from the file. After interpolation, `template` keeps the
@@ -117,6 +124,31 @@ pub struct RawConfig {
     pub routing: Option<RawRouting>,
     pub queue: Option<RawQueue>,
     pub spend: Option<RawSpend>,
+    pub cache: Option<RawCache>,
+}
+
+/// `[cache]`: limits of the response cache shared by every model.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_bytes: Option<i64>,
+    pub max_entry_bytes: Option<i64>,
+}
+
+/// A model's `cache = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModelCache {
+    pub ttl_ms: Option<i64>,
+    pub only_deterministic: Option<bool>,
+}
+
+/// A model's `embeddings_batch = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbeddingsBatch {
+    pub window_ms: Option<i64>,
+    pub max_inputs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +231,8 @@ pub struct RawModel {
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
     pub max_concurrent: Option<i64>,
+    pub cache: Option<RawModelCache>,
+    pub embeddings_batch: Option<RawEmbeddingsBatch>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@
 //! Parse and deserialisation stop at the first error (the structs cannot be
 //! built past it); interpolation and the checks report everything they find.
 
+mod cache;
 mod models;
 mod providers;
 mod routing;
@@ -91,6 +92,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
              (a restart would otherwise reset every budget)",
         );
     }
+    let cache = cache::settings(&mut c, raw.cache);
 
     if models.is_empty() {
         c.err(
@@ -106,8 +108,18 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
              to let every client in",
         );
     }
-    let config =
-        Config { source: file.to_owned(), server, providers, models, keys, breaker, routing, queue, spend_store };
+    let config = Config {
+        source: file.to_owned(),
+        server,
+        providers,
+        models,
+        keys,
+        breaker,
+        routing,
+        queue,
+        spend_store,
+        cache,
+    };
     (config, c.issues)
 }
 

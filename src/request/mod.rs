@@ -8,7 +8,8 @@
 //!    token and concurrency limits of the key, key and model, and model:
 //!    admitted, queued (`[queue]`), or refused (429, or 503 when the queue
 //!    is full)
-//! 4. cache        — (arrives with the `ResponseCache` actor)
+//! 4. [`cache`]    — a stored answer (HIT), or a share of an identical
+//!    request's upstream call (single-flight), or lead one and store it
 //! 5. [`route`]    — model → deployments in order, then fallbacks (404)
 //! 6. [`attempt`]  — each deployment through its provider and this worker's
 //!    upstream session, until one answers before the first byte
@@ -20,6 +21,8 @@
 
 pub mod attempt;
 pub mod auth;
+pub mod batch;
+pub mod cache;
 pub mod ingress;
 pub mod limits;
 pub mod outcomes;
@@ -46,6 +49,8 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
         Ok(Reply::Complete { body, usage, price }) => relay::complete(rec, body, usage, price),
         Ok(Reply::Stream { first, rest, spec }) => relay::stream(rec, first, rest, spec),
         Ok(Reply::Template { body, stream }) => relay::template(rec, body, stream),
+        Ok(Reply::Cached { answer, stream, include_usage }) => cache::serve_answer(rec, answer, stream, include_usage),
+        Ok(Reply::Flight { sub, spec }) => cache::serve_flight(rec, sub, spec),
         Err(e) => relay::error(rec, &e),
     };
     state.activity.touch();
@@ -62,9 +67,31 @@ fn quota_exceeded(key: &str, hit: sluice_actors::rate_limiter::BudgetHit) -> Gat
 }
 
 enum Reply {
-    Complete { body: bytes::Bytes, usage: Option<crate::providers::Usage>, price: Option<crate::config::Price> },
-    Stream { first: bytes::Bytes, rest: crate::providers::EventStream, spec: relay::StreamSpec },
-    Template { body: bytes::Bytes, stream: bool },
+    Complete {
+        body: bytes::Bytes,
+        usage: Option<crate::providers::Usage>,
+        price: Option<crate::config::Price>,
+    },
+    Stream {
+        first: bytes::Bytes,
+        rest: crate::providers::EventStream,
+        spec: relay::StreamSpec,
+    },
+    Template {
+        body: bytes::Bytes,
+        stream: bool,
+    },
+    /// A stored answer, or a shared one already complete, in the shape asked for.
+    Cached {
+        answer: sluice_actors::response_cache::Answer,
+        stream: bool,
+        include_usage: bool,
+    },
+    /// A live stream shared with identical requests (single-flight).
+    Flight {
+        sub: crate::cache::flight::Subscriber,
+        spec: cache::FlightSpec,
+    },
 }
 
 async fn steps(
@@ -93,35 +120,14 @@ async fn steps(
     let model = shared.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
     let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
-    let tokens = peek.estimated_tokens();
     let scopes = shared.scopes.for_request(&policy, model);
     let max_wait = std::time::Duration::from_millis(shared.config.queue.max_wait_ms);
-    rec.limits = limits::admit(&shared.limiter, &scopes, tokens, policy.priority, max_wait).await?;
-    let routing = &shared.config.routing;
-    let deadline_ms = entry.deadline_ms.unwrap_or(routing.deadline_ms);
-    let plan = Plan {
-        candidates: shared.models.candidates(model, tokens, shared.availability.table())?,
-        tokens,
-        max_attempts: entry.max_attempts.unwrap_or(routing.max_attempts),
-        deadline: (deadline_ms > 0).then(|| Instant::now() + std::time::Duration::from_millis(deadline_ms)),
-        hedge: entry.hedge,
-        routing,
+    rec.limits = limits::admit(&shared.limiter, &scopes, peek.estimated_tokens(), policy.priority, max_wait).await?;
+    let result = match cache::step(state, req, &body, &peek, endpoint, model, rec).await {
+        Some(r) => r,
+        None => fetch(state, req, &body, &peek, endpoint, model, rec).await,
     };
-    let request_id = rec.request_id.clone();
-    let call = Call {
-        endpoint,
-        body: &body,
-        peek: &peek,
-        upstream_model: "",
-        client_headers: req.headers(),
-        request_id: &request_id,
-        timeouts: Timeouts::default(),
-    };
-    let started = Instant::now();
-    let outcome = attempt::run(state, &call, &plan).await;
-    rec.add_upstream(started.elapsed());
-    let winner = match outcome {
-        Ok(w) => w,
+    match result {
         // Every deployment failed: the model's template answer, if it has one.
         Err(e) if (e.retryable() || matches!(e, GatewayError::NoDeployment { .. })) && endpoint.streams() => {
             let Some(text) = &entry.fallback_response else { return Err(e) };
@@ -132,10 +138,68 @@ async fn steps(
             } else {
                 template::body(endpoint, &entry.name, text)
             };
-            return Ok(Reply::Template { body, stream: peek.stream });
+            Ok(Reply::Template { body, stream: peek.stream })
         }
-        Err(e) => return Err(e),
+        r => r,
+    }
+}
+
+/// How a request to `model` may be tried: its candidates, attempts and deadline.
+pub(crate) fn plan<'a>(
+    shared: &'a crate::server::state::Shared,
+    model: usize,
+    peek: &ingress::Peek,
+) -> Result<Plan<'a>, GatewayError> {
+    let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
+    let routing = &shared.config.routing;
+    let deadline_ms = entry.deadline_ms.unwrap_or(routing.deadline_ms);
+    Ok(Plan {
+        candidates: shared.models.candidates(model, peek.estimated_tokens(), shared.availability.table())?,
+        tokens: peek.estimated_tokens(),
+        max_attempts: entry.max_attempts.unwrap_or(routing.max_attempts),
+        deadline: (deadline_ms > 0).then(|| Instant::now() + std::time::Duration::from_millis(deadline_ms)),
+        hedge: entry.hedge,
+        routing,
+    })
+}
+
+/// Route and attempt: the upstream's answer (steps 5 and 6).
+async fn fetch(
+    state: &WorkerState,
+    req: &HttpRequest,
+    body: &bytes::Bytes,
+    peek: &ingress::Peek,
+    endpoint: Endpoint,
+    model: usize,
+    rec: &mut Record,
+) -> Result<Reply, GatewayError> {
+    let shared = &state.shared;
+    let plan = plan(shared, model, peek)?;
+    let request_id = rec.request_id.clone();
+    let call = Call {
+        endpoint,
+        body,
+        peek,
+        upstream_model: "",
+        client_headers: req.headers(),
+        request_id: &request_id,
+        timeouts: Timeouts::default(),
     };
+    let started = Instant::now();
+    if endpoint == Endpoint::Embeddings
+        && let Some(b) = shared.cache.batcher(model)
+        && let Some(got) = b.submit(state, &call, model).await
+    {
+        rec.add_upstream(started.elapsed());
+        let got = got?;
+        if let Some((m, d)) = got.served {
+            rec.set_served(m, d);
+        }
+        return Ok(Reply::Complete { body: got.body, usage: got.usage, price: got.price });
+    }
+    let winner = attempt::run(state, &call, &plan).await;
+    rec.add_upstream(started.elapsed());
+    let winner = winner?;
     rec.set_served(winner.candidate.model, winner.candidate.deployment);
     rec.deployment_grant = winner.deployment_grant;
     if winner.candidate.model != model {

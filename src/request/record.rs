@@ -40,6 +40,8 @@ pub struct Record {
     served: Option<(usize, usize)>,
     upstream: Duration,
     finished: bool,
+    /// `x-sluice-cache` (`HIT` / `MISS` / `BYPASS`) for models with caching on.
+    pub cache: Option<&'static str>,
 }
 
 impl Record {
@@ -56,6 +58,7 @@ impl Record {
             served: None,
             upstream: Duration::ZERO,
             finished: false,
+            cache: None,
         }
     }
 

@@ -22,11 +22,12 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const X_SLUICE_FALLBACK: HeaderName = HeaderName::from_static("x-sluice-fallback");
+const X_SLUICE_CACHE: HeaderName = HeaderName::from_static("x-sluice-cache");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Common response headers, as ready-made names and values (parsing
 /// `(&str, &str)` pairs showed up in the profile).
-fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
+pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
     let timing = rec.head_sent();
     let mut b = HttpResponse::build(status);
     if let Ok(v) = HeaderValue::from_str(&rec.request_id) {
@@ -42,6 +43,9 @@ fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::Htt
         for (name, value) in super::limits::headers(&g.headroom()) {
             b.insert_header((name, value));
         }
+    }
+    if let Some(c) = rec.cache {
+        b.insert_header((X_SLUICE_CACHE, HeaderValue::from_static(c)));
     }
     b
 }

@@ -164,7 +164,11 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         store: config.spend_store.clone(),
         max_queue: config.queue.max_size,
     };
-    ActorsSpec { sessions, breaker, availability, limiter }
+    let cache = sluice_actors::response_cache::StoreLimits {
+        max_bytes: config.cache.max_bytes,
+        max_entry_bytes: config.cache.max_entry_bytes,
+    };
+    ActorsSpec { sessions, breaker, availability, limiter, cache }
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it

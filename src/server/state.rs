@@ -35,6 +35,8 @@ pub struct Shared {
     pub prometheus: PrometheusHandle,
     /// Pre-registered metric handles of this gateway's models and routes.
     pub metrics: Arc<MetricsTable>,
+    /// Response cache, single-flight and embeddings batching.
+    pub cache: crate::cache::CacheLayer,
     pub started: Instant,
     shutting_down: AtomicBool,
 }
@@ -51,6 +53,7 @@ impl Shared {
         let models = ModelTable::from_config(&config);
         let keys = KeyTable::from_config(&config);
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::request::auth::digest(k.expose()));
+        let cache = crate::cache::CacheLayer::new(&config, actors.cache.clone());
         Shared {
             config,
             providers,
@@ -65,6 +68,7 @@ impl Shared {
             scopes,
             prometheus,
             metrics,
+            cache,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
         }
@@ -79,7 +83,9 @@ impl Shared {
     }
 }
 
-/// One per HTTP worker thread.
+/// One per HTTP worker thread. Cloned into the background tasks a request
+/// leaves behind on its worker (a shared upstream call, an embeddings batch).
+#[derive(Clone)]
 pub struct WorkerState {
     pub shared: Arc<Shared>,
     /// This worker's pooled upstream clients (see `UpstreamSessions`).

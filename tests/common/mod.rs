@@ -194,3 +194,32 @@ pub fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// The gateway's `/status` (no admin key).
+pub async fn gateway_status(gw: &Gateway) -> serde_json::Value {
+    client().get(gw.url("/status")).send().await.unwrap().json().await.unwrap()
+}
+
+/// The `detail` of one actor in a `/status` answer.
+pub fn actor_detail<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["actors"].as_array().unwrap().iter().find(|a| a["name"] == name).map(|a| &a["detail"]).unwrap()
+}
+
+/// Let a gated mock stream send one more event.
+pub async fn mock_gate_release(mock: SocketAddr, gate: &str) {
+    let r = client().post(format!("http://{mock}/mock/gates/{gate}/release")).send().await.unwrap();
+    assert!(r.status().is_success());
+}
+
+/// The text of a chat stream: every `delta.content` (or legacy `text`) in order.
+pub fn sse_text(body: &str) -> String {
+    sse_data(body)
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            let c = &v["choices"][0];
+            c["delta"]["content"].as_str().or(c["text"].as_str()).map(str::to_string)
+        })
+        .collect()
+}

@@ -94,6 +94,8 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
         }
         let fallback_response = m.fallback_response.map(|t| t.value);
         let limits = super::routing::limits(c, &at, m.rpm, m.tpm, m.max_concurrent);
+        let cache = super::cache::model_cache(c, &at, m.cache);
+        let embeddings_batch = super::cache::embeddings_batch(c, &at, m.embeddings_batch);
         out.push(ModelConfig {
             name: m.name.value,
             deployments,
@@ -107,6 +109,8 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
             deadline_ms,
             fallback_response,
             limits,
+            cache,
+            embeddings_batch,
         });
     }
 

@@ -1,0 +1,385 @@
+//! Single-flight: identical cacheable requests in flight at the same time
+//! share one upstream call.
+//!
+//! The first request for a key (the leader) inserts a [`Flight`] and spawns
+//! the task that makes the upstream call on its own worker; every request
+//! for the key, the leader's own included, is a [`Subscriber`] of that
+//! flight. The task appends the stream's event runs to a replay buffer as
+//! they arrive, so a subscriber that joins late first gets every event from
+//! the start, then the live ones. Subscribers leaving only unsubscribe; when
+//! the last one leaves before the end, the task is aborted, which drops (and
+//! so cancels) the upstream request.
+//!
+//! Requests for one key may land on different workers, so the table is a
+//! `DashMap` and a flight is a `Mutex` (never held across an await) with the
+//! wakers of the subscribers waiting on it. The upstream stream itself is
+//! `!Send` and stays in its task on the leader's worker; only `Bytes` cross.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use sluice_actors::response_cache::{Answer, CacheKey};
+use tokio::task::AbortHandle;
+
+use crate::config::Price;
+use crate::error::GatewayError;
+use crate::providers::Usage;
+
+/// What the upstream call answered with, once it did (for a stream: its
+/// first event has arrived).
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// `(model, deployment)` that served.
+    pub served: Option<(usize, usize)>,
+    pub price: Option<Price>,
+    /// Upstream time until the answer (first event) arrived.
+    pub upstream: Duration,
+    /// A whole answer (`Some`), or a stream (`None`: events follow).
+    pub body: Option<Bytes>,
+    pub usage: Option<Usage>,
+}
+
+/// How a flight ended.
+#[derive(Debug, Clone)]
+pub enum End {
+    /// The whole answer is there (body or every event).
+    Done,
+    /// Failed before any byte: every subscriber gets this error.
+    Failed(GatewayError),
+    /// A stream failed after its first event; its error event is the last one buffered.
+    StreamFailed(GatewayError),
+    /// Every subscriber left and the call was dropped.
+    Cancelled,
+}
+
+#[derive(Default)]
+struct Inner {
+    head: Option<Head>,
+    events: Vec<Bytes>,
+    end: Option<End>,
+    /// Both shapes of a complete answer, for subscribers that want the
+    /// other shape than the upstream gave.
+    answer: Option<Answer>,
+    subscribers: usize,
+    abort: Option<AbortHandle>,
+    wakers: Vec<Waker>,
+}
+
+#[derive(Default)]
+pub struct Flight {
+    inner: Mutex<Inner>,
+}
+
+impl Flight {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; go on.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Inner)) {
+        let wakers = {
+            let mut g = self.lock();
+            f(&mut g);
+            std::mem::take(&mut g.wakers)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// The task that makes the call; aborted when the last subscriber leaves.
+    pub fn set_task(&self, h: AbortHandle) {
+        let mut g = self.lock();
+        if matches!(g.end, Some(End::Cancelled)) {
+            h.abort();
+        } else {
+            g.abort = Some(h);
+        }
+    }
+
+    pub fn head(&self, head: Head) {
+        self.update(|g| g.head = Some(head));
+    }
+
+    /// One run of whole SSE events.
+    pub fn push(&self, events: Bytes) {
+        self.update(|g| g.events.push(events));
+    }
+
+    pub fn finish(&self, end: End, answer: Option<Answer>) {
+        self.update(|g| {
+            if g.end.is_none() {
+                g.end = Some(end);
+                g.answer = answer;
+                g.abort = None;
+            }
+        });
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.lock().end.is_some()
+    }
+
+    /// Every event so far, in one buffer (to assemble the stored answer).
+    pub fn all_events(&self) -> Vec<u8> {
+        let g = self.lock();
+        let mut out = Vec::with_capacity(g.events.iter().map(Bytes::len).sum());
+        for e in &g.events {
+            out.extend_from_slice(e);
+        }
+        out
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.lock().subscribers
+    }
+}
+
+/// Every flight in progress, by key. Shared by all workers.
+#[derive(Default)]
+pub struct Flights {
+    map: DashMap<CacheKey, Arc<Flight>>,
+}
+
+/// Which part a request plays in its key's flight.
+pub enum Role {
+    /// It started the flight: it must make the call (and may find, on a
+    /// second look, that the answer was stored meanwhile).
+    Lead(Subscriber),
+    /// It joined a flight already under way.
+    Follow(Subscriber),
+}
+
+impl Flights {
+    pub fn join(self: &Arc<Self>, key: CacheKey) -> Role {
+        let sub = |flight: Arc<Flight>| Subscriber { flights: self.clone(), key, flight, pos: 0 };
+        match self.map.entry(key) {
+            Entry::Occupied(mut o) => {
+                let f = o.get().clone();
+                {
+                    let mut g = f.lock();
+                    if !matches!(g.end, Some(End::Cancelled | End::Failed(_) | End::StreamFailed(_))) {
+                        g.subscribers += 1;
+                        drop(g);
+                        return Role::Follow(sub(f));
+                    }
+                }
+                // A dead flight still listed: start a new one in its place.
+                let fresh = Arc::new(Flight::default());
+                fresh.lock().subscribers = 1;
+                o.insert(fresh.clone());
+                Role::Lead(sub(fresh))
+            }
+            Entry::Vacant(v) => {
+                let fresh = Arc::new(Flight::default());
+                fresh.lock().subscribers = 1;
+                v.insert(fresh.clone());
+                Role::Lead(sub(fresh))
+            }
+        }
+    }
+
+    /// Take `flight` out of the table (if it is still the one listed).
+    pub fn remove(&self, key: CacheKey, flight: &Arc<Flight>) {
+        self.map.remove_if(&key, |_, f| Arc::ptr_eq(f, flight));
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// What a subscriber waits for first.
+pub enum Ready {
+    /// The upstream answered; for a stream, events can be read.
+    Head(Head),
+    /// The answer was found stored after the flight began.
+    Answer(Answer),
+    Failed(GatewayError),
+}
+
+/// What a subscriber reads next from a stream flight.
+pub enum Next {
+    Events(Bytes),
+    /// The stream is over: `Ok` after its last event, `Err` after an error event.
+    End(Result<(), GatewayError>),
+}
+
+/// One request's share of a flight. Dropping it unsubscribes; the last
+/// subscriber to leave an unfinished flight cancels its upstream call.
+pub struct Subscriber {
+    flights: Arc<Flights>,
+    key: CacheKey,
+    flight: Arc<Flight>,
+    pos: usize,
+}
+
+impl Subscriber {
+    pub fn flight(&self) -> &Arc<Flight> {
+        &self.flight
+    }
+
+    pub fn key(&self) -> CacheKey {
+        self.key
+    }
+
+    pub fn table(&self) -> &Arc<Flights> {
+        &self.flights
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Ready> {
+        let mut g = self.flight.lock();
+        if let Some(h) = &g.head {
+            return Poll::Ready(Ready::Head(h.clone()));
+        }
+        match &g.end {
+            Some(End::Failed(e) | End::StreamFailed(e)) => Poll::Ready(Ready::Failed(e.clone())),
+            Some(End::Done) if g.answer.is_some() => {
+                Poll::Ready(g.answer.clone().map_or_else(
+                    || Ready::Failed(GatewayError::Internal { detail: "no answer".into() }),
+                    Ready::Answer,
+                ))
+            }
+            Some(End::Cancelled | End::Done) => Poll::Ready(Ready::Failed(GatewayError::Internal {
+                detail: "the shared upstream call ended without an answer".into(),
+            })),
+            None => {
+                g.wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Wait until the upstream answered (first event of a stream) or failed.
+    pub async fn ready(&self) -> Ready {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    fn poll_end(&self, cx: &mut Context<'_>) -> Poll<Result<Option<Answer>, GatewayError>> {
+        let mut g = self.flight.lock();
+        match &g.end {
+            Some(End::Done) => Poll::Ready(Ok(g.answer.clone())),
+            Some(End::Failed(e) | End::StreamFailed(e)) => Poll::Ready(Err(e.clone())),
+            Some(End::Cancelled) => {
+                Poll::Ready(Err(GatewayError::Internal { detail: "the shared upstream call was cancelled".into() }))
+            }
+            None => {
+                g.wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Wait for the end: the assembled answer (`None` if it could not be
+    /// assembled), or the error the call ended with.
+    pub async fn finished(&self) -> Result<Option<Answer>, GatewayError> {
+        std::future::poll_fn(|cx| self.poll_end(cx)).await
+    }
+
+    /// The next event run: buffered ones first (a late joiner replays from
+    /// the start), then live ones as the task appends them.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        let mut g = self.flight.lock();
+        if let Some(e) = g.events.get(self.pos) {
+            let e = e.clone();
+            self.pos += 1;
+            return Poll::Ready(Next::Events(e));
+        }
+        match &g.end {
+            Some(End::Done) => Poll::Ready(Next::End(Ok(()))),
+            Some(End::Failed(e) | End::StreamFailed(e)) => Poll::Ready(Next::End(Err(e.clone()))),
+            Some(End::Cancelled) => Poll::Ready(Next::End(Err(GatewayError::Internal {
+                detail: "the shared upstream call was cancelled".into(),
+            }))),
+            None => {
+                g.wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let abort = {
+            let mut g = self.flight.lock();
+            g.subscribers = g.subscribers.saturating_sub(1);
+            if g.subscribers > 0 || g.end.is_some() {
+                return;
+            }
+            g.end = Some(End::Cancelled);
+            g.abort.take()
+        };
+        if let Some(h) = abort {
+            h.abort();
+        }
+        self.flights.remove(self.key, &self.flight);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop_cx() -> Context<'static> {
+        Context::from_waker(Waker::noop())
+    }
+
+    #[test]
+    fn followers_join_and_replay_from_the_start() {
+        let t = Arc::new(Flights::default());
+        let Role::Lead(lead) = t.join(7) else { panic!("first is the leader") };
+        let f = lead.flight().clone();
+        f.push(Bytes::from_static(b"data: 1\n\n"));
+        let Role::Follow(mut late) = t.join(7) else { panic!("second follows") };
+        assert_eq!(f.subscribers(), 2);
+        f.push(Bytes::from_static(b"data: 2\n\n"));
+        let mut cx = noop_cx();
+        let mut got = Vec::new();
+        while let Poll::Ready(Next::Events(e)) = late.poll_next(&mut cx) {
+            got.push(e);
+        }
+        assert_eq!(got, vec![Bytes::from_static(b"data: 1\n\n"), Bytes::from_static(b"data: 2\n\n")]);
+        f.finish(End::Done, None);
+        assert!(matches!(late.poll_next(&mut cx), Poll::Ready(Next::End(Ok(())))));
+        drop(late);
+        drop(lead);
+        assert_eq!(t.len(), 1, "a finished flight is removed by its task, not its subscribers");
+        t.remove(7, &f);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn the_last_subscriber_leaving_cancels_the_flight() {
+        let t = Arc::new(Flights::default());
+        let Role::Lead(lead) = t.join(1) else { panic!() };
+        let Role::Follow(follow) = t.join(1) else { panic!() };
+        let f = lead.flight().clone();
+        drop(lead);
+        assert!(!f.is_finished(), "one subscriber is still there");
+        drop(follow);
+        assert!(matches!(f.lock().end, Some(End::Cancelled)));
+        assert!(t.is_empty());
+        // The next request for the key starts afresh.
+        assert!(matches!(t.join(1), Role::Lead(_)));
+    }
+
+    #[test]
+    fn a_failed_flight_is_replaced_and_its_error_shared() {
+        let t = Arc::new(Flights::default());
+        let Role::Lead(lead) = t.join(3) else { panic!() };
+        let Role::Follow(follow) = t.join(3) else { panic!() };
+        lead.flight().finish(End::Failed(GatewayError::ShuttingDown), None);
+        let mut cx = noop_cx();
+        assert!(matches!(follow.poll_ready(&mut cx), Poll::Ready(Ready::Failed(GatewayError::ShuttingDown))));
+        assert!(matches!(t.join(3), Role::Lead(_)), "a failed flight still listed is not joined");
+    }
+}

@@ -1,0 +1,128 @@
+//! Sending fewer requests upstream: the response cache's request-side
+//! pieces (key, answer shapes, single-flight) and its per-model policy.
+//! The store itself is the `ResponseCache` actor (`sluice-actors`); the
+//! pipeline step is `request::cache`, embeddings batching `request::batch`.
+//! Why it is built this way: docs/decisions/cache.md.
+
+pub mod answer;
+pub mod flight;
+pub mod key;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, counter, describe_counter, describe_gauge};
+use sluice_actors::response_cache::CacheHandle;
+
+use crate::config::Config;
+use crate::providers::HeaderForward;
+use crate::request::batch::Batcher;
+use flight::Flights;
+
+/// `x-sluice-cache` values.
+pub const HIT: &str = "HIT";
+pub const MISS: &str = "MISS";
+pub const BYPASS: &str = "BYPASS";
+
+/// How one model with caching on is cached.
+pub struct ModelPolicy {
+    pub name: String,
+    pub ttl: Duration,
+    pub only_deterministic: bool,
+    /// The `forward_headers` of the model's providers: forwarded headers
+    /// may change the answer, so they are part of the key.
+    pub forward: Vec<HeaderForward>,
+    pub hits: Counter,
+    pub misses: Counter,
+    pub bypasses: Counter,
+    pub coalesced: Counter,
+}
+
+/// The cache and batching state every worker shares.
+pub struct CacheLayer {
+    pub handle: CacheHandle,
+    pub flights: Arc<Flights>,
+    /// By model index; `None` where caching is off (such requests pay nothing).
+    policies: Vec<Option<ModelPolicy>>,
+    /// By model index; `None` where embeddings batching is off.
+    batchers: Vec<Option<Arc<Batcher>>>,
+}
+
+impl CacheLayer {
+    pub fn new(cfg: &Config, handle: CacheHandle) -> CacheLayer {
+        describe();
+        let policies = cfg
+            .models
+            .iter()
+            .map(|m| {
+                let c = m.cache?;
+                let forward = forwarded(cfg, m);
+                let name = m.name.clone();
+                Some(ModelPolicy {
+                    ttl: Duration::from_millis(c.ttl_ms),
+                    only_deterministic: c.only_deterministic,
+                    forward,
+                    hits: counter!("sluice_cache_hits_total", "model" => name.clone()),
+                    misses: counter!("sluice_cache_misses_total", "model" => name.clone()),
+                    bypasses: counter!("sluice_cache_bypasses_total", "model" => name.clone()),
+                    coalesced: counter!("sluice_coalesced_total", "model" => name.clone()),
+                    name,
+                })
+            })
+            .collect();
+        let batchers = cfg
+            .models
+            .iter()
+            .map(|m| m.embeddings_batch.map(|b| Batcher::new(&m.name, b, forwarded(cfg, m))))
+            .collect();
+        CacheLayer { handle, flights: Arc::default(), policies, batchers }
+    }
+
+    pub fn policy(&self, model: usize) -> Option<&ModelPolicy> {
+        self.policies.get(model)?.as_ref()
+    }
+
+    pub fn batcher(&self, model: usize) -> Option<&Arc<Batcher>> {
+        self.batchers.get(model)?.as_ref()
+    }
+}
+
+/// The `forward_headers` of a model's providers (each provider once).
+fn forwarded(cfg: &Config, m: &crate::config::ModelConfig) -> Vec<HeaderForward> {
+    let mut providers: Vec<usize> = m.deployments.iter().map(|d| d.provider).collect();
+    providers.sort_unstable();
+    providers.dedup();
+    providers
+        .into_iter()
+        .filter_map(|p| cfg.providers.get(p))
+        .filter(|p| !p.forward_headers.is_empty())
+        .map(|p| HeaderForward::new(&p.forward_headers))
+        .collect()
+}
+
+fn describe() {
+    describe_counter!("sluice_cache_hits_total", "Requests answered from the response cache, by model.");
+    describe_counter!(
+        "sluice_cache_misses_total",
+        "Cacheable requests not in the cache (or refreshed with no-cache), by model."
+    );
+    describe_counter!(
+        "sluice_cache_bypasses_total",
+        "Requests to a cached model that skipped the cache (no-store, or not deterministic), by model."
+    );
+    describe_counter!(
+        "sluice_coalesced_total",
+        "Requests that shared an identical in-flight request's upstream call, by model."
+    );
+    describe_counter!("sluice_cache_evictions_total", "Entries evicted to stay within cache.max_bytes.");
+    describe_gauge!("sluice_cache_entries", "Answers in the response cache.");
+    describe_gauge!("sluice_cache_bytes", "Bytes held by the response cache.");
+    describe_counter!(
+        "sluice_embeddings_batched_total",
+        "Embedding requests merged with others into one upstream call, by model."
+    );
+    describe_counter!(
+        "sluice_embeddings_batches_total",
+        "Upstream calls made for merged embedding requests, by model."
+    );
+}
