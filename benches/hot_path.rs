@@ -16,6 +16,11 @@
 // the point here, and nothing in this file runs inside the gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// The gateway binary's allocator (src/main.rs), so heap-versus-arena and
+/// every other allocation-heavy number here is the one the gateway sees.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;

@@ -13,6 +13,14 @@
 //! the connection, which is how a disconnected client cancels its upstream.
 //!
 //! https upstreams keep using hyper (TLS, HTTP/2 by ALPN).
+//!
+//! Read buffers (docs/performance-memory.md): a connection holds no read
+//! buffer while it waits for its upstream — a stream between two events, a
+//! request before its first byte, a connection idle in the pool. A buffer is
+//! allocated when the socket is readable, sized by the connection's read
+//! window (4 KiB, doubling up to 64 KiB while reads fill it, halving when
+//! they stay small), and its data leaves as `Bytes` that share it, so with
+//! 10,000 open streams only the few being relayed at that moment hold one.
 
 use std::cell::RefCell;
 use std::io;
@@ -35,6 +43,11 @@ const MAX_HEADERS: usize = 96;
 /// Idle this long, a pooled connection is checked for a close from the
 /// server before reuse (one non-blocking read); busier ones are reused as is.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// Read window of a new connection, and the least it shrinks to: a typical
+/// response head and small JSON body in one read.
+const MIN_WINDOW: usize = 4 * 1024;
+/// Largest read window, reached by reads that keep filling it (large bodies).
+const MAX_WINDOW: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum H1Error {
@@ -70,8 +83,56 @@ impl Drop for Counted {
 
 struct Conn {
     io: TcpStream,
+    /// Bytes read and not yet consumed. Empty, it owns no allocation across
+    /// a wait (see [`Conn::fill`]).
     buf: BytesMut,
+    /// How much room the next read gets (`MIN_WINDOW..=MAX_WINDOW`).
+    window: usize,
     _counted: Counted,
+}
+
+impl Conn {
+    fn new(io: TcpStream, counted: Counted) -> Conn {
+        Conn { io, buf: BytesMut::new(), window: MIN_WINDOW, _counted: counted }
+    }
+
+    /// Read once more into `buf`; `Ok(0)` at EOF. With nothing pending, the
+    /// buffer is let go before the wait (data already handed out as `Bytes`
+    /// keeps its own share alive) and a new one is taken only once the
+    /// socket is readable: a connection waiting on a slow upstream owns no
+    /// read buffer. A partial head, chunk line or frame stays in `buf`.
+    async fn fill(&mut self) -> io::Result<usize> {
+        if !self.buf.is_empty() {
+            self.buf.reserve(self.window);
+            let room = self.buf.capacity() - self.buf.len();
+            let n = self.io.read_buf(&mut self.buf).await?;
+            self.adapt(n, room);
+            return Ok(n);
+        }
+        loop {
+            self.buf = BytesMut::new();
+            self.io.readable().await?;
+            self.buf.reserve(self.window);
+            let room = self.buf.capacity();
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(n) => {
+                    self.adapt(n, room);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Grow the window while reads fill it; shrink it when they use little.
+    fn adapt(&mut self, read: usize, room: usize) {
+        if read >= room {
+            self.window = (self.window * 2).min(MAX_WINDOW);
+        } else if read < self.window / 4 {
+            self.window = (self.window / 2).max(MIN_WINDOW);
+        }
+    }
 }
 
 struct Idle {
@@ -229,14 +290,16 @@ impl H1Pool {
         // Each event of a stream must leave at once (no Nagle delay).
         io.set_nodelay(true).map_err(H1Error::Connect)?;
         p.stats.connection_opened();
-        Ok(Conn { io, buf: BytesMut::with_capacity(8 * 1024), _counted: Counted(p.stats.clone()) })
+        Ok(Conn::new(io, Counted(p.stats.clone())))
     }
 }
 
 impl PoolInner {
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, mut conn: Conn) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < self.max_idle && conn.buf.is_empty() {
+            // An idle connection keeps no buffer (its window, a number, stays).
+            conn.buf = BytesMut::new();
             idle.push(Idle { conn, since: Instant::now() });
         }
     }
@@ -311,8 +374,7 @@ async fn exchange(
             }
         }
         let nothing_yet = conn.buf.is_empty();
-        conn.buf.reserve(8 * 1024);
-        match conn.io.read_buf(&mut conn.buf).await {
+        match conn.fill().await {
             Ok(0) => return Err((H1Error::Closed, nothing_yet)),
             Ok(_) => {}
             Err(e) => return Err((H1Error::Io(e), nothing_yet)),
@@ -415,8 +477,7 @@ impl H1Body {
                     return Some(Err(e));
                 }
             }
-            conn.buf.reserve(8 * 1024);
-            match conn.io.read_buf(&mut conn.buf).await {
+            match conn.fill().await {
                 Ok(0) => {
                     if self.framing == Framing::Close {
                         self.framing = Framing::Done;

@@ -219,3 +219,83 @@ async fn refused_connection_is_a_connect_error() {
     let e = pool(port).send(&post(b"{}")).await.err().unwrap();
     assert!(matches!(e, H1Error::Connect(_)), "{e}");
 }
+
+/// `len` bytes of body in one length-delimited reply.
+fn big_reply(len: usize, chunked: bool) -> &'static [u8] {
+    let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut r = Vec::new();
+    if chunked {
+        r.extend_from_slice(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+        for c in body.chunks(10_000) {
+            r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            r.extend_from_slice(c);
+            r.extend_from_slice(b"\r\n");
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        r.extend_from_slice(format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").as_bytes());
+        r.extend_from_slice(&body);
+    }
+    Vec::leak(r)
+}
+
+#[tokio::test]
+async fn bodies_larger_than_the_read_window_grow_it_and_pooled_connections_keep_no_buffer() {
+    for chunked in [false, true] {
+        let len = 300_000;
+        let (port, accepts) = server(vec![big_reply(len, chunked), LEN_REPLY], 1 << 20).await;
+        let p = pool(port);
+        let mut r = p.send(&post(b"{}")).await.unwrap();
+        let mut out = Vec::new();
+        let mut widest = 0;
+        while let Some(c) = r.body.chunk().await {
+            out.extend_from_slice(&c.unwrap());
+            if let Some(conn) = &r.body.conn {
+                widest = widest.max(conn.window);
+            }
+        }
+        assert_eq!(out.len(), len, "chunked {chunked}");
+        assert!(out.iter().enumerate().all(|(i, &b)| b == b'a' + (i % 26) as u8));
+        assert!(widest > MIN_WINDOW && widest <= MAX_WINDOW, "the window grew: {widest}");
+        drop(r);
+        // Back in the pool with no buffer: a pooled connection costs no read memory.
+        assert_eq!(p.idle_connections(), 1);
+        assert_eq!(p.inner.idle.borrow()[0].conn.buf.capacity(), 0);
+        // Reused for a small answer, whose reads shrink the window again.
+        let mut r = p.send(&post(b"{}")).await.unwrap();
+        assert_eq!(read_all(&mut r.body).await.unwrap(), b"{\"ok\":true}");
+        assert_eq!(accepts.load(Ordering::SeqCst), 1);
+        assert!(p.inner.idle.borrow()[0].conn.window < widest);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_waiting_for_its_next_event_holds_no_read_buffer() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut tmp = [0u8; 4096];
+        let _ = s.read(&mut tmp).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        s.write_all(b"9\r\ndata: 1\n\n\r\n").await.unwrap();
+        let _ = go_rx.await;
+        s.write_all(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n").await.unwrap();
+        let _ = s.read(&mut tmp).await;
+    });
+    let p = pool(port);
+    let mut r = p.send(&post(b"{}")).await.unwrap();
+    let first = r.body.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"data: 1\n\n");
+    // Waiting for the next event: the buffer the first one was read into is
+    // let go (the `Bytes` handed out keeps its own share).
+    assert!(tokio::time::timeout(Duration::from_millis(50), r.body.chunk()).await.is_err());
+    assert_eq!(r.body.conn.as_ref().unwrap().buf.capacity(), 0);
+    assert_eq!(&first[..], b"data: 1\n\n");
+    go_tx.send(()).unwrap();
+    assert_eq!(read_all(&mut r.body).await.unwrap(), b"data: 2\n\n");
+    assert_eq!(p.idle_connections(), 1);
+}
