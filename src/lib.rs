@@ -18,3 +18,4 @@ pub mod mock;
 pub mod providers;
 pub mod request;
 pub mod server;
+pub mod translate;

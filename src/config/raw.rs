@@ -32,6 +32,9 @@ pub mod defaults {
     pub const MOCK_CHUNK_DELAY_MS: i64 = 0;
     pub const MOCK_TOKENS: i64 = 16;
 
+    pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+    pub const ANTHROPIC_MAX_TOKENS: i64 = 4096;
+
     pub const WEIGHT: i64 = 1;
     pub const KEY_MODELS: &str = "*";
 }
@@ -120,6 +123,15 @@ pub struct RawProvider {
     pub total_timeout_ms: Option<i64>,
     pub warm_connections: Option<i64>,
     pub mock: Option<RawMock>,
+    pub anthropic: Option<RawAnthropic>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnthropic {
+    pub version: Option<Text>,
+    pub default_max_tokens: Option<i64>,
+    pub prompt_caching: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

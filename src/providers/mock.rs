@@ -68,7 +68,8 @@ impl MockProvider {
                 let usage = super::usage::from_body(&body).ok().flatten();
                 Ok(Reply::Complete { body, usage })
             }
-            Endpoint::Chat | Endpoint::Completions => {
+            // `Messages` arrives here already translated to `Chat` (providers::messages).
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => {
                 // Same body the openai provider would send: renamed model,
                 // usage requested on streams.
                 let body = ingress::rewrite(call.body, call.peek, call.upstream_model, true);

@@ -152,8 +152,8 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
     let mut p = Peek::default();
     let mut seen_model = false;
     let mut seen_stream = false;
-    let mut seen_required = false;
-    let required = endpoint.required_field();
+    let required = endpoint.required_fields();
+    let mut seen_required = [false; 2];
     for item in sonic_rs::to_object_iter(body) {
         let (key, value) = item.map_err(|e| {
             GatewayError::invalid(format!("We could not parse the JSON body of your request: {e}"), None)
@@ -198,20 +198,27 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
                     t => return Err(wrong_type("stream_options", "an object", t)),
                 }
             }
-            k if Some(k) == required.map(|(name, _)| name) => {
-                seen_required = true;
-                if let Some((name, kinds)) = required {
-                    let t = value.get_type();
-                    if !kinds.contains(&t) {
-                        let want = kinds.iter().map(|k| type_name(*k)).collect::<Vec<_>>().join(" or ");
-                        return Err(wrong_type(name, &want, t));
-                    }
-                    if name == "messages" && value.as_raw_str()[1..].trim_start().starts_with(']') {
-                        return Err(GatewayError::invalid(
-                            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-                            Some("messages"),
-                        ));
-                    }
+            k if let Some(i) = required.iter().position(|(name, _)| *name == k) => {
+                if let Some(seen) = seen_required.get_mut(i) {
+                    *seen = true;
+                }
+                let (name, kinds) = required[i];
+                let t = value.get_type();
+                if !kinds.contains(&t) {
+                    let want = kinds.iter().map(|k| type_name(*k)).collect::<Vec<_>>().join(" or ");
+                    return Err(wrong_type(name, &want, t));
+                }
+                if name == "messages" && value.as_raw_str()[1..].trim_start().starts_with(']') {
+                    return Err(GatewayError::invalid(
+                        "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+                        Some("messages"),
+                    ));
+                }
+                if name == "max_tokens" && value.as_u64().is_none_or(|n| n == 0) {
+                    return Err(GatewayError::invalid(
+                        "Invalid 'max_tokens': expected an integer of at least 1.",
+                        Some("max_tokens"),
+                    ));
                 }
             }
             _ => {}
@@ -220,10 +227,10 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
     if !seen_model {
         return Err(GatewayError::invalid("You must provide a model parameter.", Some("model")));
     }
-    if let Some((name, _)) = required
-        && !seen_required
-    {
-        return Err(GatewayError::invalid(format!("Missing required parameter: '{name}'."), Some(name)));
+    for (i, (name, _)) in required.iter().enumerate() {
+        if !seen_required.get(i).copied().unwrap_or(true) {
+            return Err(GatewayError::invalid(format!("Missing required parameter: '{name}'."), Some(name)));
+        }
     }
     if p.stream && !endpoint.streams() {
         return Err(GatewayError::invalid(

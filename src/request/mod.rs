@@ -6,7 +6,8 @@
 //! 2. [`auth`]     — client key → policy (401), model permission (403)
 //! 3. rate limit   — (arrives with the `RateLimiter` actor)
 //! 4. cache        — (arrives with the `ResponseCache` actor)
-//! 5. [`route`]    — model → deployments in order, then fallbacks (404)
+//! 5. [`route`]    — model → deployments in order, then fallbacks (404);
+//!    [`capability`] drops those whose protocol lacks the route (400 if none left)
 //! 6. [`attempt`]  — each deployment through its provider and this worker's
 //!    upstream session, until one answers before the first byte
 //! 7. [`relay`]    — the body, or the SSE stream event by event, back
@@ -17,6 +18,7 @@
 
 pub mod attempt;
 pub mod auth;
+pub mod capability;
 pub mod ingress;
 pub mod record;
 pub mod relay;
@@ -66,6 +68,8 @@ async fn steps(
     let model = shared.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
     let candidates = shared.models.candidates(model);
+    // Deployments whose protocol lacks this route are skipped (400 if none can serve it).
+    let candidates = capability::serving(shared, model, endpoint, candidates)?;
     let request_id = rec.request_id.clone();
     let call = Call {
         endpoint,

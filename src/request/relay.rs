@@ -53,7 +53,8 @@ pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
     if let GatewayError::UpstreamStatus { retry_after: Some(ra), .. } = e {
         b.insert_header(("retry-after", ra.as_str()));
     }
-    let resp = b.body(e.body());
+    // OpenAI's error shape, or Anthropic's on /v1/messages.
+    let resp = b.body(crate::providers::messages::error_body(rec.endpoint, e));
     rec.finish(Outcome::Status(status.as_u16()), None, None);
     resp
 }
@@ -88,6 +89,8 @@ struct Relay {
     rest: EventStream,
     spec: StreamSpec,
     usage: Option<Usage>,
+    /// Reads usage in the client's protocol (OpenAI chunks or Anthropic events).
+    scan: usage::StreamUsage,
     idle: Pin<Box<Sleep>>,
     deadline: Instant,
     done: bool,
@@ -96,7 +99,9 @@ struct Relay {
 impl Relay {
     fn new(rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> Relay {
         let deadline = spec.started + spec.timeouts.total;
+        let scan = usage::StreamUsage::for_endpoint(rec.endpoint);
         Relay {
+            scan,
             rec,
             first: Some(first),
             rest,
@@ -110,7 +115,7 @@ impl Relay {
 
     /// Capture usage and hide the usage chunk if the client did not ask.
     fn pass(&mut self, events: Bytes) -> Bytes {
-        let (u, out) = usage::scan_events(events, !self.spec.client_wants_usage);
+        let (u, out) = self.scan.scan(events, !self.spec.client_wants_usage);
         if u.is_some() {
             self.usage = u;
         }
@@ -121,7 +126,7 @@ impl Relay {
         self.done = true;
         tracing::warn!(request_id = %self.rec.request_id, error = %e, "stream failed after its first byte");
         self.rec.finish(Outcome::StreamError, self.usage, self.spec.price);
-        e.sse_event()
+        crate::providers::messages::error_event(self.rec.endpoint, &e)
     }
 }
 
