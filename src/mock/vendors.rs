@@ -42,16 +42,17 @@ fn fnv(h: u64, s: &str) -> u64 {
     s.bytes().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-/// Collect every `"text"` string (prompt text) of a JSON value.
+/// Count and hash the prompt text of a JSON value: `"text"` strings, and
+/// `"content"` given as a plain string (Anthropic's shorthand).
 fn texts(v: &sonic_rs::Value, words: &mut u64, hash: &mut u64) {
-    use sonic_rs::JsonContainerTrait;
     if let Some(o) = v.as_object() {
         for (k, x) in o.iter() {
             match (k, x.as_str()) {
-                ("text", Some(t)) => {
+                ("text" | "content", Some(t)) => {
                     *words += t.split_whitespace().count() as u64;
                     *hash = fnv(*hash, t);
                 }
+                (_, Some(_)) => {}
                 _ => texts(x, words, hash),
             }
         }
@@ -59,10 +60,6 @@ fn texts(v: &sonic_rs::Value, words: &mut u64, hash: &mut u64) {
         for x in a.iter() {
             texts(x, words, hash);
         }
-    } else if let Some(t) = v.as_str() {
-        // Anthropic's string content / system.
-        *words += t.split_whitespace().count() as u64;
-        *hash = fnv(*hash, t);
     }
 }
 
@@ -102,10 +99,17 @@ pub(crate) fn parse(
     };
     let (mut words, mut hash) = (0u64, 0xcbf2_9ce4_8422_2325u64);
     texts(prompt, &mut words, &mut hash);
-    for k in ["system", "systemInstruction"] {
-        if let Some(s) = v.get(k) {
-            texts(s, &mut words, &mut hash);
+    match v.get("system") {
+        Some(s) if s.is_str() => {
+            let t = s.as_str().unwrap_or("");
+            words += t.split_whitespace().count() as u64;
+            hash = fnv(hash, t);
         }
+        Some(s) => texts(s, &mut words, &mut hash),
+        None => {}
+    }
+    if let Some(s) = v.get("systemInstruction") {
+        texts(s, &mut words, &mut hash);
     }
     let wanted = tokens.unwrap_or(default_tokens).min(generate::MAX_COMPLETION_TOKENS);
     let (completion_tokens, finish_reason) = match cap {
