@@ -136,11 +136,54 @@ fn tokens(g: &GenRequest) -> Vec<String> {
     text.split(' ').enumerate().map(|(i, w)| if i == 0 { w.to_owned() } else { format!(" {w}") }).collect()
 }
 
+/// A JSON value whose objects keep their key order, so equal requests give
+/// byte-for-byte equal answers (sonic-rs's `Value` objects are hash maps).
+enum J {
+    S(String),
+    N(u64),
+    Null,
+    A(Vec<J>),
+    O(Vec<(&'static str, J)>),
+}
+
+impl Serialize for J {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            J::S(s) => ser.serialize_str(s),
+            J::N(n) => ser.serialize_u64(*n),
+            J::Null => ser.serialize_unit(),
+            J::A(v) => {
+                let mut seq = ser.serialize_seq(Some(v.len()))?;
+                for x in v {
+                    seq.serialize_element(x)?;
+                }
+                seq.end()
+            }
+            J::O(v) => {
+                let mut map = ser.serialize_map(Some(v.len()))?;
+                for (k, x) in v {
+                    map.serialize_entry(k, x)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+fn s(x: impl Into<String>) -> J {
+    J::S(x.into())
+}
+
+fn o(v: Vec<(&'static str, J)>) -> J {
+    J::O(v)
+}
+
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     sonic_rs::to_vec(v).unwrap_or_else(|_| b"{}".to_vec())
 }
 
-fn event<T: Serialize>(out: &mut Vec<Bytes>, name: &str, v: &T) {
+fn event(out: &mut Vec<Bytes>, name: &str, v: &J) {
     let mut b = Vec::with_capacity(128);
     if !name.is_empty() {
         b.extend_from_slice(b"event: ");
@@ -153,14 +196,24 @@ fn event<T: Serialize>(out: &mut Vec<Bytes>, name: &str, v: &T) {
     out.push(Bytes::from(b));
 }
 
-/// The tool call a request asked for, as `(name, input JSON)`.
+/// The input of the tool call a request asked for: `{"query": <answer text>}`.
+fn tool_args(g: &GenRequest) -> J {
+    o(vec![("query", s(generate::answer_text(g)))])
+}
+
 fn tool_input(g: &GenRequest) -> String {
-    String::from_utf8(json(&sonic_rs::json!({ "query": generate::answer_text(g) }))).unwrap_or_default()
+    String::from_utf8(json(&tool_args(g))).unwrap_or_default()
+}
+
+/// `s` cut in two at a character boundary near its middle.
+fn halves(s: &str) -> [&str; 2] {
+    let mid = s.char_indices().map(|(i, _)| i).nth(s.chars().count() / 2).unwrap_or(0);
+    [&s[..mid], &s[mid..]]
 }
 
 // ------------------------------------------------------------- Anthropic
 
-/// A whole Messages answer, or its stream events.
+/// A whole Messages answer (`Ok`), or its stream events (`Err`).
 pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Result<Bytes, Vec<Bytes>> {
     let id = format!("msg_mock{:016x}", g.seed);
     let cached = cached.min(u64::from(g.prompt_tokens));
@@ -171,144 +224,188 @@ pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Resu
         (None, "length") => "max_tokens",
         _ => "end_turn",
     };
-    let usage = sonic_rs::json!({
-        "input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
-        "output_tokens": out_tokens,
-    });
+    let usage = |output: u64| {
+        o(vec![
+            ("input_tokens", J::N(input)),
+            ("cache_creation_input_tokens", J::N(0)),
+            ("cache_read_input_tokens", J::N(cached)),
+            ("output_tokens", J::N(output)),
+        ])
+    };
     let tool_id = format!("toolu_mock{:016x}", g.seed);
+    let message = |content: J, stop: J, output: u64| {
+        o(vec![
+            ("id", s(&id)),
+            ("type", s("message")),
+            ("role", s("assistant")),
+            ("model", s(&g.model)),
+            ("content", content),
+            ("stop_reason", stop),
+            ("stop_sequence", J::Null),
+            ("usage", usage(output)),
+        ])
+    };
     if !g.stream {
         let content = match tool {
-            Some(name) => sonic_rs::json!([{ "type": "tool_use", "id": tool_id, "name": name,
-                "input": sonic_rs::from_str::<sonic_rs::Value>(&tool_input(g)).unwrap_or_default() }]),
-            None => sonic_rs::json!([{ "type": "text", "text": generate::answer_text(g) }]),
+            Some(name) => J::A(vec![o(vec![
+                ("type", s("tool_use")),
+                ("id", s(&tool_id)),
+                ("name", s(name)),
+                ("input", tool_args(g)),
+            ])]),
+            None => J::A(vec![o(vec![("type", s("text")), ("text", s(generate::answer_text(g)))])]),
         };
-        let body = sonic_rs::json!({
-            "id": id, "type": "message", "role": "assistant", "model": g.model, "content": content,
-            "stop_reason": stop, "stop_sequence": null, "usage": usage,
-        });
-        return Ok(Bytes::from(json(&body)));
+        return Ok(Bytes::from(json(&message(content, s(stop), out_tokens))));
     }
     let mut ev = Vec::new();
-    let start_usage = sonic_rs::json!({
-        "input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached, "output_tokens": 1,
-    });
-    event(&mut ev, "message_start", &sonic_rs::json!({ "type": "message_start", "message": {
-        "id": id, "type": "message", "role": "assistant", "model": g.model, "content": [],
-        "stop_reason": null, "stop_sequence": null, "usage": start_usage }}));
-    event(&mut ev, "ping", &sonic_rs::json!({ "type": "ping" }));
+    event(&mut ev, "message_start", &o(vec![("type", s("message_start")), ("message", message(J::A(vec![]), J::Null, 1))]));
+    event(&mut ev, "ping", &o(vec![("type", s("ping"))]));
+    let start = |block: J| o(vec![("type", s("content_block_start")), ("index", J::N(0)), ("content_block", block)]);
+    let delta = |d: J| o(vec![("type", s("content_block_delta")), ("index", J::N(0)), ("delta", d)]);
     match tool {
         Some(name) => {
-            event(&mut ev, "content_block_start", &sonic_rs::json!({ "type": "content_block_start", "index": 0,
-                "content_block": { "type": "tool_use", "id": tool_id, "name": name, "input": {} }}));
+            let block =
+                o(vec![("type", s("tool_use")), ("id", s(&tool_id)), ("name", s(name)), ("input", o(vec![]))]);
+            event(&mut ev, "content_block_start", &start(block));
             let input = tool_input(g);
-            let mid = input.char_indices().map(|(i, _)| i).nth(input.chars().count() / 2).unwrap_or(0);
-            for piece in [&input[..mid], &input[mid..]] {
-                event(&mut ev, "content_block_delta", &sonic_rs::json!({ "type": "content_block_delta", "index": 0,
-                    "delta": { "type": "input_json_delta", "partial_json": piece }}));
+            for piece in halves(&input) {
+                let d = o(vec![("type", s("input_json_delta")), ("partial_json", s(piece))]);
+                event(&mut ev, "content_block_delta", &delta(d));
             }
         }
         None => {
-            event(&mut ev, "content_block_start", &sonic_rs::json!({ "type": "content_block_start", "index": 0,
-                "content_block": { "type": "text", "text": "" }}));
+            event(&mut ev, "content_block_start", &start(o(vec![("type", s("text")), ("text", s(""))])));
             for t in tokens(g) {
-                event(&mut ev, "content_block_delta", &sonic_rs::json!({ "type": "content_block_delta", "index": 0,
-                    "delta": { "type": "text_delta", "text": t }}));
+                event(&mut ev, "content_block_delta", &delta(o(vec![("type", s("text_delta")), ("text", s(t))])));
             }
         }
     }
-    event(&mut ev, "content_block_stop", &sonic_rs::json!({ "type": "content_block_stop", "index": 0 }));
-    event(&mut ev, "message_delta", &sonic_rs::json!({ "type": "message_delta",
-        "delta": { "stop_reason": stop, "stop_sequence": null }, "usage": { "output_tokens": out_tokens }}));
-    event(&mut ev, "message_stop", &sonic_rs::json!({ "type": "message_stop" }));
+    event(&mut ev, "content_block_stop", &o(vec![("type", s("content_block_stop")), ("index", J::N(0))]));
+    let md = o(vec![
+        ("type", s("message_delta")),
+        ("delta", o(vec![("stop_reason", s(stop)), ("stop_sequence", J::Null)])),
+        ("usage", o(vec![("output_tokens", J::N(out_tokens))])),
+    ]);
+    event(&mut ev, "message_delta", &md);
+    event(&mut ev, "message_stop", &o(vec![("type", s("message_stop"))]));
     Err(ev)
 }
 
 // ------------------------------------------------------------- Gemini
 
-/// A whole `GenerateContentResponse`, or its stream events.
+/// A whole `GenerateContentResponse` (`Ok`), or its stream events (`Err`).
 pub(crate) fn gemini(g: &GenRequest, tool: Option<&str>, cached: u64) -> Result<Bytes, Vec<Bytes>> {
     let rid = format!("mock{:016x}", g.seed);
     let p = u64::from(g.prompt_tokens);
     let c = u64::from(g.completion_tokens);
-    let mut usage = sonic_rs::json!({ "promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c });
-    if cached > 0 {
-        usage["cachedContentTokenCount"] = sonic_rs::json!(cached.min(p));
-    }
-    let finish = if g.finish_reason == "length" && tool.is_none() { "MAX_TOKENS" } else { "STOP" };
-    let call = |name: &str| {
-        sonic_rs::json!({ "functionCall": { "name": name,
-            "args": sonic_rs::from_str::<sonic_rs::Value>(&tool_input(g)).unwrap_or_default() }})
+    let usage = || {
+        let mut u =
+            vec![("promptTokenCount", J::N(p)), ("candidatesTokenCount", J::N(c)), ("totalTokenCount", J::N(p + c))];
+        if cached > 0 {
+            u.push(("cachedContentTokenCount", J::N(cached.min(p))));
+        }
+        o(u)
     };
+    let finish = if g.finish_reason == "length" && tool.is_none() { "MAX_TOKENS" } else { "STOP" };
+    let response = |parts: Vec<J>, last: bool| {
+        let mut cand = vec![("content", o(vec![("parts", J::A(parts)), ("role", s("model"))]))];
+        if last {
+            cand.push(("finishReason", s(finish)));
+        }
+        cand.push(("index", J::N(0)));
+        let mut r = vec![("candidates", J::A(vec![o(cand)]))];
+        if last {
+            r.push(("usageMetadata", usage()));
+        }
+        r.push(("modelVersion", s(&g.model)));
+        r.push(("responseId", s(&rid)));
+        o(r)
+    };
+    let call = |name: &str| o(vec![("functionCall", o(vec![("name", s(name)), ("args", tool_args(g))]))]);
     if !g.stream {
         let parts = match tool {
-            Some(name) => sonic_rs::json!([call(name)]),
-            None => sonic_rs::json!([{ "text": generate::answer_text(g) }]),
+            Some(name) => vec![call(name)],
+            None => vec![o(vec![("text", s(generate::answer_text(g)))])],
         };
-        let body = sonic_rs::json!({
-            "candidates": [{ "content": { "parts": parts, "role": "model" }, "finishReason": finish, "index": 0 }],
-            "usageMetadata": usage, "modelVersion": g.model, "responseId": rid,
-        });
-        return Ok(Bytes::from(json(&body)));
+        return Ok(Bytes::from(json(&response(parts, true))));
     }
     let mut ev = Vec::new();
-    if tool.is_none() {
-        let toks = tokens(g);
-        let last = toks.len().saturating_sub(1);
-        for (i, t) in toks.into_iter().enumerate() {
-            let mut cand = sonic_rs::json!({ "content": { "parts": [{ "text": t }], "role": "model" }, "index": 0 });
-            let mut chunk = sonic_rs::json!({ "modelVersion": g.model, "responseId": rid });
-            if i == last {
-                cand["finishReason"] = sonic_rs::json!(finish);
-                chunk["usageMetadata"] = usage.clone();
+    match tool {
+        Some(name) => event(&mut ev, "", &response(vec![call(name)], true)),
+        None => {
+            let toks = tokens(g);
+            let last = toks.len().saturating_sub(1);
+            for (i, t) in toks.into_iter().enumerate() {
+                event(&mut ev, "", &response(vec![o(vec![("text", s(t))])], i == last));
             }
-            chunk["candidates"] = sonic_rs::json!([cand]);
-            event(&mut ev, "", &chunk);
         }
-    } else if let Some(name) = tool {
-        event(&mut ev, "", &sonic_rs::json!({
-            "candidates": [{ "content": { "parts": [call(name)], "role": "model" }, "finishReason": finish, "index": 0 }],
-            "usageMetadata": usage, "modelVersion": g.model, "responseId": rid }));
     }
     Err(ev)
 }
 
 // ------------------------------------------------------------- OpenAI tool calls
 
-/// A chat answer that calls `name` (non-stream body, or stream events).
+/// A chat answer that calls `name` (non-stream body `Ok`, or stream events `Err`).
 pub(crate) fn openai_tool_call(g: &GenRequest, name: &str) -> Result<Bytes, Vec<Bytes>> {
     let id = format!("chatcmpl-mock{:016x}", g.seed);
     let call_id = format!("call_mock{:016x}", g.seed);
     let args = tool_input(g);
     let p = u64::from(g.prompt_tokens);
     let c = u64::from(g.completion_tokens);
-    let usage = sonic_rs::json!({ "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c });
+    let usage = || o(vec![("prompt_tokens", J::N(p)), ("completion_tokens", J::N(c)), ("total_tokens", J::N(p + c))]);
     let created = 1_700_000_000u64;
+    let head = |object: &str, choices: J| {
+        vec![
+            ("id", s(&id)),
+            ("object", s(object)),
+            ("created", J::N(created)),
+            ("model", s(&g.model)),
+            ("choices", choices),
+        ]
+    };
+    let function = |name: Option<&str>, arguments: &str| {
+        let mut f = Vec::new();
+        if let Some(n) = name {
+            f.push(("name", s(n)));
+        }
+        f.push(("arguments", s(arguments)));
+        o(f)
+    };
     if !g.stream {
-        let body = sonic_rs::json!({ "id": id, "object": "chat.completion", "created": created, "model": g.model,
-            "choices": [{ "index": 0, "message": { "role": "assistant", "content": null, "tool_calls": [
-                { "id": call_id, "type": "function", "function": { "name": name, "arguments": args }}]},
-                "logprobs": null, "finish_reason": "tool_calls" }],
-            "usage": usage });
-        return Ok(Bytes::from(json(&body)));
+        let call = o(vec![("id", s(&call_id)), ("type", s("function")), ("function", function(Some(name), &args))]);
+        let message = o(vec![("role", s("assistant")), ("content", J::Null), ("tool_calls", J::A(vec![call]))]);
+        let choice = o(vec![
+            ("index", J::N(0)),
+            ("message", message),
+            ("logprobs", J::Null),
+            ("finish_reason", s("tool_calls")),
+        ]);
+        let mut body = head("chat.completion", J::A(vec![choice]));
+        body.push(("usage", usage()));
+        return Ok(Bytes::from(json(&o(body))));
     }
-    let chunk = |choices: sonic_rs::Value| {
-        sonic_rs::json!({ "id": id, "object": "chat.completion.chunk", "created": created, "model": g.model,
-            "choices": choices })
+    let chunk = |delta: J, finish: J| {
+        let choice = o(vec![("index", J::N(0)), ("delta", delta), ("logprobs", J::Null), ("finish_reason", finish)]);
+        o(head("chat.completion.chunk", J::A(vec![choice])))
     };
     let mut ev = Vec::new();
-    event(&mut ev, "", &chunk(sonic_rs::json!([{ "index": 0, "delta": { "role": "assistant", "content": null,
-        "tool_calls": [{ "index": 0, "id": call_id, "type": "function", "function": { "name": name, "arguments": "" }}]},
-        "logprobs": null, "finish_reason": null }])));
-    let mid = args.char_indices().map(|(i, _)| i).nth(args.chars().count() / 2).unwrap_or(0);
-    for piece in [&args[..mid], &args[mid..]] {
-        event(&mut ev, "", &chunk(sonic_rs::json!([{ "index": 0, "delta": { "tool_calls": [{ "index": 0,
-            "function": { "arguments": piece }}]}, "logprobs": null, "finish_reason": null }])));
+    let first = o(vec![
+        ("index", J::N(0)),
+        ("id", s(&call_id)),
+        ("type", s("function")),
+        ("function", function(Some(name), "")),
+    ]);
+    let d = o(vec![("role", s("assistant")), ("content", J::Null), ("tool_calls", J::A(vec![first]))]);
+    event(&mut ev, "", &chunk(d, J::Null));
+    for piece in halves(&args) {
+        let tc = o(vec![("index", J::N(0)), ("function", function(None, piece))]);
+        event(&mut ev, "", &chunk(o(vec![("tool_calls", J::A(vec![tc]))]), J::Null));
     }
-    event(&mut ev, "", &chunk(sonic_rs::json!([{ "index": 0, "delta": {}, "logprobs": null, "finish_reason": "tool_calls" }])));
+    event(&mut ev, "", &chunk(o(vec![]), s("tool_calls")));
     if g.include_usage {
-        let mut u = chunk(sonic_rs::json!([]));
-        u["usage"] = usage;
-        event(&mut ev, "", &u);
+        let mut u = head("chat.completion.chunk", J::A(vec![]));
+        u.push(("usage", usage()));
+        event(&mut ev, "", &o(u));
     }
     ev.push(Bytes::from_static(b"data: [DONE]\n\n"));
     Err(ev)
@@ -327,10 +424,10 @@ pub(crate) fn error_body(vendor: Vendor, status: u16, message: &str) -> Bytes {
     let v = match vendor {
         Vendor::Anthropic => {
             let kind = crate::translate::anthropic::error_type_for_status(status);
-            sonic_rs::json!({ "type": "error", "error": { "type": kind, "message": message }})
+            o(vec![("type", s("error")), ("error", o(vec![("type", s(kind)), ("message", s(message))]))])
         }
         Vendor::Gemini { .. } => {
-            let s = match status {
+            let st = match status {
                 400 => "INVALID_ARGUMENT",
                 401 => "UNAUTHENTICATED",
                 403 => "PERMISSION_DENIED",
@@ -339,7 +436,8 @@ pub(crate) fn error_body(vendor: Vendor, status: u16, message: &str) -> Bytes {
                 503 => "UNAVAILABLE",
                 _ => "INTERNAL",
             };
-            sonic_rs::json!({ "error": { "code": status, "message": message, "status": s }})
+            let e = o(vec![("code", J::N(u64::from(status))), ("message", s(message)), ("status", s(st))]);
+            o(vec![("error", e)])
         }
     };
     Bytes::from(json(&v))

@@ -18,7 +18,8 @@ use super::anthropic::{self, error_type_for_status};
 use crate::error::GatewayError;
 
 /// Anthropic error types a client may meet; an upstream's own type is kept
-/// when it is one of them.
+/// when it is one of them (the gateway's own errors take the type of their
+/// status, as Anthropic's do).
 const KNOWN_TYPES: [&str; 11] = [
     "invalid_request_error",
     "authentication_error",
@@ -38,9 +39,10 @@ const KNOWN_TYPES: [&str; 11] = [
 pub fn error_body(e: &GatewayError) -> Bytes {
     let status = e.status().as_u16();
     let openai = e.body();
+    let from_upstream = matches!(e, GatewayError::UpstreamStatus { .. });
     let (kind, message) = match read_openai_error(&openai) {
         Some((kind, message)) => {
-            let kind = if KNOWN_TYPES.contains(&kind.as_str()) && kind != "upstream_error" {
+            let kind = if from_upstream && KNOWN_TYPES.contains(&kind.as_str()) && kind != "upstream_error" {
                 kind
             } else {
                 error_type_for_status(status).to_owned()
