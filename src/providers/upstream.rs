@@ -212,50 +212,55 @@ impl Upstream {
     /// `rate_limit_exceeded`) quoting the upstream's message, since the
     /// client's request was not the problem.
     pub fn status_error(&self, p: &Provider, status: u16, body: Bytes, retry_after: Option<String>) -> GatewayError {
-        let body = scrub(body, &self.secrets);
-        // Parse only bodies that cannot overflow the parser's stack.
-        let parseable = !crate::json::nesting_exceeds(&body, crate::request::ingress::MAX_DEPTH);
-        let field = |path: &[&str]| -> Option<String> {
-            let v = sonic_rs::get(&body[..], path).ok()?;
-            v.as_str().map(str::to_string)
-        };
-        // (OpenAI error type, message) of the upstream's own error.
-        let parsed: Option<(Option<String>, String)> = if !parseable {
-            None
-        } else {
-            match self.style {
-                ErrorStyle::OpenAi => field(&["error", "message"]).map(|m| (None, m)),
-                ErrorStyle::Anthropic => {
-                    crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
-                }
-                ErrorStyle::Gemini => crate::translate::gemini::error_parts(&body)
-                    .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m)),
-            }
-        };
-        let client_fault = (400..500).contains(&status) && !matches!(status, 401 | 403 | 429);
-        let body = match (client_fault, parsed) {
-            (true, Some((None, _))) => body,
-            (true, Some((Some(kind), message))) => error_body(&message, &kind, None, None),
-            (_, parsed) => {
-                // The upstream's message: its error's, Ollama's
-                // `{"error":"text"}`, or the start of a plain-text / HTML body.
-                let text = parsed
-                    .map(|(_, m)| m)
-                    .or_else(|| if parseable { field(&["error"]) } else { None })
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string());
-                let message = if text.is_empty() {
-                    format!("The upstream provider `{}` answered with HTTP {status}.", p.name)
-                } else {
-                    format!("The upstream provider `{}` answered with HTTP {status}: {text}", p.name)
-                };
-                let (kind, code) = match status {
-                    429 => ("rate_limit_error", "rate_limit_exceeded"),
-                    _ => ("upstream_error", "upstream_error"),
-                };
-                error_body(&message, kind, None, Some(code))
-            }
-        };
+        let body = map_status_error(self.style, &p.name, status, scrub(body, &self.secrets));
         GatewayError::UpstreamStatus { provider: p.name.clone(), upstream_status: status, body, retry_after }
+    }
+}
+
+/// The OpenAI-shaped error body for an upstream's error `status` and
+/// `body` (already scrubbed of secrets); see [`Upstream::status_error`].
+pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: Bytes) -> Bytes {
+    // Parse only bodies that cannot overflow the parser's stack.
+    let parseable = !crate::json::nesting_exceeds(&body, crate::request::ingress::MAX_DEPTH);
+    let field = |path: &[&str]| -> Option<String> {
+        let v = sonic_rs::get(&body[..], path).ok()?;
+        v.as_str().map(str::to_string)
+    };
+    // (OpenAI error type, message) of the upstream's own error.
+    let parsed: Option<(Option<String>, String)> = if !parseable {
+        None
+    } else {
+        match style {
+            ErrorStyle::OpenAi => field(&["error", "message"]).map(|m| (None, m)),
+            ErrorStyle::Anthropic => {
+                crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
+            }
+            ErrorStyle::Gemini => crate::translate::gemini::error_parts(&body)
+                .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m)),
+        }
+    };
+    let client_fault = (400..500).contains(&status) && !matches!(status, 401 | 403 | 429);
+    match (client_fault, parsed) {
+        (true, Some((None, _))) => body,
+        (true, Some((Some(kind), message))) => error_body(&message, &kind, None, None),
+        (_, parsed) => {
+            // The upstream's message: its error's, Ollama's
+            // `{"error":"text"}`, or the start of a plain-text / HTML body.
+            let text = parsed
+                .map(|(_, m)| m)
+                .or_else(|| if parseable { field(&["error"]) } else { None })
+                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string());
+            let message = if text.is_empty() {
+                format!("The upstream provider `{provider}` answered with HTTP {status}.")
+            } else {
+                format!("The upstream provider `{provider}` answered with HTTP {status}: {text}")
+            };
+            let (kind, code) = match status {
+                429 => ("rate_limit_error", "rate_limit_exceeded"),
+                _ => ("upstream_error", "upstream_error"),
+            };
+            error_body(&message, kind, None, Some(code))
+        }
     }
 }
 

@@ -91,12 +91,11 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
     match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => Ok(v),
         Err(e) => {
+            // sonic-rs adds a multi-line excerpt of the input; the first line says it.
+            let inner = e.inner().to_string();
+            let inner = inner.lines().next().unwrap_or("").trim();
             let path = e.path().to_string();
-            if path == "." || path.is_empty() {
-                Err(e.inner().to_string())
-            } else {
-                Err(format!("{path}: {}", e.inner()))
-            }
+            if path == "." || path.is_empty() { Err(inner.to_owned()) } else { Err(format!("{path}: {inner}")) }
         }
     }
 }
