@@ -66,7 +66,10 @@ async fn chat_is_translated_both_ways() {
     assert_eq!(up["model"], "claude-test");
     assert_eq!(up["max_tokens"], 4096);
     assert_eq!(up["system"], "Be brief.");
-    assert_eq!(up["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "Say hello to the test suite"}]}]));
+    assert_eq!(
+        up["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "Say hello to the test suite"}]}])
+    );
     assert_eq!(up["stop_sequences"], json!(["END"]));
     assert_eq!(up["temperature"], 0.5);
     assert_eq!(up["metadata"]["user_id"], "u-1");
@@ -85,7 +88,12 @@ async fn stream_is_translated_and_matches_the_whole_answer() {
     assert_eq!(text, whole["choices"][0]["message"]["content"].as_str().unwrap());
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk" && c["model"] == "claude-test"));
-    let finish: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"].get(0)).map(|c| &c["finish_reason"]).filter(|f| !f.is_null()).collect();
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0))
+        .map(|c| &c["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
     assert_eq!(finish, vec![&json!("stop")]);
     // Usage not asked for: captured, hidden.
     assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)));
@@ -97,7 +105,8 @@ async fn stream_is_translated_and_matches_the_whole_answer() {
 async fn usage_and_cached_tokens_are_reported_and_recorded() {
     let mock = start_mock();
     // Metrics are process-wide: a model of its own keeps this test's counts apart.
-    let extra = "[[models]]\nname = \"claude-usage\"\ndeployments = [{ provider = \"anth\", model = \"claude-test\" }]\n";
+    let extra =
+        "[[models]]\nname = \"claude-usage\"\ndeployments = [{ provider = \"anth\", model = \"claude-test\" }]\n";
     let gw = Gateway::start(&vendor_config(mock.addr(), extra));
     let mut body = chat_body("claude-usage", true);
     body["stream_options"] = json!({"include_usage": true});

@@ -58,7 +58,8 @@ async fn chat_is_translated_both_ways() {
 #[tokio::test]
 async fn stream_is_translated_with_usage() {
     let mock = start_mock();
-    let extra = "[[models]]\nname = \"gemini-usage\"\ndeployments = [{ provider = \"gem\", model = \"gemini-test\" }]\n";
+    let extra =
+        "[[models]]\nname = \"gemini-usage\"\ndeployments = [{ provider = \"gem\", model = \"gemini-test\" }]\n";
     let gw = Gateway::start(&vendor_config(mock.addr(), extra));
     let whole: Value = chat(&gw, &chat_body("gemini-usage", false), &[]).await.json().await.unwrap();
     let mut body = chat_body("gemini-usage", true);
@@ -106,7 +107,8 @@ async fn function_calls_round_trip() {
     let mut sbody = body.clone();
     sbody["stream"] = json!(true);
     let cs = chunks(&chat(&gw, &sbody, &[("x-mock-tool-call", "get_weather")]).await.text().await.unwrap());
-    let tc: Vec<&Value> = cs.iter().filter_map(|c| c["choices"].get(0)).filter_map(|c| c["delta"]["tool_calls"].get(0)).collect();
+    let tc: Vec<&Value> =
+        cs.iter().filter_map(|c| c["choices"].get(0)).filter_map(|c| c["delta"]["tool_calls"].get(0)).collect();
     assert_eq!(tc.len(), 1);
     assert_eq!(tc[0]["function"]["arguments"], call["function"]["arguments"]);
     assert!(cs.iter().filter_map(|c| c["choices"].get(0)).any(|c| c["finish_reason"] == "tool_calls"));

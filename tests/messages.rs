@@ -77,7 +77,8 @@ async fn anthropic_deployment_is_byte_for_byte_passthrough() {
 #[tokio::test]
 async fn passthrough_renames_only_the_model_and_records_usage() {
     let mock = start_mock();
-    let extra = "[[models]]\nname = \"claude-usage\"\ndeployments = [{ provider = \"anth\", model = \"claude-test\" }]\n";
+    let extra =
+        "[[models]]\nname = \"claude-usage\"\ndeployments = [{ provider = \"anth\", model = \"claude-test\" }]\n";
     let gw = Gateway::start(&vendor_config(mock.addr(), extra));
     let sent = r#"{"model":"claude-usage","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"one two three"}]}"#;
     let resp = post_raw(gw.url("/v1/messages"), sent, &[("x-mock-cached-tokens", "1"), ("x-mock-tokens", "5")]).await;
@@ -225,7 +226,8 @@ async fn errors_use_anthropics_shape() {
     expect(messages(&gw, &body, &[]).await, 400, "invalid_request_error").await;
 
     // A stream cut after it began ends with an Anthropic error event.
-    let resp = messages(&gw, &messages_body("gpt-test", true), &[("x-mock-fault", "cut"), ("x-mock-tokens", "20")]).await;
+    let resp =
+        messages(&gw, &messages_body("gpt-test", true), &[("x-mock-fault", "cut"), ("x-mock-tokens", "20")]).await;
     let evs = events(&resp.text().await.unwrap());
     let (name, data) = evs.last().unwrap();
     assert_eq!(name, "error");

@@ -94,7 +94,11 @@ fn events(s: &str) -> Vec<(String, serde_json::Value)> {
         .map(|e| {
             let name = e.lines().find_map(|l| l.strip_prefix("event:")).unwrap_or("").trim().to_string();
             let data = e.lines().find_map(|l| l.strip_prefix("data:")).unwrap_or("").trim();
-            let v = if data == "[DONE]" { serde_json::Value::String(data.into()) } else { serde_json::from_str(data).unwrap() };
+            let v = if data == "[DONE]" {
+                serde_json::Value::String(data.into())
+            } else {
+                serde_json::from_str(data).unwrap()
+            };
             (name, v)
         })
         .collect()

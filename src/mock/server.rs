@@ -125,14 +125,14 @@ fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
         (_, Some((_, "streamGenerateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: true })),
         ("/messages", _) => (Method::POST, Api::Vendor(Vendor::Anthropic)),
         (p, _) => match p {
-        "/chat/completions" => (Method::POST, Api::Chat),
-        "/completions" => (Method::POST, Api::Completions),
-        "/embeddings" => (Method::POST, Api::Embeddings),
-        "/models" => (Method::GET, Api::Models),
-        _ => {
-            let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
-            return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
-        }
+            "/chat/completions" => (Method::POST, Api::Chat),
+            "/completions" => (Method::POST, Api::Completions),
+            "/embeddings" => (Method::POST, Api::Embeddings),
+            "/models" => (Method::GET, Api::Models),
+            _ => {
+                let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
+                return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
+            }
         },
     };
     if *method == want {
@@ -281,22 +281,26 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
     let (status, answer) = match api {
         Api::Chat if controls.tool_call.is_some() && vendors::has_tools(&body) => {
             match generate::parse_request(Endpoint::Chat, &body, opts.tokens, controls.tokens) {
-                Ok(g) => (StatusCode::OK, listed(vendors::openai_tool_call(&g, controls.tool_call.as_deref().unwrap_or("")))),
+                Ok(g) => {
+                    (StatusCode::OK, listed(vendors::openai_tool_call(&g, controls.tool_call.as_deref().unwrap_or(""))))
+                }
                 Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
             }
         }
-        Api::Vendor(v) => match vendors::parse(v, vendor_path.as_deref().unwrap_or(""), &body, opts.tokens, controls.tokens) {
-            Ok(r) => {
-                let tool = controls.tool_call.as_deref().filter(|_| r.has_tools);
-                let cached = controls.cached_tokens.unwrap_or(0);
-                let out = match v {
-                    Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached),
-                    Vendor::Gemini { .. } => vendors::gemini(&r.request, tool, cached),
-                };
-                (StatusCode::OK, listed(out))
+        Api::Vendor(v) => {
+            match vendors::parse(v, vendor_path.as_deref().unwrap_or(""), &body, opts.tokens, controls.tokens) {
+                Ok(r) => {
+                    let tool = controls.tool_call.as_deref().filter(|_| r.has_tools);
+                    let cached = controls.cached_tokens.unwrap_or(0);
+                    let out = match v {
+                        Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached),
+                        Vendor::Gemini { .. } => vendors::gemini(&r.request, tool, cached),
+                    };
+                    (StatusCode::OK, listed(out))
+                }
+                Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(vendors::error_body(v, 400, &e.message))),
             }
-            Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(vendors::error_body(v, 400, &e.message))),
-        },
+        }
         Api::Chat | Api::Completions => {
             let endpoint = if api == Api::Chat { Endpoint::Chat } else { Endpoint::Completions };
             match generate::parse_request(endpoint, &body, opts.tokens, controls.tokens) {

@@ -95,7 +95,10 @@ pub(crate) fn parse(
         }
     };
     let Some(prompt) = v.get(prompt_key) else {
-        return Err(GenError::new(format!("{prompt_key}: Field required"), Some(if prompt_key == "messages" { "messages" } else { "contents" })));
+        return Err(GenError::new(
+            format!("{prompt_key}: Field required"),
+            Some(if prompt_key == "messages" { "messages" } else { "contents" }),
+        ));
     };
     let (mut words, mut hash) = (0u64, 0xcbf2_9ce4_8422_2325u64);
     texts(prompt, &mut words, &mut hash);
@@ -258,14 +261,17 @@ pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Resu
         return Ok(Bytes::from(json(&message(content, s(stop), out_tokens))));
     }
     let mut ev = Vec::new();
-    event(&mut ev, "message_start", &o(vec![("type", s("message_start")), ("message", message(J::A(vec![]), J::Null, 1))]));
+    event(
+        &mut ev,
+        "message_start",
+        &o(vec![("type", s("message_start")), ("message", message(J::A(vec![]), J::Null, 1))]),
+    );
     event(&mut ev, "ping", &o(vec![("type", s("ping"))]));
     let start = |block: J| o(vec![("type", s("content_block_start")), ("index", J::N(0)), ("content_block", block)]);
     let delta = |d: J| o(vec![("type", s("content_block_delta")), ("index", J::N(0)), ("delta", d)]);
     match tool {
         Some(name) => {
-            let block =
-                o(vec![("type", s("tool_use")), ("id", s(&tool_id)), ("name", s(name)), ("input", o(vec![]))]);
+            let block = o(vec![("type", s("tool_use")), ("id", s(&tool_id)), ("name", s(name)), ("input", o(vec![]))]);
             event(&mut ev, "content_block_start", &start(block));
             let input = tool_input(g);
             for piece in halves(&input) {
@@ -414,7 +420,8 @@ pub(crate) fn openai_tool_call(g: &GenRequest, name: &str) -> Result<Bytes, Vec<
 /// Does an OpenAI chat body offer tools? (Read only when a tool call is asked for.)
 pub(crate) fn has_tools(body: &[u8]) -> bool {
     !crate::json::nesting_exceeds(body, MAX_DEPTH)
-        && sonic_rs::get(body, ["tools"]).is_ok_and(|t| t.as_raw_str().trim_start().starts_with('[') && t.as_raw_str().len() > 2)
+        && sonic_rs::get(body, ["tools"])
+            .is_ok_and(|t| t.as_raw_str().trim_start().starts_with('[') && t.as_raw_str().len() > 2)
 }
 
 // ------------------------------------------------------------- errors

@@ -51,9 +51,11 @@ impl Anthropic {
         }
         let bytes = upstream::read_body(p, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
         drop(answer.permit);
-        let (body, usage) = anthropic::response::translate(&bytes, created).map_err(|e| {
-            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Messages answer ({e})") }
-        })?;
+        let (body, usage) =
+            anthropic::response::translate(&bytes, created).map_err(|e| GatewayError::UpstreamProtocol {
+                provider: p.name.clone(),
+                detail: format!("invalid Messages answer ({e})"),
+            })?;
         Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.to_gateway()) })
     }
 

@@ -109,7 +109,9 @@ impl Upstream {
 
     /// `base` + `path`, as a URI.
     pub fn uri(&self, cfg_name: &str, path: &str) -> Result<Uri, String> {
-        format!("{}{path}", self.base).parse::<Uri>().map_err(|e| format!("provider `{cfg_name}`: invalid base_url: {e}"))
+        format!("{}{path}", self.base)
+            .parse::<Uri>()
+            .map_err(|e| format!("provider `{cfg_name}`: invalid base_url: {e}"))
     }
 
     pub fn base_headers(&self) -> Vec<(HeaderName, HeaderValue)> {

@@ -219,7 +219,8 @@ impl StreamUsage {
                 continue;
             }
             let start = sonic_rs::get(ev.data, ["type"]).is_ok_and(|t| t.as_str() == Some("message_start"));
-            let raw = if start { sonic_rs::get(ev.data, ["message", "usage"]) } else { sonic_rs::get(ev.data, ["usage"]) };
+            let raw =
+                if start { sonic_rs::get(ev.data, ["message", "usage"]) } else { sonic_rs::get(ev.data, ["usage"]) };
             if let Ok(v) = raw
                 && let Ok(u) = sonic_rs::from_str::<crate::translate::anthropic::Usage>(v.as_raw_str())
             {

@@ -294,7 +294,6 @@ pub fn error_body(kind: &str, message: &str) -> bytes::Bytes {
 /// (https://docs.anthropic.com/en/api/errors).
 pub fn error_type_for_status(status: u16) -> &'static str {
     match status {
-        400 => "invalid_request_error",
         401 => "authentication_error",
         402 => "billing_error",
         403 => "permission_error",
@@ -303,6 +302,7 @@ pub fn error_type_for_status(status: u16) -> &'static str {
         429 => "rate_limit_error",
         504 => "timeout_error",
         503 | 529 => "overloaded_error",
+        // 400 and any other 4xx.
         400..=499 => "invalid_request_error",
         _ => "api_error",
     }

@@ -186,7 +186,10 @@ fn build<'a>(req: &'a ChatRequest<'a>, model: &'a str, opts: &Options) -> Result
     for t in req.tools.iter().flatten() {
         if t.kind.as_deref().is_some_and(|k| k != "function") {
             return Err(TranslateError::new(
-                format!("Tool type '{}' is not supported by this model's Anthropic deployment.", t.kind.as_deref().unwrap_or("")),
+                format!(
+                    "Tool type '{}' is not supported by this model's Anthropic deployment.",
+                    t.kind.as_deref().unwrap_or("")
+                ),
                 Some("tools"),
             ));
         }
@@ -218,7 +221,9 @@ fn build<'a>(req: &'a ChatRequest<'a>, model: &'a str, opts: &Options) -> Result
     let tool_choice = match choice {
         _ if tools.is_empty() => None,
         Some(ToolChoice::None) => Some(ToolChoiceOut { kind: "none", name: None, disable_parallel_tool_use: false }),
-        Some(ToolChoice::Auto) => Some(ToolChoiceOut { kind: "auto", name: None, disable_parallel_tool_use: no_parallel }),
+        Some(ToolChoice::Auto) => {
+            Some(ToolChoiceOut { kind: "auto", name: None, disable_parallel_tool_use: no_parallel })
+        }
         Some(ToolChoice::Required) => {
             Some(ToolChoiceOut { kind: "any", name: None, disable_parallel_tool_use: no_parallel })
         }
@@ -400,6 +405,9 @@ fn user_blocks<'a>(m: &'a Message<'a>, keep_cache: bool) -> Result<Vec<Block<'a>
                 }
             }
         }
+    }
+    if out.is_empty() {
+        out.push(Block::text(Cow::Borrowed("")));
     }
     drop_empty_text(&mut out);
     Ok(out)

@@ -28,7 +28,10 @@ pub fn translate(body: &[u8], created: u64) -> Result<(Vec<u8>, Usage), String> 
                 kind: Cow::Borrowed("function"),
                 function: OutFunction {
                     name: Cow::Borrowed(b.name.as_deref().unwrap_or("")),
-                    arguments: b.input.as_ref().map_or(Cow::Borrowed("{}"), |i| Cow::Owned(i.as_raw_str().into_owned())),
+                    arguments: b
+                        .input
+                        .as_ref()
+                        .map_or(Cow::Borrowed("{}"), |i| Cow::Owned(i.as_raw_str().into_owned())),
                 },
             }),
             _ => {}

@@ -78,7 +78,8 @@ impl StreamTranslator {
         if data.is_empty() || self.done {
             return Ok(());
         }
-        let ev: Event<'_> = parse(data).map_err(|e| StreamError::Invalid(format!("an event is not valid JSON ({e})")))?;
+        let ev: Event<'_> =
+            parse(data).map_err(|e| StreamError::Invalid(format!("an event is not valid JSON ({e})")))?;
         match &*ev.kind {
             "message_start" => {
                 if let Some(m) = ev.message {
@@ -151,11 +152,7 @@ impl StreamTranslator {
     /// The upstream's body ended. A stream that never reached `message_stop`
     /// was cut short.
     pub fn end(&mut self, _out: &mut SseOut) -> Result<(), StreamError> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(StreamError::Invalid("the stream ended before message_stop".into()))
-        }
+        if self.done { Ok(()) } else { Err(StreamError::Invalid("the stream ended before message_stop".into())) }
     }
 }
 

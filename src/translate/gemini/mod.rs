@@ -148,9 +148,9 @@ impl UsageMetadata {
 pub fn finish_reason(reason: Option<&str>, called: bool) -> &'static str {
     match reason {
         Some("MAX_TOKENS") => "length",
-        Some(
-            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" | "LANGUAGE",
-        ) => "content_filter",
+        Some("SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" | "LANGUAGE") => {
+            "content_filter"
+        }
         _ if called => "tool_calls",
         _ => "stop",
     }

@@ -142,7 +142,10 @@ fn build<'a>(req: &'a ChatRequest<'a>) -> Result<GenerateContentRequest<'a>, Tra
                 p.retain(|p| p.text.as_deref().is_none_or(|t| !t.is_empty()));
                 for tc in m.tool_calls.iter().flatten() {
                     names.insert(&tc.id, &tc.function.name);
-                    p.push(Part { function_call: Some(call(&tc.function.name, &tc.function.arguments, i)?), ..Part::default() });
+                    p.push(Part {
+                        function_call: Some(call(&tc.function.name, &tc.function.arguments, i)?),
+                        ..Part::default()
+                    });
                 }
                 if let Some(fc) = &m.function_call {
                     names.insert("", &fc.name);
@@ -176,10 +179,7 @@ fn build<'a>(req: &'a ChatRequest<'a>) -> Result<GenerateContentRequest<'a>, Tra
                 ("user", vec![part])
             }
             other => {
-                return Err(TranslateError::new(
-                    format!("Invalid 'messages[{i}].role': '{other}'."),
-                    Some("messages"),
-                ));
+                return Err(TranslateError::new(format!("Invalid 'messages[{i}].role': '{other}'."), Some("messages")));
             }
         };
         match contents.last_mut() {
@@ -192,7 +192,10 @@ fn build<'a>(req: &'a ChatRequest<'a>) -> Result<GenerateContentRequest<'a>, Tra
     for t in req.tools.iter().flatten() {
         if t.kind.as_deref().is_some_and(|k| k != "function") {
             return Err(TranslateError::new(
-                format!("Tool type '{}' is not supported by this model's Gemini deployment.", t.kind.as_deref().unwrap_or("")),
+                format!(
+                    "Tool type '{}' is not supported by this model's Gemini deployment.",
+                    t.kind.as_deref().unwrap_or("")
+                ),
                 Some("tools"),
             ));
         }
@@ -219,10 +222,9 @@ fn build<'a>(req: &'a ChatRequest<'a>) -> Result<GenerateContentRequest<'a>, Tra
 
     let (response_mime_type, response_json_schema) = match &req.response_format {
         Some(f) if f.kind == "json_object" => (Some("application/json"), None),
-        Some(f) if f.kind == "json_schema" => (
-            Some("application/json"),
-            f.json_schema.as_ref().and_then(|s| s.schema.clone()).map(RawJson::Borrowed),
-        ),
+        Some(f) if f.kind == "json_schema" => {
+            (Some("application/json"), f.json_schema.as_ref().and_then(|s| s.schema.clone()).map(RawJson::Borrowed))
+        }
         _ => (None, None),
     };
     let generation_config = GenerationConfig {
@@ -286,7 +288,9 @@ fn text_of<'a>(m: &'a Message<'a>) -> Cow<'a, str> {
     match &m.content {
         None => Cow::Borrowed(""),
         Some(StrOrVec::Str(s)) => Cow::Borrowed(s),
-        Some(StrOrVec::Vec(parts)) => Cow::Owned(parts.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join("")),
+        Some(StrOrVec::Vec(parts)) => {
+            Cow::Owned(parts.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join(""))
+        }
     }
 }
 
@@ -318,15 +322,13 @@ fn part<'a>(p: &'a OaPart<'a>, i: usize) -> Result<Option<Part<'a>>, TranslateEr
                     inline_data: Some(Blob { mime_type: Cow::Borrowed(mime), data: Cow::Borrowed(data) }),
                     ..Part::default()
                 },
-                None if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("gs://") => {
-                    Part {
-                        file_data: Some(FileData {
-                            mime_type: Some(Cow::Borrowed(guess_image_type(url))),
-                            file_uri: Cow::Borrowed(url),
-                        }),
-                        ..Part::default()
-                    }
-                }
+                None if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("gs://") => Part {
+                    file_data: Some(FileData {
+                        mime_type: Some(Cow::Borrowed(guess_image_type(url))),
+                        file_uri: Cow::Borrowed(url),
+                    }),
+                    ..Part::default()
+                },
                 None => return Err(unsupported("an image that is neither a URL nor a base64 data: URL")),
             }
         }

@@ -38,7 +38,10 @@ pub fn translate(body: &[u8], model: &str, created: u64) -> Result<(Vec<u8>, Usa
                     kind: Cow::Borrowed("function"),
                     function: OutFunction {
                         name: Cow::Borrowed(&fc.name),
-                        arguments: fc.args.as_ref().map_or(Cow::Borrowed("{}"), |a| Cow::Owned(a.as_raw_str().into_owned())),
+                        arguments: fc
+                            .args
+                            .as_ref()
+                            .map_or(Cow::Borrowed("{}"), |a| Cow::Owned(a.as_raw_str().into_owned())),
                     },
                 });
             }
@@ -60,7 +63,11 @@ pub fn translate(body: &[u8], model: &str, created: u64) -> Result<(Vec<u8>, Usa
         // The prompt itself was blocked (`promptFeedback.blockReason`).
         choices.push(Choice {
             index: 0,
-            message: AssistantMessage { role: Cow::Borrowed("assistant"), content: Some(Cow::Borrowed("")), ..Default::default() },
+            message: AssistantMessage {
+                role: Cow::Borrowed("assistant"),
+                content: Some(Cow::Borrowed("")),
+                ..Default::default()
+            },
             logprobs: None,
             finish_reason: Some(Cow::Borrowed("content_filter")),
         });

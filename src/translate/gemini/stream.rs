@@ -66,10 +66,10 @@ impl StreamTranslator {
                     self.w.text(out, idx, t);
                 }
                 if let Some(fc) = &p.function_call {
-                    let id = fc
-                        .id
-                        .as_deref()
-                        .map_or_else(|| call_id(self.response_id.as_deref(), self.w.created, self.calls_total), str::to_owned);
+                    let id = fc.id.as_deref().map_or_else(
+                        || call_id(self.response_id.as_deref(), self.w.created, self.calls_total),
+                        str::to_owned,
+                    );
                     self.calls_total += 1;
                     let slot = self.slot(idx);
                     let call = slot.1;

@@ -219,7 +219,9 @@ pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, bool), TranslateE
     for t in req.tools.iter().flatten() {
         if let Some(k) = t.kind.as_deref().filter(|k| *k != "custom") {
             return Err(TranslateError::new(
-                format!("tools: the server tool '{k}' runs only on an Anthropic deployment; this model's deployment is not one."),
+                format!(
+                    "tools: the server tool '{k}' runs only on an Anthropic deployment; this model's deployment is not one."
+                ),
                 Some("tools"),
             ));
         }
@@ -286,10 +288,18 @@ fn text_of(content: &Option<StrOrVec<'_, Block<'_>>>) -> String {
     }
 }
 
-fn user<'a>(content: &'a StrOrVec<'a, Block<'a>>, out: &mut Vec<MessageOut<'a>>, i: usize) -> Result<(), TranslateError> {
+fn user<'a>(
+    content: &'a StrOrVec<'a, Block<'a>>,
+    out: &mut Vec<MessageOut<'a>>,
+    i: usize,
+) -> Result<(), TranslateError> {
     let blocks = match content {
         StrOrVec::Str(s) => {
-            out.push(MessageOut { role: "user", content: Some(StrOrVec::Str(Cow::Borrowed(s))), ..MessageOut::default() });
+            out.push(MessageOut {
+                role: "user",
+                content: Some(StrOrVec::Str(Cow::Borrowed(s))),
+                ..MessageOut::default()
+            });
             return Ok(());
         }
         StrOrVec::Vec(b) => b,
@@ -392,7 +402,10 @@ fn assistant<'a>(content: &'a StrOrVec<'a, Block<'a>>) -> MessageOut<'a> {
                 kind: Cow::Borrowed("function"),
                 function: OutFunction {
                     name: Cow::Borrowed(b.name.as_deref().unwrap_or("")),
-                    arguments: b.input.as_ref().map_or(Cow::Borrowed("{}"), |i| Cow::Owned(i.as_raw_str().into_owned())),
+                    arguments: b
+                        .input
+                        .as_ref()
+                        .map_or(Cow::Borrowed("{}"), |i| Cow::Owned(i.as_raw_str().into_owned())),
                 },
             }),
             _ => {}

@@ -159,7 +159,8 @@ impl StreamTranslator {
                     Open::Text(i) => i,
                     _ => {
                         self.stop_block(out);
-                        let i = self.start(out, StartBlock { kind: "text", text: Some(""), id: None, name: None, input: None });
+                        let i = self
+                            .start(out, StartBlock { kind: "text", text: Some(""), id: None, name: None, input: None });
                         self.open = Open::Text(i);
                         i
                     }
