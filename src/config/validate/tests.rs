@@ -6,6 +6,7 @@ use super::super::{EMBEDDED_DEFAULT, EMBEDDED_NAME, MockProviderConfig, Provider
 use super::*;
 
 mod rules;
+mod vendors;
 
 /// Answers every variable except those starting with `MISSING`, each with a
 /// distinct value, plus fixed values for some names.
