@@ -35,7 +35,8 @@ fn anthropic_settings() {
 
 #[test]
 fn anthropic_rules() {
-    let e = one(&with("[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nanthropic = { prompt_caching = \"always\" }\n"));
+    let e =
+        one(&with("[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nanthropic = { prompt_caching = \"always\" }\n"));
     assert_eq!(e.key, "providers[1].anthropic.prompt_caching");
     assert!(e.message.contains("client") && e.message.contains("auto") && e.message.contains("off"), "{e}");
     let e = one(&with("[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nanthropic = { default_max_tokens = 0 }\n"));
