@@ -32,7 +32,7 @@ mod server;
 mod stats;
 #[cfg(test)]
 mod tests;
-mod vendors;
+pub(crate) mod vendors;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
