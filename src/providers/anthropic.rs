@@ -31,6 +31,10 @@ impl Anthropic {
         Ok(Anthropic { up, uri, opts })
     }
 
+    pub fn secrets(&self) -> &[String] {
+        self.up.secrets()
+    }
+
     pub fn session_spec(&self, cfg: &ProviderConfig) -> SessionSpec {
         let warm = self.up.uri(&cfg.name, "/models").ok();
         self.up.session_spec(cfg, warm, &self.uri)
@@ -47,7 +51,12 @@ impl Anthropic {
         let answer = self.up.send(p, client, &self.uri, &headers, body).await?;
         if call.peek.stream && answer.event_stream {
             let raw = upstream::event_stream(answer.body, answer.permit, p.name.clone());
-            return Ok(Reply::Stream(upstream::translated(raw, StreamTranslator::new(created), p.name.clone())));
+            return Ok(Reply::Stream(upstream::translated(
+                raw,
+                StreamTranslator::new(created),
+                p.name.clone(),
+                self.up.secrets().to_vec(),
+            )));
         }
         let bytes = upstream::read_body(p, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
         drop(answer.permit);

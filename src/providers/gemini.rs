@@ -26,6 +26,10 @@ impl Gemini {
         Ok(Gemini { up, origin })
     }
 
+    pub fn secrets(&self) -> &[String] {
+        self.up.secrets()
+    }
+
     pub fn session_spec(&self, cfg: &ProviderConfig) -> SessionSpec {
         self.up.session_spec(cfg, Some(self.origin.clone()), &self.origin)
     }
@@ -51,7 +55,7 @@ impl Gemini {
         if stream && answer.event_stream {
             let raw = upstream::event_stream(answer.body, answer.permit, p.name.clone());
             let t = StreamTranslator::new(call.upstream_model, created);
-            return Ok(Reply::Stream(upstream::translated(raw, t, p.name.clone())));
+            return Ok(Reply::Stream(upstream::translated(raw, t, p.name.clone(), self.up.secrets().to_vec())));
         }
         let bytes = upstream::read_body(p, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
         drop(answer.permit);

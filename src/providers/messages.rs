@@ -28,7 +28,9 @@ pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>
             })?;
             Ok(Reply::Complete { body: Bytes::from(out), usage })
         }
-        Reply::Stream(s) => Ok(Reply::Stream(upstream::translated(s, StreamTranslator::new(), p.name.clone()))),
+        Reply::Stream(s) => {
+            Ok(Reply::Stream(upstream::translated(s, StreamTranslator::new(), p.name.clone(), p.secrets().to_vec())))
+        }
     }
 }
 

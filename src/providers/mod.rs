@@ -230,6 +230,16 @@ impl Provider {
         }
     }
 
+    /// Strings of this provider's configuration that must never reach a client.
+    pub fn secrets(&self) -> &[String] {
+        match &self.imp {
+            Imp::OpenAi(p) => p.secrets(),
+            Imp::Anthropic(p) => p.secrets(),
+            Imp::Gemini(p) => p.secrets(),
+            Imp::Mock(_) => &[],
+        }
+    }
+
     fn client<'c>(&self, client: Option<&'c UpstreamClient>) -> Result<&'c UpstreamClient, GatewayError> {
         client.ok_or_else(|| GatewayError::Internal { detail: format!("no HTTP session for provider `{}`", self.name) })
     }

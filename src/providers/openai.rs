@@ -32,6 +32,10 @@ impl OpenAi {
         }
     }
 
+    pub fn secrets(&self) -> &[String] {
+        self.up.secrets()
+    }
+
     pub fn session_spec(&self, cfg: &ProviderConfig) -> SessionSpec {
         let warm = self.up.uri(&cfg.name, "/models").ok();
         self.up.session_spec(cfg, warm, &self.uris[0])

@@ -60,6 +60,11 @@ pub struct Answer {
 }
 
 impl Upstream {
+    /// Strings scrubbed from anything an upstream says that reaches a client.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
     /// `defaults` are headers sent unless the config sets the same name
     /// (e.g. Anthropic's `anthropic-version`).
     pub fn new(cfg: &ProviderConfig, defaults: &[(&str, &str)], style: ErrorStyle) -> Result<Upstream, String> {
@@ -381,21 +386,41 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String
 /// Run `t` over a stream of whole-event runs: each run becomes the events
 /// `t` writes for it (runs that translate to nothing are skipped, so every
 /// item carries at least one event); the end of `raw` is told to `t`, whose
-/// final events (or complaint) close the stream.
-pub fn translated<T: StreamTranslate + 'static>(raw: EventStream, t: T, provider: String) -> EventStream {
+/// final events (or complaint) close the stream. A complaint becomes an
+/// error item after the events already translated, its text scrubbed of
+/// `secrets` (an upstream's error event is quoted in it).
+pub fn translated<T: StreamTranslate + 'static>(
+    raw: EventStream,
+    t: T,
+    provider: String,
+    secrets: Vec<String>,
+) -> EventStream {
     struct St<T> {
         raw: EventStream,
         t: T,
         out: SseOut,
         provider: String,
+        secrets: Vec<String>,
+        /// An error to yield after the events translated before it.
+        failed: Option<GatewayError>,
         done: bool,
     }
-    let fail = |provider: &str, e: crate::translate::StreamError| GatewayError::UpstreamProtocol {
-        provider: provider.to_string(),
-        detail: e.to_string(),
-    };
-    let st = St { raw, t, out: SseOut::new(), provider, done: false };
+    impl<T> St<T> {
+        fn fail(&mut self, e: crate::translate::StreamError) -> Option<Bytes> {
+            let mut detail = e.to_string();
+            for s in &self.secrets {
+                detail = detail.replace(s.as_str(), "***");
+            }
+            self.failed = Some(GatewayError::UpstreamProtocol { provider: self.provider.clone(), detail });
+            (!self.out.is_empty()).then(|| self.out.take())
+        }
+    }
+    let st = St { raw, t, out: SseOut::new(), provider, secrets, failed: None, done: false };
     futures_util::stream::unfold(st, move |mut st| async move {
+        if let Some(e) = st.failed.take() {
+            st.done = true;
+            return Some((Err(e), st));
+        }
         if st.done {
             return None;
         }
@@ -404,8 +429,14 @@ pub fn translated<T: StreamTranslate + 'static>(raw: EventStream, t: T, provider
                 Some(Ok(run)) => {
                     for ev in super::sse::events(&run) {
                         if let Err(e) = st.t.event(ev.data, &mut st.out) {
-                            st.done = true;
-                            return Some((Err(fail(&st.provider, e)), st));
+                            return match st.fail(e) {
+                                Some(before) => Some((Ok(before), st)),
+                                None => {
+                                    st.done = true;
+                                    let e = st.failed.take()?;
+                                    Some((Err(e), st))
+                                }
+                            };
                         }
                     }
                     if !st.out.is_empty() {
@@ -420,7 +451,10 @@ pub fn translated<T: StreamTranslate + 'static>(raw: EventStream, t: T, provider
                 None => {
                     st.done = true;
                     return match st.t.end(&mut st.out) {
-                        Err(e) => Some((Err(fail(&st.provider, e)), st)),
+                        Err(e) => match st.fail(e) {
+                            Some(before) => Some((Ok(before), st)),
+                            None => st.failed.take().map(|e| (Err(e), st)),
+                        },
                         Ok(()) if st.out.is_empty() => None,
                         Ok(()) => {
                             let b = st.out.take();

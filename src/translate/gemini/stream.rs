@@ -42,6 +42,12 @@ impl StreamTranslator {
         if data.is_empty() || self.done {
             return Ok(());
         }
+        // A failure mid-stream arrives as an error object instead of a response.
+        if data.starts_with(b"{\"error\"")
+            && let Some((status, message)) = super::error_parts(data)
+        {
+            return Err(StreamError::Upstream { kind: status, message });
+        }
         let r: GenerateContentResponse<'_> =
             parse(data).map_err(|e| StreamError::Invalid(format!("an event is not valid JSON ({e})")))?;
         if self.w.id.is_empty() {

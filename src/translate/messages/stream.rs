@@ -134,6 +134,13 @@ impl StreamTranslator {
         if data == b"[DONE]" {
             return self.close(out);
         }
+        // OpenAI-compatible servers (vLLM, ...) report a failure mid-stream
+        // as a chunk `{"error": {...}}`.
+        if memchr::memmem::find(data, b"\"error\"").is_some()
+            && let Some((kind, message)) = upstream_error(data)
+        {
+            return Err(StreamError::Upstream { kind, message });
+        }
         let c: Chunk<'_> = parse(data).map_err(|e| StreamError::Invalid(format!("a chunk is not valid JSON ({e})")))?;
         if !self.started {
             self.started = true;
@@ -242,6 +249,19 @@ impl StreamTranslator {
         }
         Err(StreamError::Invalid("the stream ended before a finish reason".into()))
     }
+}
+
+/// `(type, message)` of a `{"error": {...}}` chunk.
+fn upstream_error(data: &[u8]) -> Option<(String, String)> {
+    use sonic_rs::JsonValueTrait;
+    if crate::json::nesting_exceeds(data, crate::translate::MAX_DEPTH) {
+        return None;
+    }
+    let err = sonic_rs::get(data, ["error"]).ok()?;
+    let raw = err.as_raw_str();
+    let text = |k: &str| sonic_rs::get(raw, [k]).ok().and_then(|v| v.as_str().map(str::to_owned));
+    let message = text("message").or_else(|| err.as_str().map(str::to_owned))?;
+    Some((text("type").unwrap_or_else(|| "error".to_owned()), message))
 }
 
 impl StreamTranslate for StreamTranslator {
