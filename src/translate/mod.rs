@@ -87,8 +87,13 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
     if crate::json::nesting_exceeds(body, MAX_DEPTH) {
         return Err(format!("the JSON nests arrays/objects deeper than {MAX_DEPTH} levels"));
     }
+    // Fast path without path tracking; only a failure pays for a second,
+    // path-tracking pass that says where the bad value is.
+    if let Ok(v) = sonic_rs::from_slice(body) {
+        return Ok(v);
+    }
     let mut de = sonic_rs::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize(&mut de) {
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => Ok(v),
         Err(e) => {
             // sonic-rs adds a multi-line excerpt of the input; the first line says it.
