@@ -220,3 +220,29 @@ async fn anthropic_errors_map_to_openai_errors() {
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
     assert_eq!(last["error"]["type"], "upstream_error");
 }
+
+#[tokio::test]
+async fn routes_anthropic_lacks_skip_its_deployments() {
+    let mock = start_mock();
+    // Weight makes the Anthropic deployment the usual first pick; for
+    // embeddings it is skipped, not tried and failed.
+    let extra = "[[models]]\nname = \"mixed\"\ndeployments = [{ provider = \"anth\", model = \"claude-test\", weight = 100 }, { provider = \"up\", model = \"mock-model\" }]\n";
+    let gw = Gateway::start(&vendor_config(mock.addr(), extra));
+    for _ in 0..3 {
+        let resp = client()
+            .post(gw.url("/v1/embeddings"))
+            .bearer_auth(CLIENT_KEY)
+            .json(&json!({"model": "mixed", "input": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-sluice-deployment"], "up/mock-model");
+    }
+    assert_eq!(mock.stats().messages_total, 0);
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        !metrics.lines().any(|l| l.contains("anth/claude-test") && l.contains("outcome=\"invalid_request\"")),
+        "{metrics}"
+    );
+}
