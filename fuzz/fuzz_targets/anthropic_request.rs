@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice::translate::{anthropic};
+use sluice::translate::anthropic;
 
 fuzz_target!(|data: &[u8]| {
     let opts = anthropic::request::Options::default();

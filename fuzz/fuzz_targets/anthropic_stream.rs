@@ -2,10 +2,10 @@
 //! panic, hang or overflow. Run: `scripts/fuzz anthropic_stream`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
 use sluice::providers::sse::{SseSplitter, events};
-use sluice::translate::{anthropic, SseOut, StreamTranslate};
+use sluice::translate::{SseOut, StreamTranslate, anthropic};
 
 fuzz_target!(|data: &[u8]| {
     stream(data, &mut anthropic::stream::StreamTranslator::new(0));

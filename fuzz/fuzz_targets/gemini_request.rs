@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice::translate::{gemini};
+use sluice::translate::gemini;
 
 fuzz_target!(|data: &[u8]| {
     let _ = gemini::request::translate(data);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice::translate::{messages};
+use sluice::translate::messages;
 
 fuzz_target!(|data: &[u8]| {
     let _ = messages::request::translate(data, "m");

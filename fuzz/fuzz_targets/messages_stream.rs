@@ -2,10 +2,10 @@
 //! panic, hang or overflow. Run: `scripts/fuzz messages_stream`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
 use sluice::providers::sse::{SseSplitter, events};
-use sluice::translate::{messages, SseOut, StreamTranslate};
+use sluice::translate::{SseOut, StreamTranslate, messages};
 
 fuzz_target!(|data: &[u8]| {
     stream(data, &mut messages::stream::StreamTranslator::new());
