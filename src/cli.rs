@@ -21,7 +21,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate a config file: print every error and exit 1 if there is any.
     Check(CheckArgs),
-    /// Run a standalone OpenAI-compatible fake LLM server, with fault injection.
+    /// Run a standalone fake LLM server (OpenAI, Anthropic and Gemini APIs), with fault injection.
     Mock(MockArgs),
     /// Probe a running gateway's /health; exit 0 if it answers 200 (for
     /// container HEALTHCHECKs in images without curl).

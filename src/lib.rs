@@ -21,3 +21,4 @@ pub mod providers;
 pub mod request;
 pub mod server;
 pub mod tokens;
+pub mod translate;

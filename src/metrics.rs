@@ -185,7 +185,7 @@ struct RouteMetrics {
 
 struct ModelMetrics {
     /// Per route, indexed like [`ROUTES`].
-    requests: [StatusCounters; 3],
+    requests: [StatusCounters; 4],
     retries: Counter,
     hedges: Counter,
     hedge_wins: Counter,
@@ -215,19 +215,20 @@ pub struct DeploymentMetrics {
     attempts_ok: Counter,
 }
 
-const ROUTES: [Endpoint; 3] = [Endpoint::Chat, Endpoint::Completions, Endpoint::Embeddings];
+const ROUTES: [Endpoint; 4] = [Endpoint::Chat, Endpoint::Completions, Endpoint::Embeddings, Endpoint::Messages];
 
 fn route_slot(e: Endpoint) -> usize {
     match e {
         Endpoint::Chat => 0,
         Endpoint::Completions => 1,
         Endpoint::Embeddings => 2,
+        Endpoint::Messages => 3,
     }
 }
 
 /// Every handle the request path records into, built once per gateway.
 pub struct MetricsTable {
-    routes: [RouteMetrics; 3],
+    routes: [RouteMetrics; 4],
     models: Vec<ModelMetrics>,
     /// `[model][deployment]`, like the config.
     deployments: Vec<Vec<DeploymentMetrics>>,

@@ -121,6 +121,11 @@ pub fn interpolate(raw: &mut RawConfig, env: &dyn Env) -> Vec<Issue> {
             w.text(join_key(&headers, name), v);
         }
         w.list(join_key(&at, "forward_headers"), p.forward_headers.as_mut());
+        if let Some(a) = p.anthropic.as_mut() {
+            let aat = join_key(&at, "anthropic");
+            w.opt(join_key(&aat, "version"), a.version.as_mut());
+            w.opt(join_key(&aat, "prompt_caching"), a.prompt_caching.as_mut());
+        }
     }
     for (i, m) in raw.models.iter_mut().enumerate() {
         let at = join_index("models", i);

@@ -185,6 +185,10 @@ pub struct ServerConfig {
 pub enum ProviderKind {
     /// Any OpenAI-compatible server: OpenAI, vLLM, Ollama, Groq, Together, ...
     OpenAi,
+    /// Anthropic's Messages API (translated; passed through for `/v1/messages`).
+    Anthropic,
+    /// Google's Gemini API (`generateContent`, translated).
+    Gemini,
     /// The built-in, in-process fake provider (no network).
     Mock,
 }
@@ -193,7 +197,28 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
             ProviderKind::Mock => "mock",
+        }
+    }
+
+    /// The base URL used when the config leaves `base_url` out; `None` when
+    /// it is required (`openai`) or meaningless (`mock`).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
+            ProviderKind::OpenAi | ProviderKind::Mock => None,
+        }
+    }
+
+    /// The header that carries `api_key` upstream (lower case).
+    pub fn auth_header(self) -> &'static str {
+        match self {
+            ProviderKind::Anthropic => "x-api-key",
+            ProviderKind::Gemini => "x-goog-api-key",
+            ProviderKind::OpenAi | ProviderKind::Mock => "authorization",
         }
     }
 }
@@ -227,6 +252,42 @@ pub struct ProviderConfig {
     pub health_probe_timeout_ms: u64,
     /// Settings of the built-in mock (only for `kind = "mock"`).
     pub mock: MockProviderConfig,
+    /// Anthropic settings (only for `kind = "anthropic"`).
+    pub anthropic: AnthropicProviderConfig,
+}
+
+/// What Sluice does with prompt-caching hints (`cache_control`) on requests
+/// it translates for Anthropic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PromptCaching {
+    /// `cache_control` the client put on messages, content parts or tools is
+    /// copied to the matching Anthropic blocks; nothing is added.
+    #[default]
+    Client,
+    /// As `Client`, and Sluice also marks the end of the system prompt and of
+    /// the tool list (the usual stable prefix) as cacheable.
+    Auto,
+    /// Every `cache_control` hint is dropped.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnthropicProviderConfig {
+    /// The `anthropic-version` header sent upstream.
+    pub version: String,
+    /// `max_tokens` sent when an OpenAI request has none (Anthropic requires it).
+    pub default_max_tokens: u32,
+    pub prompt_caching: PromptCaching,
+}
+
+impl Default for AnthropicProviderConfig {
+    fn default() -> Self {
+        AnthropicProviderConfig {
+            version: raw::defaults::ANTHROPIC_VERSION.to_string(),
+            default_max_tokens: raw::defaults::ANTHROPIC_MAX_TOKENS as u32,
+            prompt_caching: PromptCaching::Client,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -34,6 +34,8 @@ pub mod defaults {
 
     pub const HEALTH_PROBE_INTERVAL_MS: i64 = 0;
     pub const HEALTH_PROBE_TIMEOUT_MS: i64 = 2_000;
+    pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+    pub const ANTHROPIC_MAX_TOKENS: i64 = 4096;
 
     pub const WEIGHT: i64 = 1;
 
@@ -204,6 +206,15 @@ pub struct RawProvider {
     pub health_probe_interval_ms: Option<i64>,
     pub health_probe_timeout_ms: Option<i64>,
     pub mock: Option<RawMock>,
+    pub anthropic: Option<RawAnthropic>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnthropic {
+    pub version: Option<Text>,
+    pub default_max_tokens: Option<i64>,
+    pub prompt_caching: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -422,7 +422,9 @@ fn section(segs: &[Seg]) -> String {
 fn example(field: &str) -> &'static str {
     match field {
         "name" => "`name = \"...\"`",
-        "kind" => "`kind = \"openai\"` (any OpenAI-compatible server) or `kind = \"mock\"`",
+        "kind" => {
+            "`kind = \"openai\"` (any OpenAI-compatible server), `kind = \"anthropic\"`, `kind = \"gemini\"` or `kind = \"mock\"`"
+        }
         "deployments" => "`deployments = [{ provider = \"...\", model = \"...\" }]`",
         "provider" => "`provider = \"...\"`, the name of a [[providers]] entry",
         "model" => "`model = \"...\"`, the model name the provider knows",

@@ -100,9 +100,39 @@ impl Body for MockBody {
 
 type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Where a stream's events come from: the OpenAI generator (lazily, the
+/// benchmark path), or a list built up front (Anthropic, Gemini, tool calls).
+pub(crate) enum Events {
+    Gen(StreamEvents),
+    List(std::vec::IntoIter<Bytes>),
+}
+
+impl Events {
+    fn total(&self) -> u32 {
+        match self {
+            Events::Gen(g) => g.total(),
+            Events::List(l) => u32::try_from(l.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Events::Gen(g) => g.len(),
+            Events::List(l) => l.len(),
+        }
+    }
+
+    fn next(&mut self) -> Option<Bytes> {
+        match self {
+            Events::Gen(g) => g.next(),
+            Events::List(l) => l.next(),
+        }
+    }
+}
+
 /// An SSE stream paced by `chunk_delay` and an optional gate.
 pub(crate) struct EventStream {
-    events: StreamEvents,
+    events: Events,
     stats: Arc<Stats>,
     chunk_delay: Duration,
     gate: Option<Arc<Gate>>,
@@ -127,7 +157,7 @@ pub(crate) struct StreamPlan {
 }
 
 impl EventStream {
-    pub fn start(events: StreamEvents, stats: Arc<Stats>, plan: StreamPlan) -> EventStream {
+    pub fn start(events: Events, stats: Arc<Stats>, plan: StreamPlan) -> EventStream {
         bump(&stats.streams_started);
         let total = events.total() + u32::from(plan.garbage);
         // "About half" by default (at least one event, so the client sees a

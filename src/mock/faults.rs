@@ -89,6 +89,10 @@ pub(crate) struct Controls {
     pub gate: Option<HeaderValue>,
     /// `x-mock-usage: none`: answer without any usage.
     pub no_usage: bool,
+    /// `x-mock-tool-call`: answer with a call of this tool (see `vendors`).
+    pub tool_call: Option<String>,
+    /// `x-mock-cached-tokens`: prompt tokens reported as read from the cache.
+    pub cached_tokens: Option<u64>,
     /// A control header whose value could not be read; the request gets a 400.
     pub bad: Option<(&'static str, &'static str)>,
 }
@@ -135,6 +139,14 @@ impl Controls {
                     c.gate = (!text.is_empty()).then(|| value.clone());
                     c.gate.is_none().then_some("x-mock-gate")
                 }
+                "tool-call" => {
+                    c.tool_call = (!text.is_empty()).then(|| text.to_owned());
+                    c.tool_call.is_none().then_some("x-mock-tool-call")
+                }
+                "cached-tokens" => {
+                    c.cached_tokens = num();
+                    c.cached_tokens.is_none().then_some("x-mock-cached-tokens")
+                }
                 _ => None,
             };
             if let Some(h) = bad {
@@ -142,6 +154,7 @@ impl Controls {
                     "x-mock-fault" => "one of 429, 500, hang, cut, garbage, reset",
                     "x-mock-gate" => "a non-empty gate name",
                     "x-mock-usage" => "none",
+                    "x-mock-tool-call" => "a non-empty tool name",
                     _ => "a non-negative integer",
                 };
                 c.bad.get_or_insert((h, expected));

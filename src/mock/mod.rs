@@ -3,6 +3,9 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings`, `GET /v1/models` (the `/v1` prefix is optional),
+//! Anthropic's `POST /v1/messages`, Gemini's
+//! `POST /v1beta/models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse` (see `vendors`),
 //! plus inspection routes that are neither counted nor recorded:
 //! `GET /mock/stats`, `POST /mock/reset`, `POST /mock/gates/{name}/release`,
 //! `GET /mock/gates/{name}`.
@@ -12,7 +15,10 @@
 //! `x-mock-chunk-delay-ms` (between stream events), `x-mock-tokens`,
 //! `x-mock-retry-after`, `x-mock-cut-after` (events sent before a `cut`) and
 //! `x-mock-gate: <name>` (a stream waits for one release of that gate before
-//! each event after the first). A malformed control header is a 400.
+//! each event after the first), `x-mock-tool-call: <name>` and
+//! `x-mock-cached-tokens: <n>` (see `vendors`). A malformed control header
+//! is a 400. The 429 and 500 faults answer in the route's own error shape
+//! (OpenAI's, Anthropic's or Gemini's).
 //!
 //! It doubles as the "direct" baseline of the load benchmarks, so the server
 //! is written on hyper directly and kept lean; see `server` for the threading
@@ -26,6 +32,7 @@ mod server;
 mod stats;
 #[cfg(test)]
 mod tests;
+pub(crate) mod vendors;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

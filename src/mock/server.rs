@@ -22,10 +22,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::MockOptions;
-use super::body::{EventStream, MockBody, StreamPlan};
+use super::body::{EventStream, Events, MockBody, StreamPlan};
 use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
 use super::stats::{Stats, bump};
+use super::vendors::{self, Vendor};
 
 /// Largest request body read; bigger gets 413.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -149,6 +150,7 @@ enum Api {
     Completions,
     Embeddings,
     Models,
+    Vendor(Vendor),
 }
 
 /// The API route of a request, or the 404/405 to answer instead.
@@ -156,15 +158,21 @@ fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
     // Accept the routes with and without the /v1 prefix: clients differ in
     // whether their base URL ends in /v1.
     let p = path.strip_prefix("/v1").unwrap_or(path);
-    let (want, api) = match p {
-        "/chat/completions" => (Method::POST, Api::Chat),
-        "/completions" => (Method::POST, Api::Completions),
-        "/embeddings" => (Method::POST, Api::Embeddings),
-        "/models" => (Method::GET, Api::Models),
-        _ => {
-            let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
-            return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
-        }
+    let gemini = path.strip_prefix("/v1beta").unwrap_or(p).strip_prefix("/models/").and_then(|m| m.rsplit_once(':'));
+    let (want, api) = match (p, gemini) {
+        (_, Some((_, "generateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: false })),
+        (_, Some((_, "streamGenerateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: true })),
+        ("/messages", _) => (Method::POST, Api::Vendor(Vendor::Anthropic)),
+        (p, _) => match p {
+            "/chat/completions" => (Method::POST, Api::Chat),
+            "/completions" => (Method::POST, Api::Completions),
+            "/embeddings" => (Method::POST, Api::Embeddings),
+            "/models" => (Method::GET, Api::Models),
+            _ => {
+                let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
+                return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
+            }
+        },
     };
     if *method == want {
         return Ok(api);
@@ -249,8 +257,12 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
         Ok(Api::Completions) => bump(&stats.completions_total),
         Ok(Api::Embeddings) => bump(&stats.embeddings_total),
         Ok(Api::Models) => bump(&stats.models_total),
+        Ok(Api::Vendor(Vendor::Anthropic)) => bump(&stats.messages_total),
+        Ok(Api::Vendor(Vendor::Gemini { .. })) => bump(&stats.gemini_total),
         Err(_) => {}
     }
+    // Gemini names the model in the path, which `record` takes.
+    let vendor_path = matches!(api, Ok(Api::Vendor(_))).then(|| parts.uri.path().to_owned());
     stats.record(parts.method, parts.uri, parts.headers, &body);
     if let Some((header, expected)) = controls.bad {
         let msg = format!("Invalid {header} header: expected {expected}.");
@@ -267,30 +279,30 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let fault = controls.fault.or_else(|| shared.dice.roll());
+    let vendor = match api {
+        Api::Vendor(v) => Some(v),
+        Api::Chat | Api::Completions | Api::Embeddings | Api::Models => None,
+    };
     match fault {
         Some(Fault::RateLimit) => {
             stats.fault(Fault::RateLimit);
             let secs = controls.retry_after.unwrap_or(opts.retry_after_s);
-            let mut r = json(
-                StatusCode::TOO_MANY_REQUESTS,
-                generate::error_body(
-                    "Rate limit reached for requests (mock). Please try again later.",
-                    "requests",
-                    None,
-                    Some("rate_limit_exceeded"),
-                ),
-            );
+            let message = "Rate limit reached for requests (mock). Please try again later.";
+            let body = match vendor {
+                Some(v) => vendors::error_body(v, 429, message),
+                None => generate::error_body(message, "requests", None, Some("rate_limit_exceeded")),
+            };
+            let mut r = json(StatusCode::TOO_MANY_REQUESTS, body);
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
             return Ok(r);
         }
         Some(Fault::ServerError) => {
             stats.fault(Fault::ServerError);
-            return Ok(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The server had an error while processing your request (mock fault).",
-                "server_error",
-                None,
-            ));
+            let message = "The server had an error while processing your request (mock fault).";
+            return Ok(match vendor {
+                Some(v) => json(StatusCode::INTERNAL_SERVER_ERROR, vendors::error_body(v, 500, message)),
+                None => error(StatusCode::INTERNAL_SERVER_ERROR, message, "server_error", None),
+            });
         }
         Some(Fault::Hang) => {
             stats.fault(Fault::Hang);
@@ -306,6 +318,28 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
     }
 
     let (status, answer) = match api {
+        Api::Chat if controls.tool_call.is_some() && vendors::has_tools(&body) => {
+            match generate::parse_request(Endpoint::Chat, &body, opts.tokens, controls.tokens) {
+                Ok(g) => {
+                    (StatusCode::OK, listed(vendors::openai_tool_call(&g, controls.tool_call.as_deref().unwrap_or(""))))
+                }
+                Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
+            }
+        }
+        Api::Vendor(v) => {
+            match vendors::parse(v, vendor_path.as_deref().unwrap_or(""), &body, opts.tokens, controls.tokens) {
+                Ok(r) => {
+                    let tool = controls.tool_call.as_deref().filter(|_| r.has_tools);
+                    let cached = controls.cached_tokens.unwrap_or(0);
+                    let out = match v {
+                        Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached),
+                        Vendor::Gemini { .. } => vendors::gemini(&r.request, tool, cached),
+                    };
+                    (StatusCode::OK, listed(out))
+                }
+                Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(vendors::error_body(v, 400, &e.message))),
+            }
+        }
         Api::Chat | Api::Completions => {
             let endpoint = if api == Api::Chat { Endpoint::Chat } else { Endpoint::Completions };
             match generate::parse_request(endpoint, &body, opts.tokens, controls.tokens) {
@@ -357,14 +391,22 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
 
 enum Answer {
     Full(Bytes),
-    Stream(generate::StreamEvents),
+    Stream(Events),
+}
+
+/// A whole body (`Ok`) or a prebuilt list of stream events (`Err`).
+fn listed(r: Result<Bytes, Vec<Bytes>>) -> Answer {
+    match r {
+        Ok(b) => Answer::Full(b),
+        Err(events) => Answer::Stream(Events::List(events.into_iter())),
+    }
 }
 
 fn generated(g: &GenRequest) -> Answer {
     let id = Id::new(g.endpoint);
     let created = unix_now();
     if g.stream {
-        Answer::Stream(generate::stream_events(g, id.as_str(), created))
+        Answer::Stream(Events::Gen(generate::stream_events(g, id.as_str(), created)))
     } else {
         Answer::Full(generate::completion_body(g, id.as_str(), created))
     }

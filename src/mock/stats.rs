@@ -43,6 +43,12 @@ pub struct MockStatsSnapshot {
     pub completions_total: u64,
     pub embeddings_total: u64,
     pub models_total: u64,
+    /// Anthropic `POST /v1/messages` requests.
+    #[serde(default)]
+    pub messages_total: u64,
+    /// Gemini `generateContent` / `streamGenerateContent` requests.
+    #[serde(default)]
+    pub gemini_total: u64,
     pub streams_started: u64,
     /// Streams that sent `[DONE]`.
     pub streams_completed: u64,
@@ -73,6 +79,8 @@ pub(crate) struct Stats {
     pub completions_total: AtomicU64,
     pub embeddings_total: AtomicU64,
     pub models_total: AtomicU64,
+    pub messages_total: AtomicU64,
+    pub gemini_total: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_cancelled: AtomicU64,
@@ -128,6 +136,8 @@ impl Stats {
             &self.completions_total,
             &self.embeddings_total,
             &self.models_total,
+            &self.messages_total,
+            &self.gemini_total,
             &self.streams_started,
             &self.streams_completed,
             &self.streams_cancelled,
@@ -173,6 +183,8 @@ impl Stats {
             completions_total: get(&self.completions_total),
             embeddings_total: get(&self.embeddings_total),
             models_total: get(&self.models_total),
+            messages_total: get(&self.messages_total),
+            gemini_total: get(&self.gemini_total),
             streams_started: get(&self.streams_started),
             streams_completed: get(&self.streams_completed),
             streams_cancelled: get(&self.streams_cancelled),

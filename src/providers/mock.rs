@@ -5,8 +5,9 @@
 //! Per-request controls, read from the client's headers when the provider's
 //! `forward_headers` lets them through (as for any provider): `x-mock-delay-ms`
 //! (before the answer or first event), `x-mock-chunk-delay-ms` (between
-//! events) and `x-mock-tokens` (answer length). Fault injection lives in the
-//! standalone `sluice mock` server.
+//! events), `x-mock-tokens` (answer length) and `x-mock-tool-call: <name>`
+//! (answer with a call of that tool, when the request offers tools). Fault
+//! injection lives in the standalone `sluice mock` server.
 
 use std::time::Duration;
 
@@ -68,7 +69,8 @@ impl MockProvider {
                 let usage = super::usage::from_body(&body).ok().flatten();
                 Ok(Reply::Complete { body, usage })
             }
-            Endpoint::Chat | Endpoint::Completions => {
+            // `Messages` arrives here already translated to `Chat` (providers::messages).
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => {
                 // Same body the openai provider would send: renamed model,
                 // usage requested on streams.
                 let body = ingress::rewrite(call.body, call.peek, call.upstream_model, true);
@@ -78,6 +80,19 @@ impl MockProvider {
                 };
                 let req: GenRequest =
                     generate::parse_request(gen_endpoint, &body, self.cfg.tokens, tokens).map_err(invalid)?;
+                let tool = if self.forward.allows("x-mock-tool-call") { h.get("x-mock-tool-call") } else { None };
+                if let Some(name) = tool.and_then(|v| v.to_str().ok())
+                    && gen_endpoint == generate::Endpoint::Chat
+                    && crate::mock::vendors::has_tools(&body)
+                {
+                    return Ok(match crate::mock::vendors::openai_tool_call(&req, name) {
+                        Ok(body) => {
+                            let usage = super::usage::from_body(&body).ok().flatten();
+                            Reply::Complete { body, usage }
+                        }
+                        Err(events) => Reply::Stream(paced(events.into_iter(), Duration::from_millis(chunk_delay))),
+                    });
+                }
                 if req.stream {
                     let events = generate::stream_events(&req, &id, created);
                     Ok(Reply::Stream(paced(events, Duration::from_millis(chunk_delay))))
@@ -95,7 +110,7 @@ impl MockProvider {
 }
 
 /// Emit events one at a time, `gap` apart (the first at once).
-fn paced(events: generate::StreamEvents, gap: Duration) -> super::EventStream {
+fn paced(events: impl Iterator<Item = Bytes> + 'static, gap: Duration) -> super::EventStream {
     let first = std::cell::Cell::new(true);
     futures_util::stream::iter(events)
         .then(move |ev: Bytes| {

@@ -2,13 +2,22 @@
 //!
 //! A [`Provider`] turns one attempt ([`Call`]) into a [`Reply`] in the OpenAI
 //! shape: a whole body, or a stream of whole SSE events. The closed
-//! [`ProviderKind`] enum is parsed once at config load; adding a protocol
-//! (Anthropic, Gemini) means a new module and a new arm in [`Imp`], and no
-//! change to the handlers or the request pipeline.
+//! [`ProviderKind`] enum is parsed once at config load; each protocol is a
+//! module and an arm in [`Imp`] (`openai`, `anthropic`, `gemini`, `mock`),
+//! and the handlers and the request pipeline never learn which protocol an
+//! upstream speaks.
+//!
+//! The one exception to "OpenAI shape" is the Anthropic-shaped ingress,
+//! [`Endpoint::Messages`]: its replies are Anthropic's, passed through from
+//! an `anthropic` provider or translated back ([`messages`]) from any other.
 
+pub mod anthropic;
+pub mod gemini;
+pub mod messages;
 pub mod mock;
 pub mod openai;
 pub mod sse;
+pub mod upstream;
 pub mod usage;
 
 use std::time::Duration;
@@ -23,12 +32,14 @@ use crate::error::GatewayError;
 use crate::request::ingress::Peek;
 pub use usage::Usage;
 
-/// The OpenAI-compatible operations Sluice proxies.
+/// The operations Sluice proxies: OpenAI's three, and Anthropic's Messages
+/// (the `/v1/messages` ingress, whose requests and replies are Anthropic-shaped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    Messages,
 }
 
 impl Endpoint {
@@ -38,6 +49,7 @@ impl Endpoint {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Messages => "/messages",
         }
     }
 
@@ -47,24 +59,27 @@ impl Endpoint {
             Endpoint::Chat => "chat",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Messages => "messages",
         }
     }
 
     pub fn streams(self) -> bool {
         match self {
-            Endpoint::Chat | Endpoint::Completions => true,
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => true,
             Endpoint::Embeddings => false,
         }
     }
 
-    /// The field each request must carry besides `model`, and its allowed
-    /// JSON types. (`prompt` is optional in OpenAI's legacy completions.)
-    pub fn required_field(self) -> Option<(&'static str, &'static [sonic_rs::JsonType])> {
+    /// The fields each request must carry besides `model`, with their
+    /// allowed JSON types. (`prompt` is optional in OpenAI's legacy
+    /// completions; Anthropic requires `max_tokens`.)
+    pub fn required_fields(self) -> &'static [(&'static str, &'static [sonic_rs::JsonType])] {
         use sonic_rs::JsonType;
         match self {
-            Endpoint::Chat => Some(("messages", &[JsonType::Array])),
-            Endpoint::Completions => None,
-            Endpoint::Embeddings => Some(("input", &[JsonType::String, JsonType::Array])),
+            Endpoint::Chat => &[("messages", &[JsonType::Array])],
+            Endpoint::Completions => &[],
+            Endpoint::Embeddings => &[("input", &[JsonType::String, JsonType::Array])],
+            Endpoint::Messages => &[("messages", &[JsonType::Array]), ("max_tokens", &[JsonType::Number])],
         }
     }
 }
@@ -147,6 +162,8 @@ pub type EventStream = LocalBoxStream<'static, Result<Bytes, GatewayError>>;
 
 enum Imp {
     OpenAi(Box<openai::OpenAi>),
+    Anthropic(Box<anthropic::Anthropic>),
+    Gemini(Box<gemini::Gemini>),
     Mock(mock::MockProvider),
 }
 
@@ -172,6 +189,8 @@ impl Provider {
         };
         let imp = match cfg.kind {
             ProviderKind::OpenAi => Imp::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
+            ProviderKind::Anthropic => Imp::Anthropic(Box::new(anthropic::Anthropic::new(cfg)?)),
+            ProviderKind::Gemini => Imp::Gemini(Box::new(gemini::Gemini::new(cfg)?)),
             ProviderKind::Mock => {
                 Imp::Mock(mock::MockProvider::new(cfg.mock.clone(), HeaderForward::new(&cfg.forward_headers)))
             }
@@ -184,20 +203,77 @@ impl Provider {
     pub fn session_spec(&self, cfg: &ProviderConfig) -> Option<SessionSpec> {
         match &self.imp {
             Imp::OpenAi(p) => Some(p.session_spec(cfg)),
+            Imp::Anthropic(p) => Some(p.session_spec(cfg)),
+            Imp::Gemini(p) => Some(p.session_spec(cfg)),
             Imp::Mock(_) => None,
+        }
+    }
+
+    /// Can this provider serve `endpoint`? Anthropic and Gemini have no
+    /// legacy completions or embeddings here; their deployments are skipped
+    /// for those routes (see `request::capability`).
+    pub fn serves(&self, endpoint: Endpoint) -> bool {
+        match (&self.imp, endpoint) {
+            (Imp::Anthropic(_) | Imp::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
+            (Imp::OpenAi(_) | Imp::Anthropic(_) | Imp::Gemini(_) | Imp::Mock(_), _) => true,
         }
     }
 
     /// Make one attempt. `client` is this worker's pool for the provider
     /// (`None` for in-process providers). Waits at most the first-byte
     /// timeout for the upstream's response head.
+    ///
+    /// Replies are OpenAI-shaped, except on [`Endpoint::Messages`], where
+    /// they are Anthropic-shaped: the upstream's own from an `anthropic`
+    /// provider (bytes untouched both ways), translated from any other.
     pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
+        match (&self.imp, call.endpoint) {
+            (Imp::Anthropic(p), Endpoint::Messages) => p.send_native(self, call, self.client(client)?).await,
+            (_, Endpoint::Messages) => messages::send(self, call, client).await,
+            _ => self.send_openai(call, client).await,
+        }
+    }
+
+    /// An OpenAI-shaped request (`call.endpoint` is not `Messages`).
+    pub(crate) async fn send_openai(
+        &self,
+        call: &Call<'_>,
+        client: Option<&UpstreamClient>,
+    ) -> Result<Reply, GatewayError> {
         match &self.imp {
-            Imp::OpenAi(p) => match client {
-                Some(c) => p.send(self, call, c).await,
-                None => Err(GatewayError::Internal { detail: format!("no HTTP session for provider `{}`", self.name) }),
-            },
+            Imp::OpenAi(p) => p.send(self, call, self.client(client)?).await,
+            Imp::Anthropic(p) => p.send(self, call, self.client(client)?).await,
+            Imp::Gemini(p) => p.send(self, call, self.client(client)?).await,
             Imp::Mock(p) => p.send(self, call).await,
         }
     }
+
+    /// Strings of this provider's configuration that must never reach a client.
+    pub fn secrets(&self) -> &[String] {
+        match &self.imp {
+            Imp::OpenAi(p) => p.secrets(),
+            Imp::Anthropic(p) => p.secrets(),
+            Imp::Gemini(p) => p.secrets(),
+            Imp::Mock(_) => &[],
+        }
+    }
+
+    fn client<'c>(&self, client: Option<&'c UpstreamClient>) -> Result<&'c UpstreamClient, GatewayError> {
+        client.ok_or_else(|| GatewayError::Internal { detail: format!("no HTTP session for provider `{}`", self.name) })
+    }
+}
+
+/// The error for a request a provider cannot serve (normally filtered out
+/// before any attempt, see [`Provider::serves`]).
+pub(crate) fn unsupported(p: &Provider, call: &Call<'_>) -> GatewayError {
+    GatewayError::invalid(
+        format!(
+            "The {} deployment `{}` of provider `{}` does not support /v1{}.",
+            p.kind.as_str(),
+            call.upstream_model,
+            p.name,
+            call.endpoint.path()
+        ),
+        Some("model"),
+    )
 }

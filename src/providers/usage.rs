@@ -186,6 +186,53 @@ pub fn scan_events(buf: Bytes, strip_usage_chunk: bool) -> (Option<Usage>, Bytes
     (usage, out.freeze())
 }
 
+/// Usage capture over a stream in the client's protocol: OpenAI chunks
+/// ([`scan_events`]), or Anthropic events on `/v1/messages`, where input
+/// counts arrive in `message_start` and output counts (cumulative) in
+/// `message_delta`, so they are merged as they pass.
+pub enum StreamUsage {
+    OpenAi,
+    Anthropic(crate::translate::anthropic::Usage),
+}
+
+impl StreamUsage {
+    pub fn for_endpoint(e: super::Endpoint) -> StreamUsage {
+        match e {
+            super::Endpoint::Messages => StreamUsage::Anthropic(Default::default()),
+            super::Endpoint::Chat | super::Endpoint::Completions | super::Endpoint::Embeddings => StreamUsage::OpenAi,
+        }
+    }
+
+    /// The usage so far (if this buffer held any) and the buffer to forward.
+    /// Anthropic events are never changed.
+    pub fn scan(&mut self, buf: Bytes, strip_usage_chunk: bool) -> (Option<Usage>, Bytes) {
+        let acc = match self {
+            StreamUsage::OpenAi => return scan_events(buf, strip_usage_chunk),
+            StreamUsage::Anthropic(acc) => acc,
+        };
+        if !has_usage_object(&buf) {
+            return (None, buf);
+        }
+        let mut found = false;
+        for ev in sse::events(&buf) {
+            if !has_usage_object(ev.data) || crate::json::nesting_exceeds(ev.data, crate::request::ingress::MAX_DEPTH) {
+                continue;
+            }
+            let start = sonic_rs::get(ev.data, ["type"]).is_ok_and(|t| t.as_str() == Some("message_start"));
+            let raw =
+                if start { sonic_rs::get(ev.data, ["message", "usage"]) } else { sonic_rs::get(ev.data, ["usage"]) };
+            if let Ok(v) = raw
+                && let Ok(u) = sonic_rs::from_str::<crate::translate::anthropic::Usage>(v.as_raw_str())
+            {
+                acc.merge(&u);
+                found = true;
+            }
+        }
+        let usage = found.then(|| acc.to_openai().to_gateway());
+        (usage, buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +262,18 @@ mod tests {
         let (u2, stripped) = scan_events(buf, true);
         assert_eq!(u2, u);
         assert_eq!(&stripped[..], &b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\ndata: [DONE]\n\n"[..]);
+    }
+
+    #[test]
+    fn anthropic_stream_usage_is_merged() {
+        let mut s = StreamUsage::for_endpoint(super::super::Endpoint::Messages);
+        let start = Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":4,\"output_tokens\":1}}}\n\n");
+        let (u, out) = s.scan(start.clone(), true);
+        assert_eq!(out, start);
+        assert_eq!(u, Some(Usage { prompt_tokens: 14, completion_tokens: 1, cached_tokens: 4 }));
+        let delta = Bytes::from_static(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n");
+        let (u, _) = s.scan(delta, true);
+        assert_eq!(u, Some(Usage { prompt_tokens: 14, completion_tokens: 15, cached_tokens: 4 }));
     }
 
     #[test]

@@ -231,7 +231,7 @@ impl Job {
         let body = Bytes::from(body);
         let peek = ingress::peek(&body, Endpoint::Embeddings)?;
         let shared = &self.state.shared;
-        let plan = super::plan(shared, self.model, &peek)?;
+        let plan = super::plan(shared, self.model, Endpoint::Embeddings, &peek)?;
         let call = Call {
             endpoint: Endpoint::Embeddings,
             body: &body,

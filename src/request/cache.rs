@@ -64,7 +64,9 @@ pub(super) async fn step(
         policy.bypasses.increment(1);
         CacheCounters::bump(&counters.bypasses);
     };
-    if control.no_store {
+    // Stored answers are OpenAI-shaped and replayed as OpenAI chunks; the
+    // Anthropic-shaped ingress is not cached (yet).
+    if control.no_store || endpoint == Endpoint::Messages {
         bypass(rec);
         return None;
     }
@@ -268,7 +270,7 @@ impl Lead {
     async fn fetch(&self) -> Option<Answer> {
         let (state, flight) = (&self.state, &self.flight);
         let shared = &state.shared;
-        let plan = match super::plan(shared, self.model, &self.peek) {
+        let plan = match super::plan(shared, self.model, self.endpoint, &self.peek) {
             Ok(p) => p,
             Err(e) => {
                 flight.finish(End::Failed(e), None);

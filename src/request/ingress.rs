@@ -170,8 +170,8 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
     let mut p = Peek::default();
     let mut seen_model = false;
     let mut seen_stream = false;
-    let mut seen_required = false;
-    let required = endpoint.required_field();
+    let required = endpoint.required_fields();
+    let mut seen_required = [false; 2];
     for item in sonic_rs::to_object_iter(body) {
         let (key, value) = item.map_err(|e| {
             GatewayError::invalid(format!("We could not parse the JSON body of your request: {e}"), None)
@@ -216,6 +216,31 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
                     t => return Err(wrong_type("stream_options", "an object", t)),
                 }
             }
+            k if let Some(i) = required.iter().position(|(name, _)| *name == k) => {
+                if let Some(seen) = seen_required.get_mut(i) {
+                    *seen = true;
+                }
+                let (name, kinds) = required[i];
+                let t = value.get_type();
+                if !kinds.contains(&t) {
+                    let want = kinds.iter().map(|k| type_name(*k)).collect::<Vec<_>>().join(" or ");
+                    return Err(wrong_type(name, &want, t));
+                }
+                if name == "messages" && value.as_raw_str()[1..].trim_start().starts_with(']') {
+                    return Err(GatewayError::invalid(
+                        "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+                        Some("messages"),
+                    ));
+                }
+                if name == "max_tokens" {
+                    let n = value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                        GatewayError::invalid("Invalid 'max_tokens': expected an integer of at least 1.", Some("max_tokens"))
+                    })?;
+                    p.max_tokens = Some(p.max_tokens.map_or(n, |m| m.max(n)));
+                } else {
+                    p.prompt_bytes = value.as_raw_str().len();
+                }
+            }
             "max_tokens" | "max_completion_tokens" => match value.get_type() {
                 JsonType::Null => {}
                 JsonType::Number => {
@@ -231,25 +256,8 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
                     ));
                 }
             },
-            "prompt" if required.is_none() => {
+            "prompt" if required.is_empty() => {
                 p.prompt_bytes = value.as_raw_str().len();
-            }
-            k if Some(k) == required.map(|(name, _)| name) => {
-                seen_required = true;
-                p.prompt_bytes = value.as_raw_str().len();
-                if let Some((name, kinds)) = required {
-                    let t = value.get_type();
-                    if !kinds.contains(&t) {
-                        let want = kinds.iter().map(|k| type_name(*k)).collect::<Vec<_>>().join(" or ");
-                        return Err(wrong_type(name, &want, t));
-                    }
-                    if name == "messages" && value.as_raw_str()[1..].trim_start().starts_with(']') {
-                        return Err(GatewayError::invalid(
-                            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-                            Some("messages"),
-                        ));
-                    }
-                }
             }
             _ => {}
         }
@@ -257,10 +265,10 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
     if !seen_model {
         return Err(GatewayError::invalid("You must provide a model parameter.", Some("model")));
     }
-    if let Some((name, _)) = required
-        && !seen_required
-    {
-        return Err(GatewayError::invalid(format!("Missing required parameter: '{name}'."), Some(name)));
+    for (i, (name, _)) in required.iter().enumerate() {
+        if !seen_required.get(i).copied().unwrap_or(true) {
+            return Err(GatewayError::invalid(format!("Missing required parameter: '{name}'."), Some(name)));
+        }
     }
     if p.stream && !endpoint.streams() {
         return Err(GatewayError::invalid(

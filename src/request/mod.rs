@@ -10,7 +10,8 @@
 //!    is full)
 //! 4. [`cache`]    — a stored answer (HIT), or a share of an identical
 //!    request's upstream call (single-flight), or lead one and store it
-//! 5. [`route`]    — model → deployments in order, then fallbacks (404)
+//! 5. [`route`]    — model → deployments in order, then fallbacks (404);
+//!    [`capability`] drops those whose protocol lacks the route (400 if none left)
 //! 6. [`attempt`]  — each deployment through its provider and this worker's
 //!    upstream session, until one answers before the first byte
 //! 7. [`relay`]    — the body, or the SSE stream event by event, back
@@ -23,6 +24,7 @@ pub mod attempt;
 pub mod auth;
 pub mod batch;
 pub mod cache;
+pub mod capability;
 pub mod ingress;
 pub mod limits;
 pub mod outcomes;
@@ -148,13 +150,20 @@ async fn steps(
 pub(crate) fn plan<'a>(
     shared: &'a crate::server::state::Shared,
     model: usize,
+    endpoint: Endpoint,
     peek: &ingress::Peek,
 ) -> Result<Plan<'a>, GatewayError> {
     let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
     let routing = &shared.config.routing;
     let deadline_ms = entry.deadline_ms.unwrap_or(routing.deadline_ms);
     Ok(Plan {
-        candidates: shared.models.candidates(model, peek.estimated_tokens(), shared.availability.table())?,
+        // Deployments whose protocol lacks this route are skipped (400 if none can serve it).
+        candidates: capability::serving(
+            shared,
+            model,
+            endpoint,
+            shared.models.candidates(model, peek.estimated_tokens(), shared.availability.table())?,
+        )?,
         tokens: peek.estimated_tokens(),
         max_attempts: entry.max_attempts.unwrap_or(routing.max_attempts),
         deadline: (deadline_ms > 0).then(|| Instant::now() + std::time::Duration::from_millis(deadline_ms)),
@@ -174,7 +183,7 @@ async fn fetch(
     rec: &mut Record,
 ) -> Result<Reply, GatewayError> {
     let shared = &state.shared;
-    let plan = plan(shared, model, peek)?;
+    let plan = plan(shared, model, endpoint, peek)?;
     let request_id = rec.request_id.clone();
     let call = Call {
         endpoint,

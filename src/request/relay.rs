@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 use super::record::{Outcome, Record};
 use crate::config::Price;
 use crate::error::{GatewayError, TimeoutPhase};
-use crate::providers::{EventStream, Timeouts, Usage, usage};
+use crate::providers::{Endpoint, EventStream, Timeouts, Usage, usage};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
@@ -78,7 +78,8 @@ pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
     for (name, value) in e.extra_headers() {
         b.insert_header((name, value));
     }
-    let resp = b.body(e.body());
+    // OpenAI's error shape, or Anthropic's on /v1/messages.
+    let resp = b.body(crate::providers::messages::error_body(rec.endpoint, e));
     rec.finish(Outcome::Status(status.as_u16()), None, None);
     resp
 }
@@ -130,6 +131,8 @@ struct Relay {
     rest: EventStream,
     spec: StreamSpec,
     usage: Option<Usage>,
+    /// Reads usage in the client's protocol (OpenAI chunks or Anthropic events).
+    scan: usage::StreamUsage,
     idle: Pin<Box<Sleep>>,
     deadline: Instant,
     done: bool,
@@ -139,7 +142,9 @@ impl Relay {
     fn new(rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> Relay {
         let deadline = spec.started + spec.timeouts.total;
         let keep_text = spec.stream_usage.load(std::sync::atomic::Ordering::Relaxed) != 1;
+        let scan = usage::StreamUsage::for_endpoint(rec.endpoint);
         Relay {
+            scan,
             rec: Some(rec),
             text: keep_text.then(String::new),
             first: Some(first),
@@ -157,7 +162,7 @@ impl Relay {
         if let Some(t) = self.text.as_mut() {
             crate::tokens::push_stream_text(&events, t);
         }
-        let (u, out) = usage::scan_events(events, !self.spec.client_wants_usage);
+        let (u, out) = self.scan.scan(events, !self.spec.client_wants_usage);
         if u.is_some() {
             self.usage = u;
         }
@@ -206,8 +211,10 @@ impl Relay {
         });
         let request_id = self.rec.as_ref().map(|r| r.request_id.as_str()).unwrap_or("");
         tracing::warn!(request_id = %request_id, error = %e, "stream failed after its first byte");
+        let endpoint = self.rec.as_ref().map_or(Endpoint::Chat, |r| r.endpoint);
         self.finish(Outcome::StreamError);
-        e.sse_event()
+        // OpenAI's error event, or Anthropic's on /v1/messages.
+        crate::providers::messages::error_event(endpoint, &e)
     }
 }
 

@@ -95,6 +95,14 @@ fn event(out: &mut Vec<u8>, data: &[u8]) {
 
 /// The whole answer (non-stream).
 pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
+    if endpoint == Endpoint::Messages {
+        // Anthropic's shape: the chat answer, translated as any upstream's is.
+        let chat = body(Endpoint::Chat, model, text);
+        return match crate::translate::messages::response::translate(&chat) {
+            Ok((out, _)) => Bytes::from(out),
+            Err(_) => chat,
+        };
+    }
     let id = format!("sluice-template-{:016x}", fastrand::u64(..));
     let usage = Usage { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
     let created = now();
@@ -107,7 +115,7 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
             choices: [TextChoice { index: 0, text, logprobs: None, finish_reason: "stop" }],
             usage,
         }),
-        Endpoint::Chat | Endpoint::Embeddings => json(&Whole {
+        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => json(&Whole {
             id: &id,
             object: "chat.completion",
             created,
@@ -125,6 +133,18 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
 
 /// The same answer as SSE events, ending with `[DONE]`.
 pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
+    if endpoint == Endpoint::Messages {
+        // Anthropic's events: the chat stream, translated as any upstream's is.
+        let chat = stream(Endpoint::Chat, model, text);
+        let mut t = crate::translate::messages::stream::StreamTranslator::new();
+        let mut out = crate::translate::SseOut::new();
+        for ev in crate::providers::sse::events(&chat) {
+            if t.event(ev.data, &mut out).is_err() {
+                break;
+            }
+        }
+        return out.take();
+    }
     let id = format!("sluice-template-{:016x}", fastrand::u64(..));
     let created = now();
     let mut out = Vec::new();
@@ -141,7 +161,7 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
                 event(&mut out, &json(&c));
             }
         }
-        Endpoint::Chat | Endpoint::Embeddings => {
+        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => {
             let deltas = [
                 (Delta { role: Some("assistant"), content: Some("") }, None),
                 (Delta { role: None, content: Some(text) }, None),

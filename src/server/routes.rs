@@ -8,6 +8,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/chat/completions", web::post().to(handlers::chat::chat))
         .route("/v1/completions", web::post().to(handlers::completions::completions))
         .route("/v1/embeddings", web::post().to(handlers::embeddings::embeddings))
+        .route("/v1/messages", web::post().to(handlers::messages::messages))
         .route("/v1/models", web::get().to(handlers::models::list))
         .route("/v1/models/{model:.*}", web::get().to(handlers::models::get))
         .route("/health", web::get().to(handlers::health::health))

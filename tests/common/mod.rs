@@ -223,3 +223,89 @@ pub fn sse_text(body: &str) -> String {
         })
         .collect()
 }
+
+/// A gateway config with one provider per protocol, all pointing at the
+/// mock: `anth` (kind anthropic), `gem` (kind gemini), `up` (openai) and the
+/// built-in `local` mock. Models: `claude` (anth, upstream `claude-test`),
+/// `claude-same` (anth, same name upstream), `gemini` (gem,
+/// `gemini-test`), `gpt-test` (up, `mock-model`), `local` (built-in).
+/// `extra` is appended verbatim.
+pub fn vendor_config(mock: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 1048576
+shutdown_timeout_ms = 5000
+
+[[providers]]
+name = "anth"
+kind = "anthropic"
+base_url = "http://{mock}/v1"
+api_key = "${{UPSTREAM_KEY}}"
+forward_headers = ["x-mock-*"]
+connect_timeout_ms = 500
+first_byte_timeout_ms = 3000
+idle_timeout_ms = 3000
+
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "http://{mock}/v1beta"
+api_key = "${{UPSTREAM_KEY}}"
+forward_headers = ["x-mock-*"]
+connect_timeout_ms = 500
+first_byte_timeout_ms = 3000
+
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "http://{mock}/v1"
+api_key = "${{UPSTREAM_KEY}}"
+forward_headers = ["x-mock-*"]
+connect_timeout_ms = 500
+first_byte_timeout_ms = 3000
+
+[[providers]]
+name = "local"
+kind = "mock"
+forward_headers = ["x-mock-*"]
+
+[[models]]
+name = "claude"
+deployments = [{{ provider = "anth", model = "claude-test" }}]
+price = {{ input_per_mtok = 3.0, output_per_mtok = 15.0 }}
+
+[[models]]
+name = "claude-same"
+deployments = [{{ provider = "anth", model = "claude-same" }}]
+
+[[models]]
+name = "gemini"
+deployments = [{{ provider = "gem", model = "gemini-test" }}]
+
+[[models]]
+name = "gpt-test"
+deployments = [{{ provider = "up", model = "mock-model" }}]
+
+[[models]]
+name = "local"
+deployments = [{{ provider = "local", model = "mock-1" }}]
+
+[[keys]]
+name = "tester"
+key = "${{CLIENT_KEY}}"
+{extra}
+"#
+    )
+}
+
+/// The value of `sluice_tokens_total{model, direction}` in a metrics page.
+pub fn tokens_metric(metrics: &str, model: &str, direction: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_tokens_total"))
+        .find(|l| l.contains(&format!("model=\"{model}\"")) && l.contains(&format!("direction=\"{direction}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use super::super::locate::{join_index, join_key};
-use super::super::raw::{RawMock, RawProvider, Text, defaults};
-use super::super::{MockProviderConfig, ProviderConfig, ProviderKind, Secret};
+use super::super::raw::{RawAnthropic, RawMock, RawProvider, Text, defaults};
+use super::super::{AnthropicProviderConfig, MockProviderConfig, PromptCaching, ProviderConfig, ProviderKind, Secret};
 use super::Checker;
 
 /// Client headers that are never passed upstream: the first two carry the
@@ -24,14 +24,16 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
     let path = |k: &str| join_key(at, k);
     let kind = match p.kind.value.as_str() {
         "openai" => Some(ProviderKind::OpenAi),
+        "anthropic" => Some(ProviderKind::Anthropic),
+        "gemini" => Some(ProviderKind::Gemini),
         "mock" => Some(ProviderKind::Mock),
         _ => {
             c.err(
                 path("kind"),
                 format!(
                     "unknown provider kind {}; expected one of: openai (any \
-                     OpenAI-compatible server: OpenAI, vLLM, Ollama, ...), mock (built in, \
-                     no network)",
+                     OpenAI-compatible server: OpenAI, vLLM, Ollama, ...), anthropic, gemini, \
+                     mock (built in, no network)",
                     p.kind.shown()
                 ),
             );
@@ -49,7 +51,12 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
             );
             String::new()
         }
-        (Some(ProviderKind::OpenAi), Some(u)) => base_url(c, &path("base_url"), u),
+        (Some(ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::Gemini), Some(u)) => {
+            base_url(c, &path("base_url"), u)
+        }
+        (Some(k @ (ProviderKind::Anthropic | ProviderKind::Gemini)), None) => {
+            k.default_base_url().unwrap_or_default().to_owned()
+        }
         (Some(ProviderKind::Mock), Some(_)) => {
             c.err(
                 path("base_url"),
@@ -85,11 +92,14 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
     };
 
     let headers = headers(c, &path("headers"), p.headers.unwrap_or_default());
-    if api_key.is_some() && headers.iter().any(|(n, _)| n == "authorization") {
+    let auth = kind.unwrap_or(ProviderKind::OpenAi).auth_header();
+    if api_key.is_some() && headers.iter().any(|(n, _)| n == auth) {
         c.err(
-            join_key(&path("headers"), "authorization"),
-            "both `api_key` and an `authorization` header are set, and both would go in \
-             the Authorization header; keep one",
+            join_key(&path("headers"), auth),
+            format!(
+                "both `api_key` and an `{auth}` header are set, and both would go in \
+                 the {auth} header; keep one"
+            ),
         );
     }
     let forward_headers = forward_headers(c, &path("forward_headers"), p.forward_headers);
@@ -115,6 +125,15 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         }
         (m, true) => mock(c, &path("mock"), m.as_ref()),
         _ => MockProviderConfig::default(),
+    };
+    let is_anthropic = kind == Some(ProviderKind::Anthropic);
+    let anthropic = match (&p.anthropic, is_anthropic) {
+        (Some(_), false) if kind.is_some() => {
+            c.err(path("anthropic"), "anthropic settings apply only to kind = \"anthropic\"; remove this table");
+            AnthropicProviderConfig::default()
+        }
+        (a, true) => anthropic(c, &path("anthropic"), a.as_ref()),
+        _ => AnthropicProviderConfig::default(),
     };
 
     ProviderConfig {
@@ -157,6 +176,7 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
             "",
         ),
         mock,
+        anthropic,
     }
 }
 
@@ -269,5 +289,53 @@ fn mock(c: &mut Checker, at: &str, m: Option<&RawMock>) -> MockProviderConfig {
         delay_ms: c.u64(&join_key(at, "delay_ms"), m.delay_ms, defaults::MOCK_DELAY_MS, 0, ""),
         chunk_delay_ms: c.u64(&join_key(at, "chunk_delay_ms"), m.chunk_delay_ms, defaults::MOCK_CHUNK_DELAY_MS, 0, ""),
         tokens: c.u32(&join_key(at, "tokens"), m.tokens, defaults::MOCK_TOKENS, 1, ""),
+    }
+}
+
+fn anthropic(c: &mut Checker, at: &str, a: Option<&RawAnthropic>) -> AnthropicProviderConfig {
+    let d = RawAnthropic::default();
+    let a = a.unwrap_or(&d);
+    let version = match &a.version {
+        None => defaults::ANTHROPIC_VERSION.to_owned(),
+        Some(v) => {
+            if v.value.is_empty() || !v.value.bytes().all(|b| b.is_ascii_graphic()) {
+                c.err(
+                    join_key(at, "version"),
+                    format!(
+                        "{} is not an API version; write a date such as \"{}\"",
+                        v.shown(),
+                        defaults::ANTHROPIC_VERSION
+                    ),
+                );
+            }
+            v.value.clone()
+        }
+    };
+    let prompt_caching = match a.prompt_caching.as_ref().map(|t| (t, t.value.as_str())) {
+        None | Some((_, "client")) => PromptCaching::Client,
+        Some((_, "auto")) => PromptCaching::Auto,
+        Some((_, "off")) => PromptCaching::Off,
+        Some((t, _)) => {
+            c.err(
+                join_key(at, "prompt_caching"),
+                format!(
+                    "unknown prompt_caching {}; expected one of: client (pass the client's \
+                     cache_control hints), auto (also cache the system prompt and tools), off",
+                    t.shown()
+                ),
+            );
+            PromptCaching::Client
+        }
+    };
+    AnthropicProviderConfig {
+        version,
+        default_max_tokens: c.u32(
+            &join_key(at, "default_max_tokens"),
+            a.default_max_tokens,
+            defaults::ANTHROPIC_MAX_TOKENS,
+            1,
+            "",
+        ),
+        prompt_caching,
     }
 }

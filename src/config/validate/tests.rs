@@ -6,6 +6,7 @@ use super::super::{EMBEDDED_DEFAULT, EMBEDDED_NAME, MockProviderConfig, Provider
 use super::*;
 
 mod rules;
+mod vendors;
 
 /// Answers every variable except those starting with `MISSING`, each with a
 /// distinct value, plus fixed values for some names.
@@ -188,7 +189,7 @@ kind = "mock"
 
 [[providers]]
 name = "m"
-kind = "anthropic"
+kind = "cohere"
 
 [[models]]
 name = "a"
@@ -217,10 +218,10 @@ key_sha256 = "XYZ"
         ("server.admin_key", "admin_key", "admin_key is empty"),
         (
             "providers[1].name",
-            "name = \"m\"\nkind = \"anthropic\"",
+            "name = \"m\"\nkind = \"cohere\"",
             "duplicate provider name `m`: providers[0] already uses it",
         ),
-        ("providers[1].kind", "anthropic", "unknown provider kind `anthropic`; expected one of: openai"),
+        ("providers[1].kind", "cohere", "unknown provider kind `cohere`; expected one of: openai"),
         ("models[0].deployments[0].provider", "provider = \"n\"", "no provider named `n`; defined providers: `m`"),
         ("models[0].deployments[0].model", "provider = \"n\"", "upstream model name is empty"),
         ("models[0].fallbacks[0]", "fallbacks", "cannot fall back to itself"),

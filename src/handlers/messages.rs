@@ -1,0 +1,15 @@
+//! `POST /v1/messages`: Anthropic's Messages API as an ingress, so the
+//! Anthropic SDK can call any model Sluice routes. Same pipeline as the
+//! OpenAI routes; the endpoint tells providers the body is Anthropic-shaped
+//! and tells the relay to answer errors in Anthropic's shape.
+
+use actix_web::web::{Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::providers::Endpoint;
+use crate::request;
+use crate::server::state::WorkerState;
+
+pub async fn messages(state: Data<WorkerState>, req: HttpRequest, payload: Payload) -> HttpResponse {
+    request::run(&state, req, payload, Endpoint::Messages).await
+}

@@ -1,0 +1,90 @@
+//! Anthropic's Messages API. OpenAI chat requests are translated
+//! (`crate::translate::anthropic`) and answers come back as OpenAI bodies
+//! and chunks; requests that arrived on the Anthropic-shaped ingress
+//! (`/v1/messages`) go out as the client wrote them, with only `model`
+//! renamed, and come back untouched. Sends `x-api-key` and
+//! `anthropic-version`.
+
+use bytes::Bytes;
+use http::Uri;
+use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
+
+use super::upstream::{self, ErrorStyle, Upstream};
+use super::{Call, Endpoint, Provider, Reply};
+use crate::config::ProviderConfig;
+use crate::error::GatewayError;
+use crate::request::ingress;
+use crate::translate::anthropic::{self, request::Options, stream::StreamTranslator};
+
+pub struct Anthropic {
+    up: Upstream,
+    uri: Uri,
+    opts: Options,
+}
+
+impl Anthropic {
+    pub fn new(cfg: &ProviderConfig) -> Result<Anthropic, String> {
+        let a = &cfg.anthropic;
+        let up = Upstream::new(cfg, &[("anthropic-version", &a.version)], ErrorStyle::Anthropic)?;
+        let uri = up.uri(&cfg.name, "/messages")?;
+        let opts = Options { default_max_tokens: a.default_max_tokens, prompt_caching: a.prompt_caching };
+        Ok(Anthropic { up, uri, opts })
+    }
+
+    pub fn secrets(&self) -> &[String] {
+        self.up.secrets()
+    }
+
+    pub fn session_spec(&self, cfg: &ProviderConfig) -> SessionSpec {
+        let warm = self.up.uri(&cfg.name, "/models").ok();
+        self.up.session_spec(cfg, warm, &self.uri)
+    }
+
+    /// An OpenAI chat request, translated both ways.
+    pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
+        if call.endpoint != Endpoint::Chat {
+            return Err(super::unsupported(p, call));
+        }
+        let body = Bytes::from(anthropic::request::translate(call.body, call.upstream_model, &self.opts)?);
+        let headers = self.up.headers(call, call.peek.stream);
+        let created = crate::translate::unix_now();
+        let answer = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
+        if call.peek.stream && answer.event_stream {
+            let raw = upstream::event_stream(answer.body, answer.permit, p.name.clone());
+            return Ok(Reply::Stream(upstream::translated(
+                raw,
+                StreamTranslator::new(created),
+                p.name.clone(),
+                self.up.secrets().to_vec(),
+            )));
+        }
+        let bytes = upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
+        drop(answer.permit);
+        let (body, usage) =
+            anthropic::response::translate(&bytes, created).map_err(|e| GatewayError::UpstreamProtocol {
+                provider: p.name.clone(),
+                detail: format!("invalid Messages answer ({e})"),
+            })?;
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.to_gateway()) })
+    }
+
+    /// A `/v1/messages` request: the client's bytes (model renamed when the
+    /// deployment's name differs) out, the upstream's bytes back.
+    pub async fn send_native(
+        &self,
+        p: &Provider,
+        call: &Call<'_>,
+        client: &UpstreamClient,
+    ) -> Result<Reply, GatewayError> {
+        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, false);
+        let headers = self.up.headers(call, call.peek.stream);
+        let answer = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
+        if call.peek.stream && answer.event_stream {
+            return Ok(Reply::Stream(upstream::event_stream(answer.body, answer.permit, p.name.clone())));
+        }
+        let bytes = upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
+        drop(answer.permit);
+        let usage = anthropic::usage_from_body(&bytes);
+        Ok(Reply::Complete { body: bytes, usage })
+    }
+}

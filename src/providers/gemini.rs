@@ -1,0 +1,67 @@
+//! Google's Gemini API: `POST {base}/models/{model}:generateContent`, and
+//! `:streamGenerateContent?alt=sse` for streams. OpenAI chat requests are
+//! translated (`crate::translate::gemini`) and answers come back as OpenAI
+//! bodies and chunks. Sends `x-goog-api-key`.
+
+use bytes::Bytes;
+use http::Uri;
+use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
+
+use super::upstream::{self, ErrorStyle, Upstream};
+use super::{Call, Endpoint, Provider, Reply};
+use crate::config::ProviderConfig;
+use crate::error::GatewayError;
+use crate::translate::gemini::{self, stream::StreamTranslator};
+
+pub struct Gemini {
+    up: Upstream,
+    /// Any URI on the upstream's origin (for pooling).
+    origin: Uri,
+}
+
+impl Gemini {
+    pub fn new(cfg: &ProviderConfig) -> Result<Gemini, String> {
+        let up = Upstream::new(cfg, &[], ErrorStyle::Gemini)?;
+        let origin = up.uri(&cfg.name, "/models")?;
+        Ok(Gemini { up, origin })
+    }
+
+    pub fn secrets(&self) -> &[String] {
+        self.up.secrets()
+    }
+
+    pub fn session_spec(&self, cfg: &ProviderConfig) -> SessionSpec {
+        self.up.session_spec(cfg, Some(self.origin.clone()), &self.origin)
+    }
+
+    fn uri(&self, p: &Provider, model: &str, stream: bool) -> Result<Uri, GatewayError> {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        let method = if stream { ":streamGenerateContent?alt=sse" } else { ":generateContent" };
+        format!("{}/models/{model}{method}", self.up.base).parse::<Uri>().map_err(|e| GatewayError::Internal {
+            detail: format!("provider `{}`: the model name `{model}` does not fit in a URL: {e}", p.name),
+        })
+    }
+
+    pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
+        if call.endpoint != Endpoint::Chat {
+            return Err(super::unsupported(p, call));
+        }
+        let stream = call.peek.stream;
+        let uri = self.uri(p, call.upstream_model, stream)?;
+        let body = Bytes::from(gemini::request::translate(call.body)?);
+        let headers = self.up.headers(call, stream);
+        let created = crate::translate::unix_now();
+        let answer = self.up.send(p, call.timeouts, client, &uri, &headers, body).await?;
+        if stream && answer.event_stream {
+            let raw = upstream::event_stream(answer.body, answer.permit, p.name.clone());
+            let t = StreamTranslator::new(call.upstream_model, created);
+            return Ok(Reply::Stream(upstream::translated(raw, t, p.name.clone(), self.up.secrets().to_vec())));
+        }
+        let bytes = upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
+        drop(answer.permit);
+        let (body, usage) = gemini::response::translate(&bytes, call.upstream_model, created).map_err(|e| {
+            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini answer ({e})") }
+        })?;
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.to_gateway()) })
+    }
+}

@@ -1,0 +1,52 @@
+//! The Anthropic-shaped ingress (`POST /v1/messages`) over a provider that
+//! does not speak Anthropic: the request becomes an OpenAI chat request for
+//! the provider's usual path, and its answer becomes Anthropic's again.
+//! (An `anthropic` provider takes these requests natively, untouched.)
+//!
+//! Also: the error body and error event a client of a route expects.
+
+use bytes::Bytes;
+use sluice_actors::upstream_sessions::UpstreamClient;
+
+use super::{Call, Endpoint, Provider, Reply, upstream};
+use crate::error::GatewayError;
+use crate::request::ingress::Peek;
+use crate::translate::messages::{self, stream::StreamTranslator};
+
+pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
+    let (chat, stream) = messages::request::translate(call.body, call.upstream_model)?;
+    let chat = Bytes::from(chat);
+    // The translated body already names the upstream model and asks for
+    // usage, so the provider's own rewrite leaves it as it is.
+    let peek = Peek { model: call.upstream_model.to_string(), stream, include_usage: true, ..Peek::default() };
+    let inner = Call { endpoint: Endpoint::Chat, body: &chat, peek: &peek, ..*call };
+    match p.send_openai(&inner, client).await? {
+        Reply::Complete { body, .. } => {
+            let (out, usage) = messages::response::translate(&body).map_err(|e| GatewayError::UpstreamProtocol {
+                provider: p.name.clone(),
+                detail: format!("invalid chat completion ({e})"),
+            })?;
+            Ok(Reply::Complete { body: Bytes::from(out), usage })
+        }
+        Reply::Stream(s) => {
+            Ok(Reply::Stream(upstream::translated(s, StreamTranslator::new(), p.name.clone(), p.secrets().to_vec())))
+        }
+    }
+}
+
+/// The error body for a client of `endpoint`: OpenAI's shape, or
+/// Anthropic's on `/v1/messages`.
+pub fn error_body(endpoint: Endpoint, e: &GatewayError) -> Bytes {
+    match endpoint {
+        Endpoint::Messages => messages::error_body(e),
+        Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => e.body(),
+    }
+}
+
+/// The error event that ends a stream on `endpoint`.
+pub fn error_event(endpoint: Endpoint, e: &GatewayError) -> Bytes {
+    match endpoint {
+        Endpoint::Messages => messages::error_event(e),
+        Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => e.sse_event(),
+    }
+}

@@ -1,0 +1,77 @@
+//! The Anthropic-shaped ingress, `POST /v1/messages`, over deployments that
+//! do not speak Anthropic: the client's Messages request becomes an OpenAI
+//! chat request ([`request`]), and the OpenAI answer becomes a Messages
+//! answer ([`response`]) or Messages stream events ([`stream`]). Gateway
+//! errors on this route take Anthropic's error shape ([`error_body`]).
+//!
+//! When the deployment is itself Anthropic, none of this runs: the client's
+//! bytes go upstream untouched (only `model` renamed) and the upstream's
+//! come back untouched.
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use bytes::Bytes;
+
+use super::anthropic::{self, error_type_for_status};
+use crate::error::GatewayError;
+
+/// Anthropic error types a client may meet; an upstream's own type is kept
+/// when it is one of them (the gateway's own errors take the type of their
+/// status, as Anthropic's do).
+const KNOWN_TYPES: [&str; 11] = [
+    "invalid_request_error",
+    "authentication_error",
+    "billing_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+    "rate_limit_error",
+    "api_error",
+    "timeout_error",
+    "overloaded_error",
+    "upstream_error",
+];
+
+/// The Anthropic-shaped body of a gateway error:
+/// `{"type":"error","error":{"type":..,"message":..}}`.
+pub fn error_body(e: &GatewayError) -> Bytes {
+    let status = e.status().as_u16();
+    let openai = e.body();
+    let from_upstream = matches!(e, GatewayError::UpstreamStatus { .. });
+    let (kind, message) = match read_openai_error(&openai) {
+        Some((kind, message)) => {
+            let kind = if from_upstream && KNOWN_TYPES.contains(&kind.as_str()) && kind != "upstream_error" {
+                kind
+            } else {
+                error_type_for_status(status).to_owned()
+            };
+            (kind, message)
+        }
+        None => (error_type_for_status(status).to_owned(), e.to_string()),
+    };
+    anthropic::error_body(&kind, &message)
+}
+
+/// The same as one `event: error` SSE event, for failures after a stream began.
+pub fn error_event(e: &GatewayError) -> Bytes {
+    let body = error_body(e);
+    let mut out = Vec::with_capacity(body.len() + 24);
+    out.extend_from_slice(b"event: error\ndata: ");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn read_openai_error(body: &[u8]) -> Option<(String, String)> {
+    use sonic_rs::JsonValueTrait;
+    if crate::json::nesting_exceeds(body, super::MAX_DEPTH) {
+        return None;
+    }
+    let err = sonic_rs::get(body, ["error"]).ok()?;
+    let raw = err.as_raw_str();
+    let message = sonic_rs::get(raw, ["message"]).ok().and_then(|m| m.as_str().map(str::to_owned))?;
+    let kind = sonic_rs::get(raw, ["type"]).ok().and_then(|m| m.as_str().map(str::to_owned)).unwrap_or_default();
+    Some((kind, message))
+}

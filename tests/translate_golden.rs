@@ -1,0 +1,275 @@
+//! Golden fixtures for every translation direction, written from the
+//! providers' public API references (each fixture cites its sources in its
+//! header). A fixture is a text file:
+//!
+//! ```text
+//! # comments, and directives such as `# status: 429`
+//! --- input
+//! <JSON body, or an SSE stream>
+//! --- expected
+//! <JSON body, or an SSE stream>
+//! ```
+//!
+//! JSON is compared as values (key order and spacing do not matter); SSE
+//! streams event by event (event name, and data as JSON or `[DONE]`).
+//! `GOLDEN_BLESS=1 cargo test --test translate_golden` rewrites the
+//! `expected` sections from the current output, for review in the diff.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sluice::config::PromptCaching;
+use sluice::error::GatewayError;
+use sluice::providers::upstream::{ErrorStyle, map_status_error};
+use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
+
+const CREATED: u64 = 1_700_000_000;
+const MODEL: &str = "upstream-model";
+
+struct Fixture {
+    path: PathBuf,
+    header: String,
+    input: String,
+    expected: String,
+}
+
+impl Fixture {
+    fn directive(&self, key: &str) -> Option<&str> {
+        self.header.lines().find_map(|l| l.strip_prefix("# ")?.strip_prefix(key)?.strip_prefix(": ")).map(str::trim)
+    }
+}
+
+fn read(path: &Path) -> Fixture {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (header, rest) = text.split_once("--- input\n").unwrap_or_else(|| panic!("{}: no `--- input`", path.display()));
+    let (input, expected) =
+        rest.split_once("--- expected\n").unwrap_or_else(|| panic!("{}: no `--- expected`", path.display()));
+    assert!(header.contains("http"), "{}: cite the API reference the fixture was written from", path.display());
+    Fixture { path: path.to_owned(), header: header.to_owned(), input: input.to_owned(), expected: expected.to_owned() }
+}
+
+fn fixtures(dir: &str) -> Vec<Fixture> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no fixtures in {}", root.display());
+    paths.iter().map(|p| read(p)).collect()
+}
+
+fn bless(f: &Fixture, actual: &str) -> bool {
+    if std::env::var("GOLDEN_BLESS").is_err() {
+        return false;
+    }
+    let text = format!("{}--- input\n{}--- expected\n{}\n", f.header, f.input, actual.trim_end());
+    std::fs::write(&f.path, text).unwrap();
+    true
+}
+
+fn json(s: &str, f: &Fixture) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{}: not JSON ({e}):\n{s}", f.path.display()))
+}
+
+fn pretty(b: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+fn check_json(f: &Fixture, actual: &[u8]) {
+    if bless(f, &pretty(actual)) {
+        return;
+    }
+    let a: serde_json::Value = serde_json::from_slice(actual).unwrap();
+    assert_eq!(a, json(&f.expected, f), "{}\nactual:\n{}", f.path.display(), pretty(actual));
+}
+
+/// `(event name, data)` pairs of an SSE text.
+fn events(s: &str) -> Vec<(String, serde_json::Value)> {
+    s.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event:")).unwrap_or("").trim().to_string();
+            let data = e.lines().find_map(|l| l.strip_prefix("data:")).unwrap_or("").trim();
+            let v = if data == "[DONE]" {
+                serde_json::Value::String(data.into())
+            } else {
+                serde_json::from_str(data).unwrap()
+            };
+            (name, v)
+        })
+        .collect()
+}
+
+fn run_stream(t: &mut dyn StreamTranslate, input: &str) -> Result<String, String> {
+    let mut out = SseOut::new();
+    let mut text = String::new();
+    for ev in input.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        let data = ev.lines().find_map(|l| l.strip_prefix("data:")).unwrap_or("").trim();
+        if let Err(e) = t.event(data.as_bytes(), &mut out) {
+            text.push_str(&String::from_utf8_lossy(&out.take()));
+            return Err(format!("{text}ERROR {e}"));
+        }
+    }
+    if let Err(e) = t.end(&mut out) {
+        text.push_str(&String::from_utf8_lossy(&out.take()));
+        return Err(format!("{text}ERROR {e}"));
+    }
+    text.push_str(&String::from_utf8_lossy(&out.take()));
+    Ok(text)
+}
+
+fn check_stream(f: &Fixture, actual: Result<String, String>) {
+    let actual = match actual {
+        Ok(s) => s,
+        Err(s) => s.replace("ERROR ", "# error: "),
+    };
+    // Events, one per paragraph; a translator error is written `# error: ...` last.
+    let normalized: String = events(actual.split("# error: ").next().unwrap_or(""))
+        .iter()
+        .map(|(n, d)| {
+            let data = if d == "[DONE]" { "[DONE]".to_string() } else { serde_json::to_string(d).unwrap() };
+            if n.is_empty() { format!("data: {data}\n\n") } else { format!("event: {n}\ndata: {data}\n\n") }
+        })
+        .collect::<String>()
+        + &actual.split_once("# error: ").map(|(_, e)| format!("# error: {e}\n")).unwrap_or_default();
+    if bless(f, &normalized) {
+        return;
+    }
+    let (exp_events, exp_err) = match f.expected.split_once("# error: ") {
+        Some((ev, err)) => (ev, Some(err.trim())),
+        None => (f.expected.as_str(), None),
+    };
+    let (act_events, act_err) = match normalized.split_once("# error: ") {
+        Some((ev, err)) => (ev, Some(err.trim())),
+        None => (normalized.as_str(), None),
+    };
+    assert_eq!(events(act_events), events(exp_events), "{}\nactual:\n{normalized}", f.path.display());
+    assert_eq!(act_err, exp_err, "{}", f.path.display());
+}
+
+fn caching(f: &Fixture) -> PromptCaching {
+    match f.directive("prompt_caching") {
+        Some("auto") => PromptCaching::Auto,
+        Some("off") => PromptCaching::Off,
+        _ => PromptCaching::Client,
+    }
+}
+
+#[test]
+fn anthropic_requests() {
+    for f in fixtures("anthropic/request") {
+        let opts = anthropic::request::Options { default_max_tokens: 4096, prompt_caching: caching(&f) };
+        match anthropic::request::translate(f.input.as_bytes(), MODEL, &opts) {
+            Ok(out) => check_json(&f, &out),
+            Err(e) => {
+                let v = serde_json::json!({"error": e.message, "param": e.param});
+                check_json(&f, v.to_string().as_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn anthropic_responses() {
+    for f in fixtures("anthropic/response") {
+        let (out, _) = anthropic::response::translate(f.input.as_bytes(), CREATED).unwrap();
+        check_json(&f, &out);
+    }
+}
+
+#[test]
+fn anthropic_streams() {
+    for f in fixtures("anthropic/stream") {
+        let mut t = anthropic::stream::StreamTranslator::new(CREATED);
+        check_stream(&f, run_stream(&mut t, &f.input));
+    }
+}
+
+fn check_error(dir: &str, style: ErrorStyle) {
+    for f in fixtures(dir) {
+        let status: u16 = f.directive("status").unwrap().parse().unwrap();
+        let out = map_status_error(style, "prov", status, Bytes::from(f.input.trim().to_string()));
+        check_json(&f, &out);
+    }
+}
+
+#[test]
+fn anthropic_errors() {
+    check_error("anthropic/error", ErrorStyle::Anthropic);
+}
+
+#[test]
+fn gemini_requests() {
+    for f in fixtures("gemini/request") {
+        match gemini::request::translate(f.input.as_bytes()) {
+            Ok(out) => check_json(&f, &out),
+            Err(e) => check_json(&f, serde_json::json!({"error": e.message, "param": e.param}).to_string().as_bytes()),
+        }
+    }
+}
+
+#[test]
+fn gemini_responses() {
+    for f in fixtures("gemini/response") {
+        let (out, _) = gemini::response::translate(f.input.as_bytes(), MODEL, CREATED).unwrap();
+        check_json(&f, &out);
+    }
+}
+
+#[test]
+fn gemini_streams() {
+    for f in fixtures("gemini/stream") {
+        let mut t = gemini::stream::StreamTranslator::new(MODEL, CREATED);
+        check_stream(&f, run_stream(&mut t, &f.input));
+    }
+}
+
+#[test]
+fn gemini_errors() {
+    check_error("gemini/error", ErrorStyle::Gemini);
+}
+
+#[test]
+fn messages_requests() {
+    for f in fixtures("messages/request") {
+        match messages::request::translate(f.input.as_bytes(), MODEL) {
+            Ok((out, _)) => check_json(&f, &out),
+            Err(e) => check_json(&f, serde_json::json!({"error": e.message, "param": e.param}).to_string().as_bytes()),
+        }
+    }
+}
+
+#[test]
+fn messages_responses() {
+    for f in fixtures("messages/response") {
+        let (out, _) = messages::response::translate(f.input.as_bytes()).unwrap();
+        check_json(&f, &out);
+    }
+}
+
+#[test]
+fn messages_streams() {
+    for f in fixtures("messages/stream") {
+        let mut t = messages::stream::StreamTranslator::new();
+        check_stream(&f, run_stream(&mut t, &f.input));
+    }
+}
+
+#[test]
+fn messages_errors() {
+    // The input is an OpenAI-shaped error body an upstream (or the gateway) produced.
+    for f in fixtures("messages/error") {
+        let status: u16 = f.directive("status").unwrap().parse().unwrap();
+        let e = GatewayError::UpstreamStatus {
+            provider: "prov".into(),
+            upstream_status: status,
+            body: Bytes::from(f.input.trim().to_string()),
+            retry_after: None,
+        };
+        check_json(&f, &messages::error_body(&e));
+    }
+}
