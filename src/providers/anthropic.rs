@@ -58,7 +58,9 @@ impl Anthropic {
                 self.up.secrets().to_vec(),
             )));
         }
-        let bytes = upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
+        let bytes =
+            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+                .await?;
         drop(answer.permit);
         let (body, usage) =
             anthropic::response::translate(&bytes, created).map_err(|e| GatewayError::UpstreamProtocol {
@@ -82,7 +84,9 @@ impl Anthropic {
         if call.peek.stream && answer.event_stream {
             return Ok(Reply::Stream(upstream::event_stream(answer.body, answer.permit, p.name.clone())));
         }
-        let bytes = upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
+        let bytes =
+            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+                .await?;
         drop(answer.permit);
         let usage = anthropic::usage_from_body(&bytes);
         Ok(Reply::Complete { body: bytes, usage })

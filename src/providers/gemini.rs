@@ -57,7 +57,9 @@ impl Gemini {
             let t = StreamTranslator::new(call.upstream_model, created);
             return Ok(Reply::Stream(upstream::translated(raw, t, p.name.clone(), self.up.secrets().to_vec())));
         }
-        let bytes = upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
+        let bytes =
+            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+                .await?;
         drop(answer.permit);
         let (body, usage) = gemini::response::translate(&bytes, call.upstream_model, created).map_err(|e| {
             GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini answer ({e})") }

@@ -48,7 +48,9 @@ impl OpenAi {
         if call.peek.stream && answer.event_stream {
             return Ok(Reply::Stream(upstream::event_stream(answer.body, answer.permit, p.name.clone())));
         }
-        let bytes = upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline).await?;
+        let bytes =
+            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+                .await?;
         drop(answer.permit);
         let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
             provider: p.name.clone(),

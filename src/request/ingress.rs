@@ -234,7 +234,10 @@ pub fn peek(body: &[u8], endpoint: Endpoint) -> Result<Peek, GatewayError> {
                 }
                 if name == "max_tokens" {
                     let n = value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                        GatewayError::invalid("Invalid 'max_tokens': expected an integer of at least 1.", Some("max_tokens"))
+                        GatewayError::invalid(
+                            "Invalid 'max_tokens': expected an integer of at least 1.",
+                            Some("max_tokens"),
+                        )
                     })?;
                     p.max_tokens = Some(p.max_tokens.map_or(n, |m| m.max(n)));
                 } else {
