@@ -96,11 +96,13 @@ impl Conn {
         Conn { io, buf: BytesMut::new(), window: MIN_WINDOW, _counted: counted }
     }
 
-    /// Read once more into `buf`; `Ok(0)` at EOF. With nothing pending, the
-    /// buffer is let go before the wait (data already handed out as `Bytes`
-    /// keeps its own share alive) and a new one is taken only once the
-    /// socket is readable: a connection waiting on a slow upstream owns no
-    /// read buffer. A partial head, chunk line or frame stays in `buf`.
+    /// Read once more into `buf`; `Ok(0)` at EOF. With nothing pending, a
+    /// read is tried at once (the answer is often there already); if the
+    /// socket has nothing yet, the buffer is let go before the wait (data
+    /// already handed out as `Bytes` keeps its own share alive) and a new
+    /// one is taken once the socket is readable: a connection waiting on a
+    /// slow upstream owns no read buffer. A partial head, chunk line or frame
+    /// stays in `buf`.
     async fn fill(&mut self) -> io::Result<usize> {
         if !self.buf.is_empty() {
             self.buf.reserve(self.window);
@@ -110,16 +112,17 @@ impl Conn {
             return Ok(n);
         }
         loop {
-            self.buf = BytesMut::new();
-            self.io.readable().await?;
             self.buf.reserve(self.window);
-            let room = self.buf.capacity();
+            let room = self.buf.capacity() - self.buf.len();
             match self.io.try_read_buf(&mut self.buf) {
                 Ok(n) => {
                     self.adapt(n, room);
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf = BytesMut::new();
+                    self.io.readable().await?;
+                }
                 Err(e) => return Err(e),
             }
         }
