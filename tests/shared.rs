@@ -135,7 +135,7 @@ fn cost(resp: &Value) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_share_one_limit_exactly() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let mock = start_mock();
     let cfg = config(mock.addr(), &redis.url(), "rpm = 12", "");
     let replicas: Vec<Replica> = (0..3).map(|_| Replica::spawn(&cfg)).collect();
@@ -172,7 +172,7 @@ async fn three_replicas_share_one_limit_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spend_adds_up_across_replicas_and_budgets_hold() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let mock = start_mock();
     // Key a may spend about two answers' worth a day.
     let cfg = config(mock.addr(), &redis.url(), "daily_budget_usd = 0.0004", "");
@@ -236,7 +236,7 @@ async fn spend_adds_up_across_replicas_and_budgets_hold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cache_entry_stored_by_one_replica_is_a_hit_on_another() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let mock = start_mock();
     let cfg = config(mock.addr(), &redis.url(), "", "").replace(
         "price = { input_per_mtok = 2.0, output_per_mtok = 8.0 }",
@@ -279,7 +279,7 @@ async fn a_cache_entry_stored_by_one_replica_is_a_hit_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_429_cool_down_seen_by_one_replica_is_skipped_by_the_others() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     // Two deployments: the first (its own mock) answers every call 429 with
     // Retry-After: 5; the second is fine.
     let limited = start_mock_with(sluice::mock::MockOptions {
@@ -332,7 +332,7 @@ strategy = "cost""#,
 async fn redis_killed_mid_run_fails_nothing_and_shared_state_resumes_when_it_returns() {
     // Persistent, as production runs it: what Redis acknowledged survives
     // the kill; what it could not take meanwhile, the replicas keep.
-    let mut redis = RedisServer::start_persistent();
+    let mut redis = RedisServer::start_persistent().await;
     let mock = start_mock();
     let cfg = config(mock.addr(), &redis.url(), "rpm = 100000", "");
     let replicas = Arc::new([Replica::spawn(&cfg), Replica::spawn(&cfg)]);
@@ -392,7 +392,7 @@ async fn redis_killed_mid_run_fails_nothing_and_shared_state_resumes_when_it_ret
     assert!(metrics.contains("sluice_redis_up 0"), "{metrics}");
 
     // Back on the same port: no restart of Sluice needed.
-    redis.restart();
+    redis.restart().await;
     for r in replicas.iter() {
         r.wait_shared().await;
     }

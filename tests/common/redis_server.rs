@@ -14,18 +14,18 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start() -> RedisServer {
+    pub async fn start() -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut r = RedisServer { port, child: None, dir: None };
-        r.restart();
+        r.restart().await;
         r
     }
 
     /// As production should run it: every acknowledged write on disk.
-    pub fn start_persistent() -> RedisServer {
+    pub async fn start_persistent() -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut r = RedisServer { port, child: None, dir: Some(tempfile::tempdir().unwrap()) };
-        r.restart();
+        r.restart().await;
         r
     }
 
@@ -34,7 +34,7 @@ impl RedisServer {
     }
 
     /// Start (again) on the same port.
-    pub fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut args: Vec<String> =
             ["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""].map(String::from).to_vec();
@@ -58,7 +58,7 @@ impl RedisServer {
         // Listening is not enough: wait until it answers (it loads its file first).
         while !ping(self.port) {
             assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

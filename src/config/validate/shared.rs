@@ -29,8 +29,10 @@ pub(super) fn settings(c: &mut Checker, raw: Option<RawShared>) -> Option<Shared
             } else {
                 format!("`{}`", sluice_actors::shared::redact_url(&t.value))
             };
-            if !t.unresolved {
-                if let Err(e) = sluice_actors::shared::check_url(&t.value) {
+            if !t.unresolved
+                && let Err(e) = sluice_actors::shared::check_url(&t.value)
+            {
+                {
                     c.err(
                         key("redis_url"),
                         format!("{shown} is not a Redis URL ({e}); write e.g. \"redis://redis:6379/0\" or \"redis://:${{REDIS_PASSWORD}}@redis:6379\""),
