@@ -94,6 +94,19 @@ fn describe() {
     describe_gauge!("sluice_actor_mailbox_depth", "Messages waiting in each actor's mailbox.");
     describe_gauge!("sluice_upstream_inflight", "Upstream requests in flight per provider.");
     describe_counter!("sluice_upstream_connect_errors_total", "Failed upstream connection attempts per provider.");
+    describe_gauge!(
+        "sluice_redis_up",
+        "Shared mode: 1 while Redis is in use, 0 while this replica runs on its own state."
+    );
+    describe_counter!("sluice_redis_errors_total", "Shared mode: Redis calls that failed or timed out.");
+    describe_counter!(
+        "sluice_redis_fallbacks_total",
+        "Shared mode: limit decisions taken in process because Redis could not be used."
+    );
+    describe_counter!(
+        "sluice_shared_news_total",
+        "Shared mode: circuit-open and cool-down news from other replicas acted on, by kind."
+    );
 }
 
 /// How a request ended, for `sluice_requests_total{status}`.

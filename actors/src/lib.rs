@@ -12,6 +12,7 @@ pub mod circuit_breakers;
 pub mod outcome;
 pub mod rate_limiter;
 pub mod response_cache;
+pub mod shared;
 pub mod status;
 pub mod supervision;
 pub mod upstream_sessions;
@@ -32,6 +33,9 @@ pub struct Actors {
     pub availability: availability::AvailabilityHandle,
     pub limiter: rate_limiter::LimiterHandle,
     pub cache: response_cache::CacheHandle,
+    /// Shared mode (`[shared] redis_url`): the Redis link, on a thread of its own.
+    pub shared: Option<shared::SharedHandle>,
+    shared_arbiter: Option<Arbiter>,
 }
 
 /// What the actors are started with.
@@ -42,6 +46,8 @@ pub struct ActorsSpec {
     pub limiter: rate_limiter::LimiterSpec,
     /// Limits of the response cache (`[cache]`).
     pub cache: response_cache::StoreLimits,
+    /// `[shared]`; `None`: everything stays in process.
+    pub shared: Option<shared::SharedSpec>,
 }
 
 /// Why the actors could not start.
@@ -51,6 +57,8 @@ pub enum StartError {
     Tls(#[from] upstream_sessions::TlsError),
     #[error(transparent)]
     Store(#[from] rate_limiter::store::StoreError),
+    #[error(transparent)]
+    Shared(#[from] shared::SharedError),
 }
 
 impl Actors {
@@ -59,17 +67,48 @@ impl Actors {
         let arbiter = Arbiter::new();
         let mut registry = ActorRegistry::default();
         let sessions = upstream_sessions::SessionsHandle::start(spec.sessions, &arbiter.handle(), &mut registry)?;
+        // Redis traffic gets its own thread, so a slow Redis never delays
+        // the other actors' messages.
+        let shared_arbiter = spec.shared.as_ref().map(|_| Arbiter::new());
+        let shared = match (&spec.shared, &shared_arbiter) {
+            (Some(s), Some(a)) => Some(shared::SharedHandle::start(s, &a.handle(), &mut registry)?),
+            _ => None,
+        };
         let labels = spec.availability.labels.clone();
-        let breakers = circuit_breakers::BreakersHandle::start(spec.breaker, labels, &arbiter.handle(), &mut registry);
+        let breakers = circuit_breakers::BreakersHandle::start(
+            spec.breaker.clone(),
+            labels.clone(),
+            &arbiter.handle(),
+            &mut registry,
+            shared.clone(),
+        );
         let availability = availability::AvailabilityHandle::start(
             spec.availability,
             sessions.clone(),
             &arbiter.handle(),
             &mut registry,
         );
-        let limiter = rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry)?;
+        let limiter =
+            rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry, shared.as_ref())?;
         let cache = response_cache::CacheHandle::start(spec.cache, &arbiter.handle(), &mut registry);
-        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache })
+        if let Some(s) = &shared {
+            let spend = limiter.spend().clone();
+            let mut deployments: std::collections::HashMap<String, Vec<usize>> = Default::default();
+            for (i, l) in labels.iter().enumerate() {
+                deployments.entry(l.clone()).or_default().push(i);
+            }
+            let sinks = shared::Sinks {
+                replica: s.replica().to_string(),
+                breakers: breakers.clone(),
+                deployments,
+                keys: spend.key_names().enumerate().map(|(i, k)| (k.to_string(), i)).collect(),
+                models: spend.model_names().iter().enumerate().map(|(i, m)| (m.clone(), i)).collect(),
+                spend: spend.clone(),
+                max_cooldown: spec.breaker.cooldown_max.max(spec.breaker.retry_after_cap),
+            };
+            s.run(spend, sinks);
+        }
+        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache, shared, shared_arbiter })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {
@@ -80,5 +119,9 @@ impl Actors {
     pub fn stop(self) {
         self.arbiter.stop();
         let _ = self.arbiter.join();
+        if let Some(a) = self.shared_arbiter {
+            a.stop();
+            let _ = a.join();
+        }
     }
 }

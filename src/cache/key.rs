@@ -45,6 +45,21 @@ pub fn compute(
     forward: &[HeaderForward],
     only_deterministic: bool,
 ) -> Result<u128, NotCacheable> {
+    compute_seeded(seed(), endpoint, model, body, headers, forward, only_deterministic)
+}
+
+/// [`compute`] with another seed: shared mode's second tier hashes with a
+/// seed every replica shares (kept in Redis), since each process's own
+/// seed differs.
+pub fn compute_seeded(
+    seed: u64,
+    endpoint: Endpoint,
+    model: &str,
+    body: &[u8],
+    headers: &HeaderMap,
+    forward: &[HeaderForward],
+    only_deterministic: bool,
+) -> Result<u128, NotCacheable> {
     // sonic-rs recurses without a limit (src/json.rs): never hand it a deep body.
     if crate::json::nesting_exceeds(body, MAX_DEPTH) {
         return Err(NotCacheable::Unreadable);
@@ -57,7 +72,7 @@ pub fn compute(
             return Err(NotCacheable::NotDeterministic);
         }
     }
-    let mut h = Xxh3::with_seed(seed());
+    let mut h = Xxh3::with_seed(seed);
     h.update(endpoint.label().as_bytes());
     str_(&mut h, model);
     let mut members: Vec<(&str, &Value)> = obj.iter().filter(|(k, _)| !IGNORED.contains(k)).collect();

@@ -46,10 +46,14 @@ pub struct CacheLayer {
     policies: Vec<Option<ModelPolicy>>,
     /// By model index; `None` where embeddings batching is off.
     batchers: Vec<Option<Arc<Batcher>>>,
+    /// Shared mode: Redis, the second tier behind the in-process store.
+    pub tier2: Option<sluice_actors::shared::SharedHandle>,
+    /// Answers found in the second tier, by model index (`None`: caching off).
+    tier2_hits: Vec<Option<Counter>>,
 }
 
 impl CacheLayer {
-    pub fn new(cfg: &Config, handle: CacheHandle) -> CacheLayer {
+    pub fn new(cfg: &Config, handle: CacheHandle, tier2: Option<sluice_actors::shared::SharedHandle>) -> CacheLayer {
         describe();
         let policies = cfg
             .models
@@ -75,11 +79,26 @@ impl CacheLayer {
             .iter()
             .map(|m| m.embeddings_batch.map(|b| Batcher::new(&m.name, b, forwarded(cfg, m))))
             .collect();
-        CacheLayer { handle, flights: Arc::default(), policies, batchers }
+        let tier2_hits = cfg
+            .models
+            .iter()
+            .map(|m| {
+                (m.cache.is_some() && tier2.is_some())
+                    .then(|| counter!("sluice_cache_shared_hits_total", "model" => m.name.clone()))
+            })
+            .collect();
+        CacheLayer { handle, flights: Arc::default(), policies, batchers, tier2, tier2_hits }
     }
 
     pub fn policy(&self, model: usize) -> Option<&ModelPolicy> {
         self.policies.get(model)?.as_ref()
+    }
+
+    /// Count a hit served from the second tier (Redis).
+    pub fn tier2_hit(&self, model: usize) {
+        if let Some(Some(c)) = self.tier2_hits.get(model) {
+            c.increment(1);
+        }
     }
 
     pub fn batcher(&self, model: usize) -> Option<&Arc<Batcher>> {
@@ -115,6 +134,10 @@ fn describe() {
         "Requests that shared an identical in-flight request's upstream call, by model."
     );
     describe_counter!("sluice_cache_evictions_total", "Entries evicted to stay within cache.max_bytes.");
+    describe_counter!(
+        "sluice_cache_shared_hits_total",
+        "Cache hits found in Redis (the shared second tier) after an in-process miss, by model."
+    );
     describe_gauge!("sluice_cache_entries", "Answers in the response cache.");
     describe_gauge!("sluice_cache_bytes", "Bytes held by the response cache.");
     describe_counter!(

@@ -43,6 +43,22 @@ pub struct Config {
     pub spend_store: Option<PathBuf>,
     /// Limits of the response cache (`[cache]`).
     pub cache: CacheSettings,
+    /// State shared by replicas through Redis (`[shared]`); `None`: all in process.
+    pub shared: Option<SharedConfig>,
+}
+
+/// `[shared]`: rate limits, spend, a second cache tier and circuit news
+/// shared by every replica through one Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// `redis://[user:password@]host:port[/db]`; holds a secret, never printed.
+    pub redis_url: Secret,
+    /// How long a request waits for Redis before it goes on without it.
+    pub timeout_ms: u64,
+    /// How often Redis is checked, and reconnected while down.
+    pub probe_interval_ms: u64,
+    /// Prefix of every Redis key and channel.
+    pub prefix: String,
 }
 
 /// Requests/tokens per minute and concurrent requests; `None` = unlimited.

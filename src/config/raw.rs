@@ -66,6 +66,10 @@ pub mod defaults {
     pub const CACHE_ONLY_DETERMINISTIC: bool = true;
     pub const BATCH_WINDOW_MS: i64 = 5;
     pub const BATCH_MAX_INPUTS: i64 = 64;
+
+    pub const SHARED_TIMEOUT_MS: i64 = 50;
+    pub const SHARED_PROBE_INTERVAL_MS: i64 = 500;
+    pub const SHARED_PREFIX: &str = "sluice";
 }
 
 /// A string value from the file. After interpolation, `template` keeps the
@@ -127,6 +131,17 @@ pub struct RawConfig {
     pub queue: Option<RawQueue>,
     pub spend: Option<RawSpend>,
     pub cache: Option<RawCache>,
+    pub shared: Option<RawShared>,
+}
+
+/// `[shared]`: state shared by several replicas through Redis.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShared {
+    pub redis_url: Option<Text>,
+    pub timeout_ms: Option<i64>,
+    pub probe_interval_ms: Option<i64>,
+    pub prefix: Option<Text>,
 }
 
 /// `[cache]`: limits of the response cache shared by every model.

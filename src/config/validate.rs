@@ -8,6 +8,7 @@ mod cache;
 mod models;
 mod providers;
 mod routing;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -85,11 +86,15 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     let routing = routing::routing(&mut c, raw.routing);
     let queue = routing::queue(&mut c, raw.queue);
     let spend_store = raw.spend.and_then(|s| s.store).map(|t| std::path::PathBuf::from(t.value));
-    if spend_store.is_none() && keys.iter().any(|k| k.daily_budget_usd.is_some() || k.monthly_budget_usd.is_some()) {
+    let shared = shared::settings(&mut c, raw.shared);
+    if spend_store.is_none()
+        && shared.is_none()
+        && keys.iter().any(|k| k.daily_budget_usd.is_some() || k.monthly_budget_usd.is_some())
+    {
         c.err(
             "spend",
-            "budgets need [spend] store = \"path/to/spend.redb\", so that spend survives a restart \
-             (a restart would otherwise reset every budget)",
+            "budgets need [spend] store = \"path/to/spend.redb\" (or [shared] redis_url), so that \
+             spend survives a restart (a restart would otherwise reset every budget)",
         );
     }
     let cache = cache::settings(&mut c, raw.cache);
@@ -119,6 +124,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         queue,
         spend_store,
         cache,
+        shared,
     };
     (config, c.issues)
 }

@@ -4,7 +4,8 @@
 //!
 //! - `unhealthy` (503): shutting down, or an actor has stopped for good;
 //! - `degraded` (200): an actor is restarting, or every networked provider
-//!   failed its last warm-up and has served nothing since;
+//!   failed its last warm-up and has served nothing since, or (shared mode)
+//!   Redis cannot be reached;
 //! - `healthy` (200) otherwise.
 
 use actix_web::HttpResponse;
@@ -40,6 +41,13 @@ pub async fn health(state: Data<WorkerState>) -> HttpResponse {
     {
         degraded = true;
         reasons.push("no upstream provider is reachable".into());
+    }
+    if let Some(s) = shared.shared.as_ref().filter(|s| !s.is_up()) {
+        degraded = true;
+        reasons.push(format!(
+            "redis is unreachable: limits, spend and cache are per replica until it is back ({})",
+            s.link().last_error().unwrap_or_default()
+        ));
     }
     let status = if unhealthy {
         "unhealthy"

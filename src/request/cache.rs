@@ -6,6 +6,10 @@
 //! the actor's published snapshot, and on a miss one `DashMap` entry in the
 //! single-flight table. The actor is asked only to store, by the background
 //! task that fetched the answer, never by a request waiting for its answer.
+//!
+//! Shared mode adds Redis as a second tier: a flight's leader looks there
+//! (once, within the Redis timeout) before it calls upstream, and every
+//! answer stored here is also written there. Single-flight stays per replica.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -108,6 +112,36 @@ pub(super) async fn step(
         rec.cache = Some(HIT);
         return Some(Ok(Reply::Cached { answer, stream: peek.stream, include_usage: peek.include_usage }));
     }
+    // The second tier (shared mode): another replica may have stored it.
+    // Asked once per flight, by its leader, within the Redis timeout.
+    let tier2_key = layer.tier2.as_ref().and_then(|t| t.cache_seed()).and_then(|seed| {
+        key::compute_seeded(
+            seed,
+            endpoint,
+            &policy.name,
+            body,
+            req.headers(),
+            &policy.forward,
+            policy.only_deterministic,
+        )
+        .ok()
+    });
+    if let (Some(tier2), Some(k2)) = (layer.tier2.as_ref().filter(|_| !control.no_cache), tier2_key)
+        && let Some(found) = tier2.cache_get(k2).await
+        && control.max_age.is_none_or(|m| found.age <= Duration::from_secs(m))
+    {
+        // Kept in process for the rest of its life: the next hit is local.
+        layer.handle.store(key, found.answer.clone(), found.ttl_left).await;
+        sub.flight().finish(End::Done, Some(found.answer.clone()));
+        layer.flights.remove(key, sub.flight());
+        rec.cache = Some(HIT);
+        layer.tier2_hit(model);
+        return Some(Ok(Reply::Cached {
+            answer: found.answer,
+            stream: peek.stream,
+            include_usage: peek.include_usage,
+        }));
+    }
     let lead = Lead {
         state: state.clone(),
         req: req.clone(),
@@ -116,6 +150,7 @@ pub(super) async fn step(
         endpoint,
         model,
         key,
+        tier2_key,
         ttl: policy.ttl,
         request_id: rec.request_id.clone(),
         flight: sub.flight().clone(),
@@ -237,6 +272,8 @@ struct Lead {
     endpoint: Endpoint,
     model: usize,
     key: CacheKey,
+    /// The key in the second tier (shared mode; its seed is shared).
+    tier2_key: Option<CacheKey>,
     ttl: Duration,
     request_id: String,
     flight: Arc<Flight>,
@@ -259,6 +296,12 @@ impl Lead {
         let answer = self.fetch().await;
         let shared = &self.state.shared;
         if let Some(a) = answer {
+            // Shared mode: the other replicas find it in Redis.
+            if let (Some(tier2), Some(k2)) = (&shared.cache.tier2, self.tier2_key)
+                && a.size() <= shared.config.cache.max_entry_bytes
+            {
+                tier2.cache_put(k2, &a, self.ttl);
+            }
             // The flight stays listed until the answer is published, so no
             // request finds neither.
             shared.cache.handle.store(self.key, a, self.ttl).await;

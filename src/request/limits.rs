@@ -106,6 +106,13 @@ pub async fn admit(
     match rate_limiter::admit(limiter.backend(), scopes, tokens).await {
         Ok(g) => Ok(Some(g)),
         Err(r) if r.never || max_wait.is_zero() => Err(refused(limiter, scopes, r)),
+        // Shared limits refill for every replica at once: wait here and ask
+        // the shared backend again (the actor's queue only sees this replica).
+        Err(r) if limiter.is_shared() => match limiter.shared_wait(scopes, tokens, max_wait, r).await {
+            Ok(g) => Ok(Some(g)),
+            Err(QueueRefusal::Full) => Err(GatewayError::Overloaded),
+            Err(QueueRefusal::TimedOut(r)) => Err(refused(limiter, scopes, r)),
+        },
         Err(r) => match limiter.enqueue(scopes.to_vec(), tokens, priority, max_wait, r.clone()).await {
             Ok(g) => Ok(Some(g)),
             Err(QueueRefusal::Full) => Err(GatewayError::Overloaded),

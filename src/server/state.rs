@@ -37,6 +37,8 @@ pub struct Shared {
     pub metrics: Arc<MetricsTable>,
     /// Response cache, single-flight and embeddings batching.
     pub cache: crate::cache::CacheLayer,
+    /// Shared mode (`[shared]`): the Redis link, for `/health`.
+    pub shared: Option<sluice_actors::shared::SharedHandle>,
     pub started: Instant,
     shutting_down: AtomicBool,
 }
@@ -53,7 +55,7 @@ impl Shared {
         let models = ModelTable::from_config(&config);
         let keys = KeyTable::from_config(&config);
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::request::auth::digest(k.expose()));
-        let cache = crate::cache::CacheLayer::new(&config, actors.cache.clone());
+        let cache = crate::cache::CacheLayer::new(&config, actors.cache.clone(), actors.shared.clone());
         Shared {
             config,
             providers,
@@ -69,6 +71,7 @@ impl Shared {
             prometheus,
             metrics,
             cache,
+            shared: actors.shared.clone(),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
         }

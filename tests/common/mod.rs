@@ -1,6 +1,9 @@
 //! Test harness: Sluice and the mock upstream on ephemeral loopback ports,
-//! in this process, each on its own runtime thread.
+//! in this process, each on its own runtime thread; a real Redis for the
+//! shared-mode tests ([`redis_server`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod redis_server;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::time::Instant;
 
-use super::messages::{Admit, RecordOutcomes};
+use super::messages::{Admit, RecordOutcomes, RemoteHold};
 use super::state::{Admission, BreakerConfig};
 use super::{CircuitBreakers, GateView, Gates, NAME};
 use crate::outcome::{DeploymentId, Outcome};
@@ -29,11 +29,16 @@ impl BreakersHandle {
         labels: Arc<[String]>,
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
+        shared: Option<crate::shared::SharedHandle>,
     ) -> BreakersHandle {
         let gates = Arc::new(Gates::new(labels.len(), Instant::now()));
         let meta = ActorMeta::new(NAME);
         let (g, m) = (gates.clone(), meta.clone());
-        let addr = Supervisor::start_in_arbiter(arbiter, move |_| CircuitBreakers::new(cfg, labels, g, m));
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
+            let mut b = CircuitBreakers::new(cfg, labels, g, m);
+            b.shared = shared;
+            b
+        });
         registry.register(meta.clone(), addr.clone().recipient());
         BreakersHandle { addr, meta, gates }
     }
@@ -57,6 +62,11 @@ impl BreakersHandle {
                 }
             }
         }
+    }
+
+    /// Skip `deployment` for `hold`, on another replica's news (fire-and-forget).
+    pub fn remote_hold(&self, deployment: DeploymentId, hold: Duration) {
+        self.meta.tell(&self.addr, RemoteHold { deployment, hold });
     }
 
     /// Hand a batch of outcomes to the actor (fire-and-forget).

@@ -20,3 +20,12 @@ pub struct Admit {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct InjectPanic;
+
+/// Another replica says this deployment is failing or cooling (shared
+/// mode): skip it for `hold` (tell).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RemoteHold {
+    pub deployment: DeploymentId,
+    pub hold: std::time::Duration,
+}

@@ -29,6 +29,13 @@ pub struct CircuitBreakers {
     gates: Arc<Gates>,
     meta: Arc<ActorMeta>,
     state_gauges: Vec<metrics::Gauge>,
+    /// Shared mode: where news of opened circuits and 429 cool-downs goes.
+    pub(crate) shared: Option<crate::shared::SharedHandle>,
+    /// The cool-down end last announced per deployment (news is sent once
+    /// per change, not once per 429).
+    announced: Vec<Option<Instant>>,
+    /// Holds taken from other replicas' news.
+    remote_holds_total: u64,
 }
 
 impl CircuitBreakers {
@@ -36,7 +43,17 @@ impl CircuitBreakers {
         let now = Instant::now();
         let state_gauges =
             labels.iter().map(|l| metrics::gauge!("sluice_circuit_state", "deployment" => l.clone())).collect();
-        CircuitBreakers { breakers: vec![Breaker::new(now); labels.len()], cfg, labels, gates, meta, state_gauges }
+        CircuitBreakers {
+            breakers: vec![Breaker::new(now); labels.len()],
+            announced: vec![None; labels.len()],
+            cfg,
+            labels,
+            gates,
+            meta,
+            state_gauges,
+            shared: None,
+            remote_holds_total: 0,
+        }
     }
 
     fn after(&mut self, deployment: usize, t: Option<Transition>, now: Instant) {
@@ -45,12 +62,40 @@ impl CircuitBreakers {
         if let Some(t) = t {
             let label = self.labels.get(deployment).cloned().unwrap_or_default();
             tracing::info!(deployment = %label, from = t.from.as_str(), to = t.to.as_str(), "circuit changed");
-            metrics::counter!("sluice_circuit_transitions_total", "deployment" => label, "to" => t.to.as_str())
+            metrics::counter!("sluice_circuit_transitions_total", "deployment" => label.clone(), "to" => t.to.as_str())
                 .increment(1);
             if let Some(g) = self.state_gauges.get(deployment) {
                 g.set(f64::from(t.to.as_u8()));
             }
+            if t.to == CircuitState::Open
+                && let Some(shared) = &self.shared
+            {
+                let for_ms = b.open_until().saturating_duration_since(now).as_millis() as u64;
+                shared.publish(crate::shared::News::CircuitOpen {
+                    from: shared.replica().to_string(),
+                    deployment: label,
+                    for_ms,
+                });
+            }
         }
+    }
+
+    /// Shared mode: tell the other replicas when a 429 set (or pushed back)
+    /// a deployment's cool-down.
+    fn announce_cooling(&mut self, deployment: usize, now: Instant) {
+        let Some(shared) = &self.shared else { return };
+        let Some(until) = self.breakers.get(deployment).and_then(|b| b.cooling_until(now)) else { return };
+        let Some(last) = self.announced.get_mut(deployment) else { return };
+        // Once per change worth telling (a burst of 429s is one message).
+        if last.is_some_and(|l| until <= l + std::time::Duration::from_millis(250)) {
+            return;
+        }
+        *last = Some(until);
+        shared.publish(crate::shared::News::CoolDown {
+            from: shared.replica().to_string(),
+            deployment: self.labels.get(deployment).cloned().unwrap_or_default(),
+            for_ms: until.saturating_duration_since(now).as_millis() as u64,
+        });
     }
 
     fn publish_all(&self) {
@@ -101,6 +146,7 @@ impl CircuitBreakers {
                 "half_open_probes": self.cfg.half_open_probes,
             },
             "deployments": out,
+            "remote_holds_total": self.remote_holds_total,
         })
     }
 }
@@ -140,7 +186,30 @@ impl Handler<RecordOutcomes> for CircuitBreakers {
                 let Some(b) = self.breakers.get_mut(o.deployment) else { continue };
                 let t = b.on_outcome(&self.cfg, now, o.verdict);
                 self.after(o.deployment, t, now);
+                if matches!(o.verdict, Verdict::RateLimited { .. }) {
+                    self.announce_cooling(o.deployment, now);
+                }
             }
+        })
+    }
+}
+
+impl Handler<messages::RemoteHold> for CircuitBreakers {
+    type Result = ();
+
+    fn handle(&mut self, msg: messages::RemoteHold, ctx: &mut Self::Context) {
+        self.meta.dequeued();
+        let meta = self.meta.clone();
+        guarded(&meta, ctx, (), || {
+            let now = Instant::now();
+            let Some(b) = self.breakers.get_mut(msg.deployment) else { return };
+            b.hold_off(now + msg.hold);
+            self.remote_holds_total += 1;
+            // Heard, not seen: not announced again.
+            if let Some(a) = self.announced.get_mut(msg.deployment) {
+                *a = b.cooling_until(now);
+            }
+            self.gates.publish(msg.deployment, b, now);
         })
     }
 }

@@ -165,6 +165,14 @@ impl Breaker {
         self.last_change
     }
 
+    /// Skip this deployment until `until` on another replica's word (shared
+    /// mode's news): a cool-down of the gate only. The breaker's own state
+    /// and window are untouched, so this replica still decides for itself
+    /// once the time is up.
+    pub fn hold_off(&mut self, until: Instant) {
+        self.cooling_until = Some(self.cooling_until.map_or(until, |u| u.max(until)));
+    }
+
     fn epoch(&self, cfg: &BreakerConfig, now: Instant) -> u64 {
         let slice = (cfg.window.as_nanos() / BUCKETS as u128).max(1);
         (now.saturating_duration_since(self.origin).as_nanos() / slice) as u64

@@ -32,6 +32,12 @@ pub struct LimiterHandle {
     table: Arc<LimiterTable>,
     backend: Arc<dyn LimiterBackend>,
     spend: Arc<SpendTable>,
+    /// Shared mode: spend also goes to Redis through this.
+    shared: Option<crate::shared::SharedHandle>,
+    /// Shared mode: requests waiting for a shared limit (they wait on their
+    /// own, not in the actor's queue), bounded by `max_queue`.
+    shared_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    max_queue: usize,
 }
 
 impl LimiterHandle {
@@ -39,6 +45,7 @@ impl LimiterHandle {
         spec: LimiterSpec,
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
+        shared: Option<&crate::shared::SharedHandle>,
     ) -> Result<LimiterHandle, StoreError> {
         let table = LimiterTable::new(spec.scopes);
         let spend = Arc::new(spec.spend);
@@ -50,7 +57,13 @@ impl LimiterHandle {
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
         let mut store = Some(store);
+        let backend: Arc<dyn LimiterBackend> = match shared {
+            Some(s) => Arc::new(s.limiter(table.clone())),
+            None => table.clone(),
+        };
+        let backend_name = backend.name();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| RateLimiter {
+            backend_name,
             table: t,
             spend: s,
             store: store.take().flatten(),
@@ -69,12 +82,61 @@ impl LimiterHandle {
         let _ = table.on_release.set(Box::new(move || {
             m2.tell(&a, Released);
         }));
-        let backend: Arc<dyn LimiterBackend> = table.clone();
-        Ok(LimiterHandle { addr, meta, table, backend, spend })
+        Ok(LimiterHandle {
+            addr,
+            meta,
+            table,
+            backend,
+            spend,
+            shared: shared.cloned(),
+            shared_waiting: Arc::default(),
+            max_queue,
+        })
     }
 
     pub fn backend(&self) -> &Arc<dyn LimiterBackend> {
         &self.backend
+    }
+
+    /// Are limits shared through Redis? Then a refused request waits on
+    /// its own ([`LimiterHandle::shared_wait`]) instead of in the queue.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Shared mode's wait for a limit: retry through the shared backend
+    /// when the refusal says it would fit, until `max_wait` is over.
+    /// Priorities are not compared (the queue that orders them is per
+    /// replica, the limit is not); at most `[queue] max_size` wait at once.
+    pub async fn shared_wait(
+        &self,
+        scopes: &[usize],
+        tokens: u64,
+        max_wait: Duration,
+        first: Refusal,
+    ) -> Result<Grant, QueueRefusal> {
+        use std::sync::atomic::Ordering;
+        if self.shared_waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.shared_waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(QueueRefusal::Full);
+        }
+        let deadline = Instant::now() + max_wait;
+        let mut refusal = first;
+        let result = loop {
+            // A concurrency cap says nothing about when: look again soon.
+            let retry = refusal.retry_after.unwrap_or(Duration::from_millis(10)).max(Duration::from_millis(1));
+            let at = Instant::now() + retry;
+            if at > deadline {
+                break Err(QueueRefusal::TimedOut(refusal));
+            }
+            tokio::time::sleep_until(at).await;
+            match super::backend::admit(&self.backend, scopes, tokens).await {
+                Ok(g) => break Ok(g),
+                Err(r) => refusal = r,
+            }
+        };
+        self.shared_waiting.fetch_sub(1, Ordering::AcqRel);
+        result
     }
 
     pub fn table(&self) -> &Arc<LimiterTable> {
@@ -104,7 +166,13 @@ impl LimiterHandle {
 
     /// Persist finished requests' costs (fire-and-forget).
     pub fn record_spend(&self, records: Vec<SpendRecord>) {
-        if !records.is_empty() {
+        if records.is_empty() {
+            return;
+        }
+        if let Some(s) = &self.shared {
+            s.writer().send(crate::shared::Job::Spend(records.clone()));
+        }
+        {
             self.meta.tell(&self.addr, RecordSpend { records });
         }
     }

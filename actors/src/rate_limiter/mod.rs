@@ -65,6 +65,8 @@ impl Ord for Waiter {
 }
 
 pub struct RateLimiter {
+    /// `in-process`, or `redis` in shared mode.
+    backend_name: &'static str,
     table: Arc<LimiterTable>,
     spend: Arc<SpendTable>,
     store: Option<store::SpendStore>,
@@ -125,7 +127,7 @@ impl RateLimiter {
         let scopes: Vec<sonic_rs::Value> = (0..self.table.len()).filter_map(|i| self.table.detail(i)).collect();
         let day = spend::day_of(spend::unix_now());
         sonic_rs::json!({
-            "backend": self.table.name(),
+            "backend": self.backend_name,
             "scopes": scopes,
             "queue": {
                 "waiting": self.queue.len(),

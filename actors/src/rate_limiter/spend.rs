@@ -56,6 +56,17 @@ impl Period {
         self.nanos.fetch_add(n, Ordering::AcqRel);
     }
 
+    /// Raise to a total seen elsewhere (shared mode): never lowers the
+    /// current period's count, and a newer period replaces an older one.
+    fn raise(&self, id: u32, n: u64) {
+        let cur = self.id.load(Ordering::Acquire);
+        if cur == id {
+            self.nanos.fetch_max(n, Ordering::AcqRel);
+        } else if cur < id {
+            self.set(id, n);
+        }
+    }
+
     fn set(&self, id: u32, n: u64) {
         self.id.store(id, Ordering::Release);
         self.nanos.store(n, Ordering::Release);
@@ -180,6 +191,18 @@ impl SpendTable {
         }
     }
 
+    /// Take totals counted by every replica (shared mode: Redis's answer
+    /// to a write, or another replica's news). Totals only rise here, so a
+    /// late or repeated message cannot undo a newer one.
+    pub fn observe(&self, key: usize, model: Option<usize>, day: u32, today: u64, month: u64, model_total: u64) {
+        let Some(k) = self.keys.get(key) else { return };
+        k.today.raise(day, today);
+        k.month.raise(month_of(day), month);
+        if let Some(m) = model.and_then(|m| k.by_model.get(m)) {
+            m.fetch_max(model_total, Ordering::AcqRel);
+        }
+    }
+
     /// Every (key, model) with spend, in USD.
     pub fn rows(&self) -> Vec<(&str, &str, f64)> {
         let mut out = Vec::new();
@@ -240,6 +263,25 @@ mod tests {
         assert_eq!(month_of(day_of(1_795_441_031)), (2026 - 1970) * 12 + 10); // 2026-11-23
         assert_eq!(month_of(day_of(951_782_400)), (2000 - 1970) * 12 + 1); // 2000-02-29
         assert_eq!(month_of(day_of(951_868_800)), (2000 - 1970) * 12 + 2); // 2000-03-01
+    }
+
+    #[test]
+    fn observed_totals_only_rise() {
+        let t =
+            SpendTable::new(vec![("a".into(), Budgets { daily_usd: Some(1.0), monthly_usd: None })], vec!["m".into()]);
+        let day = 20_000;
+        t.add(0, 0, 0.25, day);
+        t.observe(0, Some(0), day, 900_000_000, 900_000_000, 900_000_000);
+        assert!((t.key_total_usd(0) - 0.9).abs() < 1e-9);
+        // An older (smaller) total arriving late changes nothing.
+        t.observe(0, Some(0), day, 500_000_000, 500_000_000, 500_000_000);
+        assert!((t.key_total_usd(0) - 0.9).abs() < 1e-9);
+        t.observe(0, Some(0), day, 1_000_000_000, 1_000_000_000, 1_000_000_000);
+        assert_eq!(t.over_budget(0, day), Some(BudgetHit::Daily { budget_usd: 1.0 }));
+        // Yesterday's news does not touch today.
+        t.observe(0, None, day - 1, 5_000_000_000, 0, 0);
+        assert_eq!(t.over_budget(0, day), Some(BudgetHit::Daily { budget_usd: 1.0 }));
+        assert!(t.over_budget(0, day + 1).is_none());
     }
 
     #[test]

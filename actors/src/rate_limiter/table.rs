@@ -136,7 +136,7 @@ impl LimiterTable {
     }
 
     /// The admission itself; `Ok(true)` when it holds concurrency slots.
-    fn admit_scopes(&self, scopes: &[usize], tokens: u64) -> Result<bool, Refusal> {
+    pub fn admit_scopes(&self, scopes: &[usize], tokens: u64) -> Result<bool, Refusal> {
         let now = self.now();
         let mut taken: Vec<(usize, u64, u64, bool)> = Vec::with_capacity(scopes.len());
         let mut refusal = None;
@@ -193,7 +193,7 @@ impl LimiterTable {
         Ok(taken.iter().any(|t| t.3))
     }
 
-    fn release_scopes(&self, scopes: &[usize]) {
+    pub fn release_scopes(&self, scopes: &[usize]) {
         for &i in scopes {
             if let Some(s) = self.scopes.get(i)
                 && s.spec.concurrency.is_some()
@@ -210,7 +210,7 @@ impl LimiterTable {
 
     /// Move each scope's token TAT by the difference between the estimate
     /// and the real count (a refund when the answer was shorter).
-    fn correct_scopes(&self, scopes: &[usize], estimated: u64, actual: u64) {
+    pub fn correct_scopes(&self, scopes: &[usize], estimated: u64, actual: u64) {
         for &i in scopes {
             let Some(s) = self.scopes.get(i) else { continue };
             let Some(rate) = &s.spec.tokens else { continue };
@@ -225,7 +225,7 @@ impl LimiterTable {
     }
 
     /// The tightest remaining requests and tokens among `scopes`.
-    fn headroom_of(&self, scopes: &[usize]) -> Headroom {
+    pub fn headroom_of(&self, scopes: &[usize]) -> Headroom {
         let now = self.now();
         let mut h = Headroom::default();
         for &i in scopes {
@@ -246,6 +246,86 @@ impl LimiterTable {
             }
         }
         h
+    }
+
+    /// The limiter's clock (ns), as TATs are kept.
+    pub fn now_ns(&self) -> u64 {
+        self.now()
+    }
+
+    /// Would `scopes` refuse this request, judged on the TATs as they are
+    /// (read-only; the shared backend's fast refusal, see
+    /// `shared::limiter`)? Concurrency is not looked at.
+    pub fn precheck(&self, scopes: &[usize], tokens: u64) -> Result<(), Refusal> {
+        let now = self.now();
+        for &i in scopes {
+            let Some(s) = self.scopes.get(i) else { continue };
+            if let Some(rate) = &s.spec.requests
+                && let Err(retry) = gcra::step(s.req_tat.load(Ordering::Acquire), now, 1, rate)
+            {
+                return Err(self.refusal(i, Exceeded::Requests, retry));
+            }
+            if let Some(rate) = &s.spec.tokens
+                && let Err(retry) = gcra::step(s.tok_tat.load(Ordering::Acquire), now, tokens, rate)
+            {
+                return Err(self.refusal(i, Exceeded::Tokens, retry));
+            }
+        }
+        Ok(())
+    }
+
+    /// Does any of `scopes` have a request or token rate?
+    pub fn has_rates(&self, scopes: &[usize]) -> bool {
+        scopes.iter().filter_map(|&i| self.scopes.get(i)).any(|s| s.spec.requests.is_some() || s.spec.tokens.is_some())
+    }
+
+    /// Take a concurrency slot in every capped scope, or none; `Ok(true)`
+    /// when slots are held.
+    pub fn take_slots(&self, scopes: &[usize]) -> Result<bool, Refusal> {
+        let mut taken: Vec<usize> = Vec::new();
+        for &i in scopes {
+            let Some(s) = self.scopes.get(i) else { continue };
+            let Some(max) = s.spec.concurrency else { continue };
+            if s.inflight.fetch_add(1, Ordering::AcqRel) >= max {
+                s.inflight.fetch_sub(1, Ordering::AcqRel);
+                for j in taken {
+                    self.scopes[j].inflight.fetch_sub(1, Ordering::AcqRel);
+                }
+                return Err(self.refusal(i, Exceeded::Concurrency, None));
+            }
+            taken.push(i);
+        }
+        Ok(!taken.is_empty())
+    }
+
+    /// A refusal by scope `i`, counted.
+    pub fn refusal(&self, i: usize, what: Exceeded, retry_after: Option<Duration>) -> Refusal {
+        let name = match self.scopes.get(i) {
+            Some(s) => {
+                s.refused.fetch_add(1, Ordering::Relaxed);
+                s.spec.name.clone()
+            }
+            None => String::new(),
+        };
+        Refusal {
+            scope: i,
+            scope_name: name,
+            what,
+            never: what == Exceeded::Tokens && retry_after.is_none(),
+            retry_after,
+        }
+    }
+
+    /// Overwrite a scope's TATs with the shared state's (already in this
+    /// table's clock). `None` leaves one as it is.
+    pub fn mirror(&self, i: usize, req_tat: Option<u64>, tok_tat: Option<u64>) {
+        let Some(s) = self.scopes.get(i) else { return };
+        if let Some(t) = req_tat {
+            s.req_tat.store(t, Ordering::Release);
+        }
+        if let Some(t) = tok_tat {
+            s.tok_tat.store(t, Ordering::Release);
+        }
     }
 
     /// One scope's live state, for `/status`.

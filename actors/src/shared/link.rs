@@ -1,0 +1,317 @@
+//! The connection to Redis and whether it can be used right now.
+//!
+//! Every call goes through [`Link::call`], bounded by the `[shared]
+//! timeout_ms`. A connection error or a timeout marks the link *down*: from
+//! then on callers do not even try (they answer from in-process state at
+//! once, with no wait) until the prober (`SharedState`, every
+//! `probe_interval_ms`) has reconnected and seen a `PING` answered within the
+//! timeout. One slow answer is enough to go down: a Redis that answers in
+//! 200 ms would otherwise cost every request the whole timeout.
+//!
+//! One multiplexed connection serves the whole process: commands from every
+//! worker are pipelined on it by its driver task (on the `SharedState`
+//! thread), which is how redis-rs is meant to be used and keeps Redis's
+//! connection count at one per replica (plus one for pub/sub).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::MultiplexedConnection;
+use tokio::time::Instant;
+
+/// Why a call did not reach Redis (or its answer did not come back in time).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("redis is down")]
+    Down,
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("redis error: {0}")]
+    Redis(String),
+}
+
+/// What `/status` and `/health` show about the link.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    pub calls_total: AtomicU64,
+    pub errors_total: AtomicU64,
+    pub timeouts_total: AtomicU64,
+    /// Decisions taken from in-process state because Redis could not be used.
+    pub fallbacks_total: AtomicU64,
+    pub downs_total: AtomicU64,
+    pub ups_total: AtomicU64,
+}
+
+struct Change {
+    at: Instant,
+    /// The last error, with no secret in it (redis-rs errors name neither
+    /// the URL nor the password).
+    last_error: Option<String>,
+}
+
+pub struct Link {
+    client: redis::Client,
+    conn: ArcSwapOption<MultiplexedConnection>,
+    timeout: Duration,
+    up: AtomicBool,
+    pub stats: LinkStats,
+    change: Mutex<Change>,
+    up_gauge: metrics::Gauge,
+    fallbacks: metrics::Counter,
+    errors: metrics::Counter,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("up", &self.is_up()).finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    pub fn new(client: redis::Client, timeout: Duration) -> Arc<Link> {
+        let up_gauge = metrics::gauge!("sluice_redis_up");
+        up_gauge.set(0.0);
+        Arc::new(Link {
+            client,
+            conn: ArcSwapOption::empty(),
+            timeout,
+            up: AtomicBool::new(false),
+            stats: LinkStats::default(),
+            change: Mutex::new(Change { at: Instant::now(), last_error: Some("not connected yet".into()) }),
+            up_gauge,
+            fallbacks: metrics::counter!("sluice_redis_fallbacks_total"),
+            errors: metrics::counter!("sluice_redis_errors_total"),
+        })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Can Redis be used now? (One atomic load.)
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Count a decision taken from in-process state instead of Redis.
+    pub fn fell_back(&self) {
+        self.stats.fallbacks_total.fetch_add(1, Ordering::Relaxed);
+        self.fallbacks.increment(1);
+    }
+
+    /// Run one Redis operation, bounded by the timeout. Fails at once,
+    /// without trying, while the link is down.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, LinkError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        self.call_within(self.timeout, f).await
+    }
+
+    /// [`Link::call`] with another bound (background writes, where no
+    /// request waits, may take longer than a request may).
+    pub async fn call_within<T, F, Fut>(&self, limit: Duration, f: F) -> Result<T, LinkError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.is_up() {
+            return Err(LinkError::Down);
+        }
+        let Some(conn) = self.conn.load_full() else { return Err(LinkError::Down) };
+        self.stats.calls_total.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(limit, f((*conn).clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.stats.errors_total.fetch_add(1, Ordering::Relaxed);
+                self.errors.increment(1);
+                let msg = e.to_string();
+                if is_link_failure(&e) {
+                    self.mark_down(&msg);
+                    // A dropped connection is replaced by the prober.
+                    self.conn.store(None);
+                } else {
+                    tracing::warn!(error = %msg, "redis refused a command");
+                }
+                Err(LinkError::Redis(msg))
+            }
+            Err(_) => {
+                self.stats.timeouts_total.fetch_add(1, Ordering::Relaxed);
+                self.errors.increment(1);
+                self.mark_down(&format!("no answer within {} ms", limit.as_millis()));
+                Err(LinkError::Timeout(limit))
+            }
+        }
+    }
+
+    fn mark_down(&self, why: &str) {
+        let was_up = self.up.swap(false, Ordering::AcqRel);
+        if let Ok(mut c) = self.change.lock() {
+            if was_up {
+                c.at = Instant::now();
+            }
+            c.last_error = Some(why.to_string());
+        }
+        if was_up {
+            self.stats.downs_total.fetch_add(1, Ordering::Relaxed);
+            self.up_gauge.set(0.0);
+            tracing::warn!(error = %why, "redis is unavailable: running on in-process state until it is back");
+        }
+    }
+
+    fn mark_up(&self) {
+        if let Ok(mut c) = self.change.lock() {
+            c.at = Instant::now();
+            c.last_error = None;
+        }
+        if !self.up.swap(true, Ordering::AcqRel) {
+            self.stats.ups_total.fetch_add(1, Ordering::Relaxed);
+            self.up_gauge.set(1.0);
+            tracing::info!("redis is reachable: shared state is in use");
+        }
+    }
+
+    /// One probe: (re)connect when needed and `PING` within the timeout.
+    /// True when the link went from down to up (the caller then resyncs).
+    pub async fn probe(&self) -> bool {
+        let was_up = self.is_up();
+        let conn = match self.conn.load_full() {
+            Some(c) => Some((*c).clone()),
+            None => {
+                let cfg = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(200))))
+                    .set_response_timeout(None);
+                let connect = self.client.get_multiplexed_async_connection_with_config(&cfg);
+                match tokio::time::timeout(self.timeout.max(Duration::from_millis(200)), connect).await {
+                    Ok(Ok(c)) => {
+                        self.conn.store(Some(Arc::new(c.clone())));
+                        Some(c)
+                    }
+                    Ok(Err(e)) => {
+                        self.mark_down(&e.to_string());
+                        None
+                    }
+                    Err(_) => {
+                        self.mark_down("connect timed out");
+                        None
+                    }
+                }
+            }
+        };
+        let Some(mut conn) = conn else { return false };
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(self.timeout, ping).await {
+            Ok(Ok(_)) => {
+                self.mark_up();
+                !was_up
+            }
+            Ok(Err(e)) => {
+                self.mark_down(&e.to_string());
+                if is_link_failure(&e) {
+                    self.conn.store(None);
+                }
+                false
+            }
+            Err(_) => {
+                self.mark_down(&format!("PING not answered within {} ms", self.timeout.as_millis()));
+                false
+            }
+        }
+    }
+
+    /// A pub/sub connection (its own socket: a subscribed connection can
+    /// send nothing else).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, LinkError> {
+        match tokio::time::timeout(self.timeout.max(Duration::from_millis(200)), self.client.get_async_pubsub()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(LinkError::Redis(e.to_string())),
+            Err(_) => Err(LinkError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Why the link is down (no secret in it).
+    pub fn last_error(&self) -> Option<String> {
+        self.change.lock().ok().and_then(|c| c.last_error.clone())
+    }
+
+    /// `/status` detail of the link.
+    pub fn detail(&self) -> sonic_rs::Value {
+        let (since, last_error) = match self.change.lock() {
+            Ok(c) => (c.at.elapsed().as_secs_f64(), c.last_error.clone()),
+            Err(_) => (0.0, None),
+        };
+        let s = &self.stats;
+        sonic_rs::json!({
+            "state": if self.is_up() { "up" } else { "down" },
+            "since_s": since,
+            "last_error": last_error,
+            "timeout_ms": self.timeout.as_millis() as u64,
+            "calls_total": s.calls_total.load(Ordering::Relaxed),
+            "errors_total": s.errors_total.load(Ordering::Relaxed),
+            "timeouts_total": s.timeouts_total.load(Ordering::Relaxed),
+            "fallbacks_total": s.fallbacks_total.load(Ordering::Relaxed),
+            "downs_total": s.downs_total.load(Ordering::Relaxed),
+            "ups_total": s.ups_total.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Errors that say the connection (not the command) is broken.
+fn is_link_failure(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+}
+
+/// Is `url` one redis-rs can connect with? (Parsed only; no connection.)
+/// The error never repeats the URL.
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url).map(drop).map_err(|_| "unsupported scheme or malformed URL".to_string())
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`: the
+/// URL as logs, errors and `/status` may show it.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return if url.contains('@') { "***".into() } else { url.to_string() };
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("redis://:hunter2@redis:6379/0"), "redis://***@redis:6379/0");
+        assert_eq!(redact_url("rediss://user:p@ss@host/1"), "rediss://***@host/1");
+        assert_eq!(redact_url("user:pw@host"), "***");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_link_that_never_connected_is_down_and_fails_at_once() {
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        let link = Link::new(client, Duration::from_millis(50));
+        assert!(!link.is_up());
+        let t0 = Instant::now();
+        let r: Result<String, _> =
+            link.call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await }).await;
+        assert_eq!(r, Err(LinkError::Down));
+        assert_eq!(t0.elapsed(), Duration::ZERO, "no wait while down");
+    }
+}
