@@ -15,6 +15,8 @@
 mod memory;
 #[path = "load/opts.rs"]
 mod opts;
+#[path = "load/overload.rs"]
+mod overload;
 #[path = "load/procs.rs"]
 mod procs;
 #[path = "load/report.rs"]
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("--stream-client") => return child(&rt, args.get(1), streams::stream_client),
         Some("--open-streams") => return child(&rt, args.get(1), streams::open_streams),
+        Some("--overload-client") => return child(&rt, args.get(1), overload::overload_client),
         _ => {}
     }
     let opts = match opts::parse(&args) {
@@ -77,9 +80,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn child<F, Fut>(rt: &tokio::runtime::Runtime, spec: Option<&String>, f: F) -> ExitCode
+fn child<S, F, Fut>(rt: &tokio::runtime::Runtime, spec: Option<&String>, f: F) -> ExitCode
 where
-    F: FnOnce(streams::Spec) -> Fut,
+    S: serde::de::DeserializeOwned,
+    F: FnOnce(S) -> Fut,
     Fut: Future<Output = Res<()>>,
 {
     procs::raise_nofile();
@@ -141,7 +145,8 @@ deployments = [{{ provider = "inproc", model = "mock-1" }}]
 name = "bench"
 key = "{CLIENT_KEY}"
 models = ["*"]
-"#
+{overload}"#,
+        overload = overload::config()
     )
 }
 
@@ -311,6 +316,33 @@ async fn stream_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<StreamRe
     Ok(out)
 }
 
+/// Through Sluice only: the capped model at its own concurrency (no queue),
+/// then at each overload concurrency, far past what it admits.
+async fn overload_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<overload::OverloadRun>> {
+    let mut out = Vec::new();
+    let capacity = overload::MAX_CONCURRENT as f64 * 1000.0 / overload::DELAY_MS as f64;
+    let mut levels = vec![overload::MAX_CONCURRENT];
+    levels.extend(opts.overload_concurrency.iter().copied());
+    for c in levels {
+        h.alive()?;
+        let spec = overload::Spec {
+            addr: h.sluice_addr,
+            model: "bench-capped".into(),
+            key: CLIENT_KEY.into(),
+            count: c,
+            duration_ms: opts.duration_s * 1000,
+            delay_ms: overload::DELAY_MS,
+        };
+        let r = overload::run_client(&h.self_exe, &spec, h.pin.load).await?;
+        if r.ok == 0 {
+            return Err(format!("overload c={c}: nothing admitted: {:?}", r.error_samples));
+        }
+        h.progress(&format!("overload {}", overload::line(&r, capacity)));
+        out.push(r);
+    }
+    Ok(out)
+}
+
 /// Each variant on a fresh Sluice, so that its RSS owes nothing to the
 /// load runs or to the other variant (freed memory is not all returned).
 async fn memory_phase(h: &mut Harness, opts: &opts::Options, nofile: u64) -> Res<Vec<memory::MemRun>> {
@@ -370,7 +402,8 @@ async fn run(opts: opts::Options) -> Res<bool> {
     procs::wait_ready(&mut mock, mock_addr, "/v1/models").await?;
     let http_runs = opts.concurrency.len() * opts.rounds * 2;
     let stream_runs = opts.stream_concurrency.len() * opts.rounds * 2;
-    let steps = http_runs + stream_runs + if opts.skip_memory { 0 } else { 2 };
+    let overload_runs = if opts.overload_concurrency.is_empty() { 0 } else { 1 + opts.overload_concurrency.len() };
+    let steps = http_runs + stream_runs + overload_runs + if opts.skip_memory { 0 } else { 2 };
     let (sluice, sluice_addr) = start_sluice(&sluice_bin, &config, dir.path(), pin.sluice, "sluice").await?;
     let mut h = Harness {
         sluice_bin,
@@ -388,7 +421,7 @@ async fn run(opts: opts::Options) -> Res<bool> {
     };
 
     let memory_s = if opts.skip_memory { 0 } else { 2 * (6 + 2 * opts.memory_streams as u64 / 1000) };
-    let est_s = (http_runs + stream_runs) as u64 * (opts.duration_s + 1) + memory_s + 4;
+    let est_s = (http_runs + stream_runs + overload_runs) as u64 * (opts.duration_s + 1) + memory_s + 4;
     println!("Sluice load benchmark: {cores} cores, {}", machine["cpu_model"].as_str().unwrap_or("?"));
     match (pin.sluice, pin.load) {
         (Some(a), Some(b)) => println!("pinned: Sluice on core {a}; mock, wrk and stream clients on core {b}"),
@@ -416,6 +449,7 @@ async fn run(opts: opts::Options) -> Res<bool> {
     let hwm_load = vm_bytes(h.sluice.pid, "VmHWM").unwrap_or(0);
     let cpu_runs_s = h.cpu() - cpu_start;
     let cpu_total_s = h.cpu();
+    let overload = if overload_runs == 0 { Vec::new() } else { overload_phase(&mut h, &opts).await? };
     let memory = if opts.skip_memory { Vec::new() } else { memory_phase(&mut h, &opts, nofile).await? };
     h.alive()?;
     machine["loadavg_after"] = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().into();
@@ -434,6 +468,7 @@ async fn run(opts: opts::Options) -> Res<bool> {
         cpu_runs_s,
         http,
         streams,
+        overload,
         memory,
     };
     let out = rep.finish()?;

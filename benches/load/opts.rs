@@ -19,12 +19,14 @@ sent directly to the mock against the same requests sent through Sluice.
   --workers N                Sluice's server.workers            [1]
   --stream-chunks N          SSE events per stream (>= 3)       [64]
   --chunk-delay-ms N         delay between stream events        [1]
+  --overload-concurrency LIST  connections in the overload phase, against a
+                             model capped at 8 concurrent (empty: skip) [256]
   --memory-streams N         concurrent open streams for the memory test [10000]
   --skip-memory              skip the open-streams memory test
   --out PATH                 JSON output [bench-results/load-<unix-ts>.json];
                              also copied to bench-results/latest.json
   --smoke                    short CI run: concurrency 1,8, stream concurrency 1,8,
-                             duration 1, rounds 1, memory-streams 200, chunks 16
+                             overload concurrency 128, duration 1, rounds 1, memory-streams 200, chunks 16
                              (explicit options still win)
   --strict                   exit 1 when a budget fails (default: report only)
   -h, --help                 this text
@@ -34,6 +36,7 @@ sent directly to the mock against the same requests sent through Sluice.
 pub struct Options {
     pub concurrency: Vec<usize>,
     pub stream_concurrency: Vec<usize>,
+    pub overload_concurrency: Vec<usize>,
     pub duration_s: u64,
     pub rounds: usize,
     /// `None`: decide from the number of cores.
@@ -53,6 +56,7 @@ impl Default for Options {
         Options {
             concurrency: vec![1, 8, 64, 256],
             stream_concurrency: vec![1, 64],
+            overload_concurrency: vec![256],
             duration_s: 5,
             rounds: 2,
             pin: None,
@@ -96,6 +100,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         o.smoke = true;
         o.concurrency = vec![1, 8];
         o.stream_concurrency = vec![1, 8];
+        o.overload_concurrency = vec![128];
         o.duration_s = 1;
         o.rounds = 1;
         o.memory_streams = 200;
@@ -119,6 +124,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--concurrency" => o.concurrency = list(flag, &value()?)?,
             "--stream-concurrency" => o.stream_concurrency = list(flag, &value()?)?,
+            "--overload-concurrency" => {
+                let v = value()?;
+                o.overload_concurrency = if v.trim().is_empty() { Vec::new() } else { list(flag, &v)? };
+            }
             "--duration" => o.duration_s = num(flag, &value()?)?,
             "--rounds" => o.rounds = num(flag, &value()?)?,
             "--pin" => o.pin = Some(true),

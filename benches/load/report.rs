@@ -53,6 +53,8 @@ pub struct Report<'a> {
     pub cpu_runs_s: f64,
     pub http: Vec<HttpRec>,
     pub streams: Vec<StreamRec>,
+    /// The overload phase (benches/load/overload.rs).
+    pub overload: Vec<crate::overload::OverloadRun>,
     pub memory: Vec<MemRun>,
 }
 
@@ -318,6 +320,7 @@ impl Report<'_> {
         self.http.iter().map(|r| r.wrk.errors.total()).sum::<u64>()
             + self.streams.iter().map(|r| r.run.errors).sum::<u64>()
             + self.memory.iter().map(|m| m.errors).sum::<u64>()
+            + self.overload.iter().map(|r| r.errors).sum::<u64>()
     }
 
     pub fn budgets(&self) -> Vec<Budget> {
@@ -379,6 +382,13 @@ impl Report<'_> {
             "aggregates": {
                 "http": http,
                 "streams": streams,
+                "overload": {
+                    "model_max_concurrent": crate::overload::MAX_CONCURRENT,
+                    "queue_max_size": crate::overload::QUEUE_MAX,
+                    "queue_max_wait_ms": crate::overload::QUEUE_WAIT_MS,
+                    "upstream_delay_ms": crate::overload::DELAY_MS,
+                    "runs": self.overload,
+                },
                 "memory": {
                     "rss_idle_start_bytes": self.rss_idle_start,
                     "rss_idle_warm_bytes": self.rss_idle_warm,

@@ -99,6 +99,17 @@ impl Report<'_> {
                 a.added_gap_p99_us / 1e3
             );
         }
+        if !self.overload.is_empty() {
+            use crate::overload::{DELAY_MS, MAX_CONCURRENT, QUEUE_MAX, QUEUE_WAIT_MS};
+            let capacity = MAX_CONCURRENT as f64 * 1000.0 / DELAY_MS as f64;
+            println!(
+                "\nOverload: model max_concurrent {MAX_CONCURRENT}, upstream {DELAY_MS} ms (capacity {capacity:.0} req/s), \
+                 [queue] max_size {QUEUE_MAX}, max_wait_ms {QUEUE_WAIT_MS}; through Sluice; latency in ms"
+            );
+            for r in &self.overload {
+                println!("  {}", crate::overload::line(r, capacity));
+            }
+        }
         println!("\nMemory (Sluice VmRSS)");
         println!(
             "  idle after start {:.1} MB, after warm-up {:.1} MB",
