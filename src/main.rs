@@ -18,7 +18,7 @@ use clap::Parser;
 /// 343 MB with 10,000 open streams instead of 164 MB — for no measurable gain
 /// in CPU per request (the gateway's heap is small). jemalloc and mimalloc
 /// v2 hold 10,000 streams in the same memory but cost more CPU; glibc keeps
-/// growing across open/close cycles (fragmentation). docs/performance-memory.md
+/// growing across open/close cycles (fragmentation). docs/performance.md ("Memory")
 /// has every number.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

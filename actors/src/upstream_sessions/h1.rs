@@ -14,7 +14,7 @@
 //!
 //! https upstreams keep using hyper (TLS, HTTP/2 by ALPN).
 //!
-//! Read buffers (docs/performance-memory.md): a connection holds no read
+//! Read buffers (docs/performance.md, "Memory"): a connection holds no read
 //! buffer while it waits for its upstream — a stream between two events, a
 //! request before its first byte, a connection idle in the pool. A buffer is
 //! allocated when the socket is readable, sized by the connection's read
