@@ -1,6 +1,6 @@
 //! Supervision over real HTTP (test builds only: `--features fault-injection`):
 //! an actor that panics is restarted by its supervisor, the gateway keeps
-//! serving meanwhile, and the circuit state survives the restart.
+//! serving meanwhile, and the circuit state and cached answers survive the restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -99,4 +99,57 @@ key = "${{CLIENT_KEY}}"
     );
     let h: Value = client().get(gw.url("/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(h["status"], "healthy");
+}
+
+/// A repeat of `text` on the cached model: its `x-sluice-cache` header.
+async fn cached_once(gw: &Gateway, text: &str) -> String {
+    let body = serde_json::json!({"model": "cached", "messages": [{"role": "user", "content": text}]});
+    let r = client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["x-sluice-cache"].to_str().unwrap().to_string()
+}
+
+/// Until a repeat of `text` is a HIT (the store is asynchronous).
+async fn until_hit(gw: &Gateway, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cached_once(gw, text).await != "HIT" {
+        assert!(tokio::time::Instant::now() < deadline, "`{text}` was never stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_response_cache_restarts_and_keeps_its_entries() {
+    let mock = start_mock();
+    let extra = r#"
+[[models]]
+name = "cached"
+deployments = [{ provider = "up", model = "mock-model" }]
+cache = { ttl_ms = 60000, only_deterministic = false }
+"#;
+    let gw = Gateway::start(&config_for(mock.addr(), extra));
+    assert_eq!(cached_once(&gw, "keep me").await, "MISS");
+    until_hit(&gw, "keep me").await;
+    let calls = mock.stats().chat_total;
+
+    let r = client().post(gw.url("/admin/faults/panic?actor=response_cache")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    // Hits keep being served while the actor restarts (they read its snapshot).
+    assert_eq!(cached_once(&gw, "keep me").await, "HIT");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = status(&gw).await;
+        let a = actor(&s, "response_cache");
+        if a["restarts"] == 1 && a["state"] == "running" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "response_cache was not restarted: {s}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The entry survived the restart, and the restarted actor stores new ones.
+    assert_eq!(cached_once(&gw, "keep me").await, "HIT");
+    assert_eq!(mock.stats().chat_total, calls);
+    assert_eq!(cached_once(&gw, "new after restart").await, "MISS");
+    until_hit(&gw, "new after restart").await;
+    assert_eq!(mock.stats().chat_total, calls + 1);
 }

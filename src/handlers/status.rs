@@ -36,6 +36,7 @@ pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpRes
     match actor {
         "circuit_breakers" => shared.breakers.inject_panic(),
         "model_availability" => shared.availability.inject_panic(),
+        "response_cache" => shared.cache.handle.inject_panic(),
         _ => return GatewayError::invalid(format!("no such actor: {actor}"), Some("actor")).error_response(),
     }
     HttpResponse::Accepted().content_type("application/json").body("{\"injected\":\"panic\"}")
