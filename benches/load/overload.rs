@@ -7,18 +7,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
-use crate::procs::{Res, command};
-use crate::streams::Pcts;
+use crate::procs::Res;
+use crate::streams::{Pcts, Sender, connect};
 
 /// The capped model's limit, the queue and the upstream's delay: capacity
 /// is `MAX_CONCURRENT / DELAY_MS` requests per ms (800 req/s).
@@ -84,17 +81,6 @@ struct Tally {
     refused: Vec<u64>,
     errors: u64,
     samples: Vec<String>,
-}
-
-type Sender = SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Res<Sender> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
 
 /// One request: its status and latency (request sent → whole body read).
@@ -191,23 +177,7 @@ pub async fn overload_client(spec: Spec) -> Res<()> {
 
 /// Runs `--overload-client` as a (pinned) child and returns its numbers.
 pub async fn run_client(exe: &Path, spec: &Spec, core: Option<usize>) -> Res<OverloadRun> {
-    let arg = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let child = command(exe, &["--overload-client".into(), arg], core)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the overload client: {e}"))?;
-    let limit = Duration::from_millis(spec.duration_ms) + Duration::from_secs(60);
-    let out = tokio::time::timeout(limit, child.wait_with_output())
-        .await
-        .map_err(|_| "the overload client did not finish in time".to_string())?
-        .map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("OVERLOAD_JSON ")).ok_or_else(|| {
-        format!("the overload client printed no result: {}", String::from_utf8_lossy(&out.stderr).trim())
-    })?;
-    serde_json::from_str(line).map_err(|e| e.to_string())
+    crate::streams::run_child(exe, "--overload-client", "OVERLOAD_JSON ", spec, spec.duration_ms, core).await
 }
 
 /// One line of progress and of the table.

@@ -110,9 +110,9 @@ pub fn chat_stream_body(model: &str) -> Bytes {
     ))
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+pub type Sender = SendRequest<Full<Bytes>>;
 
-async fn connect(addr: SocketAddr) -> Res<Sender> {
+pub async fn connect(addr: SocketAddr) -> Res<Sender> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     let (sender, conn) =
@@ -315,23 +315,36 @@ pub async fn open_streams(spec: Spec) -> Res<()> {
 
 /// Runs `--stream-client` as a (pinned) child and returns its numbers.
 pub async fn run_client(exe: &Path, spec: &Spec, core: Option<usize>) -> Res<StreamRun> {
+    run_child(exe, "--stream-client", "STREAM_JSON ", spec, spec.duration_ms, core).await
+}
+
+/// Runs this bench binary again as a (pinned) load-generating child with
+/// `flag SPEC-as-JSON`, and parses the line it prints after `prefix`.
+pub async fn run_child<S: Serialize, R: serde::de::DeserializeOwned>(
+    exe: &Path,
+    flag: &str,
+    prefix: &str,
+    spec: &S,
+    duration_ms: u64,
+    core: Option<usize>,
+) -> Res<R> {
     let arg = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let child = command(exe, &["--stream-client".into(), arg], core)
+    let child = command(exe, &[flag.into(), arg], core)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start the stream client: {e}"))?;
-    let limit = Duration::from_millis(spec.duration_ms) + Duration::from_secs(60);
+        .map_err(|e| format!("cannot start {flag}: {e}"))?;
+    let limit = Duration::from_millis(duration_ms) + Duration::from_secs(60);
     let out = tokio::time::timeout(limit, child.wait_with_output())
         .await
-        .map_err(|_| "the stream client did not finish in time".to_string())?
+        .map_err(|_| format!("{flag} did not finish in time"))?
         .map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("STREAM_JSON ")).ok_or_else(|| {
-        format!("stream client failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr))
+    let line = stdout.lines().find_map(|l| l.strip_prefix(prefix)).ok_or_else(|| {
+        format!("{flag} failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr))
     })?;
-    serde_json::from_str(line).map_err(|e| format!("stream client output: {e}"))
+    serde_json::from_str(line).map_err(|e| format!("{flag} output: {e}"))
 }
 
 /// A running `--open-streams` child: streams stay open until [`OpenStreams::close`].
