@@ -267,3 +267,34 @@ fallback_response = "Busy now; try again in a minute."
         .collect();
     assert_eq!(text, "Busy now; try again in a minute.");
 }
+
+#[tokio::test]
+async fn messages_bypass_the_cache_of_a_cached_model() {
+    let mock = start_mock();
+    let extra = r#"
+[[models]]
+name = "cached-gpt"
+deployments = [{ provider = "up", model = "mock-model" }]
+cache = { ttl_ms = 60000, only_deterministic = false }
+"#;
+    let gw = Gateway::start(&vendor_config(mock.addr(), extra));
+    // The chat route caches this model: the repeat is served from the cache.
+    let chat = serde_json::json!({"model": "cached-gpt", "messages": [{"role": "user", "content": "same"}]});
+    let post = || client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat).send();
+    assert_eq!(post().await.unwrap().headers()["x-sluice-cache"], "MISS");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while post().await.unwrap().headers()["x-sluice-cache"] != "HIT" {
+        assert!(std::time::Instant::now() < deadline, "the chat answer was never stored");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // /v1/messages on the same model: BYPASS, and each request reaches the upstream.
+    let before = mock.stats().chat_total;
+    for _ in 0..2 {
+        let r = messages(&gw, &messages_body("cached-gpt", false), &[]).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-sluice-cache"], "BYPASS");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "message");
+    }
+    assert_eq!(mock.stats().chat_total, before + 2);
+}
