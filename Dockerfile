@@ -7,6 +7,14 @@
 #
 # The config is read from /etc/sluice/sluice.toml (mount yours there); the
 # image ships the documented default (mock provider only) at that path.
+# /var/lib/sluice is the one writable directory, for the spend store
+# (`[spend] store = "/var/lib/sluice/spend.redb"`); mount a volume there to
+# keep spend across containers.
+#
+# tests/image_layout.rs reads this file, lays out the runtime stage's files
+# in a chroot as the COPY lines below say, and runs `sluice serve` and the
+# HEALTHCHECK there as the USER below: keep these instructions in the exec
+# (JSON) form it parses.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
@@ -19,13 +27,18 @@ RUN mkdir -p src actors/src benches \
 COPY . .
 RUN touch src/main.rs src/lib.rs actors/src/lib.rs \
  && cargo build --release --locked --bin sluice \
- && cp target/release/sluice /sluice
+ && cp target/release/sluice /sluice \
+ && mkdir -p /var/lib/sluice
 
 # glibc, libgcc and CA roots, no shell, uid 65532 ("nonroot").
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /sluice /usr/local/bin/sluice
 COPY config/sluice.toml /etc/sluice/sluice.toml
-USER nonroot:nonroot
+COPY --from=build --chown=65532:65532 /var/lib/sluice /var/lib/sluice
+VOLUME ["/var/lib/sluice"]
+# Numeric, not "nonroot": Kubernetes' runAsNonRoot can only verify a numeric
+# user (deploy/k8s sets the same uid/gid; scripts/check-deploy compares them).
+USER 65532:65532
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/sluice", "health", "--addr", "127.0.0.1:8080"]
