@@ -231,7 +231,7 @@ mod tests {
         let no_exp = "<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey>\
                       <SessionToken>T</SessionToken><Expiration>tomorrow</Expiration></Credentials>";
         assert!(parse_response("e", 200, no_exp.as_bytes()).unwrap_err().to_string().contains("RFC 3339"));
-        assert_eq!(parse_response("e", 503, b"").unwrap_err().retryable(), true);
+        assert!(parse_response("e", 503, b"").unwrap_err().retryable());
     }
 
     #[test]

@@ -158,7 +158,8 @@ mod tests {
         assert!(e.check_bearer(Some(&format!("Bearer {token}")), now).is_ok());
         assert!(e.check_bearer(Some(&format!("Bearer {token}")), now + Duration::from_secs(61)).is_err());
         assert!(e.check_bearer(None, now).unwrap_err().body.contains("Access token is missing"));
-        let cases: [(&str, Vec<(&str, &str)>, &str); 5] = [
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: [Case<'_>; 5] = [
             ("/t2/oauth2/v2.0/token", good.to_vec(), "AADSTS90002"),
             ("/t1/oauth2/v2.0/token", vec![("grant_type", "password")], "AADSTS70003"),
             ("/t1/oauth2/v2.0/token", vec![good[0], ("client_id", "x")], "AADSTS700016"),

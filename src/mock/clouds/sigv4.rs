@@ -171,7 +171,7 @@ pub fn verify(
             ));
         }
     }
-    if !auth.signed_headers.iter().any(|h| *h == "host") {
+    if !auth.signed_headers.contains(&"host") {
         return Err(reject("InvalidSignatureException", "'Host' must be a 'SignedHeader' in the AWS Authorization."));
     }
     let canonical = canonical_request(req, &auth.signed_headers, policy.normalize_path)
