@@ -78,6 +78,8 @@ impl Refresh for AwsSource {
     async fn fetch(&self) -> Result<Token<AwsCredentials>, CredentialError> {
         match self {
             AwsSource::Environment(c) => Ok(Token::new(c.clone(), None)),
+            // A blocking read of a small file, once per PROFILE_RELOAD: not
+            // worth a thread hop.
             AwsSource::Profile { files, profile } => match files.load(profile)? {
                 profile::ProfileCredentials::Keys(c) => Ok(Token::valid_for(c, PROFILE_RELOAD)),
                 profile::ProfileCredentials::WebIdentity { .. } => Err(CredentialError::Invalid {
@@ -218,6 +220,25 @@ pub(crate) mod tests {
         assert_eq!(c.session_token.unwrap().expose(), "envtoken");
         let shown = format!("{:?}", cache.get().await.unwrap());
         assert!(!shown.contains("envsecret") && !shown.contains("envtoken") && !shown.contains("AKIDENV"), "{shown}");
+    }
+
+    /// A key rotated in the credentials file is used within PROFILE_RELOAD,
+    /// without a restart (paused clock: the reload interval is simulated).
+    #[tokio::test(start_paused = true)]
+    async fn a_key_rotated_in_the_profile_file_is_picked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, "[default]\naws_access_key_id=AKIDOLD\naws_secret_access_key=old\n").unwrap();
+        let e = env(&[("HOME", dir.path().to_str().unwrap()), ("AWS_SHARED_CREDENTIALS_FILE", file.to_str().unwrap())]);
+        let source = resolve(&e, &AwsSettings::default(), transport()).unwrap();
+        let cache = TokenCache::new(source, Duration::from_secs(30));
+        assert_eq!(cache.get().await.unwrap().access_key_id, "AKIDOLD");
+        std::fs::write(&file, "[default]\naws_access_key_id=AKIDNEW\naws_secret_access_key=new\n").unwrap();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(cache.get().await.unwrap().access_key_id, "AKIDOLD", "not re-read before the interval");
+        tokio::time::advance(PROFILE_RELOAD).await;
+        let c = cache.get().await.unwrap();
+        assert_eq!((c.access_key_id.as_str(), c.secret_access_key.expose()), ("AKIDNEW", "new"));
     }
 
     #[test]

@@ -300,6 +300,26 @@ fn malformed_authorization_and_dates_are_refused_not_panicked_on() {
     assert_eq!(format_amz_date(UNIX_EPOCH + Duration::from_secs(1_440_938_160)), "20150830T123600Z");
 }
 
+proptest::proptest! {
+    /// Whatever arrives, the verifier answers (a refusal), never panics.
+    #[test]
+    fn arbitrary_requests_are_refused_not_panicked_on(
+        target in "\\PC{0,40}",
+        auth in "AWS4-HMAC-SHA256 Credential=\\PC{0,30}, SignedHeaders=\\PC{0,20}, Signature=[0-9a-f]{0,64}",
+        date in "[0-9T Z]{0,17}",
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+    ) {
+        let req = SignedRequest {
+            method: "POST",
+            target: &target,
+            headers: vec![("authorization", &auth), ("x-amz-date", &date), ("host", "h")],
+            body: &body,
+        };
+        let _ = verify(&req, &SigV4Policy::bedrock(None), &keys(None), SystemTime::now());
+        let _ = canonical_request(&req, &["host", "x-amz-date"], true);
+    }
+}
+
 #[test]
 fn path_normalisation() {
     for (input, want) in [
