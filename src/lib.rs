@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod error;
 pub mod handlers;

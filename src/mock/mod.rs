@@ -26,6 +26,7 @@
 //! `mock` provider reuses.
 
 mod body;
+pub mod clouds;
 mod faults;
 pub mod generate;
 mod server;
