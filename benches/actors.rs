@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion};
-use sluice_actors::upstream_sessions::{SessionSpec, SessionState, UpstreamErrorKind};
+use sluice_actors::upstream_sessions::{SessionState, UpstreamErrorKind};
 use sluice_actors::{Actors, GetStatus};
+use sluice_upstream::SessionSpec;
 
 fn spec(name: &str) -> SessionSpec {
     SessionSpec {

@@ -40,7 +40,7 @@ pub struct Actors {
 
 /// What the actors are started with.
 pub struct ActorsSpec {
-    pub sessions: Vec<Option<upstream_sessions::SessionSpec>>,
+    pub sessions: Vec<Option<sluice_upstream::SessionSpec>>,
     pub breaker: circuit_breakers::BreakerConfig,
     pub availability: availability::AvailabilitySpec,
     pub limiter: rate_limiter::LimiterSpec,
@@ -54,7 +54,7 @@ pub struct ActorsSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Tls(#[from] upstream_sessions::TlsError),
+    Tls(#[from] sluice_upstream::TlsError),
     #[error(transparent)]
     Store(#[from] rate_limiter::store::StoreError),
     #[error(transparent)]

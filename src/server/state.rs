@@ -9,7 +9,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_actors::ActorRegistry;
 use sluice_actors::availability::AvailabilityHandle;
 use sluice_actors::circuit_breakers::BreakersHandle;
-use sluice_actors::upstream_sessions::{SessionsHandle, WorkerClients};
+use sluice_actors::upstream_sessions::SessionsHandle;
+use sluice_upstream::WorkerClients;
 
 use crate::config::Config;
 use crate::metrics::MetricsTable;

@@ -21,7 +21,9 @@ pub use table::{AvailTable, InflightGuard};
 use crate::outcome::RecordOutcomes;
 use crate::status::GetStatus;
 use crate::supervision::{ActorMeta, guarded};
-use crate::upstream_sessions::{Outgoing, SessionsHandle, WarmRequest, WorkerClients};
+use sluice_upstream::{Outgoing, WarmRequest, WorkerClients};
+
+use crate::upstream_sessions::SessionsHandle;
 
 pub const NAME: &str = "model_availability";
 

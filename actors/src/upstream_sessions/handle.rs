@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::client::{TlsError, WorkerClients, tls_config};
+use sluice_upstream::{SessionSpec, SessionTable, TlsError, WorkerClients};
+
 use super::messages::RecordUpstreamError;
-use super::state::{SessionSpec, SessionTable, UpstreamErrorKind};
+use super::state::UpstreamErrorKind;
 use super::{NAME, UpstreamSessions};
 use crate::supervision::{ActorMeta, ActorRegistry};
 
@@ -15,7 +16,6 @@ pub struct SessionsHandle {
     addr: Addr<UpstreamSessions>,
     meta: Arc<ActorMeta>,
     table: Arc<SessionTable>,
-    tls: Arc<rustls::ClientConfig>,
 }
 
 impl SessionsHandle {
@@ -25,19 +25,18 @@ impl SessionsHandle {
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
     ) -> Result<SessionsHandle, TlsError> {
-        let tls = Arc::new(tls_config()?);
-        let table = Arc::new(SessionTable::new(specs));
+        let table = Arc::new(SessionTable::new(specs)?);
         let meta = ActorMeta::new(NAME);
         let (t, m) = (table.clone(), meta.clone());
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| UpstreamSessions::new(t, m));
         registry.register(meta.clone(), addr.clone().recipient());
-        Ok(SessionsHandle { addr, meta, table, tls })
+        Ok(SessionsHandle { addr, meta, table })
     }
 
     /// Build the calling worker's pooled clients. Called once per HTTP worker
     /// at start, not per request (see `client.rs` for why pools are per worker).
     pub fn worker_clients(&self) -> WorkerClients {
-        WorkerClients::build(&self.table, &self.tls)
+        WorkerClients::build(&self.table)
     }
 
     /// Open each provider's warm connections on the calling worker's runtime,

@@ -2,9 +2,6 @@
 //! HTTP/2 by ALPN where the server offers it, rustls), warm-up at start, pool
 //! stats and recent upstream errors for `/status`.
 
-mod client;
-mod connector;
-mod h1;
 mod handle;
 pub mod messages;
 mod state;
@@ -12,15 +9,10 @@ mod state;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use sluice_upstream::SessionTable;
 
-pub use client::{
-    InflightPermit, Outgoing, ResponseBody, SendError, SessionClosed, TlsError, UpstreamClient, UpstreamResponse,
-    WorkerClients, error_chain, plain_http_target,
-};
-pub use connector::ConnectTimeout;
-pub use h1::H1Target;
 pub use handle::SessionsHandle;
-pub use state::{PoolStats, SessionSpec, SessionState, SessionTable, UpstreamErrorKind, WarmRequest};
+pub use state::{SessionState, UpstreamErrorKind};
 
 use crate::status::GetStatus;
 use crate::supervision::ActorMeta;
