@@ -85,7 +85,7 @@ fn bench_actors(c: &mut Criterion) {
             max_queue: 1,
         },
         cache: Default::default(),
-        shared: None,
+        replicas: None,
     };
     let actors = Actors::start(spec).expect("actors start");
     let sessions = actors.sessions.clone();

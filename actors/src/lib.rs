@@ -11,8 +11,8 @@ pub mod availability;
 pub mod circuit_breakers;
 pub mod outcome;
 pub mod rate_limiter;
+pub mod replicas;
 pub mod response_cache;
-pub mod shared;
 pub mod status;
 pub mod supervision;
 pub mod upstream_sessions;
@@ -33,9 +33,10 @@ pub struct Actors {
     pub availability: availability::AvailabilityHandle,
     pub limiter: rate_limiter::LimiterHandle,
     pub cache: response_cache::CacheHandle,
-    /// Shared mode (`[shared] redis_url`): the Redis link, on a thread of its own.
-    pub shared: Option<shared::SharedHandle>,
-    shared_arbiter: Option<Arbiter>,
+    /// Several replicas sharing state through Redis (`[shared] redis_url`):
+    /// the Redis link, on a thread of its own.
+    pub replicas: Option<replicas::ReplicasHandle>,
+    replicas_arbiter: Option<Arbiter>,
 }
 
 /// What the actors are started with.
@@ -47,7 +48,7 @@ pub struct ActorsSpec {
     /// Limits of the response cache (`[cache]`).
     pub cache: response_cache::StoreLimits,
     /// `[shared]`; `None`: everything stays in process.
-    pub shared: Option<shared::SharedSpec>,
+    pub replicas: Option<replicas::ReplicasSpec>,
 }
 
 /// Why the actors could not start.
@@ -58,7 +59,7 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] rate_limiter::store::StoreError),
     #[error(transparent)]
-    Shared(#[from] shared::SharedError),
+    Replicas(#[from] replicas::ReplicasError),
 }
 
 impl Actors {
@@ -69,9 +70,9 @@ impl Actors {
         let sessions = upstream_sessions::SessionsHandle::start(spec.sessions, &arbiter.handle(), &mut registry)?;
         // Redis traffic gets its own thread, so a slow Redis never delays
         // the other actors' messages.
-        let shared_arbiter = spec.shared.as_ref().map(|_| Arbiter::new());
-        let shared = match (&spec.shared, &shared_arbiter) {
-            (Some(s), Some(a)) => Some(shared::SharedHandle::start(s, &a.handle(), &mut registry)?),
+        let replicas_arbiter = spec.replicas.as_ref().map(|_| Arbiter::new());
+        let replicas = match (&spec.replicas, &replicas_arbiter) {
+            (Some(s), Some(a)) => Some(replicas::ReplicasHandle::start(s, &a.handle(), &mut registry)?),
             _ => None,
         };
         let labels = spec.availability.labels.clone();
@@ -80,7 +81,7 @@ impl Actors {
             labels.clone(),
             &arbiter.handle(),
             &mut registry,
-            shared.clone(),
+            replicas.clone(),
         );
         let availability = availability::AvailabilityHandle::start(
             spec.availability,
@@ -89,15 +90,15 @@ impl Actors {
             &mut registry,
         );
         let limiter =
-            rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry, shared.as_ref())?;
+            rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry, replicas.as_ref())?;
         let cache = response_cache::CacheHandle::start(spec.cache, &arbiter.handle(), &mut registry);
-        if let Some(s) = &shared {
+        if let Some(s) = &replicas {
             let spend = limiter.spend().clone();
             let mut deployments: std::collections::HashMap<String, Vec<usize>> = Default::default();
             for (i, l) in labels.iter().enumerate() {
                 deployments.entry(l.clone()).or_default().push(i);
             }
-            let sinks = shared::Sinks {
+            let sinks = replicas::Sinks {
                 replica: s.replica().to_string(),
                 breakers: breakers.clone(),
                 deployments,
@@ -108,7 +109,7 @@ impl Actors {
             };
             s.run(spend, sinks);
         }
-        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache, shared, shared_arbiter })
+        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache, replicas, replicas_arbiter })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {
@@ -119,7 +120,7 @@ impl Actors {
     pub fn stop(self) {
         self.arbiter.stop();
         let _ = self.arbiter.join();
-        if let Some(a) = self.shared_arbiter {
+        if let Some(a) = self.replicas_arbiter {
             a.stop();
             let _ = a.join();
         }

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use sluice_actors::availability::InflightGuard;
 use sluice_actors::circuit_breakers::{Admission, Verdict};
-use sluice_actors::outcome::Outcome;
+use sluice_actors::outcome::AttemptOutcome;
 use sluice_actors::rate_limiter::Grant;
 use sluice_actors::upstream_sessions::UpstreamErrorKind;
 use tokio::time::Instant;
@@ -214,7 +214,7 @@ async fn next_admitted(
 
 /// A probe slot taken but not used: give it back through a neutral outcome.
 fn release_probe(state: &WorkerState, c: Candidate) {
-    state.outcomes.push(Outcome {
+    state.outcomes.push(AttemptOutcome {
         deployment: c.id,
         verdict: Verdict::Neutral,
         latency: Duration::ZERO,
@@ -317,7 +317,7 @@ struct Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.done {
-            self.sink.push(Outcome {
+            self.sink.push(AttemptOutcome {
                 deployment: self.id,
                 verdict: Verdict::Neutral,
                 latency: Duration::ZERO,
@@ -381,7 +381,7 @@ async fn one(
     match result {
         Ok(served) => {
             let ttft = matches!(served, Served::Stream { .. }).then_some(took);
-            state.outcomes.push(Outcome {
+            state.outcomes.push(AttemptOutcome {
                 deployment: c.id,
                 verdict: Verdict::Success,
                 latency: took,
@@ -404,7 +404,7 @@ async fn one(
         Err(e) => {
             let v = verdict(&e);
             let error = (v != Verdict::Neutral).then(|| (e.label(), e.to_string()));
-            state.outcomes.push(Outcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
+            state.outcomes.push(AttemptOutcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
             shared.metrics.record_attempt(c.model, c.deployment, Err(e.label()), took);
             report(state, dep.provider, &e);
             tracing::debug!(deployment = %dep.label, error = %e, "attempt failed");

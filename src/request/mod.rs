@@ -85,7 +85,7 @@ enum Reply {
     },
     /// A stored answer, or a shared one already complete, in the shape asked for.
     Cached {
-        answer: sluice_actors::response_cache::Answer,
+        answer: sluice_actors::response_cache::StoredAnswer,
         stream: bool,
         include_usage: bool,
     },

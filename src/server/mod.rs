@@ -168,13 +168,13 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         max_bytes: config.cache.max_bytes,
         max_entry_bytes: config.cache.max_entry_bytes,
     };
-    let shared = config.shared.as_ref().map(|s| sluice_actors::shared::SharedSpec {
+    let replicas = config.shared.as_ref().map(|s| sluice_actors::replicas::ReplicasSpec {
         url: s.redis_url.expose().to_string(),
         timeout: Duration::from_millis(s.timeout_ms),
         probe_interval: Duration::from_millis(s.probe_interval_ms),
         prefix: s.prefix.clone(),
     });
-    ActorsSpec { sessions, breaker, availability, limiter, cache, shared }
+    ActorsSpec { sessions, breaker, availability, limiter, cache, replicas }
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::messages::{Admit, RecordOutcomes, RemoteHold};
 use super::state::{Admission, BreakerConfig};
 use super::{CircuitBreakers, GateView, Gates, NAME};
-use crate::outcome::{DeploymentId, Outcome};
+use crate::outcome::{AttemptOutcome, DeploymentId};
 use crate::supervision::{ActorMeta, ActorRegistry};
 
 /// How long a probe-slot ask may take before the request treats the
@@ -29,14 +29,14 @@ impl BreakersHandle {
         labels: Arc<[String]>,
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
-        shared: Option<crate::shared::SharedHandle>,
+        replicas: Option<crate::replicas::ReplicasHandle>,
     ) -> BreakersHandle {
         let gates = Arc::new(Gates::new(labels.len(), Instant::now()));
         let meta = ActorMeta::new(NAME);
         let (g, m) = (gates.clone(), meta.clone());
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
             let mut b = CircuitBreakers::new(cfg, labels, g, m);
-            b.shared = shared;
+            b.replicas = replicas;
             b
         });
         registry.register(meta.clone(), addr.clone().recipient());
@@ -70,7 +70,7 @@ impl BreakersHandle {
     }
 
     /// Hand a batch of outcomes to the actor (fire-and-forget).
-    pub fn record(&self, outcomes: Arc<[Outcome]>) {
+    pub fn record(&self, outcomes: Arc<[AttemptOutcome]>) {
         self.meta.tell(&self.addr, RecordOutcomes { outcomes });
     }
 

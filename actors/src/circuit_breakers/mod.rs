@@ -29,8 +29,8 @@ pub struct CircuitBreakers {
     gates: Arc<Gates>,
     meta: Arc<ActorMeta>,
     state_gauges: Vec<metrics::Gauge>,
-    /// Shared mode: where news of opened circuits and 429 cool-downs goes.
-    pub(crate) shared: Option<crate::shared::SharedHandle>,
+    /// Several replicas: where news of opened circuits and 429 cool-downs goes.
+    pub(crate) replicas: Option<crate::replicas::ReplicasHandle>,
     /// The cool-down end last announced per deployment (news is sent once
     /// per change, not once per 429).
     announced: Vec<Option<Instant>>,
@@ -51,7 +51,7 @@ impl CircuitBreakers {
             gates,
             meta,
             state_gauges,
-            shared: None,
+            replicas: None,
             remote_holds_total: 0,
         }
     }
@@ -68,11 +68,11 @@ impl CircuitBreakers {
                 g.set(f64::from(t.to.as_u8()));
             }
             if t.to == CircuitState::Open
-                && let Some(shared) = &self.shared
+                && let Some(replicas) = &self.replicas
             {
                 let for_ms = b.open_until().saturating_duration_since(now).as_millis() as u64;
-                shared.publish(crate::shared::News::CircuitOpen {
-                    from: shared.replica().to_string(),
+                replicas.publish(crate::replicas::News::CircuitOpen {
+                    from: replicas.replica().to_string(),
                     deployment: label,
                     for_ms,
                 });
@@ -83,7 +83,7 @@ impl CircuitBreakers {
     /// Shared mode: tell the other replicas when a 429 set (or pushed back)
     /// a deployment's cool-down.
     fn announce_cooling(&mut self, deployment: usize, now: Instant) {
-        let Some(shared) = &self.shared else { return };
+        let Some(replicas) = &self.replicas else { return };
         let Some(until) = self.breakers.get(deployment).and_then(|b| b.cooling_until(now)) else { return };
         let Some(last) = self.announced.get_mut(deployment) else { return };
         // Once per change worth telling (a burst of 429s is one message).
@@ -91,8 +91,8 @@ impl CircuitBreakers {
             return;
         }
         *last = Some(until);
-        shared.publish(crate::shared::News::CoolDown {
-            from: shared.replica().to_string(),
+        replicas.publish(crate::replicas::News::CoolDown {
+            from: replicas.replica().to_string(),
             deployment: self.labels.get(deployment).cloned().unwrap_or_default(),
             for_ms: until.saturating_duration_since(now).as_millis() as u64,
         });

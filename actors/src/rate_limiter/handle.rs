@@ -32,11 +32,11 @@ pub struct LimiterHandle {
     table: Arc<LimiterTable>,
     backend: Arc<dyn LimiterBackend>,
     spend: Arc<SpendTable>,
-    /// Shared mode: spend also goes to Redis through this.
-    shared: Option<crate::shared::SharedHandle>,
-    /// Shared mode: requests waiting for a shared limit (they wait on their
-    /// own, not in the actor's queue), bounded by `max_queue`.
-    shared_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Several replicas: spend also goes to Redis through this.
+    replicas: Option<crate::replicas::ReplicasHandle>,
+    /// Several replicas: requests waiting for a limit the replicas share
+    /// (they wait on their own, not in the actor's queue), bounded by `max_queue`.
+    replicated_waiting: Arc<std::sync::atomic::AtomicUsize>,
     max_queue: usize,
 }
 
@@ -45,7 +45,7 @@ impl LimiterHandle {
         spec: LimiterSpec,
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
-        shared: Option<&crate::shared::SharedHandle>,
+        replicas: Option<&crate::replicas::ReplicasHandle>,
     ) -> Result<LimiterHandle, StoreError> {
         let table = LimiterTable::new(spec.scopes);
         let spend = Arc::new(spec.spend);
@@ -57,7 +57,7 @@ impl LimiterHandle {
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
         let mut store = Some(store);
-        let backend: Arc<dyn LimiterBackend> = match shared {
+        let backend: Arc<dyn LimiterBackend> = match replicas {
             Some(s) => Arc::new(s.limiter(table.clone())),
             None => table.clone(),
         };
@@ -88,8 +88,8 @@ impl LimiterHandle {
             table,
             backend,
             spend,
-            shared: shared.cloned(),
-            shared_waiting: Arc::default(),
+            replicas: replicas.cloned(),
+            replicated_waiting: Arc::default(),
             max_queue,
         })
     }
@@ -99,16 +99,16 @@ impl LimiterHandle {
     }
 
     /// Are limits shared through Redis? Then a refused request waits on
-    /// its own ([`LimiterHandle::shared_wait`]) instead of in the queue.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
+    /// its own ([`LimiterHandle::replicated_wait`]) instead of in the queue.
+    pub fn is_replicated(&self) -> bool {
+        self.replicas.is_some()
     }
 
     /// Shared mode's wait for a limit: retry through the shared backend
     /// when the refusal says it would fit, until `max_wait` is over.
     /// Priorities are not compared (the queue that orders them is per
     /// replica, the limit is not); at most `[queue] max_size` wait at once.
-    pub async fn shared_wait(
+    pub async fn replicated_wait(
         &self,
         scopes: &[usize],
         tokens: u64,
@@ -116,8 +116,8 @@ impl LimiterHandle {
         first: Refusal,
     ) -> Result<Grant, QueueRefusal> {
         use std::sync::atomic::Ordering;
-        if self.shared_waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.shared_waiting.fetch_sub(1, Ordering::AcqRel);
+        if self.replicated_waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueueRefusal::Full);
         }
         let deadline = Instant::now() + max_wait;
@@ -135,7 +135,7 @@ impl LimiterHandle {
                 Err(r) => refusal = r,
             }
         };
-        self.shared_waiting.fetch_sub(1, Ordering::AcqRel);
+        self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
         result
     }
 
@@ -169,8 +169,8 @@ impl LimiterHandle {
         if records.is_empty() {
             return;
         }
-        if let Some(s) = &self.shared {
-            s.writer().send(crate::shared::Job::Spend(records.clone()));
+        if let Some(s) = &self.replicas {
+            s.writer().send(crate::replicas::Job::Spend(records.clone()));
         }
         {
             self.meta.tell(&self.addr, RecordSpend { records });

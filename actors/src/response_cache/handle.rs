@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::messages::{Clear, Store};
-use super::state::{Answer, CacheEntry, CacheKey, StoreLimits};
+use super::state::{CacheEntry, CacheKey, StoreLimits, StoredAnswer};
 use super::{NAME, ResponseCache};
 use crate::supervision::{ActorMeta, ActorRegistry};
 
@@ -77,7 +77,7 @@ impl CacheHandle {
     }
 
     /// Ask the actor to store an answer; true once it is published.
-    pub async fn store(&self, key: CacheKey, answer: Answer, ttl: Duration) -> bool {
+    pub async fn store(&self, key: CacheKey, answer: StoredAnswer, ttl: Duration) -> bool {
         match self.meta.ask(&self.addr, Store { key, answer, ttl }, STORE_TIMEOUT).await {
             Ok(stored) => stored,
             Err(_) => {

@@ -5,6 +5,7 @@
 
 mod handle;
 pub mod messages;
+pub mod replica_tier;
 mod state;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 pub use handle::{CacheCounters, CacheHandle, Snapshot};
-pub use state::{Answer, CacheEntry, CacheKey, CacheStore, ENTRY_OVERHEAD, Inserted, StoreLimits};
+pub use state::{CacheEntry, CacheKey, CacheStore, ENTRY_OVERHEAD, Inserted, StoreLimits, StoredAnswer};
 
 use crate::status::GetStatus;
 use crate::supervision::{ActorMeta, guarded};

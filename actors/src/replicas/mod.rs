@@ -1,13 +1,19 @@
-//! `SharedState`: the state several replicas share through Redis when
-//! `[shared] redis_url` is set — rate limits, spend, a second cache tier,
-//! and news of failing deployments (docs/decisions/shared-state.md).
+//! `Replicas`: what several gateway replicas behind one load balancer share
+//! through Redis when `[shared] redis_url` is set — rate limits, spend, a
+//! second cache tier, and news of failing deployments
+//! (docs/decisions/shared-state.md). The config section keeps its name,
+//! `[shared]` (a public contract); in code, "shared" alone meant too many
+//! things, so this concern is named for what it is: state across replicas.
 //!
 //! - [`link`]: the connection, its timeout, and whether it is up;
 //! - [`limiter`]: the limiter backend (an atomic Lua GCRA step per check);
 //! - [`writer`]: writes no request waits for (spend, corrections, cache
 //!   entries, news), on this concern's own thread;
-//! - [`news`]: pub/sub between replicas;
-//! - [`cache`]: the entry format of the second cache tier.
+//! - [`news`]: pub/sub between replicas.
+//!
+//! The entry format of the second cache tier lives beside the cache it
+//! extends (`response_cache::replica_tier`); this module only moves the
+//! bytes.
 //!
 //! The actor itself owns the link's lifecycle: it probes Redis every
 //! `probe_interval_ms`, brings it back in when it answers (and has the
@@ -15,7 +21,6 @@
 //! makes a request fail: when Redis cannot be used, every caller has an
 //! in-process answer.
 
-pub mod cache;
 pub mod limiter;
 pub mod link;
 pub mod news;
@@ -29,10 +34,11 @@ use actix::prelude::*;
 use tokio::sync::{Notify, mpsc};
 
 use crate::rate_limiter::SpendTable;
-use crate::response_cache::{Answer, CacheKey};
+use crate::response_cache::replica_tier;
+use crate::response_cache::{CacheKey, StoredAnswer};
 use crate::status::GetStatus;
 use crate::supervision::{ActorMeta, ActorRegistry, guarded};
-pub use limiter::SharedLimiter;
+pub use limiter::RedisLimiter;
 pub use link::{Link, LinkError, check_url, redact_url};
 pub use news::{News, Sinks};
 pub use writer::{Job, Writer};
@@ -41,7 +47,7 @@ pub const NAME: &str = "shared_state";
 
 /// `[shared]`, as the actors need it.
 #[derive(Clone)]
-pub struct SharedSpec {
+pub struct ReplicasSpec {
     /// The URL to connect with (may hold a password: never printed).
     pub url: String,
     /// Bound of every call a request waits for.
@@ -52,9 +58,9 @@ pub struct SharedSpec {
     pub prefix: String,
 }
 
-impl std::fmt::Debug for SharedSpec {
+impl std::fmt::Debug for ReplicasSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedSpec")
+        f.debug_struct("ReplicasSpec")
             .field("url", &redact_url(&self.url))
             .field("timeout", &self.timeout)
             .field("prefix", &self.prefix)
@@ -64,14 +70,14 @@ impl std::fmt::Debug for SharedSpec {
 
 #[derive(Debug, thiserror::Error)]
 #[error("shared.redis_url {shown}: {message}")]
-pub struct SharedError {
+pub struct ReplicasError {
     pub shown: String,
     pub message: String,
 }
 
 /// What every user of shared state holds.
 #[derive(Clone)]
-pub struct SharedHandle {
+pub struct ReplicasHandle {
     inner: Arc<Inner>,
 }
 
@@ -83,7 +89,7 @@ struct Inner {
     resync: Arc<Notify>,
     pending: Arc<AtomicUsize>,
     arbiter: ArbiterHandle,
-    /// The writer's receiving end until [`SharedHandle::run`] starts it.
+    /// The writer's receiving end until [`ReplicasHandle::run`] starts it.
     rx: Mutex<Option<mpsc::Receiver<Job>>>,
     probe_interval: Duration,
     cache_hits: AtomicU64,
@@ -94,18 +100,18 @@ struct Inner {
     subscribed: Arc<AtomicBool>,
 }
 
-impl SharedHandle {
-    /// Start the `SharedState` actor on its own thread (`arbiter`). Redis is
+impl ReplicasHandle {
+    /// Start the `Replicas` actor on its own thread (`arbiter`). Redis is
     /// not needed yet: the link starts down and comes up at the first probe.
     pub fn start(
-        spec: &SharedSpec,
+        spec: &ReplicasSpec,
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
-    ) -> Result<SharedHandle, SharedError> {
+    ) -> Result<ReplicasHandle, ReplicasError> {
         let shown = redact_url(&spec.url);
         // redis-rs's parse errors do not repeat the URL, so none can leak here.
         let client = redis::Client::open(spec.url.as_str())
-            .map_err(|e| SharedError { shown: shown.clone(), message: e.to_string() })?;
+            .map_err(|e| ReplicasError { shown: shown.clone(), message: e.to_string() })?;
         let link = Link::new(client, spec.timeout);
         let (writer, rx) = Writer::channel();
         let replica = format!("{:08x}-{}", fastrand_u32(), std::process::id());
@@ -124,10 +130,10 @@ impl SharedHandle {
             cache_seed: AtomicU64::new(0),
             subscribed: Arc::default(),
         });
-        let handle = SharedHandle { inner };
+        let handle = ReplicasHandle { inner };
         let meta = ActorMeta::new(NAME);
         let (h, m) = (handle.clone(), meta.clone());
-        let addr = Supervisor::start_in_arbiter(arbiter, move |_| SharedState {
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| Replicas {
             handle: h,
             shown,
             meta: m,
@@ -178,8 +184,8 @@ impl SharedHandle {
     }
 
     /// The shared limiter backend over `table`.
-    pub fn limiter(&self, table: Arc<crate::rate_limiter::LimiterTable>) -> SharedLimiter {
-        SharedLimiter::new(table, self.inner.link.clone(), self.inner.writer.clone(), &self.inner.prefix)
+    pub fn limiter(&self, table: Arc<crate::rate_limiter::LimiterTable>) -> RedisLimiter {
+        RedisLimiter::new(table, self.inner.link.clone(), self.inner.writer.clone(), &self.inner.prefix)
     }
 
     /// Tell the other replicas (fire-and-forget).
@@ -191,16 +197,18 @@ impl SharedHandle {
 
     /// The second cache tier: the entry under `key`, if Redis has it and
     /// answers within the timeout. `None` at once while Redis is down.
-    pub async fn cache_get(&self, key: CacheKey) -> Option<cache::Found> {
-        let k = cache::redis_key(&self.inner.prefix, key);
+    pub async fn cache_get(&self, key: CacheKey) -> Option<replica_tier::Found> {
+        let k = replica_tier::redis_key(&self.inner.prefix, key);
         let r: Result<(Option<Vec<u8>>, i64), _> =
             self.inner.link.call(|mut c| async move { redis::pipe().get(&k).pttl(&k).query_async(&mut c).await }).await;
         let found = match r {
-            Ok((Some(raw), pttl)) if pttl > 0 => cache::decode(&raw).map(|(answer, stored)| cache::Found {
-                answer,
-                age: Duration::from_millis(cache::unix_ms().saturating_sub(stored)),
-                ttl_left: Duration::from_millis(pttl as u64),
-            }),
+            Ok((Some(raw), pttl)) if pttl > 0 => {
+                replica_tier::decode(&raw).map(|(answer, stored)| replica_tier::Found {
+                    answer,
+                    age: Duration::from_millis(replica_tier::unix_ms().saturating_sub(stored)),
+                    ttl_left: Duration::from_millis(pttl as u64),
+                })
+            }
             _ => None,
         };
         let c = if found.is_some() { &self.inner.cache_hits } else { &self.inner.cache_misses };
@@ -210,7 +218,7 @@ impl SharedHandle {
 
     /// The seed second-tier cache keys are hashed with: one random value
     /// kept in Redis, the same for every replica and unknown to clients
-    /// (see `cache::key`). `None` until Redis has been reached once.
+    /// (see `replica_tier::key`). `None` until Redis has been reached once.
     pub fn cache_seed(&self) -> Option<u64> {
         Some(self.inner.cache_seed.load(Ordering::Acquire)).filter(|s| *s != 0)
     }
@@ -234,13 +242,13 @@ impl SharedHandle {
     }
 
     /// Store an answer in the second tier for `ttl` (fire-and-forget).
-    pub fn cache_put(&self, key: CacheKey, answer: &Answer, ttl: Duration) {
+    pub fn cache_put(&self, key: CacheKey, answer: &StoredAnswer, ttl: Duration) {
         if !self.is_up() {
             return;
         }
-        let value = cache::encode(answer, cache::unix_ms());
+        let value = replica_tier::encode(answer, replica_tier::unix_ms());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.inner.writer.send(Job::CachePut { key: cache::redis_key(&self.inner.prefix, key), value, ttl_ms });
+        self.inner.writer.send(Job::CachePut { key: replica_tier::redis_key(&self.inner.prefix, key), value, ttl_ms });
     }
 }
 
@@ -253,14 +261,14 @@ fn fastrand_u32() -> u32 {
 }
 
 /// The actor: probes the link and reports it.
-pub struct SharedState {
-    handle: SharedHandle,
+pub struct Replicas {
+    handle: ReplicasHandle,
     shown: String,
     meta: Arc<ActorMeta>,
     probing: Arc<AtomicBool>,
 }
 
-impl SharedState {
+impl Replicas {
     fn probe(&mut self, ctx: &mut Context<Self>) {
         if self.probing.swap(true, Ordering::AcqRel) {
             return; // the last probe is still waiting for Redis
@@ -297,7 +305,7 @@ impl SharedState {
     }
 }
 
-impl Actor for SharedState {
+impl Actor for Replicas {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -314,13 +322,13 @@ impl Actor for SharedState {
     }
 }
 
-impl Supervised for SharedState {
+impl Supervised for Replicas {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.meta.restarting();
     }
 }
 
-impl Handler<GetStatus> for SharedState {
+impl Handler<GetStatus> for Replicas {
     type Result = MessageResult<GetStatus>;
 
     fn handle(&mut self, _msg: GetStatus, ctx: &mut Self::Context) -> Self::Result {

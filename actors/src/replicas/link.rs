@@ -3,13 +3,13 @@
 //! Every call goes through [`Link::call`], bounded by the `[shared]
 //! timeout_ms`. A connection error or a timeout marks the link *down*: from
 //! then on callers do not even try (they answer from in-process state at
-//! once, with no wait) until the prober (`SharedState`, every
+//! once, with no wait) until the prober (`Replicas`, every
 //! `probe_interval_ms`) has reconnected and seen a `PING` answered within the
 //! timeout. One slow answer is enough to go down: a Redis that answers in
 //! 200 ms would otherwise cost every request the whole timeout.
 //!
 //! One multiplexed connection serves the whole process: commands from every
-//! worker are pipelined on it by its driver task (on the `SharedState`
+//! worker are pipelined on it by its driver task (on the `Replicas`
 //! thread), which is how redis-rs is meant to be used and keeps Redis's
 //! connection count at one per replica (plus one for pub/sub).
 
