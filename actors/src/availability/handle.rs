@@ -48,7 +48,7 @@ impl AvailabilityHandle {
             clients: None,
             meta: m,
         });
-        registry.register(meta.clone(), addr.clone().recipient());
+        registry.register(meta.clone(), &addr);
         AvailabilityHandle { addr, meta, table }
     }
 
@@ -59,10 +59,5 @@ impl AvailabilityHandle {
     /// Hand a batch of outcomes to the actor (fire-and-forget).
     pub fn record(&self, outcomes: Arc<[AttemptOutcome]>) {
         self.meta.tell(&self.addr, RecordOutcomes { outcomes });
-    }
-
-    #[cfg(feature = "fault-injection")]
-    pub fn inject_panic(&self) {
-        self.meta.tell(&self.addr, crate::circuit_breakers::messages::InjectPanic);
     }
 }

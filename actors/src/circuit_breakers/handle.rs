@@ -34,12 +34,8 @@ impl BreakersHandle {
         let gates = Arc::new(Gates::new(labels.len(), Instant::now()));
         let meta = ActorMeta::new(NAME);
         let (g, m) = (gates.clone(), meta.clone());
-        let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
-            let mut b = CircuitBreakers::new(cfg, labels, g, m);
-            b.replicas = replicas;
-            b
-        });
-        registry.register(meta.clone(), addr.clone().recipient());
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| CircuitBreakers::new(cfg, labels, g, m, replicas));
+        registry.register(meta.clone(), &addr);
         BreakersHandle { addr, meta, gates }
     }
 
@@ -72,10 +68,5 @@ impl BreakersHandle {
     /// Hand a batch of outcomes to the actor (fire-and-forget).
     pub fn record(&self, outcomes: Arc<[AttemptOutcome]>) {
         self.meta.tell(&self.addr, RecordOutcomes { outcomes });
-    }
-
-    #[cfg(feature = "fault-injection")]
-    pub fn inject_panic(&self) {
-        self.meta.tell(&self.addr, super::messages::InjectPanic);
     }
 }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::backend::{Grant, LimiterBackend};
 use super::messages::{Enqueue, QueueRefusal, RecordSpend, Released};
 use super::spend::{SpendRecord, SpendTable};
+use super::state::WaitQueue;
 use super::store::{SpendStore, StoreError};
 use super::table::{LimitSpec, LimiterTable, Refusal};
 use super::{NAME, RateLimiter};
@@ -50,7 +51,7 @@ impl LimiterHandle {
         let table = LimiterTable::new(spec.scopes);
         let spend = Arc::new(spec.spend);
         let store = match &spec.store {
-            Some(p) => Some(SpendStore::open(p, &spend, super::spend::day_of(super::spend::unix_now()))?),
+            Some(p) => Some(SpendStore::open(p, &spend, super::spend::today())?),
             None => None,
         };
         let meta = ActorMeta::new(NAME);
@@ -67,16 +68,11 @@ impl LimiterHandle {
             table: t,
             spend: s,
             store: store.take().flatten(),
-            queue: Default::default(),
-            max_queue,
-            seq: 0,
+            queue: WaitQueue::new(max_queue),
             timer: None,
-            shed: 0,
-            timed_out: 0,
-            admitted_from_queue: 0,
             meta: m,
         });
-        registry.register(meta.clone(), addr.clone().recipient());
+        registry.register(meta.clone(), &addr);
         // A freed concurrency slot wakes the queue (only while someone waits).
         let (a, m2) = (addr.clone(), meta.clone());
         let _ = table.on_release.set(Box::new(move || {
@@ -96,6 +92,12 @@ impl LimiterHandle {
 
     pub fn backend(&self) -> &Arc<dyn LimiterBackend> {
         &self.backend
+    }
+
+    /// Admit one attempt at a deployment against that deployment's own caps
+    /// (`scope`): the same limiter, and the same rules, as every other scope.
+    pub async fn admit_deployment(&self, scope: usize, tokens: u64) -> Result<Grant, Refusal> {
+        super::backend::admit(&self.backend, &[scope], tokens).await
     }
 
     /// Are limits shared through Redis? Then a refused request waits on

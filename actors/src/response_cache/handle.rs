@@ -61,7 +61,7 @@ impl CacheHandle {
         let counters = Arc::new(CacheCounters::default());
         let (m, s, c, n) = (meta.clone(), snapshot.clone(), clock.clone(), counters.clone());
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| ResponseCache::new(limits, s, c, n, m));
-        registry.register(meta.clone(), addr.clone().recipient());
+        registry.register(meta.clone(), &addr);
         CacheHandle { addr, meta, snapshot, clock, counters }
     }
 
@@ -103,10 +103,5 @@ impl CacheHandle {
 
     pub fn is_empty(&self) -> bool {
         self.snapshot.is_empty()
-    }
-
-    #[cfg(feature = "fault-injection")]
-    pub fn inject_panic(&self) {
-        self.meta.tell(&self.addr, crate::circuit_breakers::messages::InjectPanic);
     }
 }

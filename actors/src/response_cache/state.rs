@@ -269,6 +269,14 @@ impl CacheStore {
         self.expiries.first_key_value().map(|(&(at, _), ())| at)
     }
 
+    /// Remove every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.lru.clear();
+        self.expiries.clear();
+        self.bytes = 0;
+    }
+
     /// Remove one entry; true if it was there.
     pub fn remove(&mut self, key: CacheKey) -> bool {
         let Some(slot) = self.entries.remove(&key) else { return false };
@@ -367,6 +375,9 @@ mod tests {
         assert!(!s.remove(1));
         assert_eq!(s.bytes(), 0);
         assert!(s.expire(now + TTL * 2).is_empty(), "no stale expiry left behind");
+        s.insert(2, answer(10), TTL, now);
+        s.clear();
+        assert_eq!((s.len(), s.bytes(), s.next_expiry()), (0, 0, None));
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! What the `UpstreamSessions` actor knows beyond the session table it
-//! owns (crate `sluice-upstream`: pool specs, counters, concurrency caps):
-//! the recent errors seen per provider. No actix here: the actor in
-//! `mod.rs` is a thin shell over [`SessionState`].
+//! What the `UpstreamSessions` actor owns, as pure state: the session table
+//! (crate `sluice-upstream`: each provider's pool spec, live counters and
+//! concurrency cap), the registry of every worker's pools and their
+//! warm-up, and the recent errors seen per provider. No actix here: the
+//! actor in `mod.rs` is a thin shell over [`SessionState`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use sluice_upstream::SessionTable;
+use serde::Serialize;
+use sluice_upstream::{PoolDetail, SessionTable};
 use tokio::time::Instant;
 
 /// What kind of upstream failure a handler saw.
@@ -39,18 +41,92 @@ struct RecordedError {
 /// How many recent errors `/status` keeps per provider.
 pub const RECENT_ERRORS: usize = 8;
 
+/// Where one worker's pool of one provider stands with its warm-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warm {
+    /// The provider opens no connections at start.
+    Off,
+    /// Ordered; the worker has not reported yet.
+    Ordered,
+    /// Reported: connections opened, and the first error if any failed.
+    Done { opened: usize, error: Option<String> },
+}
+
+/// One worker's pools, as the actor knows them.
+#[derive(Debug, Clone)]
+pub struct WorkerPools {
+    /// Per provider, indexed like the session table.
+    pub warm: Vec<Warm>,
+}
+
 /// The actor's state: the table plus what only the actor mutates.
 #[derive(Debug)]
 pub struct SessionState {
     pub table: Arc<SessionTable>,
+    workers: Vec<WorkerPools>,
     recent_errors: Vec<VecDeque<RecordedError>>,
     errors_total: Vec<u64>,
+}
+
+/// The sessions as `/status` shows them (`upstream_sessions`).
+#[derive(Debug, Serialize)]
+pub struct SessionsDetail {
+    /// One entry per networked provider.
+    pub providers: Vec<ProviderDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProviderDetail {
+    pub provider: String,
+    pub max_connections: usize,
+    pub connect_timeout_ms: u64,
+    pub pool: PoolDetail,
+    pub errors_total: u64,
+    /// Newest first.
+    pub recent_errors: Vec<ErrorDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail {
+    pub kind: String,
+    pub message: String,
+    pub age_s: f64,
 }
 
 impl SessionState {
     pub fn new(table: Arc<SessionTable>) -> SessionState {
         let n = table.providers.len();
-        SessionState { table, recent_errors: vec![VecDeque::new(); n], errors_total: vec![0; n] }
+        SessionState { table, workers: Vec::new(), recent_errors: vec![VecDeque::new(); n], errors_total: vec![0; n] }
+    }
+
+    /// A worker built its pools: register them. Returns the worker's id and
+    /// the providers whose pools it must warm now.
+    pub fn join_worker(&mut self) -> (usize, Vec<usize>) {
+        let warm: Vec<Warm> = self
+            .table
+            .providers
+            .iter()
+            .map(|s| if s.as_ref().is_some_and(|s| s.spec.warms()) { Warm::Ordered } else { Warm::Off })
+            .collect();
+        let orders = warm.iter().enumerate().filter(|(_, w)| **w == Warm::Ordered).map(|(i, _)| i).collect();
+        self.workers.push(WorkerPools { warm });
+        (self.workers.len() - 1, orders)
+    }
+
+    /// A worker's warm-up of one provider finished; a failure is an
+    /// upstream connection error like any other.
+    pub fn warmed(&mut self, worker: usize, provider: usize, opened: usize, error: Option<String>, now: Instant) {
+        if let Some(e) = &error {
+            self.record_error(provider, UpstreamErrorKind::Connect, format!("warm-up: {e}"), now);
+        }
+        if let Some(w) = self.workers.get_mut(worker).and_then(|w| w.warm.get_mut(provider)) {
+            *w = Warm::Done { opened, error };
+        }
+    }
+
+    /// Every registered worker's pools.
+    pub fn workers(&self) -> &[WorkerPools] {
+        &self.workers
     }
 
     /// Remember an upstream failure; only the newest [`RECENT_ERRORS`] are kept.
@@ -70,78 +146,37 @@ impl SessionState {
         self.errors_total.get(provider).copied().unwrap_or(0)
     }
 
-    /// `/status` detail: one entry per networked provider.
-    pub fn detail(&self, now: Instant) -> sonic_rs::Value {
-        let mut providers = Vec::new();
-        for (idx, session) in self.table.providers.iter().enumerate() {
-            let Some(session) = session else { continue };
-            let recent: Vec<sonic_rs::Value> = self.recent_errors[idx]
-                .iter()
-                .rev()
-                .map(|e| {
-                    sonic_rs::json!({
-                        "kind": e.kind.label(),
-                        "message": e.message.as_str(),
-                        "age_s": now.saturating_duration_since(e.at).as_secs_f64(),
+    /// `/status` detail: one entry per networked provider (a read).
+    pub fn detail(&self, now: Instant) -> SessionsDetail {
+        let providers = self
+            .table
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, s)| s.as_ref().map(|s| (idx, s)))
+            .map(|(idx, session)| ProviderDetail {
+                provider: session.spec.name.clone(),
+                max_connections: session.spec.max_connections,
+                connect_timeout_ms: session.spec.connect_timeout.as_millis() as u64,
+                pool: session.stats.detail(),
+                errors_total: self.errors_total(idx),
+                recent_errors: self
+                    .recent_errors
+                    .get(idx)
+                    .into_iter()
+                    .flatten()
+                    .rev()
+                    .map(|e| ErrorDetail {
+                        kind: e.kind.label(),
+                        message: e.message.clone(),
+                        age_s: now.saturating_duration_since(e.at).as_secs_f64(),
                     })
-                })
-                .collect();
-            providers.push(sonic_rs::json!({
-                "provider": session.spec.name.as_str(),
-                "max_connections": session.spec.max_connections,
-                "connect_timeout_ms": session.spec.connect_timeout.as_millis() as u64,
-                "pool": sonic_rs::to_value(&session.stats.detail()).unwrap_or_default(),
-                "errors_total": self.errors_total[idx],
-                "recent_errors": recent,
-            }));
-        }
-        sonic_rs::json!({ "providers": providers })
+                    .collect(),
+            })
+            .collect();
+        SessionsDetail { providers }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use sluice_upstream::SessionSpec;
-    use sonic_rs::{JsonContainerTrait, JsonValueTrait};
-
-    use super::*;
-
-    fn spec(name: &str) -> SessionSpec {
-        SessionSpec {
-            name: name.into(),
-            connect_timeout: Duration::from_millis(100),
-            max_connections: 2,
-            idle_timeout: Duration::from_secs(90),
-            warm_connections: 0,
-            warm_request: None,
-            plain_http: None,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keeps_only_recent_errors_newest_first() {
-        let table = Arc::new(SessionTable::new(vec![Some(spec("a")), None]).unwrap());
-        let mut st = SessionState::new(table);
-        for i in 0..(RECENT_ERRORS + 3) {
-            st.record_error(0, UpstreamErrorKind::Status(500), format!("e{i}"), Instant::now());
-            tokio::time::advance(Duration::from_secs(1)).await;
-        }
-        // Out-of-range and session-less providers are ignored, not a panic.
-        st.record_error(7, UpstreamErrorKind::Connect, "x".into(), Instant::now());
-        assert_eq!(st.errors_total(0), (RECENT_ERRORS + 3) as u64);
-        let d = st.detail(Instant::now());
-        let s = sonic_rs::to_string(&d).unwrap();
-        let last = format!("e{}", RECENT_ERRORS + 2);
-        assert!(s.contains(&last));
-        assert!(!s.contains("\"e0\""));
-        let v: sonic_rs::Value = sonic_rs::from_str(&s).unwrap();
-        let recent = v["providers"][0]["recent_errors"].as_array().unwrap();
-        assert_eq!(recent.len(), RECENT_ERRORS);
-        assert_eq!(recent[0]["message"].as_str(), Some(last.as_str()));
-        assert_eq!(recent[0]["age_s"].as_f64(), Some(1.0));
-        // Only the networked provider is listed.
-        assert_eq!(v["providers"].as_array().unwrap().len(), 1);
-    }
-}
+mod tests;
