@@ -158,8 +158,7 @@ async fn next_admitted(
                 // The deployment's own caps: reroute (or wait) rather than
                 // send traffic its provider would refuse.
                 let Some(scope) = state.shared.scopes.for_deployment(c.id) else { return Some((c, None)) };
-                let backend = state.shared.limiter.backend();
-                match sluice_actors::rate_limiter::admit(backend, &[scope], plan.tokens).await {
+                match state.shared.limiter.admit_deployment(scope, plan.tokens).await {
                     Ok(g) => return Some((c, Some(g))),
                     Err(r) => {
                         if admission == Admission::Probe {
@@ -181,12 +180,7 @@ async fn next_admitted(
                 Admission::Allowed | Admission::Probe => {}
                 Admission::Denied => {
                     if let Some(d) = state.shared.models.deployment(c) {
-                        let reason =
-                            if breakers.gates().state(c.id) == sluice_actors::circuit_breakers::CircuitState::Closed {
-                                "cooling after a 429"
-                            } else {
-                                "circuit open"
-                            };
+                        let reason = breakers.gates().denial(c.id).reason();
                         if !skipped.iter().any(|(l, _)| *l == d.label) {
                             skipped.push((d.label.clone(), reason));
                         }
