@@ -152,7 +152,7 @@ fn bench_actors(c: &mut Criterion) {
     // round trip above minus this is the messaging cost.
     let state = SessionState::new(Arc::clone(sessions.table()));
     g.bench_function(BenchmarkId::new("ask_round_trip", "handler_work_alone"), |b| {
-        b.iter(|| black_box(&state).detail(tokio::time::Instant::now()))
+        b.iter(|| sonic_rs::to_value(&black_box(&state).detail(tokio::time::Instant::now())))
     });
 
     // (b) Tell. Sent in bursts no bigger than the mailbox, then drained with

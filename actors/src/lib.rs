@@ -2,10 +2,15 @@
 //! handlers.
 //!
 //! Each concern lives in its own folder: `state.rs` is the pure state machine
-//! (no actix, testable on a paused clock), `mod.rs` the thin actor shell,
-//! `messages.rs` its messages, and `handle.rs` the typed API handlers call.
-//! [`supervision`] holds what every actor shares: restart counting, state,
-//! mailbox depth, and the registry that `/status` reads.
+//! (no actix, testable on a paused clock), `detail.rs` (where it has one) its
+//! typed `/status` view, `mod.rs` the thin actor over it, `messages.rs` its
+//! messages, and `handle.rs` the typed API the request path calls.
+//! [`supervision`] holds what every actor shares: the one shell every actor
+//! runs in (guarded handlers, timers and futures; restarts within a budget),
+//! its restart-surviving facts, and the registry that `/status` reads.
+//!
+//! The upstream HTTP client the `UpstreamSessions` actor owns the pools of
+//! is its own crate, `sluice-upstream`.
 
 pub mod availability;
 pub mod circuit_breakers;
