@@ -20,7 +20,10 @@ use sluice_upstream::SessionTable;
 use tokio::time::Instant;
 
 pub use handle::SessionsHandle;
-pub use state::{ErrorDetail, ProviderDetail, SessionState, SessionsDetail, UpstreamErrorKind, Warm, WorkerPools};
+pub use state::{
+    ErrorDetail, ProviderDetail, SessionState, SessionsDetail, UpstreamErrorKind, Warm, WarmDetail, WorkerDetail,
+    WorkerPools,
+};
 
 use crate::supervision::ActorMeta;
 use crate::supervision::shell::{self, Shell, actor_shell};

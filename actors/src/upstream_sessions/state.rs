@@ -73,6 +73,24 @@ pub struct SessionState {
 pub struct SessionsDetail {
     /// One entry per networked provider.
     pub providers: Vec<ProviderDetail>,
+    /// The registry: each HTTP worker's pools and where their warm-up stands.
+    pub workers: Vec<WorkerDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerDetail {
+    pub worker: usize,
+    /// Only the providers that warm connections at start.
+    pub warm: Vec<WarmDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WarmDetail {
+    pub provider: String,
+    /// `ordered` (not reported yet) or `done`.
+    pub state: &'static str,
+    pub opened: Option<usize>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -174,7 +192,33 @@ impl SessionState {
                     .collect(),
             })
             .collect();
-        SessionsDetail { providers }
+        let name = |p: usize| self.table.get(p).map(|s| s.spec.name.clone()).unwrap_or_default();
+        let workers = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(worker, w)| WorkerDetail {
+                worker,
+                warm: w
+                    .warm
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(p, warm)| match warm {
+                        Warm::Off => None,
+                        Warm::Ordered => {
+                            Some(WarmDetail { provider: name(p), state: "ordered", opened: None, error: None })
+                        }
+                        Warm::Done { opened, error } => Some(WarmDetail {
+                            provider: name(p),
+                            state: "done",
+                            opened: Some(*opened),
+                            error: error.clone(),
+                        }),
+                    })
+                    .collect(),
+            })
+            .collect();
+        SessionsDetail { providers, workers }
     }
 }
 

@@ -54,13 +54,12 @@ async fn a_joining_worker_warms_its_pools_on_the_actors_order() {
     let clients = sessions.join_worker();
     assert!(clients.get(0).is_some() && clients.get(1).is_none());
 
-    // Wait for both reports: the refused provider's error lands in its log.
+    // Wait for both reports to reach the actor.
     let status = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let s = sessions.addr().send(GetStatus).await.unwrap();
-            if s["providers"][1]["errors_total"].as_u64() == Some(1)
-                && s["providers"][0]["pool"]["warm_ok"].as_u64() == Some(2)
-            {
+            let reported = |i: usize| s["workers"][0]["warm"][i]["state"].as_str() == Some("done");
+            if reported(0) && reported(1) {
                 return s;
             }
             tokio::task::yield_now().await;
@@ -70,9 +69,18 @@ async fn a_joining_worker_warms_its_pools_on_the_actors_order() {
     .expect("both warm-ups reported");
     let up_pool = &status["providers"][0]["pool"];
     assert_eq!(up_pool["connections_opened_total"].as_u64(), Some(2), "{status}");
+    assert_eq!(up_pool["warm_ok"].as_u64(), Some(2), "{status}");
+    // The refused provider's failure is in its error log.
+    assert_eq!(status["providers"][1]["errors_total"].as_u64(), Some(1), "{status}");
     let recent = status["providers"][1]["recent_errors"].as_array().unwrap();
     assert!(recent[0]["message"].as_str().unwrap().starts_with("warm-up: "), "{status}");
     assert_eq!(recent[0]["kind"].as_str(), Some("connect"));
+    // The registry shows this worker and each pool's warm-up.
+    let warm = status["workers"][0]["warm"].as_array().unwrap();
+    assert_eq!(warm.len(), 2, "{status}");
+    assert_eq!((warm[0]["provider"].as_str(), warm[0]["opened"].as_u64()), (Some("up"), Some(2)));
+    assert_eq!((warm[1]["provider"].as_str(), warm[1]["state"].as_str()), (Some("down"), Some("done")));
+    assert!(warm[1]["error"].as_str().is_some());
     // The warm connections are this worker's: a request reuses one.
     let table = sessions.table();
     let client = clients.get(0).unwrap();

@@ -72,6 +72,7 @@ async fn each_worker_that_joins_is_ordered_to_warm_the_pools_that_warm() {
     assert_eq!((st.errors_total(0), st.errors_total(3)), (0, 1));
     let s = sonic_rs::to_string(&st.detail(Instant::now())).unwrap();
     assert!(s.contains(r#""kind":"connect","message":"warm-up: connection refused""#), "{s}");
+    assert!(s.contains(r#""workers":[{"worker":0,"warm":[{"provider":"a","state":"done","opened":2,"error":null},{"provider":"c","state":"ordered","opened":null,"error":null}]}"#), "{s}");
     // Reports about unknown workers or providers change nothing.
     st.warmed(9, 0, 1, None, Instant::now());
     st.warmed(0, 9, 1, Some("x".into()), Instant::now());
