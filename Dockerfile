@@ -21,11 +21,12 @@ WORKDIR /src
 # Dependencies first, so code changes do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 COPY actors/Cargo.toml actors/Cargo.toml
-RUN mkdir -p src actors/src benches \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs actors/src/lib.rs \
+COPY upstream/Cargo.toml upstream/Cargo.toml
+RUN mkdir -p src actors/src upstream/src benches \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs actors/src/lib.rs upstream/src/lib.rs \
  && cargo build --release --locked --bin sluice 2>/dev/null || true
 COPY . .
-RUN touch src/main.rs src/lib.rs actors/src/lib.rs \
+RUN touch src/main.rs src/lib.rs actors/src/lib.rs upstream/src/lib.rs \
  && cargo build --release --locked --bin sluice \
  && cp target/release/sluice /sluice \
  && mkdir -p /var/lib/sluice

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use criterion::{BenchmarkId, Criterion};
-use sluice_actors::upstream_sessions::{SessionSpec, SessionState, UpstreamErrorKind};
+use sluice_actors::upstream_sessions::{SessionState, UpstreamErrorKind};
 use sluice_actors::{Actors, GetStatus};
+use sluice_upstream::SessionSpec;
 
 fn spec(name: &str) -> SessionSpec {
     SessionSpec {
@@ -84,7 +85,7 @@ fn bench_actors(c: &mut Criterion) {
             max_queue: 1,
         },
         cache: Default::default(),
-        shared: None,
+        replicas: None,
     };
     let actors = Actors::start(spec).expect("actors start");
     let sessions = actors.sessions.clone();
@@ -151,7 +152,7 @@ fn bench_actors(c: &mut Criterion) {
     // round trip above minus this is the messaging cost.
     let state = SessionState::new(Arc::clone(sessions.table()));
     g.bench_function(BenchmarkId::new("ask_round_trip", "handler_work_alone"), |b| {
-        b.iter(|| black_box(&state).detail(tokio::time::Instant::now()))
+        b.iter(|| sonic_rs::to_value(&black_box(&state).detail(tokio::time::Instant::now())))
     });
 
     // (b) Tell. Sent in bursts no bigger than the mailbox, then drained with

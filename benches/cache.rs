@@ -30,7 +30,7 @@ use sluice::providers::Endpoint;
 use sluice::request::ingress;
 use sluice::request::record::Record;
 use sluice_actors::Actors;
-use sluice_actors::response_cache::{Answer, CacheEntry, Snapshot};
+use sluice_actors::response_cache::{CacheEntry, Snapshot, StoredAnswer};
 
 /// A chat request of about `size` bytes: a system prompt and user/assistant turns.
 fn chat_body(size: usize) -> Bytes {
@@ -48,7 +48,7 @@ fn chat_body(size: usize) -> Bytes {
 }
 
 /// A stored answer as the gateway keeps it: a 64-token chat completion.
-fn stored_answer() -> Answer {
+fn stored_answer() -> StoredAnswer {
     let req =
         generate::parse_request(Gen::Chat, br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#, 64, None)
             .unwrap();
@@ -140,11 +140,11 @@ fn bench_cache(c: &mut Criterion) {
             max_queue: 1,
         },
         cache: Default::default(),
-        shared: None,
+        replicas: None,
     };
     let actors = sys.block_on(async { Actors::start(spec) }).expect("actors start");
     let cache = actors.cache.clone();
-    let small = Answer { body: Bytes::from_static(b"{}"), events: Bytes::new(), usage_event: Bytes::new() };
+    let small = StoredAnswer { body: Bytes::from_static(b"{}"), events: Bytes::new(), usage_event: Bytes::new() };
     assert!(sys.block_on(cache.store(1, small.clone(), Duration::from_secs(60))));
     let mut g = c.benchmark_group("cache");
     g.bench_function(BenchmarkId::new("lookup", "actor_ask_round_trip"), |b| {

@@ -5,7 +5,7 @@
 //! - `redis_admit`: the shared backend: one `EVALSHA` of the GCRA script on
 //!   a local `redis-server` (started here, on a free port), in the
 //!   gateway's layout (the request on this thread, the Redis connection's
-//!   driver on the `SharedState` thread);
+//!   driver on the `Replicas` thread);
 //! - `redis_refused_fast_path`: the same backend once the limit is spent:
 //!   refused from the copy of Redis's state, with no round trip.
 //!
@@ -22,7 +22,7 @@ use criterion::Criterion;
 use sluice_actors::ActorRegistry;
 use sluice_actors::rate_limiter::gcra::Rate;
 use sluice_actors::rate_limiter::{LimitSpec, LimiterBackend, LimiterTable, admit};
-use sluice_actors::shared::{SharedHandle, SharedSpec};
+use sluice_actors::replicas::{ReplicasHandle, ReplicasSpec};
 
 struct Redis(Child);
 
@@ -67,13 +67,13 @@ fn bench_shared(c: &mut Criterion) {
     let arbiter = Arbiter::new();
     let mut registry = ActorRegistry::default();
     let shared = sys.block_on(async {
-        let s = SharedSpec {
+        let s = ReplicasSpec {
             url: format!("redis://127.0.0.1:{port}"),
             timeout: Duration::from_millis(100),
             probe_interval: Duration::from_millis(20),
             prefix: "bench".into(),
         };
-        let h = SharedHandle::start(&s, &arbiter.handle(), &mut registry).unwrap();
+        let h = ReplicasHandle::start(&s, &arbiter.handle(), &mut registry).unwrap();
         for _ in 0..500 {
             if h.is_up() {
                 break;

@@ -91,6 +91,10 @@ fn describe() {
     describe_gauge!("sluice_circuit_state", "Circuit per deployment: 0 closed, 1 half-open, 2 open.");
     describe_counter!("sluice_circuit_transitions_total", "Circuit state changes per deployment, by new state.");
     describe_counter!("sluice_actor_restarts_total", "Actor restarts by its supervisor.");
+    describe_counter!(
+        "sluice_actor_failures_total",
+        "Actors marked failed: they panicked past their restart budget and are not restarted again."
+    );
     describe_gauge!("sluice_actor_mailbox_depth", "Messages waiting in each actor's mailbox.");
     describe_gauge!("sluice_upstream_inflight", "Upstream requests in flight per provider.");
     describe_counter!("sluice_upstream_connect_errors_total", "Failed upstream connection attempts per provider.");

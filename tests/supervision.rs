@@ -153,3 +153,85 @@ cache = { ttl_ms = 60000, only_deterministic = false }
     until_hit(&gw, "new after restart").await;
     assert_eq!(mock.stats().chat_total, calls + 1);
 }
+
+/// Until `name` has been restarted `restarts` times and is in `state`.
+async fn until_actor(gw: &Gateway, name: &str, restarts: u64, state: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = status(gw).await;
+        let a = actor(&s, name);
+        if a["restarts"] == restarts && a["state"] == state {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} never reached {state} after {restarts} restarts: {s}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_actor_is_restarted_after_a_panic() {
+    let mock = start_mock();
+    let gw = Gateway::start(&config_for(mock.addr(), ""));
+    let s = status(&gw).await;
+    let names: Vec<String> =
+        s["actors"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 5, "{s}");
+    for name in &names {
+        let r = client().post(gw.url(&format!("/admin/faults/panic?actor={name}"))).send().await.unwrap();
+        assert_eq!(r.status(), 202, "{name}");
+        until_actor(&gw, name, 1, "running").await;
+    }
+    let r = client().post(gw.url("/admin/faults/panic?actor=nobody")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let chat =
+        client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat_body("gpt-test", false));
+    assert_eq!(chat.send().await.unwrap().status(), 200);
+    let h: Value = client().get(gw.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "healthy", "{h}");
+}
+
+#[tokio::test]
+async fn an_actor_that_keeps_panicking_is_failed_and_the_gateway_unhealthy() {
+    let mock = start_mock();
+    let gw = Gateway::start(&config_for(mock.addr(), ""));
+    let budget = sluice_actors::supervision::RESTART_BUDGET.max_restarts();
+    // Within the budget: restarted each time.
+    for n in 1..=u64::from(budget) {
+        let r = client().post(gw.url("/admin/faults/panic?actor=rate_limiter")).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        until_actor(&gw, "rate_limiter", n, "running").await;
+    }
+    let h = client().get(gw.url("/health")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    // One more panic within the window: failed, not restarted again.
+    client().post(gw.url("/admin/faults/panic?actor=rate_limiter")).send().await.unwrap();
+    let s = until_actor(&gw, "rate_limiter", u64::from(budget), "failed").await;
+    assert!(actor(&s, "rate_limiter")["detail"]["error"].as_str().unwrap().contains("failed"), "{s}");
+    // The others are untouched.
+    assert_eq!(actor(&s, "circuit_breakers")["state"], "running");
+
+    let h = client().get(gw.url("/health")).send().await.unwrap();
+    assert_eq!(h.status(), 503);
+    let h: Value = h.json().await.unwrap();
+    assert_eq!(h["status"], "unhealthy");
+    let reasons = h["reasons"].to_string();
+    assert!(reasons.contains("actor rate_limiter failed"), "{h}");
+    let ready = client().get(gw.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let m = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("sluice_actor_failures_total") && l.contains("rate_limiter") && l.ends_with(" 1")),
+        "{m}"
+    );
+    // Requests are still served (admission reads the limiter's table, not
+    // the actor) until a load balancer takes the replica out.
+    let chat =
+        client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat_body("gpt-test", false));
+    assert_eq!(chat.send().await.unwrap().status(), 200);
+    // And it stays failed.
+    client().post(gw.url("/admin/faults/panic?actor=rate_limiter")).send().await.unwrap();
+    let s = status(&gw).await;
+    assert_eq!(actor(&s, "rate_limiter")["state"], "failed");
+    assert_eq!(actor(&s, "rate_limiter")["restarts"], u64::from(budget));
+}

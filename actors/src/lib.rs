@@ -2,17 +2,22 @@
 //! handlers.
 //!
 //! Each concern lives in its own folder: `state.rs` is the pure state machine
-//! (no actix, testable on a paused clock), `mod.rs` the thin actor shell,
-//! `messages.rs` its messages, and `handle.rs` the typed API handlers call.
-//! [`supervision`] holds what every actor shares: restart counting, state,
-//! mailbox depth, and the registry that `/status` reads.
+//! (no actix, testable on a paused clock), `detail.rs` (where it has one) its
+//! typed `/status` view, `mod.rs` the thin actor over it, `messages.rs` its
+//! messages, and `handle.rs` the typed API the request path calls.
+//! [`supervision`] holds what every actor shares: the one shell every actor
+//! runs in (guarded handlers, timers and futures; restarts within a budget),
+//! its restart-surviving facts, and the registry that `/status` reads.
+//!
+//! The upstream HTTP client the `UpstreamSessions` actor owns the pools of
+//! is its own crate, `sluice-upstream`.
 
 pub mod availability;
 pub mod circuit_breakers;
 pub mod outcome;
 pub mod rate_limiter;
+pub mod replicas;
 pub mod response_cache;
-pub mod shared;
 pub mod status;
 pub mod supervision;
 pub mod upstream_sessions;
@@ -33,32 +38,33 @@ pub struct Actors {
     pub availability: availability::AvailabilityHandle,
     pub limiter: rate_limiter::LimiterHandle,
     pub cache: response_cache::CacheHandle,
-    /// Shared mode (`[shared] redis_url`): the Redis link, on a thread of its own.
-    pub shared: Option<shared::SharedHandle>,
-    shared_arbiter: Option<Arbiter>,
+    /// Several replicas sharing state through Redis (`[shared] redis_url`):
+    /// the Redis link, on a thread of its own.
+    pub replicas: Option<replicas::ReplicasHandle>,
+    replicas_arbiter: Option<Arbiter>,
 }
 
 /// What the actors are started with.
 pub struct ActorsSpec {
-    pub sessions: Vec<Option<upstream_sessions::SessionSpec>>,
+    pub sessions: Vec<Option<sluice_upstream::SessionSpec>>,
     pub breaker: circuit_breakers::BreakerConfig,
     pub availability: availability::AvailabilitySpec,
     pub limiter: rate_limiter::LimiterSpec,
     /// Limits of the response cache (`[cache]`).
     pub cache: response_cache::StoreLimits,
     /// `[shared]`; `None`: everything stays in process.
-    pub shared: Option<shared::SharedSpec>,
+    pub replicas: Option<replicas::ReplicasSpec>,
 }
 
 /// Why the actors could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Tls(#[from] upstream_sessions::TlsError),
+    Tls(#[from] sluice_upstream::TlsError),
     #[error(transparent)]
     Store(#[from] rate_limiter::store::StoreError),
     #[error(transparent)]
-    Shared(#[from] shared::SharedError),
+    Replicas(#[from] replicas::ReplicasError),
 }
 
 impl Actors {
@@ -69,9 +75,9 @@ impl Actors {
         let sessions = upstream_sessions::SessionsHandle::start(spec.sessions, &arbiter.handle(), &mut registry)?;
         // Redis traffic gets its own thread, so a slow Redis never delays
         // the other actors' messages.
-        let shared_arbiter = spec.shared.as_ref().map(|_| Arbiter::new());
-        let shared = match (&spec.shared, &shared_arbiter) {
-            (Some(s), Some(a)) => Some(shared::SharedHandle::start(s, &a.handle(), &mut registry)?),
+        let replicas_arbiter = spec.replicas.as_ref().map(|_| Arbiter::new());
+        let replicas = match (&spec.replicas, &replicas_arbiter) {
+            (Some(s), Some(a)) => Some(replicas::ReplicasHandle::start(s, &a.handle(), &mut registry)?),
             _ => None,
         };
         let labels = spec.availability.labels.clone();
@@ -80,7 +86,7 @@ impl Actors {
             labels.clone(),
             &arbiter.handle(),
             &mut registry,
-            shared.clone(),
+            replicas.clone(),
         );
         let availability = availability::AvailabilityHandle::start(
             spec.availability,
@@ -89,15 +95,15 @@ impl Actors {
             &mut registry,
         );
         let limiter =
-            rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry, shared.as_ref())?;
+            rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry, replicas.as_ref())?;
         let cache = response_cache::CacheHandle::start(spec.cache, &arbiter.handle(), &mut registry);
-        if let Some(s) = &shared {
+        if let Some(s) = &replicas {
             let spend = limiter.spend().clone();
             let mut deployments: std::collections::HashMap<String, Vec<usize>> = Default::default();
             for (i, l) in labels.iter().enumerate() {
                 deployments.entry(l.clone()).or_default().push(i);
             }
-            let sinks = shared::Sinks {
+            let sinks = replicas::Sinks {
                 replica: s.replica().to_string(),
                 breakers: breakers.clone(),
                 deployments,
@@ -108,7 +114,7 @@ impl Actors {
             };
             s.run(spend, sinks);
         }
-        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache, shared, shared_arbiter })
+        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache, replicas, replicas_arbiter })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {
@@ -119,7 +125,7 @@ impl Actors {
     pub fn stop(self) {
         self.arbiter.stop();
         let _ = self.arbiter.join();
-        if let Some(a) = self.shared_arbiter {
+        if let Some(a) = self.replicas_arbiter {
             a.stop();
             let _ = a.join();
         }

@@ -15,7 +15,7 @@ pub type DeploymentId = usize;
 
 /// One attempt's result.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct AttemptOutcome {
     pub deployment: DeploymentId,
     pub verdict: Verdict,
     /// From sending to the answer (non-stream) or first event (stream), or to
@@ -33,5 +33,5 @@ pub struct Outcome {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct RecordOutcomes {
-    pub outcomes: Arc<[Outcome]>,
+    pub outcomes: Arc<[AttemptOutcome]>,
 }

@@ -3,7 +3,10 @@
 use actix::Message;
 use serde::Serialize;
 
-/// Ask an actor for the live state of its concern, as JSON.
+/// Ask an actor for the live state of its concern, as JSON. Each actor
+/// builds a typed detail with a read of its state (`Shell::detail` takes
+/// `&self`); the shell serialises it, so the registry can hold every actor's
+/// answer alike.
 #[derive(Debug, Message)]
 #[rtype(result = "sonic_rs::Value")]
 pub struct GetStatus;

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use sluice_actors::response_cache::Answer;
+use sluice_actors::response_cache::StoredAnswer;
 use sonic_rs::{JsonContainerTrait, JsonValueMutTrait, JsonValueTrait, Value, json};
 
 use crate::providers::{Endpoint, sse};
@@ -59,12 +59,12 @@ fn with_choice(head: &Value, choice: Value) -> Value {
 
 /// The answer to store for a whole (non-stream) upstream body, or `None`
 /// when it is not a complete answer.
-pub fn from_body(endpoint: Endpoint, body: &Bytes) -> Option<Answer> {
+pub fn from_body(endpoint: Endpoint, body: &Bytes) -> Option<StoredAnswer> {
     if endpoint == Endpoint::Embeddings {
         // Checked to be a JSON object with data: an error body is never stored.
         let v = parse(body)?;
         v.get("data")?.as_array()?;
-        return Some(Answer { body: body.clone(), events: Bytes::new(), usage_event: Bytes::new() });
+        return Some(StoredAnswer { body: body.clone(), events: Bytes::new(), usage_event: Bytes::new() });
     }
     let top = parse(body)?;
     let choices = top.get("choices")?.as_array()?;
@@ -114,7 +114,7 @@ pub fn from_body(endpoint: Endpoint, body: &Bytes) -> Option<Answer> {
         }
         event(&mut usage_event, &c);
     }
-    Some(Answer { body: body.clone(), events: Bytes::from(events), usage_event: Bytes::from(usage_event) })
+    Some(StoredAnswer { body: body.clone(), events: Bytes::from(events), usage_event: Bytes::from(usage_event) })
 }
 
 #[derive(Default)]
@@ -135,7 +135,7 @@ struct Choice {
 
 /// The answer to store for a completed upstream stream (every event as
 /// received, `[DONE]` included), or `None` when it is not a complete answer.
-pub fn from_stream(endpoint: Endpoint, stream: &[u8]) -> Option<Answer> {
+pub fn from_stream(endpoint: Endpoint, stream: &[u8]) -> Option<StoredAnswer> {
     let chat = endpoint == Endpoint::Chat;
     let mut first: Option<Value> = None;
     let mut choices: BTreeMap<u64, Choice> = BTreeMap::new();
@@ -248,7 +248,7 @@ pub fn from_stream(endpoint: Endpoint, stream: &[u8]) -> Option<Answer> {
             o.insert("usage", u);
         }
     }
-    Some(Answer {
+    Some(StoredAnswer {
         body: Bytes::from(sonic_rs::to_vec(&head).ok()?),
         events: Bytes::from(events),
         usage_event: Bytes::copy_from_slice(usage_event),
@@ -257,7 +257,7 @@ pub fn from_stream(endpoint: Endpoint, stream: &[u8]) -> Option<Answer> {
 
 /// The SSE replay of `a` for a client, as pieces sent one after another
 /// (no copy): the events, the usage chunk if asked, and `[DONE]`.
-pub fn replay(a: &Answer, include_usage: bool) -> [Bytes; 3] {
+pub fn replay(a: &StoredAnswer, include_usage: bool) -> [Bytes; 3] {
     let usage = if include_usage { a.usage_event.clone() } else { Bytes::new() };
     [a.events.clone(), usage, Bytes::from_static(b"data: [DONE]\n\n")]
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use sluice_actors::response_cache::{Answer, CacheKey};
+use sluice_actors::response_cache::{CacheKey, StoredAnswer};
 use tokio::task::AbortHandle;
 
 use crate::config::Price;
@@ -63,7 +63,7 @@ struct Inner {
     end: Option<End>,
     /// Both shapes of a complete answer, for subscribers that want the
     /// other shape than the upstream gave.
-    answer: Option<Answer>,
+    answer: Option<StoredAnswer>,
     subscribers: usize,
     abort: Option<AbortHandle>,
     wakers: Vec<Waker>,
@@ -110,7 +110,7 @@ impl Flight {
         self.update(|g| g.events.push(events));
     }
 
-    pub fn finish(&self, end: End, answer: Option<Answer>) {
+    pub fn finish(&self, end: End, answer: Option<StoredAnswer>) {
         self.update(|g| {
             if g.end.is_none() {
                 g.end = Some(end);
@@ -202,7 +202,7 @@ pub enum Ready {
     /// The upstream answered; for a stream, events can be read.
     Head(Head),
     /// The answer was found stored after the flight began.
-    Answer(Answer),
+    Answer(StoredAnswer),
     Failed(GatewayError),
 }
 
@@ -263,7 +263,7 @@ impl Subscriber {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 
-    fn poll_end(&self, cx: &mut Context<'_>) -> Poll<Result<Option<Answer>, GatewayError>> {
+    fn poll_end(&self, cx: &mut Context<'_>) -> Poll<Result<Option<StoredAnswer>, GatewayError>> {
         let mut g = self.flight.lock();
         match &g.end {
             Some(End::Done) => Poll::Ready(Ok(g.answer.clone())),
@@ -280,7 +280,7 @@ impl Subscriber {
 
     /// Wait for the end: the assembled answer (`None` if it could not be
     /// assembled), or the error the call ended with.
-    pub async fn finished(&self) -> Result<Option<Answer>, GatewayError> {
+    pub async fn finished(&self) -> Result<Option<StoredAnswer>, GatewayError> {
         std::future::poll_fn(|cx| self.poll_end(cx)).await
     }
 

@@ -47,13 +47,17 @@ pub struct CacheLayer {
     /// By model index; `None` where embeddings batching is off.
     batchers: Vec<Option<Arc<Batcher>>>,
     /// Shared mode: Redis, the second tier behind the in-process store.
-    pub tier2: Option<sluice_actors::shared::SharedHandle>,
+    pub tier2: Option<sluice_actors::replicas::ReplicasHandle>,
     /// Answers found in the second tier, by model index (`None`: caching off).
     tier2_hits: Vec<Option<Counter>>,
 }
 
 impl CacheLayer {
-    pub fn new(cfg: &Config, handle: CacheHandle, tier2: Option<sluice_actors::shared::SharedHandle>) -> CacheLayer {
+    pub fn new(
+        cfg: &Config,
+        handle: CacheHandle,
+        tier2: Option<sluice_actors::replicas::ReplicasHandle>,
+    ) -> CacheLayer {
         describe();
         let policies = cfg
             .models

@@ -2,7 +2,8 @@
 //! state, with no message round trip, so it answers even when an actor is
 //! stuck.
 //!
-//! - `unhealthy` (503): shutting down, or an actor has stopped for good;
+//! - `unhealthy` (503): shutting down, or an actor has stopped for good or
+//!   failed (panicked past its restart budget, see below);
 //! - `degraded` (200): an actor is restarting, or every networked provider
 //!   failed its last warm-up and has served nothing since, or (shared mode)
 //!   Redis cannot be reached;
@@ -27,6 +28,21 @@ pub async fn health(state: Data<WorkerState>) -> HttpResponse {
             ActorState::Stopped => {
                 unhealthy = true;
                 reasons.push(format!("actor {} stopped", meta.name()));
+            }
+            // Unhealthy, not degraded: a failed actor is never restarted,
+            // so its concern (breakers learning, the limiter's queue, cache
+            // stores...) stays broken until the process is replaced. A 503
+            // is what makes a load balancer take this replica out and an
+            // orchestrator's liveness probe (deploy/k8s) restart it;
+            // `degraded` (200) would leave it serving, broken, forever.
+            ActorState::Failed => {
+                unhealthy = true;
+                let (n, window) = meta.budget();
+                reasons.push(format!(
+                    "actor {} failed: it panicked more than {n} times within {} s and is not restarted",
+                    meta.name(),
+                    window.as_secs()
+                ));
             }
             ActorState::Restarting | ActorState::Starting => {
                 degraded = true;

@@ -33,11 +33,8 @@ pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpRes
         return GatewayError::AdminKeyRequired.error_response();
     }
     let actor = req.query_string().strip_prefix("actor=").unwrap_or("");
-    match actor {
-        "circuit_breakers" => shared.breakers.inject_panic(),
-        "model_availability" => shared.availability.inject_panic(),
-        "response_cache" => shared.cache.handle.inject_panic(),
-        _ => return GatewayError::invalid(format!("no such actor: {actor}"), Some("actor")).error_response(),
+    if !shared.registry.inject_panic(actor) {
+        return GatewayError::invalid(format!("no such actor: {actor}"), Some("actor")).error_response();
     }
     HttpResponse::Accepted().content_type("application/json").body("{\"injected\":\"panic\"}")
 }

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use http::Uri;
-use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
+use sluice_upstream::{SessionSpec, UpstreamClient};
 
 use super::upstream::{self, ErrorStyle, Upstream};
 use super::{Call, Endpoint, Provider, Reply};

@@ -6,7 +6,7 @@
 //! Also: the error body and error event a client of a route expects.
 
 use bytes::Bytes;
-use sluice_actors::upstream_sessions::UpstreamClient;
+use sluice_upstream::UpstreamClient;
 
 use super::{Call, Endpoint, Provider, Reply, upstream};
 use crate::error::GatewayError;

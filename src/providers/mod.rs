@@ -25,7 +25,7 @@ use std::time::Duration;
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 use futures_util::stream::LocalBoxStream;
-use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
+use sluice_upstream::{SessionSpec, UpstreamClient};
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::GatewayError;

@@ -3,7 +3,7 @@
 //! usage must be requested on a stream; responses come back as they are.
 
 use http::Uri;
-use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
+use sluice_upstream::{SessionSpec, UpstreamClient};
 
 use super::upstream::{self, ErrorStyle, Upstream};
 use super::{Call, Endpoint, Provider, Reply, usage};

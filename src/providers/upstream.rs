@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use memchr::memmem;
-use sluice_actors::upstream_sessions::{
+use sluice_upstream::{
     InflightPermit, Outgoing, ResponseBody, SendError, SessionSpec, UpstreamClient, WarmRequest, plain_http_target,
 };
 use sonic_rs::JsonValueTrait;

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use sluice_actors::availability::InflightGuard;
 use sluice_actors::circuit_breakers::{Admission, Verdict};
-use sluice_actors::outcome::Outcome;
+use sluice_actors::outcome::AttemptOutcome;
 use sluice_actors::rate_limiter::Grant;
 use sluice_actors::upstream_sessions::UpstreamErrorKind;
 use tokio::time::Instant;
@@ -158,8 +158,7 @@ async fn next_admitted(
                 // The deployment's own caps: reroute (or wait) rather than
                 // send traffic its provider would refuse.
                 let Some(scope) = state.shared.scopes.for_deployment(c.id) else { return Some((c, None)) };
-                let backend = state.shared.limiter.backend();
-                match sluice_actors::rate_limiter::admit(backend, &[scope], plan.tokens).await {
+                match state.shared.limiter.admit_deployment(scope, plan.tokens).await {
                     Ok(g) => return Some((c, Some(g))),
                     Err(r) => {
                         if admission == Admission::Probe {
@@ -181,12 +180,7 @@ async fn next_admitted(
                 Admission::Allowed | Admission::Probe => {}
                 Admission::Denied => {
                     if let Some(d) = state.shared.models.deployment(c) {
-                        let reason =
-                            if breakers.gates().state(c.id) == sluice_actors::circuit_breakers::CircuitState::Closed {
-                                "cooling after a 429"
-                            } else {
-                                "circuit open"
-                            };
+                        let reason = breakers.gates().denial(c.id).reason();
                         if !skipped.iter().any(|(l, _)| *l == d.label) {
                             skipped.push((d.label.clone(), reason));
                         }
@@ -214,7 +208,7 @@ async fn next_admitted(
 
 /// A probe slot taken but not used: give it back through a neutral outcome.
 fn release_probe(state: &WorkerState, c: Candidate) {
-    state.outcomes.push(Outcome {
+    state.outcomes.push(AttemptOutcome {
         deployment: c.id,
         verdict: Verdict::Neutral,
         latency: Duration::ZERO,
@@ -317,7 +311,7 @@ struct Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.done {
-            self.sink.push(Outcome {
+            self.sink.push(AttemptOutcome {
                 deployment: self.id,
                 verdict: Verdict::Neutral,
                 latency: Duration::ZERO,
@@ -381,7 +375,7 @@ async fn one(
     match result {
         Ok(served) => {
             let ttft = matches!(served, Served::Stream { .. }).then_some(took);
-            state.outcomes.push(Outcome {
+            state.outcomes.push(AttemptOutcome {
                 deployment: c.id,
                 verdict: Verdict::Success,
                 latency: took,
@@ -404,7 +398,7 @@ async fn one(
         Err(e) => {
             let v = verdict(&e);
             let error = (v != Verdict::Neutral).then(|| (e.label(), e.to_string()));
-            state.outcomes.push(Outcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
+            state.outcomes.push(AttemptOutcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
             shared.metrics.record_attempt(c.model, c.deployment, Err(e.label()), took);
             report(state, dep.provider, &e);
             tracing::debug!(deployment = %dep.label, error = %e, "attempt failed");

@@ -26,7 +26,7 @@ enum Pattern {
 #[derive(Debug)]
 pub struct KeyPolicy {
     pub name: String,
-    /// Index in `[[keys]]`; the anonymous policy is the one after the last.
+    /// Index in `[[keys]]`; `None` for the anonymous policy.
     pub index: Option<usize>,
     /// Queue priority: higher waits less.
     pub priority: i32,
@@ -80,11 +80,8 @@ impl KeyTable {
                 (k.key_sha256, Arc::new(p))
             })
             .collect();
-        let anonymous = (cfg.keys.is_empty() && cfg.server.allow_anonymous).then(|| {
-            let mut p = KeyPolicy::new("anonymous".into(), &["*".to_string()]);
-            p.index = Some(cfg.keys.len());
-            Arc::new(p)
-        });
+        let anonymous = (cfg.keys.is_empty() && cfg.server.allow_anonymous)
+            .then(|| Arc::new(KeyPolicy::new("anonymous".into(), &["*".to_string()])));
         KeyTable { by_digest, anonymous }
     }
 

@@ -22,7 +22,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use sluice_actors::response_cache::{Answer, CacheCounters, CacheKey};
+use sluice_actors::response_cache::{CacheCounters, CacheKey, StoredAnswer};
 use tokio::time::Instant;
 
 use super::attempt::{self, Served};
@@ -79,7 +79,7 @@ pub(super) async fn step(
         bypass(rec);
         return None;
     };
-    let stored = |now: Instant| -> Option<Answer> {
+    let stored = |now: Instant| -> Option<StoredAnswer> {
         if control.no_cache {
             return None;
         }
@@ -199,7 +199,7 @@ async fn serve(sub: Subscriber, leader: bool, peek: &Peek, rec: &mut Record) -> 
 
 /// A stored (or shared, already complete) answer, in the shape asked for.
 /// No upstream tokens were spent for this request: none are recorded.
-pub fn serve_answer(mut rec: Record, answer: Answer, stream: bool, include_usage: bool) -> HttpResponse {
+pub fn serve_answer(mut rec: Record, answer: StoredAnswer, stream: bool, include_usage: bool) -> HttpResponse {
     let mut b = relay::head(&mut rec, StatusCode::OK);
     let resp = if stream {
         b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
@@ -310,7 +310,7 @@ impl Lead {
     }
 
     /// Make the call and feed the flight; the answer to store, if any.
-    async fn fetch(&self) -> Option<Answer> {
+    async fn fetch(&self) -> Option<StoredAnswer> {
         let (state, flight) = (&self.state, &self.flight);
         let shared = &state.shared;
         let plan = match super::plan(shared, self.model, self.endpoint, &self.peek) {
@@ -358,7 +358,7 @@ impl Lead {
     }
 
     /// The call through the attempt loop (not batched).
-    async fn alone(&self, call: &Call<'_>, plan: &super::attempt::Plan<'_>, started: Instant) -> Option<Answer> {
+    async fn alone(&self, call: &Call<'_>, plan: &super::attempt::Plan<'_>, started: Instant) -> Option<StoredAnswer> {
         let (state, flight) = (&self.state, &self.flight);
         let shared = &state.shared;
         let w = match attempt::run(state, call, plan).await {
@@ -392,7 +392,7 @@ impl Lead {
                         answer
                     }
                     Err(e) => {
-                        state.outcomes.push(sluice_actors::outcome::Outcome {
+                        state.outcomes.push(sluice_actors::outcome::AttemptOutcome {
                             deployment: w.candidate.id,
                             verdict: super::outcomes::verdict(&e),
                             latency: w.started.elapsed(),

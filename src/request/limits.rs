@@ -108,7 +108,7 @@ pub async fn admit(
         Err(r) if r.never || max_wait.is_zero() => Err(refused(limiter, scopes, r)),
         // Shared limits refill for every replica at once: wait here and ask
         // the shared backend again (the actor's queue only sees this replica).
-        Err(r) if limiter.is_shared() => match limiter.shared_wait(scopes, tokens, max_wait, r).await {
+        Err(r) if limiter.is_replicated() => match limiter.replicated_wait(scopes, tokens, max_wait, r).await {
             Ok(g) => Ok(Some(g)),
             Err(QueueRefusal::Full) => Err(GatewayError::Overloaded),
             Err(QueueRefusal::TimedOut(r)) => Err(refused(limiter, scopes, r)),

@@ -35,6 +35,7 @@ pub mod template;
 
 use actix_web::web::Payload;
 use actix_web::{HttpRequest, HttpResponse};
+use sluice_actors::rate_limiter::SpendKey;
 use tokio::time::Instant;
 
 use crate::error::GatewayError;
@@ -85,7 +86,7 @@ enum Reply {
     },
     /// A stored answer, or a shared one already complete, in the shape asked for.
     Cached {
-        answer: sluice_actors::response_cache::Answer,
+        answer: sluice_actors::response_cache::StoredAnswer,
         stream: bool,
         include_usage: bool,
     },
@@ -108,12 +109,9 @@ async fn steps(
         return Err(GatewayError::ShuttingDown);
     }
     let policy = shared.keys.authenticate(req.headers())?;
-    let spend_key = policy.index.unwrap_or(shared.config.keys.len());
     let spend = shared.limiter.spend();
-    if let Some(hit) = spend.over_budget(
-        spend_key,
-        sluice_actors::rate_limiter::spend::day_of(sluice_actors::rate_limiter::spend::unix_now()),
-    ) {
+    let spend_key = spend.slot(policy.index.map_or(SpendKey::Anonymous, SpendKey::Configured));
+    if let Some(hit) = spend.over_budget_now(spend_key) {
         return Err(quota_exceeded(&policy.name, hit));
     }
     rec.spending = Some(record::Spending { table: spend.clone(), sink: state.outcomes.clone(), key: spend_key });

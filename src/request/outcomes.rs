@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sluice_actors::availability::AvailabilityHandle;
 use sluice_actors::circuit_breakers::{BreakersHandle, Verdict};
-use sluice_actors::outcome::Outcome;
+use sluice_actors::outcome::AttemptOutcome;
 use sluice_actors::rate_limiter::{LimiterHandle, SpendRecord};
 
 use crate::error::GatewayError;
@@ -26,7 +26,7 @@ const FLUSH_AT: usize = 256;
 
 /// One worker's outcome buffer.
 pub struct OutcomeSink {
-    buf: RefCell<Vec<Outcome>>,
+    buf: RefCell<Vec<AttemptOutcome>>,
     /// Finished requests' costs, for the spend store (same batching).
     spend: RefCell<Vec<SpendRecord>>,
     scheduled: Cell<bool>,
@@ -64,7 +64,7 @@ impl OutcomeSink {
     }
 
     /// Queue one outcome; the batch leaves within [`FLUSH_AFTER`].
-    pub fn push(self: &Rc<Self>, o: Outcome) {
+    pub fn push(self: &Rc<Self>, o: AttemptOutcome) {
         let len = {
             let mut b = self.buf.borrow_mut();
             b.push(o);
@@ -81,11 +81,11 @@ impl OutcomeSink {
         self.scheduled.set(false);
         let spend: Vec<SpendRecord> = std::mem::take(&mut *self.spend.borrow_mut());
         self.limiter.record_spend(spend);
-        let batch: Vec<Outcome> = std::mem::take(&mut *self.buf.borrow_mut());
+        let batch: Vec<AttemptOutcome> = std::mem::take(&mut *self.buf.borrow_mut());
         if batch.is_empty() {
             return;
         }
-        let batch: Arc<[Outcome]> = batch.into();
+        let batch: Arc<[AttemptOutcome]> = batch.into();
         self.breakers.record(batch.clone());
         self.availability.record(batch);
     }

@@ -202,7 +202,7 @@ impl Relay {
     fn fail(&mut self, e: GatewayError) -> Bytes {
         self.done = true;
         // A stream cut or stalled after its first byte counts against the deployment.
-        self.spec.outcomes.push(sluice_actors::outcome::Outcome {
+        self.spec.outcomes.push(sluice_actors::outcome::AttemptOutcome {
             deployment: self.spec.deployment,
             verdict: super::outcomes::verdict(&e),
             latency: self.spec.started.elapsed(),

@@ -74,11 +74,9 @@ where
     let factory_shared = shared.clone();
     let server = HttpServer::new(move || {
         let shared = factory_shared.clone();
-        // Each worker builds its own pools and warms them on its own runtime.
-        let clients = shared.sessions.worker_clients();
-        let sessions = shared.sessions.clone();
-        let warm = clients.clone();
-        actix_web::rt::spawn(async move { sessions.warm_up(warm).await });
+        // Each worker builds its own pools and joins UpstreamSessions'
+        // registry, which has them warmed on this worker's runtime.
+        let clients = shared.sessions.join_worker();
         let activity = std::rc::Rc::new(busy_poll::Activity::default());
         if busy_poll_us > 0 {
             actix_web::rt::spawn(busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
@@ -150,14 +148,12 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         provider_names: config.providers.iter().map(|p| p.name.clone()).collect(),
         probes,
     };
-    // Spend per key (the anonymous policy, when there are no keys, is the
-    // slot after the last) and per model.
-    let mut spend_keys: Vec<(String, Budgets)> = config
+    // Spend per key (the table adds the anonymous policy's slot) and per model.
+    let spend_keys: Vec<(String, Budgets)> = config
         .keys
         .iter()
         .map(|k| (k.name.clone(), Budgets { daily_usd: k.daily_budget_usd, monthly_usd: k.monthly_budget_usd }))
         .collect();
-    spend_keys.push(("anonymous".into(), Budgets::default()));
     let limiter = LimiterSpec {
         scopes: LimitScopes::from_config(config).specs,
         spend: SpendTable::new(spend_keys, config.models.iter().map(|m| m.name.clone()).collect()),
@@ -168,13 +164,13 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         max_bytes: config.cache.max_bytes,
         max_entry_bytes: config.cache.max_entry_bytes,
     };
-    let shared = config.shared.as_ref().map(|s| sluice_actors::shared::SharedSpec {
+    let replicas = config.shared.as_ref().map(|s| sluice_actors::replicas::ReplicasSpec {
         url: s.redis_url.expose().to_string(),
         timeout: Duration::from_millis(s.timeout_ms),
         probe_interval: Duration::from_millis(s.probe_interval_ms),
         prefix: s.prefix.clone(),
     });
-    ActorsSpec { sessions, breaker, availability, limiter, cache, shared }
+    ActorsSpec { sessions, breaker, availability, limiter, cache, replicas }
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it

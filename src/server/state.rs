@@ -9,7 +9,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_actors::ActorRegistry;
 use sluice_actors::availability::AvailabilityHandle;
 use sluice_actors::circuit_breakers::BreakersHandle;
-use sluice_actors::upstream_sessions::{SessionsHandle, WorkerClients};
+use sluice_actors::upstream_sessions::SessionsHandle;
+use sluice_upstream::WorkerClients;
 
 use crate::config::Config;
 use crate::metrics::MetricsTable;
@@ -38,7 +39,7 @@ pub struct Shared {
     /// Response cache, single-flight and embeddings batching.
     pub cache: crate::cache::CacheLayer,
     /// Shared mode (`[shared]`): the Redis link, for `/health`.
-    pub shared: Option<sluice_actors::shared::SharedHandle>,
+    pub shared: Option<sluice_actors::replicas::ReplicasHandle>,
     pub started: Instant,
     shutting_down: AtomicBool,
 }
@@ -55,7 +56,7 @@ impl Shared {
         let models = ModelTable::from_config(&config);
         let keys = KeyTable::from_config(&config);
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::request::auth::digest(k.expose()));
-        let cache = crate::cache::CacheLayer::new(&config, actors.cache.clone(), actors.shared.clone());
+        let cache = crate::cache::CacheLayer::new(&config, actors.cache.clone(), actors.replicas.clone());
         Shared {
             config,
             providers,
@@ -71,7 +72,7 @@ impl Shared {
             prometheus,
             metrics,
             cache,
-            shared: actors.shared.clone(),
+            shared: actors.replicas.clone(),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
         }

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use super::state::Availability;
 use super::table::AvailTable;
 use super::{ModelAvailability, NAME, ProbeSpec};
-use crate::outcome::{Outcome, RecordOutcomes};
+use crate::outcome::{AttemptOutcome, RecordOutcomes};
 use crate::supervision::{ActorMeta, ActorRegistry};
 use crate::upstream_sessions::SessionsHandle;
 
@@ -48,7 +48,7 @@ impl AvailabilityHandle {
             clients: None,
             meta: m,
         });
-        registry.register(meta.clone(), addr.clone().recipient());
+        registry.register(meta.clone(), &addr);
         AvailabilityHandle { addr, meta, table }
     }
 
@@ -57,12 +57,7 @@ impl AvailabilityHandle {
     }
 
     /// Hand a batch of outcomes to the actor (fire-and-forget).
-    pub fn record(&self, outcomes: Arc<[Outcome]>) {
+    pub fn record(&self, outcomes: Arc<[AttemptOutcome]>) {
         self.meta.tell(&self.addr, RecordOutcomes { outcomes });
-    }
-
-    #[cfg(feature = "fault-injection")]
-    pub fn inject_panic(&self) {
-        self.meta.tell(&self.addr, crate::circuit_breakers::messages::InjectPanic);
     }
 }

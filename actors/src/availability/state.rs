@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::circuit_breakers::Verdict;
-use crate::outcome::Outcome;
+use crate::outcome::AttemptOutcome;
 
 /// Exponentially weighted moving average with its variance, so a high
 /// percentile can be estimated as mean + z·σ without keeping samples.
@@ -112,7 +112,7 @@ impl Availability {
         }
     }
 
-    pub fn on_outcome(&mut self, o: &Outcome, now: Instant) {
+    pub fn on_outcome(&mut self, o: &AttemptOutcome, now: Instant) {
         let Some(d) = self.deployments.get_mut(o.deployment) else { return };
         match o.verdict {
             Verdict::Success => {
@@ -155,8 +155,8 @@ impl Availability {
 mod tests {
     use super::*;
 
-    fn outcome(d: usize, v: Verdict, latency_ms: u64, ttft_ms: Option<u64>) -> Outcome {
-        Outcome {
+    fn outcome(d: usize, v: Verdict, latency_ms: u64, ttft_ms: Option<u64>) -> AttemptOutcome {
+        AttemptOutcome {
             deployment: d,
             verdict: v,
             latency: Duration::from_millis(latency_ms),

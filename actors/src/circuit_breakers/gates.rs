@@ -20,6 +20,26 @@ pub enum GateView {
     AskProbe,
 }
 
+/// Why the breakers turned a deployment away, in the words the request
+/// path reports (`skipped` in errors and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// The circuit is closed but the deployment answered 429: it waits out
+    /// its Retry-After (here, or on another replica's word).
+    Cooling,
+    /// The circuit is open, or half-open with every probe slot taken.
+    Open,
+}
+
+impl Denial {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denial::Cooling => "cooling after a 429",
+            Denial::Open => "circuit open",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Gate {
     state: AtomicU8,
@@ -68,6 +88,12 @@ impl Gates {
         let open = if g.state.load(Ordering::Acquire) == 2 { g.open_until_ms.load(Ordering::Acquire) } else { 0 };
         let until = cooling.max(open);
         (until > now).then(|| std::time::Duration::from_millis(until - now))
+    }
+
+    /// Why `deployment` was just denied: a closed circuit that denies is
+    /// cooling; any other state is the circuit itself.
+    pub fn denial(&self, deployment: usize) -> Denial {
+        if self.state(deployment) == CircuitState::Closed { Denial::Cooling } else { Denial::Open }
     }
 
     /// The circuit state as last published (for routing order and health).

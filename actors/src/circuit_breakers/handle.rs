@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::messages::{Admit, RecordOutcomes, RemoteHold};
 use super::state::{Admission, BreakerConfig};
 use super::{CircuitBreakers, GateView, Gates, NAME};
-use crate::outcome::{DeploymentId, Outcome};
+use crate::outcome::{AttemptOutcome, DeploymentId};
 use crate::supervision::{ActorMeta, ActorRegistry};
 
 /// How long a probe-slot ask may take before the request treats the
@@ -29,17 +29,13 @@ impl BreakersHandle {
         labels: Arc<[String]>,
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
-        shared: Option<crate::shared::SharedHandle>,
+        replicas: Option<crate::replicas::ReplicasHandle>,
     ) -> BreakersHandle {
         let gates = Arc::new(Gates::new(labels.len(), Instant::now()));
         let meta = ActorMeta::new(NAME);
         let (g, m) = (gates.clone(), meta.clone());
-        let addr = Supervisor::start_in_arbiter(arbiter, move |_| {
-            let mut b = CircuitBreakers::new(cfg, labels, g, m);
-            b.shared = shared;
-            b
-        });
-        registry.register(meta.clone(), addr.clone().recipient());
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| CircuitBreakers::new(cfg, labels, g, m, replicas));
+        registry.register(meta.clone(), &addr);
         BreakersHandle { addr, meta, gates }
     }
 
@@ -70,12 +66,7 @@ impl BreakersHandle {
     }
 
     /// Hand a batch of outcomes to the actor (fire-and-forget).
-    pub fn record(&self, outcomes: Arc<[Outcome]>) {
+    pub fn record(&self, outcomes: Arc<[AttemptOutcome]>) {
         self.meta.tell(&self.addr, RecordOutcomes { outcomes });
-    }
-
-    #[cfg(feature = "fault-injection")]
-    pub fn inject_panic(&self) {
-        self.meta.tell(&self.addr, super::messages::InjectPanic);
     }
 }

@@ -14,13 +14,6 @@ pub struct Admit {
     pub deployment: DeploymentId,
 }
 
-/// Test builds only: make the actor panic inside a handler, to prove the
-/// supervisor restarts it with its state intact.
-#[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct InjectPanic;
-
 /// Another replica says this deployment is failing or cooling (shared
 /// mode): skip it for `hold` (tell).
 #[derive(Debug, Message)]

@@ -165,6 +165,19 @@ impl Breaker {
         self.last_change
     }
 
+    /// The state as of `now`, read without moving it: an open circuit whose
+    /// cool-down is over reads as half-open. It becomes half-open for real
+    /// at its next admission or outcome, which records the transition (a
+    /// status read must neither change state nor lose a transition).
+    pub fn state_at(&self, now: Instant) -> CircuitState {
+        if self.state == CircuitState::Open && now >= self.open_until { CircuitState::HalfOpen } else { self.state }
+    }
+
+    /// When the state [`Breaker::state_at`] reads began.
+    pub fn changed_at(&self, now: Instant) -> Instant {
+        if self.state_at(now) != self.state { self.open_until } else { self.last_change }
+    }
+
     /// Skip this deployment until `until` on another replica's word (shared
     /// mode's news): a cool-down of the gate only. The breaker's own state
     /// and window are untouched, so this replica still decides for itself
@@ -323,126 +336,40 @@ impl Breaker {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Which 429 cool-downs are worth telling the other replicas: one message
+/// per change, not one per 429 (a burst of 429s is one message).
+#[derive(Debug, Clone)]
+pub struct CoolingNews {
+    /// The cool-down end last announced (or heard) per deployment.
+    last: Vec<Option<Instant>>,
+}
 
-    fn cfg() -> BreakerConfig {
-        BreakerConfig {
-            window: Duration::from_secs(10),
-            min_requests: 4,
-            failure_count: 3,
-            failure_ratio: 0.5,
-            cooldown: Duration::from_secs(2),
-            cooldown_max: Duration::from_secs(5),
-            half_open_probes: 1,
-            retry_after_cap: Duration::from_secs(30),
-        }
+/// A cool-down that ends at most this much later than the one last
+/// announced is not news.
+const NEWS_SLACK: Duration = Duration::from_millis(250);
+
+impl CoolingNews {
+    pub fn new(deployments: usize) -> CoolingNews {
+        CoolingNews { last: vec![None; deployments] }
     }
 
-    async fn step(d: Duration) -> Instant {
-        tokio::time::advance(d).await;
-        Instant::now()
+    /// `deployment` now cools until `until`: announce it? Remembers it if so.
+    pub fn due(&mut self, deployment: usize, until: Instant) -> bool {
+        let Some(last) = self.last.get_mut(deployment) else { return false };
+        if last.is_some_and(|l| until <= l + NEWS_SLACK) {
+            return false;
+        }
+        *last = Some(until);
+        true
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn opens_on_count_and_ratio_then_probes_and_closes() {
-        let c = cfg();
-        let mut b = Breaker::new(Instant::now());
-        let now = Instant::now();
-        // Two failures among many successes: below the ratio.
-        for _ in 0..6 {
-            assert_eq!(b.on_outcome(&c, now, Verdict::Success), None);
+    /// Heard from another replica (news it sent): not to be announced again.
+    pub fn heard(&mut self, deployment: usize, until: Option<Instant>) {
+        if let Some(l) = self.last.get_mut(deployment) {
+            *l = until;
         }
-        b.on_outcome(&c, now, Verdict::Failure);
-        b.on_outcome(&c, now, Verdict::Failure);
-        b.on_outcome(&c, now, Verdict::Failure);
-        assert_eq!(b.state(), CircuitState::Closed, "3 of 9 is under 50%");
-        for _ in 0..3 {
-            b.on_outcome(&c, now, Verdict::Failure);
-        }
-        assert_eq!(b.state(), CircuitState::Open, "6 of 12 opens it");
-        assert_eq!(b.admit(&c, now).0, Admission::Denied);
-        // After the cool-down: one probe; a second caller waits.
-        let now = step(Duration::from_secs(2)).await;
-        let (a, t) = b.admit(&c, now);
-        assert_eq!(a, Admission::Probe);
-        assert_eq!(t, Some(Transition { from: CircuitState::Open, to: CircuitState::HalfOpen }));
-        assert_eq!(b.admit(&c, now).0, Admission::Denied);
-        // The probe succeeds: closed, window cleared.
-        let t = b.on_outcome(&c, now, Verdict::Success);
-        assert_eq!(t, Some(Transition { from: CircuitState::HalfOpen, to: CircuitState::Closed }));
-        assert_eq!(b.window_counts(&c, now), (0, 0));
-        assert_eq!(b.admit(&c, now).0, Admission::Allowed);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cooldown_grows_on_repeated_opens_up_to_the_cap() {
-        let c = cfg();
-        let mut b = Breaker::new(Instant::now());
-        let mut now = Instant::now();
-        for _ in 0..4 {
-            b.on_outcome(&c, now, Verdict::Failure);
-        }
-        assert_eq!(b.state(), CircuitState::Open);
-        let mut expected = [2u64, 4, 5, 5].into_iter();
-        let mut last = b.open_until().saturating_duration_since(now);
-        assert_eq!(last, Duration::from_secs(expected.next().unwrap()));
-        for want in expected {
-            now = step(last).await;
-            assert_eq!(b.admit(&c, now).0, Admission::Probe);
-            b.on_outcome(&c, now, Verdict::Failure);
-            assert_eq!(b.state(), CircuitState::Open);
-            last = b.open_until().saturating_duration_since(now);
-            assert_eq!(last, Duration::from_secs(want));
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn old_failures_leave_the_window() {
-        let c = cfg();
-        let mut b = Breaker::new(Instant::now());
-        let now = Instant::now();
-        b.on_outcome(&c, now, Verdict::Failure);
-        b.on_outcome(&c, now, Verdict::Failure);
-        let now = step(Duration::from_secs(11)).await;
-        assert_eq!(b.window_counts(&c, now), (0, 0));
-        b.on_outcome(&c, now, Verdict::Failure);
-        b.on_outcome(&c, now, Verdict::Failure);
-        assert_eq!(b.state(), CircuitState::Closed, "only 2 failures in the window");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn rate_limit_cools_without_opening_and_neutral_counts_nothing() {
-        let c = cfg();
-        let mut b = Breaker::new(Instant::now());
-        let now = Instant::now();
-        for _ in 0..10 {
-            b.on_outcome(&c, now, Verdict::RateLimited { retry_after: Some(Duration::from_secs(3)) });
-            b.on_outcome(&c, now, Verdict::Neutral);
-        }
-        assert_eq!(b.state(), CircuitState::Closed);
-        assert_eq!(b.window_counts(&c, now), (0, 0));
-        assert_eq!(b.admit(&c, now).0, Admission::Denied, "cooling for its Retry-After");
-        let now = step(Duration::from_secs(3)).await;
-        assert_eq!(b.admit(&c, now).0, Admission::Allowed);
-        // Retry-After is capped.
-        b.on_outcome(&c, now, Verdict::RateLimited { retry_after: Some(Duration::from_secs(3600)) });
-        assert_eq!(b.cooling_until(now), Some(now + Duration::from_secs(30)));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_neutral_probe_frees_its_slot() {
-        let c = cfg();
-        let mut b = Breaker::new(Instant::now());
-        let now = Instant::now();
-        for _ in 0..4 {
-            b.on_outcome(&c, now, Verdict::Failure);
-        }
-        let now = step(Duration::from_secs(2)).await;
-        assert_eq!(b.admit(&c, now).0, Admission::Probe);
-        assert_eq!(b.admit(&c, now).0, Admission::Denied);
-        b.on_outcome(&c, now, Verdict::Neutral);
-        assert_eq!(b.admit(&c, now).0, Admission::Probe);
     }
 }
+
+#[cfg(test)]
+mod tests;

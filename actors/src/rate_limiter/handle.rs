@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::backend::{Grant, LimiterBackend};
 use super::messages::{Enqueue, QueueRefusal, RecordSpend, Released};
 use super::spend::{SpendRecord, SpendTable};
+use super::state::WaitQueue;
 use super::store::{SpendStore, StoreError};
 use super::table::{LimitSpec, LimiterTable, Refusal};
 use super::{NAME, RateLimiter};
@@ -32,11 +33,11 @@ pub struct LimiterHandle {
     table: Arc<LimiterTable>,
     backend: Arc<dyn LimiterBackend>,
     spend: Arc<SpendTable>,
-    /// Shared mode: spend also goes to Redis through this.
-    shared: Option<crate::shared::SharedHandle>,
-    /// Shared mode: requests waiting for a shared limit (they wait on their
-    /// own, not in the actor's queue), bounded by `max_queue`.
-    shared_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Several replicas: spend also goes to Redis through this.
+    replicas: Option<crate::replicas::ReplicasHandle>,
+    /// Several replicas: requests waiting for a limit the replicas share
+    /// (they wait on their own, not in the actor's queue), bounded by `max_queue`.
+    replicated_waiting: Arc<std::sync::atomic::AtomicUsize>,
     max_queue: usize,
 }
 
@@ -45,19 +46,19 @@ impl LimiterHandle {
         spec: LimiterSpec,
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
-        shared: Option<&crate::shared::SharedHandle>,
+        replicas: Option<&crate::replicas::ReplicasHandle>,
     ) -> Result<LimiterHandle, StoreError> {
         let table = LimiterTable::new(spec.scopes);
         let spend = Arc::new(spec.spend);
         let store = match &spec.store {
-            Some(p) => Some(SpendStore::open(p, &spend, super::spend::day_of(super::spend::unix_now()))?),
+            Some(p) => Some(SpendStore::open(p, &spend, super::spend::today())?),
             None => None,
         };
         let meta = ActorMeta::new(NAME);
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
         let mut store = Some(store);
-        let backend: Arc<dyn LimiterBackend> = match shared {
+        let backend: Arc<dyn LimiterBackend> = match replicas {
             Some(s) => Arc::new(s.limiter(table.clone())),
             None => table.clone(),
         };
@@ -67,16 +68,11 @@ impl LimiterHandle {
             table: t,
             spend: s,
             store: store.take().flatten(),
-            queue: Default::default(),
-            max_queue,
-            seq: 0,
+            queue: WaitQueue::new(max_queue),
             timer: None,
-            shed: 0,
-            timed_out: 0,
-            admitted_from_queue: 0,
             meta: m,
         });
-        registry.register(meta.clone(), addr.clone().recipient());
+        registry.register(meta.clone(), &addr);
         // A freed concurrency slot wakes the queue (only while someone waits).
         let (a, m2) = (addr.clone(), meta.clone());
         let _ = table.on_release.set(Box::new(move || {
@@ -88,8 +84,8 @@ impl LimiterHandle {
             table,
             backend,
             spend,
-            shared: shared.cloned(),
-            shared_waiting: Arc::default(),
+            replicas: replicas.cloned(),
+            replicated_waiting: Arc::default(),
             max_queue,
         })
     }
@@ -98,17 +94,23 @@ impl LimiterHandle {
         &self.backend
     }
 
+    /// Admit one attempt at a deployment against that deployment's own caps
+    /// (`scope`): the same limiter, and the same rules, as every other scope.
+    pub async fn admit_deployment(&self, scope: usize, tokens: u64) -> Result<Grant, Refusal> {
+        super::backend::admit(&self.backend, &[scope], tokens).await
+    }
+
     /// Are limits shared through Redis? Then a refused request waits on
-    /// its own ([`LimiterHandle::shared_wait`]) instead of in the queue.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
+    /// its own ([`LimiterHandle::replicated_wait`]) instead of in the queue.
+    pub fn is_replicated(&self) -> bool {
+        self.replicas.is_some()
     }
 
     /// Shared mode's wait for a limit: retry through the shared backend
     /// when the refusal says it would fit, until `max_wait` is over.
     /// Priorities are not compared (the queue that orders them is per
     /// replica, the limit is not); at most `[queue] max_size` wait at once.
-    pub async fn shared_wait(
+    pub async fn replicated_wait(
         &self,
         scopes: &[usize],
         tokens: u64,
@@ -116,8 +118,8 @@ impl LimiterHandle {
         first: Refusal,
     ) -> Result<Grant, QueueRefusal> {
         use std::sync::atomic::Ordering;
-        if self.shared_waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.shared_waiting.fetch_sub(1, Ordering::AcqRel);
+        if self.replicated_waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueueRefusal::Full);
         }
         let deadline = Instant::now() + max_wait;
@@ -135,7 +137,7 @@ impl LimiterHandle {
                 Err(r) => refusal = r,
             }
         };
-        self.shared_waiting.fetch_sub(1, Ordering::AcqRel);
+        self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
         result
     }
 
@@ -169,8 +171,8 @@ impl LimiterHandle {
         if records.is_empty() {
             return;
         }
-        if let Some(s) = &self.shared {
-            s.writer().send(crate::shared::Job::Spend(records.clone()));
+        if let Some(s) = &self.replicas {
+            s.writer().send(crate::replicas::Job::Spend(records.clone()));
         }
         {
             self.meta.tell(&self.addr, RecordSpend { records });

@@ -4,190 +4,118 @@
 //! with daily and monthly budgets, persisted in an embedded store.
 //!
 //! Admission itself runs on the request path against the limiter table
-//! (atomics; see `table.rs` for why); the actor owns the queue, the spend
+//! (atomics; see `table.rs` for why), through [`LimiterHandle`]. The actor
+//! owns the queue of waiting requests (its logic in `state.rs`), the spend
 //! store and `/status`.
 
 pub mod backend;
+mod detail;
 pub mod gcra;
 mod handle;
 pub mod messages;
 pub mod spend;
+mod state;
 pub mod store;
 pub mod table;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub use backend::{Grant, LimiterBackend, admit};
+pub use detail::LimiterDetail;
 pub use handle::{LimiterHandle, LimiterSpec};
 pub use messages::QueueRefusal;
-pub use spend::{BudgetHit, Budgets, SpendRecord, SpendTable};
+pub use spend::{BudgetHit, Budgets, SpendKey, SpendRecord, SpendTable};
+pub use state::{QueueDetail, QueueReply, WaitQueue};
 pub use table::{Exceeded, Headroom, LimitSpec, LimiterTable, Refusal};
 
-use crate::status::GetStatus;
-use crate::supervision::{ActorMeta, guarded, guarded_with};
+use crate::supervision::ActorMeta;
+use crate::supervision::shell::{self, Shell, actor_shell};
 use messages::{Enqueue, RecordSpend, Released};
 
 pub const NAME: &str = "rate_limiter";
 
-struct Waiter {
-    priority: i32,
-    seq: u64,
-    scopes: Vec<usize>,
-    tokens: u64,
-    deadline: Instant,
-    refusal: Refusal,
-    reply: oneshot::Sender<Result<Grant, QueueRefusal>>,
-}
-
-impl PartialEq for Waiter {
-    fn eq(&self, other: &Self) -> bool {
-        self.priority == other.priority && self.seq == other.seq
-    }
-}
-impl Eq for Waiter {}
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Waiter {
-    /// Higher priority first, then first come first served.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.priority.cmp(&other.priority).then_with(|| other.seq.cmp(&self.seq))
-    }
-}
-
 pub struct RateLimiter {
-    /// `in-process`, or `redis` in shared mode.
+    /// `in-process`, or `redis` when the replicas share limits.
     backend_name: &'static str,
     table: Arc<LimiterTable>,
     spend: Arc<SpendTable>,
     store: Option<store::SpendStore>,
-    queue: BinaryHeap<Waiter>,
-    max_queue: usize,
-    seq: u64,
+    queue: WaitQueue,
+    /// The pending wake-up of the queue, if one is armed.
     timer: Option<SpawnHandle>,
-    shed: u64,
-    timed_out: u64,
-    admitted_from_queue: u64,
     meta: Arc<ActorMeta>,
 }
 
 impl RateLimiter {
-    /// Admit every waiter that fits now, highest priority first; answer the
-    /// expired; sleep until the next one could fit or expire.
+    /// Admit what fits now, then sleep until the next waiter could fit or
+    /// expire.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        let mut keep = Vec::with_capacity(self.queue.len());
-        let mut wake: Option<Instant> = None;
-        while let Some(w) = self.queue.pop() {
-            if w.reply.is_closed() {
-                continue; // the client went away
-            }
-            if w.deadline <= now {
-                self.timed_out += 1;
-                let _ = w.reply.send(Err(QueueRefusal::TimedOut(w.refusal)));
-                continue;
-            }
-            match self.table.admit(&w.scopes, w.tokens) {
-                Ok(grant) => {
-                    self.admitted_from_queue += 1;
-                    // If the client left meanwhile, the grant comes back and drops.
-                    let _ = w.reply.send(Ok(grant));
-                }
-                Err(r) => {
-                    let at = r.retry_after.map_or(w.deadline, |d| (now + d).min(w.deadline));
-                    wake = Some(wake.map_or(at, |x| x.min(at)));
-                    keep.push(Waiter { refusal: r, ..w });
-                }
-            }
-        }
-        self.queue.extend(keep);
+        let table = &self.table;
+        let wake = self.queue.pump(Instant::now(), |scopes, tokens| table.admit(scopes, tokens));
         self.table.waiting.store(self.queue.len(), std::sync::atomic::Ordering::Release);
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }
         if let Some(at) = wake {
-            let d = at.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            self.timer = Some(ctx.run_later(d, |act, ctx| {
+            let after = state::sleep_until(at, Instant::now());
+            self.timer = Some(shell::run_later(ctx, after, |act, ctx| {
                 act.timer = None;
                 act.pump(ctx);
             }));
         }
     }
 
-    fn detail(&self) -> sonic_rs::Value {
-        let scopes: Vec<sonic_rs::Value> = (0..self.table.len()).filter_map(|i| self.table.detail(i)).collect();
-        let day = spend::day_of(spend::unix_now());
-        sonic_rs::json!({
-            "backend": self.backend_name,
-            "scopes": scopes,
-            "queue": {
-                "waiting": self.queue.len(),
-                "max": self.max_queue,
-                "admitted_from_queue": self.admitted_from_queue,
-                "shed_full": self.shed,
-                "timed_out": self.timed_out,
-            },
-            "spend": self.spend.detail(day),
-            "spend_store": self.store.as_ref().map(|s| s.path().display().to_string()),
-        })
+    fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> ResponseFuture<QueueReply> {
+        let refusal = msg.refusal.clone();
+        match self.queue.push(msg) {
+            Err(shed) => Box::pin(async move { Err(shed) }),
+            Ok(rx) => {
+                self.pump(ctx);
+                Box::pin(async move { rx.await.unwrap_or(Err(QueueRefusal::TimedOut(refusal))) })
+            }
+        }
     }
 }
 
-impl Actor for RateLimiter {
-    type Context = Context<Self>;
+impl Shell for RateLimiter {
+    type Detail = LimiterDetail;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(crate::supervision::MAILBOX_CAPACITY);
-        self.meta.started();
-        // Waiters survive a restart (the heap is kept); their timer does not.
+    fn meta(&self) -> &Arc<ActorMeta> {
+        &self.meta
+    }
+
+    fn detail(&self) -> LimiterDetail {
+        LimiterDetail {
+            backend: self.backend_name,
+            scopes: (0..self.table.len()).filter_map(|i| self.table.detail(i)).collect(),
+            queue: self.queue.detail(),
+            spend: self.spend.detail(spend::today()),
+            spend_store: self.store.as_ref().map(|s| s.path().display().to_string()),
+        }
+    }
+
+    /// Waiters survive a restart (the queue is kept); their timer does not.
+    fn on_start(&mut self, ctx: &mut Context<Self>) {
         self.pump(ctx);
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.meta.stopped();
+    fn on_restart(&mut self) {
+        self.timer = None;
     }
 }
 
-impl Supervised for RateLimiter {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.timer = None;
-        self.meta.restarting();
-    }
-}
+actor_shell!(RateLimiter);
 
 impl Handler<Enqueue> for RateLimiter {
-    type Result = ResponseFuture<Result<Grant, QueueRefusal>>;
+    type Result = ResponseFuture<QueueReply>;
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) -> Self::Result {
-        self.meta.dequeued();
-        if self.queue.len() >= self.max_queue {
-            self.shed += 1;
-            return Box::pin(async { Err(QueueRefusal::Full) });
-        }
-        let (tx, rx) = oneshot::channel();
-        self.seq += 1;
         let refusal = msg.refusal.clone();
-        self.queue.push(Waiter {
-            priority: msg.priority,
-            seq: self.seq,
-            scopes: msg.scopes,
-            tokens: msg.tokens,
-            deadline: msg.deadline,
-            refusal: msg.refusal,
-            reply: tx,
-        });
-        let meta = self.meta.clone();
-        guarded_with(&meta, ctx, (), |ctx| self.pump(ctx));
-        Box::pin(async move { rx.await.unwrap_or(Err(QueueRefusal::TimedOut(refusal))) })
+        let fallback: Self::Result = Box::pin(async move { Err(QueueRefusal::TimedOut(refusal)) });
+        shell::handle(self, ctx, fallback, |act, ctx| act.enqueue(msg, ctx))
     }
 }
 
@@ -195,30 +123,18 @@ impl Handler<Released> for RateLimiter {
     type Result = ();
 
     fn handle(&mut self, _msg: Released, ctx: &mut Self::Context) {
-        self.meta.dequeued();
-        let meta = self.meta.clone();
-        guarded_with(&meta, ctx, (), |ctx| self.pump(ctx));
+        shell::handle(self, ctx, (), |act, ctx| act.pump(ctx))
     }
 }
 
 impl Handler<RecordSpend> for RateLimiter {
     type Result = ();
 
-    fn handle(&mut self, msg: RecordSpend, _ctx: &mut Self::Context) {
-        self.meta.dequeued();
-        if let Some(store) = &self.store {
-            store.write(msg.records);
-        }
-    }
-}
-
-impl Handler<GetStatus> for RateLimiter {
-    type Result = MessageResult<GetStatus>;
-
-    fn handle(&mut self, _msg: GetStatus, ctx: &mut Self::Context) -> Self::Result {
-        self.meta.dequeued();
-        let meta = self.meta.clone();
-        let fallback = sonic_rs::json!({ "error": "status handler failed; the actor is restarting" });
-        MessageResult(guarded(&meta, ctx, fallback, || self.detail()))
+    fn handle(&mut self, msg: RecordSpend, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, _| {
+            if let Some(store) = &act.store {
+                store.write(msg.records);
+            }
+        })
     }
 }

@@ -8,6 +8,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use serde::Serialize;
+
 pub const NANOS_PER_USD: f64 = 1e9;
 
 /// Days since 1970-01-01 (UTC).
@@ -32,6 +34,24 @@ pub fn month_of(day: u32) -> u32 {
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
+
+/// Today, as days since 1970-01-01 (UTC).
+pub fn today() -> u32 {
+    day_of(unix_now())
+}
+
+/// Whose spend is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendKey {
+    /// A configured key: its index in `[[keys]]`.
+    Configured(usize),
+    /// The anonymous policy (no keys configured and `allow_anonymous`).
+    Anonymous,
+}
+
+/// The name the anonymous policy's spend is kept under (store, `/status`,
+/// metrics).
+pub const ANONYMOUS: &str = "anonymous";
 
 /// A period's running total: which day (or month) it is for, and the amount.
 #[derive(Debug, Default)]
@@ -100,10 +120,29 @@ pub struct SpendRecord {
     pub nanos: u64,
 }
 
+/// Spend of every configured key, then of the anonymous policy (the slot
+/// after the last key), per model.
 #[derive(Debug)]
 pub struct SpendTable {
     keys: Box<[KeySpend]>,
     models: Box<[String]>,
+}
+
+/// One key's spend as `/status` shows it (`rate_limiter` → `spend[]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeySpendDetail {
+    pub key: String,
+    pub today_usd: f64,
+    pub month_usd: f64,
+    pub daily_budget_usd: Option<f64>,
+    pub monthly_budget_usd: Option<f64>,
+    pub by_model: Vec<ModelSpendDetail>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpendDetail {
+    pub model: String,
+    pub usd: f64,
 }
 
 /// A key's budgets in USD.
@@ -118,10 +157,13 @@ fn to_nanos(usd: f64) -> u64 {
 }
 
 impl SpendTable {
+    /// The table of the configured `keys` (in `[[keys]]` order) and `models`;
+    /// the anonymous policy's slot is added after the last key.
     pub fn new(keys: Vec<(String, Budgets)>, models: Vec<String>) -> SpendTable {
         let n = models.len();
         let keys = keys
             .into_iter()
+            .chain(std::iter::once((ANONYMOUS.to_string(), Budgets::default())))
             .map(|(name, b)| KeySpend {
                 name,
                 today: Period::default(),
@@ -134,6 +176,15 @@ impl SpendTable {
         SpendTable { keys, models: models.into() }
     }
 
+    /// The slot `key` is counted in (the index records and the store use).
+    pub fn slot(&self, key: SpendKey) -> usize {
+        match key {
+            SpendKey::Configured(i) => i,
+            SpendKey::Anonymous => self.keys.len().saturating_sub(1),
+        }
+    }
+
+    /// Every slot's name, the anonymous one last.
     pub fn key_names(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().map(|k| k.name.as_str())
     }
@@ -156,6 +207,11 @@ impl SpendTable {
             return Some(BudgetHit::Monthly { budget_usd: b as f64 / NANOS_PER_USD });
         }
         None
+    }
+
+    /// Has the key in `slot` spent its daily or monthly budget today?
+    pub fn over_budget_now(&self, slot: usize) -> Option<BudgetHit> {
+        self.over_budget(slot, today())
     }
 
     /// Count a finished request's cost; returns the record to persist.
@@ -223,37 +279,44 @@ impl SpendTable {
     }
 
     /// `/status` detail: per key, today's and this month's spend against
-    /// budgets, and all-time spend per model.
-    pub fn detail(&self, day: u32) -> sonic_rs::Value {
+    /// budgets, and all-time spend per model (a read).
+    pub fn detail(&self, day: u32) -> Vec<KeySpendDetail> {
         let month = month_of(day);
-        let keys: Vec<sonic_rs::Value> = self
-            .keys
+        let usd = |n: u64| n as f64 / NANOS_PER_USD;
+        self.keys
             .iter()
-            .map(|k| {
-                let by_model: Vec<sonic_rs::Value> = k
+            .map(|k| KeySpendDetail {
+                key: k.name.clone(),
+                today_usd: usd(k.today.get(day)),
+                month_usd: usd(k.month.get(month)),
+                daily_budget_usd: k.daily_budget.map(usd),
+                monthly_budget_usd: k.monthly_budget.map(usd),
+                by_model: k
                     .by_model
                     .iter()
                     .zip(self.models.iter())
-                    .filter(|(n, _)| n.load(Ordering::Acquire) > 0)
-                    .map(|(n, m)| sonic_rs::json!({ "model": m.as_str(), "usd": n.load(Ordering::Acquire) as f64 / NANOS_PER_USD }))
-                    .collect();
-                sonic_rs::json!({
-                    "key": k.name.as_str(),
-                    "today_usd": k.today.get(day) as f64 / NANOS_PER_USD,
-                    "month_usd": k.month.get(month) as f64 / NANOS_PER_USD,
-                    "daily_budget_usd": k.daily_budget.map(|b| b as f64 / NANOS_PER_USD),
-                    "monthly_budget_usd": k.monthly_budget.map(|b| b as f64 / NANOS_PER_USD),
-                    "by_model": by_model,
-                })
+                    .map(|(n, m)| (n.load(Ordering::Acquire), m))
+                    .filter(|(n, _)| *n > 0)
+                    .map(|(n, m)| ModelSpendDetail { model: m.clone(), usd: usd(n) })
+                    .collect(),
             })
-            .collect();
-        sonic_rs::json!(keys)
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_anonymous_policy_has_its_own_slot_after_the_keys() {
+        let t = SpendTable::new(vec![("a".into(), Budgets::default()), ("b".into(), Budgets::default())], vec![]);
+        assert_eq!(t.slot(SpendKey::Configured(1)), 1);
+        assert_eq!(t.slot(SpendKey::Anonymous), 2);
+        assert_eq!(t.key_names().collect::<Vec<_>>(), ["a", "b", ANONYMOUS]);
+        let none = SpendTable::new(vec![], vec![]);
+        assert_eq!(none.slot(SpendKey::Anonymous), 0);
+    }
 
     #[test]
     fn calendar() {

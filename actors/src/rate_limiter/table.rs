@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::time::Instant;
 
 use super::gcra::{self, Rate};
@@ -328,29 +329,56 @@ impl LimiterTable {
         }
     }
 
-    /// One scope's live state, for `/status`.
-    pub fn detail(&self, i: usize) -> Option<sonic_rs::Value> {
+    /// One scope's live state, for `/status` (a read: nothing is taken).
+    pub fn detail(&self, i: usize) -> Option<ScopeDetail> {
         let s = self.scopes.get(i)?;
         let now = self.now();
         let rate = |r: &Option<Rate>, tat: &AtomicU64| {
             r.map(|r| {
                 let t = tat.load(Ordering::Acquire);
-                sonic_rs::json!({
-                    "limit": r.amount,
-                    "period_s": r.period.as_secs_f64(),
-                    "remaining": gcra::remaining(t, now, &r),
-                    "reset_s": gcra::reset(t, now).as_secs_f64(),
-                })
+                RateDetail {
+                    limit: r.amount,
+                    period_s: r.period.as_secs_f64(),
+                    remaining: gcra::remaining(t, now, &r),
+                    reset_s: gcra::reset(t, now).as_secs_f64(),
+                }
             })
         };
-        Some(sonic_rs::json!({
-            "scope": s.spec.name.as_str(),
-            "requests": rate(&s.spec.requests, &s.req_tat),
-            "tokens": rate(&s.spec.tokens, &s.tok_tat),
-            "concurrency": s.spec.concurrency.map(|m| sonic_rs::json!({ "limit": m, "inflight": s.inflight.load(Ordering::Relaxed) })),
-            "refused_total": s.refused.load(Ordering::Relaxed),
-        }))
+        Some(ScopeDetail {
+            scope: s.spec.name.clone(),
+            requests: rate(&s.spec.requests, &s.req_tat),
+            tokens: rate(&s.spec.tokens, &s.tok_tat),
+            concurrency: s
+                .spec
+                .concurrency
+                .map(|limit| ConcurrencyDetail { limit, inflight: s.inflight.load(Ordering::Relaxed) }),
+            refused_total: s.refused.load(Ordering::Relaxed),
+        })
     }
+}
+
+/// One scope as `/status` shows it (`rate_limiter` → `scopes[]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeDetail {
+    pub scope: String,
+    pub requests: Option<RateDetail>,
+    pub tokens: Option<RateDetail>,
+    pub concurrency: Option<ConcurrencyDetail>,
+    pub refused_total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateDetail {
+    pub limit: u64,
+    pub period_s: f64,
+    pub remaining: u64,
+    pub reset_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConcurrencyDetail {
+    pub limit: u32,
+    pub inflight: u32,
 }
 
 impl LimiterBackend for LimiterTable {
@@ -388,75 +416,4 @@ fn take(cell: &AtomicU64, now: u64, cost: u64, rate: &Rate) -> Result<u64, Optio
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(name: &str, rpm: Option<u64>, tpm: Option<u64>, conc: Option<u32>) -> LimitSpec {
-        LimitSpec {
-            name: name.into(),
-            requests: rpm.map(Rate::per_minute),
-            tokens: tpm.map(Rate::per_minute),
-            concurrency: conc,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn all_scopes_or_none() {
-        let t = LimiterTable::new(vec![spec("key", Some(10), None, None), spec("model", Some(2), None, None)]);
-        let g1 = t.admit(&[0, 1], 0).unwrap();
-        let g2 = t.admit(&[0, 1], 0).unwrap();
-        let r = t.admit(&[0, 1], 0).unwrap_err();
-        assert_eq!((r.scope, r.what), (1, Exceeded::Requests));
-        assert_eq!(r.retry_after, Some(Duration::from_secs(30)));
-        // The key scope gave back what the refused request took.
-        assert_eq!(t.headroom_of(&[0]).requests.map(|h| h.1), Some(8));
-        drop((g1, g2));
-        tokio::time::advance(Duration::from_secs(30)).await;
-        assert!(t.admit(&[0, 1], 0).is_ok());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn tokens_are_estimated_then_corrected() {
-        let t = LimiterTable::new(vec![spec("k", None, Some(1000), None)]);
-        let mut g = t.admit(&[0], 800).unwrap();
-        assert_eq!(t.headroom_of(&[0]).tokens.map(|h| h.1), Some(200));
-        assert!(t.admit(&[0], 300).is_err());
-        g.settle(100);
-        assert_eq!(t.headroom_of(&[0]).tokens.map(|h| h.1), Some(900));
-        let r = t.admit(&[0], 5000).unwrap_err();
-        assert!(r.never && r.retry_after.is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn concurrency_slots_are_held_until_the_grant_drops() {
-        let t = LimiterTable::new(vec![spec("k", None, None, Some(2))]);
-        let a = t.admit(&[0], 0).unwrap();
-        let _b = t.admit(&[0], 0).unwrap();
-        let r = t.admit(&[0], 0).unwrap_err();
-        assert_eq!(r.what, Exceeded::Concurrency);
-        drop(a);
-        assert!(t.admit(&[0], 0).is_ok());
-    }
-
-    #[test]
-    fn concurrent_admissions_are_exact() {
-        let t = LimiterTable::new(vec![spec("k", Some(1000), None, None)]);
-        let admitted = std::sync::atomic::AtomicU64::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..8 {
-                s.spawn(|| {
-                    for _ in 0..500 {
-                        if let Ok(g) = t.admit(&[0], 0) {
-                            std::mem::forget(g);
-                            admitted.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-        });
-        // 4,000 tries within far less than 60 ms: exactly the burst of 1,000
-        // (a little more if the test was slow enough for refills).
-        let n = admitted.load(Ordering::Relaxed);
-        assert!((1000..1010).contains(&n), "{n}");
-    }
-}
+mod tests;

@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::messages::{Clear, Store};
-use super::state::{Answer, CacheEntry, CacheKey, StoreLimits};
+use super::state::{CacheEntry, CacheKey, StoreLimits, StoredAnswer};
 use super::{NAME, ResponseCache};
 use crate::supervision::{ActorMeta, ActorRegistry};
 
@@ -61,7 +61,7 @@ impl CacheHandle {
         let counters = Arc::new(CacheCounters::default());
         let (m, s, c, n) = (meta.clone(), snapshot.clone(), clock.clone(), counters.clone());
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| ResponseCache::new(limits, s, c, n, m));
-        registry.register(meta.clone(), addr.clone().recipient());
+        registry.register(meta.clone(), &addr);
         CacheHandle { addr, meta, snapshot, clock, counters }
     }
 
@@ -77,7 +77,7 @@ impl CacheHandle {
     }
 
     /// Ask the actor to store an answer; true once it is published.
-    pub async fn store(&self, key: CacheKey, answer: Answer, ttl: Duration) -> bool {
+    pub async fn store(&self, key: CacheKey, answer: StoredAnswer, ttl: Duration) -> bool {
         match self.meta.ask(&self.addr, Store { key, answer, ttl }, STORE_TIMEOUT).await {
             Ok(stored) => stored,
             Err(_) => {
@@ -103,10 +103,5 @@ impl CacheHandle {
 
     pub fn is_empty(&self) -> bool {
         self.snapshot.is_empty()
-    }
-
-    #[cfg(feature = "fault-injection")]
-    pub fn inject_panic(&self) {
-        self.meta.tell(&self.addr, crate::circuit_breakers::messages::InjectPanic);
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix::Message;
 
-use super::state::{Answer, CacheKey};
+use super::state::{CacheKey, StoredAnswer};
 
 /// Store a complete, successful answer. Asked (not told) by the task that
 /// fetched it, which keeps its single-flight entry until the reply, so no
@@ -13,7 +13,7 @@ use super::state::{Answer, CacheKey};
 #[rtype(result = "bool")]
 pub struct Store {
     pub key: CacheKey,
-    pub answer: Answer,
+    pub answer: StoredAnswer,
     pub ttl: Duration,
 }
 

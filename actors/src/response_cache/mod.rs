@@ -3,22 +3,25 @@
 //! publishes the live entries in a read-only snapshot; the request path reads
 //! hits from the snapshot without a message (docs/decisions/cache.md).
 
+mod detail;
 mod handle;
 pub mod messages;
+pub mod replica_tier;
 mod state;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
 
+pub use detail::CacheDetail;
 pub use handle::{CacheCounters, CacheHandle, Snapshot};
-pub use state::{Answer, CacheEntry, CacheKey, CacheStore, ENTRY_OVERHEAD, Inserted, StoreLimits};
+pub use state::{CacheEntry, CacheKey, CacheStore, ENTRY_OVERHEAD, Inserted, StoreLimits, StoredAnswer};
 
-use crate::status::GetStatus;
-use crate::supervision::{ActorMeta, guarded};
+use crate::supervision::ActorMeta;
+use crate::supervision::shell::{self, Shell, actor_shell};
 use messages::{Clear, Store};
 
 pub const NAME: &str = "response_cache";
@@ -75,78 +78,58 @@ impl ResponseCache {
         }
     }
 
-    fn detail(&self) -> sonic_rs::Value {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (hits, misses) = (get(&c.hits), get(&c.misses));
-        let lookups = hits + misses;
-        let limits = self.store.limits();
-        sonic_rs::json!({
-            "entries": self.store.len(),
-            "bytes": self.store.bytes(),
-            "max_bytes": limits.max_bytes,
-            "max_entry_bytes": limits.max_entry_bytes,
-            "hits": hits,
-            "misses": misses,
-            "bypasses": get(&c.bypasses),
-            "hit_rate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
-            "stores": self.store.inserts,
-            "evictions": self.store.evictions,
-            "expirations": self.store.expirations,
-            "too_large": self.store.too_large,
-            "coalesced": get(&c.coalesced),
-            "batched": get(&c.batched),
-            "batches": get(&c.batches),
-            "store_failures": get(&c.store_failures),
-        })
-    }
-}
-
-impl Actor for ResponseCache {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(crate::supervision::MAILBOX_CAPACITY);
-        // Spawned work is dropped on a restart: re-arm the sweep each start.
-        ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep());
+    /// Insert into the store, then publish what it stored and withdraw what
+    /// it evicted.
+    fn store(&mut self, msg: Store) -> bool {
+        let ins = self.store.insert(msg.key, msg.answer, msg.ttl, Instant::now());
+        self.unpublish(&ins.evicted);
+        if !ins.evicted.is_empty() {
+            self.evictions_counter.increment(ins.evicted.len() as u64);
+        }
+        let stored = match ins.stored {
+            Some(e) => {
+                self.snapshot.insert(msg.key, e);
+                true
+            }
+            None => false,
+        };
         self.publish_gauges();
-        self.meta.started();
+        stored
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.meta.stopped();
+    fn clear(&mut self) {
+        self.store.clear();
+        self.snapshot.clear();
+        self.publish_gauges();
     }
 }
 
-impl Supervised for ResponseCache {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // The store and the snapshot are kept: a restart forgets nothing.
-        self.meta.restarting();
+impl Shell for ResponseCache {
+    type Detail = CacheDetail;
+
+    fn meta(&self) -> &Arc<ActorMeta> {
+        &self.meta
+    }
+
+    fn detail(&self) -> CacheDetail {
+        CacheDetail::read(&self.store, &self.counters)
+    }
+
+    /// The store and the snapshot are kept across a restart (it forgets
+    /// nothing); the sweep, dropped with the other spawned work, is re-armed.
+    fn on_start(&mut self, ctx: &mut Context<Self>) {
+        shell::run_interval(ctx, SWEEP_EVERY, |act, _| act.sweep());
+        self.publish_gauges();
     }
 }
+
+actor_shell!(ResponseCache);
 
 impl Handler<Store> for ResponseCache {
     type Result = bool;
 
     fn handle(&mut self, msg: Store, ctx: &mut Self::Context) -> bool {
-        self.meta.dequeued();
-        let meta = self.meta.clone();
-        guarded(&meta, ctx, false, || {
-            let ins = self.store.insert(msg.key, msg.answer, msg.ttl, Instant::now());
-            self.unpublish(&ins.evicted);
-            if !ins.evicted.is_empty() {
-                self.evictions_counter.increment(ins.evicted.len() as u64);
-            }
-            let stored = match ins.stored {
-                Some(e) => {
-                    self.snapshot.insert(msg.key, e);
-                    true
-                }
-                None => false,
-            };
-            self.publish_gauges();
-            stored
-        })
+        shell::handle(self, ctx, false, |act, _| act.store(msg))
     }
 }
 
@@ -154,38 +137,6 @@ impl Handler<Clear> for ResponseCache {
     type Result = ();
 
     fn handle(&mut self, _msg: Clear, ctx: &mut Self::Context) {
-        self.meta.dequeued();
-        let meta = self.meta.clone();
-        guarded(&meta, ctx, (), || {
-            let keys: Vec<CacheKey> = self.snapshot.iter().map(|e| *e.key()).collect();
-            for k in keys {
-                self.store.remove(k);
-                self.snapshot.remove(&k);
-            }
-            self.publish_gauges();
-        })
-    }
-}
-
-impl Handler<GetStatus> for ResponseCache {
-    type Result = MessageResult<GetStatus>;
-
-    fn handle(&mut self, _msg: GetStatus, ctx: &mut Self::Context) -> Self::Result {
-        self.meta.dequeued();
-        let meta = self.meta.clone();
-        let fallback = sonic_rs::json!({ "error": "status handler failed; the actor is restarting" });
-        MessageResult(guarded(&meta, ctx, fallback, || self.detail()))
-    }
-}
-
-#[cfg(feature = "fault-injection")]
-impl Handler<crate::circuit_breakers::messages::InjectPanic> for ResponseCache {
-    type Result = ();
-
-    #[allow(clippy::panic)]
-    fn handle(&mut self, _msg: crate::circuit_breakers::messages::InjectPanic, ctx: &mut Self::Context) {
-        self.meta.dequeued();
-        let meta = self.meta.clone();
-        guarded(&meta, ctx, (), || panic!("injected fault: response_cache panics on purpose"))
+        shell::handle(self, ctx, (), |act, _| act.clear())
     }
 }

@@ -31,7 +31,7 @@ pub const ENTRY_OVERHEAD: usize = 192;
 /// What a hit serves, in both shapes a client may ask for, ready to send:
 /// building either costs nothing at hit time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Answer {
+pub struct StoredAnswer {
     /// The whole answer: `chat.completion`, `text_completion` or an
     /// embeddings `list`.
     pub body: Bytes,
@@ -43,7 +43,7 @@ pub struct Answer {
     pub usage_event: Bytes,
 }
 
-impl Answer {
+impl StoredAnswer {
     /// Bytes the answer holds.
     pub fn size(&self) -> usize {
         self.body.len() + self.events.len() + self.usage_event.len()
@@ -53,7 +53,7 @@ impl Answer {
 /// One stored answer, shared read-only with the request path.
 #[derive(Debug)]
 pub struct CacheEntry {
-    pub answer: Answer,
+    pub answer: StoredAnswer,
     pub stored_at: Instant,
     pub expires_at: Instant,
     /// Use-clock value at the last hit (or the insert).
@@ -61,7 +61,7 @@ pub struct CacheEntry {
 }
 
 impl CacheEntry {
-    pub fn new(answer: Answer, stored_at: Instant, ttl: Duration) -> CacheEntry {
+    pub fn new(answer: StoredAnswer, stored_at: Instant, ttl: Duration) -> CacheEntry {
         CacheEntry { answer, stored_at, expires_at: stored_at + ttl, last_used: AtomicU64::new(0) }
     }
 
@@ -190,7 +190,7 @@ impl CacheStore {
 
     /// Store `answer` under `key` for `ttl`, replacing what was there and
     /// evicting least recently used entries until everything fits.
-    pub fn insert(&mut self, key: CacheKey, answer: Answer, ttl: Duration, now: Instant) -> Inserted {
+    pub fn insert(&mut self, key: CacheKey, answer: StoredAnswer, ttl: Duration, now: Instant) -> Inserted {
         let size = answer.size() + ENTRY_OVERHEAD;
         let mut out = Inserted::default();
         if size > self.limits.max_entry_bytes.saturating_add(ENTRY_OVERHEAD) || size > self.limits.max_bytes {
@@ -269,6 +269,14 @@ impl CacheStore {
         self.expiries.first_key_value().map(|(&(at, _), ())| at)
     }
 
+    /// Remove every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.lru.clear();
+        self.expiries.clear();
+        self.bytes = 0;
+    }
+
     /// Remove one entry; true if it was there.
     pub fn remove(&mut self, key: CacheKey) -> bool {
         let Some(slot) = self.entries.remove(&key) else { return false };
@@ -283,8 +291,8 @@ impl CacheStore {
 mod tests {
     use super::*;
 
-    fn answer(n: usize) -> Answer {
-        Answer { body: Bytes::from(vec![b'x'; n]), events: Bytes::new(), usage_event: Bytes::new() }
+    fn answer(n: usize) -> StoredAnswer {
+        StoredAnswer { body: Bytes::from(vec![b'x'; n]), events: Bytes::new(), usage_event: Bytes::new() }
     }
 
     fn store(max_bytes: usize) -> CacheStore {
@@ -367,6 +375,9 @@ mod tests {
         assert!(!s.remove(1));
         assert_eq!(s.bytes(), 0);
         assert!(s.expire(now + TTL * 2).is_empty(), "no stale expiry left behind");
+        s.insert(2, answer(10), TTL, now);
+        s.clear();
+        assert_eq!((s.len(), s.bytes(), s.next_expiry()), (0, 0, None));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use sluice_upstream::{SessionSpec, SessionTable, TlsError, WorkerClients};
+use tokio::sync::mpsc;
 
-use super::client::{TlsError, WorkerClients, tls_config};
-use super::messages::RecordUpstreamError;
-use super::state::{SessionSpec, SessionTable, UpstreamErrorKind};
+use super::messages::{JoinWorker, RecordUpstreamError, WarmUp, Warmed};
+use super::state::UpstreamErrorKind;
 use super::{NAME, UpstreamSessions};
 use crate::supervision::{ActorMeta, ActorRegistry};
 
@@ -15,7 +16,6 @@ pub struct SessionsHandle {
     addr: Addr<UpstreamSessions>,
     meta: Arc<ActorMeta>,
     table: Arc<SessionTable>,
-    tls: Arc<rustls::ClientConfig>,
 }
 
 impl SessionsHandle {
@@ -25,32 +25,47 @@ impl SessionsHandle {
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
     ) -> Result<SessionsHandle, TlsError> {
-        let tls = Arc::new(tls_config()?);
-        let table = Arc::new(SessionTable::new(specs));
+        let table = Arc::new(SessionTable::new(specs)?);
         let meta = ActorMeta::new(NAME);
         let (t, m) = (table.clone(), meta.clone());
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| UpstreamSessions::new(t, m));
-        registry.register(meta.clone(), addr.clone().recipient());
-        Ok(SessionsHandle { addr, meta, table, tls })
+        registry.register(meta.clone(), &addr);
+        Ok(SessionsHandle { addr, meta, table })
     }
 
-    /// Build the calling worker's pooled clients. Called once per HTTP worker
-    /// at start, not per request (see `client.rs` for why pools are per worker).
+    /// Pooled clients for the calling thread, outside the registry and never
+    /// warmed (the availability actor's probes use these).
     pub fn worker_clients(&self) -> WorkerClients {
-        WorkerClients::build(&self.table, &self.tls)
+        WorkerClients::build(&self.table)
     }
 
-    /// Open each provider's warm connections on the calling worker's runtime,
-    /// so they land in that worker's pools. Failures go to the error log.
-    pub async fn warm_up(&self, clients: WorkerClients) {
-        let warmups = clients.iter().map(|(idx, client)| async move {
-            let (_, err) = client.warm_up().await;
-            if let Some(e) = err {
-                tracing::warn!(provider = %client.session().spec.name, error = %e, "upstream warm-up failed");
-                self.record_error(idx, UpstreamErrorKind::Connect, format!("warm-up: {e}"));
+    /// Build the calling HTTP worker's pooled clients and join the actor's
+    /// registry of pools; the actor answers with warm-up orders, which run
+    /// here, on this worker's runtime, so that the connections land in this
+    /// worker's pools, and are reported back. Call once per worker, at its
+    /// start, on its thread (it spawns there); not per request.
+    pub fn join_worker(&self) -> WorkerClients {
+        let clients = self.worker_clients();
+        let (orders, mut rx) = mpsc::unbounded_channel::<WarmUp>();
+        let (handle, pools) = (self.clone(), clients.clone());
+        actix::spawn(async move {
+            while let Some(order) = rx.recv().await {
+                // Each provider warms at once, not one after the other.
+                actix::spawn(handle.clone().warm(pools.clone(), order));
             }
         });
-        futures_util::future::join_all(warmups).await;
+        // At start the mailbox is empty; were it full, this worker would
+        // only go unwarmed (the refusal is counted).
+        self.meta.tell(&self.addr, JoinWorker { orders });
+        clients
+    }
+
+    async fn warm(self, clients: WorkerClients, order: WarmUp) {
+        let (opened, error) = match clients.get(order.provider) {
+            Some(client) => client.warm_up().await,
+            None => (0, Some("no pool for this provider on this worker".to_string())),
+        };
+        self.meta.tell(&self.addr, Warmed { worker: order.worker, provider: order.provider, opened, error });
     }
 
     /// Tell the actor about an upstream failure (fire-and-forget; a full

@@ -1,10 +1,14 @@
-//! `UpstreamSessions`: one pooled HTTP client per provider (keep-alive,
-//! HTTP/2 by ALPN where the server offers it, rustls), warm-up at start, pool
-//! stats and recent upstream errors for `/status`.
+//! `UpstreamSessions`: owns every provider's pool — the session table
+//! (crate `sluice-upstream`: spec, live counters, the concurrency cap shared
+//! by every worker), the registry of each worker's pools, their warm-up,
+//! and the upstream errors seen, for `/status`.
+//!
+//! The pools themselves are per worker (hyper drives a connection on the
+//! runtime that opened it: docs/decisions/http-client.md), so a worker
+//! builds its own and joins the registry ([`SessionsHandle::join_worker`]);
+//! the actor then orders each pool's warm-up, which the worker runs on its
+//! own runtime and reports back. The logic is in `state.rs`.
 
-mod client;
-mod connector;
-mod h1;
 mod handle;
 pub mod messages;
 mod state;
@@ -12,19 +16,18 @@ mod state;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use sluice_upstream::SessionTable;
+use tokio::time::Instant;
 
-pub use client::{
-    InflightPermit, Outgoing, ResponseBody, SendError, SessionClosed, TlsError, UpstreamClient, UpstreamResponse,
-    WorkerClients, error_chain, plain_http_target,
-};
-pub use connector::ConnectTimeout;
-pub use h1::H1Target;
 pub use handle::SessionsHandle;
-pub use state::{PoolStats, SessionSpec, SessionState, SessionTable, UpstreamErrorKind, WarmRequest};
+pub use state::{
+    ErrorDetail, ProviderDetail, SessionState, SessionsDetail, UpstreamErrorKind, Warm, WarmDetail, WorkerDetail,
+    WorkerPools,
+};
 
-use crate::status::GetStatus;
 use crate::supervision::ActorMeta;
-use messages::RecordUpstreamError;
+use crate::supervision::shell::{self, Shell, actor_shell};
+use messages::{JoinWorker, RecordUpstreamError, WarmUp, Warmed};
 
 pub const NAME: &str = "upstream_sessions";
 
@@ -37,43 +40,72 @@ impl UpstreamSessions {
     pub fn new(table: Arc<SessionTable>, meta: Arc<ActorMeta>) -> Self {
         UpstreamSessions { state: SessionState::new(table), meta }
     }
-}
 
-impl Actor for UpstreamSessions {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(crate::supervision::MAILBOX_CAPACITY);
-        self.meta.started();
+    /// Register a worker's pools and order their warm-up. The channel is
+    /// dropped after the orders: the worker reads them, then its listener ends.
+    fn join(&mut self, msg: JoinWorker) {
+        let (worker, providers) = self.state.join_worker();
+        for provider in providers {
+            // A worker that is gone (its runtime ended) cannot warm anything.
+            if msg.orders.send(WarmUp { worker, provider }).is_err() {
+                break;
+            }
+        }
     }
 
-    fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.meta.stopped();
+    fn warmed(&mut self, msg: Warmed) {
+        if let Some(e) = &msg.error {
+            let name = self.state.table.get(msg.provider).map(|s| s.spec.name.as_str()).unwrap_or("");
+            tracing::warn!(provider = %name, worker = msg.worker, error = %e, "upstream warm-up failed");
+        }
+        self.state.warmed(msg.worker, msg.provider, msg.opened, msg.error, Instant::now());
     }
 }
 
-impl Supervised for UpstreamSessions {
-    fn restarting(&mut self, _ctx: &mut Self::Context) {
-        // The table (pools, counters) is shared and survives; the error log
-        // is kept too, because it is the evidence of why we restarted.
-        self.meta.restarting();
+impl Shell for UpstreamSessions {
+    type Detail = SessionsDetail;
+
+    fn meta(&self) -> &Arc<ActorMeta> {
+        &self.meta
     }
+
+    fn detail(&self) -> SessionsDetail {
+        self.state.detail(Instant::now())
+    }
+
+    // Nothing to re-arm after a restart: the table (pools, counters) is
+    // shared and survives, the registry and the error log are kept (the log
+    // is the evidence of why it restarted), and orders already sent are
+    // still answered.
 }
+
+actor_shell!(UpstreamSessions);
 
 impl Handler<RecordUpstreamError> for UpstreamSessions {
     type Result = ();
 
-    fn handle(&mut self, msg: RecordUpstreamError, _ctx: &mut Self::Context) {
-        self.meta.dequeued();
-        self.state.record_error(msg.provider, msg.kind, msg.message, tokio::time::Instant::now());
+    fn handle(&mut self, msg: RecordUpstreamError, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, _| {
+            act.state.record_error(msg.provider, msg.kind, msg.message, Instant::now())
+        })
     }
 }
 
-impl Handler<GetStatus> for UpstreamSessions {
-    type Result = MessageResult<GetStatus>;
+impl Handler<JoinWorker> for UpstreamSessions {
+    type Result = ();
 
-    fn handle(&mut self, _msg: GetStatus, _ctx: &mut Self::Context) -> Self::Result {
-        self.meta.dequeued();
-        MessageResult(self.state.detail(tokio::time::Instant::now()))
+    fn handle(&mut self, msg: JoinWorker, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, _| act.join(msg))
     }
 }
+
+impl Handler<Warmed> for UpstreamSessions {
+    type Result = ();
+
+    fn handle(&mut self, msg: Warmed, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, _| act.warmed(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests;

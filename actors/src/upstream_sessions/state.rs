@@ -1,187 +1,15 @@
-//! The upstream session table: what each provider's pool is, how it is
-//! doing, and the recent errors seen on it. No actix here: the actor in
-//! `mod.rs` is a thin shell over [`SessionState`].
+//! What the `UpstreamSessions` actor owns, as pure state: the session table
+//! (crate `sluice-upstream`: each provider's pool spec, live counters and
+//! concurrency cap), the registry of every worker's pools and their
+//! warm-up, and the recent errors seen per provider. No actix here: the
+//! actor in `mod.rs` is a thin shell over [`SessionState`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
 
-use http::Uri;
-use tokio::sync::Semaphore;
+use serde::Serialize;
+use sluice_upstream::{PoolDetail, SessionTable};
 use tokio::time::Instant;
-
-/// How to build and warm one provider's pool. Built by the gateway from its
-/// config; the actors crate knows nothing of the config format.
-#[derive(Debug, Clone)]
-pub struct SessionSpec {
-    /// Provider name (for `/status` and metric labels).
-    pub name: String,
-    pub connect_timeout: Duration,
-    /// Cap on concurrent upstream requests to this provider.
-    pub max_connections: usize,
-    /// Idle pooled connections are closed after this long.
-    pub idle_timeout: Duration,
-    /// Connections to open per worker at start, with `warm_request`.
-    pub warm_connections: usize,
-    /// A cheap request (e.g. `GET {base}/models`) that opens a pooled
-    /// connection; its headers may hold the provider's key and are never shown.
-    pub warm_request: Option<WarmRequest>,
-    /// Set for plain-`http://` upstreams: they use the inline HTTP/1.1
-    /// client; `None` means hyper (https, HTTP/2 by ALPN).
-    pub plain_http: Option<super::h1::H1Target>,
-}
-
-#[derive(Clone)]
-pub struct WarmRequest {
-    pub uri: Uri,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-}
-
-impl std::fmt::Debug for WarmRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Headers carry the provider's key: never print them.
-        f.debug_struct("WarmRequest").field("uri", &self.uri).finish_non_exhaustive()
-    }
-}
-
-/// Live counters of one provider's pool, shared by every worker's client.
-#[derive(Debug)]
-pub struct PoolStats {
-    open: AtomicI64,
-    opened_total: AtomicU64,
-    closed_total: AtomicU64,
-    connect_errors_total: AtomicU64,
-    requests_total: AtomicU64,
-    inflight: AtomicI64,
-    warm_ok: AtomicU64,
-    warm_failed: AtomicU64,
-    inflight_gauge: metrics::Gauge,
-    connect_errors: metrics::Counter,
-}
-
-impl PoolStats {
-    pub fn new(provider: &str) -> PoolStats {
-        let label = provider.to_string();
-        PoolStats {
-            open: AtomicI64::new(0),
-            opened_total: AtomicU64::new(0),
-            closed_total: AtomicU64::new(0),
-            connect_errors_total: AtomicU64::new(0),
-            requests_total: AtomicU64::new(0),
-            inflight: AtomicI64::new(0),
-            warm_ok: AtomicU64::new(0),
-            warm_failed: AtomicU64::new(0),
-            inflight_gauge: metrics::gauge!("sluice_upstream_inflight", "provider" => label.clone()),
-            connect_errors: metrics::counter!("sluice_upstream_connect_errors_total", "provider" => label),
-        }
-    }
-
-    pub fn connection_opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        self.opened_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn connection_closed(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        self.closed_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn connect_failed(&self) {
-        self.connect_errors_total.fetch_add(1, Ordering::Relaxed);
-        self.connect_errors.increment(1);
-    }
-
-    pub fn request_started(&self) {
-        self.requests_total.fetch_add(1, Ordering::Relaxed);
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        self.inflight_gauge.increment(1.0);
-    }
-
-    pub fn request_ended(&self) {
-        self.inflight.fetch_sub(1, Ordering::Relaxed);
-        self.inflight_gauge.decrement(1.0);
-    }
-
-    pub fn warmed(&self, ok: bool) {
-        if ok {
-            self.warm_ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.warm_failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn open(&self) -> i64 {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    pub fn inflight(&self) -> i64 {
-        self.inflight.load(Ordering::Relaxed)
-    }
-
-    pub fn opened_total(&self) -> u64 {
-        self.opened_total.load(Ordering::Relaxed)
-    }
-
-    pub fn connect_errors_total(&self) -> u64 {
-        self.connect_errors_total.load(Ordering::Relaxed)
-    }
-
-    pub fn requests_total(&self) -> u64 {
-        self.requests_total.load(Ordering::Relaxed)
-    }
-
-    fn detail(&self) -> sonic_rs::Value {
-        let open = self.open().max(0);
-        let inflight = self.inflight().max(0);
-        sonic_rs::json!({
-            "connections_open": open,
-            // HTTP/1.1 carries one request per connection; over HTTP/2 many
-            // requests share one, so "idle" is a lower bound there.
-            "connections_idle": (open - inflight).max(0),
-            "connections_opened_total": self.opened_total(),
-            "connections_closed_total": self.closed_total.load(Ordering::Relaxed),
-            "connect_errors_total": self.connect_errors_total(),
-            "requests_total": self.requests_total(),
-            "inflight": inflight,
-            "warm_ok": self.warm_ok.load(Ordering::Relaxed),
-            "warm_failed": self.warm_failed.load(Ordering::Relaxed),
-        })
-    }
-}
-
-/// One provider's shared session: spec, counters and the concurrency cap.
-#[derive(Debug)]
-pub struct ProviderSession {
-    pub spec: SessionSpec,
-    pub stats: Arc<PoolStats>,
-    pub permits: Arc<Semaphore>,
-}
-
-/// Every provider's session, indexed like the gateway's provider list.
-/// `None` marks a provider with no network session (the in-process mock).
-#[derive(Debug, Default)]
-pub struct SessionTable {
-    pub providers: Vec<Option<Arc<ProviderSession>>>,
-}
-
-impl SessionTable {
-    pub fn new(specs: Vec<Option<SessionSpec>>) -> SessionTable {
-        let providers = specs
-            .into_iter()
-            .map(|spec| {
-                spec.map(|spec| {
-                    Arc::new(ProviderSession {
-                        stats: Arc::new(PoolStats::new(&spec.name)),
-                        permits: Arc::new(Semaphore::new(spec.max_connections.max(1))),
-                        spec,
-                    })
-                })
-            })
-            .collect();
-        SessionTable { providers }
-    }
-}
 
 /// What kind of upstream failure a handler saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,18 +41,110 @@ struct RecordedError {
 /// How many recent errors `/status` keeps per provider.
 pub const RECENT_ERRORS: usize = 8;
 
+/// Where one worker's pool of one provider stands with its warm-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warm {
+    /// The provider opens no connections at start.
+    Off,
+    /// Ordered; the worker has not reported yet.
+    Ordered,
+    /// Reported: connections opened, and the first error if any failed.
+    Done { opened: usize, error: Option<String> },
+}
+
+/// One worker's pools, as the actor knows them.
+#[derive(Debug, Clone)]
+pub struct WorkerPools {
+    /// Per provider, indexed like the session table.
+    pub warm: Vec<Warm>,
+}
+
 /// The actor's state: the table plus what only the actor mutates.
 #[derive(Debug)]
 pub struct SessionState {
     pub table: Arc<SessionTable>,
+    workers: Vec<WorkerPools>,
     recent_errors: Vec<VecDeque<RecordedError>>,
     errors_total: Vec<u64>,
+}
+
+/// The sessions as `/status` shows them (`upstream_sessions`).
+#[derive(Debug, Serialize)]
+pub struct SessionsDetail {
+    /// One entry per networked provider.
+    pub providers: Vec<ProviderDetail>,
+    /// The registry: each HTTP worker's pools and where their warm-up stands.
+    pub workers: Vec<WorkerDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerDetail {
+    pub worker: usize,
+    /// Only the providers that warm connections at start.
+    pub warm: Vec<WarmDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WarmDetail {
+    pub provider: String,
+    /// `ordered` (not reported yet) or `done`.
+    pub state: &'static str,
+    pub opened: Option<usize>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProviderDetail {
+    pub provider: String,
+    pub max_connections: usize,
+    pub connect_timeout_ms: u64,
+    pub pool: PoolDetail,
+    pub errors_total: u64,
+    /// Newest first.
+    pub recent_errors: Vec<ErrorDetail>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail {
+    pub kind: String,
+    pub message: String,
+    pub age_s: f64,
 }
 
 impl SessionState {
     pub fn new(table: Arc<SessionTable>) -> SessionState {
         let n = table.providers.len();
-        SessionState { table, recent_errors: vec![VecDeque::new(); n], errors_total: vec![0; n] }
+        SessionState { table, workers: Vec::new(), recent_errors: vec![VecDeque::new(); n], errors_total: vec![0; n] }
+    }
+
+    /// A worker built its pools: register them. Returns the worker's id and
+    /// the providers whose pools it must warm now.
+    pub fn join_worker(&mut self) -> (usize, Vec<usize>) {
+        let warm: Vec<Warm> = self
+            .table
+            .providers
+            .iter()
+            .map(|s| if s.as_ref().is_some_and(|s| s.spec.warms()) { Warm::Ordered } else { Warm::Off })
+            .collect();
+        let orders = warm.iter().enumerate().filter(|(_, w)| **w == Warm::Ordered).map(|(i, _)| i).collect();
+        self.workers.push(WorkerPools { warm });
+        (self.workers.len() - 1, orders)
+    }
+
+    /// A worker's warm-up of one provider finished; a failure is an
+    /// upstream connection error like any other.
+    pub fn warmed(&mut self, worker: usize, provider: usize, opened: usize, error: Option<String>, now: Instant) {
+        if let Some(e) = &error {
+            self.record_error(provider, UpstreamErrorKind::Connect, format!("warm-up: {e}"), now);
+        }
+        if let Some(w) = self.workers.get_mut(worker).and_then(|w| w.warm.get_mut(provider)) {
+            *w = Warm::Done { opened, error };
+        }
+    }
+
+    /// Every registered worker's pools.
+    pub fn workers(&self) -> &[WorkerPools] {
+        &self.workers
     }
 
     /// Remember an upstream failure; only the newest [`RECENT_ERRORS`] are kept.
@@ -244,89 +164,63 @@ impl SessionState {
         self.errors_total.get(provider).copied().unwrap_or(0)
     }
 
-    /// `/status` detail: one entry per networked provider.
-    pub fn detail(&self, now: Instant) -> sonic_rs::Value {
-        let mut providers = Vec::new();
-        for (idx, session) in self.table.providers.iter().enumerate() {
-            let Some(session) = session else { continue };
-            let recent: Vec<sonic_rs::Value> = self.recent_errors[idx]
-                .iter()
-                .rev()
-                .map(|e| {
-                    sonic_rs::json!({
-                        "kind": e.kind.label(),
-                        "message": e.message.as_str(),
-                        "age_s": now.saturating_duration_since(e.at).as_secs_f64(),
+    /// `/status` detail: one entry per networked provider (a read).
+    pub fn detail(&self, now: Instant) -> SessionsDetail {
+        let providers = self
+            .table
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, s)| s.as_ref().map(|s| (idx, s)))
+            .map(|(idx, session)| ProviderDetail {
+                provider: session.spec.name.clone(),
+                max_connections: session.spec.max_connections,
+                connect_timeout_ms: session.spec.connect_timeout.as_millis() as u64,
+                pool: session.stats.detail(),
+                errors_total: self.errors_total(idx),
+                recent_errors: self
+                    .recent_errors
+                    .get(idx)
+                    .into_iter()
+                    .flatten()
+                    .rev()
+                    .map(|e| ErrorDetail {
+                        kind: e.kind.label(),
+                        message: e.message.clone(),
+                        age_s: now.saturating_duration_since(e.at).as_secs_f64(),
                     })
-                })
-                .collect();
-            providers.push(sonic_rs::json!({
-                "provider": session.spec.name.as_str(),
-                "max_connections": session.spec.max_connections,
-                "connect_timeout_ms": session.spec.connect_timeout.as_millis() as u64,
-                "pool": session.stats.detail(),
-                "errors_total": self.errors_total[idx],
-                "recent_errors": recent,
-            }));
-        }
-        sonic_rs::json!({ "providers": providers })
+                    .collect(),
+            })
+            .collect();
+        let name = |p: usize| self.table.get(p).map(|s| s.spec.name.clone()).unwrap_or_default();
+        let workers = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(worker, w)| WorkerDetail {
+                worker,
+                warm: w
+                    .warm
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(p, warm)| match warm {
+                        Warm::Off => None,
+                        Warm::Ordered => {
+                            Some(WarmDetail { provider: name(p), state: "ordered", opened: None, error: None })
+                        }
+                        Warm::Done { opened, error } => Some(WarmDetail {
+                            provider: name(p),
+                            state: "done",
+                            opened: Some(*opened),
+                            error: error.clone(),
+                        }),
+                    })
+                    .collect(),
+            })
+            .collect();
+        SessionsDetail { providers, workers }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sonic_rs::{JsonContainerTrait, JsonValueTrait};
-
-    fn spec(name: &str) -> SessionSpec {
-        SessionSpec {
-            name: name.into(),
-            connect_timeout: Duration::from_millis(100),
-            max_connections: 2,
-            idle_timeout: Duration::from_secs(90),
-            warm_connections: 0,
-            warm_request: None,
-            plain_http: None,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn keeps_only_recent_errors_newest_first() {
-        let table = Arc::new(SessionTable::new(vec![Some(spec("a")), None]));
-        let mut st = SessionState::new(table);
-        for i in 0..(RECENT_ERRORS + 3) {
-            st.record_error(0, UpstreamErrorKind::Status(500), format!("e{i}"), Instant::now());
-            tokio::time::advance(Duration::from_secs(1)).await;
-        }
-        // Out-of-range and session-less providers are ignored, not a panic.
-        st.record_error(7, UpstreamErrorKind::Connect, "x".into(), Instant::now());
-        assert_eq!(st.errors_total(0), (RECENT_ERRORS + 3) as u64);
-        let d = st.detail(Instant::now());
-        let s = sonic_rs::to_string(&d).unwrap();
-        let last = format!("e{}", RECENT_ERRORS + 2);
-        assert!(s.contains(&last));
-        assert!(!s.contains("\"e0\""));
-        let v: sonic_rs::Value = sonic_rs::from_str(&s).unwrap();
-        let recent = v["providers"][0]["recent_errors"].as_array().unwrap();
-        assert_eq!(recent.len(), RECENT_ERRORS);
-        assert_eq!(recent[0]["message"].as_str(), Some(last.as_str()));
-        assert_eq!(recent[0]["age_s"].as_f64(), Some(1.0));
-        // Only the networked provider is listed.
-        assert_eq!(v["providers"].as_array().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn pool_stats_count_connections_and_inflight() {
-        let s = PoolStats::new("p");
-        s.connection_opened();
-        s.connection_opened();
-        s.connection_closed();
-        s.request_started();
-        assert_eq!(s.open(), 1);
-        assert_eq!(s.opened_total(), 2);
-        assert_eq!(s.inflight(), 1);
-        s.request_ended();
-        assert_eq!(s.inflight(), 0);
-        assert_eq!(s.requests_total(), 1);
-    }
-}
+mod tests;

@@ -27,10 +27,10 @@ pub(super) fn settings(c: &mut Checker, raw: Option<RawShared>) -> Option<Shared
             let shown = if t.template.is_some() {
                 t.shown()
             } else {
-                format!("`{}`", sluice_actors::shared::redact_url(&t.value))
+                format!("`{}`", sluice_actors::replicas::redact_url(&t.value))
             };
             if !t.unresolved
-                && let Err(e) = sluice_actors::shared::check_url(&t.value)
+                && let Err(e) = sluice_actors::replicas::check_url(&t.value)
             {
                 {
                     c.err(

@@ -3,11 +3,11 @@
 //! hyper's pool drives each connection on the runtime that opened it, so a
 //! pool shared by every actix worker would bounce each request between
 //! threads. Each worker therefore builds its own [`WorkerClients`] from the
-//! shared [`SessionTable`] once, at start; the counters, the concurrency cap
-//! and the error log stay shared (see docs/decisions/http-client.md).
+//! shared [`SessionTable`] once, at start; the counters and the concurrency
+//! cap stay shared (see docs/decisions/http-client.md).
 //!
 //! Two transports sit behind one API: plain `http://` upstreams use the
-//! inline HTTP/1.1 client in `h1.rs`; `https://` upstreams use hyper
+//! inline HTTP/1.1 client in `h1/`; `https://` upstreams use hyper
 //! (rustls, HTTP/2 by ALPN).
 
 use std::rc::Rc;
@@ -23,16 +23,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::connector::{ConnectTimeout, CountingConnector};
-use super::h1::{H1Body, H1Error, H1Pool, H1Request, H1Target};
-use super::state::{PoolStats, ProviderSession, SessionTable};
+use crate::connector::{ConnectTimeout, CountingConnector};
+use crate::h1::{H1Body, H1Error, H1Pool, H1Request};
+use crate::session::{PoolStats, ProviderSession, SessionTable};
 
 type Connector = HttpsConnector<CountingConnector<HttpConnector>>;
-
-/// Error building the TLS client configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the TLS client configuration: {0}")]
-pub struct TlsError(String);
 
 /// One request to send upstream.
 pub struct Outgoing<'a> {
@@ -286,9 +281,9 @@ pub struct WorkerClients {
 }
 
 impl WorkerClients {
-    pub fn build(table: &SessionTable, tls: &rustls::ClientConfig) -> WorkerClients {
+    pub fn build(table: &SessionTable) -> WorkerClients {
         let clients =
-            table.providers.iter().map(|s| s.as_ref().map(|s| UpstreamClient::build(s.clone(), tls))).collect();
+            table.providers.iter().map(|s| s.as_ref().map(|s| UpstreamClient::build(s.clone(), &table.tls))).collect();
         WorkerClients { clients }
     }
 
@@ -301,32 +296,6 @@ impl WorkerClients {
     }
 }
 
-/// The TLS configuration every pool shares: Mozilla's roots (webpki-roots),
-/// so the image needs no system CA bundle, and ALPN offering h2 then
-/// http/1.1 (set by the connector builder).
-pub fn tls_config() -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(cfg)
-}
-
-/// A plain-http base URL's connect target, for the inline HTTP/1.1 client;
-/// `None` for https (and anything else), which goes through hyper.
-pub fn plain_http_target(uri: &Uri) -> Option<H1Target> {
-    if uri.scheme_str() != Some("http") {
-        return None;
-    }
-    let authority = uri.authority()?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = authority.port_u16().unwrap_or(80);
-    Some(H1Target { authority: authority.as_str().to_string(), host, port })
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -334,7 +303,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::upstream_sessions::state::{SessionSpec, SessionTable, WarmRequest};
+    use crate::h1::plain_http_target;
+    use crate::session::{SessionSpec, SessionTable, WarmRequest};
 
     /// A tiny server: answers every request on a connection with `reply`.
     async fn server(reply: &'static [u8]) -> u16 {
@@ -374,8 +344,8 @@ mod tests {
             }),
             plain_http: if inline_h1 { plain_http_target(&uri) } else { None },
         };
-        let table = Arc::new(SessionTable::new(vec![Some(spec)]));
-        (WorkerClients::build(&table, &tls_config().unwrap()), table, uri)
+        let table = Arc::new(SessionTable::new(vec![Some(spec)]).unwrap());
+        (WorkerClients::build(&table), table, uri)
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! Writes no request waits for: token corrections, spend, cache entries and
 //! news, handed over through a bounded channel (`try_send`, drops counted)
-//! and written by one task on the `SharedState` thread.
+//! and written by one task on the `Replicas` thread.
 //!
 //! Spend is the one write that must not be lost: while Redis is down it is
 //! kept here, summed per key, model and day, and written when the link comes

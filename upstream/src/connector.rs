@@ -13,7 +13,7 @@ use hyper::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 
-use super::state::PoolStats;
+use crate::session::PoolStats;
 
 /// Wraps a connector; every connection it returns decrements the open count
 /// when dropped.

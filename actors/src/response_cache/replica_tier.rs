@@ -1,7 +1,7 @@
 //! Redis as the response cache's second tier: answers one replica fetched
 //! are hits on every other.
 //!
-//! An entry is the answer in both shapes (the same [`Answer`] the
+//! An entry is the answer in both shapes (the same [`StoredAnswer`] the
 //! in-process tier keeps), stored with `SET .. PX ttl` so Redis expires it,
 //! and the Unix time it was first stored, so a client's `max-age` is judged
 //! against the answer's real age, not the time it reached this replica.
@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::response_cache::{Answer, CacheKey};
+use super::{CacheKey, StoredAnswer};
 
 const VERSION: u8 = 1;
 
 /// A hit from Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    pub answer: Answer,
+    pub answer: StoredAnswer,
     pub age: Duration,
     /// Until Redis expires it.
     pub ttl_left: Duration,
@@ -30,7 +30,7 @@ pub fn redis_key(prefix: &str, key: CacheKey) -> String {
     format!("{prefix}:cache:{key:032x}")
 }
 
-pub fn encode(answer: &Answer, stored_unix_ms: u64) -> Vec<u8> {
+pub fn encode(answer: &StoredAnswer, stored_unix_ms: u64) -> Vec<u8> {
     let mut b = BytesMut::with_capacity(1 + 8 + 12 + answer.size());
     b.put_u8(VERSION);
     b.put_u64_le(stored_unix_ms);
@@ -43,7 +43,7 @@ pub fn encode(answer: &Answer, stored_unix_ms: u64) -> Vec<u8> {
 
 /// The answer and when it was stored (Unix ms), or `None` for anything
 /// that is not an entry this version wrote.
-pub fn decode(raw: &[u8]) -> Option<(Answer, u64)> {
+pub fn decode(raw: &[u8]) -> Option<(StoredAnswer, u64)> {
     let (&version, rest) = raw.split_first()?;
     if version != VERSION {
         return None;
@@ -62,7 +62,7 @@ pub fn decode(raw: &[u8]) -> Option<(Answer, u64)> {
         return None;
     }
     let [body, events, usage_event] = parts;
-    Some((Answer { body, events, usage_event }, stored))
+    Some((StoredAnswer { body, events, usage_event }, stored))
 }
 
 pub fn unix_ms() -> u64 {
@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_junk_is_a_miss() {
-        let a = Answer {
+        let a = StoredAnswer {
             body: Bytes::from_static(b"{\"id\":1}"),
             events: Bytes::from_static(b"data: {}\n\n"),
             usage_event: Bytes::new(),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use super::conn::{MAX_WINDOW, MIN_WINDOW};
 use super::*;
 
 /// A server that answers each request on a connection with the next

@@ -111,7 +111,7 @@ struct ScopeArgs {
 }
 
 /// The shared backend: Redis decides, the in-process table remembers.
-pub struct SharedLimiter {
+pub struct RedisLimiter {
     table: Arc<LimiterTable>,
     link: Arc<Link>,
     writer: Writer,
@@ -129,8 +129,8 @@ fn us_args(rate: Option<crate::rate_limiter::gcra::Rate>) -> (u64, u64) {
     }
 }
 
-impl SharedLimiter {
-    pub fn new(table: Arc<LimiterTable>, link: Arc<Link>, writer: Writer, prefix: &str) -> SharedLimiter {
+impl RedisLimiter {
+    pub fn new(table: Arc<LimiterTable>, link: Arc<Link>, writer: Writer, prefix: &str) -> RedisLimiter {
         let scopes = (0..table.len())
             .filter_map(|i| table.spec(i))
             .map(|s| ScopeArgs {
@@ -139,7 +139,7 @@ impl SharedLimiter {
                 tok: us_args(s.tokens),
             })
             .collect();
-        SharedLimiter { table, link, writer, scopes, admit: Arc::new(Script::new(ADMIT)) }
+        RedisLimiter { table, link, writer, scopes, admit: Arc::new(Script::new(ADMIT)) }
     }
 
     /// Decide in process (Redis unusable for this request).
@@ -196,7 +196,7 @@ fn decide(
     Err(table.refusal(i, what, retry))
 }
 
-impl LimiterBackend for SharedLimiter {
+impl LimiterBackend for RedisLimiter {
     fn admit_now(&self, scopes: &[usize], tokens: u64) -> Option<Result<bool, Refusal>> {
         if !self.table.has_rates(scopes) {
             // Concurrency only: per replica, no Redis.

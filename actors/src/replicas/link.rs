@@ -3,13 +3,13 @@
 //! Every call goes through [`Link::call`], bounded by the `[shared]
 //! timeout_ms`. A connection error or a timeout marks the link *down*: from
 //! then on callers do not even try (they answer from in-process state at
-//! once, with no wait) until the prober (`SharedState`, every
+//! once, with no wait) until the prober (`Replicas`, every
 //! `probe_interval_ms`) has reconnected and seen a `PING` answered within the
 //! timeout. One slow answer is enough to go down: a Redis that answers in
 //! 200 ms would otherwise cost every request the whole timeout.
 //!
 //! One multiplexed connection serves the whole process: commands from every
-//! worker are pipelined on it by its driver task (on the `SharedState`
+//! worker are pipelined on it by its driver task (on the `Replicas`
 //! thread), which is how redis-rs is meant to be used and keeps Redis's
 //! connection count at one per replica (plus one for pub/sub).
 
@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
+use serde::Serialize;
 use tokio::time::Instant;
 
 /// Why a call did not reach Redis (or its answer did not come back in time).
@@ -240,26 +241,45 @@ impl Link {
         self.change.lock().ok().and_then(|c| c.last_error.clone())
     }
 
-    /// `/status` detail of the link.
-    pub fn detail(&self) -> sonic_rs::Value {
-        let (since, last_error) = match self.change.lock() {
+    /// `/status` detail of the link (a read).
+    pub fn detail(&self) -> LinkDetail {
+        let (since_s, last_error) = match self.change.lock() {
             Ok(c) => (c.at.elapsed().as_secs_f64(), c.last_error.clone()),
             Err(_) => (0.0, None),
         };
         let s = &self.stats;
-        sonic_rs::json!({
-            "state": if self.is_up() { "up" } else { "down" },
-            "since_s": since,
-            "last_error": last_error,
-            "timeout_ms": self.timeout.as_millis() as u64,
-            "calls_total": s.calls_total.load(Ordering::Relaxed),
-            "errors_total": s.errors_total.load(Ordering::Relaxed),
-            "timeouts_total": s.timeouts_total.load(Ordering::Relaxed),
-            "fallbacks_total": s.fallbacks_total.load(Ordering::Relaxed),
-            "downs_total": s.downs_total.load(Ordering::Relaxed),
-            "ups_total": s.ups_total.load(Ordering::Relaxed),
-        })
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LinkDetail {
+            state: if self.is_up() { "up" } else { "down" },
+            since_s,
+            last_error,
+            timeout_ms: self.timeout.as_millis() as u64,
+            calls_total: get(&s.calls_total),
+            errors_total: get(&s.errors_total),
+            timeouts_total: get(&s.timeouts_total),
+            fallbacks_total: get(&s.fallbacks_total),
+            downs_total: get(&s.downs_total),
+            ups_total: get(&s.ups_total),
+        }
     }
+}
+
+/// The link as `/status` shows it (`shared_state` → `link`).
+#[derive(Debug, Serialize)]
+pub struct LinkDetail {
+    /// `up` or `down`.
+    pub state: &'static str,
+    /// Since the last change of state.
+    pub since_s: f64,
+    /// Why it is down (no secret in it).
+    pub last_error: Option<String>,
+    pub timeout_ms: u64,
+    pub calls_total: u64,
+    pub errors_total: u64,
+    pub timeouts_total: u64,
+    pub fallbacks_total: u64,
+    pub downs_total: u64,
+    pub ups_total: u64,
 }
 
 /// Errors that say the connection (not the command) is broken.

@@ -1,0 +1,199 @@
+//! The typed API in front of the `Replicas` actor: what every user of
+//! state shared across replicas holds.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::{Notify, mpsc};
+
+use super::limiter::RedisLimiter;
+use super::link::{Link, redact_url};
+use super::news::{self, News, Sinks};
+use super::writer::{self, Job, Writer};
+use super::{NAME, Replicas, ReplicasError, ReplicasSpec};
+use crate::rate_limiter::SpendTable;
+use crate::response_cache::replica_tier;
+use crate::response_cache::{CacheKey, StoredAnswer};
+use crate::supervision::{ActorMeta, ActorRegistry};
+
+#[derive(Clone)]
+pub struct ReplicasHandle {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) link: Arc<Link>,
+    pub(super) writer: Writer,
+    pub(super) prefix: String,
+    pub(super) replica: String,
+    pub(super) resync: Arc<Notify>,
+    pub(super) pending: Arc<AtomicUsize>,
+    pub(super) arbiter: ArbiterHandle,
+    /// The writer's receiving end until [`ReplicasHandle::run`] starts it.
+    pub(super) rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    pub(super) probe_interval: Duration,
+    pub(super) cache_hits: AtomicU64,
+    pub(super) cache_misses: AtomicU64,
+    /// The cache-key seed every replica shares (0 until read from Redis).
+    pub(super) cache_seed: AtomicU64,
+    /// Listening to the other replicas' news right now.
+    pub(super) subscribed: Arc<AtomicBool>,
+}
+
+impl ReplicasHandle {
+    /// Start the `Replicas` actor on its own thread (`arbiter`). Redis is
+    /// not needed yet: the link starts down and comes up at the first probe.
+    pub fn start(
+        spec: &ReplicasSpec,
+        arbiter: &ArbiterHandle,
+        registry: &mut ActorRegistry,
+    ) -> Result<ReplicasHandle, ReplicasError> {
+        let shown = redact_url(&spec.url);
+        // redis-rs's parse errors do not repeat the URL, so none can leak here.
+        let client = redis::Client::open(spec.url.as_str())
+            .map_err(|e| ReplicasError { shown: shown.clone(), message: e.to_string() })?;
+        let link = Link::new(client, spec.timeout);
+        let (writer, rx) = Writer::channel();
+        let replica = format!("{:08x}-{}", fastrand_u32(), std::process::id());
+        let inner = Arc::new(Inner {
+            link: link.clone(),
+            writer,
+            prefix: spec.prefix.clone(),
+            replica,
+            resync: Arc::new(Notify::new()),
+            pending: Arc::default(),
+            arbiter: arbiter.clone(),
+            rx: Mutex::new(Some(rx)),
+            probe_interval: spec.probe_interval,
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            cache_seed: AtomicU64::new(0),
+            subscribed: Arc::default(),
+        });
+        let handle = ReplicasHandle { inner };
+        let meta = ActorMeta::new(NAME);
+        let (h, m) = (handle.clone(), meta.clone());
+        let addr =
+            Supervisor::start_in_arbiter(arbiter, move |_| Replicas { handle: h, shown, meta: m, probing: false });
+        registry.register(meta, &addr);
+        Ok(handle)
+    }
+
+    /// Start writing and listening, once the limiter's spend table and the
+    /// breakers exist.
+    pub fn run(&self, spend: Arc<SpendTable>, sinks: Sinks) {
+        let Some(rx) = self.inner.rx.lock().ok().and_then(|mut r| r.take()) else { return };
+        let i = &self.inner;
+        let mut w = writer::WriteLoop::new(i.link.clone(), i.prefix.clone(), i.replica.clone(), spend, &i.writer);
+        w.pending_gauge = i.pending.clone();
+        i.arbiter.spawn(w.run(rx, i.resync.clone()));
+        let channel = format!("{}:news", i.prefix);
+        i.arbiter.spawn(news::listen(
+            i.link.clone(),
+            channel,
+            sinks,
+            i.probe_interval,
+            i.resync.clone(),
+            i.subscribed.clone(),
+        ));
+    }
+
+    pub fn link(&self) -> &Arc<Link> {
+        &self.inner.link
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.inner.link.is_up()
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// This process's id in news (its own messages are ignored).
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    /// The shared limiter backend over `table`.
+    pub fn limiter(&self, table: Arc<crate::rate_limiter::LimiterTable>) -> RedisLimiter {
+        RedisLimiter::new(table, self.inner.link.clone(), self.inner.writer.clone(), &self.inner.prefix)
+    }
+
+    /// Tell the other replicas (fire-and-forget).
+    pub fn publish(&self, news: News) {
+        if self.is_up() {
+            self.inner.writer.send(Job::Publish(news));
+        }
+    }
+
+    /// The second cache tier: the entry under `key`, if Redis has it and
+    /// answers within the timeout. `None` at once while Redis is down.
+    pub async fn cache_get(&self, key: CacheKey) -> Option<replica_tier::Found> {
+        let k = replica_tier::redis_key(&self.inner.prefix, key);
+        let r: Result<(Option<Vec<u8>>, i64), _> =
+            self.inner.link.call(|mut c| async move { redis::pipe().get(&k).pttl(&k).query_async(&mut c).await }).await;
+        let found = match r {
+            Ok((Some(raw), pttl)) if pttl > 0 => {
+                replica_tier::decode(&raw).map(|(answer, stored)| replica_tier::Found {
+                    answer,
+                    age: Duration::from_millis(replica_tier::unix_ms().saturating_sub(stored)),
+                    ttl_left: Duration::from_millis(pttl as u64),
+                })
+            }
+            _ => None,
+        };
+        let c = if found.is_some() { &self.inner.cache_hits } else { &self.inner.cache_misses };
+        c.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// The seed second-tier cache keys are hashed with: one random value
+    /// kept in Redis, the same for every replica and unknown to clients
+    /// (see `replica_tier::key`). `None` until Redis has been reached once.
+    pub fn cache_seed(&self) -> Option<u64> {
+        Some(self.inner.cache_seed.load(Ordering::Acquire)).filter(|s| *s != 0)
+    }
+
+    /// Read the shared seed, creating it if this is the first replica.
+    pub(super) async fn establish_cache_seed(&self) {
+        let key = format!("{}:cache-seed", self.inner.prefix);
+        let mine = u64::from(fastrand_u32()) << 32 | u64::from(fastrand_u32()) | 1;
+        let r: Result<String, _> = self
+            .inner
+            .link
+            .call(|mut c| async move {
+                let _: Option<String> =
+                    redis::cmd("SET").arg(&key).arg(mine.to_string()).arg("NX").query_async(&mut c).await?;
+                redis::cmd("GET").arg(&key).query_async(&mut c).await
+            })
+            .await;
+        if let Some(seed) = r.ok().and_then(|s| s.parse::<u64>().ok()).filter(|s| *s != 0) {
+            self.inner.cache_seed.store(seed, Ordering::Release);
+        }
+    }
+
+    /// Store an answer in the second tier for `ttl` (fire-and-forget).
+    pub fn cache_put(&self, key: CacheKey, answer: &StoredAnswer, ttl: Duration) {
+        if !self.is_up() {
+            return;
+        }
+        let value = replica_tier::encode(answer, replica_tier::unix_ms());
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.inner.writer.send(Job::CachePut { key: replica_tier::redis_key(&self.inner.prefix, key), value, ttl_ms });
+    }
+}
+
+fn fastrand_u32() -> u32 {
+    // No extra dependency for one random id: hash the time and the pid.
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish() as u32
+}

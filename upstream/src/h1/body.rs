@@ -1,0 +1,177 @@
+//! A response body, read on demand in the caller's task: length-delimited,
+//! chunked or until close. Its connection goes back to the pool when the
+//! body ended cleanly; dropped before its end, the connection closes, which
+//! is how a disconnected client cancels its upstream request.
+
+use std::rc::Rc;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::conn::Conn;
+use super::head::MAX_HEAD;
+use super::{H1Error, PoolInner};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// A response body, read on demand. Its connection goes back to the pool
+/// when the body ended cleanly; dropped early, the connection closes.
+pub struct H1Body {
+    pub(super) conn: Option<Conn>,
+    pub(super) framing: Framing,
+    pub(super) keep_alive: bool,
+    pub(super) pool: Rc<PoolInner>,
+}
+
+impl H1Body {
+    /// The next piece of body data; `None` at its end.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, H1Error>> {
+        loop {
+            if self.framing == Framing::Done {
+                self.release();
+                return None;
+            }
+            let conn = self.conn.as_mut()?;
+            match self.framing.step(&mut conn.buf) {
+                Ok(Step::Data(b)) => return Some(Ok(b)),
+                Ok(Step::Again) => continue,
+                Ok(Step::NeedMore) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Some(Err(e));
+                }
+            }
+            match conn.fill().await {
+                Ok(0) => {
+                    if self.framing == Framing::Close {
+                        self.framing = Framing::Done;
+                        self.keep_alive = false;
+                        continue;
+                    }
+                    self.conn = None;
+                    return Some(Err(H1Error::Closed));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Some(Err(H1Error::Io(e)));
+                }
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+        {
+            self.pool.checkin(conn);
+        }
+    }
+}
+
+enum Step {
+    Data(Bytes),
+    /// State advanced without data; go on.
+    Again,
+    /// Read more bytes first.
+    NeedMore,
+}
+
+impl Framing {
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Step, H1Error> {
+        match *self {
+            Framing::Done => Ok(Step::Again),
+            Framing::Close => {
+                if buf.is_empty() {
+                    Ok(Step::NeedMore)
+                } else {
+                    Ok(Step::Data(buf.split().freeze()))
+                }
+            }
+            Framing::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(Step::NeedMore);
+                }
+                let n = (buf.len() as u64).min(left) as usize;
+                let left = left - n as u64;
+                *self = if left == 0 { Framing::Done } else { Framing::Length(left) };
+                Ok(Step::Data(buf.split_to(n).freeze()))
+            }
+            Framing::Chunked(c) => match c {
+                Chunk::Size => {
+                    let Some(eol) = find_crlf(buf) else {
+                        return if buf.len() > 1024 {
+                            Err(invalid("chunk size line too long"))
+                        } else {
+                            Ok(Step::NeedMore)
+                        };
+                    };
+                    let line = &buf[..eol];
+                    let hex = line.split(|&b| b == b';').next().unwrap_or(line).trim_ascii();
+                    let size = std::str::from_utf8(hex)
+                        .ok()
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or_else(|| invalid("bad chunk size"))?;
+                    buf.advance(eol + 2);
+                    *self = Framing::Chunked(if size == 0 { Chunk::Trailers } else { Chunk::Data(size) });
+                    Ok(Step::Again)
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let n = (buf.len() as u64).min(left) as usize;
+                    let left = left - n as u64;
+                    *self = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
+                    Ok(Step::Data(buf.split_to(n).freeze()))
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Step::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(invalid("missing CRLF after chunk data"));
+                    }
+                    buf.advance(2);
+                    *self = Framing::Chunked(Chunk::Size);
+                    Ok(Step::Again)
+                }
+                Chunk::Trailers => {
+                    let Some(eol) = find_crlf(buf) else {
+                        return if buf.len() > MAX_HEAD {
+                            Err(invalid("trailers too long"))
+                        } else {
+                            Ok(Step::NeedMore)
+                        };
+                    };
+                    buf.advance(eol + 2);
+                    if eol == 0 {
+                        *self = Framing::Done;
+                    }
+                    Ok(Step::Again)
+                }
+            },
+        }
+    }
+}
+
+fn invalid(what: &str) -> H1Error {
+    H1Error::Invalid(what.to_string())
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    memchr::memmem::find(buf, b"\r\n")
+}

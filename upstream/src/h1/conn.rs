@@ -1,0 +1,91 @@
+//! One connection of the inline HTTP/1.1 client: its socket, its read
+//! buffer and the read window that sizes it.
+//!
+//! Read buffers (docs/performance.md, "Memory"): a connection holds no read
+//! buffer while it waits for its upstream — a stream between two events, a
+//! request before its first byte, a connection idle in the pool. A buffer is
+//! allocated when the socket is readable, sized by the connection's read
+//! window (4 KiB, doubling up to 64 KiB while reads fill it, halving when
+//! they stay small), and its data leaves as `Bytes` that share it, so with
+//! 10,000 open streams only the few being relayed at that moment hold one.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::session::PoolStats;
+
+/// Read window of a new connection, and the least it shrinks to: a typical
+/// response head and small JSON body in one read.
+pub(super) const MIN_WINDOW: usize = 4 * 1024;
+/// Largest read window, reached by reads that keep filling it (large bodies).
+pub(super) const MAX_WINDOW: usize = 64 * 1024;
+
+/// Counts a connection as open until dropped.
+pub(super) struct Counted(pub(super) Arc<PoolStats>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
+pub(super) struct Conn {
+    pub(super) io: TcpStream,
+    /// Bytes read and not yet consumed. Empty, it owns no allocation across
+    /// a wait (see [`Conn::fill`]).
+    pub(super) buf: BytesMut,
+    /// How much room the next read gets (`MIN_WINDOW..=MAX_WINDOW`).
+    pub(super) window: usize,
+    _counted: Counted,
+}
+
+impl Conn {
+    pub(super) fn new(io: TcpStream, counted: Counted) -> Conn {
+        Conn { io, buf: BytesMut::new(), window: MIN_WINDOW, _counted: counted }
+    }
+
+    /// Read once more into `buf`; `Ok(0)` at EOF. With nothing pending, a
+    /// read is tried at once (the answer is often there already); if the
+    /// socket has nothing yet, the buffer is let go before the wait (data
+    /// already handed out as `Bytes` keeps its own share alive) and a new
+    /// one is taken once the socket is readable: a connection waiting on a
+    /// slow upstream owns no read buffer. A partial head, chunk line or frame
+    /// stays in `buf`.
+    pub(super) async fn fill(&mut self) -> io::Result<usize> {
+        if !self.buf.is_empty() {
+            self.buf.reserve(self.window);
+            let room = self.buf.capacity() - self.buf.len();
+            let n = self.io.read_buf(&mut self.buf).await?;
+            self.adapt(n, room);
+            return Ok(n);
+        }
+        loop {
+            self.buf.reserve(self.window);
+            let room = self.buf.capacity() - self.buf.len();
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(n) => {
+                    self.adapt(n, room);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.buf = BytesMut::new();
+                    self.io.readable().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Grow the window while reads fill it; shrink it when they use little.
+    fn adapt(&mut self, read: usize, room: usize) {
+        if read >= room {
+            self.window = (self.window * 2).min(MAX_WINDOW);
+        } else if read < self.window / 4 {
+            self.window = (self.window / 2).max(MIN_WINDOW);
+        }
+    }
+}
