@@ -1,7 +1,7 @@
 //! What a response-cache hit costs the gateway (docs/benchmarks/cache.md):
 //!
 //! - `key`: the 128-bit key of a request body (parse + canonical hash), next
-//!   to `ingress::peek` of the same body, the read every request pays anyway
+//!   to `Peek::read` of the same body, the read every request pays anyway
 //! - `lookup`: a hit read from the actor's published snapshot (DashMap get,
 //!   freshness check, recency stamp) against asking the `ResponseCache` actor
 //!   (a `Store` ask round trip: what an ask-per-lookup design would pay)
@@ -25,9 +25,9 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use sluice::cache::{answer, key};
 use sluice::config::Config;
+use sluice::endpoint::Endpoint;
 use sluice::mock::generate::{self, Endpoint as Gen};
-use sluice::providers::Endpoint;
-use sluice::request::ingress;
+use sluice::peek::Peek;
 use sluice::request::record::Record;
 use sluice_actors::Actors;
 use sluice_actors::response_cache::{Answer, CacheEntry, Snapshot};
@@ -66,7 +66,7 @@ fn bench_cache(c: &mut Criterion) {
             b.iter(|| key::compute(Endpoint::Chat, "gpt-4o-mini", black_box(&body), &headers, &[], true).unwrap())
         });
         g.bench_function(BenchmarkId::new("peek_for_scale", &label), |b| {
-            b.iter(|| ingress::peek(black_box(&body), Endpoint::Chat).unwrap())
+            b.iter(|| Peek::read(black_box(&body), Endpoint::Chat).unwrap())
         });
     }
     g.throughput(Throughput::Elements(1));

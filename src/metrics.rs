@@ -18,7 +18,8 @@ use metrics::{Counter, Histogram, counter, describe_counter, describe_gauge, des
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::{Config, Price};
-use crate::providers::{Endpoint, Usage};
+use crate::endpoint::Endpoint;
+use crate::usage::Usage;
 
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
 pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";

@@ -3,7 +3,7 @@
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::providers::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::request;
 use crate::server::state::WorkerState;
 

@@ -9,11 +9,12 @@ use bytes::Bytes;
 use http::Uri;
 use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
 
+use super::rewrite::rewrite;
 use super::upstream::{self, ErrorStyle, Upstream};
-use super::{Call, Endpoint, Provider, Reply};
+use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::request::ingress;
 use crate::translate::anthropic::{self, request::Options, stream::StreamTranslator};
 
 pub struct Anthropic {
@@ -67,7 +68,7 @@ impl Anthropic {
                 provider: p.name.clone(),
                 detail: format!("invalid Messages answer ({e})"),
             })?;
-        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.to_gateway()) })
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
     }
 
     /// A `/v1/messages` request: the client's bytes (model renamed when the
@@ -78,7 +79,7 @@ impl Anthropic {
         call: &Call<'_>,
         client: &UpstreamClient,
     ) -> Result<Reply, GatewayError> {
-        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, false);
+        let body = rewrite(call.body, call.peek, call.upstream_model, false);
         let headers = self.up.headers(call, call.peek.stream);
         let answer = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
         if call.peek.stream && answer.event_stream {
@@ -88,7 +89,7 @@ impl Anthropic {
             upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
                 .await?;
         drop(answer.permit);
-        let usage = anthropic::usage_from_body(&bytes);
+        let usage = anthropic::usage_from_body(&bytes).map(Into::into);
         Ok(Reply::Complete { body: bytes, usage })
     }
 }

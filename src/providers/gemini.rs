@@ -8,8 +8,9 @@ use http::Uri;
 use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
 
 use super::upstream::{self, ErrorStyle, Upstream};
-use super::{Call, Endpoint, Provider, Reply};
+use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::translate::gemini::{self, stream::StreamTranslator};
 
@@ -64,6 +65,6 @@ impl Gemini {
         let (body, usage) = gemini::response::translate(&bytes, call.upstream_model, created).map_err(|e| {
             GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini answer ({e})") }
         })?;
-        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.to_gateway()) })
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
     }
 }

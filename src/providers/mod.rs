@@ -16,9 +16,8 @@ pub mod gemini;
 pub mod messages;
 pub mod mock;
 pub mod openai;
-pub mod sse;
+pub mod rewrite;
 pub mod upstream;
-pub mod usage;
 
 use std::time::Duration;
 
@@ -28,61 +27,10 @@ use futures_util::stream::LocalBoxStream;
 use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::request::ingress::Peek;
-pub use usage::Usage;
-
-/// The operations Sluice proxies: OpenAI's three, and Anthropic's Messages
-/// (the `/v1/messages` ingress, whose requests and replies are Anthropic-shaped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    Chat,
-    Completions,
-    Embeddings,
-    Messages,
-}
-
-impl Endpoint {
-    /// Path below the provider's base URL (and below `/v1` on ingress).
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Messages => "/messages",
-        }
-    }
-
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chat",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-            Endpoint::Messages => "messages",
-        }
-    }
-
-    pub fn streams(self) -> bool {
-        match self {
-            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => true,
-            Endpoint::Embeddings => false,
-        }
-    }
-
-    /// The fields each request must carry besides `model`, with their
-    /// allowed JSON types. (`prompt` is optional in OpenAI's legacy
-    /// completions; Anthropic requires `max_tokens`.)
-    pub fn required_fields(self) -> &'static [(&'static str, &'static [sonic_rs::JsonType])] {
-        use sonic_rs::JsonType;
-        match self {
-            Endpoint::Chat => &[("messages", &[JsonType::Array])],
-            Endpoint::Completions => &[],
-            Endpoint::Embeddings => &[("input", &[JsonType::String, JsonType::Array])],
-            Endpoint::Messages => &[("messages", &[JsonType::Array]), ("max_tokens", &[JsonType::Number])],
-        }
-    }
-}
+use crate::peek::Peek;
+use crate::usage::Usage;
 
 /// Per-provider waits (overridden per model).
 #[derive(Debug, Clone, Copy)]

@@ -5,11 +5,13 @@
 use http::Uri;
 use sluice_actors::upstream_sessions::{SessionSpec, UpstreamClient};
 
+use super::rewrite::rewrite;
 use super::upstream::{self, ErrorStyle, Upstream};
-use super::{Call, Endpoint, Provider, Reply, usage};
+use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::request::ingress;
+use crate::usage;
 
 pub struct OpenAi {
     up: Upstream,
@@ -42,7 +44,7 @@ impl OpenAi {
     }
 
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
-        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
+        let body = rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
         let headers = self.up.headers(call, call.peek.stream);
         let answer = self.up.send(p, call.timeouts, client, self.uri(call.endpoint), &headers, body).await?;
         if call.peek.stream && answer.event_stream {

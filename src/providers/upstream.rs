@@ -17,10 +17,10 @@ use sluice_actors::upstream_sessions::{
 use sonic_rs::JsonValueTrait;
 use tokio::time::{Instant, timeout_at};
 
-use super::sse::SseSplitter;
 use super::{Call, EventStream, HeaderForward, Provider, Timeouts};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::{GatewayError, TimeoutPhase, error_body};
+use crate::sse::SseSplitter;
 use crate::translate::{SseOut, StreamTranslate};
 
 /// Upper bound on a whole (non-stream) upstream body kept in memory.
@@ -231,7 +231,7 @@ impl Upstream {
 /// `body` (already scrubbed of secrets); see [`Upstream::status_error`].
 pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: Bytes) -> Bytes {
     // Parse only bodies that cannot overflow the parser's stack.
-    let parseable = !crate::json::nesting_exceeds(&body, crate::request::ingress::MAX_DEPTH);
+    let parseable = !crate::json::nesting_exceeds(&body, crate::json::MAX_DEPTH);
     let field = |path: &[&str]| -> Option<String> {
         let v = sonic_rs::get(&body[..], path).ok()?;
         v.as_str().map(str::to_string)
@@ -431,7 +431,7 @@ pub fn translated<T: StreamTranslate + 'static>(
         loop {
             match st.raw.next().await {
                 Some(Ok(run)) => {
-                    for ev in super::sse::events(&run) {
+                    for ev in crate::sse::events(&run) {
                         if let Err(e) = st.t.event(ev.data, &mut st.out) {
                             return match st.fail(e) {
                                 Some(before) => Some((Ok(before), st)),

@@ -21,8 +21,9 @@ use super::outcomes::{OutcomeSink, verdict};
 use super::route::Candidate;
 use crate::config::{HedgeConfig, RoutingConfig};
 use crate::error::{GatewayError, TimeoutPhase};
-use crate::providers::{Call, EventStream, Reply, Timeouts, Usage};
+use crate::providers::{Call, EventStream, Reply, Timeouts};
 use crate::server::state::WorkerState;
+use crate::usage::Usage;
 
 /// What the winning attempt produced.
 pub enum Served {

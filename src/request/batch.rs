@@ -27,11 +27,13 @@ use sonic_rs::JsonValueTrait;
 use tokio::sync::{Notify, oneshot};
 
 use super::attempt::{self, Served};
-use super::ingress;
 use crate::config::{EmbeddingsBatch, Price};
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::providers::{Call, Endpoint, HeaderForward, Timeouts, Usage};
+use crate::peek::Peek;
+use crate::providers::{Call, HeaderForward, Timeouts};
 use crate::server::state::WorkerState;
+use crate::usage::Usage;
 
 /// One caller's part of a batched answer.
 #[derive(Debug, Clone)]
@@ -229,7 +231,7 @@ impl Job {
         }
         body.push('}');
         let body = Bytes::from(body);
-        let peek = ingress::peek(&body, Endpoint::Embeddings)?;
+        let peek = Peek::read(&body, Endpoint::Embeddings)?;
         let shared = &self.state.shared;
         let plan = super::plan(shared, self.model, Endpoint::Embeddings, &peek)?;
         let call = Call {
@@ -260,7 +262,7 @@ impl Job {
 /// Read an embeddings body for merging; `None` if it has anything a merged
 /// request could not carry for it.
 fn parse(body: &[u8]) -> Option<Parsed> {
-    if crate::json::nesting_exceeds(body, ingress::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(body, crate::json::MAX_DEPTH) {
         return None;
     }
     let mut inputs = None;
@@ -303,7 +305,7 @@ fn split(body: &[u8], members: &[Member], usage: Option<Usage>) -> Vec<Result<(B
         detail: format!("the merged embeddings answer could not be split: {why}"),
     };
     let fail = |why: &str| members.iter().map(|_| Err(bad(why))).collect();
-    if crate::json::nesting_exceeds(body, ingress::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(body, crate::json::MAX_DEPTH) {
         return fail("it nests too deeply");
     }
     let Ok(data) = sonic_rs::get(body, ["data"]) else { return fail("no `data`") };

@@ -26,15 +26,17 @@ use sluice_actors::response_cache::{Answer, CacheCounters, CacheKey};
 use tokio::time::Instant;
 
 use super::attempt::{self, Served};
-use super::ingress::Peek;
 use super::record::{Outcome, Record};
 use super::{Reply, relay};
 use crate::cache::flight::{End, Flight, Flights, Head, Next, Ready, Role, Subscriber};
 use crate::cache::{BYPASS, HIT, MISS, answer, key};
 use crate::config::Price;
+use crate::endpoint::Endpoint;
 use crate::error::{GatewayError, TimeoutPhase};
-use crate::providers::{Call, Endpoint, EventStream, Timeouts, Usage, usage};
+use crate::peek::Peek;
+use crate::providers::{Call, EventStream, Timeouts};
 use crate::server::state::WorkerState;
+use crate::usage::{self, Usage};
 
 /// What a subscriber's response needs besides the flight.
 pub struct FlightSpec {

@@ -6,8 +6,8 @@
 //! route, the request is refused with 400 naming the first of them.
 
 use super::route::Candidate;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::providers::Endpoint;
 use crate::server::state::Shared;
 
 pub fn serving(

@@ -37,8 +37,9 @@ use actix_web::web::Payload;
 use actix_web::{HttpRequest, HttpResponse};
 use tokio::time::Instant;
 
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::providers::{Call, Endpoint, Timeouts};
+use crate::providers::{Call, Timeouts};
 use crate::server::state::WorkerState;
 use attempt::{Plan, Served};
 use record::Record;
@@ -71,7 +72,7 @@ fn quota_exceeded(key: &str, hit: sluice_actors::rate_limiter::BudgetHit) -> Gat
 enum Reply {
     Complete {
         body: bytes::Bytes,
-        usage: Option<crate::providers::Usage>,
+        usage: Option<crate::usage::Usage>,
         price: Option<crate::config::Price>,
     },
     Stream {
@@ -118,7 +119,7 @@ async fn steps(
     }
     rec.spending = Some(record::Spending { table: spend.clone(), sink: state.outcomes.clone(), key: spend_key });
     let body = ingress::read_body(req, payload, shared.config.server.max_body_bytes).await?;
-    let peek = ingress::peek(&body, endpoint)?;
+    let peek = crate::peek::Peek::read(&body, endpoint)?;
     let model = shared.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
     let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
@@ -151,7 +152,7 @@ pub(crate) fn plan<'a>(
     shared: &'a crate::server::state::Shared,
     model: usize,
     endpoint: Endpoint,
-    peek: &ingress::Peek,
+    peek: &crate::peek::Peek,
 ) -> Result<Plan<'a>, GatewayError> {
     let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
     let routing = &shared.config.routing;
@@ -177,7 +178,7 @@ async fn fetch(
     state: &WorkerState,
     req: &HttpRequest,
     body: &bytes::Bytes,
-    peek: &ingress::Peek,
+    peek: &crate::peek::Peek,
     endpoint: Endpoint,
     model: usize,
     rec: &mut Record,
@@ -221,12 +222,12 @@ async fn fetch(
             // No usage from the upstream: count the answer with a real tokenizer.
             let usage = match usage {
                 Some(u) => Some(u),
-                None if endpoint != Endpoint::Embeddings => Some(crate::providers::Usage {
+                None if endpoint != Endpoint::Embeddings => Some(crate::usage::Usage {
                     prompt_tokens: peek.prompt_estimate(),
                     completion_tokens: crate::tokens::count(crate::tokens::answer_text(&body)).await,
                     cached_tokens: 0,
                 }),
-                None => Some(crate::providers::Usage { prompt_tokens: peek.prompt_estimate(), ..Default::default() }),
+                None => Some(crate::usage::Usage { prompt_tokens: peek.prompt_estimate(), ..Default::default() }),
             };
             Ok(Reply::Complete { body, usage, price })
         }

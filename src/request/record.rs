@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Price;
+use crate::endpoint::Endpoint;
 use crate::metrics::MetricsTable;
 pub use crate::metrics::Outcome;
-use crate::providers::{Endpoint, Usage};
+use crate::usage::Usage;
 
 /// Where a finished request's cost goes.
 pub struct Spending {

@@ -15,8 +15,10 @@ use tokio::time::{Instant, Sleep};
 
 use super::record::{Outcome, Record};
 use crate::config::Price;
+use crate::endpoint::Endpoint;
 use crate::error::{GatewayError, TimeoutPhase};
-use crate::providers::{Endpoint, EventStream, Timeouts, Usage, usage};
+use crate::providers::{EventStream, Timeouts};
+use crate::usage::{self, Usage};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
@@ -40,7 +42,7 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
         b.insert_header((SERVER_TIMING, v));
     }
     if let Some(g) = &rec.limits {
-        for (name, value) in super::limits::headers(&g.headroom()) {
+        for (name, value) in crate::error::rate_limit::headers(&g.headroom()) {
             b.insert_header((name, value));
         }
     }

@@ -5,7 +5,8 @@
 
 use bytes::Bytes;
 
-use crate::providers::Endpoint;
+use crate::endpoint::Endpoint;
+use crate::translate::openai::Usage;
 
 #[derive(serde::Serialize)]
 struct Message<'a> {
@@ -27,13 +28,6 @@ struct TextChoice<'a> {
     text: &'a str,
     logprobs: Option<()>,
     finish_reason: &'static str,
-}
-
-#[derive(serde::Serialize)]
-struct Usage {
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    total_tokens: u32,
 }
 
 #[derive(serde::Serialize)]
@@ -104,7 +98,8 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         };
     }
     let id = format!("sluice-template-{:016x}", fastrand::u64(..));
-    let usage = Usage { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+    // No upstream ran: zero tokens, written as OpenAI writes `usage`.
+    let usage = Usage::default();
     let created = now();
     Bytes::from(match endpoint {
         Endpoint::Completions => json(&Whole {
@@ -138,7 +133,7 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         let chat = stream(Endpoint::Chat, model, text);
         let mut t = crate::translate::messages::stream::StreamTranslator::new();
         let mut out = crate::translate::SseOut::new();
-        for ev in crate::providers::sse::events(&chat) {
+        for ev in crate::sse::events(&chat) {
             if t.event(ev.data, &mut out).is_err() {
                 break;
             }

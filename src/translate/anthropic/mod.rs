@@ -231,14 +231,14 @@ impl Usage {
     }
 }
 
-/// The usage of a whole Messages answer, for the gateway's metrics.
-pub fn usage_from_body(body: &[u8]) -> Option<crate::providers::Usage> {
+/// The usage of a whole Messages answer, in OpenAI's terms.
+pub fn usage_from_body(body: &[u8]) -> Option<openai::Usage> {
     if crate::json::nesting_exceeds(body, super::MAX_DEPTH) {
         return None;
     }
     let raw = sonic_rs::get(body, ["usage"]).ok()?;
     let u: Usage = sonic_rs::from_str(raw.as_raw_str()).ok()?;
-    Some(u.to_openai().to_gateway())
+    Some(u.to_openai())
 }
 
 /// Anthropic's `stop_reason` as OpenAI's `finish_reason`.
