@@ -96,7 +96,7 @@ fn bench_cache(c: &mut Criterion) {
 
     // Building the response of a hit.
     let cfg = Config::embedded_default().unwrap();
-    let metrics = Arc::new(sluice::metrics::MetricsTable::new(&cfg));
+    let metrics = Arc::new(sluice::metrics::MetricsTable::new(&sluice::route::ModelTable::from_config(&cfg)));
     for (label, stream) in [("json", false), ("sse_replay", true)] {
         g.bench_function(BenchmarkId::new("respond", label), |b| {
             b.iter(|| {

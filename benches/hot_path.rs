@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sluice::auth::KeyTable;
 use sluice::config::{Config, Env, Price};
 use sluice::endpoint::Endpoint;
 use sluice::peek::Peek;
 use sluice::providers::rewrite::rewrite;
-use sluice::request::auth::KeyTable;
 use sluice::request::record::Outcome;
 use sluice::sse;
 use sluice::sse::SseSplitter;
@@ -569,7 +569,7 @@ fn bench_auth(c: &mut Criterion) {
     // What the lookup costs without the hashing (SHA-256 of the key).
     let key = key_of(0);
     g.bench_function(BenchmarkId::new("sha256_only", format!("{}_byte_key", key.len())), |b| {
-        b.iter(|| sluice::request::auth::digest(black_box(&key)))
+        b.iter(|| sluice::auth::digest(black_box(&key)))
     });
     g.finish();
 }
@@ -632,7 +632,7 @@ deployments = [{{ provider = "openai", model = "gpt-4o-mini-2024-07-18" }}]
 "#
     );
     let cfg = Config::from_str_with_env(&cfg, "bench.toml", &FakeEnv(HashMap::new())).unwrap();
-    let table = sluice::metrics::MetricsTable::new(&cfg);
+    let table = sluice::metrics::MetricsTable::new(&sluice::route::ModelTable::from_config(&cfg));
     let d = Duration::from_micros(1234);
     // Histograms keep samples until a scrape drains them: scrape before each
     // sample (untimed), as Prometheus would every few seconds.

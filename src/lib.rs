@@ -8,6 +8,8 @@
 //! The seam for tests and `main.rs` is [`server::run`]: a bound listener, a
 //! validated [`config::Config`] and a shutdown signal.
 
+pub mod auth;
+pub mod busy_poll;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -15,12 +17,14 @@ pub mod endpoint;
 pub mod error;
 pub mod handlers;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod mock;
 pub mod peek;
 pub mod pricing;
 pub mod providers;
 pub mod request;
+pub mod route;
 pub mod server;
 pub mod sse;
 pub mod tokens;

@@ -17,8 +17,9 @@ use std::time::Duration;
 use metrics::{Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::{Config, Price};
+use crate::config::Price;
 use crate::endpoint::Endpoint;
+use crate::route::ModelTable;
 use crate::usage::Usage;
 
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
@@ -249,7 +250,7 @@ pub struct MetricsTable {
 }
 
 impl MetricsTable {
-    pub fn new(cfg: &Config) -> MetricsTable {
+    pub fn new(models: &ModelTable) -> MetricsTable {
         let unknown: Arc<str> = Arc::from("unknown");
         let routes = ROUTES.map(|e| RouteMetrics {
             duration: histogram!(REQUEST_DURATION, "route" => e.label()),
@@ -257,7 +258,7 @@ impl MetricsTable {
             disconnects: counter!(CLIENT_DISCONNECTS, "route" => e.label()),
             unknown_model: StatusCounters::new(e.label(), unknown.clone()),
         });
-        let models = cfg
+        let by_model = models
             .models
             .iter()
             .map(|m| {
@@ -275,15 +276,14 @@ impl MetricsTable {
                 }
             })
             .collect();
-        let deployments = cfg
+        let deployments = models
             .models
             .iter()
             .map(|m| {
                 m.deployments
                     .iter()
                     .map(|d| {
-                        let provider = cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
-                        let label = format!("{provider}/{}", d.model);
+                        let label = d.label.clone();
                         DeploymentMetrics {
                             header: actix_web::http::header::HeaderValue::from_str(&label).ok(),
                             ttft: histogram!(UPSTREAM_TTFT, "deployment" => label.clone()),
@@ -294,7 +294,7 @@ impl MetricsTable {
                     .collect()
             })
             .collect();
-        MetricsTable { routes, models, deployments }
+        MetricsTable { routes, models: by_model, deployments }
     }
 
     pub fn deployment(&self, model: usize, deployment: usize) -> Option<&DeploymentMetrics> {

@@ -195,7 +195,7 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// How long a worker keeps polling its sockets after a request starts or
     /// ends before it sleeps; 0 turns busy polling off (see
-    /// `server::busy_poll`).
+    /// `crate::busy_poll`).
     pub busy_poll_us: u64,
 }
 

@@ -7,17 +7,18 @@ use std::time::Duration;
 use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
-use sluice_actors::ActorStatus;
+use sonic_rs::JsonValueMutTrait;
 
+use crate::auth;
 use crate::error::GatewayError;
-use crate::request::auth;
+use crate::route::ModelTable;
 use crate::server::state::WorkerState;
 
 #[derive(Serialize)]
 struct Status {
     version: &'static str,
     uptime_s: u64,
-    actors: Vec<ActorStatus>,
+    actors: sonic_rs::Value,
     /// What the request path did per model: retries, fallbacks, hedges.
     models: Vec<sonic_rs::Value>,
 }
@@ -52,7 +53,10 @@ pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse 
     {
         return GatewayError::AdminKeyRequired.error_response();
     }
-    let actors = shared.registry.status(ACTOR_TIMEOUT).await;
+    let actors = match sonic_rs::to_value(&shared.registry.status(ACTOR_TIMEOUT).await) {
+        Ok(v) => name_models(v, &shared.models),
+        Err(e) => return GatewayError::Internal { detail: e.to_string() }.error_response(),
+    };
     let body = Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: shared.started.elapsed().as_secs(),
@@ -63,4 +67,24 @@ pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse 
         Ok(s) => HttpResponse::Ok().content_type("application/json").body(s),
         Err(e) => GatewayError::Internal { detail: e.to_string() }.error_response(),
     }
+}
+
+/// Give each deployment entry of the actors' detail its model's name. The
+/// actors know deployments by id and label (`provider/model`), and two
+/// models may share a deployment (the default config's `mock` and `fast`
+/// both use `mock/mock-1`): without the model the entries read the same.
+/// Entries are listed in id order, the order of [`ModelTable::deployments`].
+fn name_models(mut actors: sonic_rs::Value, models: &ModelTable) -> sonic_rs::Value {
+    let names: Vec<&str> = models.deployments().map(|(m, _)| m.name.as_str()).collect();
+    for actor in actors.as_array_mut().into_iter().flatten() {
+        let Some(deployments) = actor.get_mut("detail").and_then(|d| d.get_mut("deployments")) else { continue };
+        for (entry, name) in deployments.as_array_mut().into_iter().flatten().zip(&names) {
+            if let Some(o) = entry.as_object_mut()
+                && o.get(&"deployment").is_some()
+            {
+                o.insert("model", *name);
+            }
+        }
+    }
+    actors
 }

@@ -18,10 +18,10 @@ use sluice_actors::upstream_sessions::UpstreamErrorKind;
 use tokio::time::Instant;
 
 use super::outcomes::{OutcomeSink, verdict};
-use super::route::Candidate;
 use crate::config::{HedgeConfig, RoutingConfig};
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::providers::{Call, EventStream, Reply, Timeouts};
+use crate::route::Candidate;
 use crate::server::state::WorkerState;
 use crate::usage::Usage;
 

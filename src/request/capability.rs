@@ -5,9 +5,9 @@
 //! circuit). If none of the requested model's own deployments can serve the
 //! route, the request is refused with 400 naming the first of them.
 
-use super::route::Candidate;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::route::Candidate;
 use crate::server::state::Shared;
 
 pub fn serving(

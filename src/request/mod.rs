@@ -21,16 +21,13 @@
 //! make the gateway buffer `max_body_bytes`.
 
 pub mod attempt;
-pub mod auth;
 pub mod batch;
 pub mod cache;
 pub mod capability;
 pub mod ingress;
-pub mod limits;
 pub mod outcomes;
 pub mod record;
 pub mod relay;
-pub mod route;
 pub mod template;
 
 use actix_web::web::Payload;
@@ -125,7 +122,8 @@ async fn steps(
     let entry = shared.models.get(model).ok_or_else(|| GatewayError::ModelNotFound { model: peek.model.clone() })?;
     let scopes = shared.scopes.for_request(&policy, model);
     let max_wait = std::time::Duration::from_millis(shared.config.queue.max_wait_ms);
-    rec.limits = limits::admit(&shared.limiter, &scopes, peek.estimated_tokens(), policy.priority, max_wait).await?;
+    rec.limits =
+        crate::limits::admit(&shared.limiter, &scopes, peek.estimated_tokens(), policy.priority, max_wait).await?;
     let result = match cache::step(state, req, &body, &peek, endpoint, model, rec).await {
         Some(r) => r,
         None => fetch(state, req, &body, &peek, endpoint, model, rec).await,

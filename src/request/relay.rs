@@ -98,7 +98,7 @@ pub struct StreamSpec {
     /// The worker's busy poller: each relayed event and the stream's end
     /// count as activity, so a worker relaying streams keeps polling
     /// instead of paying a wake-up per event.
-    pub activity: std::rc::Rc<crate::server::busy_poll::Activity>,
+    pub activity: std::rc::Rc<crate::busy_poll::Activity>,
     /// The serving deployment's id, for the outcome of a failure mid-stream.
     pub deployment: usize,
     pub outcomes: std::rc::Rc<super::outcomes::OutcomeSink>,

@@ -1,6 +1,5 @@
 //! The HTTP server: workers, limits, start-up and graceful shutdown.
 
-pub mod busy_poll;
 pub mod routes;
 pub mod state;
 
@@ -16,9 +15,10 @@ use sluice_actors::rate_limiter::{Budgets, LimiterSpec, SpendTable};
 use sluice_actors::{Actors, ActorsSpec};
 
 use crate::config::Config;
+use crate::limits::LimitScopes;
 use crate::providers::Provider;
-use crate::request::limits::LimitScopes;
 use crate::request::outcomes::OutcomeSink;
+use crate::route::ModelTable;
 use state::{Shared, WorkerState};
 
 /// Why the gateway could not run.
@@ -51,7 +51,8 @@ where
         .map(|(i, p)| Provider::from_config(i, p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Provider)?;
-    let actors = Actors::start(actors_spec(&config, &providers))?;
+    let models = ModelTable::from_config(&config);
+    let actors = Actors::start(actors_spec(&config, &providers, &models))?;
     spawn_metrics_upkeep(&actors, metrics.clone());
 
     let workers = match config.server.workers {
@@ -79,9 +80,9 @@ where
         let sessions = shared.sessions.clone();
         let warm = clients.clone();
         actix_web::rt::spawn(async move { sessions.warm_up(warm).await });
-        let activity = std::rc::Rc::new(busy_poll::Activity::default());
+        let activity = std::rc::Rc::new(crate::busy_poll::Activity::default());
         if busy_poll_us > 0 {
-            actix_web::rt::spawn(busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
+            actix_web::rt::spawn(crate::busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
         }
         let outcomes = OutcomeSink::new(shared.breakers.clone(), shared.availability.clone(), shared.limiter.clone());
         App::new()
@@ -105,19 +106,12 @@ where
 }
 
 /// What the actors start with, from the config: each provider's pool, the
-/// breaker tuning, and the flat list of deployments (in `ModelTable` order)
-/// with their providers and health probes.
-fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
+/// breaker tuning, and the flat list of deployments (the model table's ids
+/// and labels) with their providers and health probes.
+fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable) -> ActorsSpec {
     let sessions: Vec<_> = providers.iter().zip(&config.providers).map(|(p, c)| p.session_spec(c)).collect();
-    let mut labels = Vec::new();
-    let mut provider_of = Vec::new();
-    for m in &config.models {
-        for d in &m.deployments {
-            let provider = config.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
-            labels.push(format!("{provider}/{}", d.model));
-            provider_of.push(d.provider);
-        }
-    }
+    let labels: Vec<String> = models.deployments().map(|(_, d)| d.label.clone()).collect();
+    let provider_of = models.deployments().map(|(_, d)| d.provider).collect();
     let probes = config
         .providers
         .iter()
@@ -159,7 +153,7 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         .collect();
     spend_keys.push(("anonymous".into(), Budgets::default()));
     let limiter = LimiterSpec {
-        scopes: LimitScopes::from_config(config).specs,
+        scopes: LimitScopes::from_config(config, models).specs,
         spend: SpendTable::new(spend_keys, config.models.iter().map(|m| m.name.clone()).collect()),
         store: config.spend_store.clone(),
         max_queue: config.queue.max_size,

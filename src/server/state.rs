@@ -11,11 +11,11 @@ use sluice_actors::availability::AvailabilityHandle;
 use sluice_actors::circuit_breakers::BreakersHandle;
 use sluice_actors::upstream_sessions::{SessionsHandle, WorkerClients};
 
+use crate::auth::KeyTable;
 use crate::config::Config;
 use crate::metrics::MetricsTable;
 use crate::providers::Provider;
-use crate::request::auth::KeyTable;
-use crate::request::route::ModelTable;
+use crate::route::ModelTable;
 
 /// Shared by every worker.
 pub struct Shared {
@@ -31,7 +31,7 @@ pub struct Shared {
     pub availability: AvailabilityHandle,
     pub limiter: sluice_actors::rate_limiter::LimiterHandle,
     /// Which limiter scopes each key, model and deployment counts against.
-    pub scopes: crate::request::limits::LimitScopes,
+    pub scopes: crate::limits::LimitScopes,
     pub prometheus: PrometheusHandle,
     /// Pre-registered metric handles of this gateway's models and routes.
     pub metrics: Arc<MetricsTable>,
@@ -50,11 +50,11 @@ impl Shared {
         actors: &sluice_actors::Actors,
         prometheus: PrometheusHandle,
     ) -> Shared {
-        let metrics = Arc::new(MetricsTable::new(&config));
-        let scopes = crate::request::limits::LimitScopes::from_config(&config);
         let models = ModelTable::from_config(&config);
+        let metrics = Arc::new(MetricsTable::new(&models));
+        let scopes = crate::limits::LimitScopes::from_config(&config, &models);
         let keys = KeyTable::from_config(&config);
-        let admin_digest = config.server.admin_key.as_ref().map(|k| crate::request::auth::digest(k.expose()));
+        let admin_digest = config.server.admin_key.as_ref().map(|k| crate::auth::digest(k.expose()));
         let cache = crate::cache::CacheLayer::new(&config, actors.cache.clone(), actors.shared.clone());
         Shared {
             config,
@@ -94,7 +94,7 @@ pub struct WorkerState {
     /// This worker's pooled upstream clients (see `UpstreamSessions`).
     pub clients: WorkerClients,
     /// Request starts and ends, for the worker's busy poller.
-    pub activity: std::rc::Rc<super::busy_poll::Activity>,
+    pub activity: std::rc::Rc<crate::busy_poll::Activity>,
     /// This worker's batch of attempt outcomes for the actors.
     pub outcomes: std::rc::Rc<crate::request::outcomes::OutcomeSink>,
 }

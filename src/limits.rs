@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use sluice_actors::rate_limiter::{self, Grant, LimitSpec, LimiterHandle, QueueRefusal, gcra::Rate};
 
+use crate::auth::KeyPolicy;
 use crate::config::{Config, Limits};
 use crate::error::GatewayError;
-use crate::request::auth::KeyPolicy;
+use crate::route::ModelTable;
 
 /// Scope indices of every configured limit.
 #[derive(Debug, Default)]
@@ -32,7 +33,9 @@ fn spec(name: String, l: &Limits) -> LimitSpec {
 }
 
 impl LimitScopes {
-    pub fn from_config(cfg: &Config) -> LimitScopes {
+    /// Scope names are the limiter's keys (in Redis too, in shared mode):
+    /// `key:NAME`, `key:NAME/model:MODEL`, `model:MODEL`, `deployment:LABEL`.
+    pub fn from_config(cfg: &Config, models: &ModelTable) -> LimitScopes {
         let mut s = LimitScopes::default();
         let add = |specs: &mut Vec<LimitSpec>, name: String, l: &Limits| -> Option<usize> {
             (!l.is_none()).then(|| {
@@ -56,12 +59,10 @@ impl LimitScopes {
             let i = add(&mut s.specs, format!("model:{}", m.name), &m.limits);
             s.model.push(i);
         }
-        for m in &cfg.models {
-            for d in &m.deployments {
-                let provider = cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
-                let i = add(&mut s.specs, format!("deployment:{provider}/{}", d.model), &d.limits);
-                s.deployment.push(i);
-            }
+        // In id order, so `deployment[id]` is the deployment's scope.
+        for (_, d) in models.deployments() {
+            let i = add(&mut s.specs, format!("deployment:{}", d.label), &d.limits);
+            s.deployment.push(i);
         }
         s
     }
