@@ -101,7 +101,7 @@ fn bench_cache(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("respond", label), |b| {
             b.iter(|| {
                 let rec = Record::new(Endpoint::Chat, "req_bench".into(), metrics.clone());
-                sluice::request::cache::serve_answer(rec, a.clone(), stream, true)
+                sluice::request::relay::stored(rec, a.clone(), stream, true)
             })
         });
     }
@@ -116,7 +116,7 @@ fn bench_cache(c: &mut Criterion) {
             let e = snapshot.get(&k).map(|e| e.value().clone()).unwrap();
             e.touch(&clock);
             let rec = Record::new(Endpoint::Chat, "req_bench".into(), metrics.clone());
-            sluice::request::cache::serve_answer(rec, e.answer.clone(), false, false)
+            sluice::request::relay::stored(rec, e.answer.clone(), false, false)
         })
     });
     g.finish();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sluice_actors::rate_limiter::{self, Grant, LimitSpec, LimiterHandle, QueueRefusal, gcra::Rate};
 
 use crate::auth::KeyPolicy;
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, QueueConfig};
 use crate::error::GatewayError;
 use crate::route::ModelTable;
 
@@ -88,6 +88,20 @@ impl LimitScopes {
     pub fn for_deployment(&self, id: usize) -> Option<usize> {
         self.deployment.get(id).copied().flatten()
     }
+}
+
+/// The rate-limit step of a request: the limits of its key, its key and
+/// model, and its model, charged with its token estimate ([`admit`]).
+pub async fn admit_request(
+    limiter: &LimiterHandle,
+    scopes: &LimitScopes,
+    policy: &KeyPolicy,
+    model: usize,
+    tokens: u64,
+    queue: &QueueConfig,
+) -> Result<Option<Grant>, GatewayError> {
+    let scopes = scopes.for_request(policy, model);
+    admit(limiter, &scopes, tokens, policy.priority, Duration::from_millis(queue.max_wait_ms)).await
 }
 
 /// Admit a request, or wait for its limits in the queue when `[queue]`

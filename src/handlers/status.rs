@@ -11,8 +11,8 @@ use sonic_rs::JsonValueMutTrait;
 
 use crate::auth;
 use crate::error::GatewayError;
+use crate::gateway::WorkerState;
 use crate::route::ModelTable;
-use crate::server::state::WorkerState;
 
 #[derive(Serialize)]
 struct Status {
@@ -27,17 +27,17 @@ struct Status {
 /// when one is set), to prove its supervisor restarts it.
 #[cfg(feature = "fault-injection")]
 pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
-    let shared = &state.shared;
-    if let Some(d) = &shared.admin_digest
+    let gw = &state.gateway;
+    if let Some(d) = &gw.admin_digest
         && !auth::is_admin(d, req.headers())
     {
         return GatewayError::AdminKeyRequired.error_response();
     }
     let actor = req.query_string().strip_prefix("actor=").unwrap_or("");
     match actor {
-        "circuit_breakers" => shared.breakers.inject_panic(),
-        "model_availability" => shared.availability.inject_panic(),
-        "response_cache" => shared.cache.handle.inject_panic(),
+        "circuit_breakers" => gw.upstreams.breakers.inject_panic(),
+        "model_availability" => gw.upstreams.availability.inject_panic(),
+        "response_cache" => gw.cache.handle.inject_panic(),
         _ => return GatewayError::invalid(format!("no such actor: {actor}"), Some("actor")).error_response(),
     }
     HttpResponse::Accepted().content_type("application/json").body("{\"injected\":\"panic\"}")
@@ -47,21 +47,21 @@ pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpRes
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
-    let shared = &state.shared;
-    if let Some(d) = &shared.admin_digest
+    let gw = &state.gateway;
+    if let Some(d) = &gw.admin_digest
         && !auth::is_admin(d, req.headers())
     {
         return GatewayError::AdminKeyRequired.error_response();
     }
-    let actors = match sonic_rs::to_value(&shared.registry.status(ACTOR_TIMEOUT).await) {
-        Ok(v) => name_models(v, &shared.models),
+    let actors = match sonic_rs::to_value(&gw.registry.status(ACTOR_TIMEOUT).await) {
+        Ok(v) => name_models(v, &gw.upstreams.models),
         Err(e) => return GatewayError::Internal { detail: e.to_string() }.error_response(),
     };
     let body = Status {
         version: env!("CARGO_PKG_VERSION"),
-        uptime_s: shared.started.elapsed().as_secs(),
+        uptime_s: gw.started.elapsed().as_secs(),
         actors,
-        models: shared.metrics.routing_status(),
+        models: gw.upstreams.metrics.routing_status(),
     };
     match sonic_rs::to_string(&body) {
         Ok(s) => HttpResponse::Ok().content_type("application/json").body(s),

@@ -18,7 +18,7 @@ use crate::usage::Usage;
 /// Where a finished request's cost goes.
 pub struct Spending {
     pub table: std::sync::Arc<sluice_actors::rate_limiter::SpendTable>,
-    pub sink: std::rc::Rc<super::outcomes::OutcomeSink>,
+    pub sink: std::rc::Rc<crate::upstream::outcomes::OutcomeSink>,
     /// Spend-table index of the key (or of the anonymous policy).
     pub key: usize,
 }

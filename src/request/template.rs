@@ -5,8 +5,36 @@
 
 use bytes::Bytes;
 
+use super::ClientReply;
 use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::peek::Peek;
 use crate::translate::openai::Usage;
+use crate::upstream::Upstreams;
+
+/// The template step: when every deployment failed (or none could be
+/// tried), the model's template answer instead of the error, if it has one
+/// and the route is one it can answer.
+pub(super) fn instead_of_failure(
+    reply: Result<ClientReply, GatewayError>,
+    up: &Upstreams,
+    endpoint: Endpoint,
+    model: usize,
+    peek: &Peek,
+    request_id: &str,
+) -> Result<ClientReply, GatewayError> {
+    let e = match reply {
+        Err(e) if (e.retryable() || matches!(e, GatewayError::NoDeployment { .. })) && endpoint.streams() => e,
+        r => return r,
+    };
+    let Some((entry, text)) = up.models.get(model).and_then(|m| Some((m, m.fallback_response.as_ref()?))) else {
+        return Err(e);
+    };
+    tracing::warn!(request_id = %request_id, model = %entry.name, error = %e, "every deployment failed; serving the template answer");
+    up.metrics.record_template(model);
+    let body = if peek.stream { stream(endpoint, &entry.name, text) } else { body(endpoint, &entry.name, text) };
+    Ok(ClientReply::Template { body, stream: peek.stream })
+}
 
 #[derive(serde::Serialize)]
 struct Message<'a> {
