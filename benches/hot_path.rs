@@ -32,9 +32,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use sluice::auth::KeyTable;
 use sluice::config::{Config, Env, Price};
 use sluice::endpoint::Endpoint;
+use sluice::metrics::RequestOutcome;
 use sluice::peek::Peek;
 use sluice::providers::rewrite::rewrite;
-use sluice::request::record::Outcome;
 use sluice::sse;
 use sluice::sse::SseSplitter;
 use sluice::usage::{Usage, scan_events};
@@ -648,7 +648,7 @@ deployments = [{{ provider = "openai", model = "gpt-4o-mini-2024-07-18" }}]
     let mut g = c.benchmark_group("metrics");
     let cases: [Case; 5] = [
         ("record_request", &|| macros::request(d), &|| {
-            t.record_request(Endpoint::Chat, Some(0), Outcome::Status(200), d)
+            t.record_request(Endpoint::Chat, Some(0), RequestOutcome::Status(200), d)
         }),
         ("record_attempt", &|| macros::attempt(d), &|| t.record_attempt(0, 0, Ok(()), d)),
         ("record_usage_priced", &|| macros::usage(&USAGE), &|| t.record_usage(0, &USAGE, Some(PRICE))),
@@ -664,7 +664,7 @@ deployments = [{{ provider = "openai", model = "gpt-4o-mini-2024-07-18" }}]
             &|| {
                 t.record_overhead(Endpoint::Chat, d);
                 t.record_attempt(0, 0, Ok(()), d);
-                t.record_request(Endpoint::Chat, Some(0), Outcome::Status(200), d);
+                t.record_request(Endpoint::Chat, Some(0), RequestOutcome::Status(200), d);
                 t.record_usage(0, &USAGE, Some(PRICE));
             },
         ),

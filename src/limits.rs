@@ -33,7 +33,7 @@ fn spec(name: String, l: &Limits) -> LimitSpec {
 }
 
 impl LimitScopes {
-    /// Scope names are the limiter's keys (in Redis too, in shared mode):
+    /// Scope names are the limiter's keys (in Redis too, in replicas mode):
     /// `key:NAME`, `key:NAME/model:MODEL`, `model:MODEL`, `deployment:LABEL`.
     pub fn from_config(cfg: &Config, models: &ModelTable) -> LimitScopes {
         let mut s = LimitScopes::default();

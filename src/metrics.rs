@@ -111,9 +111,10 @@ fn describe() {
     );
 }
 
-/// How a request ended, for `sluice_requests_total{status}`.
+/// How a request ended, for `sluice_requests_total{status}` (an upstream
+/// attempt's outcome is the actors' `outcome::Outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestOutcome {
     /// Answered with this HTTP status (streams: 200 and the stream completed).
     Status(u16),
     /// A stream ended early with an error event.
@@ -142,9 +143,9 @@ const STATUS_LABELS: [&str; 16] = [
     "client_gone",
 ];
 
-fn status_slot(o: Outcome) -> usize {
+fn status_slot(o: RequestOutcome) -> usize {
     match o {
-        Outcome::Status(s) => match s {
+        RequestOutcome::Status(s) => match s {
             200 => 0,
             400 => 1,
             401 => 2,
@@ -162,8 +163,8 @@ fn status_slot(o: Outcome) -> usize {
                 _ => 13,
             },
         },
-        Outcome::StreamError => 14,
-        Outcome::ClientGone => 15,
+        RequestOutcome::StreamError => 14,
+        RequestOutcome::ClientGone => 15,
     }
 }
 
@@ -180,7 +181,7 @@ impl StatusCounters {
         StatusCounters { route, model, cells: std::array::from_fn(|_| OnceLock::new()) }
     }
 
-    fn increment(&self, o: Outcome) {
+    fn increment(&self, o: RequestOutcome) {
         let slot = status_slot(o);
         self.cells[slot]
             .get_or_init(|| {
@@ -306,9 +307,9 @@ impl MetricsTable {
     }
 
     /// One finished request. `model` is the requested model's index, if it was known.
-    pub fn record_request(&self, e: Endpoint, model: Option<usize>, outcome: Outcome, d: Duration) {
+    pub fn record_request(&self, e: Endpoint, model: Option<usize>, outcome: RequestOutcome, d: Duration) {
         let route = &self.routes[route_slot(e)];
-        if outcome == Outcome::ClientGone {
+        if outcome == RequestOutcome::ClientGone {
             route.disconnects.increment(1);
         }
         match model.and_then(|m| self.models.get(m)) {
@@ -464,10 +465,10 @@ mod tests {
     #[test]
     fn every_status_has_a_slot() {
         for s in [200u16, 201, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504, 599] {
-            assert!(status_slot(Outcome::Status(s)) < STATUS_LABELS.len());
+            assert!(status_slot(RequestOutcome::Status(s)) < STATUS_LABELS.len());
         }
-        assert_eq!(STATUS_LABELS[status_slot(Outcome::Status(418))], "4xx");
-        assert_eq!(STATUS_LABELS[status_slot(Outcome::ClientGone)], "client_gone");
+        assert_eq!(STATUS_LABELS[status_slot(RequestOutcome::Status(418))], "4xx");
+        assert_eq!(STATUS_LABELS[status_slot(RequestOutcome::ClientGone)], "client_gone");
     }
 
     #[test]

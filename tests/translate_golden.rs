@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use sluice::endpoint::Endpoint;
 use sluice::error::GatewayError;
-use sluice::providers::upstream::{ErrorStyle, map_status_error};
+use sluice::providers::errors::{ErrorStyle, map_status_error};
 use sluice::translate::anthropic::request::PromptCaching;
 use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
 

@@ -49,7 +49,7 @@ pub fn compute(
     compute_seeded(seed(), endpoint, model, body, headers, forward, only_deterministic)
 }
 
-/// [`compute`] with another seed: shared mode's second tier hashes with a
+/// [`compute`] with another seed: replicas mode's second tier hashes with a
 /// seed every replica shares (kept in Redis), since each process's own
 /// seed differs.
 pub fn compute_seeded(

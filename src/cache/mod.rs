@@ -55,7 +55,7 @@ pub struct CacheLayer {
     policies: Vec<Option<ModelPolicy>>,
     /// By model index; `None` where embeddings batching is off.
     batchers: Vec<Option<Arc<Batcher>>>,
-    /// Shared mode: Redis, the second tier behind the in-process store.
+    /// Replicas mode (`[shared]`): Redis, the second tier behind the in-process store.
     pub tier2: Option<sluice_actors::shared::SharedHandle>,
     /// Answers found in the second tier, by model index (`None`: caching off).
     tier2_hits: Vec<Option<Counter>>,

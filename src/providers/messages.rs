@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use sluice_actors::upstream_sessions::UpstreamClient;
 
-use super::{Call, Provider, Reply, upstream};
+use super::{Call, Provider, Reply, events};
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::peek::Peek;
@@ -30,7 +30,7 @@ pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>
             Ok(Reply::Complete { body: Bytes::from(out), usage: usage.map(Into::into) })
         }
         Reply::Stream(s) => {
-            Ok(Reply::Stream(upstream::translated(s, StreamTranslator::new(), p.name.clone(), p.secrets().to_vec())))
+            Ok(Reply::Stream(events::translated(s, StreamTranslator::new(), p.name.clone(), p.secrets().to_vec())))
         }
     }
 }

@@ -16,12 +16,13 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sluice_actors::response_cache::Answer;
 
-use super::record::{Outcome, Record};
+use super::record::Record;
 use crate::cache::answer;
 use crate::cache::flight::{Next, Subscriber};
 use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::metrics::RequestOutcome;
 use crate::upstream::UpstreamStream;
 use crate::usage::{self, Usage};
 
@@ -59,7 +60,7 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
 
 pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
     let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
-    rec.finish(Outcome::Status(200), usage, price);
+    rec.finish(RequestOutcome::Status(200), usage, price);
     resp
 }
 
@@ -74,7 +75,7 @@ pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
     } else {
         b.insert_header((CONTENT_TYPE, JSON)).body(body)
     };
-    rec.finish(Outcome::Status(200), None, None);
+    rec.finish(RequestOutcome::Status(200), None, None);
     resp
 }
 
@@ -87,7 +88,7 @@ pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
     }
     // OpenAI's error shape, or Anthropic's on /v1/messages.
     let resp = b.body(crate::providers::messages::error_body(rec.endpoint, e));
-    rec.finish(Outcome::Status(status.as_u16()), None, None);
+    rec.finish(RequestOutcome::Status(status.as_u16()), None, None);
     resp
 }
 
@@ -131,7 +132,7 @@ struct Relay {
 impl Relay {
     /// Record the end of the stream. Without usage from the upstream, the
     /// kept text is counted with the tokenizer first (off the event loop).
-    fn finish(&mut self, outcome: Outcome) {
+    fn finish(&mut self, outcome: RequestOutcome) {
         let Some(mut rec) = self.rec.take() else { return };
         let price = self.spec.price;
         if let Some(u) = self.upstream.usage() {
@@ -161,7 +162,7 @@ impl Relay {
         let request_id = self.rec.as_ref().map(|r| r.request_id.as_str()).unwrap_or("");
         tracing::warn!(request_id = %request_id, error = %e, "stream failed after its first byte");
         let endpoint = self.rec.as_ref().map_or(Endpoint::Chat, |r| r.endpoint);
-        self.finish(Outcome::StreamError);
+        self.finish(RequestOutcome::StreamError);
         // OpenAI's error event, or Anthropic's on /v1/messages.
         crate::providers::messages::error_event(endpoint, &e)
     }
@@ -185,7 +186,7 @@ impl Stream for Relay {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Ok(this.fail(e)))),
             Poll::Ready(None) => {
                 this.done = true;
-                this.finish(Outcome::Status(200));
+                this.finish(RequestOutcome::Status(200));
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -206,7 +207,7 @@ pub fn stored(mut rec: Record, answer: Answer, stream: bool, include_usage: bool
     } else {
         b.insert_header((CONTENT_TYPE, JSON)).body(answer.body)
     };
-    rec.finish(Outcome::Status(200), None, None);
+    rec.finish(RequestOutcome::Status(200), None, None);
     resp
 }
 
@@ -260,7 +261,7 @@ impl Stream for FlightRelay {
                     this.done = true;
                     let usage = this.usage.filter(|_| this.spec.leader);
                     let price = this.spec.price.filter(|_| this.spec.leader);
-                    let outcome = if end.is_ok() { Outcome::Status(200) } else { Outcome::StreamError };
+                    let outcome = if end.is_ok() { RequestOutcome::Status(200) } else { RequestOutcome::StreamError };
                     this.rec.finish(outcome, usage, price);
                 }
             }
