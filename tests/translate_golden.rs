@@ -22,7 +22,7 @@ use bytes::Bytes;
 use sluice::endpoint::Endpoint;
 use sluice::error::GatewayError;
 use sluice::providers::errors::{ErrorStyle, map_status_error};
-use sluice::translate::anthropic::request::PromptCaching;
+use sluice::translate::anthropic::PromptCaching;
 use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
 
 const CREATED: u64 = 1_700_000_000;

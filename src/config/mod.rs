@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Defined by the translator it steers; the config only chooses it.
-pub use crate::translate::anthropic::request::PromptCaching;
+pub use crate::translate::anthropic::PromptCaching;
 pub use interpolate::{Env, ProcessEnv};
 
 /// The default config, embedded so that `sluice serve` works with no file at all.

@@ -15,7 +15,7 @@
 //!
 //! It uses nothing of the gateway but [`crate::json`]: its own types (each
 //! protocol's `usage`, [`TranslateError`], the Anthropic
-//! [`PromptCaching`](anthropic::request::PromptCaching) option) are turned
+//! [`PromptCaching`](anthropic::PromptCaching) option) are turned
 //! into the gateway's by their users (`crate::usage`, `crate::error`,
 //! `crate::config`), so it can be fuzzed and reviewed alone.
 

@@ -27,24 +27,9 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use super::{Block, RawJson, Source};
+use super::{Block, PromptCaching, RawJson, Source};
 use crate::translate::openai::{ChatRequest, Message, Part, ToolChoice};
 use crate::translate::{StrOrVec, TranslateError, parse, split_data_url};
-
-/// What Sluice does with prompt-caching hints (`cache_control`) on requests
-/// it translates for Anthropic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PromptCaching {
-    /// `cache_control` the client put on messages, content parts or tools is
-    /// copied to the matching Anthropic blocks; nothing is added.
-    #[default]
-    Client,
-    /// As `Client`, and Sluice also marks the end of the system prompt and of
-    /// the tool list (the usual stable prefix) as cacheable.
-    Auto,
-    /// Every `cache_control` hint is dropped.
-    Off,
-}
 
 /// Per-provider settings the translation needs.
 #[derive(Debug, Clone, Copy)]
