@@ -1,9 +1,13 @@
 //! Sluice: a fast LLM gateway.
 //!
 //! A request's way through the code: [`server`] (routes, workers) →
-//! [`handlers`] (one file per route) → [`request`] (the pipeline, one module
-//! per step: ingress, auth, route, attempt, relay, record) → [`providers`]
-//! (one module per upstream protocol) → the actors in `sluice-actors`.
+//! [`handlers`] (one file per route) → [`request`]`::steps`, one line per
+//! step: request id → auth → budget → body → peek → route → limits →
+//! cache → [`upstream::fetch`] (candidates → attempts, each through
+//! [`providers`], one module per upstream protocol) → template → relay →
+//! record; the actors of `sluice-actors` are asked and told on the way.
+//! docs/request-path.md draws the same list, and its "Layers" table says
+//! which module may use which (`scripts/check-layers` holds the code to it).
 //!
 //! The seam for tests and `main.rs` is [`server::run`]: a bound listener, a
 //! validated [`config::Config`] and a shutdown signal.

@@ -11,6 +11,7 @@ use sluice_actors::rate_limiter::{self, Grant, LimitSpec, LimiterHandle, QueueRe
 use crate::auth::KeyPolicy;
 use crate::config::{Config, Limits, QueueConfig};
 use crate::error::GatewayError;
+use crate::peek::Peek;
 use crate::route::ModelTable;
 
 /// Scope indices of every configured limit.
@@ -97,11 +98,12 @@ pub async fn admit_request(
     scopes: &LimitScopes,
     policy: &KeyPolicy,
     model: usize,
-    tokens: u64,
+    peek: &Peek,
     queue: &QueueConfig,
 ) -> Result<Option<Grant>, GatewayError> {
     let scopes = scopes.for_request(policy, model);
-    admit(limiter, &scopes, tokens, policy.priority, Duration::from_millis(queue.max_wait_ms)).await
+    let max_wait = Duration::from_millis(queue.max_wait_ms);
+    admit(limiter, &scopes, peek.estimated_tokens(), policy.priority, max_wait).await
 }
 
 /// Admit a request, or wait for its limits in the queue when `[queue]`

@@ -1,23 +1,23 @@
-//! The request pipeline of the proxied routes. [`steps`] is the path, one
-//! line per step, in the order a request meets them (docs/request-path.md
-//! draws the same list):
+//! The request pipeline of the proxied routes. `steps` is the path, one
+//! line per step, in the order a request meets them; docs/request-path.md
+//! draws the same list, with the same names:
 //!
-//! 1. [`ingress`]            — request id (and, below, the body under `max_body_bytes`)
-//! 2. `auth`                 — client key → policy (401)
-//! 3. [`budget`]             — daily / monthly spend left (429 `insufficient_quota`)
-//! 4. `ingress::read_body`   — the body, refused past `max_body_bytes` (413)
-//! 5. `peek`                 — one lazy read of `model`, `stream`, … (400)
-//! 6. `route::resolve`       — model name → table entry (404); may the key use it (403)
-//! 7. `limits`               — rpm / tpm / concurrency of key, key and model, model:
+//! 1. `ingress::request_id`    — the client's `x-request-id`, or a new one
+//! 2. `auth` (`KeyTable::authenticate`) — client key → policy (401)
+//! 3. `budget::check`          — daily / monthly spend left (429 `insufficient_quota`)
+//! 4. `ingress::read_body`     — the body, refused past `max_body_bytes` (413)
+//! 5. `peek` (`Peek::read`)    — one lazy read of `model`, `stream`, … (400)
+//! 6. `route` (`ModelTable::resolve`) — model name → table entry (404); may the key use it (403)
+//! 7. `limits::admit_request`  — rpm / tpm / concurrency of key, key and model, model:
 //!    admitted, queued (`[queue]`), or refused (429, or 503 when the queue is full)
-//! 8. [`cache`]              — a stored answer (HIT), or a share of an identical
+//! 8. `cache::step`            — a stored answer (HIT), or a share of an identical
 //!    request's upstream call (single-flight), or lead one and store it
-//! 9. [`fetch`]              — `upstream::fetch`: the model's deployments, then its
-//!    fallbacks, tried until one answers before the first byte (embeddings
-//!    batched when the model batches them)
-//! 10. [`template`]          — every deployment failed: the model's template answer
-//! 11. [`relay`]             — the body, or the SSE stream event by event, back
-//! 12. [`record`]            — metrics, `server-timing`, spend
+//! 9. `fetch` → `upstream::fetch` — the model's deployments, then its fallbacks,
+//!    tried until one answers before the first byte (embeddings batched when
+//!    the model batches them)
+//! 10. `template::instead_of_failure` — every deployment failed: the model's template answer
+//! 11. `relay`                 — the body, or the SSE stream event by event, back
+//! 12. `record`                — metrics, `server-timing`, tokens, spend
 //!
 //! Auth and budgets run before the body is read, so an unauthenticated or
 //! spent client cannot make the gateway buffer `max_body_bytes`.
@@ -110,8 +110,7 @@ async fn steps(
     let peek = Peek::read(&body, endpoint)?;
     let model = up.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
-    let tokens = peek.estimated_tokens();
-    rec.limits = limits::admit_request(&up.limiter, &up.scopes, &policy, model, tokens, &gw.config.queue).await?;
+    rec.limits = limits::admit_request(&up.limiter, &up.scopes, &policy, model, &peek, &gw.config.queue).await?;
     let reply = match cache::step(state, req, &body, &peek, endpoint, model, rec).await {
         Some(reply) => reply,
         None => fetch(state, req, &body, &peek, endpoint, model, rec).await,
