@@ -168,7 +168,7 @@ impl Provider {
 
     /// Can this provider serve `endpoint`? Anthropic and Gemini have no
     /// legacy completions or embeddings here; their deployments are skipped
-    /// for those routes (see `request::capability`).
+    /// for those routes (see `upstream::capability`).
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
             (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
