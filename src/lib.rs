@@ -3,7 +3,7 @@
 //! A request's way through the code: [`server`] (routes, workers) →
 //! [`handlers`] (one file per route) → [`request`]`::steps`, one line per
 //! step: request id → auth → budget → body → peek → route → limits →
-//! cache → [`upstream::fetch`] (candidates → attempts, each through
+//! cache → [`upstream::fetch()`] (candidates → attempts, each through
 //! [`providers`], one module per upstream protocol) → template → relay →
 //! record; the actors of `sluice-actors` are asked and told on the way.
 //! docs/request-path.md draws the same list, and its "Layers" table says

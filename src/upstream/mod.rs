@@ -1,4 +1,4 @@
-//! Calling upstream for one request. [`fetch`] is the one way there: the
+//! Calling upstream for one request. [`fetch()`] is the one way there: the
 //! model's candidates in order ([`crate::route`]), those whose protocol can
 //! serve the route ([`capability`]), tried one by one ([`attempt`]: circuit
 //! gates, the deployments' own caps, backoff, an optional hedge), then the
@@ -8,7 +8,7 @@
 //! outcome); [`outcomes`] batches what each attempt came to for the actors.
 //!
 //! The pipeline (`crate::request`), the single-flight leader and the
-//! embeddings batcher (`crate::cache`) all call [`fetch`] with a worker's
+//! embeddings batcher (`crate::cache`) all call [`fetch()`] with a worker's
 //! [`WorkerUpstreams`]; nothing here knows them.
 
 pub mod attempt;
