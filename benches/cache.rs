@@ -1,7 +1,7 @@
 //! What a response-cache hit costs the gateway (docs/benchmarks/cache.md):
 //!
 //! - `key`: the 128-bit key of a request body (parse + canonical hash), next
-//!   to `ingress::peek` of the same body, the read every request pays anyway
+//!   to `Peek::read` of the same body, the read every request pays anyway
 //! - `lookup`: a hit read from the actor's published snapshot (DashMap get,
 //!   freshness check, recency stamp) against asking the `ResponseCache` actor
 //!   (a `Store` ask round trip: what an ask-per-lookup design would pay)
@@ -25,9 +25,9 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use sluice::cache::{answer, key};
 use sluice::config::Config;
+use sluice::endpoint::Endpoint;
 use sluice::mock::generate::{self, Endpoint as Gen};
-use sluice::providers::Endpoint;
-use sluice::request::ingress;
+use sluice::peek::Peek;
 use sluice::request::record::Record;
 use sluice_actors::Actors;
 use sluice_actors::response_cache::{CacheEntry, Snapshot, StoredAnswer};
@@ -66,7 +66,7 @@ fn bench_cache(c: &mut Criterion) {
             b.iter(|| key::compute(Endpoint::Chat, "gpt-4o-mini", black_box(&body), &headers, &[], true).unwrap())
         });
         g.bench_function(BenchmarkId::new("peek_for_scale", &label), |b| {
-            b.iter(|| ingress::peek(black_box(&body), Endpoint::Chat).unwrap())
+            b.iter(|| Peek::read(black_box(&body), Endpoint::Chat).unwrap())
         });
     }
     g.throughput(Throughput::Elements(1));
@@ -96,12 +96,12 @@ fn bench_cache(c: &mut Criterion) {
 
     // Building the response of a hit.
     let cfg = Config::embedded_default().unwrap();
-    let metrics = Arc::new(sluice::metrics::MetricsTable::new(&cfg));
+    let metrics = Arc::new(sluice::metrics::MetricsTable::new(&sluice::route::ModelTable::from_config(&cfg)));
     for (label, stream) in [("json", false), ("sse_replay", true)] {
         g.bench_function(BenchmarkId::new("respond", label), |b| {
             b.iter(|| {
                 let rec = Record::new(Endpoint::Chat, "req_bench".into(), metrics.clone());
-                sluice::request::cache::serve_answer(rec, a.clone(), stream, true)
+                sluice::request::relay::stored(rec, a.clone(), stream, true)
             })
         });
     }
@@ -116,7 +116,7 @@ fn bench_cache(c: &mut Criterion) {
             let e = snapshot.get(&k).map(|e| e.value().clone()).unwrap();
             e.touch(&clock);
             let rec = Record::new(Endpoint::Chat, "req_bench".into(), metrics.clone());
-            sluice::request::cache::serve_answer(rec, e.answer.clone(), false, false)
+            sluice::request::relay::stored(rec, e.answer.clone(), false, false)
         })
     });
     g.finish();

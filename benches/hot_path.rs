@@ -29,13 +29,15 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sluice::auth::KeyTable;
 use sluice::config::{Config, Env, Price};
-use sluice::providers::sse::SseSplitter;
-use sluice::providers::usage::{Usage, scan_events};
-use sluice::providers::{Endpoint, sse};
-use sluice::request::auth::KeyTable;
-use sluice::request::ingress::{self, Peek};
-use sluice::request::record::Outcome;
+use sluice::endpoint::Endpoint;
+use sluice::metrics::RequestOutcome;
+use sluice::peek::Peek;
+use sluice::providers::rewrite::rewrite;
+use sluice::sse;
+use sluice::sse::SseSplitter;
+use sluice::usage::{Usage, scan_events};
 
 // ---------------------------------------------------------------------------
 // Fixtures: realistic chat bodies and an OpenAI chat stream, from a fixed seed.
@@ -275,7 +277,7 @@ fn chat_body(target: usize, tools: bool, seed: u64) -> Bytes {
     out.push_str(&tail);
     // The fixture must be what it claims: valid JSON that the gateway accepts.
     let _: serde_json::Value = serde_json::from_str(&out).expect("fixture is valid JSON");
-    let p = ingress::peek(out.as_bytes(), Endpoint::Chat).expect("fixture passes peek");
+    let p = Peek::read(out.as_bytes(), Endpoint::Chat).expect("fixture passes peek");
     assert_eq!(p.model, "gpt-4o-mini");
     Bytes::from(out)
 }
@@ -371,7 +373,7 @@ fn bench_peek(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.sample_size(if body.len() > 500_000 { 20 } else { 30 });
         g.bench_with_input(BenchmarkId::new("lazy_peek", label), body, |b, body| {
-            b.iter(|| ingress::peek(black_box(body), Endpoint::Chat).unwrap())
+            b.iter(|| Peek::read(black_box(body), Endpoint::Chat).unwrap())
         });
         g.bench_with_input(BenchmarkId::new("sonic_full_parse", label), body, |b, body| {
             b.iter(|| sonic_rs::from_slice::<sonic_rs::Value>(black_box(body)).unwrap())
@@ -380,7 +382,7 @@ fn bench_peek(c: &mut Criterion) {
             b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap())
         });
         g.bench_with_input(BenchmarkId::new("nesting_exceeds", label), body, |b, body| {
-            b.iter(|| assert!(!sluice::json::nesting_exceeds(black_box(body), ingress::MAX_DEPTH)))
+            b.iter(|| assert!(!sluice::json::nesting_exceeds(black_box(body), sluice::json::MAX_DEPTH)))
         });
         // Where peek's time goes: its sonic-rs pass alone (validating skip of
         // every top-level value), and the same pass without validation.
@@ -404,21 +406,21 @@ fn bench_rewrite(c: &mut Criterion) {
     let bodies: Vec<_> = bodies().into_iter().filter(|(l, _)| l == "1KB" || l == "100KB").collect();
     let mut g = c.benchmark_group("rewrite");
     for (label, body) in &bodies {
-        let peek = ingress::peek(body, Endpoint::Chat).unwrap();
+        let peek = Peek::read(body, Endpoint::Chat).unwrap();
         assert!(peek.stream && !peek.include_usage);
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_with_input(BenchmarkId::new("unchanged", label), body, |b, body| {
             b.iter(|| {
-                let out = ingress::rewrite(black_box(body), &peek, "gpt-4o-mini", false);
+                let out = rewrite(black_box(body), &peek, "gpt-4o-mini", false);
                 debug_assert_eq!(out.as_ptr(), body.as_ptr());
                 out
             })
         });
         g.bench_with_input(BenchmarkId::new("rename_model", label), body, |b, body| {
-            b.iter(|| ingress::rewrite(black_box(body), &peek, "gpt-4o-mini-2024-07-18", false))
+            b.iter(|| rewrite(black_box(body), &peek, "gpt-4o-mini-2024-07-18", false))
         });
         g.bench_with_input(BenchmarkId::new("rename_and_inject_usage", label), body, |b, body| {
-            b.iter(|| ingress::rewrite(black_box(body), &peek, "gpt-4o-mini-2024-07-18", true))
+            b.iter(|| rewrite(black_box(body), &peek, "gpt-4o-mini-2024-07-18", true))
         });
     }
     g.finish();
@@ -567,7 +569,7 @@ fn bench_auth(c: &mut Criterion) {
     // What the lookup costs without the hashing (SHA-256 of the key).
     let key = key_of(0);
     g.bench_function(BenchmarkId::new("sha256_only", format!("{}_byte_key", key.len())), |b| {
-        b.iter(|| sluice::request::auth::digest(black_box(&key)))
+        b.iter(|| sluice::auth::digest(black_box(&key)))
     });
     g.finish();
 }
@@ -630,7 +632,7 @@ deployments = [{{ provider = "openai", model = "gpt-4o-mini-2024-07-18" }}]
 "#
     );
     let cfg = Config::from_str_with_env(&cfg, "bench.toml", &FakeEnv(HashMap::new())).unwrap();
-    let table = sluice::metrics::MetricsTable::new(&cfg);
+    let table = sluice::metrics::MetricsTable::new(&sluice::route::ModelTable::from_config(&cfg));
     let d = Duration::from_micros(1234);
     // Histograms keep samples until a scrape drains them: scrape before each
     // sample (untimed), as Prometheus would every few seconds.
@@ -646,7 +648,7 @@ deployments = [{{ provider = "openai", model = "gpt-4o-mini-2024-07-18" }}]
     let mut g = c.benchmark_group("metrics");
     let cases: [Case; 5] = [
         ("record_request", &|| macros::request(d), &|| {
-            t.record_request(Endpoint::Chat, Some(0), Outcome::Status(200), d)
+            t.record_request(Endpoint::Chat, Some(0), RequestOutcome::Status(200), d)
         }),
         ("record_attempt", &|| macros::attempt(d), &|| t.record_attempt(0, 0, Ok(()), d)),
         ("record_usage_priced", &|| macros::usage(&USAGE), &|| t.record_usage(0, &USAGE, Some(PRICE))),
@@ -662,7 +664,7 @@ deployments = [{{ provider = "openai", model = "gpt-4o-mini-2024-07-18" }}]
             &|| {
                 t.record_overhead(Endpoint::Chat, d);
                 t.record_attempt(0, 0, Ok(()), d);
-                t.record_request(Endpoint::Chat, Some(0), Outcome::Status(200), d);
+                t.record_request(Endpoint::Chat, Some(0), RequestOutcome::Status(200), d);
                 t.record_usage(0, &USAGE, Some(PRICE));
             },
         ),
@@ -829,14 +831,14 @@ fn with_pooled_arena<R>(f: impl FnOnce(&bumpalo::Bump) -> R) -> R {
 
 fn bench_arena(c: &mut Criterion) {
     let body = chat_body(1_000, false, 42);
-    let peek = ingress::peek(&body, Endpoint::Chat).unwrap();
+    let peek = Peek::read(&body, Endpoint::Chat).unwrap();
     let up = "gpt-4o-mini-2024-07-18";
     // Both versions produce the same bytes, and the same as the gateway's rewrite.
     let heap = temporaries_heap(&body, &peek, up, 1, 2);
     let bump = bumpalo::Bump::with_capacity(4096);
     let arena = temporaries_arena(&bump, &body, &peek, up, 1, 2);
     assert_eq!(heap, arena);
-    let real = ingress::rewrite(&body, &peek, up, true);
+    let real = rewrite(&body, &peek, up, true);
     let v1: serde_json::Value = serde_json::from_slice(&real).unwrap();
     let v2: serde_json::Value = serde_json::from_slice(&heap.1).unwrap();
     assert_eq!(v1, v2);
@@ -859,7 +861,7 @@ fn bench_arena(c: &mut Criterion) {
     });
     // For scale: the gateway's own rewrite (sonic-rs escaping) without the headers.
     g.bench_function(BenchmarkId::new("request_temporaries", "ingress_rewrite_only"), |b| {
-        b.iter(|| ingress::rewrite(black_box(&body), &peek, up, true))
+        b.iter(|| rewrite(black_box(&body), &peek, up, true))
     });
     g.bench_function(BenchmarkId::new("64_small_buffers", "heap"), |b| b.iter(|| many_small_heap(black_box(&words))));
     g.bench_function(BenchmarkId::new("64_small_buffers", "arena_reset"), |b| {

@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice::providers::{Endpoint, sse};
-use sluice::request::ingress;
+use sluice::endpoint::Endpoint;
+use sluice::peek::Peek;
+use sluice::providers::rewrite::rewrite;
+use sluice::sse;
 use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
 
 const CHAT: &str = r#"{"model":"claude","stream":true,"max_tokens":512,"temperature":0.7,
@@ -52,9 +54,9 @@ fn request(c: &mut Criterion) {
     let mut g = c.benchmark_group("request");
     g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     let chat = Bytes::from_static(CHAT.as_bytes());
-    let peek = ingress::peek(&chat, Endpoint::Chat).unwrap();
+    let peek = Peek::read(&chat, Endpoint::Chat).unwrap();
     g.throughput(Throughput::Bytes(chat.len() as u64));
-    g.bench_function("passthrough_rename", |b| b.iter(|| ingress::rewrite(black_box(&chat), &peek, "claude-x", false)));
+    g.bench_function("passthrough_rename", |b| b.iter(|| rewrite(black_box(&chat), &peek, "claude-x", false)));
     let opts = anthropic::request::Options::default();
     g.bench_function("openai_to_anthropic", |b| {
         b.iter(|| anthropic::request::translate(black_box(CHAT.as_bytes()), "claude-x", &opts).unwrap())
@@ -72,7 +74,7 @@ fn response(c: &mut Criterion) {
     let mut g = c.benchmark_group("response");
     g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     g.bench_function("passthrough_usage_read", |b| {
-        b.iter(|| sluice::providers::usage::from_body(black_box(OPENAI_BODY.as_bytes())).unwrap())
+        b.iter(|| sluice::usage::from_body(black_box(OPENAI_BODY.as_bytes())).unwrap())
     });
     g.bench_function("anthropic_to_openai", |b| {
         b.iter(|| anthropic::response::translate(black_box(ANTHROPIC_BODY.as_bytes()), 1).unwrap())
@@ -120,7 +122,7 @@ fn event(c: &mut Criterion) {
         b.iter(|| {
             let mut s = sse::SseSplitter::new();
             let run = s.push(black_box(raw.clone())).unwrap();
-            sluice::providers::usage::scan_events(run, true)
+            sluice::usage::scan_events(run, true)
         })
     });
     event_cost(

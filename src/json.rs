@@ -1,5 +1,10 @@
 //! JSON helpers shared by the gateway and the mock.
 
+/// Deepest JSON nesting the gateway parses, in client bodies, upstream
+/// answers and stream events alike (see [`nesting_exceeds`] for why there is
+/// a limit at all). Real tool schemas stay far below it.
+pub const MAX_DEPTH: usize = 256;
+
 /// Does `body` nest arrays/objects deeper than `max_depth`?
 ///
 /// sonic-rs 0.5 recurses without a depth limit when it skips values it is

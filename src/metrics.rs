@@ -17,8 +17,10 @@ use std::time::Duration;
 use metrics::{Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::{Config, Price};
-use crate::providers::{Endpoint, Usage};
+use crate::config::Price;
+use crate::endpoint::Endpoint;
+use crate::route::ModelTable;
+use crate::usage::Usage;
 
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
 pub const REQUEST_DURATION: &str = "sluice_request_duration_seconds";
@@ -113,9 +115,10 @@ fn describe() {
     );
 }
 
-/// How a request ended, for `sluice_requests_total{status}`.
+/// How a request ended, for `sluice_requests_total{status}` (an upstream
+/// attempt's outcome is the actors' `outcome::AttemptOutcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestOutcome {
     /// Answered with this HTTP status (streams: 200 and the stream completed).
     Status(u16),
     /// A stream ended early with an error event.
@@ -144,9 +147,9 @@ const STATUS_LABELS: [&str; 16] = [
     "client_gone",
 ];
 
-fn status_slot(o: Outcome) -> usize {
+fn status_slot(o: RequestOutcome) -> usize {
     match o {
-        Outcome::Status(s) => match s {
+        RequestOutcome::Status(s) => match s {
             200 => 0,
             400 => 1,
             401 => 2,
@@ -164,8 +167,8 @@ fn status_slot(o: Outcome) -> usize {
                 _ => 13,
             },
         },
-        Outcome::StreamError => 14,
-        Outcome::ClientGone => 15,
+        RequestOutcome::StreamError => 14,
+        RequestOutcome::ClientGone => 15,
     }
 }
 
@@ -182,7 +185,7 @@ impl StatusCounters {
         StatusCounters { route, model, cells: std::array::from_fn(|_| OnceLock::new()) }
     }
 
-    fn increment(&self, o: Outcome) {
+    fn increment(&self, o: RequestOutcome) {
         let slot = status_slot(o);
         self.cells[slot]
             .get_or_init(|| {
@@ -252,7 +255,7 @@ pub struct MetricsTable {
 }
 
 impl MetricsTable {
-    pub fn new(cfg: &Config) -> MetricsTable {
+    pub fn new(models: &ModelTable) -> MetricsTable {
         let unknown: Arc<str> = Arc::from("unknown");
         let routes = ROUTES.map(|e| RouteMetrics {
             duration: histogram!(REQUEST_DURATION, "route" => e.label()),
@@ -260,7 +263,7 @@ impl MetricsTable {
             disconnects: counter!(CLIENT_DISCONNECTS, "route" => e.label()),
             unknown_model: StatusCounters::new(e.label(), unknown.clone()),
         });
-        let models = cfg
+        let by_model = models
             .models
             .iter()
             .map(|m| {
@@ -278,15 +281,14 @@ impl MetricsTable {
                 }
             })
             .collect();
-        let deployments = cfg
+        let deployments = models
             .models
             .iter()
             .map(|m| {
                 m.deployments
                     .iter()
                     .map(|d| {
-                        let provider = cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
-                        let label = format!("{provider}/{}", d.model);
+                        let label = d.label.clone();
                         DeploymentMetrics {
                             header: actix_web::http::header::HeaderValue::from_str(&label).ok(),
                             ttft: histogram!(UPSTREAM_TTFT, "deployment" => label.clone()),
@@ -297,7 +299,7 @@ impl MetricsTable {
                     .collect()
             })
             .collect();
-        MetricsTable { routes, models, deployments }
+        MetricsTable { routes, models: by_model, deployments }
     }
 
     pub fn deployment(&self, model: usize, deployment: usize) -> Option<&DeploymentMetrics> {
@@ -309,9 +311,9 @@ impl MetricsTable {
     }
 
     /// One finished request. `model` is the requested model's index, if it was known.
-    pub fn record_request(&self, e: Endpoint, model: Option<usize>, outcome: Outcome, d: Duration) {
+    pub fn record_request(&self, e: Endpoint, model: Option<usize>, outcome: RequestOutcome, d: Duration) {
         let route = &self.routes[route_slot(e)];
-        if outcome == Outcome::ClientGone {
+        if outcome == RequestOutcome::ClientGone {
             route.disconnects.increment(1);
         }
         match model.and_then(|m| self.models.get(m)) {
@@ -467,10 +469,10 @@ mod tests {
     #[test]
     fn every_status_has_a_slot() {
         for s in [200u16, 201, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504, 599] {
-            assert!(status_slot(Outcome::Status(s)) < STATUS_LABELS.len());
+            assert!(status_slot(RequestOutcome::Status(s)) < STATUS_LABELS.len());
         }
-        assert_eq!(STATUS_LABELS[status_slot(Outcome::Status(418))], "4xx");
-        assert_eq!(STATUS_LABELS[status_slot(Outcome::ClientGone)], "client_gone");
+        assert_eq!(STATUS_LABELS[status_slot(RequestOutcome::Status(418))], "4xx");
+        assert_eq!(STATUS_LABELS[status_slot(RequestOutcome::ClientGone)], "client_gone");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub async fn count(text: String) -> u64 {
 /// `message.content` (or `text`), plus tool-call arguments.
 pub fn answer_text(body: &[u8]) -> String {
     let mut out = String::new();
-    if crate::json::nesting_exceeds(body, crate::request::ingress::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(body, crate::json::MAX_DEPTH) {
         return out;
     }
     let Ok(choices) = sonic_rs::get(body, ["choices"]) else { return out };
@@ -61,11 +61,8 @@ pub fn answer_text(body: &[u8]) -> String {
 /// Append the generated text of a run of SSE chunks (deltas' `content`,
 /// legacy `text`, tool-call argument pieces) to `out`.
 pub fn push_stream_text(events: &[u8], out: &mut String) {
-    for ev in crate::providers::sse::events(events) {
-        if ev.data.is_empty()
-            || ev.data == b"[DONE]"
-            || crate::json::nesting_exceeds(ev.data, crate::request::ingress::MAX_DEPTH)
-        {
+    for ev in crate::sse::events(events) {
+        if ev.data.is_empty() || ev.data == b"[DONE]" || crate::json::nesting_exceeds(ev.data, crate::json::MAX_DEPTH) {
             continue;
         }
         let Ok(choices) = sonic_rs::get(ev.data, ["choices"]) else { continue };

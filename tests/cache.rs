@@ -335,3 +335,25 @@ async fn the_last_subscriber_leaving_cancels_the_upstream_call() {
     drop(r);
     assert_eq!(mock.stats().chat_total, 2);
 }
+
+#[tokio::test]
+async fn a_shared_stream_that_goes_silent_ends_with_the_idle_timeout_for_every_subscriber() {
+    // The flight's leader drives the upstream stream with the same driver
+    // as the relay: its idle timeout ends the stream for every subscriber,
+    // and nothing is stored.
+    let mock = start_mock();
+    let cfg = cached_config(mock.addr(), "").replace("idle_timeout_ms = 3000", "idle_timeout_ms = 200");
+    let gw = Gateway::start(&cfg);
+    let b = body("cached", true, "silence after the first event");
+    let got = concurrent(&gw, 3, &b, &[("x-mock-chunk-delay-ms", "2000")]).await;
+    assert_eq!(mock.stats().chat_total, 1, "one upstream call");
+    for (_, text) in &got {
+        let last = text.trim_end().rsplit("data: ").next().unwrap();
+        let v: Value = serde_json::from_str(last).unwrap();
+        assert_eq!(v["error"]["code"], "upstream_timeout", "{text}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("idle"), "{text}");
+    }
+    let again = post(&gw, &b, &[("x-mock-chunk-delay-ms", "2000")]).await;
+    assert_eq!(cache_header(&again).as_deref(), Some("MISS"), "a failed stream is not stored");
+    drop(again);
+}

@@ -126,3 +126,30 @@ async fn health_is_degraded_when_no_provider_is_reachable() {
     }
     assert_eq!(status, "degraded");
 }
+
+#[tokio::test]
+async fn status_names_the_model_of_each_deployment() {
+    // Two models share one upstream deployment: their entries carry the
+    // same `provider/model` label, and only the model tells them apart.
+    let mock = start_mock();
+    let cfg = config_for(
+        mock.addr(),
+        "\n[[models]]\nname = \"alias\"\ndeployments = [{ provider = \"up\", model = \"mock-model\" }]\n",
+    );
+    let gw = Gateway::start(&cfg);
+    let v: serde_json::Value = client().get(gw.url("/status")).send().await.unwrap().json().await.unwrap();
+    for actor in ["circuit_breakers", "model_availability"] {
+        let detail = &v["actors"].as_array().unwrap().iter().find(|a| a["name"] == actor).unwrap()["detail"];
+        let entries: Vec<(&str, &str)> = detail["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["model"].as_str().unwrap(), d["deployment"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![("gpt-test", "up/mock-model"), ("same", "up/same"), ("alias", "up/mock-model")],
+            "{actor}"
+        );
+    }
+}

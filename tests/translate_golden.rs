@@ -19,9 +19,10 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sluice::config::PromptCaching;
+use sluice::endpoint::Endpoint;
 use sluice::error::GatewayError;
-use sluice::providers::upstream::{ErrorStyle, map_status_error};
+use sluice::providers::errors::{ErrorStyle, map_status_error};
+use sluice::translate::anthropic::PromptCaching;
 use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
 
 const CREATED: u64 = 1_700_000_000;
@@ -270,6 +271,6 @@ fn messages_errors() {
             body: Bytes::from(f.input.trim().to_string()),
             retry_after: None,
         };
-        check_json(&f, &messages::error_body(&e));
+        check_json(&f, &sluice::providers::messages::error_body(Endpoint::Messages, &e));
     }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice::config::PromptCaching;
-use sluice::providers::sse::{SseSplitter, events};
+use sluice::sse::{SseSplitter, events};
 use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
 
 fn text() -> impl Strategy<Value = String> {

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sluice::providers::sse::{SseSplitter, events};
+use sluice::sse::{SseSplitter, events};
 use sluice::translate::{SseOut, StreamTranslate, gemini};
 
 fuzz_target!(|data: &[u8]| {

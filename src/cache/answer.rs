@@ -19,8 +19,9 @@ use bytes::Bytes;
 use sluice_actors::response_cache::StoredAnswer;
 use sonic_rs::{JsonContainerTrait, JsonValueMutTrait, JsonValueTrait, Value, json};
 
-use crate::providers::{Endpoint, sse};
-use crate::request::ingress::MAX_DEPTH;
+use crate::endpoint::Endpoint;
+use crate::json::MAX_DEPTH;
+use crate::sse;
 
 fn parse(data: &[u8]) -> Option<Value> {
     if crate::json::nesting_exceeds(data, MAX_DEPTH) {

@@ -27,7 +27,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::Price;
 use crate::error::GatewayError;
-use crate::providers::Usage;
+use crate::usage::Usage;
 
 /// What the upstream call answered with, once it did (for a stream: its
 /// first event has arrived).

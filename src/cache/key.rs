@@ -17,8 +17,9 @@ use actix_web::http::header::HeaderMap;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::providers::{Endpoint, HeaderForward};
-use crate::request::ingress::MAX_DEPTH;
+use crate::endpoint::Endpoint;
+use crate::json::MAX_DEPTH;
+use crate::providers::HeaderForward;
 
 /// Top-level members that do not change the answer, so they do not split
 /// entries: the transport (`stream`, `stream_options`), bookkeeping
@@ -48,7 +49,7 @@ pub fn compute(
     compute_seeded(seed(), endpoint, model, body, headers, forward, only_deterministic)
 }
 
-/// [`compute`] with another seed: shared mode's second tier hashes with a
+/// [`compute`] with another seed: replicas mode's second tier hashes with a
 /// seed every replica shares (kept in Redis), since each process's own
 /// seed differs.
 pub fn compute_seeded(

@@ -1,12 +1,19 @@
-//! Sending fewer requests upstream: the response cache's request-side
-//! pieces (key, answer shapes, single-flight) and its per-model policy.
-//! The store itself is the `ResponseCache` actor (`sluice-actors`); the
-//! pipeline step is `request::cache`, embeddings batching `request::batch`.
-//! Why it is built this way: docs/decisions/cache.md.
+//! Sending fewer requests upstream, every piece of it on this side of the
+//! actors: the cache step's logic ([`step`]: bypass rules, lookup,
+//! single-flight join, the second tier), the key ([`key`]), the answer
+//! shapes stored and replayed ([`answer`]), the single-flight table
+//! ([`flight`]) and the task that makes a flight's upstream call and stores
+//! its answer ([`lead`]), embeddings batching ([`batch`]), and the
+//! per-model policy ([`CacheLayer`]). The store itself is the
+//! `ResponseCache` actor (`sluice-actors`); the pipeline's step is the thin
+//! `request::cache`. Why it is built this way: docs/decisions/cache.md.
 
 pub mod answer;
+pub mod batch;
 pub mod flight;
 pub mod key;
+pub mod lead;
+pub mod step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +22,10 @@ use metrics::{Counter, counter, describe_counter, describe_gauge};
 use sluice_actors::response_cache::CacheHandle;
 
 use crate::config::Config;
-use crate::providers::HeaderForward;
-use crate::request::batch::Batcher;
+use crate::error::GatewayError;
+use crate::providers::{Call, HeaderForward};
+use crate::upstream::{Fetched, WorkerUpstreams};
+use batch::Batcher;
 use flight::Flights;
 
 /// `x-sluice-cache` values.
@@ -46,10 +55,12 @@ pub struct CacheLayer {
     policies: Vec<Option<ModelPolicy>>,
     /// By model index; `None` where embeddings batching is off.
     batchers: Vec<Option<Arc<Batcher>>>,
-    /// Shared mode: Redis, the second tier behind the in-process store.
+    /// Replicas mode (`[shared]`): Redis, the second tier behind the in-process store.
     pub tier2: Option<sluice_actors::replicas::ReplicasHandle>,
     /// Answers found in the second tier, by model index (`None`: caching off).
     tier2_hits: Vec<Option<Counter>>,
+    /// `cache.max_entry_bytes`: larger answers are not written to the second tier.
+    pub max_entry_bytes: usize,
 }
 
 impl CacheLayer {
@@ -81,7 +92,7 @@ impl CacheLayer {
         let batchers = cfg
             .models
             .iter()
-            .map(|m| m.embeddings_batch.map(|b| Batcher::new(&m.name, b, forwarded(cfg, m))))
+            .map(|m| m.embeddings_batch.map(|b| Batcher::new(&m.name, b, forwarded(cfg, m), handle.clone())))
             .collect();
         let tier2_hits = cfg
             .models
@@ -91,7 +102,15 @@ impl CacheLayer {
                     .then(|| counter!("sluice_cache_shared_hits_total", "model" => m.name.clone()))
             })
             .collect();
-        CacheLayer { handle, flights: Arc::default(), policies, batchers, tier2, tier2_hits }
+        CacheLayer {
+            handle,
+            flights: Arc::default(),
+            policies,
+            batchers,
+            tier2,
+            tier2_hits,
+            max_entry_bytes: cfg.cache.max_entry_bytes,
+        }
     }
 
     pub fn policy(&self, model: usize) -> Option<&ModelPolicy> {
@@ -107,6 +126,12 @@ impl CacheLayer {
 
     pub fn batcher(&self, model: usize) -> Option<&Arc<Batcher>> {
         self.batchers.get(model)?.as_ref()
+    }
+
+    /// A request's upstream call: in its model's embeddings batch when it
+    /// can be, else alone (`upstream::fetch`).
+    pub async fn fetch(&self, w: &WorkerUpstreams, call: &Call<'_>, model: usize) -> Result<Fetched, GatewayError> {
+        batch::fetch(self.batcher(model), w, call, model).await
     }
 }
 

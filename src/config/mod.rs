@@ -15,6 +15,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// Defined by the translator it steers; the config only chooses it.
+pub use crate::translate::anthropic::PromptCaching;
 pub use interpolate::{Env, ProcessEnv};
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
@@ -193,7 +195,7 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// How long a worker keeps polling its sockets after a request starts or
     /// ends before it sleeps; 0 turns busy polling off (see
-    /// `server::busy_poll`).
+    /// `crate::busy_poll`).
     pub busy_poll_us: u64,
 }
 
@@ -270,21 +272,6 @@ pub struct ProviderConfig {
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).
     pub anthropic: AnthropicProviderConfig,
-}
-
-/// What Sluice does with prompt-caching hints (`cache_control`) on requests
-/// it translates for Anthropic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PromptCaching {
-    /// `cache_control` the client put on messages, content parts or tools is
-    /// copied to the matching Anthropic blocks; nothing is added.
-    #[default]
-    Client,
-    /// As `Client`, and Sluice also marks the end of the system prompt and of
-    /// the tool list (the usual stable prefix) as cacheable.
-    Auto,
-    /// Every `cache_control` hint is dropped.
-    Off,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

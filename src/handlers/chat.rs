@@ -3,9 +3,9 @@
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::providers::Endpoint;
+use crate::endpoint::Endpoint;
+use crate::gateway::WorkerState;
 use crate::request;
-use crate::server::state::WorkerState;
 
 pub async fn chat(state: Data<WorkerState>, req: HttpRequest, payload: Payload) -> HttpResponse {
     request::run(&state, req, payload, Endpoint::Chat).await

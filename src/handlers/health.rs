@@ -5,7 +5,7 @@
 //! - `unhealthy` (503): shutting down, or an actor has stopped for good or
 //!   failed (panicked past its restart budget, see below);
 //! - `degraded` (200): an actor is restarting, or every networked provider
-//!   failed its last warm-up and has served nothing since, or (shared mode)
+//!   failed its last warm-up and has served nothing since, or (replicas mode)
 //!   Redis cannot be reached;
 //! - `healthy` (200) otherwise.
 
@@ -13,17 +13,17 @@ use actix_web::HttpResponse;
 use actix_web::web::Data;
 use sluice_actors::ActorState;
 
-use crate::server::state::WorkerState;
+use crate::gateway::WorkerState;
 
 pub async fn health(state: Data<WorkerState>) -> HttpResponse {
-    let shared = &state.shared;
+    let gw = &state.gateway;
     let mut reasons: Vec<String> = Vec::new();
-    let mut unhealthy = shared.is_shutting_down();
+    let mut unhealthy = gw.is_shutting_down();
     if unhealthy {
         reasons.push("shutting down".into());
     }
     let mut degraded = false;
-    for meta in shared.registry.metas() {
+    for meta in gw.registry.metas() {
         match meta.state() {
             ActorState::Stopped => {
                 unhealthy = true;
@@ -51,14 +51,14 @@ pub async fn health(state: Data<WorkerState>) -> HttpResponse {
             ActorState::Running => {}
         }
     }
-    let sessions: Vec<_> = shared.sessions.table().providers.iter().flatten().collect();
+    let sessions: Vec<_> = gw.upstreams.sessions.table().providers.iter().flatten().collect();
     if !sessions.is_empty()
         && sessions.iter().all(|s| s.stats.opened_total() == 0 && s.stats.connect_errors_total() > 0)
     {
         degraded = true;
         reasons.push("no upstream provider is reachable".into());
     }
-    if let Some(s) = shared.shared.as_ref().filter(|s| !s.is_up()) {
+    if let Some(s) = gw.replicas.as_ref().filter(|s| !s.is_up()) {
         degraded = true;
         reasons.push(format!(
             "redis is unreachable: limits, spend and cache are per replica until it is back ({})",
@@ -75,7 +75,7 @@ pub async fn health(state: Data<WorkerState>) -> HttpResponse {
     let body = sonic_rs::json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": shared.started.elapsed().as_secs(),
+        "uptime_s": gw.started.elapsed().as_secs(),
         "reasons": reasons,
     });
     let mut resp = if unhealthy { HttpResponse::ServiceUnavailable() } else { HttpResponse::Ok() };

@@ -3,11 +3,12 @@
 use actix_web::HttpResponse;
 use actix_web::web::Data;
 
-use crate::server::state::WorkerState;
+use crate::gateway::WorkerState;
 
 pub async fn metrics(state: Data<WorkerState>) -> HttpResponse {
-    state.shared.registry.publish_gauges();
+    let gw = &state.gateway;
+    gw.registry.publish_gauges();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.shared.metrics.render(&state.shared.prometheus, state.shared.limiter.spend()))
+        .body(gw.upstreams.metrics.render(&gw.prometheus, gw.upstreams.limiter.spend()))
 }

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::error::GatewayError;
-use crate::server::state::WorkerState;
+use crate::gateway::WorkerState;
 
 #[derive(Serialize)]
 struct Model<'a> {
@@ -23,7 +23,7 @@ struct List<'a> {
 
 fn created(state: &WorkerState) -> u64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    now.saturating_sub(state.shared.started.elapsed().as_secs())
+    now.saturating_sub(state.gateway.started.elapsed().as_secs())
 }
 
 fn json<T: Serialize>(v: &T) -> HttpResponse {
@@ -34,13 +34,14 @@ fn json<T: Serialize>(v: &T) -> HttpResponse {
 }
 
 pub async fn list(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
-    let policy = match state.shared.keys.authenticate(req.headers()) {
+    let policy = match state.gateway.keys.authenticate(req.headers()) {
         Ok(p) => p,
         Err(e) => return e.error_response(),
     };
     let created = created(&state);
     let data = state
-        .shared
+        .gateway
+        .upstreams
         .models
         .models
         .iter()
@@ -52,13 +53,13 @@ pub async fn list(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
 
 /// `GET /v1/models/{model}`: one model, if this key may use it.
 pub async fn get(state: Data<WorkerState>, req: HttpRequest, path: Path<String>) -> HttpResponse {
-    let policy = match state.shared.keys.authenticate(req.headers()) {
+    let policy = match state.gateway.keys.authenticate(req.headers()) {
         Ok(p) => p,
         Err(e) => return e.error_response(),
     };
     let name = path.into_inner();
-    match state.shared.models.resolve(&name, &policy) {
-        Ok(idx) => match state.shared.models.get(idx) {
+    match state.gateway.upstreams.models.resolve(&name, &policy) {
+        Ok(idx) => match state.gateway.upstreams.models.get(idx) {
             Some(m) => json(&Model { id: &m.name, object: "model", created: created(&state), owned_by: "sluice" }),
             None => GatewayError::ModelNotFound { model: name }.error_response(),
         },

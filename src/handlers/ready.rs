@@ -6,14 +6,14 @@ use actix_web::HttpResponse;
 use actix_web::web::Data;
 use sluice_actors::ActorState;
 
-use crate::server::state::WorkerState;
+use crate::gateway::WorkerState;
 
 pub async fn ready(state: Data<WorkerState>) -> HttpResponse {
-    let shared = &state.shared;
+    let gw = &state.gateway;
     let waiting: Vec<&str> =
-        shared.registry.metas().filter(|m| m.state() != ActorState::Running).map(|m| m.name()).collect();
-    let ready = waiting.is_empty() && !shared.is_shutting_down();
-    let body = sonic_rs::json!({ "ready": ready, "waiting_for": waiting, "shutting_down": shared.is_shutting_down() });
+        gw.registry.metas().filter(|m| m.state() != ActorState::Running).map(|m| m.name()).collect();
+    let ready = waiting.is_empty() && !gw.is_shutting_down();
+    let body = sonic_rs::json!({ "ready": ready, "waiting_for": waiting, "shutting_down": gw.is_shutting_down() });
     let mut resp = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
     resp.content_type("application/json").body(body.to_string())
 }

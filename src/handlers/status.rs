@@ -7,17 +7,18 @@ use std::time::Duration;
 use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
-use sluice_actors::ActorStatus;
+use sonic_rs::JsonValueMutTrait;
 
+use crate::auth;
 use crate::error::GatewayError;
-use crate::request::auth;
-use crate::server::state::WorkerState;
+use crate::gateway::WorkerState;
+use crate::route::ModelTable;
 
 #[derive(Serialize)]
 struct Status {
     version: &'static str,
     uptime_s: u64,
-    actors: Vec<ActorStatus>,
+    actors: sonic_rs::Value,
     /// What the request path did per model: retries, fallbacks, hedges.
     models: Vec<sonic_rs::Value>,
 }
@@ -26,14 +27,14 @@ struct Status {
 /// when one is set), to prove its supervisor restarts it.
 #[cfg(feature = "fault-injection")]
 pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
-    let shared = &state.shared;
-    if let Some(d) = &shared.admin_digest
+    let gw = &state.gateway;
+    if let Some(d) = &gw.admin_digest
         && !auth::is_admin(d, req.headers())
     {
         return GatewayError::AdminKeyRequired.error_response();
     }
     let actor = req.query_string().strip_prefix("actor=").unwrap_or("");
-    if !shared.registry.inject_panic(actor) {
+    if !gw.registry.inject_panic(actor) {
         return GatewayError::invalid(format!("no such actor: {actor}"), Some("actor")).error_response();
     }
     HttpResponse::Accepted().content_type("application/json").body("{\"injected\":\"panic\"}")
@@ -43,21 +44,44 @@ pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpRes
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
-    let shared = &state.shared;
-    if let Some(d) = &shared.admin_digest
+    let gw = &state.gateway;
+    if let Some(d) = &gw.admin_digest
         && !auth::is_admin(d, req.headers())
     {
         return GatewayError::AdminKeyRequired.error_response();
     }
-    let actors = shared.registry.status(ACTOR_TIMEOUT).await;
+    let actors = match sonic_rs::to_value(&gw.registry.status(ACTOR_TIMEOUT).await) {
+        Ok(v) => name_models(v, &gw.upstreams.models),
+        Err(e) => return GatewayError::Internal { detail: e.to_string() }.error_response(),
+    };
     let body = Status {
         version: env!("CARGO_PKG_VERSION"),
-        uptime_s: shared.started.elapsed().as_secs(),
+        uptime_s: gw.started.elapsed().as_secs(),
         actors,
-        models: shared.metrics.routing_status(),
+        models: gw.upstreams.metrics.routing_status(),
     };
     match sonic_rs::to_string(&body) {
         Ok(s) => HttpResponse::Ok().content_type("application/json").body(s),
         Err(e) => GatewayError::Internal { detail: e.to_string() }.error_response(),
     }
+}
+
+/// Give each deployment entry of the actors' detail its model's name. The
+/// actors know deployments by id and label (`provider/model`), and two
+/// models may share a deployment (the default config's `mock` and `fast`
+/// both use `mock/mock-1`): without the model the entries read the same.
+/// Entries are listed in id order, the order of [`ModelTable::deployments`].
+fn name_models(mut actors: sonic_rs::Value, models: &ModelTable) -> sonic_rs::Value {
+    let names: Vec<&str> = models.deployments().map(|(m, _)| m.name.as_str()).collect();
+    for actor in actors.as_array_mut().into_iter().flatten() {
+        let Some(deployments) = actor.get_mut("detail").and_then(|d| d.get_mut("deployments")) else { continue };
+        for (entry, name) in deployments.as_array_mut().into_iter().flatten().zip(&names) {
+            if let Some(o) = entry.as_object_mut()
+                && o.get(&"deployment").is_some()
+            {
+                o.insert("model", *name);
+            }
+        }
+    }
+    actors
 }

@@ -44,7 +44,7 @@ use tokio::sync::watch;
 pub use faults::{Fault, ParseFaultError};
 pub use stats::{MockStatsSnapshot, RecordedRequest};
 
-use server::Shared;
+use server::ServerState;
 
 /// Process-wide behaviour of a mock server; request headers override per request.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,7 +87,7 @@ impl Default for MockOptions {
 /// says so explicitly.
 pub struct MockServer {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    state: Arc<ServerState>,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -104,20 +104,20 @@ impl MockServer {
         };
         let seed = opts.seed;
         let dice = server::FaultDice::new(opts.fail_rate, opts.faults.clone());
-        let shared = Arc::new(Shared { opts, stats: Arc::default(), gates: Default::default(), dice });
+        let state = Arc::new(ServerState { opts, stats: Arc::default(), gates: Default::default(), dice });
         let (stop, stop_rx) = watch::channel(false);
-        let mut server = MockServer { addr, shared, stop, threads: Vec::with_capacity(workers) };
+        let mut server = MockServer { addr, state, stop, threads: Vec::with_capacity(workers) };
         for i in 0..workers {
             // Build everything that can fail here, so errors reach the caller.
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let listener = listener.try_clone()?;
-            let (shared, stop_rx) = (server.shared.clone(), stop_rx.clone());
+            let (state, stop_rx) = (server.state.clone(), stop_rx.clone());
             let thread = std::thread::Builder::new().name(format!("sluice-mock-{i}")).spawn(move || {
                 if let Some(s) = seed {
                     // Distinct, reproducible streams per worker.
                     fastrand::seed(s ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 }
-                rt.block_on(server::accept_loop(listener, shared, stop_rx));
+                rt.block_on(server::accept_loop(listener, state, stop_rx));
                 // Dropping `rt` here cancels this worker's connections.
             })?;
             // Pushed one by one so that, on a later error, dropping `server`
@@ -134,12 +134,12 @@ impl MockServer {
 
     /// The same data as `GET /mock/stats`.
     pub fn stats(&self) -> MockStatsSnapshot {
-        self.shared.stats.snapshot()
+        self.state.stats.snapshot()
     }
 
     /// Change the process-wide faults while serving (as `POST /mock/faults` does).
     pub fn set_faults(&self, fail_rate: f64, faults: Vec<Fault>) {
-        self.shared.dice.set(fail_rate, faults);
+        self.state.dice.set(fail_rate, faults);
     }
 
     /// Stops accepting, closes every connection (in-flight requests and

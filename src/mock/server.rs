@@ -38,8 +38,8 @@ const MODELS_CREATED: u64 = 1_700_000_000;
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
 
-/// State shared by every worker and connection of one server.
-pub(crate) struct Shared {
+/// What every worker and connection of one mock server shares.
+pub(crate) struct ServerState {
     pub opts: MockOptions,
     pub stats: Arc<Stats>,
     pub gates: Gates,
@@ -99,7 +99,7 @@ impl std::error::Error for Reset {}
 
 /// One worker: accept until `stop` fires, then return; dropping the runtime
 /// afterwards cancels the worker's open connections.
-pub(crate) async fn accept_loop(listener: StdListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn accept_loop(listener: StdListener, state: Arc<ServerState>, mut stop: watch::Receiver<bool>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -114,7 +114,7 @@ pub(crate) async fn accept_loop(listener: StdListener, shared: Arc<Shared>, mut 
             _ = stop.changed() => return,
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_connection(stream, shared.clone()));
+                    tokio::spawn(serve_connection(stream, state.clone()));
                 }
                 Err(e) => {
                     // Typically EMFILE or a connection reset before accept:
@@ -127,12 +127,12 @@ pub(crate) async fn accept_loop(listener: StdListener, shared: Arc<Shared>, mut 
     }
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let _open = shared.stats.connection();
+async fn serve_connection(stream: TcpStream, state: Arc<ServerState>) {
+    let _open = state.stats.connection();
     // Small request/response pairs must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let shared = &shared;
-    let svc = service_fn(move |req| handle(shared, req));
+    let state = &state;
+    let svc = service_fn(move |req| handle(state, req));
     let conn = http1::Builder::new()
         // No per-request timer: the mock serves trusted local clients, and
         // a header timeout would cost a timer registration per request.
@@ -230,9 +230,9 @@ impl Id {
     }
 }
 
-async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
+async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
     if let Some(rest) = req.uri().path().strip_prefix("/mock/") {
-        return Ok(inspect(shared, req.method(), rest, req.uri().query()));
+        return Ok(inspect(state, req.method(), rest, req.uri().query()));
     }
     let (parts, body) = req.into_parts();
     let controls = Controls::from_headers(&parts.headers);
@@ -249,7 +249,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
         // The client went away mid-body: nothing to answer.
         Err(_) => return Err(Reset),
     };
-    let stats = &shared.stats;
+    let stats = &state.stats;
     bump(&stats.requests_total);
     let api = route(&parts.method, parts.uri.path());
     match api {
@@ -273,12 +273,12 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
         Err(not_found) => return Ok(*not_found),
     };
 
-    let opts = &shared.opts;
+    let opts = &state.opts;
     let delay = controls.delay_ms.unwrap_or(opts.delay_ms);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let fault = controls.fault.or_else(|| shared.dice.roll());
+    let fault = controls.fault.or_else(|| state.dice.roll());
     let vendor = match api {
         Api::Vendor(v) => Some(v),
         Api::Chat | Api::Completions | Api::Embeddings | Api::Models => None,
@@ -323,7 +323,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
                 Ok(g) => {
                     (StatusCode::OK, listed(vendors::openai_tool_call(&g, controls.tool_call.as_deref().unwrap_or(""))))
                 }
-                Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
+                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
             }
         }
         Api::Vendor(v) => {
@@ -337,7 +337,7 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
                     };
                     (StatusCode::OK, listed(out))
                 }
-                Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(vendors::error_body(v, 400, &e.message))),
+                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(vendors::error_body(v, 400, &e.message))),
             }
         }
         Api::Chat | Api::Completions => {
@@ -347,18 +347,18 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
                     g.usage = !controls.no_usage;
                     (StatusCode::OK, generated(&g))
                 }
-                Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
+                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
             }
         }
         Api::Embeddings => match generate::embeddings_body(&body) {
-            Ok(b) => (StatusCode::OK, Answer::Full(b)),
-            Err(e) => (StatusCode::BAD_REQUEST, Answer::Full(e.body())),
+            Ok(b) => (StatusCode::OK, MockReply::Full(b)),
+            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
         },
-        Api::Models => (StatusCode::OK, Answer::Full(generate::models_body(MODELS, MODELS_CREATED))),
+        Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED))),
     };
 
     Ok(match answer {
-        Answer::Full(b) => match fault {
+        MockReply::Full(b) => match fault {
             Some(Fault::Cut) => {
                 stats.fault(Fault::Cut);
                 let full_len = b.len() as u64;
@@ -371,13 +371,13 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
             }
             _ => json(status, b),
         },
-        Answer::Stream(events) => {
+        MockReply::Stream(events) => {
             if let Some(f @ (Fault::Cut | Fault::Garbage)) = fault {
                 stats.fault(f);
             }
             let plan = StreamPlan {
                 chunk_delay: Duration::from_millis(controls.chunk_delay_ms.unwrap_or(opts.chunk_delay_ms)),
-                gate: controls.gate.as_ref().map(|g| shared.gates.get(g.to_str().unwrap_or(""))),
+                gate: controls.gate.as_ref().map(|g| state.gates.get(g.to_str().unwrap_or(""))),
                 cut: (fault == Some(Fault::Cut)).then_some(controls.cut_after),
                 garbage: fault == Some(Fault::Garbage),
             };
@@ -389,31 +389,32 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Response
     })
 }
 
-enum Answer {
+/// What the mock answers a request with, before a fault may spoil it.
+enum MockReply {
     Full(Bytes),
     Stream(Events),
 }
 
 /// A whole body (`Ok`) or a prebuilt list of stream events (`Err`).
-fn listed(r: Result<Bytes, Vec<Bytes>>) -> Answer {
+fn listed(r: Result<Bytes, Vec<Bytes>>) -> MockReply {
     match r {
-        Ok(b) => Answer::Full(b),
-        Err(events) => Answer::Stream(Events::List(events.into_iter())),
+        Ok(b) => MockReply::Full(b),
+        Err(events) => MockReply::Stream(Events::List(events.into_iter())),
     }
 }
 
-fn generated(g: &GenRequest) -> Answer {
+fn generated(g: &GenRequest) -> MockReply {
     let id = Id::new(g.endpoint);
     let created = unix_now();
     if g.stream {
-        Answer::Stream(Events::Gen(generate::stream_events(g, id.as_str(), created)))
+        MockReply::Stream(Events::Gen(generate::stream_events(g, id.as_str(), created)))
     } else {
-        Answer::Full(generate::completion_body(g, id.as_str(), created))
+        MockReply::Full(generate::completion_body(g, id.as_str(), created))
     }
 }
 
 /// The `/mock/...` inspection routes; they are not counted or recorded.
-fn inspect(shared: &Shared, method: &Method, rest: &str, query: Option<&str>) -> Response<MockBody> {
+fn inspect(state: &ServerState, method: &Method, rest: &str, query: Option<&str>) -> Response<MockBody> {
     let gate = rest.strip_prefix("gates/").filter(|g| !g.is_empty());
     match (method, rest, gate) {
         // `POST /mock/faults?fail_rate=0.3&faults=500,429`: change the dice.
@@ -427,24 +428,24 @@ fn inspect(shared: &Shared, method: &Method, rest: &str, query: Option<&str>) ->
                     _ => {}
                 }
             }
-            shared.dice.set(rate, faults);
+            state.dice.set(rate, faults);
             json(StatusCode::OK, Bytes::from(format!("{{\"fail_rate\":{rate}}}")))
         }
-        (&Method::GET, "stats", _) => match sonic_rs::to_vec(&shared.stats.snapshot()) {
+        (&Method::GET, "stats", _) => match sonic_rs::to_vec(&state.stats.snapshot()) {
             Ok(v) => json(StatusCode::OK, Bytes::from(v)),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "server_error", None),
         },
         (&Method::POST, "reset", _) => {
-            shared.stats.reset();
+            state.stats.reset();
             json(StatusCode::OK, Bytes::from_static(b"{\"reset\":true}"))
         }
         (&Method::POST, _, Some(g)) if g.ends_with("/release") => {
             let name = g.trim_end_matches("/release");
-            shared.gates.release(name);
+            state.gates.release(name);
             json(StatusCode::OK, Bytes::from_static(b"{\"released\":1}"))
         }
         (&Method::GET, _, Some(name)) if !name.contains('/') => {
-            let body = format!("{{\"sent\":{}}}", shared.gates.sent(name));
+            let body = format!("{{\"sent\":{}}}", state.gates.sent(name));
             json(StatusCode::OK, Bytes::from(body))
         }
         _ => error(

@@ -9,15 +9,18 @@ use bytes::Bytes;
 use http::Uri;
 use sluice_upstream::{SessionSpec, UpstreamClient};
 
-use super::upstream::{self, ErrorStyle, Upstream};
-use super::{Call, Endpoint, Provider, Reply};
+use super::errors::ErrorStyle;
+use super::events;
+use super::rewrite::rewrite;
+use super::transport::{self, HttpUpstream};
+use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::request::ingress;
 use crate::translate::anthropic::{self, request::Options, stream::StreamTranslator};
 
 pub struct Anthropic {
-    up: Upstream,
+    up: HttpUpstream,
     uri: Uri,
     opts: Options,
 }
@@ -25,7 +28,7 @@ pub struct Anthropic {
 impl Anthropic {
     pub fn new(cfg: &ProviderConfig) -> Result<Anthropic, String> {
         let a = &cfg.anthropic;
-        let up = Upstream::new(cfg, &[("anthropic-version", &a.version)], ErrorStyle::Anthropic)?;
+        let up = HttpUpstream::new(cfg, &[("anthropic-version", &a.version)], ErrorStyle::Anthropic)?;
         let uri = up.uri(&cfg.name, "/messages")?;
         let opts = Options { default_max_tokens: a.default_max_tokens, prompt_caching: a.prompt_caching };
         Ok(Anthropic { up, uri, opts })
@@ -48,10 +51,10 @@ impl Anthropic {
         let body = Bytes::from(anthropic::request::translate(call.body, call.upstream_model, &self.opts)?);
         let headers = self.up.headers(call, call.peek.stream);
         let created = crate::translate::unix_now();
-        let answer = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
-        if call.peek.stream && answer.event_stream {
-            let raw = upstream::event_stream(answer.body, answer.permit, p.name.clone());
-            return Ok(Reply::Stream(upstream::translated(
+        let resp = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
+        if call.peek.stream && resp.event_stream {
+            let raw = events::event_stream(resp.body, resp.permit, p.name.clone());
+            return Ok(Reply::Stream(events::translated(
                 raw,
                 StreamTranslator::new(created),
                 p.name.clone(),
@@ -59,15 +62,13 @@ impl Anthropic {
             )));
         }
         let bytes =
-            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
                 .await?;
-        drop(answer.permit);
-        let (body, usage) =
-            anthropic::response::translate(&bytes, created).map_err(|e| GatewayError::UpstreamProtocol {
-                provider: p.name.clone(),
-                detail: format!("invalid Messages answer ({e})"),
-            })?;
-        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.to_gateway()) })
+        drop(resp.permit);
+        let (body, usage) = anthropic::response::translate(&bytes, created).map_err(|e| {
+            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Messages resp ({e})") }
+        })?;
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
     }
 
     /// A `/v1/messages` request: the client's bytes (model renamed when the
@@ -78,17 +79,17 @@ impl Anthropic {
         call: &Call<'_>,
         client: &UpstreamClient,
     ) -> Result<Reply, GatewayError> {
-        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, false);
+        let body = rewrite(call.body, call.peek, call.upstream_model, false);
         let headers = self.up.headers(call, call.peek.stream);
-        let answer = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
-        if call.peek.stream && answer.event_stream {
-            return Ok(Reply::Stream(upstream::event_stream(answer.body, answer.permit, p.name.clone())));
+        let resp = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
+        if call.peek.stream && resp.event_stream {
+            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
         }
         let bytes =
-            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
                 .await?;
-        drop(answer.permit);
-        let usage = anthropic::usage_from_body(&bytes);
+        drop(resp.permit);
+        let usage = anthropic::usage_from_body(&bytes).map(Into::into);
         Ok(Reply::Complete { body: bytes, usage })
     }
 }

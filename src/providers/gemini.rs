@@ -7,21 +7,24 @@ use bytes::Bytes;
 use http::Uri;
 use sluice_upstream::{SessionSpec, UpstreamClient};
 
-use super::upstream::{self, ErrorStyle, Upstream};
-use super::{Call, Endpoint, Provider, Reply};
+use super::errors::ErrorStyle;
+use super::events;
+use super::transport::{self, HttpUpstream};
+use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::translate::gemini::{self, stream::StreamTranslator};
 
 pub struct Gemini {
-    up: Upstream,
+    up: HttpUpstream,
     /// Any URI on the upstream's origin (for pooling).
     origin: Uri,
 }
 
 impl Gemini {
     pub fn new(cfg: &ProviderConfig) -> Result<Gemini, String> {
-        let up = Upstream::new(cfg, &[], ErrorStyle::Gemini)?;
+        let up = HttpUpstream::new(cfg, &[], ErrorStyle::Gemini)?;
         let origin = up.uri(&cfg.name, "/models")?;
         Ok(Gemini { up, origin })
     }
@@ -51,19 +54,19 @@ impl Gemini {
         let body = Bytes::from(gemini::request::translate(call.body)?);
         let headers = self.up.headers(call, stream);
         let created = crate::translate::unix_now();
-        let answer = self.up.send(p, call.timeouts, client, &uri, &headers, body).await?;
-        if stream && answer.event_stream {
-            let raw = upstream::event_stream(answer.body, answer.permit, p.name.clone());
+        let resp = self.up.send(p, call.timeouts, client, &uri, &headers, body).await?;
+        if stream && resp.event_stream {
+            let raw = events::event_stream(resp.body, resp.permit, p.name.clone());
             let t = StreamTranslator::new(call.upstream_model, created);
-            return Ok(Reply::Stream(upstream::translated(raw, t, p.name.clone(), self.up.secrets().to_vec())));
+            return Ok(Reply::Stream(events::translated(raw, t, p.name.clone(), self.up.secrets().to_vec())));
         }
         let bytes =
-            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
                 .await?;
-        drop(answer.permit);
+        drop(resp.permit);
         let (body, usage) = gemini::response::translate(&bytes, call.upstream_model, created).map_err(|e| {
-            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini answer ({e})") }
+            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini resp ({e})") }
         })?;
-        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.to_gateway()) })
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
     }
 }

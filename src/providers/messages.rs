@@ -8,9 +8,10 @@
 use bytes::Bytes;
 use sluice_upstream::UpstreamClient;
 
-use super::{Call, Endpoint, Provider, Reply, upstream};
+use super::{Call, Provider, Reply, events};
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::request::ingress::Peek;
+use crate::peek::Peek;
 use crate::translate::messages::{self, stream::StreamTranslator};
 
 pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
@@ -26,10 +27,10 @@ pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>
                 provider: p.name.clone(),
                 detail: format!("invalid chat completion ({e})"),
             })?;
-            Ok(Reply::Complete { body: Bytes::from(out), usage })
+            Ok(Reply::Complete { body: Bytes::from(out), usage: usage.map(Into::into) })
         }
         Reply::Stream(s) => {
-            Ok(Reply::Stream(upstream::translated(s, StreamTranslator::new(), p.name.clone(), p.secrets().to_vec())))
+            Ok(Reply::Stream(events::translated(s, StreamTranslator::new(), p.name.clone(), p.secrets().to_vec())))
         }
     }
 }
@@ -38,7 +39,7 @@ pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>
 /// Anthropic's on `/v1/messages`.
 pub fn error_body(endpoint: Endpoint, e: &GatewayError) -> Bytes {
     match endpoint {
-        Endpoint::Messages => messages::error_body(e),
+        Endpoint::Messages => anthropic_error_body(e),
         Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => e.body(),
     }
 }
@@ -46,7 +47,13 @@ pub fn error_body(endpoint: Endpoint, e: &GatewayError) -> Bytes {
 /// The error event that ends a stream on `endpoint`.
 pub fn error_event(endpoint: Endpoint, e: &GatewayError) -> Bytes {
     match endpoint {
-        Endpoint::Messages => messages::error_event(e),
+        Endpoint::Messages => messages::error_event(&anthropic_error_body(e)),
         Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => e.sse_event(),
     }
+}
+
+/// A gateway error in Anthropic's shape: the OpenAI-shaped error, translated.
+fn anthropic_error_body(e: &GatewayError) -> Bytes {
+    let from_upstream = matches!(e, GatewayError::UpstreamStatus { .. });
+    messages::error_body(e.status().as_u16(), &e.body(), from_upstream, &e.to_string())
 }

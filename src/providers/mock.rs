@@ -15,11 +15,13 @@ use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{Call, Endpoint, HeaderForward, Provider, Reply, Usage};
+use super::rewrite::rewrite;
+use super::{Call, HeaderForward, Provider, Reply};
 use crate::config::MockProviderConfig;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::mock::generate::{self, GenRequest};
-use crate::request::ingress;
+use crate::usage::Usage;
 
 pub struct MockProvider {
     cfg: MockProviderConfig,
@@ -64,16 +66,16 @@ impl MockProvider {
         let created = unix_now();
         match call.endpoint {
             Endpoint::Embeddings => {
-                let body = ingress::rewrite(call.body, call.peek, call.upstream_model, false);
+                let body = rewrite(call.body, call.peek, call.upstream_model, false);
                 let body = generate::embeddings_body(&body).map_err(invalid)?;
-                let usage = super::usage::from_body(&body).ok().flatten();
+                let usage = crate::usage::from_body(&body).ok().flatten();
                 Ok(Reply::Complete { body, usage })
             }
             // `Messages` arrives here already translated to `Chat` (providers::messages).
             Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => {
                 // Same body the openai provider would send: renamed model,
                 // usage requested on streams.
-                let body = ingress::rewrite(call.body, call.peek, call.upstream_model, true);
+                let body = rewrite(call.body, call.peek, call.upstream_model, true);
                 let gen_endpoint = match call.endpoint {
                     Endpoint::Completions => generate::Endpoint::Completions,
                     _ => generate::Endpoint::Chat,
@@ -87,7 +89,7 @@ impl MockProvider {
                 {
                     return Ok(match crate::mock::vendors::openai_tool_call(&req, name) {
                         Ok(body) => {
-                            let usage = super::usage::from_body(&body).ok().flatten();
+                            let usage = crate::usage::from_body(&body).ok().flatten();
                             Reply::Complete { body, usage }
                         }
                         Err(events) => Reply::Stream(paced(events.into_iter(), Duration::from_millis(chunk_delay))),

@@ -3,7 +3,7 @@
 //! A [`Provider`] turns one attempt ([`Call`]) into a [`Reply`] in the OpenAI
 //! shape: a whole body, or a stream of whole SSE events. The closed
 //! [`ProviderKind`] enum is parsed once at config load; each protocol is a
-//! module and an arm in [`Imp`] (`openai`, `anthropic`, `gemini`, `mock`),
+//! module and an arm in [`Protocol`] (`openai`, `anthropic`, `gemini`, `mock`),
 //! and the handlers and the request pipeline never learn which protocol an
 //! upstream speaks.
 //!
@@ -12,13 +12,14 @@
 //! an `anthropic` provider or translated back ([`messages`]) from any other.
 
 pub mod anthropic;
+pub mod errors;
+pub mod events;
 pub mod gemini;
 pub mod messages;
 pub mod mock;
 pub mod openai;
-pub mod sse;
-pub mod upstream;
-pub mod usage;
+pub mod rewrite;
+pub mod transport;
 
 use std::time::Duration;
 
@@ -28,61 +29,10 @@ use futures_util::stream::LocalBoxStream;
 use sluice_upstream::{SessionSpec, UpstreamClient};
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::request::ingress::Peek;
-pub use usage::Usage;
-
-/// The operations Sluice proxies: OpenAI's three, and Anthropic's Messages
-/// (the `/v1/messages` ingress, whose requests and replies are Anthropic-shaped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    Chat,
-    Completions,
-    Embeddings,
-    Messages,
-}
-
-impl Endpoint {
-    /// Path below the provider's base URL (and below `/v1` on ingress).
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Messages => "/messages",
-        }
-    }
-
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chat",
-            Endpoint::Completions => "completions",
-            Endpoint::Embeddings => "embeddings",
-            Endpoint::Messages => "messages",
-        }
-    }
-
-    pub fn streams(self) -> bool {
-        match self {
-            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => true,
-            Endpoint::Embeddings => false,
-        }
-    }
-
-    /// The fields each request must carry besides `model`, with their
-    /// allowed JSON types. (`prompt` is optional in OpenAI's legacy
-    /// completions; Anthropic requires `max_tokens`.)
-    pub fn required_fields(self) -> &'static [(&'static str, &'static [sonic_rs::JsonType])] {
-        use sonic_rs::JsonType;
-        match self {
-            Endpoint::Chat => &[("messages", &[JsonType::Array])],
-            Endpoint::Completions => &[],
-            Endpoint::Embeddings => &[("input", &[JsonType::String, JsonType::Array])],
-            Endpoint::Messages => &[("messages", &[JsonType::Array]), ("max_tokens", &[JsonType::Number])],
-        }
-    }
-}
+use crate::peek::Peek;
+use crate::usage::Usage;
 
 /// Per-provider waits (overridden per model).
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +110,7 @@ pub enum Reply {
 /// event); the stream ends on its own after `[DONE]`.
 pub type EventStream = LocalBoxStream<'static, Result<Bytes, GatewayError>>;
 
-enum Imp {
+enum Protocol {
     OpenAi(Box<openai::OpenAi>),
     Anthropic(Box<anthropic::Anthropic>),
     Gemini(Box<gemini::Gemini>),
@@ -176,7 +126,7 @@ pub struct Provider {
     /// 2 no. While not known to, the relay keeps the answer's text to count
     /// its tokens when no usage comes.
     pub stream_usage: std::sync::Arc<std::sync::atomic::AtomicU8>,
-    imp: Imp,
+    protocol: Protocol,
 }
 
 impl Provider {
@@ -187,35 +137,42 @@ impl Provider {
             idle: Duration::from_millis(cfg.idle_timeout_ms),
             total: Duration::from_millis(cfg.total_timeout_ms),
         };
-        let imp = match cfg.kind {
-            ProviderKind::OpenAi => Imp::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
-            ProviderKind::Anthropic => Imp::Anthropic(Box::new(anthropic::Anthropic::new(cfg)?)),
-            ProviderKind::Gemini => Imp::Gemini(Box::new(gemini::Gemini::new(cfg)?)),
+        let protocol = match cfg.kind {
+            ProviderKind::OpenAi => Protocol::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
+            ProviderKind::Anthropic => Protocol::Anthropic(Box::new(anthropic::Anthropic::new(cfg)?)),
+            ProviderKind::Gemini => Protocol::Gemini(Box::new(gemini::Gemini::new(cfg)?)),
             ProviderKind::Mock => {
-                Imp::Mock(mock::MockProvider::new(cfg.mock.clone(), HeaderForward::new(&cfg.forward_headers)))
+                Protocol::Mock(mock::MockProvider::new(cfg.mock.clone(), HeaderForward::new(&cfg.forward_headers)))
             }
         };
-        Ok(Provider { idx, name: cfg.name.clone(), kind: cfg.kind, timeouts, stream_usage: Default::default(), imp })
+        Ok(Provider {
+            idx,
+            name: cfg.name.clone(),
+            kind: cfg.kind,
+            timeouts,
+            stream_usage: Default::default(),
+            protocol,
+        })
     }
 
     /// How `UpstreamSessions` should pool this provider's connections;
     /// `None` for providers that need no network.
     pub fn session_spec(&self, cfg: &ProviderConfig) -> Option<SessionSpec> {
-        match &self.imp {
-            Imp::OpenAi(p) => Some(p.session_spec(cfg)),
-            Imp::Anthropic(p) => Some(p.session_spec(cfg)),
-            Imp::Gemini(p) => Some(p.session_spec(cfg)),
-            Imp::Mock(_) => None,
+        match &self.protocol {
+            Protocol::OpenAi(p) => Some(p.session_spec(cfg)),
+            Protocol::Anthropic(p) => Some(p.session_spec(cfg)),
+            Protocol::Gemini(p) => Some(p.session_spec(cfg)),
+            Protocol::Mock(_) => None,
         }
     }
 
     /// Can this provider serve `endpoint`? Anthropic and Gemini have no
     /// legacy completions or embeddings here; their deployments are skipped
-    /// for those routes (see `request::capability`).
+    /// for those routes (see `upstream::capability`).
     pub fn serves(&self, endpoint: Endpoint) -> bool {
-        match (&self.imp, endpoint) {
-            (Imp::Anthropic(_) | Imp::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
-            (Imp::OpenAi(_) | Imp::Anthropic(_) | Imp::Gemini(_) | Imp::Mock(_), _) => true,
+        match (&self.protocol, endpoint) {
+            (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
+            (Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_), _) => true,
         }
     }
 
@@ -227,8 +184,8 @@ impl Provider {
     /// they are Anthropic-shaped: the upstream's own from an `anthropic`
     /// provider (bytes untouched both ways), translated from any other.
     pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
-        match (&self.imp, call.endpoint) {
-            (Imp::Anthropic(p), Endpoint::Messages) => p.send_native(self, call, self.client(client)?).await,
+        match (&self.protocol, call.endpoint) {
+            (Protocol::Anthropic(p), Endpoint::Messages) => p.send_native(self, call, self.client(client)?).await,
             (_, Endpoint::Messages) => messages::send(self, call, client).await,
             _ => self.send_openai(call, client).await,
         }
@@ -240,21 +197,21 @@ impl Provider {
         call: &Call<'_>,
         client: Option<&UpstreamClient>,
     ) -> Result<Reply, GatewayError> {
-        match &self.imp {
-            Imp::OpenAi(p) => p.send(self, call, self.client(client)?).await,
-            Imp::Anthropic(p) => p.send(self, call, self.client(client)?).await,
-            Imp::Gemini(p) => p.send(self, call, self.client(client)?).await,
-            Imp::Mock(p) => p.send(self, call).await,
+        match &self.protocol {
+            Protocol::OpenAi(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Anthropic(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Gemini(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Mock(p) => p.send(self, call).await,
         }
     }
 
     /// Strings of this provider's configuration that must never reach a client.
     pub fn secrets(&self) -> &[String] {
-        match &self.imp {
-            Imp::OpenAi(p) => p.secrets(),
-            Imp::Anthropic(p) => p.secrets(),
-            Imp::Gemini(p) => p.secrets(),
-            Imp::Mock(_) => &[],
+        match &self.protocol {
+            Protocol::OpenAi(p) => p.secrets(),
+            Protocol::Anthropic(p) => p.secrets(),
+            Protocol::Gemini(p) => p.secrets(),
+            Protocol::Mock(_) => &[],
         }
     }
 

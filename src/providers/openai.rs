@@ -5,20 +5,24 @@
 use http::Uri;
 use sluice_upstream::{SessionSpec, UpstreamClient};
 
-use super::upstream::{self, ErrorStyle, Upstream};
-use super::{Call, Endpoint, Provider, Reply, usage};
+use super::errors::ErrorStyle;
+use super::events;
+use super::rewrite::rewrite;
+use super::transport::{self, HttpUpstream};
+use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::request::ingress;
+use crate::usage;
 
 pub struct OpenAi {
-    up: Upstream,
+    up: HttpUpstream,
     uris: [Uri; 3],
 }
 
 impl OpenAi {
     pub fn new(cfg: &ProviderConfig) -> Result<OpenAi, String> {
-        let up = Upstream::new(cfg, &[], ErrorStyle::OpenAi)?;
+        let up = HttpUpstream::new(cfg, &[], ErrorStyle::OpenAi)?;
         let uri = |e: Endpoint| up.uri(&cfg.name, e.path());
         let uris = [uri(Endpoint::Chat)?, uri(Endpoint::Completions)?, uri(Endpoint::Embeddings)?];
         Ok(OpenAi { up, uris })
@@ -42,16 +46,16 @@ impl OpenAi {
     }
 
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
-        let body = ingress::rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
+        let body = rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
         let headers = self.up.headers(call, call.peek.stream);
-        let answer = self.up.send(p, call.timeouts, client, self.uri(call.endpoint), &headers, body).await?;
-        if call.peek.stream && answer.event_stream {
-            return Ok(Reply::Stream(upstream::event_stream(answer.body, answer.permit, p.name.clone())));
+        let resp = self.up.send(p, call.timeouts, client, self.uri(call.endpoint), &headers, body).await?;
+        if call.peek.stream && resp.event_stream {
+            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
         }
         let bytes =
-            upstream::read_body(p, &answer.timeouts, answer.body, upstream::MAX_RESPONSE_BYTES, false, answer.deadline)
+            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
                 .await?;
-        drop(answer.permit);
+        drop(resp.permit);
         let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
             provider: p.name.clone(),
             detail: format!("the response body is not valid JSON ({e})"),

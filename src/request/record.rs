@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Price;
+use crate::endpoint::Endpoint;
 use crate::metrics::MetricsTable;
-pub use crate::metrics::Outcome;
-use crate::providers::{Endpoint, Usage};
+use crate::metrics::RequestOutcome;
+use crate::usage::Usage;
 
 /// Where a finished request's cost goes.
 pub struct Spending {
     pub table: std::sync::Arc<sluice_actors::rate_limiter::SpendTable>,
-    pub sink: std::rc::Rc<super::outcomes::OutcomeSink>,
+    pub sink: std::rc::Rc<crate::upstream::outcomes::OutcomeSink>,
     /// Spend-table index of the key (or of the anonymous policy).
     pub key: usize,
 }
@@ -100,7 +101,7 @@ impl Record {
     }
 
     /// Record the end of the request, once.
-    pub fn finish(&mut self, outcome: Outcome, usage: Option<Usage>, price: Option<Price>) {
+    pub fn finish(&mut self, outcome: RequestOutcome, usage: Option<Usage>, price: Option<Price>) {
         if self.finished {
             return;
         }
@@ -140,7 +141,7 @@ impl Drop for Record {
         // Dropped unfinished: the client went away (actix dropped the handler
         // future or the response stream).
         if !self.finished {
-            self.finish(Outcome::ClientGone, None, None);
+            self.finish(RequestOutcome::ClientGone, None, None);
         }
     }
 }

@@ -1,22 +1,30 @@
-//! Relay: the winning answer back to the client. Non-stream bodies go out
-//! whole; streams go out event run by event run as they arrive, never
-//! buffered, with usage captured on the way and the usage-only chunk hidden
-//! from a client that did not ask for it.
+//! Relay: the answer back to the client. Non-stream bodies go out whole;
+//! streams go out event run by event run as they arrive, never buffered
+//! (the upstream's through its [`UpstreamStream`] driver, a shared one
+//! from its flight), with usage captured on the way and the usage-only
+//! chunk hidden from a client that did not ask for it. Stored answers are
+//! replayed in the shape asked for.
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use bytes::Bytes;
-use futures_util::{FutureExt, Stream, StreamExt};
-use tokio::time::{Instant, Sleep};
+use futures_util::{Stream, StreamExt};
+use sluice_actors::response_cache::StoredAnswer;
 
-use super::record::{Outcome, Record};
+use super::record::Record;
+use crate::cache::answer;
+use crate::cache::flight::{Next, Subscriber};
 use crate::config::Price;
-use crate::error::{GatewayError, TimeoutPhase};
-use crate::providers::{Endpoint, EventStream, Timeouts, Usage, usage};
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::metrics::RequestOutcome;
+use crate::upstream::UpstreamStream;
+use crate::usage::{self, Usage};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
@@ -40,7 +48,7 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
         b.insert_header((SERVER_TIMING, v));
     }
     if let Some(g) = &rec.limits {
-        for (name, value) in super::limits::headers(&g.headroom()) {
+        for (name, value) in crate::error::rate_limit::headers(&g.headroom()) {
             b.insert_header((name, value));
         }
     }
@@ -51,14 +59,14 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
 }
 
 pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
-    let resp = head(&mut rec, actix_web::http::StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
-    rec.finish(Outcome::Status(200), usage, price);
+    let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
+    rec.finish(RequestOutcome::Status(200), usage, price);
     resp
 }
 
 /// A model's template answer, marked as such.
 pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
-    let mut b = head(&mut rec, actix_web::http::StatusCode::OK);
+    let mut b = head(&mut rec, StatusCode::OK);
     b.insert_header((X_SLUICE_FALLBACK, HeaderValue::from_static("template")));
     let resp = if stream {
         b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
@@ -67,7 +75,7 @@ pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
     } else {
         b.insert_header((CONTENT_TYPE, JSON)).body(body)
     };
-    rec.finish(Outcome::Status(200), None, None);
+    rec.finish(RequestOutcome::Status(200), None, None);
     resp
 }
 
@@ -80,108 +88,56 @@ pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
     }
     // OpenAI's error shape, or Anthropic's on /v1/messages.
     let resp = b.body(crate::providers::messages::error_body(rec.endpoint, e));
-    rec.finish(Outcome::Status(status.as_u16()), None, None);
+    rec.finish(RequestOutcome::Status(status.as_u16()), None, None);
     resp
 }
 
-/// What the relay needs to know about the stream it forwards.
+/// What the relay of an upstream stream needs besides the stream.
 pub struct StreamSpec {
-    pub timeouts: Timeouts,
-    /// When the upstream request was sent; the total timeout counts from here.
-    pub started: Instant,
     /// The client asked for `stream_options.include_usage`.
     pub client_wants_usage: bool,
     pub price: Option<Price>,
-    pub provider: String,
-    /// The worker's busy poller: each relayed event and the stream's end
-    /// count as activity, so a worker relaying streams keeps polling
-    /// instead of paying a wake-up per event.
-    pub activity: std::rc::Rc<crate::server::busy_poll::Activity>,
-    /// The serving deployment's id, for the outcome of a failure mid-stream.
-    pub deployment: usize,
-    pub outcomes: std::rc::Rc<super::outcomes::OutcomeSink>,
-    /// Counts the deployment as busy until the stream ends.
-    pub inflight: sluice_actors::availability::InflightGuard,
-    /// The provider's "reports usage on streams" flag (see `Provider`).
-    pub stream_usage: std::sync::Arc<std::sync::atomic::AtomicU8>,
     /// Prompt tokens as estimated, for a stream that reports no usage.
     pub prompt_estimate: u64,
 }
 
-pub fn stream(mut rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> HttpResponse {
-    head(&mut rec, actix_web::http::StatusCode::OK)
+pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSpec) -> HttpResponse {
+    if !spec.client_wants_usage {
+        upstream.hide_usage_chunk();
+    }
+    let text = (!upstream.provider_reports_usage()).then(String::new);
+    head(&mut rec, StatusCode::OK)
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
         // Ask reverse proxies in front (nginx) not to buffer the stream.
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(Relay::new(rec, first, rest, spec))
+        .streaming(Relay { rec: Some(rec), text, upstream, spec, done: false })
 }
 
-/// The client-facing stream. Enforces the idle and total timeouts, turns an
-/// upstream failure into an OpenAI-style error event, and records the request
-/// when it ends — or, if the client leaves first, when actix drops it, which
-/// also drops (and so cancels) the upstream request.
+/// The client-facing side of an upstream stream: turns an upstream failure
+/// into an error event in the client's protocol, and records the request
+/// when it ends — or, if the client leaves first, when actix drops it,
+/// which drops the [`UpstreamStream`] and so cancels the upstream request.
 struct Relay {
     /// `None` once handed to the task counting an answer that came without usage.
     rec: Option<Record>,
     /// The answer's text, kept only while the provider is not known to
     /// report usage on streams.
     text: Option<String>,
-    first: Option<Bytes>,
-    rest: EventStream,
+    upstream: Box<UpstreamStream>,
     spec: StreamSpec,
-    usage: Option<Usage>,
-    /// Reads usage in the client's protocol (OpenAI chunks or Anthropic events).
-    scan: usage::StreamUsage,
-    idle: Pin<Box<Sleep>>,
-    deadline: Instant,
     done: bool,
 }
 
 impl Relay {
-    fn new(rec: Record, first: Bytes, rest: EventStream, spec: StreamSpec) -> Relay {
-        let deadline = spec.started + spec.timeouts.total;
-        let keep_text = spec.stream_usage.load(std::sync::atomic::Ordering::Relaxed) != 1;
-        let scan = usage::StreamUsage::for_endpoint(rec.endpoint);
-        Relay {
-            scan,
-            rec: Some(rec),
-            text: keep_text.then(String::new),
-            first: Some(first),
-            rest,
-            idle: Box::pin(tokio::time::sleep_until((Instant::now() + spec.timeouts.idle).min(deadline))),
-            deadline,
-            spec,
-            usage: None,
-            done: false,
-        }
-    }
-
-    /// Capture usage and hide the usage chunk if the client did not ask.
-    fn pass(&mut self, events: Bytes) -> Bytes {
-        if let Some(t) = self.text.as_mut() {
-            crate::tokens::push_stream_text(&events, t);
-        }
-        let (u, out) = self.scan.scan(events, !self.spec.client_wants_usage);
-        if u.is_some() {
-            self.usage = u;
-        }
-        out
-    }
-
     /// Record the end of the stream. Without usage from the upstream, the
     /// kept text is counted with the tokenizer first (off the event loop).
-    fn finish(&mut self, outcome: Outcome) {
-        use std::sync::atomic::Ordering::Relaxed;
+    fn finish(&mut self, outcome: RequestOutcome) {
         let Some(mut rec) = self.rec.take() else { return };
         let price = self.spec.price;
-        if self.usage.is_some() {
-            self.spec.stream_usage.store(1, Relaxed);
-            rec.finish(outcome, self.usage, price);
+        if let Some(u) = self.upstream.usage() {
+            rec.finish(outcome, Some(u), price);
             return;
-        }
-        if outcome == Outcome::Status(200) {
-            self.spec.stream_usage.store(2, Relaxed);
         }
         let prompt = self.spec.prompt_estimate;
         match self.text.take() {
@@ -199,72 +155,117 @@ impl Relay {
         }
     }
 
+    /// The stream failed after its first byte (the driver told the
+    /// deployment's breaker): end it with an error event.
     fn fail(&mut self, e: GatewayError) -> Bytes {
         self.done = true;
-        // A stream cut or stalled after its first byte counts against the deployment.
-        self.spec.outcomes.push(sluice_actors::outcome::AttemptOutcome {
-            deployment: self.spec.deployment,
-            verdict: super::outcomes::verdict(&e),
-            latency: self.spec.started.elapsed(),
-            ttft: None,
-            error: Some((e.label(), e.to_string())),
-        });
         let request_id = self.rec.as_ref().map(|r| r.request_id.as_str()).unwrap_or("");
         tracing::warn!(request_id = %request_id, error = %e, "stream failed after its first byte");
         let endpoint = self.rec.as_ref().map_or(Endpoint::Chat, |r| r.endpoint);
-        self.finish(Outcome::StreamError);
+        self.finish(RequestOutcome::StreamError);
         // OpenAI's error event, or Anthropic's on /v1/messages.
         crate::providers::messages::error_event(endpoint, &e)
     }
 }
 
 impl Stream for Relay {
-    type Item = Result<Bytes, std::convert::Infallible>;
+    type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(first) = this.first.take() {
-            let out = this.pass(first);
-            return Poll::Ready(Some(Ok(out)));
+        match this.upstream.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(events))) => {
+                if let Some(t) = this.text.as_mut() {
+                    crate::tokens::push_stream_text(&events, t);
+                }
+                Poll::Ready(Some(Ok(events)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Ok(this.fail(e)))),
+            Poll::Ready(None) => {
+                this.done = true;
+                this.finish(RequestOutcome::Status(200));
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
-        loop {
-            match this.rest.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(events))) => {
-                    this.spec.activity.touch();
-                    let next_idle = (Instant::now() + this.spec.timeouts.idle).min(this.deadline);
-                    this.idle.as_mut().reset(next_idle);
-                    let out = this.pass(events);
-                    if out.is_empty() {
-                        continue;
+    }
+}
+
+/// A stored (or shared, already complete) answer, in the shape asked for.
+/// No upstream tokens were spent for this request: none are recorded.
+pub fn stored(mut rec: Record, answer: StoredAnswer, stream: bool, include_usage: bool) -> HttpResponse {
+    let mut b = head(&mut rec, StatusCode::OK);
+    let resp = if stream {
+        b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+            .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+            .streaming(futures_util::stream::iter(
+                answer::replay(&answer, include_usage).into_iter().filter(|b| !b.is_empty()).map(Ok::<_, Infallible>),
+            ))
+    } else {
+        b.insert_header((CONTENT_TYPE, JSON)).body(answer.body)
+    };
+    rec.finish(RequestOutcome::Status(200), None, None);
+    resp
+}
+
+/// What the relay of a shared stream needs besides its flight.
+pub struct FlightSpec {
+    /// The client asked `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// This request led the call: its usage and spend are counted (a
+    /// follower's tokens were spent once, by the leader).
+    pub leader: bool,
+    pub price: Option<Price>,
+}
+
+/// A live stream shared through a flight.
+pub fn flight(mut rec: Record, sub: Subscriber, spec: FlightSpec) -> HttpResponse {
+    head(&mut rec, StatusCode::OK)
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(FlightRelay { rec, sub, spec, usage: None, done: false })
+}
+
+/// One subscriber's view of a shared stream. Dropping it (the client went
+/// away) only unsubscribes, unless it was the last one.
+struct FlightRelay {
+    rec: Record,
+    sub: Subscriber,
+    spec: FlightSpec,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl Stream for FlightRelay {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        while !this.done {
+            match this.sub.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Next::Events(events)) => {
+                    let (u, out) = usage::scan_events(events, !this.spec.include_usage);
+                    if u.is_some() {
+                        this.usage = u;
                     }
-                    return Poll::Ready(Some(Ok(out)));
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Ok(this.fail(e)))),
-                Poll::Ready(None) => {
-                    this.spec.activity.touch();
+                Poll::Ready(Next::End(end)) => {
                     this.done = true;
-                    this.finish(Outcome::Status(200));
-                    return Poll::Ready(None);
+                    let usage = this.usage.filter(|_| this.spec.leader);
+                    let price = this.spec.price.filter(|_| this.spec.leader);
+                    let outcome = if end.is_ok() { RequestOutcome::Status(200) } else { RequestOutcome::StreamError };
+                    this.rec.finish(outcome, usage, price);
                 }
-                Poll::Pending => break,
             }
         }
-        if this.idle.poll_unpin(cx).is_ready() {
-            let phase = if Instant::now() >= this.deadline { TimeoutPhase::Total } else { TimeoutPhase::Idle };
-            let ms = match phase {
-                TimeoutPhase::Total => this.spec.timeouts.total,
-                _ => this.spec.timeouts.idle,
-            };
-            let e = GatewayError::UpstreamTimeout {
-                provider: this.spec.provider.clone(),
-                phase,
-                ms: Duration::as_millis(&ms) as u64,
-            };
-            return Poll::Ready(Some(Ok(this.fail(e))));
-        }
-        Poll::Pending
+        Poll::Ready(None)
     }
 }

@@ -5,7 +5,36 @@
 
 use bytes::Bytes;
 
-use crate::providers::Endpoint;
+use super::ClientReply;
+use crate::endpoint::Endpoint;
+use crate::error::GatewayError;
+use crate::peek::Peek;
+use crate::translate::openai::Usage;
+use crate::upstream::Upstreams;
+
+/// The template step: when every deployment failed (or none could be
+/// tried), the model's template answer instead of the error, if it has one
+/// and the route is one it can answer.
+pub(super) fn instead_of_failure(
+    reply: Result<ClientReply, GatewayError>,
+    up: &Upstreams,
+    endpoint: Endpoint,
+    model: usize,
+    peek: &Peek,
+    request_id: &str,
+) -> Result<ClientReply, GatewayError> {
+    let e = match reply {
+        Err(e) if (e.retryable() || matches!(e, GatewayError::NoDeployment { .. })) && endpoint.streams() => e,
+        r => return r,
+    };
+    let Some((entry, text)) = up.models.get(model).and_then(|m| Some((m, m.fallback_response.as_ref()?))) else {
+        return Err(e);
+    };
+    tracing::warn!(request_id = %request_id, model = %entry.name, error = %e, "every deployment failed; serving the template answer");
+    up.metrics.record_template(model);
+    let body = if peek.stream { stream(endpoint, &entry.name, text) } else { body(endpoint, &entry.name, text) };
+    Ok(ClientReply::Template { body, stream: peek.stream })
+}
 
 #[derive(serde::Serialize)]
 struct Message<'a> {
@@ -27,13 +56,6 @@ struct TextChoice<'a> {
     text: &'a str,
     logprobs: Option<()>,
     finish_reason: &'static str,
-}
-
-#[derive(serde::Serialize)]
-struct Usage {
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    total_tokens: u32,
 }
 
 #[derive(serde::Serialize)]
@@ -104,7 +126,8 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         };
     }
     let id = format!("sluice-template-{:016x}", fastrand::u64(..));
-    let usage = Usage { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+    // No upstream ran: zero tokens, written as OpenAI writes `usage`.
+    let usage = Usage::default();
     let created = now();
     Bytes::from(match endpoint {
         Endpoint::Completions => json(&Whole {
@@ -138,7 +161,7 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         let chat = stream(Endpoint::Chat, model, text);
         let mut t = crate::translate::messages::stream::StreamTranslator::new();
         let mut out = crate::translate::SseOut::new();
-        for ev in crate::providers::sse::events(&chat) {
+        for ev in crate::sse::events(&chat) {
             if t.event(ev.data, &mut out).is_err() {
                 break;
             }

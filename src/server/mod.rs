@@ -1,8 +1,6 @@
 //! The HTTP server: workers, limits, start-up and graceful shutdown.
 
-pub mod busy_poll;
 pub mod routes;
-pub mod state;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -16,10 +14,13 @@ use sluice_actors::rate_limiter::{Budgets, LimiterSpec, SpendTable};
 use sluice_actors::{Actors, ActorsSpec};
 
 use crate::config::Config;
+use crate::gateway::{Gateway, WorkerState};
+use crate::limits::LimitScopes;
+use crate::metrics::MetricsTable;
 use crate::providers::Provider;
-use crate::request::limits::LimitScopes;
-use crate::request::outcomes::OutcomeSink;
-use state::{Shared, WorkerState};
+use crate::route::ModelTable;
+use crate::upstream::outcomes::OutcomeSink;
+use crate::upstream::{Upstreams, WorkerUpstreams};
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +52,9 @@ where
         .map(|(i, p)| Provider::from_config(i, p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Provider)?;
-    let actors = Actors::start(actors_spec(&config, &providers))?;
+    let models = ModelTable::from_config(&config);
+    let scopes = LimitScopes::from_config(&config, &models);
+    let actors = Actors::start(actors_spec(&config, &providers, &models, &scopes))?;
     spawn_metrics_upkeep(&actors, metrics.clone());
 
     let workers = match config.server.workers {
@@ -62,28 +65,41 @@ where
     let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
     let max_body = config.server.max_body_bytes;
     let busy_poll_us = config.server.busy_poll_us;
-    let shared = Arc::new(Shared::new(config, providers, &actors, metrics));
+    let upstreams = Arc::new(Upstreams {
+        routing: config.routing.clone(),
+        metrics: Arc::new(MetricsTable::new(&models)),
+        models,
+        providers,
+        scopes,
+        sessions: actors.sessions.clone(),
+        breakers: actors.breakers.clone(),
+        availability: actors.availability.clone(),
+        limiter: actors.limiter.clone(),
+    });
+    let gateway = Arc::new(Gateway::new(config, upstreams, &actors, metrics));
 
-    let for_signal = shared.clone();
+    let for_signal = gateway.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for in-flight requests");
         for_signal.begin_shutdown();
     };
 
-    let factory_shared = shared.clone();
     let server = HttpServer::new(move || {
-        let shared = factory_shared.clone();
+        let gateway = gateway.clone();
+        let upstreams = gateway.upstreams.clone();
         // Each worker builds its own pools and joins UpstreamSessions'
         // registry, which has them warmed on this worker's runtime.
-        let clients = shared.sessions.join_worker();
-        let activity = std::rc::Rc::new(busy_poll::Activity::default());
+        let clients = upstreams.sessions.join_worker();
+        let activity = std::rc::Rc::new(crate::busy_poll::Activity::default());
         if busy_poll_us > 0 {
-            actix_web::rt::spawn(busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
+            actix_web::rt::spawn(crate::busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
         }
-        let outcomes = OutcomeSink::new(shared.breakers.clone(), shared.availability.clone(), shared.limiter.clone());
+        let outcomes =
+            OutcomeSink::new(upstreams.breakers.clone(), upstreams.availability.clone(), upstreams.limiter.clone());
+        let upstream = WorkerUpstreams { upstreams, clients, outcomes, activity };
         App::new()
-            .app_data(web::Data::new(WorkerState { shared, clients, activity, outcomes }))
+            .app_data(web::Data::new(WorkerState { gateway, upstream }))
             .app_data(web::PayloadConfig::new(max_body))
             .configure(routes::configure)
     })
@@ -103,19 +119,12 @@ where
 }
 
 /// What the actors start with, from the config: each provider's pool, the
-/// breaker tuning, and the flat list of deployments (in `ModelTable` order)
-/// with their providers and health probes.
-fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
+/// breaker tuning, and the flat list of deployments (the model table's ids
+/// and labels) with their providers and health probes.
+fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, scopes: &LimitScopes) -> ActorsSpec {
     let sessions: Vec<_> = providers.iter().zip(&config.providers).map(|(p, c)| p.session_spec(c)).collect();
-    let mut labels = Vec::new();
-    let mut provider_of = Vec::new();
-    for m in &config.models {
-        for d in &m.deployments {
-            let provider = config.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
-            labels.push(format!("{provider}/{}", d.model));
-            provider_of.push(d.provider);
-        }
-    }
+    let labels: Vec<String> = models.deployments().map(|(_, d)| d.label.clone()).collect();
+    let provider_of = models.deployments().map(|(_, d)| d.provider).collect();
     let probes = config
         .providers
         .iter()
@@ -155,7 +164,7 @@ fn actors_spec(config: &Config, providers: &[Provider]) -> ActorsSpec {
         .map(|k| (k.name.clone(), Budgets { daily_usd: k.daily_budget_usd, monthly_usd: k.monthly_budget_usd }))
         .collect();
     let limiter = LimiterSpec {
-        scopes: LimitScopes::from_config(config).specs,
+        scopes: scopes.specs.clone(),
         spend: SpendTable::new(spend_keys, config.models.iter().map(|m| m.name.clone()).collect()),
         store: config.spend_store.clone(),
         max_queue: config.queue.max_size,

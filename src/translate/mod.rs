@@ -12,6 +12,12 @@
 //! arguments), parses untrusted input only after
 //! [`crate::json::nesting_exceeds`] has cleared it, and returns errors
 //! instead of panicking on any input.
+//!
+//! It uses nothing of the gateway but [`crate::json`]: its own types (each
+//! protocol's `usage`, [`TranslateError`], the Anthropic
+//! [`PromptCaching`](anthropic::PromptCaching) option) are turned
+//! into the gateway's by their users (`crate::usage`, `crate::error`,
+//! `crate::config`), so it can be fuzzed and reviewed alone.
 
 pub mod anthropic;
 pub mod gemini;
@@ -27,7 +33,7 @@ use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 pub use sse::SseOut;
 
 /// Deepest JSON nesting accepted anywhere a translator parses.
-pub const MAX_DEPTH: usize = crate::request::ingress::MAX_DEPTH;
+pub const MAX_DEPTH: usize = crate::json::MAX_DEPTH;
 
 /// A request that cannot be translated: the client's fault (400).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +51,6 @@ impl TranslateError {
 impl fmt::Display for TranslateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
-    }
-}
-
-impl From<TranslateError> for crate::error::GatewayError {
-    fn from(e: TranslateError) -> Self {
-        crate::error::GatewayError::invalid(e.message, e.param)
     }
 }
 

@@ -312,15 +312,6 @@ impl Usage {
     pub fn cached(&self) -> u64 {
         self.prompt_tokens_details.map_or(0, |d| d.cached_tokens)
     }
-
-    /// The gateway's own usage record.
-    pub fn to_gateway(self) -> crate::providers::Usage {
-        crate::providers::Usage {
-            prompt_tokens: self.prompt_tokens,
-            completion_tokens: self.completion_tokens,
-            cached_tokens: self.cached(),
-        }
-    }
 }
 
 // ---------------------------------------------------------------- chunks

@@ -178,6 +178,21 @@ fn assistant() -> Cow<'static, str> {
     Cow::Borrowed("assistant")
 }
 
+/// What Sluice does with prompt-caching hints (`cache_control`) on requests
+/// it translates for Anthropic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PromptCaching {
+    /// `cache_control` the client put on messages, content parts or tools is
+    /// copied to the matching Anthropic blocks; nothing is added.
+    #[default]
+    Client,
+    /// As `Client`, and Sluice also marks the end of the system prompt and of
+    /// the tool list (the usual stable prefix) as cacheable.
+    Auto,
+    /// Every `cache_control` hint is dropped.
+    Off,
+}
+
 /// Anthropic `usage`. `input_tokens` excludes tokens read from or written
 /// to the prompt cache, which are counted apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, De)]
@@ -231,14 +246,14 @@ impl Usage {
     }
 }
 
-/// The usage of a whole Messages answer, for the gateway's metrics.
-pub fn usage_from_body(body: &[u8]) -> Option<crate::providers::Usage> {
+/// The usage of a whole Messages answer, in OpenAI's terms.
+pub fn usage_from_body(body: &[u8]) -> Option<openai::Usage> {
     if crate::json::nesting_exceeds(body, super::MAX_DEPTH) {
         return None;
     }
     let raw = sonic_rs::get(body, ["usage"]).ok()?;
     let u: Usage = sonic_rs::from_str(raw.as_raw_str()).ok()?;
-    Some(u.to_openai().to_gateway())
+    Some(u.to_openai())
 }
 
 /// Anthropic's `stop_reason` as OpenAI's `finish_reason`.

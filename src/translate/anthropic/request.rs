@@ -27,8 +27,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-use super::{Block, RawJson, Source};
-use crate::config::PromptCaching;
+use super::{Block, PromptCaching, RawJson, Source};
 use crate::translate::openai::{ChatRequest, Message, Part, ToolChoice};
 use crate::translate::{StrOrVec, TranslateError, parse, split_data_url};
 

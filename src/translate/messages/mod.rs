@@ -1,8 +1,8 @@
 //! The Anthropic-shaped ingress, `POST /v1/messages`, over deployments that
 //! do not speak Anthropic: the client's Messages request becomes an OpenAI
 //! chat request ([`request`]), and the OpenAI answer becomes a Messages
-//! answer ([`response`]) or Messages stream events ([`stream`]). Gateway
-//! errors on this route take Anthropic's error shape ([`error_body`]).
+//! answer ([`response`]) or Messages stream events ([`stream`]). Errors on
+//! this route take Anthropic's error shape ([`error_body`]).
 //!
 //! When the deployment is itself Anthropic, none of this runs: the client's
 //! bytes go upstream untouched (only `model` renamed) and the upstream's
@@ -15,7 +15,6 @@ pub mod stream;
 use bytes::Bytes;
 
 use super::anthropic::{self, error_type_for_status};
-use crate::error::GatewayError;
 
 /// Anthropic error types a client may meet; an upstream's own type is kept
 /// when it is one of them (the gateway's own errors take the type of their
@@ -34,13 +33,13 @@ const KNOWN_TYPES: [&str; 11] = [
     "upstream_error",
 ];
 
-/// The Anthropic-shaped body of a gateway error:
-/// `{"type":"error","error":{"type":..,"message":..}}`.
-pub fn error_body(e: &GatewayError) -> Bytes {
-    let status = e.status().as_u16();
-    let openai = e.body();
-    let from_upstream = matches!(e, GatewayError::UpstreamStatus { .. });
-    let (kind, message) = match read_openai_error(&openai) {
+/// The Anthropic-shaped body, `{"type":"error","error":{"type":..,"message":..}}`,
+/// of an error answered with HTTP `status` and written in OpenAI's shape
+/// (`openai`). `from_upstream`: the error is an upstream's own, whose type
+/// is kept when Anthropic knows it. `unreadable` is the message when
+/// `openai` has none.
+pub fn error_body(status: u16, openai: &[u8], from_upstream: bool, unreadable: &str) -> Bytes {
+    let (kind, message) = match read_openai_error(openai) {
         Some((kind, message)) => {
             let kind = if from_upstream && KNOWN_TYPES.contains(&kind.as_str()) && kind != "upstream_error" {
                 kind
@@ -49,17 +48,17 @@ pub fn error_body(e: &GatewayError) -> Bytes {
             };
             (kind, message)
         }
-        None => (error_type_for_status(status).to_owned(), e.to_string()),
+        None => (error_type_for_status(status).to_owned(), unreadable.to_owned()),
     };
     anthropic::error_body(&kind, &message)
 }
 
-/// The same as one `event: error` SSE event, for failures after a stream began.
-pub fn error_event(e: &GatewayError) -> Bytes {
-    let body = error_body(e);
+/// An Anthropic error `body` as one `event: error` SSE event, for failures
+/// after a stream began.
+pub fn error_event(body: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(body.len() + 24);
     out.extend_from_slice(b"event: error\ndata: ");
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }

@@ -10,8 +10,8 @@ use crate::translate::anthropic::{Block, MessagesResponse, RawJson, Usage, stop_
 use crate::translate::openai::ChatCompletion;
 use crate::translate::parse;
 
-/// Translate `body`; returns the Anthropic body and the gateway's usage.
-pub fn translate(body: &[u8]) -> Result<(Vec<u8>, Option<crate::providers::Usage>), String> {
+/// Translate `body`; returns the Anthropic body and the answer's OpenAI usage.
+pub fn translate(body: &[u8]) -> Result<(Vec<u8>, Option<crate::translate::openai::Usage>), String> {
     let r: ChatCompletion<'_> = parse(body)?;
     let choice = r.choices.iter().find(|c| c.index == 0).or(r.choices.first());
     let mut content = Vec::new();
@@ -48,5 +48,5 @@ pub fn translate(body: &[u8]) -> Result<(Vec<u8>, Option<crate::providers::Usage
     };
     let mut buf = Vec::with_capacity(body.len() + 64);
     crate::translate::write_json(&mut buf, &out);
-    Ok((buf, r.usage.map(|u| u.to_gateway())))
+    Ok((buf, r.usage))
 }

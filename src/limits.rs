@@ -1,18 +1,18 @@
 //! Rate limits: which limiter scopes a request counts against (its key, its
 //! key and model, its model; and, per attempt, the deployment), admission,
-//! waiting in the queue instead of a refusal, and the `x-ratelimit-*`
-//! headers.
+//! and waiting in the queue instead of a refusal. How a refusal reads
+//! (`x-ratelimit-*`, the message) is `crate::error::rate_limit`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sluice_actors::rate_limiter::{
-    self, Exceeded, Grant, Headroom, LimitSpec, LimiterHandle, QueueRefusal, gcra::Rate,
-};
+use sluice_actors::rate_limiter::{self, Grant, LimitSpec, LimiterHandle, QueueRefusal, gcra::Rate};
 
-use crate::config::{Config, Limits};
+use crate::auth::KeyPolicy;
+use crate::config::{Config, Limits, QueueConfig};
 use crate::error::GatewayError;
-use crate::request::auth::KeyPolicy;
+use crate::peek::Peek;
+use crate::route::ModelTable;
 
 /// Scope indices of every configured limit.
 #[derive(Debug, Default)]
@@ -34,7 +34,9 @@ fn spec(name: String, l: &Limits) -> LimitSpec {
 }
 
 impl LimitScopes {
-    pub fn from_config(cfg: &Config) -> LimitScopes {
+    /// Scope names are the limiter's keys (in Redis too, in replicas mode):
+    /// `key:NAME`, `key:NAME/model:MODEL`, `model:MODEL`, `deployment:LABEL`.
+    pub fn from_config(cfg: &Config, models: &ModelTable) -> LimitScopes {
         let mut s = LimitScopes::default();
         let add = |specs: &mut Vec<LimitSpec>, name: String, l: &Limits| -> Option<usize> {
             (!l.is_none()).then(|| {
@@ -58,12 +60,10 @@ impl LimitScopes {
             let i = add(&mut s.specs, format!("model:{}", m.name), &m.limits);
             s.model.push(i);
         }
-        for m in &cfg.models {
-            for d in &m.deployments {
-                let provider = cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?");
-                let i = add(&mut s.specs, format!("deployment:{provider}/{}", d.model), &d.limits);
-                s.deployment.push(i);
-            }
+        // In id order, so `deployment[id]` is the deployment's scope.
+        for (_, d) in models.deployments() {
+            let i = add(&mut s.specs, format!("deployment:{}", d.label), &d.limits);
+            s.deployment.push(i);
         }
         s
     }
@@ -89,6 +89,21 @@ impl LimitScopes {
     pub fn for_deployment(&self, id: usize) -> Option<usize> {
         self.deployment.get(id).copied().flatten()
     }
+}
+
+/// The rate-limit step of a request: the limits of its key, its key and
+/// model, and its model, charged with its token estimate ([`admit`]).
+pub async fn admit_request(
+    limiter: &LimiterHandle,
+    scopes: &LimitScopes,
+    policy: &KeyPolicy,
+    model: usize,
+    peek: &Peek,
+    queue: &QueueConfig,
+) -> Result<Option<Grant>, GatewayError> {
+    let scopes = scopes.for_request(policy, model);
+    let max_wait = Duration::from_millis(queue.max_wait_ms);
+    admit(limiter, &scopes, peek.estimated_tokens(), policy.priority, max_wait).await
 }
 
 /// Admit a request, or wait for its limits in the queue when `[queue]`
@@ -130,56 +145,5 @@ fn refused(limiter: &LimiterHandle, scopes: &[usize], r: rate_limiter::Refusal) 
         retry_after: r.retry_after,
         never: r.never,
         headroom: Box::new(limiter.backend().headroom(scopes)),
-    }
-}
-
-/// `Go`-style duration, as OpenAI writes its reset headers: `1s`, `6m0s`, `120ms`.
-pub fn reset_str(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs_f64();
-    let m = (secs / 60.0).floor() as u64;
-    let s = secs - (m as f64) * 60.0;
-    let s = if (s - s.round()).abs() < 0.0005 { format!("{}", s.round() as u64) } else { format!("{s:.3}") };
-    if m > 0 { format!("{m}m{s}s") } else { format!("{s}s") }
-}
-
-/// `x-ratelimit-*` header pairs for a headroom.
-pub fn headers(h: &Headroom) -> Vec<(&'static str, String)> {
-    let mut v = Vec::with_capacity(6);
-    if let Some((limit, remaining, reset)) = h.requests {
-        v.push(("x-ratelimit-limit-requests", limit.to_string()));
-        v.push(("x-ratelimit-remaining-requests", remaining.to_string()));
-        v.push(("x-ratelimit-reset-requests", reset_str(reset)));
-    }
-    if let Some((limit, remaining, reset)) = h.tokens {
-        v.push(("x-ratelimit-limit-tokens", limit.to_string()));
-        v.push(("x-ratelimit-remaining-tokens", remaining.to_string()));
-        v.push(("x-ratelimit-reset-tokens", reset_str(reset)));
-    }
-    v
-}
-
-/// Which limit refused, as words for the error message.
-pub fn describe(limit: &str) -> &'static str {
-    match limit {
-        l if l == Exceeded::Requests.as_str() => "requests per minute",
-        l if l == Exceeded::Tokens.as_str() => "tokens per minute",
-        _ => "concurrent requests",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reset_format() {
-        assert_eq!(reset_str(Duration::from_millis(120)), "120ms");
-        assert_eq!(reset_str(Duration::from_secs(1)), "1s");
-        assert_eq!(reset_str(Duration::from_secs(360)), "6m0s");
-        assert_eq!(reset_str(Duration::from_millis(1500)), "1.500s");
     }
 }

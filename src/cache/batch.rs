@@ -12,8 +12,9 @@
 //! count). An upstream error goes to every caller.
 //!
 //! The first request of a window spawns the task that waits the window (or
-//! until the batch is full) and makes the call, on its own worker; the
-//! others wait on a oneshot, so a caller that goes away leaves the rest be.
+//! until the batch is full) and makes the call (`upstream::fetch`), on its
+//! own worker; the others wait on a oneshot, so a caller that goes away
+//! leaves the rest be.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,29 +23,63 @@ use std::time::Duration;
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 use metrics::{Counter, counter};
-use sluice_actors::response_cache::CacheCounters;
+use sluice_actors::response_cache::{CacheCounters, CacheHandle};
 use sonic_rs::JsonValueTrait;
 use tokio::sync::{Notify, oneshot};
 
-use super::attempt::{self, Served};
-use super::ingress;
 use crate::config::{EmbeddingsBatch, Price};
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::providers::{Call, Endpoint, HeaderForward, Timeouts, Usage};
-use crate::server::state::WorkerState;
+use crate::peek::Peek;
+use crate::providers::{Call, HeaderForward, Timeouts};
+use crate::route::Candidate;
+use crate::upstream::{self, Fetched, FetchedBody, WorkerUpstreams};
+use crate::usage::Usage;
 
-/// One caller's part of a batched answer.
+/// The upstream call of one request: merged into its model's embeddings
+/// batch when `batcher` can take it, else alone (`upstream::fetch`).
+pub async fn fetch(
+    batcher: Option<&Arc<Batcher>>,
+    w: &WorkerUpstreams,
+    call: &Call<'_>,
+    model: usize,
+) -> Result<Fetched, GatewayError> {
+    if call.endpoint == Endpoint::Embeddings
+        && let Some(b) = batcher
+        && let Some(got) = b.submit(w, call, model).await
+    {
+        return got.map(Fetched::from);
+    }
+    upstream::fetch(w, call, model).await
+}
+
+/// One caller's part of a batched answer. (Sent across workers, so it holds
+/// only what is `Send`; it becomes a [`Fetched`] at the caller.)
 #[derive(Debug, Clone)]
 pub struct Batched {
     pub body: Bytes,
+    /// The caller's share of the usage the upstream reported.
     pub usage: Option<Usage>,
-    /// `(model, deployment)` that served.
-    pub served: Option<(usize, usize)>,
+    pub served: Candidate,
     pub price: Option<Price>,
+}
+
+impl From<Batched> for Fetched {
+    fn from(b: Batched) -> Fetched {
+        // The batch's deployment caps were charged by its own call.
+        Fetched {
+            served: b.served,
+            price: b.price,
+            deployment_grant: None,
+            body: FetchedBody::Complete { body: b.body, usage: b.usage },
+        }
+    }
 }
 
 /// The embeddings batching of one model.
 pub struct Batcher {
+    /// The response cache's handle, for its batching counters (`/status`).
+    cache: CacheHandle,
     cfg: EmbeddingsBatch,
     forward: Vec<HeaderForward>,
     open: Mutex<HashMap<String, Arc<Pending>>>,
@@ -68,13 +103,15 @@ struct Pending {
 /// A request's body, read for merging.
 struct Parsed {
     inputs: Vec<String>,
-    /// `encoding_format` and `dimensions` as written, part of the group.
-    shared: Vec<(String, String)>,
+    /// `encoding_format` and `dimensions` as written: every member of a
+    /// batch has the same, so they are part of the group.
+    params: Vec<(String, String)>,
 }
 
 impl Batcher {
-    pub fn new(model: &str, cfg: EmbeddingsBatch, forward: Vec<HeaderForward>) -> Arc<Batcher> {
+    pub fn new(model: &str, cfg: EmbeddingsBatch, forward: Vec<HeaderForward>, cache: CacheHandle) -> Arc<Batcher> {
         Arc::new(Batcher {
+            cache,
             cfg,
             forward,
             open: Mutex::default(),
@@ -87,7 +124,7 @@ impl Batcher {
     /// merged (the caller sends it alone).
     pub async fn submit(
         self: &Arc<Self>,
-        state: &WorkerState,
+        w: &WorkerUpstreams,
         call: &Call<'_>,
         model: usize,
     ) -> Option<Result<Batched, GatewayError>> {
@@ -96,7 +133,7 @@ impl Batcher {
             return None;
         }
         let mut group = String::new();
-        for (k, v) in &parsed.shared {
+        for (k, v) in &parsed.params {
             group.push_str(k);
             group.push('=');
             group.push_str(v);
@@ -143,13 +180,13 @@ impl Batcher {
         if let Some(pending) = start {
             let job = Job {
                 batcher: self.clone(),
-                state: state.clone(),
+                upstream: w.clone(),
                 pending,
                 group,
                 model,
                 headers: call.client_headers.clone(),
                 request_id: call.request_id.to_string(),
-                shared: parsed.shared,
+                params: parsed.params,
                 model_name: call.peek.model.clone(),
             };
             actix_web::rt::spawn(job.run());
@@ -161,13 +198,14 @@ impl Batcher {
 /// The task that sends one batch.
 struct Job {
     batcher: Arc<Batcher>,
-    state: WorkerState,
+    upstream: WorkerUpstreams,
     pending: Arc<Pending>,
     group: String,
     model: usize,
     headers: HeaderMap,
     request_id: String,
-    shared: Vec<(String, String)>,
+    /// `encoding_format` and `dimensions`, as every member wrote them.
+    params: Vec<(String, String)>,
     model_name: String,
 }
 
@@ -187,14 +225,17 @@ impl Job {
         }
         let n = members.len() as u64;
         if n > 1 {
-            let c = self.state.shared.cache.handle.counters();
+            let c = self.batcher.cache.counters();
             self.batcher.batches.increment(1);
             self.batcher.batched.increment(n);
             CacheCounters::bump(&c.batches);
             c.batched.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
         match self.call(&members).await {
-            Ok((body, usage, served, price)) => {
+            Ok((body, served, price)) => {
+                // The members' usage is their share of what the upstream
+                // reported (in the merged body), none if it reported none.
+                let usage = crate::usage::from_body(&body).ok().flatten();
                 let parts = split(&body, &members, usage);
                 for (m, part) in members.into_iter().zip(parts) {
                     let r = part.map(|(body, usage)| Batched { body, usage, served, price });
@@ -209,11 +250,8 @@ impl Job {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    async fn call(
-        &self,
-        members: &[Member],
-    ) -> Result<(Bytes, Option<Usage>, Option<(usize, usize)>, Option<Price>), GatewayError> {
+    /// The merged request, sent: the merged answer, who served it, its price.
+    async fn call(&self, members: &[Member]) -> Result<(Bytes, Candidate, Option<Price>), GatewayError> {
         let mut body = String::from("{\"model\":");
         body.push_str(&sonic_rs::to_string(&self.model_name).unwrap_or_else(|_| "\"\"".into()));
         body.push_str(",\"input\":[");
@@ -224,14 +262,12 @@ impl Job {
             body.push_str(input);
         }
         body.push(']');
-        for (k, v) in &self.shared {
+        for (k, v) in &self.params {
             body.push_str(&format!(",\"{k}\":{v}"));
         }
         body.push('}');
         let body = Bytes::from(body);
-        let peek = ingress::peek(&body, Endpoint::Embeddings)?;
-        let shared = &self.state.shared;
-        let plan = super::plan(shared, self.model, Endpoint::Embeddings, &peek)?;
+        let peek = Peek::read(&body, Endpoint::Embeddings)?;
         let call = Call {
             endpoint: Endpoint::Embeddings,
             body: &body,
@@ -241,16 +277,10 @@ impl Job {
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
         };
-        let w = attempt::run(&self.state, &call, &plan).await?;
-        if w.candidate.model != self.model {
-            shared.metrics.record_fallback(self.model, w.candidate.model);
-        }
-        let price = shared.models.deployment(w.candidate).and_then(|d| d.price);
-        match w.served {
-            Served::Complete { body, usage } => {
-                Ok((body, usage, Some((w.candidate.model, w.candidate.deployment)), price))
-            }
-            Served::Stream { .. } => {
+        let fetched = upstream::fetch(&self.upstream, &call, self.model).await?;
+        match fetched.body {
+            FetchedBody::Complete { body, .. } => Ok((body, fetched.served, fetched.price)),
+            FetchedBody::Stream(_) => {
                 Err(GatewayError::Internal { detail: "an embeddings call answered a stream".into() })
             }
         }
@@ -260,16 +290,16 @@ impl Job {
 /// Read an embeddings body for merging; `None` if it has anything a merged
 /// request could not carry for it.
 fn parse(body: &[u8]) -> Option<Parsed> {
-    if crate::json::nesting_exceeds(body, ingress::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(body, crate::json::MAX_DEPTH) {
         return None;
     }
     let mut inputs = None;
-    let mut shared = Vec::new();
+    let mut params = Vec::new();
     for item in sonic_rs::to_object_iter(body) {
         let (k, v) = item.ok()?;
         match &*k {
             "model" | "user" => {}
-            "encoding_format" | "dimensions" => shared.push((k.to_string(), v.as_raw_str().to_string())),
+            "encoding_format" | "dimensions" => params.push((k.to_string(), v.as_raw_str().to_string())),
             "input" => {
                 let raw = v.as_raw_str();
                 inputs = Some(match v.get_type() {
@@ -290,8 +320,8 @@ fn parse(body: &[u8]) -> Option<Parsed> {
             _ => return None,
         }
     }
-    shared.sort();
-    Some(Parsed { inputs: inputs?, shared })
+    params.sort();
+    Some(Parsed { inputs: inputs?, params })
 }
 
 /// Split a merged answer per member: its `data` items in order, reindexed
@@ -303,7 +333,7 @@ fn split(body: &[u8], members: &[Member], usage: Option<Usage>) -> Vec<Result<(B
         detail: format!("the merged embeddings answer could not be split: {why}"),
     };
     let fail = |why: &str| members.iter().map(|_| Err(bad(why))).collect();
-    if crate::json::nesting_exceeds(body, ingress::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(body, crate::json::MAX_DEPTH) {
         return fail("it nests too deeply");
     }
     let Ok(data) = sonic_rs::get(body, ["data"]) else { return fail("no `data`") };
@@ -418,7 +448,7 @@ mod tests {
     fn parse_reads_inputs_and_refuses_what_cannot_merge() {
         let p = parse(br#"{"model":"e","input":["a","b"],"dimensions":8,"user":"u"}"#).unwrap();
         assert_eq!(p.inputs, vec!["\"a\"", "\"b\""]);
-        assert_eq!(p.shared, vec![("dimensions".to_string(), "8".to_string())]);
+        assert_eq!(p.params, vec![("dimensions".to_string(), "8".to_string())]);
         assert_eq!(parse(br#"{"input":"x"}"#).unwrap().inputs.len(), 1);
         assert_eq!(parse(br#"{"input":[1,2,3]}"#).unwrap().inputs, vec!["[1,2,3]"]);
         assert_eq!(parse(br#"{"input":[[1],[2]]}"#).unwrap().inputs.len(), 2);

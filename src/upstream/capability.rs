@@ -5,30 +5,29 @@
 //! circuit). If none of the requested model's own deployments can serve the
 //! route, the request is refused with 400 naming the first of them.
 
-use super::route::Candidate;
+use super::Upstreams;
+use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
-use crate::providers::Endpoint;
-use crate::server::state::Shared;
+use crate::route::Candidate;
 
 pub fn serving(
-    shared: &Shared,
+    up: &Upstreams,
     model: usize,
     endpoint: Endpoint,
     mut candidates: Vec<Candidate>,
 ) -> Result<Vec<Candidate>, GatewayError> {
     let serves = |c: &Candidate| {
-        shared
-            .models
+        up.models
             .get(c.model)
             .and_then(|m| m.deployments.get(c.deployment))
-            .and_then(|d| shared.providers.get(d.provider))
+            .and_then(|d| up.providers.get(d.provider))
             .is_none_or(|p| p.serves(endpoint))
     };
     if candidates.iter().all(serves) {
         return Ok(candidates);
     }
     if !candidates.iter().any(|c| c.model == model && serves(c)) {
-        let entry = shared.models.get(model);
+        let entry = up.models.get(model);
         let name = entry.map_or("", |m| m.name.as_str());
         let dep = entry.and_then(|m| m.deployments.first()).map_or("", |d| d.label.as_str());
         return Err(GatewayError::invalid(

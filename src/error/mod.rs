@@ -5,6 +5,8 @@
 //! Every mapping is one exhaustive `match` with no `_` arm, so a new variant
 //! cannot compile until its status, type, code and retry policy are decided.
 
+pub mod rate_limit;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use bytes::Bytes;
@@ -290,7 +292,7 @@ impl GatewayError {
         match self {
             GatewayError::UpstreamStatus { retry_after: Some(ra), .. } => vec![("retry-after", ra.clone())],
             GatewayError::RateLimited { retry_after, headroom, .. } => {
-                let mut h = crate::request::limits::headers(headroom);
+                let mut h = rate_limit::headers(headroom);
                 if let Some(d) = retry_after {
                     // Whole seconds, rounded up: never invite a retry too early.
                     h.push(("retry-after", d.as_secs_f64().ceil().max(1.0).to_string()));
@@ -321,7 +323,7 @@ impl GatewayError {
 }
 
 fn rate_limited_message(scope: &str, limit: &str, retry_after: Option<std::time::Duration>, never: bool) -> String {
-    let what = crate::request::limits::describe(limit);
+    let what = rate_limit::describe(limit);
     if never {
         return format!(
             "Request too large: it needs more tokens than the limit of {what} allows ({scope}). Shorten the prompt or lower max_tokens."
@@ -367,6 +369,13 @@ pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&
         Err(_) => Bytes::from_static(
             br#"{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}"#,
         ),
+    }
+}
+
+/// A request the translator refused is the client's to fix: a 400.
+impl From<crate::translate::TranslateError> for GatewayError {
+    fn from(e: crate::translate::TranslateError) -> Self {
+        GatewayError::invalid(e.message, e.param)
     }
 }
 

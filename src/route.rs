@@ -2,14 +2,19 @@
 //! in the order they are tried: the model's own deployments ordered by its
 //! strategy, then each fallback model's, depth-first, each model once —
 //! skipping models whose context window the request does not fit.
+//!
+//! [`ModelTable`] is also the one place a deployment's id (its index in the
+//! actors' tables) and label (`provider/model`) are derived from the config:
+//! the actors' spec, the limiter's deployment scopes, the metrics and
+//! `/status` all read them from [`ModelTable::deployments`].
 
 use std::collections::HashMap;
 
 use sluice_actors::availability::AvailTable;
 
-use crate::config::{Config, HedgeConfig, ModelTimeouts, Price, Strategy};
+use crate::auth::KeyPolicy;
+use crate::config::{Config, HedgeConfig, Limits, ModelTimeouts, Price, Strategy};
 use crate::error::GatewayError;
-use crate::request::auth::KeyPolicy;
 
 #[derive(Debug)]
 pub struct Deployment {
@@ -23,6 +28,8 @@ pub struct Deployment {
     pub price: Option<Price>,
     /// `provider/model`, for `x-sluice-deployment` and metric labels.
     pub label: String,
+    /// What the deployment's provider allows (its own rpm/tpm caps).
+    pub limits: Limits,
 }
 
 #[derive(Debug)]
@@ -88,6 +95,7 @@ impl ModelTable {
                                 cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?"),
                                 d.model
                             ),
+                            limits: d.limits,
                         }
                     })
                     .collect(),
@@ -116,6 +124,15 @@ impl ModelTable {
     /// The number of deployments across every model.
     pub fn deployment_count(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Every deployment of every model with its model, in id order: the
+    /// order the actors index deployments by.
+    pub fn deployments(&self) -> impl Iterator<Item = (&ModelEntry, &Deployment)> {
+        self.by_id.iter().filter_map(|&(m, d)| {
+            let model = self.models.get(m)?;
+            Some((model, model.deployments.get(d)?))
+        })
     }
 
     /// The model a client asked for: 404 if unknown, 403 if its key may not use it.
@@ -261,6 +278,7 @@ mod tests {
             weight: w,
             price: price.map(|p| Price { input_per_mtok: p, output_per_mtok: p, cached_input_per_mtok: None }),
             label: format!("p/{id}"),
+            limits: Limits::default(),
         }
     }
 
@@ -344,5 +362,35 @@ mod tests {
         assert_eq!(order(&m, &live), vec![1, 2, 0]);
         m.strategy = Strategy::Cost;
         assert_eq!(order(&m, &live), vec![1, 0, 2], "unpriced last");
+    }
+
+    #[test]
+    fn deployment_ids_are_dense_and_in_config_order() {
+        let cfg = Config::from_str_with_env(
+            r#"
+            [server]
+            allow_anonymous = true
+            [[providers]]
+            name = "p"
+            kind = "mock"
+            [[providers]]
+            name = "q"
+            kind = "mock"
+            [[models]]
+            name = "a"
+            deployments = [{ provider = "p", model = "x" }, { provider = "q", model = "y" }]
+            [[models]]
+            name = "b"
+            deployments = [{ provider = "p", model = "x" }]
+            "#,
+            "t.toml",
+            &crate::config::ProcessEnv,
+        )
+        .unwrap();
+        let t = ModelTable::from_config(&cfg);
+        let seen: Vec<(usize, &str, &str)> =
+            t.deployments().map(|(m, d)| (d.id, m.name.as_str(), d.label.as_str())).collect();
+        assert_eq!(seen, vec![(0, "a", "p/x"), (1, "a", "q/y"), (2, "b", "p/x")]);
+        assert_eq!(t.deployment_count(), 3);
     }
 }

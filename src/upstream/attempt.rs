@@ -17,12 +17,13 @@ use sluice_actors::rate_limiter::Grant;
 use sluice_actors::upstream_sessions::UpstreamErrorKind;
 use tokio::time::Instant;
 
+use super::WorkerUpstreams;
 use super::outcomes::{OutcomeSink, verdict};
-use super::route::Candidate;
 use crate::config::{HedgeConfig, RoutingConfig};
 use crate::error::{GatewayError, TimeoutPhase};
-use crate::providers::{Call, EventStream, Reply, Timeouts, Usage};
-use crate::server::state::WorkerState;
+use crate::providers::{Call, EventStream, Reply, Timeouts};
+use crate::route::Candidate;
+use crate::usage::Usage;
 
 /// What the winning attempt produced.
 pub enum Served {
@@ -74,33 +75,33 @@ enum Backoff {
 
 /// Try the plan. Returns the first success, or the error that best explains
 /// why none worked.
-pub async fn run(state: &WorkerState, call: &Call<'_>, plan: &Plan<'_>) -> Result<Winner, GatewayError> {
-    let shared = &state.shared;
+pub async fn run(w: &WorkerUpstreams, call: &Call<'_>, plan: &Plan<'_>) -> Result<Winner, GatewayError> {
+    let up = &w.upstreams;
     let mut errors: Vec<(String, GatewayError)> = Vec::new();
     let mut skipped: Vec<(String, &'static str)> = Vec::new();
     let mut cursor = Cursor::default();
     let mut attempts = 0u32;
     let mut last: Option<Backoff> = None;
     while attempts < plan.max_attempts {
-        let Some((c, grant)) = next_admitted(state, plan, &mut cursor, &mut skipped, attempts).await else { break };
+        let Some((c, grant)) = next_admitted(w, plan, &mut cursor, &mut skipped, attempts).await else { break };
         if let Some(kind) = last {
             let wait = backoff(kind, attempts, plan.routing);
             if plan.deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                release_probe(state, c);
+                release_probe(w, c);
                 break;
             }
             tokio::time::sleep(wait).await;
-            shared.metrics.record_retry(c.model);
+            up.metrics.record_retry(c.model);
         }
         attempts += 1;
         let result = match plan.hedge.filter(|_| attempts == 1) {
-            Some(h) => hedged(state, call, plan, (c, grant), h, &mut cursor, &mut skipped, &mut attempts).await,
-            None => with_deadline(plan.deadline, one(state, call, c, grant)).await,
+            Some(h) => hedged(w, call, plan, (c, grant), h, &mut cursor, &mut skipped, &mut attempts).await,
+            None => with_deadline(plan.deadline, try_deployment(w, call, c, grant)).await,
         };
         match result {
-            Ok(mut w) => {
-                w.attempts = attempts;
-                return Ok(w);
+            Ok(mut winner) => {
+                winner.attempts = attempts;
+                return Ok(winner);
             }
             Err((label, e)) => {
                 if !e.retryable() {
@@ -114,7 +115,7 @@ pub async fn run(state: &WorkerState, call: &Call<'_>, plan: &Plan<'_>) -> Resul
             }
         }
     }
-    let model = plan.candidates.first().and_then(|c| shared.models.get(c.model)).map(|m| m.name.as_str());
+    let model = plan.candidates.first().and_then(|c| up.models.get(c.model)).map(|m| m.name.as_str());
     Err(give_up(model.unwrap_or_default(), errors, skipped))
 }
 
@@ -132,7 +133,7 @@ struct Cursor {
 /// Retry-After cap and the deadline (that is how a 429's Retry-After is
 /// honoured), else give up.
 async fn next_admitted(
-    state: &WorkerState,
+    w: &WorkerUpstreams,
     plan: &Plan<'_>,
     cur: &mut Cursor,
     skipped: &mut Vec<(String, &'static str)>,
@@ -142,7 +143,7 @@ async fn next_admitted(
     if n == 0 {
         return None;
     }
-    let breakers = &state.shared.breakers;
+    let breakers = &w.upstreams.breakers;
     let mut waited = false;
     loop {
         let mut soonest: Option<Duration> = None;
@@ -157,14 +158,14 @@ async fn next_admitted(
             if matches!(admission, Admission::Allowed | Admission::Probe) {
                 // The deployment's own caps: reroute (or wait) rather than
                 // send traffic its provider would refuse.
-                let Some(scope) = state.shared.scopes.for_deployment(c.id) else { return Some((c, None)) };
-                match state.shared.limiter.admit_deployment(scope, plan.tokens).await {
+                let Some(scope) = w.upstreams.scopes.for_deployment(c.id) else { return Some((c, None)) };
+                match w.upstreams.limiter.admit_deployment(scope, plan.tokens).await {
                     Ok(g) => return Some((c, Some(g))),
                     Err(r) => {
                         if admission == Admission::Probe {
-                            release_probe(state, c);
+                            release_probe(w, c);
                         }
-                        if let Some(d) = state.shared.models.deployment(c)
+                        if let Some(d) = w.upstreams.models.deployment(c)
                             && !skipped.iter().any(|(l, _)| *l == d.label)
                         {
                             skipped.push((d.label.clone(), "at its rpm/tpm cap"));
@@ -179,7 +180,7 @@ async fn next_admitted(
             match admission {
                 Admission::Allowed | Admission::Probe => {}
                 Admission::Denied => {
-                    if let Some(d) = state.shared.models.deployment(c) {
+                    if let Some(d) = w.upstreams.models.deployment(c) {
                         let reason = breakers.gates().denial(c.id).reason();
                         if !skipped.iter().any(|(l, _)| *l == d.label) {
                             skipped.push((d.label.clone(), reason));
@@ -207,8 +208,8 @@ async fn next_admitted(
 }
 
 /// A probe slot taken but not used: give it back through a neutral outcome.
-fn release_probe(state: &WorkerState, c: Candidate) {
-    state.outcomes.push(AttemptOutcome {
+fn release_probe(w: &WorkerUpstreams, c: Candidate) {
+    w.outcomes.push(AttemptOutcome {
         deployment: c.id,
         verdict: Verdict::Neutral,
         latency: Duration::ZERO,
@@ -252,7 +253,7 @@ where
 /// answers first. The loser is dropped, which closes its connection.
 #[allow(clippy::too_many_arguments)]
 async fn hedged(
-    state: &WorkerState,
+    w: &WorkerUpstreams,
     call: &Call<'_>,
     plan: &Plan<'_>,
     (primary, primary_grant): (Candidate, Option<Grant>),
@@ -262,10 +263,10 @@ async fn hedged(
     attempts: &mut u32,
 ) -> Result<Winner, (String, GatewayError)> {
     let delay = Duration::from_millis(h.after_ms.unwrap_or_else(|| {
-        let p95 = state.shared.availability.table().ttft_p95_us(primary.id).map(|us| us / 1000);
+        let p95 = w.upstreams.availability.table().ttft_p95_us(primary.id).map(|us| us / 1000);
         p95.unwrap_or(HEDGE_DELAY_WITHOUT_DATA_MS).max(h.min_ms)
     }));
-    let first = Box::pin(with_deadline(plan.deadline, one(state, call, primary, primary_grant)));
+    let first = Box::pin(with_deadline(plan.deadline, try_deployment(w, call, primary, primary_grant)));
     let timer = Box::pin(tokio::time::sleep(delay));
     let first = match select(first, timer).await {
         Either::Left((r, _)) => return r,
@@ -274,24 +275,24 @@ async fn hedged(
     if *attempts >= plan.max_attempts {
         return first.await;
     }
-    let Some((second_c, second_grant)) = next_admitted(state, plan, cur, skipped, *attempts).await else {
+    let Some((second_c, second_grant)) = next_admitted(w, plan, cur, skipped, *attempts).await else {
         return first.await;
     };
     if second_c.id == primary.id {
-        release_probe(state, second_c);
+        release_probe(w, second_c);
         return first.await;
     }
     *attempts += 1;
-    state.shared.metrics.record_hedge(primary.model, false);
-    let second = Box::pin(with_deadline(plan.deadline, one(state, call, second_c, second_grant)));
+    w.upstreams.metrics.record_hedge(primary.model, false);
+    let second = Box::pin(with_deadline(plan.deadline, try_deployment(w, call, second_c, second_grant)));
     match select(first, second).await {
-        Either::Left((Ok(w), _)) => Ok(w),
-        Either::Right((Ok(w), _)) => {
-            state.shared.metrics.record_hedge(primary.model, true);
-            Ok(w)
+        Either::Left((Ok(winner), _)) => Ok(winner),
+        Either::Right((Ok(winner), _)) => {
+            w.upstreams.metrics.record_hedge(primary.model, true);
+            Ok(winner)
         }
         Either::Left((Err(_), second)) => {
-            second.await.inspect(|_| state.shared.metrics.record_hedge(primary.model, true))
+            second.await.inspect(|_| w.upstreams.metrics.record_hedge(primary.model, true))
         }
         Either::Right((Err(_), first)) => first.await,
     }
@@ -323,17 +324,17 @@ impl Drop for Pending {
 }
 
 /// One attempt at one deployment; reports its outcome.
-async fn one(
-    state: &WorkerState,
+async fn try_deployment(
+    w: &WorkerUpstreams,
     call: &Call<'_>,
     c: Candidate,
     deployment_grant: Option<Grant>,
 ) -> Result<Winner, (String, GatewayError)> {
-    let shared = &state.shared;
-    let (Some(model), Some(dep)) = (shared.models.get(c.model), shared.models.deployment(c)) else {
+    let up = &w.upstreams;
+    let (Some(model), Some(dep)) = (up.models.get(c.model), up.models.deployment(c)) else {
         return Err(("?".into(), GatewayError::Internal { detail: "a route points at no deployment".into() }));
     };
-    let Some(provider) = shared.providers.get(dep.provider) else {
+    let Some(provider) = up.providers.get(dep.provider) else {
         return Err((
             dep.label.clone(),
             GatewayError::Internal { detail: "a deployment points at no provider".into() },
@@ -347,10 +348,10 @@ async fn one(
         total: t.total_ms.map_or(provider.timeouts.total, Duration::from_millis),
     };
     let call = Call { upstream_model: &dep.model, timeouts, ..*call };
-    let inflight = shared.availability.table().start(c.id);
-    let mut pending = Pending { sink: state.outcomes.clone(), id: c.id, done: false };
+    let inflight = up.availability.table().start(c.id);
+    let mut pending = Pending { sink: w.outcomes.clone(), id: c.id, done: false };
     let started = Instant::now();
-    let result = match provider.send(&call, state.clients.get(dep.provider)).await {
+    let result = match provider.send(&call, w.clients.get(dep.provider)).await {
         Ok(Reply::Complete { body, usage }) => Ok(Served::Complete { body, usage }),
         Ok(Reply::Stream(mut rest)) => {
             let left = timeouts.first_byte.saturating_sub(started.elapsed());
@@ -375,14 +376,14 @@ async fn one(
     match result {
         Ok(served) => {
             let ttft = matches!(served, Served::Stream { .. }).then_some(took);
-            state.outcomes.push(AttemptOutcome {
+            w.outcomes.push(AttemptOutcome {
                 deployment: c.id,
                 verdict: Verdict::Success,
                 latency: took,
                 ttft,
                 error: None,
             });
-            shared.metrics.record_attempt(c.model, c.deployment, Ok(()), took);
+            up.metrics.record_attempt(c.model, c.deployment, Ok(()), took);
             Ok(Winner {
                 candidate: c,
                 served,
@@ -398,9 +399,9 @@ async fn one(
         Err(e) => {
             let v = verdict(&e);
             let error = (v != Verdict::Neutral).then(|| (e.label(), e.to_string()));
-            state.outcomes.push(AttemptOutcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
-            shared.metrics.record_attempt(c.model, c.deployment, Err(e.label()), took);
-            report(state, dep.provider, &e);
+            w.outcomes.push(AttemptOutcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
+            up.metrics.record_attempt(c.model, c.deployment, Err(e.label()), took);
+            report(w, dep.provider, &e);
             tracing::debug!(deployment = %dep.label, error = %e, "attempt failed");
             Err((dep.label.clone(), e))
         }
@@ -408,7 +409,7 @@ async fn one(
 }
 
 /// Tell `UpstreamSessions` about an upstream failure (fire-and-forget).
-fn report(state: &WorkerState, provider: usize, e: &GatewayError) {
+fn report(w: &WorkerUpstreams, provider: usize, e: &GatewayError) {
     let kind = match e {
         GatewayError::UpstreamConnect { .. } => UpstreamErrorKind::Connect,
         GatewayError::UpstreamTimeout { .. } => UpstreamErrorKind::Timeout,
@@ -417,7 +418,7 @@ fn report(state: &WorkerState, provider: usize, e: &GatewayError) {
         // Not the upstream's doing: nothing to log against it.
         _ => return,
     };
-    state.shared.sessions.record_error(provider, kind, e.to_string());
+    w.upstreams.sessions.record_error(provider, kind, e.to_string());
 }
 
 /// Every attempt failed, or none could be made. Attempts at a single

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use memchr::memmem::Finder;
 use sonic_rs::JsonValueTrait;
 
-use super::sse;
+use crate::sse;
 
 /// Tokens one request used, as the upstream reported them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,13 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Prompt tokens served from the provider's prompt cache.
     pub cached_tokens: u64,
+}
+
+/// The OpenAI `usage` object a translator read or wrote, as the gateway counts it.
+impl From<crate::translate::openai::Usage> for Usage {
+    fn from(u: crate::translate::openai::Usage) -> Usage {
+        Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.cached() }
+    }
 }
 
 impl Usage {
@@ -82,7 +89,7 @@ pub fn from_body(body: &[u8]) -> Result<Option<Usage>, String> {
         Some(_) => closing_brace(rest).ok_or("unterminated usage object")?,
     };
     let object = &rest[..=end];
-    if crate::json::nesting_exceeds(object, crate::request::ingress::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(object, crate::json::MAX_DEPTH) {
         return Err("the usage object nests too deeply".into());
     }
     Ok(parse_usage_object(object))
@@ -161,7 +168,7 @@ pub fn scan_events(buf: Bytes, strip_usage_chunk: bool) -> (Option<Usage>, Bytes
     let mut usage = None;
     let mut drop_ranges: Vec<(usize, usize)> = Vec::new();
     for ev in sse::events(&buf) {
-        if !has_usage_object(ev.data) || crate::json::nesting_exceeds(ev.data, crate::request::ingress::MAX_DEPTH) {
+        if !has_usage_object(ev.data) || crate::json::nesting_exceeds(ev.data, crate::json::MAX_DEPTH) {
             continue;
         }
         if let Ok(v) = sonic_rs::get(ev.data, ["usage"])
@@ -196,10 +203,12 @@ pub enum StreamUsage {
 }
 
 impl StreamUsage {
-    pub fn for_endpoint(e: super::Endpoint) -> StreamUsage {
+    pub fn for_endpoint(e: crate::endpoint::Endpoint) -> StreamUsage {
         match e {
-            super::Endpoint::Messages => StreamUsage::Anthropic(Default::default()),
-            super::Endpoint::Chat | super::Endpoint::Completions | super::Endpoint::Embeddings => StreamUsage::OpenAi,
+            crate::endpoint::Endpoint::Messages => StreamUsage::Anthropic(Default::default()),
+            crate::endpoint::Endpoint::Chat
+            | crate::endpoint::Endpoint::Completions
+            | crate::endpoint::Endpoint::Embeddings => StreamUsage::OpenAi,
         }
     }
 
@@ -215,7 +224,7 @@ impl StreamUsage {
         }
         let mut found = false;
         for ev in sse::events(&buf) {
-            if !has_usage_object(ev.data) || crate::json::nesting_exceeds(ev.data, crate::request::ingress::MAX_DEPTH) {
+            if !has_usage_object(ev.data) || crate::json::nesting_exceeds(ev.data, crate::json::MAX_DEPTH) {
                 continue;
             }
             let start = sonic_rs::get(ev.data, ["type"]).is_ok_and(|t| t.as_str() == Some("message_start"));
@@ -228,7 +237,7 @@ impl StreamUsage {
                 found = true;
             }
         }
-        let usage = found.then(|| acc.to_openai().to_gateway());
+        let usage = found.then(|| acc.to_openai().into());
         (usage, buf)
     }
 }
@@ -266,7 +275,7 @@ mod tests {
 
     #[test]
     fn anthropic_stream_usage_is_merged() {
-        let mut s = StreamUsage::for_endpoint(super::super::Endpoint::Messages);
+        let mut s = StreamUsage::for_endpoint(crate::endpoint::Endpoint::Messages);
         let start = Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":4,\"output_tokens\":1}}}\n\n");
         let (u, out) = s.scan(start.clone(), true);
         assert_eq!(out, start);

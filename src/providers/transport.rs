@@ -1,46 +1,30 @@
-//! What every networked provider shares, whatever protocol it speaks:
-//! credentials and headers, one attempt over this worker's pooled client
-//! (connection permit, first-byte timeout, error mapping), reading a whole
-//! body, splitting an SSE body into runs of whole events, and running a
-//! stream translator over those events.
+//! HTTP to one upstream, whatever protocol it speaks: credentials and
+//! headers, one request over this worker's pooled client (connection
+//! permit, first-byte timeout, a non-2xx status turned into the gateway's
+//! error), and reading a whole body under the idle and total timeouts.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Uri};
-use memchr::memmem;
 use sluice_upstream::{
     InflightPermit, Outgoing, ResponseBody, SendError, SessionSpec, UpstreamClient, WarmRequest, plain_http_target,
 };
-use sonic_rs::JsonValueTrait;
 use tokio::time::{Instant, timeout_at};
 
-use super::sse::SseSplitter;
-use super::{Call, EventStream, HeaderForward, Provider, Timeouts};
+use super::errors::{ErrorStyle, map_status_error, scrub};
+use super::{Call, HeaderForward, Provider, Timeouts};
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::error::{GatewayError, TimeoutPhase, error_body};
-use crate::translate::{SseOut, StreamTranslate};
+use crate::error::{GatewayError, TimeoutPhase};
 
 /// Upper bound on a whole (non-stream) upstream body kept in memory.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// How much of an upstream error body is read and shown.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// How an upstream writes its error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorStyle {
-    /// `{"error":{"message":..,"type":..}}` (also Ollama's `{"error":"text"}`).
-    OpenAi,
-    /// `{"type":"error","error":{"type":..,"message":..}}`
-    Anthropic,
-    /// `{"error":{"code":..,"message":..,"status":..}}`
-    Gemini,
-}
-
 /// Credentials, fixed headers and forwarding rules of one provider.
-pub struct Upstream {
+pub struct HttpUpstream {
     pub base: String,
     auth: Option<(HeaderName, HeaderValue)>,
     extra: Vec<(HeaderName, HeaderValue)>,
@@ -51,7 +35,7 @@ pub struct Upstream {
 }
 
 /// An upstream answer with a 2xx status, its connection permit still held.
-pub struct Answer {
+pub struct OkResponse {
     pub body: ResponseBody,
     pub event_stream: bool,
     pub permit: InflightPermit,
@@ -61,7 +45,7 @@ pub struct Answer {
     pub timeouts: Timeouts,
 }
 
-impl Upstream {
+impl HttpUpstream {
     /// Strings scrubbed from anything an upstream says that reaches a client.
     pub fn secrets(&self) -> &[String] {
         &self.secrets
@@ -69,7 +53,7 @@ impl Upstream {
 
     /// `defaults` are headers sent unless the config sets the same name
     /// (e.g. Anthropic's `anthropic-version`).
-    pub fn new(cfg: &ProviderConfig, defaults: &[(&str, &str)], style: ErrorStyle) -> Result<Upstream, String> {
+    pub fn new(cfg: &ProviderConfig, defaults: &[(&str, &str)], style: ErrorStyle) -> Result<HttpUpstream, String> {
         let base = cfg.base_url.trim_end_matches('/').to_string();
         let mut secrets = Vec::new();
         let auth = match &cfg.api_key {
@@ -111,7 +95,7 @@ impl Upstream {
         // Very short values would scrub innocent text and protect nothing.
         secrets.retain(|s| s.len() >= 6);
         let forward = HeaderForward::new(&cfg.forward_headers);
-        Ok(Upstream { base, auth, extra, forward, secrets, style })
+        Ok(HttpUpstream { base, auth, extra, forward, secrets, style })
     }
 
     /// `base` + `path`, as a URI.
@@ -185,7 +169,7 @@ impl Upstream {
         uri: &Uri,
         headers: &[(HeaderName, HeaderValue)],
         body: Bytes,
-    ) -> Result<Answer, GatewayError> {
+    ) -> Result<OkResponse, GatewayError> {
         let started = Instant::now();
         let first_byte = started + t.first_byte;
         let deadline = started + t.total;
@@ -210,7 +194,7 @@ impl Upstream {
             let bytes = read_body(p, &t, resp.body, MAX_ERROR_BYTES, true, deadline).await.unwrap_or_default();
             return Err(self.status_error(p, status, bytes, resp.retry_after));
         }
-        Ok(Answer { body: resp.body, event_stream: resp.event_stream, permit, deadline, timeouts: t })
+        Ok(OkResponse { body: resp.body, event_stream: resp.event_stream, permit, deadline, timeouts: t })
     }
 
     /// An upstream error status as an OpenAI-shaped error, scrubbed of this
@@ -224,53 +208,6 @@ impl Upstream {
     pub fn status_error(&self, p: &Provider, status: u16, body: Bytes, retry_after: Option<String>) -> GatewayError {
         let body = map_status_error(self.style, &p.name, status, scrub(body, &self.secrets));
         GatewayError::UpstreamStatus { provider: p.name.clone(), upstream_status: status, body, retry_after }
-    }
-}
-
-/// The OpenAI-shaped error body for an upstream's error `status` and
-/// `body` (already scrubbed of secrets); see [`Upstream::status_error`].
-pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: Bytes) -> Bytes {
-    // Parse only bodies that cannot overflow the parser's stack.
-    let parseable = !crate::json::nesting_exceeds(&body, crate::request::ingress::MAX_DEPTH);
-    let field = |path: &[&str]| -> Option<String> {
-        let v = sonic_rs::get(&body[..], path).ok()?;
-        v.as_str().map(str::to_string)
-    };
-    // (OpenAI error type, message) of the upstream's own error.
-    let parsed: Option<(Option<String>, String)> = if !parseable {
-        None
-    } else {
-        match style {
-            ErrorStyle::OpenAi => field(&["error", "message"]).map(|m| (None, m)),
-            ErrorStyle::Anthropic => {
-                crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
-            }
-            ErrorStyle::Gemini => crate::translate::gemini::error_parts(&body)
-                .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m)),
-        }
-    };
-    let client_fault = (400..500).contains(&status) && !matches!(status, 401 | 403 | 429);
-    match (client_fault, parsed) {
-        (true, Some((None, _))) => body,
-        (true, Some((Some(kind), message))) => error_body(&message, &kind, None, None),
-        (_, parsed) => {
-            // The upstream's message: its error's, Ollama's
-            // `{"error":"text"}`, or the start of a plain-text / HTML body.
-            let text = parsed
-                .map(|(_, m)| m)
-                .or_else(|| if parseable { field(&["error"]) } else { None })
-                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string());
-            let message = if text.is_empty() {
-                format!("The upstream provider `{provider}` answered with HTTP {status}.")
-            } else {
-                format!("The upstream provider `{provider}` answered with HTTP {status}: {text}")
-            };
-            let (kind, code) = match status {
-                429 => ("rate_limit_error", "rate_limit_exceeded"),
-                _ => ("upstream_error", "upstream_error"),
-            };
-            error_body(&message, kind, None, Some(code))
-        }
     }
 }
 
@@ -340,162 +277,4 @@ pub async fn read_body(
         (Some(f), None) => f,
         (None, None) => Bytes::new(),
     })
-}
-
-/// The upstream's SSE body as runs of whole events. The permit rides along
-/// so the provider's connection slot is held exactly as long as the stream.
-pub fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String) -> EventStream {
-    struct St {
-        body: ResponseBody,
-        split: SseSplitter,
-        _permit: InflightPermit,
-        provider: String,
-        done: bool,
-    }
-    let st = St { body, split: SseSplitter::new(), _permit: permit, provider, done: false };
-    futures_util::stream::unfold(st, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        loop {
-            match st.body.chunk().await {
-                Some(Ok(data)) => {
-                    if let Some(events) = st.split.push(data) {
-                        return Some((Ok(events), st));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    let err = GatewayError::UpstreamProtocol {
-                        provider: st.provider.clone(),
-                        detail: format!("the stream was cut off: {e}"),
-                    };
-                    return Some((Err(err), st));
-                }
-                None => {
-                    st.done = true;
-                    // A last event without its blank line still counts.
-                    let rest = st.split.remainder()?;
-                    let mut b = BytesMut::with_capacity(rest.len() + 2);
-                    b.extend_from_slice(&rest);
-                    b.extend_from_slice(b"\n\n");
-                    return Some((Ok(b.freeze()), st));
-                }
-            }
-        }
-    })
-    .boxed_local()
-}
-
-/// Run `t` over a stream of whole-event runs: each run becomes the events
-/// `t` writes for it (runs that translate to nothing are skipped, so every
-/// item carries at least one event); the end of `raw` is told to `t`, whose
-/// final events (or complaint) close the stream. A complaint becomes an
-/// error item after the events already translated, its text scrubbed of
-/// `secrets` (an upstream's error event is quoted in it).
-pub fn translated<T: StreamTranslate + 'static>(
-    raw: EventStream,
-    t: T,
-    provider: String,
-    secrets: Vec<String>,
-) -> EventStream {
-    struct St<T> {
-        raw: EventStream,
-        t: T,
-        out: SseOut,
-        provider: String,
-        secrets: Vec<String>,
-        /// An error to yield after the events translated before it.
-        failed: Option<GatewayError>,
-        done: bool,
-    }
-    impl<T> St<T> {
-        fn fail(&mut self, e: crate::translate::StreamError) -> Option<Bytes> {
-            let mut detail = e.to_string();
-            for s in &self.secrets {
-                detail = detail.replace(s.as_str(), "***");
-            }
-            self.failed = Some(GatewayError::UpstreamProtocol { provider: self.provider.clone(), detail });
-            (!self.out.is_empty()).then(|| self.out.take())
-        }
-    }
-    let st = St { raw, t, out: SseOut::new(), provider, secrets, failed: None, done: false };
-    futures_util::stream::unfold(st, move |mut st| async move {
-        if let Some(e) = st.failed.take() {
-            st.done = true;
-            return Some((Err(e), st));
-        }
-        if st.done {
-            return None;
-        }
-        loop {
-            match st.raw.next().await {
-                Some(Ok(run)) => {
-                    for ev in super::sse::events(&run) {
-                        if let Err(e) = st.t.event(ev.data, &mut st.out) {
-                            return match st.fail(e) {
-                                Some(before) => Some((Ok(before), st)),
-                                None => {
-                                    st.done = true;
-                                    let e = st.failed.take()?;
-                                    Some((Err(e), st))
-                                }
-                            };
-                        }
-                    }
-                    if !st.out.is_empty() {
-                        let b = st.out.take();
-                        return Some((Ok(b), st));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    return Some((Err(e), st));
-                }
-                None => {
-                    st.done = true;
-                    return match st.t.end(&mut st.out) {
-                        Err(e) => match st.fail(e) {
-                            Some(before) => Some((Ok(before), st)),
-                            None => st.failed.take().map(|e| (Err(e), st)),
-                        },
-                        Ok(()) if st.out.is_empty() => None,
-                        Ok(()) => {
-                            let b = st.out.take();
-                            Some((Ok(b), st))
-                        }
-                    };
-                }
-            }
-        }
-    })
-    .boxed_local()
-}
-
-/// Replace every occurrence of a secret with `***`.
-pub fn scrub(body: Bytes, secrets: &[String]) -> Bytes {
-    if secrets.iter().all(|s| memmem::find(&body, s.as_bytes()).is_none()) {
-        return body;
-    }
-    let mut text = body.to_vec();
-    for s in secrets {
-        while let Some(i) = memmem::find(&text, s.as_bytes()) {
-            text.splice(i..i + s.len(), b"***".iter().copied());
-        }
-    }
-    Bytes::from(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scrub_removes_every_copy() {
-        let s = vec!["sk-secret-123".to_string()];
-        let out = scrub(Bytes::from_static(b"bad key sk-secret-123 and sk-secret-123!"), &s);
-        assert_eq!(&out[..], b"bad key *** and ***!");
-        let clean = Bytes::from_static(b"nothing here");
-        assert_eq!(scrub(clean.clone(), &s).as_ptr(), clean.as_ptr());
-    }
 }

@@ -1,0 +1,95 @@
+//! An upstream's error, as the client sees it: its body read in the
+//! upstream's own style and given OpenAI's shape, and every provider secret
+//! scrubbed from anything an upstream says.
+
+use bytes::Bytes;
+use memchr::memmem;
+use sonic_rs::JsonValueTrait;
+
+use crate::error::error_body;
+
+/// How an upstream writes its error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorStyle {
+    /// `{"error":{"message":..,"type":..}}` (also Ollama's `{"error":"text"}`).
+    OpenAi,
+    /// `{"type":"error","error":{"type":..,"message":..}}`
+    Anthropic,
+    /// `{"error":{"code":..,"message":..,"status":..}}`
+    Gemini,
+}
+
+/// The OpenAI-shaped error body for an upstream's error `status` and
+/// `body` (already scrubbed of secrets); see [`HttpUpstream::status_error`](super::transport::HttpUpstream::status_error).
+pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: Bytes) -> Bytes {
+    // Parse only bodies that cannot overflow the parser's stack.
+    let parseable = !crate::json::nesting_exceeds(&body, crate::json::MAX_DEPTH);
+    let field = |path: &[&str]| -> Option<String> {
+        let v = sonic_rs::get(&body[..], path).ok()?;
+        v.as_str().map(str::to_string)
+    };
+    // (OpenAI error type, message) of the upstream's own error.
+    let parsed: Option<(Option<String>, String)> = if !parseable {
+        None
+    } else {
+        match style {
+            ErrorStyle::OpenAi => field(&["error", "message"]).map(|m| (None, m)),
+            ErrorStyle::Anthropic => {
+                crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
+            }
+            ErrorStyle::Gemini => crate::translate::gemini::error_parts(&body)
+                .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m)),
+        }
+    };
+    let client_fault = (400..500).contains(&status) && !matches!(status, 401 | 403 | 429);
+    match (client_fault, parsed) {
+        (true, Some((None, _))) => body,
+        (true, Some((Some(kind), message))) => error_body(&message, &kind, None, None),
+        (_, parsed) => {
+            // The upstream's message: its error's, Ollama's
+            // `{"error":"text"}`, or the start of a plain-text / HTML body.
+            let text = parsed
+                .map(|(_, m)| m)
+                .or_else(|| if parseable { field(&["error"]) } else { None })
+                .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string());
+            let message = if text.is_empty() {
+                format!("The upstream provider `{provider}` answered with HTTP {status}.")
+            } else {
+                format!("The upstream provider `{provider}` answered with HTTP {status}: {text}")
+            };
+            let (kind, code) = match status {
+                429 => ("rate_limit_error", "rate_limit_exceeded"),
+                _ => ("upstream_error", "upstream_error"),
+            };
+            error_body(&message, kind, None, Some(code))
+        }
+    }
+}
+
+/// Replace every occurrence of a secret with `***`.
+pub fn scrub(body: Bytes, secrets: &[String]) -> Bytes {
+    if secrets.iter().all(|s| memmem::find(&body, s.as_bytes()).is_none()) {
+        return body;
+    }
+    let mut text = body.to_vec();
+    for s in secrets {
+        while let Some(i) = memmem::find(&text, s.as_bytes()) {
+            text.splice(i..i + s.len(), b"***".iter().copied());
+        }
+    }
+    Bytes::from(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_every_copy() {
+        let s = vec!["sk-secret-123".to_string()];
+        let out = scrub(Bytes::from_static(b"bad key sk-secret-123 and sk-secret-123!"), &s);
+        assert_eq!(&out[..], b"bad key *** and ***!");
+        let clean = Bytes::from_static(b"nothing here");
+        assert_eq!(scrub(clean.clone(), &s).as_ptr(), clean.as_ptr());
+    }
+}
