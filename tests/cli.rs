@@ -37,6 +37,59 @@ fn check_accepts_the_default_and_every_example() {
     }
 }
 
+/// The `NAME`s of every `${NAME}` in `text`.
+fn vars_in(text: &str) -> std::collections::BTreeSet<String> {
+    text.split("${").skip(1).filter_map(|p| p.split_once('}')).map(|(name, _)| name.to_owned()).collect()
+}
+
+#[test]
+fn every_example_says_which_variables_it_needs_and_check_lists_them_all() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let mut seen = 0;
+    for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // What the file reads: `${VAR}`s outside comments.
+        let settings: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+        let used = vars_in(&settings);
+        // What its first lines tell you to export.
+        let exported: std::collections::BTreeSet<String> = text
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.trim_start_matches('#').trim().strip_prefix("export "))
+            .filter_map(|l| l.split_once('=').map(|(n, _)| n.to_owned()))
+            .collect();
+        assert_eq!(exported, used, "{name}: the `export` lines at the top vs the ${{VAR}}s it uses");
+        // What the README's table of examples lists.
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| [`{name}`]")))
+            .unwrap_or_else(|| panic!("README.md has no row for {name} in its table of examples"));
+        let listed: std::collections::BTreeSet<String> =
+            row.rsplit('|').nth(1).unwrap().split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        assert_eq!(listed, used, "{name}: README.md's row vs the ${{VAR}}s it uses");
+
+        // With none of them set, `sluice check` names every one, at once.
+        let mut cmd = sluice();
+        cmd.args(["check", "--config", path.to_str().unwrap()]);
+        for v in &used {
+            cmd.env_remove(v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !used.is_empty() {
+            assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        }
+        for v in &used {
+            assert!(err.contains(&format!("environment variable `{v}` is not set")), "{name}: {v}\n{err}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 7, "{seen} examples");
+}
+
 #[test]
 fn check_reports_file_line_and_key_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
