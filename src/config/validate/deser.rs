@@ -77,11 +77,12 @@ struct Repairer<'a, 'i> {
     placeholders: Vec<String>,
 }
 
-/// How to get past one error.
+/// How to get past one error. Paths are the file's (`models[1].price`);
+/// the value being built holds them below its own place.
 enum Fix<'i> {
-    /// Drop the key at this (relative) path.
+    /// Drop the key at this path.
     Remove(Vec<Seg>),
-    /// Put this value at this (relative) path, in place of what is there.
+    /// Put this value at this path, in place of what is there.
     Fill(Vec<Seg>, DeValue<'i>),
     /// None known: stop.
     Stop,
