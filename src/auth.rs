@@ -90,7 +90,10 @@ impl KeyTable {
         if let Some(anon) = &self.anonymous {
             return Ok(anon.clone());
         }
-        let key = presented_key(headers).ok_or(GatewayError::MissingApiKey)?;
+        let key = read_key(headers).map_err(|problem| match problem {
+            Some(problem) => GatewayError::MalformedApiKey { problem },
+            None => GatewayError::MissingApiKey,
+        })?;
         self.by_digest.get(&digest(key)).cloned().ok_or(GatewayError::InvalidApiKey)
     }
 }
@@ -102,17 +105,52 @@ pub fn digest(key: &str) -> [u8; 32] {
 /// The key from `Authorization: Bearer <key>` (scheme case-insensitive) or
 /// `x-api-key: <key>`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
-            let k = v[7..].trim();
-            if !k.is_empty() {
-                return Some(k);
-            }
-        }
-    }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty())
+    read_key(headers).ok()
 }
+
+/// The key, or why none could be read: `None` when no key header was sent,
+/// else what is wrong with the one that was. The messages never quote the
+/// header: a key sent the wrong way is still a secret.
+fn read_key(headers: &HeaderMap) -> Result<&str, Option<&'static str>> {
+    let bearer = headers.get("authorization").map(|v| {
+        let v = v.to_str().map_err(|_| NOT_TEXT)?.trim();
+        match v.split_once([' ', '\t']) {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => Ok(key.trim()),
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => Err(NO_KEY),
+            None if v.eq_ignore_ascii_case("bearer") => Err(NO_KEY),
+            None if v.is_empty() => Err(EMPTY),
+            None => Err(NO_SCHEME),
+            Some(_) => Err(OTHER_SCHEME),
+        }
+    });
+    let api_key = headers.get("x-api-key").map(|v| match v.to_str().map(str::trim) {
+        Ok("") => Err(EMPTY_X_API_KEY),
+        Ok(k) => Ok(k),
+        Err(_) => Err(NOT_TEXT_X_API_KEY),
+    });
+    match (bearer, api_key) {
+        (Some(Ok(k)), _) | (_, Some(Ok(k))) => Ok(k),
+        (Some(Err(problem)), _) | (None, Some(Err(problem))) => Err(Some(problem)),
+        (None, None) => Err(None),
+    }
+}
+
+const NO_SCHEME: &str = "The Authorization header must be `Bearer <key>`: it holds one word with no `Bearer ` \
+                         before it. Add the scheme: send `Authorization: Bearer <your Sluice key>`, or the key \
+                         alone in the `x-api-key` header.";
+const OTHER_SCHEME: &str = "The Authorization header must be `Bearer <key>`: it uses another scheme (such as \
+                            Basic), which Sluice does not accept. Send `Authorization: Bearer <your Sluice key>`, \
+                            or the key alone in the `x-api-key` header.";
+const NO_KEY: &str = "The Authorization header says `Bearer` but holds no key after it; \
+                      send `Authorization: Bearer <your Sluice key>`.";
+const EMPTY: &str = "The Authorization header is empty; \
+                     send `Authorization: Bearer <your Sluice key>`, or the key alone in the `x-api-key` header.";
+const NOT_TEXT: &str = "The Authorization header holds characters other than visible ASCII, which a Sluice \
+                        key never does; send `Authorization: Bearer <your Sluice key>`.";
+const EMPTY_X_API_KEY: &str = "The `x-api-key` header is empty; put your Sluice key in it, or \
+                               send `Authorization: Bearer <your Sluice key>`.";
+const NOT_TEXT_X_API_KEY: &str = "The `x-api-key` header holds characters other than visible ASCII, which a \
+                                  Sluice key never does.";
 
 /// Does the request carry the admin key? Compared as digests, in constant time.
 pub fn is_admin(admin_digest: &[u8; 32], headers: &HeaderMap) -> bool {
@@ -142,6 +180,25 @@ mod tests {
         assert_eq!(presented_key(&headers(&[("authorization", "Basic abc")])), None);
         assert_eq!(presented_key(&headers(&[("authorization", "Bearer ")])), None);
         assert_eq!(presented_key(&headers(&[])), None);
+    }
+
+    #[test]
+    fn malformed_keys_are_told_apart_from_absent_ones() {
+        let problem = |pairs: &[(&'static str, &str)]| read_key(&headers(pairs)).err();
+        assert_eq!(problem(&[]), Some(None));
+        assert_eq!(problem(&[("authorization", "sk-abc")]), Some(Some(NO_SCHEME)));
+        assert_eq!(problem(&[("authorization", "Basic abc")]), Some(Some(OTHER_SCHEME)));
+        assert_eq!(problem(&[("authorization", "Bearer")]), Some(Some(NO_KEY)));
+        assert_eq!(problem(&[("authorization", "bearer \t ")]), Some(Some(NO_KEY)));
+        assert_eq!(problem(&[("authorization", " ")]), Some(Some(EMPTY)));
+        assert_eq!(problem(&[("x-api-key", " ")]), Some(Some(EMPTY_X_API_KEY)));
+        // The Authorization header's problem is the one reported.
+        assert_eq!(problem(&[("authorization", "abc"), ("x-api-key", "")]), Some(Some(NO_SCHEME)));
+        assert_eq!(read_key(&headers(&[("authorization", "abc"), ("x-api-key", "k")])), Ok("k"));
+        assert_eq!(read_key(&headers(&[("authorization", "Bearer\tk")])), Ok("k"));
+        for m in [NO_SCHEME, OTHER_SCHEME, NO_KEY, EMPTY, NOT_TEXT, EMPTY_X_API_KEY, NOT_TEXT_X_API_KEY] {
+            assert!(!m.contains("  "), "a line break in the source left a gap: {m}");
+        }
     }
 
     #[test]

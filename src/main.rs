@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 /// mimalloc (v3, the crate's default) instead of glibc's malloc: the request
 /// path allocates many small, short-lived buffers, and glibc's
@@ -31,13 +32,28 @@ fn main() -> ExitCode {
     if let Err(e) = thp {
         tracing::debug!(error = %e, "could not turn transparent huge pages off");
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     match cli.command {
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
         Some(Command::Check(args)) => check(args),
         Some(Command::Mock(args)) => mock(args),
         Some(Command::Health(args)) => health(args),
+    }
+}
+
+/// `--help` and `--version` exit 0; every other command-line error exits 1,
+/// the code the contract gives bad usage (clap's own default is 2, which
+/// here means a runtime failure).
+fn usage(e: &clap::Error) -> ExitCode {
+    // Printing can only fail when stdout/stderr is gone; the exit code still says it.
+    let _ = e.print();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     }
 }
 

@@ -1,10 +1,13 @@
 //! From text to a typed [`Config`]: parse, deserialise, interpolate, then
 //! check every value and cross-reference, collecting all problems.
 //!
-//! Parse and deserialisation stop at the first error (the structs cannot be
-//! built past it); interpolation and the checks report everything they find.
+//! A TOML syntax error stops everything (there is no tree to go on with).
+//! Past it, every problem is reported in one pass: deserialisation repairs
+//! the tree after each unknown key, wrong type or missing key and goes on
+//! (`deser`), then interpolation and the checks report all they find.
 
 mod cache;
+mod deser;
 mod models;
 mod providers;
 mod routing;
@@ -15,10 +18,8 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use serde_path_to_error::Segment;
-
 use super::interpolate::{self, Env};
-use super::locate::{Issue, Locator, Seg, join_key, line_of, path_of};
+use super::locate::{Issue, Locator, line_of};
 use super::raw::{RawConfig, RawServer, Text, defaults};
 use super::{Config, ConfigError, ConfigErrors, Secret, ServerConfig};
 
@@ -35,28 +36,23 @@ pub fn load(text: &str, file: &str, env: &dyn Env) -> Result<Config, ConfigError
             }]));
         }
     };
-    let de = toml::de::Deserializer::from(locator.root().clone());
-    let mut raw: RawConfig = match serde_path_to_error::deserialize(de) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let issue = deser_issue(&locator, &e);
-            let line = locator.line(&issue.path).or_else(|| e.inner().span().map(|s| line_of(text, s.start)));
-            return Err(ConfigErrors(vec![ConfigError {
-                file: file.to_owned(),
-                line,
-                key: issue.path,
-                message: issue.message,
-            }]));
-        }
-    };
-
-    let mut issues = interpolate::interpolate(&mut raw, env);
-    // A value whose interpolation failed still holds its `${...}` text; any
-    // further complaint about it would be noise on top of the real error.
-    let unresolved: HashSet<String> = issues.iter().map(|i| i.path.clone()).collect();
-    let (config, found) = check(raw, file);
-    issues.extend(found.into_iter().filter(|i| !unresolved.contains(&i.path)));
-    if issues.is_empty() {
+    let deser::Shaped { raw, mut issues, placeholders } = deser::shape(&locator);
+    let mut config = None;
+    if let Some(mut raw) = raw {
+        let found = interpolate::interpolate(&mut raw, env);
+        // A value whose interpolation failed still holds its `${...}` text; any
+        // further complaint about it would be noise on top of the real error.
+        let unresolved: HashSet<String> = found.iter().map(|i| i.path.clone()).collect();
+        issues.extend(found);
+        let (c, found) = check(raw, file);
+        issues.extend(
+            found.into_iter().filter(|i| !unresolved.contains(&i.path) && !deser::within_any(&i.path, &placeholders)),
+        );
+        config = Some(c);
+    }
+    if let Some(config) = config
+        && issues.is_empty()
+    {
         return Ok(config);
     }
     let mut errors: Vec<ConfigError> = issues
@@ -330,7 +326,7 @@ impl Names {
 }
 
 /// The candidate nearest to `word` by edit distance, if near enough to be a typo.
-fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let w: Vec<char> = word.chars().collect();
     candidates
         .iter()
@@ -352,133 +348,4 @@ fn edit_distance(a: &[char], b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
-}
-
-/// Turn a deserialisation error into a message that says what is wrong and
-/// how to fix it. Serde's own wording echoes string values, so it is
-/// rewritten rather than passed on.
-fn deser_issue(loc: &Locator<'_>, e: &serde_path_to_error::Error<toml::de::Error>) -> Issue {
-    let segs: Vec<Seg> = e
-        .path()
-        .iter()
-        .map_while(|s| match s {
-            Segment::Seq { index } => Some(Seg::Index(*index)),
-            Segment::Map { key } => Some(Seg::Key(key.clone())),
-            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
-            Segment::Unknown => None,
-        })
-        .collect();
-    let path = path_of(&segs);
-    let msg = e.inner().message();
-
-    if let Some(rest) = msg.strip_prefix("unknown field ") {
-        let (key, parent) = match segs.split_last() {
-            Some((Seg::Key(k), parent)) => (k.clone(), parent),
-            _ => (backticked(rest).first().cloned().unwrap_or_default(), &segs[..]),
-        };
-        let allowed = rest.split_once(", expected ").map(|(_, list)| backticked(list)).unwrap_or_default();
-        let mut m = format!("unknown key `{key}` {}", section(parent));
-        if allowed.is_empty() {
-            m.push_str("; this table takes no keys");
-        } else {
-            m.push_str(&format!("; expected one of: {}", allowed.join(", ")));
-            let refs: Vec<&str> = allowed.iter().map(String::as_str).collect();
-            if let Some(s) = closest(&key, &refs) {
-                m.push_str(&format!(" (did you mean `{s}`?)"));
-            }
-        }
-        return Issue::new(path, m);
-    }
-    if let Some(rest) = msg.strip_prefix("missing field ") {
-        let field = backticked(rest).first().cloned().unwrap_or_default();
-        let m = format!("missing required key `{field}` {}; add {}", section(&segs), example(&field));
-        return Issue::new(join_key(&path, &field), m);
-    }
-    if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        let expected = rest.rsplit_once(", expected ").map_or("", |(_, e)| e);
-        let expected = describe_expected(expected);
-        let found = loc.type_at(&path).map_or_else(|| describe_serde_found(rest), describe_toml_type);
-        let m = if expected == "an integer" && found == "an integer" {
-            format!("the number is out of range (at most {})", i64::MAX)
-        } else {
-            format!("expected {expected}, found {found}")
-        };
-        return Issue::new(path, m);
-    }
-    Issue::new(path, scrub_quoted(msg))
-}
-
-/// The `names` between backticks in a serde message.
-fn backticked(s: &str) -> Vec<String> {
-    s.split('`').skip(1).step_by(2).map(str::to_owned).collect()
-}
-
-/// Where a table is, as a reader of the file calls it: "in [server]",
-/// "in [[providers]]", ...
-fn section(segs: &[Seg]) -> String {
-    match segs {
-        [] => "at the top level".to_owned(),
-        [Seg::Key(a)] => format!("in [{a}]"),
-        [Seg::Key(a), Seg::Index(_)] => format!("in [[{a}]]"),
-        [Seg::Key(a), Seg::Index(_), Seg::Key(b)] => format!("in [{a}.{b}]"),
-        _ => format!("in `{}`", path_of(segs)),
-    }
-}
-
-fn example(field: &str) -> &'static str {
-    match field {
-        "name" => "`name = \"...\"`",
-        "kind" => {
-            "`kind = \"openai\"` (any OpenAI-compatible server), `kind = \"anthropic\"`, `kind = \"gemini\"` or `kind = \"mock\"`"
-        }
-        "deployments" => "`deployments = [{ provider = \"...\", model = \"...\" }]`",
-        "provider" => "`provider = \"...\"`, the name of a [[providers]] entry",
-        "model" => "`model = \"...\"`, the model name the provider knows",
-        "input_per_mtok" | "output_per_mtok" => "it, in USD per million tokens (e.g. `0.15`)",
-        _ => "it",
-    }
-}
-
-fn describe_expected(serde: &str) -> String {
-    match serde {
-        "a string" => "a string".to_owned(),
-        "i64" | "u64" | "u32" | "usize" => "an integer".to_owned(),
-        "f64" => "a number".to_owned(),
-        "a boolean" => "a boolean (true or false)".to_owned(),
-        "a sequence" => "an array".to_owned(),
-        "a map" => "a table".to_owned(),
-        s if s.starts_with("struct ") => "a table".to_owned(),
-        s => scrub_quoted(s),
-    }
-}
-
-fn describe_toml_type(t: &str) -> String {
-    match t {
-        "integer" => "an integer",
-        "array" => "an array",
-        "datetime" => "a date-time",
-        "string" => "a string",
-        "float" => "a float",
-        "boolean" => "a boolean",
-        "table" => "a table",
-        _ => "another type",
-    }
-    .to_owned()
-}
-
-fn describe_serde_found(rest: &str) -> String {
-    let kinds = [
-        ("string", "a string"),
-        ("integer", "an integer"),
-        ("floating point", "a float"),
-        ("boolean", "a boolean"),
-        ("map", "a table"),
-        ("sequence", "an array"),
-    ];
-    kinds.iter().find(|(p, _)| rest.starts_with(p)).map_or("another type", |(_, d)| d).to_owned()
-}
-
-/// Blank out `"..."` in a message we did not write: it may quote a value.
-fn scrub_quoted(msg: &str) -> String {
-    msg.split('"').enumerate().map(|(i, part)| if i % 2 == 1 { "..." } else { part }).collect::<Vec<_>>().join("\"")
 }

@@ -51,6 +51,10 @@ pub enum GatewayError {
     MissingApiKey,
     #[error("Incorrect API key provided.")]
     InvalidApiKey,
+    /// A key header was sent but no key could be read from it (say,
+    /// `Authorization: sk-...` without `Bearer `); `problem` says what is wrong.
+    #[error("{problem}")]
+    MalformedApiKey { problem: &'static str },
     #[error("This endpoint needs the admin key (`server.admin_key`) as `Authorization: Bearer <key>`.")]
     AdminKeyRequired,
     #[error("This API key is not allowed to use the model `{model}`.")]
@@ -107,9 +111,10 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::InvalidRequest { .. } | GatewayError::ContextLengthExceeded { .. } => StatusCode::BAD_REQUEST,
-            GatewayError::MissingApiKey | GatewayError::InvalidApiKey | GatewayError::AdminKeyRequired => {
-                StatusCode::UNAUTHORIZED
-            }
+            GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::MalformedApiKey { .. }
+            | GatewayError::AdminKeyRequired => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -133,9 +138,10 @@ impl GatewayError {
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. } => "invalid_request_error",
-            GatewayError::MissingApiKey | GatewayError::InvalidApiKey | GatewayError::AdminKeyRequired => {
-                "invalid_request_error"
-            }
+            GatewayError::MissingApiKey
+            | GatewayError::InvalidApiKey
+            | GatewayError::MalformedApiKey { .. }
+            | GatewayError::AdminKeyRequired => "invalid_request_error",
             GatewayError::ModelNotAllowed { .. } => "permission_error",
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
@@ -155,7 +161,9 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::InvalidRequest { .. } => "invalid_request",
-            GatewayError::MissingApiKey | GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey | GatewayError::MalformedApiKey { .. } => {
+                "invalid_api_key"
+            }
             GatewayError::AdminKeyRequired => "admin_key_required",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
@@ -185,6 +193,7 @@ impl GatewayError {
             GatewayError::ContextLengthExceeded { .. } => Some("messages"),
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
+            | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
@@ -220,6 +229,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. }
             | GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
+            | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
@@ -240,6 +250,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. }
             | GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
+            | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
@@ -266,6 +277,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::MissingApiKey => "missing_api_key",
             GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::MalformedApiKey { .. } => "malformed_api_key",
             GatewayError::AdminKeyRequired => "admin_key_required",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",

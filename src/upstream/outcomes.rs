@@ -114,6 +114,7 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::InvalidRequest { .. }
         | GatewayError::MissingApiKey
         | GatewayError::InvalidApiKey
+        | GatewayError::MalformedApiKey { .. }
         | GatewayError::AdminKeyRequired
         | GatewayError::ModelNotAllowed { .. }
         | GatewayError::ModelNotFound { .. }

@@ -61,7 +61,7 @@ fn unknown_keys_at_every_level() {
     ];
     for (body, key, needle, parts) in cases {
         let text = format!("# leading comment\n\n{body}");
-        let e = one(&text);
+        let e = only_at(&text, key);
         check(&e, &text, key, needle, parts);
     }
 }
@@ -108,7 +108,7 @@ fn wrong_types() {
         ),
     ];
     for (text, key, needle, msg) in cases {
-        let e = one(text);
+        let e = only_at(text, key);
         check(&e, text, key, needle, &[msg]);
     }
 }
@@ -139,7 +139,7 @@ fn missing_required_keys() {
         ("[[keys]]\nkey = \"x\"\n", "keys[0].name", "[[keys]]", "missing required key `name` in [[keys]]"),
     ];
     for (text, key, needle, msg) in cases {
-        let e = one(text);
+        let e = only_at(text, key);
         check(&e, text, key, needle, &[msg]);
     }
 }
