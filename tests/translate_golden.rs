@@ -22,7 +22,7 @@ use bytes::Bytes;
 use sluice::config::PromptCaching;
 use sluice::error::GatewayError;
 use sluice::providers::upstream::{ErrorStyle, map_status_error};
-use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
+use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages, responses};
 
 const CREATED: u64 = 1_700_000_000;
 const MODEL: &str = "upstream-model";
@@ -271,5 +271,80 @@ fn messages_errors() {
             retry_after: None,
         };
         check_json(&f, &messages::error_body(&e));
+    }
+}
+
+// ------------------------------------------------------------ Responses API
+
+const RESPONSE_ID: &str = "resp_test";
+
+/// The answer translators' context for a fixture, built from its
+/// `# request:` directive (a Responses request on one line).
+fn responses_context(f: &Fixture) -> responses::Context {
+    let req = f.directive("request").unwrap_or_else(|| panic!("{}: no `# request:`", f.path.display()));
+    let t = responses::request::translate(req.as_bytes(), MODEL, None, &responses::request::Options::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", f.path.display()));
+    t.context(RESPONSE_ID.into(), CREATED)
+}
+
+#[test]
+fn responses_requests() {
+    for f in fixtures("responses/request") {
+        let history = f.directive("history").map(str::as_bytes);
+        match responses::request::translate(f.input.as_bytes(), MODEL, history, &responses::request::Options::default())
+        {
+            Ok(t) => check_json(&f, &t.body),
+            Err(e) => check_json(&f, serde_json::json!({"error": e.message, "param": e.param}).to_string().as_bytes()),
+        }
+    }
+}
+
+#[test]
+fn responses_responses() {
+    for f in fixtures("responses/response") {
+        let a = responses::response::translate(f.input.as_bytes(), &responses_context(&f)).unwrap();
+        check_json(&f, &a.body);
+        // What is stored for the next turn is exactly the output.
+        let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(&a.output_items).unwrap();
+        assert_eq!(stored, body["output"], "{}", f.path.display());
+    }
+}
+
+#[test]
+fn responses_streams() {
+    for f in fixtures("responses/stream") {
+        let mut t = responses::stream::StreamTranslator::new(responses_context(&f));
+        let mut out = SseOut::new();
+        let mut err = None;
+        for ev in f.input.split("\n\n").filter(|e| !e.trim().is_empty()) {
+            let data = ev.lines().find_map(|l| l.strip_prefix("data:")).unwrap_or("").trim();
+            if let Err(e) = t.event(data.as_bytes(), &mut out) {
+                err = Some(e);
+                break;
+            }
+        }
+        if err.is_none()
+            && let Err(e) = t.end(&mut out)
+        {
+            err = Some(e);
+        }
+        // As the relay will: a translator error ends the stream with `response.failed`.
+        if let Some(e) = &err {
+            t.fail_with(&mut out, e);
+        }
+        let text = String::from_utf8(out.take().to_vec()).unwrap();
+        assert!(t.is_done(), "{}", f.path.display());
+        // The stored final Response is the last event's.
+        let last = events(&text).pop().unwrap().1;
+        let stored: serde_json::Value = serde_json::from_slice(&t.response_body().unwrap()).unwrap();
+        assert_eq!(stored, last["response"], "{}", f.path.display());
+        check_stream(
+            &f,
+            match err {
+                None => Ok(text),
+                Some(e) => Err(format!("{text}ERROR {e}")),
+            },
+        );
     }
 }
