@@ -376,7 +376,9 @@ fn responses_stream_ctx() -> responses::Context {
         {"type": "function", "name": "f"},
         {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "g"}]},
         {"type": "custom", "name": "patch"}]});
-    let t = responses::request::translate(req.to_string().as_bytes(), "m", None, &Default::default()).unwrap();
+    // Pretty-printed on purpose: the echoed members must not break the SSE lines.
+    let body = serde_json::to_string_pretty(&req).unwrap();
+    let t = responses::request::translate(body.as_bytes(), "m", None, &Default::default()).unwrap();
     t.context("resp_p".into(), 1)
 }
 

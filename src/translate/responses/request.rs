@@ -17,6 +17,8 @@
 //! Refused with 400: `background`, `conversation` and `prompt` (templates
 //! stored at OpenAI), which need state only OpenAI has.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sonic_rs::{JsonValueTrait, LazyValue, OwnedLazyValue};
 
@@ -178,8 +180,38 @@ fn refuse(what: &str, param: &'static str) -> TranslateError {
     )
 }
 
+/// A request member kept for the echo, as compact JSON text: the
+/// client's raw text may hold line breaks (pretty-printed JSON), and an
+/// SSE `data:` line ends at the first one.
 fn owned(v: &Option<LazyValue<'_>>) -> Option<OwnedLazyValue> {
-    v.as_ref().filter(|v| !v.is_null()).and_then(|v| sonic_rs::from_str::<OwnedLazyValue>(v.as_raw_str()).ok())
+    let raw = v.as_ref().filter(|v| !v.is_null())?.as_raw_str();
+    sonic_rs::from_str::<OwnedLazyValue>(&compact(raw)).ok()
+}
+
+/// `raw` JSON without the whitespace between tokens, when it has line
+/// breaks (inside strings JSON allows only escaped ones, so every raw
+/// `\n`/`\r` is between tokens).
+fn compact(raw: &str) -> Cow<'_, str> {
+    if memchr::memchr2(b'\n', b'\r', raw.as_bytes()).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_ascii_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Translate `body` (a Responses request) into a chat request for the
@@ -306,6 +338,7 @@ pub fn translate(
 
 #[cfg(test)]
 mod tests {
+    use super::super::write;
     use super::*;
     use serde_json::{Value, json};
 
@@ -373,6 +406,25 @@ mod tests {
         }
         assert!(translate(b"[1]", "up", None, &Options::default()).is_err());
         assert!(translate(b"{\"input\": [1]}", "up", None, &Options::default()).is_err());
+    }
+
+    #[test]
+    fn echoed_members_are_compact() {
+        assert_eq!(compact("{\n  \"a\": [1, 2],\r\n  \"b\": \"x \\\" \\n y\"\n}"), r#"{"a":[1,2],"b":"x \" \n y"}"#);
+        assert_eq!(compact(r#"{"a": 1}"#), r#"{"a": 1}"#);
+        let pretty = serde_json::to_string_pretty(
+            &json!({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f",
+            "description": "two\nlines", "parameters": {"type": "object"}}], "metadata": {"k": "v w"}}),
+        )
+        .unwrap();
+        let t = translate(pretty.as_bytes(), "up", None, &Options::default()).unwrap();
+        let ctx = t.context("resp_1".into(), 0);
+        let mut out = Vec::new();
+        crate::translate::write_json(&mut out, &write::response(&ctx, "", write::Status::InProgress, &[], None));
+        assert!(!out.contains(&b'\n'), "{}", String::from_utf8_lossy(&out));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["tools"][0]["description"], "two\nlines");
+        assert_eq!(v["metadata"]["k"], "v w");
     }
 
     #[test]
