@@ -348,3 +348,44 @@ fn responses_streams() {
         );
     }
 }
+
+/// Codex's real requests (captured from Codex CLI 0.171, long texts replaced
+/// by placeholders: tests/fixtures/agents/, docs/notes/agents.md) translate
+/// for a chat deployment: its developer messages become the one leading
+/// system message, its namespaced tools are flattened, the hosted
+/// `web_search` it always sends is dropped, and the tool loop round-trips.
+#[test]
+fn codex_requests_translate() {
+    let read = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents").join(name);
+        let body = std::fs::read(&path).unwrap();
+        let t = responses::request::translate(&body, MODEL, None, &responses::request::Options::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let v: serde_json::Value = serde_json::from_slice(&t.body).unwrap();
+        v
+    };
+    let roles = |v: &serde_json::Value| -> Vec<String> {
+        v["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect()
+    };
+    let first = read("codex_request.json");
+    assert_eq!(roles(&first), ["system", "user", "user"]);
+    assert_eq!(first["messages"][2]["content"], "Say hello");
+    let names: Vec<&str> =
+        first["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert!(names.contains(&"exec_command") && names.contains(&"multi_agent_v1__spawn_agent"));
+    assert_eq!((&first["tool_choice"], &first["parallel_tool_calls"]), (&"auto".into(), &true.into()));
+    assert_eq!(first["stream_options"]["include_usage"], true);
+    assert!(first.get("max_tokens").is_none() && first.get("reasoning_effort").is_none());
+
+    let next = read("codex_tool_output_request.json");
+    assert_eq!(roles(&next), ["system", "user", "user", "assistant", "tool"]);
+    assert_eq!(next["messages"][3]["tool_calls"][0]["id"], "call_1");
+    assert_eq!(next["messages"][3]["tool_calls"][0]["function"]["name"], "exec_command");
+    assert_eq!(next["messages"][4]["tool_call_id"], "call_1");
+
+    let schema = read("codex_output_schema_request.json");
+    assert_eq!(schema["reasoning_effort"], "high");
+    assert_eq!(schema["response_format"]["json_schema"]["name"], "codex_output_schema");
+    assert_eq!(schema["response_format"]["json_schema"]["strict"], true);
+}
