@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice::config::PromptCaching;
 use sluice::sse::{SseSplitter, events};
-use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages};
+use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages, responses};
 
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -171,6 +171,16 @@ proptest! {
         let _ = anthropic::response::translate(&body, 0);
         let _ = gemini::response::translate(&body, "m", 0);
         let _ = messages::response::translate(&body);
+        let _ = responses::request::translate(&body, "m", None, &Default::default());
+        let _ = responses::request::translate(br#"{"input":"x"}"#, "m", Some(&body), &Default::default());
+        let _ = responses::response::translate(&body, &responses::Context::default());
+        let _ = responses::history::conversation(Some(&body), b"[]", &body);
+        let _ = responses::history::usage_from_event(&body);
+        let mut t = responses::stream::StreamTranslator::new(responses::Context::default());
+        let mut out = SseOut::new();
+        if t.event(&body, &mut out).and_then(|()| t.end(&mut out)).is_err() {
+            t.fail(&mut out, "server_error", "x");
+        }
     }
 
     #[test]
@@ -203,6 +213,8 @@ proptest! {
 const ANTHROPIC_STREAM: &str = include_str!("fixtures/anthropic/stream/tool_use.txt");
 const GEMINI_STREAM: &str = include_str!("fixtures/gemini/stream/text.txt");
 const OPENAI_STREAM: &str = include_str!("fixtures/messages/stream/tool_calls.txt");
+const RESPONSES_TOOLS_STREAM: &str = include_str!("fixtures/responses/stream/tool_calls.txt");
+const RESPONSES_MIXED_STREAM: &str = include_str!("fixtures/responses/stream/interleaved.txt");
 
 /// The `--- input` section of a fixture.
 fn input(fixture: &str) -> &str {
@@ -235,11 +247,24 @@ fn translate_chunks(t: &mut dyn StreamTranslate, chunks: &[&[u8]]) -> Vec<u8> {
 
 type Make = fn() -> Box<dyn StreamTranslate>;
 
-fn streams() -> [(&'static str, Make); 3] {
+/// The context of a Responses stream translator for a fixture whose tools it names.
+fn responses_ctx(fixture: &str) -> responses::Context {
+    let req = fixture.lines().find_map(|l| l.strip_prefix("# request: ")).unwrap();
+    let t = responses::request::translate(req.as_bytes(), "m", None, &Default::default()).unwrap();
+    t.context("resp_p".into(), 1)
+}
+
+fn streams() -> [(&'static str, Make); 5] {
     [
         (input(ANTHROPIC_STREAM), || Box::new(anthropic::stream::StreamTranslator::new(1))),
         (input(GEMINI_STREAM), || Box::new(gemini::stream::StreamTranslator::new("m", 1))),
         (input(OPENAI_STREAM), || Box::new(messages::stream::StreamTranslator::new())),
+        (input(RESPONSES_TOOLS_STREAM), || {
+            Box::new(responses::stream::StreamTranslator::new(responses_ctx(RESPONSES_TOOLS_STREAM)))
+        }),
+        (input(RESPONSES_MIXED_STREAM), || {
+            Box::new(responses::stream::StreamTranslator::new(responses_ctx(RESPONSES_MIXED_STREAM)))
+        }),
     ]
 }
 
@@ -262,7 +287,7 @@ proptest! {
     #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn a_stream_split_anywhere_translates_the_same(cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20), which in 0..3usize) {
+    fn a_stream_split_anywhere_translates_the_same(cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20), which in 0..5usize) {
         let (stream, make) = streams()[which];
         let b = stream.as_bytes();
         let whole = translate_chunks(make().as_mut(), &[b]);
@@ -277,4 +302,303 @@ proptest! {
         chunks.push(&b[prev..]);
         prop_assert_eq!(translate_chunks(make().as_mut(), &chunks), whole);
     }
+}
+
+// ------------------------------------------------------------ Responses API
+
+/// One step of a generated chat stream.
+#[derive(Debug, Clone)]
+enum Step {
+    Text(String),
+    Refusal(String),
+    Reasoning(String),
+    /// A tool call's first delta: chat index, whether it has an id, name, first arguments.
+    CallStart(u32, bool, String, String),
+    CallArgs(u32, String),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        text().prop_map(Step::Text),
+        "[a-z ]{1,6}".prop_map(Step::Refusal),
+        text().prop_map(Step::Reasoning),
+        (
+            0u32..3,
+            any::<bool>(),
+            prop_oneof![Just("f".to_string()), Just("ns__g".to_string()), Just("patch".to_string())],
+            json_text()
+        )
+            .prop_map(|(i, id, n, a)| Step::CallStart(i, id, n, a)),
+        (0u32..3, json_text()).prop_map(|(i, a)| Step::CallArgs(i, a)),
+    ]
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    let c = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    format!("data: {c}\n\n")
+}
+
+fn chat_stream(steps: &[Step], finish: Option<&str>, usage: bool, done: bool) -> String {
+    let mut s = chunk(json!({"role": "assistant", "content": ""}), None);
+    for (n, st) in steps.iter().enumerate() {
+        let d = match st {
+            Step::Text(t) => json!({"content": t}),
+            Step::Refusal(t) => json!({"refusal": t}),
+            Step::Reasoning(t) => json!({"reasoning_content": t}),
+            Step::CallStart(i, id, name, args) => {
+                let mut tc = json!({"index": i, "type": "function", "function": {"name": name, "arguments": args}});
+                if *id {
+                    tc["id"] = json!(format!("call_{n}"));
+                }
+                json!({"tool_calls": [tc]})
+            }
+            Step::CallArgs(i, args) => json!({"tool_calls": [{"index": i, "function": {"arguments": args}}]}),
+        };
+        s.push_str(&chunk(d, None));
+    }
+    if let Some(f) = finish {
+        s.push_str(&chunk(json!({}), Some(f)));
+    }
+    if usage {
+        s.push_str(
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\n",
+        );
+    }
+    if done {
+        s.push_str("data: [DONE]\n\n");
+    }
+    s
+}
+
+fn responses_stream_ctx() -> responses::Context {
+    let req = json!({"model": "m", "input": "x", "stream": true, "tools": [
+        {"type": "function", "name": "f"},
+        {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "g"}]},
+        {"type": "custom", "name": "patch"}]});
+    // Pretty-printed on purpose: the echoed members must not break the SSE lines.
+    let body = serde_json::to_string_pretty(&req).unwrap();
+    let t = responses::request::translate(body.as_bytes(), "m", None, &Default::default()).unwrap();
+    t.context("resp_p".into(), 1)
+}
+
+/// Translate a whole chat SSE text; a translator error ends the stream with `response.failed`.
+fn responses_events(sse: &str) -> Vec<Value> {
+    let mut t = responses::stream::StreamTranslator::new(responses_stream_ctx());
+    let mut out = SseOut::new();
+    let mut failed = None;
+    for ev in events(sse.as_bytes()) {
+        if let Err(e) = t.event(ev.data, &mut out) {
+            failed = Some(e);
+            break;
+        }
+    }
+    if failed.is_none()
+        && let Err(e) = t.end(&mut out)
+    {
+        failed = Some(e);
+    }
+    if let Some(e) = failed {
+        t.fail_with(&mut out, &e);
+    }
+    named_events(&out.take())
+}
+
+/// The payloads of an SSE text, checking each event's name is its payload's `type`.
+fn named_events(sse: &[u8]) -> Vec<Value> {
+    std::str::from_utf8(sse)
+        .unwrap()
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event: ")).unwrap();
+            let v: Value = serde_json::from_str(e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+            assert_eq!(Some(name), v["type"].as_str(), "the event name is the payload's type");
+            v
+        })
+        .collect()
+}
+
+/// The protocol's invariants: numbering, item lifecycles, deltas adding up
+/// to the done texts, and the final response listing exactly the items.
+fn check_well_formed(evs: &[Value]) -> Result<(), TestCaseError> {
+    prop_assert!(evs.len() >= 3);
+    prop_assert_eq!(&evs[0]["type"], "response.created");
+    prop_assert_eq!(&evs[1]["type"], "response.in_progress");
+    let mut added: Vec<Value> = Vec::new();
+    let mut done: Vec<Option<Value>> = Vec::new();
+    let mut texts: Vec<Vec<String>> = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    for (n, e) in evs.iter().enumerate() {
+        prop_assert_eq!(e["sequence_number"].as_u64(), Some(n as u64));
+        let kind = e["type"].as_str().unwrap();
+        let last = n == evs.len() - 1;
+        if matches!(kind, "response.completed" | "response.incomplete" | "response.failed") {
+            prop_assert!(last, "{} before the end", kind);
+            let output = e["response"]["output"].as_array().unwrap();
+            prop_assert_eq!(output.len(), added.len());
+            if kind != "response.failed" {
+                for (i, item) in output.iter().enumerate() {
+                    prop_assert_eq!(Some(item), done[i].as_ref(), "output {} is the item of its done event", i);
+                }
+            }
+            continue;
+        }
+        prop_assert!(!last, "the stream ends with a final response event");
+        let Some(i) = e["output_index"].as_u64().map(|i| i as usize) else { continue };
+        if kind == "response.output_item.added" {
+            prop_assert_eq!(i, added.len(), "items are numbered in order");
+            prop_assert_eq!(&e["item"]["status"], "in_progress");
+            added.push(e["item"].clone());
+            done.push(None);
+            texts.push(Vec::new());
+            args.push(String::new());
+            continue;
+        }
+        prop_assert!(i < added.len() && done[i].is_none(), "{} for item {} that is not open", kind, i);
+        prop_assert_eq!(&e["item_id"].as_str().or(e["item"]["id"].as_str()), &added[i]["id"].as_str());
+        match kind {
+            "response.content_part.added" => {
+                prop_assert_eq!(e["content_index"].as_u64(), Some(texts[i].len() as u64));
+                texts[i].push(String::new());
+            }
+            "response.output_text.delta" | "response.refusal.delta" | "response.reasoning_text.delta" => {
+                let k = e["content_index"].as_u64().unwrap() as usize;
+                prop_assert!(k < texts[i].len());
+                texts[i][k].push_str(e["delta"].as_str().unwrap());
+            }
+            "response.output_text.done" | "response.reasoning_text.done" | "response.refusal.done" => {
+                let k = e["content_index"].as_u64().unwrap() as usize;
+                let full = e["text"].as_str().or(e["refusal"].as_str()).unwrap();
+                prop_assert_eq!(full, texts[i][k].as_str(), "deltas add up to the done text");
+            }
+            "response.function_call_arguments.delta" => args[i].push_str(e["delta"].as_str().unwrap()),
+            "response.function_call_arguments.done" => {
+                let a = e["arguments"].as_str().unwrap();
+                let complete = a == args[i] || (args[i].is_empty() && a == "{}");
+                prop_assert!(complete, "arguments {:?} are the deltas {:?}", a, args[i]);
+            }
+            "response.output_item.done" => {
+                prop_assert_eq!(&e["item"]["id"], &added[i]["id"]);
+                prop_assert_eq!(&e["item"]["type"], &added[i]["type"]);
+                done[i] = Some(e["item"].clone());
+            }
+            _ => {}
+        }
+    }
+    let kind = evs.last().unwrap()["type"].as_str().unwrap();
+    if kind != "response.failed" {
+        prop_assert!(done.iter().all(Option::is_some), "every item is done before the end");
+    }
+    Ok(())
+}
+
+fn responses_request() -> impl Strategy<Value = Value> {
+    let part = prop_oneof![
+        text().prop_map(|t| json!({"type": "input_text", "text": t})),
+        Just(json!({"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "high"})),
+        Just(json!({"type": "input_image", "file_id": "file-1"})),
+        Just(json!({"type": "input_file", "file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"})),
+        Just(json!({"type": "input_file", "file_url": "https://x/a.pdf"})),
+        text().prop_map(|t| json!({"type": "output_text", "text": t, "annotations": []})),
+        Just(json!({"type": "mystery", "x": {"y": [1]}})),
+    ];
+    let content = prop_oneof![
+        text().prop_map(Value::String),
+        prop::collection::vec(part, 0..4).prop_map(Value::Array),
+        Just(Value::Null)
+    ];
+    let role = prop_oneof![Just("user"), Just("assistant"), Just("system"), Just("developer"), Just("tool")];
+    let item = prop_oneof![
+        (role, content.clone()).prop_map(|(r, c)| json!({"type": "message", "role": r, "content": c})),
+        content.clone().prop_map(|c| json!({"role": "user", "content": c})),
+        ("[a-z_]{0,6}", json_text())
+            .prop_map(|(id, a)| json!({"type": "function_call", "call_id": id, "name": "f", "arguments": a})),
+        ("[a-z_]{0,6}", content.clone())
+            .prop_map(|(id, c)| json!({"type": "function_call_output", "call_id": id, "output": c})),
+        (text()).prop_map(|i| json!({"type": "custom_tool_call", "call_id": "c", "name": "patch", "input": i})),
+        Just(json!({"type": "reasoning", "id": "rs", "summary": [], "content": null, "encrypted_content": "x"})),
+        Just(json!({"type": "computer_call_output", "call_id": "c", "output": {"type": "computer_screenshot"}})),
+        Just(json!({"type": "item_reference", "id": "msg_1"})),
+    ];
+    (
+        prop_oneof![text().prop_map(Value::String), prop::collection::vec(item, 0..8).prop_map(Value::Array)],
+        prop::option::of(text()),
+        any::<bool>(),
+        prop_oneof![Just(Value::Null), Just(json!("auto")), Just(json!("required")), Just(json!({"type": "function", "name": "f"})),
+            Just(json!({"type": "allowed_tools", "mode": "auto", "tools": []})), Just(json!({"type": "file_search"}))],
+        prop::option::of(0u64..10_000),
+    )
+        .prop_map(|(input, instructions, stream, choice, max)| {
+            let mut r = json!({"model": "m", "input": input, "stream": stream,
+                "tools": [{"type": "function", "name": "f"}, {"type": "custom", "name": "patch"}, {"type": "web_search"}],
+                "reasoning": {"effort": "low"}});
+            if let Some(i) = instructions { r["instructions"] = json!(i); }
+            if !choice.is_null() { r["tool_choice"] = choice; }
+            if let Some(m) = max { r["max_output_tokens"] = json!(m); }
+            r
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_chat_stream_gives_well_formed_responses_events(
+        steps in prop::collection::vec(step(), 0..12),
+        finish in prop_oneof![Just(None), Just(Some("stop")), Just(Some("tool_calls")), Just(Some("length"))],
+        usage in any::<bool>(),
+        done in any::<bool>(),
+    ) {
+        let evs = responses_events(&chat_stream(&steps, finish, usage, done));
+        check_well_formed(&evs)?;
+        let last = evs.last().unwrap();
+        match (finish, done) {
+            (Some("length"), _) => prop_assert_eq!(&last["type"], "response.incomplete"),
+            (Some(_), _) | (None, true) => prop_assert_eq!(&last["type"], "response.completed"),
+            (None, false) => prop_assert_eq!(&last["type"], "response.failed"),
+        }
+        if usage && last["type"] != "response.failed" {
+            prop_assert_eq!(&last["response"]["usage"]["total_tokens"], 7);
+        }
+    }
+
+    #[test]
+    fn any_responses_request_translates_to_a_chat_request(req in responses_request()) {
+        let body = serde_json::to_vec(&req).unwrap();
+        if let Ok(t) = responses::request::translate(&body, "up", None, &Default::default()) {
+            let v = valid_json(&t.body);
+            prop_assert_eq!(&v["model"], "up");
+            for m in v["messages"].as_array().unwrap() {
+                prop_assert!(["system", "user", "assistant", "tool"].contains(&m["role"].as_str().unwrap()));
+            }
+            for tool in v["tools"].as_array().into_iter().flatten() {
+                prop_assert!(tool["function"]["parameters"].is_object());
+            }
+            // What is stored for the next turn reads back as the same turn.
+            let history = responses::history::conversation(None, &t.input_items, b"[]").unwrap();
+            let again = responses::request::translate(br#"{"model":"m","input":[]}"#, "up", Some(&history), &Default::default()).unwrap();
+            let v2 = valid_json(&again.body);
+            let instructions = req.get("instructions").is_some_and(|i| !i.as_str().unwrap().is_empty());
+            if !instructions {
+                prop_assert_eq!(&v2["messages"], &v["messages"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn responses_stream_split_at_every_byte_keeps_well_formed_events() {
+    // The fixtures' byte-split test above compares bytes; this one checks
+    // that the events of the split stream are still well-formed.
+    let sse = input(RESPONSES_MIXED_STREAM);
+    let b = sse.as_bytes();
+    for cut in 0..=b.len() {
+        let out = translate_chunks(make_mixed().as_mut(), &[&b[..cut], &b[cut..]]);
+        check_well_formed(&named_events(&out)).unwrap();
+    }
+}
+
+fn make_mixed() -> Box<dyn StreamTranslate> {
+    Box::new(responses::stream::StreamTranslator::new(responses_ctx(RESPONSES_MIXED_STREAM)))
 }

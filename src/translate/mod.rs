@@ -23,6 +23,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod messages;
 pub mod openai;
+pub mod responses;
 mod sse;
 
 use std::borrow::Cow;

@@ -10,6 +10,7 @@
 
 pub mod request;
 pub mod response;
+pub mod settings;
 pub mod stream;
 
 use bytes::Bytes;

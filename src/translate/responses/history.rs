@@ -1,0 +1,130 @@
+//! What `previous_response_id` needs kept, and usage read from a Responses
+//! body or event where the deployment serves the Responses API itself.
+//!
+//! A conversation is stored as one JSON array of items: every earlier
+//! turn's input items and output items, in order. `instructions` are not
+//! part of it: as with OpenAI, a turn's instructions do not carry over to
+//! the next (the API reference for `instructions` says so).
+
+use sonic_rs::JsonValueTrait;
+
+use super::Usage;
+
+/// The stored conversation after a turn: `previous` (the conversation the
+/// turn continued, if any), then its `input` items, then its `output`
+/// items, each a JSON array. Refuses anything that is not an array.
+pub fn conversation(previous: Option<&[u8]>, input: &[u8], output: &[u8]) -> Result<Vec<u8>, String> {
+    let parts: Vec<&[u8]> = previous.into_iter().chain([input, output]).collect();
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+    out.push(b'[');
+    let mut first = true;
+    for (n, p) in parts.iter().enumerate() {
+        let inner = array_body(p).ok_or_else(|| format!("part {n} of the conversation is not a JSON array"))?;
+        if inner.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(inner);
+        first = false;
+    }
+    out.push(b']');
+    Ok(out)
+}
+
+/// The members of a JSON array, without its brackets and outer spaces;
+/// `None` if `b` is not one valid array.
+fn array_body(b: &[u8]) -> Option<&[u8]> {
+    if crate::json::nesting_exceeds(b, crate::translate::MAX_DEPTH) {
+        return None;
+    }
+    let v: sonic_rs::LazyValue<'_> = sonic_rs::from_slice(b).ok()?;
+    if !v.is_array() {
+        return None;
+    }
+    let t = b.trim_ascii();
+    let inner = t.get(1..t.len().checked_sub(1)?)?;
+    Some(inner.trim_ascii())
+}
+
+/// The `output` array of a Response object (from a deployment that serves
+/// the Responses API), for [`conversation`].
+pub fn output_items(response: &[u8]) -> Option<Vec<u8>> {
+    if crate::json::nesting_exceeds(response, crate::translate::MAX_DEPTH) {
+        return None;
+    }
+    let v = sonic_rs::get(response, ["output"]).ok()?;
+    v.is_array().then(|| v.as_raw_str().as_bytes().to_vec())
+}
+
+/// Usage of a Response object (a non-streamed answer).
+pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
+    if crate::json::nesting_exceeds(body, crate::translate::MAX_DEPTH) {
+        return None;
+    }
+    let u = sonic_rs::get(body, ["usage"]).ok()?;
+    read_usage(u.as_raw_str())
+}
+
+/// Usage of a stream event: the Response carried by `response.completed`,
+/// `response.incomplete` or `response.failed`; `None` for other events.
+pub fn usage_from_event(data: &[u8]) -> Option<Usage> {
+    // Only the final events carry usage; skip the rest without parsing.
+    memchr::memmem::find(data, b"\"usage\"")?;
+    if crate::json::nesting_exceeds(data, crate::translate::MAX_DEPTH) {
+        return None;
+    }
+    let kind = sonic_rs::get(data, ["type"]).ok()?;
+    if !matches!(kind.as_str(), Some("response.completed" | "response.incomplete" | "response.failed")) {
+        return None;
+    }
+    let u = sonic_rs::get(data, ["response", "usage"]).ok()?;
+    read_usage(u.as_raw_str())
+}
+
+fn read_usage(raw: &str) -> Option<Usage> {
+    let n = |path: &[&str]| sonic_rs::get(raw, path).ok().and_then(|v| v.as_u64());
+    Some(Usage {
+        input_tokens: n(&["input_tokens"])?,
+        output_tokens: n(&["output_tokens"])?,
+        cached_tokens: n(&["input_tokens_details", "cached_tokens"]).unwrap_or(0),
+        reasoning_tokens: n(&["output_tokens_details", "reasoning_tokens"]).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn conversations_concatenate() {
+        let c = conversation(Some(br#"[{"a":1}]"#), b" [ ] ", br#"[{"b":2},{"c":3}]"#).unwrap();
+        let v: Value = serde_json::from_slice(&c).unwrap();
+        assert_eq!(v, json!([{"a": 1}, {"b": 2}, {"c": 3}]));
+        let c = conversation(None, br#"[{"a":1}]"#, b"[]").unwrap();
+        assert_eq!(c, br#"[{"a":1}]"#);
+        assert_eq!(conversation(None, b"[]", b"[]").unwrap(), b"[]");
+        assert!(conversation(None, br#"{"a":1}"#, b"[]").is_err());
+        assert!(conversation(None, b"[1,", b"[]").is_err());
+        assert!(conversation(None, b"", b"[]").is_err());
+    }
+
+    #[test]
+    fn usage_of_bodies_and_events() {
+        let u = json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 15});
+        let want = Usage { input_tokens: 10, output_tokens: 5, cached_tokens: 4, reasoning_tokens: 2 };
+        let body = json!({"id": "resp_1", "output": [{"type": "message"}], "usage": u}).to_string();
+        assert_eq!(usage_from_body(body.as_bytes()), Some(want));
+        assert_eq!(output_items(body.as_bytes()).unwrap(), br#"[{"type":"message"}]"#);
+        let ev = json!({"type": "response.completed", "sequence_number": 9, "response": {"usage": u}}).to_string();
+        assert_eq!(usage_from_event(ev.as_bytes()), Some(want));
+        let delta = json!({"type": "response.output_text.delta", "delta": "\"usage\""}).to_string();
+        assert_eq!(usage_from_event(delta.as_bytes()), None);
+        let created = json!({"type": "response.created", "response": {"usage": null}}).to_string();
+        assert_eq!(usage_from_event(created.as_bytes()), None);
+        assert_eq!(usage_from_body(br#"{"usage": null}"#), None);
+    }
+}
