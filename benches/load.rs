@@ -297,8 +297,9 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     let (sluice, sluice_addr) = start_sluice(&sluice_bin, &config, dir.path(), pin.gateway, "sluice").await?;
     let nginx = match &tools.nginx {
         Some((bin, _)) => {
-            let max_c = opts.concurrency.iter().chain(opts.streams.iter().map(|s| &s.concurrency)).max();
-            let started = nginx::start(bin, dir.path(), mock_addr, max_c.copied().unwrap_or(1), pin.gateway).await;
+            let stream_c = opts.streams.iter().map(|s| s.concurrency);
+            let max_c = opts.concurrency.iter().copied().chain(stream_c).fold(opts.rate_connections, usize::max);
+            let started = nginx::start(bin, dir.path(), mock_addr, max_c, pin.gateway).await;
             Some(started.map_err(|e| format!("nginx did not start (--no-nginx leaves it out): {e}"))?)
         }
         None => None,
@@ -328,6 +329,7 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
         body,
         targets,
         sluice_hwm_seen: 0,
+        peak_reset_failed: false,
         step: 0,
         steps,
     };
@@ -401,6 +403,9 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     let memory = if opts.runs(Phase::Memory) { phases::memory_phase(&mut h, &opts, nofile).await? } else { Vec::new() };
     h.alive()?;
     let mut notes = tools.notes;
+    if h.peak_reset_failed {
+        notes.push("could not reset VmHWM (/proc/PID/clear_refs): peak RSS counts from each process's start".into());
+    }
     if let Some(log) = h.nginx.as_ref().map(|n| n.error_log()).filter(|l| !l.is_empty()) {
         notes.push(format!("nginx's error log is not empty; it ends:\n{log}"));
     }

@@ -21,8 +21,9 @@ use crate::procs::cpu_seconds;
 #[derive(Clone, Debug, Default)]
 pub struct CpuSnap {
     ticks_s: f64,
-    /// Thread id → on-CPU nanoseconds; `None` if schedstat is unreadable.
-    tasks: Option<HashMap<u32, u64>>,
+    /// Thread id → (on-CPU, runnable-but-waiting) nanoseconds; `None` if
+    /// schedstat is unreadable.
+    tasks: Option<HashMap<u32, (u64, u64)>>,
 }
 
 /// CPU seconds between two samples, and how they were counted.
@@ -33,6 +34,10 @@ pub struct CpuDelta {
     pub ticks_s: f64,
     /// `s` came from schedstat (nanoseconds), not from ticks.
     pub precise: bool,
+    /// Time the group's threads were runnable but waited for a CPU
+    /// (schedstat's second field; 0 when not `precise`): other work
+    /// competing for the gateway's core shows here.
+    pub wait_s: f64,
 }
 
 impl std::ops::AddAssign for CpuDelta {
@@ -40,15 +45,18 @@ impl std::ops::AddAssign for CpuDelta {
         self.s += o.s;
         self.ticks_s += o.ticks_s;
         self.precise = self.precise && o.precise;
+        self.wait_s += o.wait_s;
     }
 }
 
-fn schedstat_ns(pid: u32, tid: &str) -> Option<u64> {
+/// On-CPU and run-queue wait nanoseconds of one thread.
+fn schedstat_ns(pid: u32, tid: &str) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
-    s.split_whitespace().next()?.parse().ok()
+    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
 }
 
-fn tasks(pid: u32, into: &mut HashMap<u32, u64>) -> Option<()> {
+fn tasks(pid: u32, into: &mut HashMap<u32, (u64, u64)>) -> Option<()> {
     for e in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let name = e.ok()?.file_name();
         let tid = name.to_str()?;
@@ -71,10 +79,15 @@ pub fn between(a: &CpuSnap, b: &CpuSnap) -> CpuDelta {
     if let (Some(ta), Some(tb)) = (&a.tasks, &b.tasks)
         && ta.keys().all(|t| tb.contains_key(t))
     {
-        let ns: u64 = tb.iter().map(|(t, &n)| n.saturating_sub(ta.get(t).copied().unwrap_or(0))).sum();
-        return CpuDelta { s: ns as f64 / 1e9, ticks_s, precise: true };
+        let (mut run, mut wait) = (0u64, 0u64);
+        for (t, &(r, w)) in tb {
+            let (r0, w0) = ta.get(t).copied().unwrap_or((0, 0));
+            run += r.saturating_sub(r0);
+            wait += w.saturating_sub(w0);
+        }
+        return CpuDelta { s: run as f64 / 1e9, ticks_s, precise: true, wait_s: wait as f64 / 1e9 };
     }
-    CpuDelta { s: ticks_s, ticks_s, precise: false }
+    CpuDelta { s: ticks_s, ticks_s, precise: false, wait_s: 0.0 }
 }
 
 /// Processes whose parent is `pid` (nginx's workers).

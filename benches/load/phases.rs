@@ -32,6 +32,7 @@ pub struct Harness {
     pub targets: Vec<Target>,
     /// Sluice's VmHWM read before each reset (see [`Harness::reset_peak`]).
     pub sluice_hwm_seen: u64,
+    pub peak_reset_failed: bool,
     pub step: usize,
     pub steps: usize,
 }
@@ -113,7 +114,7 @@ impl Harness {
             self.sluice_hwm_seen = self.sluice_hwm_seen.max(vm_bytes(self.sluice.pid, "VmHWM").unwrap_or(0));
         }
         if let Some(pid) = self.gateway_pid(t) {
-            cpu::reset_peak(pid);
+            self.peak_reset_failed |= !cpu::reset_peak(pid);
         }
     }
 

@@ -124,6 +124,9 @@ pub struct PerItem {
     pub mock_cpu_us: f64,
     /// Gateway CPU seconds per wall second: how much of its core it used.
     pub gateway_cores: Option<f64>,
+    /// Seconds the gateway was runnable but waited for a CPU, per wall
+    /// second: high when other work competed for its core.
+    pub gateway_waited: Option<f64>,
 }
 
 impl PerItem {
@@ -134,6 +137,7 @@ impl PerItem {
             gateway_cpu_us: g.map(|g| g.s * 1e6 / n),
             mock_cpu_us: cpu.mock.s * 1e6 / n,
             gateway_cores: g.map(|g| g.s / wall_s.max(1e-9)),
+            gateway_waited: g.map(|g| g.wait_s / wall_s.max(1e-9)),
         }
     }
 }
@@ -291,7 +295,13 @@ pub fn pf(pass: bool) -> &'static str {
 fn cpu_note(t: Target, cpu: &RunCpu, items: u64) -> String {
     let n = items.max(1) as f64;
     match cpu.gateway(t) {
-        Some(g) => format!("{} {:.1} µs/req, mock {:.1}", t.name(), g.s * 1e6 / n, cpu.mock.s * 1e6 / n),
+        Some(g) => format!(
+            "{} {:.1} µs/req (waited for the CPU {:.0} ms), mock {:.1}",
+            t.name(),
+            g.s * 1e6 / n,
+            g.wait_s * 1e3,
+            cpu.mock.s * 1e6 / n
+        ),
         None => format!("mock {:.1} µs/req", cpu.mock.s * 1e6 / n),
     }
 }

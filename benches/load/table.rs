@@ -5,10 +5,11 @@ use crate::opts::Target;
 use crate::procs::{busy_str, mb};
 use crate::report::{HttpAgg, PerItem, RateAgg, Report, StreamAgg, ms, pf, thousands};
 
-/// "17.9 µs (93%)": the gateway's CPU per item and its share of a core.
+/// "17.9 µs (93%/2%)": the gateway's CPU per item, its share of a core,
+/// and the share of the time it waited for that core.
 fn gw(p: &PerItem) -> String {
-    match (p.gateway_cpu_us, p.gateway_cores) {
-        (Some(us), Some(cores)) => format!("{us:.1} µs ({:.0}%)", cores * 100.0),
+    match (p.gateway_cpu_us, p.gateway_cores, p.gateway_waited) {
+        (Some(us), Some(cores), Some(w)) => format!("{us:.1} µs ({:.0}%/{:.0}%)", cores * 100.0, w * 100.0),
         _ => "-".into(),
     }
 }
@@ -34,7 +35,10 @@ impl Report<'_> {
         );
         println!("   (latency in ms; each percentile is the median over rounds; req/s = all requests / all time;");
         println!("    +nginx/+sluice = that target - direct, and in the req/s column that target as a % of direct;");
-        println!("    gw CPU = the gateway's CPU per request (per stream) and its share of a core; mock CPU likewise;");
+        println!(
+            "    gw CPU = the gateway's CPU per request (per stream), then (its share of a core / the share of the"
+        );
+        println!("    time it was runnable but waited for the core: other work on the machine); mock CPU per request;");
         println!("    cpu0/1 busy = each CPU's busy share, all processes and softirq included: when pinned, the");
         println!("    gateways have cpu0 and the mock and load generators cpu1; other work on the machine shows here)");
         if !http.is_empty() {
@@ -79,14 +83,14 @@ impl Report<'_> {
     fn print_http(&self, http: &[HttpAgg]) {
         println!("\nNon-stream POST /v1/chat/completions (wrk -t1)");
         println!(
-            "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11}  {:>16} {:>9} {:>10}",
+            "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11}  {:>19} {:>9} {:>10}",
             "c", "", "req/s", "p50", "p95", "p99", "max", "errors", "cpu0/1 busy", "gw CPU/req", "mock CPU", "peak RSS"
         );
         for a in http {
             for t in Target::ALL {
                 let Some(s) = a.side.get(t) else { continue };
                 println!(
-                    "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11}  {:>16} {:>9} {:>10}",
+                    "{:>5}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>11}  {:>19} {:>9} {:>10}",
                     a.concurrency,
                     t.name(),
                     thousands(s.rps),
@@ -119,7 +123,7 @@ impl Report<'_> {
     fn print_streams(&self, streams: &[StreamAgg]) {
         println!("\nStreams (gap-delay = gap minus the configured delay; coalesced = frames with > 1 event)");
         println!(
-            "{:>13}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}  {:>16} {:>9}",
+            "{:>13}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}  {:>19} {:>9}",
             "events x ms@c",
             "",
             "streams/s",
@@ -140,7 +144,7 @@ impl Report<'_> {
             for t in Target::ALL {
                 let Some(s) = a.side.get(t) else { continue };
                 println!(
-                    "{sh:>13}  {:<8} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}  {:>16} {:>9}",
+                    "{sh:>13}  {:<8} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}  {:>19} {:>9}",
                     t.name(),
                     s.streams_per_s,
                     ms(s.ttfc_p50_us),
@@ -179,14 +183,14 @@ impl Report<'_> {
             o.rate_connections, o.rate_duration_s
         );
         println!(
-            "{:>7}  {:<8} {:>9} {:>8} {:>8} {:>7} {:>11}  {:>16} {:>9}",
+            "{:>7}  {:<8} {:>9} {:>8} {:>8} {:>7} {:>11}  {:>19} {:>9}",
             "req/s", "", "done/s", "mean", "max", "errors", "cpu0/1 busy", "gw CPU/req", "mock CPU"
         );
         for a in rates {
             for t in Target::ALL {
                 let Some(s) = a.side.get(t) else { continue };
                 println!(
-                    "{:>7}  {:<8} {:>9.1} {:>8} {:>8} {:>7} {:>11}  {:>16} {:>9}",
+                    "{:>7}  {:<8} {:>9.1} {:>8} {:>8} {:>7} {:>11}  {:>19} {:>9}",
                     thousands(a.rate as f64),
                     t.name(),
                     s.rps,
