@@ -419,6 +419,7 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
         pin_note,
         pinned: pin.gateway.is_some(),
         notes,
+        nginx: h.nginx.as_ref().and(tools.nginx.as_ref()).map(|(_, v)| v.clone()),
         rss_idle_start,
         rss_idle_warm,
         hwm_load,

@@ -243,6 +243,8 @@ pub struct Report<'a> {
     pub pinned: bool,
     /// Why nginx (or h2load) is not in the run, when it is not.
     pub notes: Vec<String>,
+    /// nginx's version when it ran.
+    pub nginx: Option<String>,
     pub rss_idle_start: u64,
     pub rss_idle_warm: u64,
     /// VmHWM of the Sluice that served the load runs (the largest of the

@@ -29,8 +29,9 @@ impl Report<'_> {
     ) {
         let o = self.opts;
         let pin = if self.pinned { "pinned" } else { "not pinned" };
+        let nginx = self.nginx.as_ref().map_or(String::new(), |v| format!(", {v} worker_processes 1"));
         println!(
-            "\n== Sluice load benchmark: {}-s runs x {} round(s), Sluice workers {}, nginx worker_processes 1, {pin}",
+            "\n== Sluice load benchmark: {}-s runs x {} round(s), Sluice workers {}{nginx}, {pin}",
             o.duration_s, o.rounds, o.workers
         );
         println!("   (latency in ms; each percentile is the median over rounds; req/s = all requests / all time;");
