@@ -1,22 +1,35 @@
 //! Load benchmark: `cargo bench --bench load [-- OPTIONS]` (`-- --help`).
 //!
-//! Starts `sluice mock` and `sluice serve` (the release binary cargo built
-//! for this bench) on loopback ports and measures the same traffic sent
-//! directly to the mock and through Sluice, alternating: wrk for non-stream
-//! latency and throughput, our own client for stream timing, then Sluice's
-//! RSS with many open streams. Prints progress, a table, and writes JSON.
-//! See the README's "Performance" section.
+//! Starts `sluice mock`, `sluice serve` (the release binary cargo built for
+//! this bench) and nginx as a plain reverse proxy (issue 14's yardstick,
+//! when installed) on loopback ports, and measures the same traffic sent
+//! directly to the mock, through nginx and through Sluice, alternating: wrk
+//! for non-stream latency and throughput, our own client for stream timing,
+//! h2load for fixed request rates; then Sluice alone under overload and with
+//! many open streams. Prints progress, tables, the budgets (issue 3's, and
+//! issue 14's as ratios to nginx), and writes JSON. See the README's
+//! "Performance" section and docs/performance.md.
 
 // A benchmark harness, not the gateway: failing loudly on a broken setup is
 // what we want, so the gateway's no-unwrap/expect/panic policy is lifted here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "load/compare.rs"]
+mod compare;
+#[path = "load/cpu.rs"]
+mod cpu;
+#[path = "load/h2load.rs"]
+mod h2load;
 #[path = "load/memory.rs"]
 mod memory;
+#[path = "load/nginx.rs"]
+mod nginx;
 #[path = "load/opts.rs"]
 mod opts;
 #[path = "load/overload.rs"]
 mod overload;
+#[path = "load/phases.rs"]
+mod phases;
 #[path = "load/procs.rs"]
 mod procs;
 #[path = "load/report.rs"]
@@ -32,15 +45,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use procs::{Proc, Res, cpu_seconds, mb, vm_bytes};
-use report::{HttpRec, Report, StreamRec};
+use opts::{Phase, Target};
+use phases::pause;
+use procs::{Proc, Res, mb, vm_bytes};
+use report::Report;
 
 const CLIENT_KEY: &str = "sk-bench-client-4c1d";
-/// wrk, the mock and the stream clients run here when pinned; Sluice on core 0.
+/// The mock and the load generators run here when pinned; the gateway
+/// under test (Sluice, nginx) on core 0.
 const LOAD_CORE: usize = 1;
-const SLUICE_CORE: usize = 0;
+const GATEWAY_CORE: usize = 0;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,7 +69,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     let opts = match opts::parse(&args) {
-        Ok(opts::Parsed::Run(o)) => o,
+        Ok(opts::Parsed::Run(o)) => *o,
         Ok(opts::Parsed::Help) => {
             print!("{}", opts::USAGE);
             return ExitCode::SUCCESS;
@@ -150,51 +166,11 @@ models = ["*"]
     )
 }
 
-/// Where the load generators and Sluice run.
+/// Where the gateways (Sluice, nginx) and the load generators run.
 #[derive(Clone, Copy)]
 pub struct Pinning {
-    pub sluice: Option<usize>,
+    pub gateway: Option<usize>,
     pub load: Option<usize>,
-}
-
-struct Harness {
-    sluice_bin: PathBuf,
-    self_exe: PathBuf,
-    dir: PathBuf,
-    config: PathBuf,
-    pin: Pinning,
-    mock_addr: SocketAddr,
-    sluice_addr: SocketAddr,
-    sluice: Proc,
-    mock: Proc,
-    script: PathBuf,
-    step: usize,
-    steps: usize,
-}
-
-impl Harness {
-    fn progress(&mut self, line: &str) {
-        self.step += 1;
-        let w = self.steps.to_string().len();
-        println!("[{:>w$}/{}] {line}", self.step, self.steps);
-    }
-
-    fn alive(&mut self) -> Res<()> {
-        self.sluice.check_alive()?;
-        self.mock.check_alive()
-    }
-
-    fn cpu(&self) -> f64 {
-        cpu_seconds(self.sluice.pid).unwrap_or(0.0)
-    }
-
-    fn addr(&self, through: bool) -> SocketAddr {
-        if through { self.sluice_addr } else { self.mock_addr }
-    }
-
-    async fn start_sluice(&self, name: &str) -> Res<(Proc, SocketAddr)> {
-        start_sluice(&self.sluice_bin, &self.config, &self.dir, self.pin.sluice, name).await
-    }
 }
 
 /// A Sluice process on a fresh port, ready.
@@ -211,20 +187,6 @@ async fn start_sluice(
     let mut p = procs::spawn(name, bin, &args, core, dir)?;
     procs::wait_ready(&mut p, addr, "/ready").await?;
     Ok((p, addr))
-}
-
-fn target(through: bool) -> &'static str {
-    if through { "through" } else { "direct" }
-}
-
-/// Direct first in even rounds, through first in odd ones, so that neither
-/// always runs on a machine warmed by the other.
-fn order(round: usize) -> [bool; 2] {
-    if round.is_multiple_of(2) { [false, true] } else { [true, false] }
-}
-
-async fn pause(ms: u64) {
-    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 /// `n` requests per model through Sluice, one stream in six.
@@ -247,125 +209,8 @@ async fn warm(addr: SocketAddr, models: &[&str], n: usize) -> Res<()> {
     Ok(())
 }
 
-async fn http_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<HttpRec>> {
-    let mut out = Vec::new();
-    for &c in &opts.concurrency {
-        for round in 0..opts.rounds {
-            for through in order(round) {
-                h.alive()?;
-                let url = format!("http://{}/v1/chat/completions", h.addr(through));
-                let (cpu0, ticks0) = (h.cpu(), procs::cpu_ticks());
-                let w = wrk::run(&url, &h.script, c, opts.duration_s, h.pin.load).await?;
-                let (cpu, cores_busy) = (h.cpu() - cpu0, procs::busy_between(&ticks0, &procs::cpu_ticks()));
-                if w.requests == w.errors.status {
-                    return Err(format!("c={c} {}: no successful request ({w:?})", target(through)));
-                }
-                h.progress(&report::http_line(c, through, &w, &cores_busy));
-                out.push(HttpRec {
-                    concurrency: c,
-                    round,
-                    target: target(through),
-                    rps: w.rps(),
-                    sluice_cpu_s: cpu,
-                    cores_busy,
-                    wrk: w,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-async fn stream_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<StreamRec>> {
-    let mut out = Vec::new();
-    for &c in &opts.stream_concurrency {
-        for round in 0..opts.rounds {
-            for through in order(round) {
-                h.alive()?;
-                let spec = streams::Spec {
-                    addr: h.addr(through),
-                    model: "bench".into(),
-                    key: CLIENT_KEY.into(),
-                    count: c,
-                    duration_ms: opts.duration_s * 1000,
-                    tokens: opts.stream_chunks - 3, // role, tokens..., finish, [DONE]
-                    chunk_delay_ms: opts.chunk_delay_ms,
-                };
-                let (cpu0, ticks0) = (h.cpu(), procs::cpu_ticks());
-                let r = streams::run_client(&h.self_exe, &spec, h.pin.load).await?;
-                let (cpu, cores_busy) = (h.cpu() - cpu0, procs::busy_between(&ticks0, &procs::cpu_ticks()));
-                if r.streams == 0 {
-                    return Err(format!(
-                        "streams c={c} {}: no stream completed: {:?}",
-                        target(through),
-                        r.error_samples
-                    ));
-                }
-                h.progress(&report::stream_line(c, through, &r, &cores_busy));
-                out.push(StreamRec {
-                    concurrency: c,
-                    round,
-                    target: target(through),
-                    sluice_cpu_s: cpu,
-                    cores_busy,
-                    run: r,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Through Sluice only: the capped model at its own concurrency (no queue),
-/// then at each overload concurrency, far past what it admits.
-async fn overload_phase(h: &mut Harness, opts: &opts::Options) -> Res<Vec<overload::OverloadRun>> {
-    let mut out = Vec::new();
-    let capacity = overload::MAX_CONCURRENT as f64 * 1000.0 / overload::DELAY_MS as f64;
-    let mut levels = vec![overload::MAX_CONCURRENT];
-    levels.extend(opts.overload_concurrency.iter().copied());
-    for c in levels {
-        h.alive()?;
-        let spec = overload::Spec {
-            addr: h.sluice_addr,
-            model: "bench-capped".into(),
-            key: CLIENT_KEY.into(),
-            count: c,
-            duration_ms: opts.duration_s * 1000,
-            delay_ms: overload::DELAY_MS,
-        };
-        let r = overload::run_client(&h.self_exe, &spec, h.pin.load).await?;
-        if r.ok == 0 {
-            return Err(format!("overload c={c}: nothing admitted: {:?}", r.error_samples));
-        }
-        h.progress(&format!("overload {}", overload::line(&r, capacity)));
-        out.push(r);
-    }
-    Ok(out)
-}
-
-/// Each variant on a fresh Sluice, so that its RSS owes nothing to the
-/// load runs or to the other variant (freed memory is not all returned).
-async fn memory_phase(h: &mut Harness, opts: &opts::Options, nofile: u64) -> Res<Vec<memory::MemRun>> {
-    let variants = [
-        memory::Variant { name: "in-process mock", model: "bench-inproc", fds_per_stream: 1 },
-        memory::Variant { name: "external mock", model: "bench", fds_per_stream: 2 },
-    ];
-    let mut out = Vec::new();
-    for (i, v) in variants.iter().enumerate() {
-        h.alive()?;
-        let (mut p, addr) = h.start_sluice(&format!("sluice-memory-{i}")).await?;
-        warm(addr, &[v.model], 12).await?;
-        pause(1000).await;
-        let m = memory::run(&h.self_exe, p.pid, addr, CLIENT_KEY, v, opts.memory_streams, nofile, h.pin.load).await?;
-        p.check_alive()?;
-        h.progress(&report::memory_line(&m));
-        out.push(m);
-    }
-    Ok(out)
-}
-
 fn pinning(opts: &opts::Options, cores: usize) -> (Pinning, Option<String>) {
-    let none = Pinning { sluice: None, load: None };
+    let none = Pinning { gateway: None, load: None };
     match opts.pin {
         Some(false) => (none, None),
         None if cores < 2 => (none, None),
@@ -373,18 +218,65 @@ fn pinning(opts: &opts::Options, cores: usize) -> (Pinning, Option<String>) {
         _ if procs::command_line("taskset", &["--version"]).is_none() => {
             (none, Some("taskset (util-linux) not found: not pinning".into()))
         }
-        _ => (Pinning { sluice: Some(SLUICE_CORE), load: Some(LOAD_CORE) }, None),
+        _ => (Pinning { gateway: Some(GATEWAY_CORE), load: Some(LOAD_CORE) }, None),
     }
 }
 
-async fn run(opts: opts::Options) -> Res<bool> {
+/// What the run can use: nginx and h2load are optional (the parts that
+/// need them are skipped, with a note); wrk is needed for the http phase.
+struct Tools {
+    wrk: Option<String>,
+    nginx: Option<(PathBuf, String)>,
+    h2load: Option<String>,
+    notes: Vec<String>,
+}
+
+fn tools(opts: &opts::Options) -> Res<Tools> {
+    let mut notes = Vec::new();
+    let wrk = if opts.runs(Phase::Http) { Some(wrk::version()?) } else { None };
+    let compared = opts.runs(Phase::Http) || opts.runs(Phase::Streams) || opts.runs(Phase::Rate);
+    let nginx = if opts.has(Target::Nginx) && compared {
+        match nginx::find(opts.nginx.as_deref()) {
+            Some(bin) => Some((bin.clone(), nginx::version(&bin)?)),
+            None => {
+                notes.push(
+                    "nginx not found: the nginx reference (issue 14) is skipped. Install it with \
+                     scripts/bench-deps (Debian/Ubuntu: apt-get install nginx), or give --nginx PATH"
+                        .into(),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let h2load = if opts.runs(Phase::Rate) { h2load::version() } else { None };
+    if opts.runs(Phase::Rate) && h2load.is_none() {
+        notes.push(
+            "h2load not found: the fixed-rate phase is skipped. Install it with scripts/bench-deps \
+             (Debian/Ubuntu: apt-get install nghttp2-client)"
+                .into(),
+        );
+    }
+    Ok(Tools { wrk, nginx, h2load, notes })
+}
+
+async fn run(mut opts: opts::Options) -> Res<bool> {
     let started = Instant::now();
     let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let nofile = procs::raise_nofile();
-    let wrk_version = wrk::version()?;
+    let tools = tools(&opts)?;
+    if tools.h2load.is_none() {
+        opts.phases.retain(|&p| p != Phase::Rate);
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (pin, pin_note) = pinning(&opts, cores);
-    let mut machine = report::machine(cores, nofile, &wrk_version);
+    let tool_versions = serde_json::json!({
+        "wrk": tools.wrk,
+        "nginx": tools.nginx.as_ref().map(|(bin, v)| format!("{v} ({})", bin.display())),
+        "h2load": tools.h2load,
+    });
+    let mut machine = report::machine(cores, nofile, tool_versions);
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let sluice_bin = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
@@ -395,17 +287,34 @@ async fn run(opts: opts::Options) -> Res<bool> {
     std::fs::write(&config, config_text).map_err(|e| e.to_string())?;
     let script = dir.path().join("chat.lua");
     std::fs::write(&script, wrk::script(CLIENT_KEY)).map_err(|e| e.to_string())?;
+    let body = dir.path().join("chat.json");
+    std::fs::write(&body, wrk::CHAT_BODY).map_err(|e| e.to_string())?;
 
     let mock_args: Vec<String> =
         ["mock", "--listen", &mock_addr.to_string(), "--workers", "1"].map(String::from).into();
     let mut mock = procs::spawn("mock", &sluice_bin, &mock_args, pin.load, dir.path())?;
     procs::wait_ready(&mut mock, mock_addr, "/v1/models").await?;
-    let http_runs = opts.concurrency.len() * opts.rounds * 2;
-    let stream_runs = opts.stream_concurrency.len() * opts.rounds * 2;
-    let overload_runs = if opts.overload_concurrency.is_empty() { 0 } else { 1 + opts.overload_concurrency.len() };
-    let steps = http_runs + stream_runs + overload_runs + if opts.skip_memory { 0 } else { 2 };
-    let (sluice, sluice_addr) = start_sluice(&sluice_bin, &config, dir.path(), pin.sluice, "sluice").await?;
-    let mut h = Harness {
+    let (sluice, sluice_addr) = start_sluice(&sluice_bin, &config, dir.path(), pin.gateway, "sluice").await?;
+    let nginx = match &tools.nginx {
+        Some((bin, _)) => {
+            let stream_c = opts.streams.iter().map(|s| s.concurrency);
+            let max_c = opts.concurrency.iter().copied().chain(stream_c).fold(opts.rate_connections, usize::max);
+            let started = nginx::start(bin, dir.path(), mock_addr, max_c, pin.gateway).await;
+            Some(started.map_err(|e| format!("nginx did not start (--no-nginx leaves it out): {e}"))?)
+        }
+        None => None,
+    };
+    let targets: Vec<Target> =
+        opts.targets.iter().copied().filter(|&t| t != Target::Nginx || nginx.is_some()).collect();
+
+    let alternating = |p: Phase, n: usize| if opts.runs(p) { n * opts.rounds * targets.len() } else { 0 };
+    let http_runs = alternating(Phase::Http, opts.concurrency.len());
+    let stream_runs = alternating(Phase::Streams, opts.streams.len());
+    let rate_runs = alternating(Phase::Rate, opts.rates.len());
+    let overload_runs = if opts.runs(Phase::Overload) { 1 + opts.overload_concurrency.len() } else { 0 };
+    let memory_runs = if opts.runs(Phase::Memory) { 2 } else { 0 };
+    let steps = http_runs + stream_runs + rate_runs + overload_runs + memory_runs;
+    let mut h = phases::Harness {
         sluice_bin,
         self_exe: std::env::current_exe().map_err(|e| e.to_string())?,
         dir: dir.path().to_path_buf(),
@@ -415,43 +324,91 @@ async fn run(opts: opts::Options) -> Res<bool> {
         sluice_addr,
         sluice,
         mock,
+        nginx,
         script,
+        body,
+        targets,
+        sluice_hwm_seen: 0,
+        peak_reset_failed: false,
         step: 0,
         steps,
     };
 
-    let memory_s = if opts.skip_memory { 0 } else { 2 * (6 + 2 * opts.memory_streams as u64 / 1000) };
-    let est_s = (http_runs + stream_runs + overload_runs) as u64 * (opts.duration_s + 1) + memory_s + 4;
+    let memory_s = memory_runs as u64 * (6 + 2 * opts.memory_streams as u64 / 1000);
+    let est_s = (http_runs + stream_runs + overload_runs) as u64 * (opts.duration_s + 1)
+        + rate_runs as u64 * (opts.rate_duration_s + 1)
+        + memory_s
+        + 4;
     println!("Sluice load benchmark: {cores} cores, {}", machine["cpu_model"].as_str().unwrap_or("?"));
-    match (pin.sluice, pin.load) {
-        (Some(a), Some(b)) => println!("pinned: Sluice on core {a}; mock, wrk and stream clients on core {b}"),
+    match (pin.gateway, pin.load) {
+        (Some(a), Some(b)) => {
+            println!("pinned: gateways (Sluice, nginx) on core {a}; mock, wrk, h2load and stream clients on core {b}")
+        }
         _ => println!("not pinned{}", pin_note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()),
     }
+    let cpus = procs::cpus_allowed;
     println!(
-        "Sluice pid {} on {} (workers {}), mock pid {} on {} (workers 1); {wrk_version}; open-file limit {nofile}",
-        h.sluice.pid, h.sluice_addr, opts.workers, h.mock.pid, h.mock_addr
+        "Sluice pid {} on {} (workers {}, cpus {}), mock pid {} on {} (workers 1, cpus {}); open-file limit {nofile}",
+        h.sluice.pid,
+        h.sluice_addr,
+        opts.workers,
+        cpus(h.sluice.pid),
+        h.mock.pid,
+        h.mock_addr,
+        cpus(h.mock.pid)
     );
+    if let (Some(n), Some((bin, v))) = (&h.nginx, &tools.nginx) {
+        let worker = n.worker().map_or("?".into(), |w| format!("{w} (cpus {})", cpus(w)));
+        println!("nginx ({v}, {}) master pid {}, worker pid {worker}, on {}", bin.display(), n.proc.pid, n.addr);
+    }
+    let versions: Vec<&str> = [&tools.wrk, &tools.h2load].into_iter().flatten().map(String::as_str).collect();
+    if !versions.is_empty() {
+        println!("load tools: {}", versions.join("; "));
+    }
+    for n in &tools.notes {
+        println!("note: {n}");
+    }
     let load = machine["loadavg"].as_str().unwrap_or("?").to_string();
     println!("load average before: {load} (other work on the machine skews the numbers)");
-    println!("plan: {steps} steps, {}-s runs, about {} min {} s", opts.duration_s, est_s / 60, est_s % 60);
+    let names: Vec<&str> = h.targets.iter().map(|t| t.name()).collect();
+    println!(
+        "plan: {steps} steps ({} alternating {}), {}-s runs, about {} min {} s",
+        opts.phases.iter().map(|p| format!("{p:?}").to_lowercase()).collect::<Vec<_>>().join(", "),
+        names.join("/"),
+        opts.duration_s,
+        est_s / 60,
+        est_s % 60
+    );
 
     // Idle memory: after start, then after a few warm requests.
     pause(1000).await;
     let rss_idle_start = vm_bytes(h.sluice.pid, "VmRSS").unwrap_or(0);
     warm(h.sluice_addr, &["bench", "bench-inproc"], 60).await?;
+    if let Some(n) = &h.nginx {
+        // Fills nginx's keep-alive pool to the mock, as Sluice's was.
+        warm(n.addr, &["bench"], 60).await?;
+    }
     pause(1000).await;
     let rss_idle_warm = vm_bytes(h.sluice.pid, "VmRSS").unwrap_or(0);
-    let cpu_start = h.cpu();
+    let cpu_start = h.sluice_cpu();
     println!("idle RSS: {:.1} MB after start, {:.1} MB after warm-up", mb(rss_idle_start), mb(rss_idle_warm));
 
-    let http = http_phase(&mut h, &opts).await?;
-    let streams = stream_phase(&mut h, &opts).await?;
-    let hwm_load = vm_bytes(h.sluice.pid, "VmHWM").unwrap_or(0);
-    let cpu_runs_s = h.cpu() - cpu_start;
-    let cpu_total_s = h.cpu();
-    let overload = if overload_runs == 0 { Vec::new() } else { overload_phase(&mut h, &opts).await? };
-    let memory = if opts.skip_memory { Vec::new() } else { memory_phase(&mut h, &opts, nofile).await? };
+    let http = if opts.runs(Phase::Http) { phases::http_phase(&mut h, &opts).await? } else { Vec::new() };
+    let streams = if opts.runs(Phase::Streams) { phases::stream_phase(&mut h, &opts).await? } else { Vec::new() };
+    let rates = if opts.runs(Phase::Rate) { phases::rate_phase(&mut h, &opts).await? } else { Vec::new() };
+    let hwm_load = h.sluice_hwm();
+    let cpu_runs_s = h.sluice_cpu() - cpu_start;
+    let cpu_total_s = h.sluice_cpu();
+    let overload = if opts.runs(Phase::Overload) { phases::overload_phase(&mut h, &opts).await? } else { Vec::new() };
+    let memory = if opts.runs(Phase::Memory) { phases::memory_phase(&mut h, &opts, nofile).await? } else { Vec::new() };
     h.alive()?;
+    let mut notes = tools.notes;
+    if h.peak_reset_failed {
+        notes.push("could not reset VmHWM (/proc/PID/clear_refs): peak RSS counts from each process's start".into());
+    }
+    if let Some(log) = h.nginx.as_ref().map(|n| n.error_log()).filter(|l| !l.is_empty()) {
+        notes.push(format!("nginx's error log is not empty; it ends:\n{log}"));
+    }
     machine["loadavg_after"] = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().into();
 
     let rep = Report {
@@ -460,7 +417,9 @@ async fn run(opts: opts::Options) -> Res<bool> {
         started_unix,
         elapsed_s: started.elapsed().as_secs_f64(),
         pin_note,
-        pinned: pin.sluice.is_some(),
+        pinned: pin.gateway.is_some(),
+        notes,
+        nginx: h.nginx.as_ref().and(tools.nginx.as_ref()).map(|(_, v)| v.clone()),
         rss_idle_start,
         rss_idle_warm,
         hwm_load,
@@ -468,11 +427,12 @@ async fn run(opts: opts::Options) -> Res<bool> {
         cpu_runs_s,
         http,
         streams,
+        rates,
         overload,
         memory,
     };
-    let out = rep.finish()?;
+    let (out, all_pass) = rep.finish()?;
     println!("\nJSON: {}", out.display());
     println!("ran for {:.0} s", started.elapsed().as_secs_f64());
-    Ok(rep.all_pass() || !opts.strict)
+    Ok(all_pass || !opts.strict)
 }

@@ -183,6 +183,12 @@ pub fn vm_bytes(pid: u32, key: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The CPUs a process may run on ("0", "0-1"), as /proc/PID/status says.
+pub fn cpus_allowed(pid: u32) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map_or("?".into(), |v| v.trim().to_string())
+}
+
 /// User + system CPU seconds of a process (all its threads).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
