@@ -150,7 +150,11 @@ enum Api {
     Completions,
     Embeddings,
     Models,
+    Responses,
+    InputTokens,
     Vendor(Vendor),
+    /// Anthropic's `count_tokens` (errors in Anthropic's shape).
+    CountTokens,
 }
 
 /// The API route of a request, or the 404/405 to answer instead.
@@ -163,11 +167,14 @@ fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
         (_, Some((_, "generateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: false })),
         (_, Some((_, "streamGenerateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: true })),
         ("/messages", _) => (Method::POST, Api::Vendor(Vendor::Anthropic)),
+        ("/messages/count_tokens", _) => (Method::POST, Api::CountTokens),
         (p, _) => match p {
             "/chat/completions" => (Method::POST, Api::Chat),
             "/completions" => (Method::POST, Api::Completions),
             "/embeddings" => (Method::POST, Api::Embeddings),
             "/models" => (Method::GET, Api::Models),
+            "/responses" => (Method::POST, Api::Responses),
+            "/responses/input_tokens" => (Method::POST, Api::InputTokens),
             _ => {
                 let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
                 return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
@@ -259,6 +266,8 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
         Ok(Api::Models) => bump(&stats.models_total),
         Ok(Api::Vendor(Vendor::Anthropic)) => bump(&stats.messages_total),
         Ok(Api::Vendor(Vendor::Gemini { .. })) => bump(&stats.gemini_total),
+        Ok(Api::Responses | Api::InputTokens) => bump(&stats.responses_total),
+        Ok(Api::CountTokens) => bump(&stats.count_tokens_total),
         Err(_) => {}
     }
     // Gemini names the model in the path, which `record` takes.
@@ -281,7 +290,8 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     let fault = controls.fault.or_else(|| state.dice.roll());
     let vendor = match api {
         Api::Vendor(v) => Some(v),
-        Api::Chat | Api::Completions | Api::Embeddings | Api::Models => None,
+        Api::CountTokens => Some(Vendor::Anthropic),
+        Api::Chat | Api::Completions | Api::Embeddings | Api::Models | Api::Responses | Api::InputTokens => None,
     };
     match fault {
         Some(Fault::RateLimit) => {
@@ -332,7 +342,7 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
                     let tool = controls.tool_call.as_deref().filter(|_| r.has_tools);
                     let cached = controls.cached_tokens.unwrap_or(0);
                     let out = match v {
-                        Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached),
+                        Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached, r.thinking),
                         Vendor::Gemini { .. } => vendors::gemini(&r.request, tool, cached),
                     };
                     (StatusCode::OK, listed(out))
@@ -350,6 +360,20 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
                 Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
             }
         }
+        Api::Responses => {
+            match super::responses::answer(&body, opts.tokens, controls.tokens, controls.tool_call.as_deref()) {
+                Ok(out) => (StatusCode::OK, listed(out)),
+                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
+            }
+        }
+        Api::InputTokens => match super::responses::input_tokens(&body) {
+            Ok(b) => (StatusCode::OK, MockReply::Full(b)),
+            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
+        },
+        Api::CountTokens => match vendors::count_tokens(&body) {
+            Ok(b) => (StatusCode::OK, MockReply::Full(b)),
+            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(vendors::error_body(Vendor::Anthropic, 400, &e.message))),
+        },
         Api::Embeddings => match generate::embeddings_body(&body) {
             Ok(b) => (StatusCode::OK, MockReply::Full(b)),
             Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),

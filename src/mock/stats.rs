@@ -49,6 +49,12 @@ pub struct MockStatsSnapshot {
     /// Gemini `generateContent` / `streamGenerateContent` requests.
     #[serde(default)]
     pub gemini_total: u64,
+    /// OpenAI Responses API requests (`/v1/responses`, `/v1/responses/input_tokens`).
+    #[serde(default)]
+    pub responses_total: u64,
+    /// Anthropic `POST /v1/messages/count_tokens` requests.
+    #[serde(default)]
+    pub count_tokens_total: u64,
     pub streams_started: u64,
     /// Streams that sent `[DONE]`.
     pub streams_completed: u64,
@@ -81,6 +87,8 @@ pub(crate) struct Stats {
     pub models_total: AtomicU64,
     pub messages_total: AtomicU64,
     pub gemini_total: AtomicU64,
+    pub responses_total: AtomicU64,
+    pub count_tokens_total: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_cancelled: AtomicU64,
@@ -138,6 +146,8 @@ impl Stats {
             &self.models_total,
             &self.messages_total,
             &self.gemini_total,
+            &self.responses_total,
+            &self.count_tokens_total,
             &self.streams_started,
             &self.streams_completed,
             &self.streams_cancelled,
@@ -185,6 +195,8 @@ impl Stats {
             models_total: get(&self.models_total),
             messages_total: get(&self.messages_total),
             gemini_total: get(&self.gemini_total),
+            responses_total: get(&self.responses_total),
+            count_tokens_total: get(&self.count_tokens_total),
             streams_started: get(&self.streams_started),
             streams_completed: get(&self.streams_completed),
             streams_cancelled: get(&self.streams_cancelled),

@@ -33,6 +33,9 @@ pub(crate) enum Vendor {
 pub(crate) struct VendorRequest {
     pub request: GenRequest,
     pub has_tools: bool,
+    /// Anthropic `thinking` is on (`enabled` or `adaptive`): the answer
+    /// starts with a thinking block.
+    pub thinking: bool,
 }
 
 /// Deepest nesting read (like the OpenAI routes).
@@ -120,6 +123,8 @@ pub(crate) fn parse(
         _ => (wanted, "stop"),
     };
     let has_tools = v.get("tools").and_then(|t| t.as_array()).is_some_and(|a| !a.is_empty());
+    let thinking = vendor == Vendor::Anthropic
+        && matches!(v.get("thinking").and_then(|t| t.get("type")).and_then(|t| t.as_str()), Some("enabled" | "adaptive"));
     let request = GenRequest {
         endpoint: generate::Endpoint::Chat,
         seed: fnv(hash, &model),
@@ -132,7 +137,33 @@ pub(crate) fn parse(
         // Anthropic and Gemini always report usage.
         usage: true,
     };
-    Ok(VendorRequest { request, has_tools })
+    Ok(VendorRequest { request, has_tools, thinking })
+}
+
+/// Anthropic's `POST /v1/messages/count_tokens`: the words of `system`,
+/// `messages` and `tools` (no `max_tokens` needed).
+pub(crate) fn count_tokens(body: &[u8]) -> Result<Bytes, GenError> {
+    if crate::json::nesting_exceeds(body, MAX_DEPTH) {
+        return Err(GenError::new("The JSON body nests too deeply.", None));
+    }
+    let v: sonic_rs::Value = sonic_rs::from_slice(body)
+        .map_err(|e| GenError::new(format!("We could not parse the JSON body of your request: {e}"), None))?;
+    if v.get("model").and_then(|m| m.as_str()).is_none() {
+        return Err(GenError::new("model: Field required", Some("model")));
+    }
+    let Some(messages) = v.get("messages") else {
+        return Err(GenError::new("messages: Field required", Some("messages")));
+    };
+    let (mut words, mut hash) = (0u64, 0u64);
+    texts(messages, &mut words, &mut hash);
+    for member in ["system", "tools"] {
+        match v.get(member) {
+            Some(x) if x.is_str() => words += x.as_str().unwrap_or("").split_whitespace().count() as u64,
+            Some(x) => texts(x, &mut words, &mut hash),
+            None => {}
+        }
+    }
+    Ok(Bytes::from(json(&o(vec![("input_tokens", J::N(words.max(1)))]))))
 }
 
 /// The answer's tokens, each with its leading space (but the first).
@@ -218,12 +249,18 @@ fn halves(s: &str) -> [&str; 2] {
 
 // ------------------------------------------------------------- Anthropic
 
-/// A whole Messages answer (`Ok`), or its stream events (`Err`).
-pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Result<Bytes, Vec<Bytes>> {
+/// The thinking a `thinking` request's answer starts with, and its words.
+const THINKING: &str = "Thinking it over briefly.";
+const THINKING_WORDS: u64 = 4;
+
+/// A whole Messages answer (`Ok`), or its stream events (`Err`). With
+/// `thinking`, a `thinking` block (its text and a signature) comes first.
+pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64, thinking: bool) -> Result<Bytes, Vec<Bytes>> {
     let id = format!("msg_mock{:016x}", g.seed);
     let cached = cached.min(u64::from(g.prompt_tokens));
     let input = u64::from(g.prompt_tokens) - cached;
-    let out_tokens = u64::from(g.completion_tokens);
+    let out_tokens = u64::from(g.completion_tokens) + if thinking { THINKING_WORDS } else { 0 };
+    let signature = format!("mock-signature-{:016x}", g.seed);
     let stop = match (tool, g.finish_reason) {
         (Some(_), _) => "tool_use",
         (None, "length") => "max_tokens",
@@ -251,16 +288,17 @@ pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Resu
         ])
     };
     if !g.stream {
-        let content = match tool {
-            Some(name) => J::A(vec![o(vec![
-                ("type", s("tool_use")),
-                ("id", s(&tool_id)),
-                ("name", s(name)),
-                ("input", tool_args(g)),
-            ])]),
-            None => J::A(vec![o(vec![("type", s("text")), ("text", s(generate::answer_text(g)))])]),
-        };
-        return Ok(Bytes::from(json(&message(content, s(stop), out_tokens))));
+        let mut content = Vec::new();
+        if thinking {
+            content.push(o(vec![("type", s("thinking")), ("thinking", s(THINKING)), ("signature", s(&signature))]));
+        }
+        content.push(match tool {
+            Some(name) => {
+                o(vec![("type", s("tool_use")), ("id", s(&tool_id)), ("name", s(name)), ("input", tool_args(g))])
+            }
+            None => o(vec![("type", s("text")), ("text", s(generate::answer_text(g)))]),
+        });
+        return Ok(Bytes::from(json(&message(J::A(content), s(stop), out_tokens))));
     }
     let mut ev = Vec::new();
     event(
@@ -269,26 +307,40 @@ pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Resu
         &o(vec![("type", s("message_start")), ("message", message(J::A(vec![]), J::Null, 1))]),
     );
     event(&mut ev, "ping", &o(vec![("type", s("ping"))]));
-    let start = |block: J| o(vec![("type", s("content_block_start")), ("index", J::N(0)), ("content_block", block)]);
-    let delta = |d: J| o(vec![("type", s("content_block_delta")), ("index", J::N(0)), ("delta", d)]);
+    let index = u64::from(thinking);
+    let start = move |i: u64, block: J| {
+        o(vec![("type", s("content_block_start")), ("index", J::N(i)), ("content_block", block)])
+    };
+    let delta = move |i: u64, d: J| o(vec![("type", s("content_block_delta")), ("index", J::N(i)), ("delta", d)]);
+    let stop_block = |i: u64| o(vec![("type", s("content_block_stop")), ("index", J::N(i))]);
+    if thinking {
+        let block = o(vec![("type", s("thinking")), ("thinking", s("")), ("signature", s(""))]);
+        event(&mut ev, "content_block_start", &start(0, block));
+        let d = o(vec![("type", s("thinking_delta")), ("thinking", s(THINKING))]);
+        event(&mut ev, "content_block_delta", &delta(0, d));
+        let d = o(vec![("type", s("signature_delta")), ("signature", s(&signature))]);
+        event(&mut ev, "content_block_delta", &delta(0, d));
+        event(&mut ev, "content_block_stop", &stop_block(0));
+    }
     match tool {
         Some(name) => {
             let block = o(vec![("type", s("tool_use")), ("id", s(&tool_id)), ("name", s(name)), ("input", o(vec![]))]);
-            event(&mut ev, "content_block_start", &start(block));
+            event(&mut ev, "content_block_start", &start(index, block));
             let input = tool_input(g);
             for piece in halves(&input) {
                 let d = o(vec![("type", s("input_json_delta")), ("partial_json", s(piece))]);
-                event(&mut ev, "content_block_delta", &delta(d));
+                event(&mut ev, "content_block_delta", &delta(index, d));
             }
         }
         None => {
-            event(&mut ev, "content_block_start", &start(o(vec![("type", s("text")), ("text", s(""))])));
+            event(&mut ev, "content_block_start", &start(index, o(vec![("type", s("text")), ("text", s(""))])));
             for t in tokens(g) {
-                event(&mut ev, "content_block_delta", &delta(o(vec![("type", s("text_delta")), ("text", s(t))])));
+                let d = o(vec![("type", s("text_delta")), ("text", s(t))]);
+                event(&mut ev, "content_block_delta", &delta(index, d));
             }
         }
     }
-    event(&mut ev, "content_block_stop", &o(vec![("type", s("content_block_stop")), ("index", J::N(0))]));
+    event(&mut ev, "content_block_stop", &stop_block(index));
     let md = o(vec![
         ("type", s("message_delta")),
         ("delta", o(vec![("stop_reason", s(stop)), ("stop_sequence", J::Null)])),
