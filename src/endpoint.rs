@@ -2,17 +2,63 @@
 //! needs to know it (the body peek, the providers, the cache key, metrics),
 //! so it sits at the bottom with no dependency of its own.
 
-/// The operations Sluice proxies: OpenAI's three, and Anthropic's Messages
-/// (the `/v1/messages` ingress, whose requests and replies are Anthropic-shaped).
+/// The operations Sluice proxies: OpenAI's chat, legacy completions,
+/// embeddings and Responses API; Anthropic's Messages (the `/v1/messages`
+/// ingress, whose requests and replies are Anthropic-shaped); and the two
+/// token counters, Anthropic's `count_tokens` and OpenAI's
+/// `responses/input_tokens`, answered by an upstream that has them or
+/// estimated with the tokenizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
     Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `POST /v1/responses/input_tokens`.
+    InputTokens,
+}
+
+/// The wire protocol a client of an endpoint speaks: what its answers,
+/// stream events and errors look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// OpenAI's chat (and legacy completions, embeddings) shapes.
+    OpenAi,
+    /// Anthropic's Messages shapes.
+    Anthropic,
+    /// OpenAI's Responses API: a Response object, typed stream events.
+    Responses,
 }
 
 impl Endpoint {
+    /// Every endpoint, in [`Endpoint::index`] order.
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::Chat,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Messages,
+        Endpoint::CountTokens,
+        Endpoint::Responses,
+        Endpoint::InputTokens,
+    ];
+
+    /// Position in [`Endpoint::ALL`] (per-route metric slots).
+    pub fn index(self) -> usize {
+        match self {
+            Endpoint::Chat => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+            Endpoint::Messages => 3,
+            Endpoint::CountTokens => 4,
+            Endpoint::Responses => 5,
+            Endpoint::InputTokens => 6,
+        }
+    }
+
     /// Path below the provider's base URL (and below `/v1` on ingress).
     pub fn path(self) -> &'static str {
         match self {
@@ -20,6 +66,9 @@ impl Endpoint {
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Messages => "/messages",
+            Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::Responses => "/responses",
+            Endpoint::InputTokens => "/responses/input_tokens",
         }
     }
 
@@ -30,26 +79,84 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+            Endpoint::Responses => "responses",
+            Endpoint::InputTokens => "input_tokens",
+        }
+    }
+
+    pub fn protocol(self) -> ClientProtocol {
+        match self {
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings | Endpoint::InputTokens => {
+                ClientProtocol::OpenAi
+            }
+            Endpoint::Messages | Endpoint::CountTokens => ClientProtocol::Anthropic,
+            Endpoint::Responses => ClientProtocol::Responses,
         }
     }
 
     pub fn streams(self) -> bool {
         match self {
-            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => true,
-            Endpoint::Embeddings => false,
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages | Endpoint::Responses => true,
+            Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::InputTokens => false,
         }
+    }
+
+    /// Does a stream of this endpoint report usage only when asked
+    /// (`stream_options.include_usage`, which Sluice then adds)? The
+    /// Responses API and Anthropic always report it.
+    pub fn asks_stream_usage(self) -> bool {
+        match self {
+            Endpoint::Chat | Endpoint::Completions => true,
+            Endpoint::Embeddings
+            | Endpoint::Messages
+            | Endpoint::CountTokens
+            | Endpoint::Responses
+            | Endpoint::InputTokens => false,
+        }
+    }
+
+    /// A token counter: it spends no tokens, and is estimated where no
+    /// deployment of the model serves it.
+    pub fn counts_tokens(self) -> bool {
+        matches!(self, Endpoint::CountTokens | Endpoint::InputTokens)
     }
 
     /// The fields each request must carry besides `model`, with their
     /// allowed JSON types. (`prompt` is optional in OpenAI's legacy
-    /// completions; Anthropic requires `max_tokens`.)
+    /// completions; Anthropic requires `max_tokens` on Messages but not on
+    /// `count_tokens`; a Responses request may continue a stored
+    /// conversation instead of sending `input`.)
     pub fn required_fields(self) -> &'static [(&'static str, &'static [sonic_rs::JsonType])] {
         use sonic_rs::JsonType;
         match self {
             Endpoint::Chat => &[("messages", &[JsonType::Array])],
-            Endpoint::Completions => &[],
+            Endpoint::Completions | Endpoint::Responses | Endpoint::InputTokens => &[],
             Endpoint::Embeddings => &[("input", &[JsonType::String, JsonType::Array])],
             Endpoint::Messages => &[("messages", &[JsonType::Array]), ("max_tokens", &[JsonType::Number])],
+            Endpoint::CountTokens => &[("messages", &[JsonType::Array])],
+        }
+    }
+
+    /// Members whose size makes up the prompt estimate, besides the
+    /// required ones (the Responses API's `input` and `instructions`).
+    pub fn prompt_fields(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::Completions => &["prompt"],
+            Endpoint::Responses | Endpoint::InputTokens => &["input", "instructions"],
+            Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages | Endpoint::CountTokens => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_follow_all() {
+        for (i, e) in Endpoint::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Gateway {
     pub prometheus: PrometheusHandle,
     /// Response cache, single-flight and embeddings batching.
     pub cache: CacheLayer,
+    /// The Responses API's stored conversations.
+    pub conversations: sluice_actors::conversations::ConversationsHandle,
     /// Replicas mode (`[shared]`): the Redis link, for `/health`.
     pub replicas: Option<sluice_actors::replicas::ReplicasHandle>,
     pub started: Instant,
@@ -52,6 +54,7 @@ impl Gateway {
             registry: actors.registry.clone(),
             prometheus,
             cache,
+            conversations: actors.conversations.clone(),
             replicas: actors.replicas.clone(),
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),

@@ -30,6 +30,8 @@ pub struct Deployment {
     pub label: String,
     /// What the deployment's provider allows (its own rpm/tpm caps).
     pub limits: Limits,
+    /// The model takes reasoning settings (`reasoning = true`).
+    pub reasoning: bool,
 }
 
 #[derive(Debug)]
@@ -96,6 +98,7 @@ impl ModelTable {
                                 d.model
                             ),
                             limits: d.limits,
+                            reasoning: d.reasoning,
                         }
                     })
                     .collect(),
@@ -279,6 +282,7 @@ mod tests {
             price: price.map(|p| Price { input_per_mtok: p, output_per_mtok: p, cached_input_per_mtok: None }),
             label: format!("p/{id}"),
             limits: Limits::default(),
+            reasoning: false,
         }
     }
 

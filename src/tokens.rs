@@ -245,7 +245,9 @@ mod tests {
         assert!(n > 12 && n < 60, "{n}");
         let short = prompt_tokens(bytes::Bytes::from_static(br#"{"model":"m","input":"Hi"}"#), None).await;
         assert!(short >= 1);
-        let history = bytes::Bytes::from_static(br#"[{"type":"message","role":"user","content":"Hello world, how are you today?"}]"#);
+        let history = bytes::Bytes::from_static(
+            br#"[{"type":"message","role":"user","content":"Hello world, how are you today?"}]"#,
+        );
         let more = prompt_tokens(bytes::Bytes::from_static(br#"{"model":"m","input":"Hi"}"#), Some(history)).await;
         assert!(more > short + 7, "{more} vs {short}");
     }

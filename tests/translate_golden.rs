@@ -298,8 +298,7 @@ fn responses_context(f: &Fixture) -> responses::Context {
 fn responses_requests() {
     for f in fixtures("responses/request") {
         let history = f.directive("history").map(str::as_bytes);
-        match responses::request::translate(f.input.as_bytes(), MODEL, history, &reasoning_opts())
-        {
+        match responses::request::translate(f.input.as_bytes(), MODEL, history, &reasoning_opts()) {
             Ok(t) => check_json(&f, &t.body),
             Err(e) => check_json(&f, serde_json::json!({"error": e.message, "param": e.param}).to_string().as_bytes()),
         }
@@ -396,7 +395,10 @@ fn codex_requests_translate() {
     assert_eq!(schema["response_format"]["json_schema"]["name"], "codex_output_schema");
     assert_eq!(schema["response_format"]["json_schema"]["strict"], true);
     // A deployment not known to reason gets no effort: OpenAI refuses it there.
-    let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents/codex_output_schema_request.json")).unwrap();
+    let body = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents/codex_output_schema_request.json"),
+    )
+    .unwrap();
     let t = responses::request::translate(&body, MODEL, None, &responses::request::Options::default()).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&t.body).unwrap();
     assert!(v.get("reasoning_effort").is_none(), "{v}");
@@ -414,7 +416,8 @@ fn claude_code_requests_translate() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents").join(name);
         let body = std::fs::read(&path).unwrap();
         let opts = messages::request::Options { reasoning };
-        let (out, stream) = messages::request::translate_with(&body, MODEL, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (out, stream) =
+            messages::request::translate_with(&body, MODEL, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         (v, stream)
     };

@@ -274,8 +274,11 @@ impl Job {
             peek: &peek,
             upstream_model: "",
             client_headers: &self.headers,
+            client_query: "",
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
+            reasoning: false,
+            turn: None,
         };
         let fetched = upstream::fetch(&self.upstream, &call, self.model).await?;
         match fetched.body {

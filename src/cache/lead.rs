@@ -82,8 +82,11 @@ impl Lead {
             peek: &self.peek,
             upstream_model: "",
             client_headers: self.req.headers(),
+            client_query: self.req.query_string(),
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
+            reasoning: false,
+            turn: None,
         };
         let started = Instant::now();
         let fetched = match batch::fetch(self.batcher.as_ref(), &self.upstream, &call, self.model).await {

@@ -89,9 +89,14 @@ pub async fn lookup(
         CacheCounters::bump(&counters.bypasses);
         Lookup::Bypass
     };
-    // Stored answers are OpenAI-shaped and replayed as OpenAI chunks; the
-    // Anthropic-shaped ingress is not cached (yet).
-    if control.no_store || endpoint == Endpoint::Messages {
+    // Stored answers are OpenAI-shaped and replayed as OpenAI chunks, so
+    // only the OpenAI routes are cached. The others bypass, on purpose
+    // (docs/decisions/cache.md): a Response carries an id of its own that
+    // `store` and `previous_response_id` key on (a replay would hand two
+    // clients one id), and agents' Messages requests differ turn by turn
+    // (a session id in `metadata`, a growing history), so they would only
+    // fill the store.
+    if control.no_store || !matches!(endpoint, Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings) {
         return bypass();
     }
     let Ok(key) = key::compute(endpoint, &policy.name, body, req.headers(), &policy.forward, policy.only_deterministic)

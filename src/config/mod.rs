@@ -9,6 +9,7 @@
 mod interpolate;
 mod locate;
 mod raw;
+mod responses;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 /// Defined by the translator it steers; the config only chooses it.
 pub use crate::translate::anthropic::PromptCaching;
 pub use interpolate::{Env, ProcessEnv};
+pub use responses::ResponsesSettings;
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/sluice.toml");
@@ -47,6 +49,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// State shared by replicas through Redis (`[shared]`); `None`: all in process.
     pub shared: Option<SharedConfig>,
+    /// The Responses API's stored conversations (`[responses]`).
+    pub responses: ResponsesSettings,
 }
 
 /// `[shared]`: rate limits, spend, a second cache tier and circuit news
@@ -272,6 +276,10 @@ pub struct ProviderConfig {
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).
     pub anthropic: AnthropicProviderConfig,
+    /// The upstream serves OpenAI's Responses API (`POST {base_url}/responses`):
+    /// `/v1/responses` goes there as the client wrote it, instead of being
+    /// translated to chat (only for `kind = "openai"`).
+    pub responses: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +349,12 @@ pub struct DeploymentConfig {
     /// What this deployment's provider allows (rpm, tpm): Sluice reroutes or
     /// waits rather than send more.
     pub limits: Limits,
+    /// The model takes reasoning settings: a translated request may carry
+    /// `reasoning_effort` (from Anthropic `thinking`/`output_config.effort`,
+    /// or the Responses API's `reasoning.effort`) and uses
+    /// `max_completion_tokens`. Off by default: OpenAI refuses
+    /// `reasoning_effort` on models that do not reason.
+    pub reasoning: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

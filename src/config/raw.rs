@@ -70,6 +70,10 @@ pub mod defaults {
     pub const SHARED_TIMEOUT_MS: i64 = 50;
     pub const SHARED_PROBE_INTERVAL_MS: i64 = 500;
     pub const SHARED_PREFIX: &str = "sluice";
+
+    pub const RESPONSES_TTL_MS: i64 = 86_400_000;
+    pub const RESPONSES_MAX_BYTES: i64 = 268_435_456;
+    pub const RESPONSES_MAX_ENTRY_BYTES: i64 = 8_388_608;
 }
 
 /// A string value from the file. After interpolation, `template` keeps the
@@ -132,6 +136,18 @@ pub struct RawConfig {
     pub spend: Option<RawSpend>,
     pub cache: Option<RawCache>,
     pub shared: Option<RawShared>,
+    pub responses: Option<RawResponses>,
+}
+
+/// `[responses]`: the conversations Sluice keeps for the Responses API
+/// (`store`, `previous_response_id`, `GET /v1/responses/{id}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponses {
+    pub ttl_ms: Option<i64>,
+    pub max_bytes: Option<i64>,
+    pub max_entry_bytes: Option<i64>,
+    pub store: Option<Text>,
 }
 
 /// `[shared]`: state shared by several replicas through Redis.
@@ -222,6 +238,7 @@ pub struct RawProvider {
     pub health_probe_timeout_ms: Option<i64>,
     pub mock: Option<RawMock>,
     pub anthropic: Option<RawAnthropic>,
+    pub responses: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +302,7 @@ pub struct RawDeployment {
     pub price: Option<RawPrice>,
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
+    pub reasoning: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -94,6 +94,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         );
     }
     let cache = cache::settings(&mut c, raw.cache);
+    let responses = cache::responses(&mut c, raw.responses);
 
     if models.is_empty() {
         c.err(
@@ -121,6 +122,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         spend_store,
         cache,
         shared,
+        responses,
     };
     (config, c.issues)
 }

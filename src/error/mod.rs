@@ -65,8 +65,12 @@ pub enum GatewayError {
         "This model's maximum context length is {window} tokens, and the request needs about {tokens} (prompt estimate plus requested output); no fallback model is large enough. Shorten the messages or lower max_tokens."
     )]
     ContextLengthExceeded { model: String, window: u64, tokens: u64 },
-    #[error("Unknown request URL: {method} {path}. See the README for the routes Sluice serves.")]
+    #[error("Unknown request URL: {method} {path}. Sluice serves: {ROUTES_SERVED}.")]
     RouteNotFound { method: String, path: String },
+    /// A stored Response (`GET`/`DELETE /v1/responses/{id}`, or the one a
+    /// `previous_response_id` names) that Sluice does not have for this key.
+    #[error("{} with id '{id}' not found.", if param.is_some() { "Previous response" } else { "Response" })]
+    ResponseNotFound { id: String, param: Option<&'static str> },
     #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
     PayloadTooLarge { size: u64, limit: usize },
     #[error("Could not connect to the upstream provider `{provider}`: {detail}")]
@@ -103,6 +107,12 @@ pub enum GatewayError {
     Internal { detail: String },
 }
 
+/// What Sluice serves, for the 404 of any other URL (the route table is
+/// `server::routes`; the README has the same list).
+pub const ROUTES_SERVED: &str = "POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, \
+GET /v1/models, POST /v1/responses, GET|DELETE /v1/responses/{id}, POST /v1/responses/input_tokens, \
+POST /v1/messages, POST /v1/messages/count_tokens, GET /health, GET /ready, GET /metrics, GET /status";
+
 impl GatewayError {
     pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
         GatewayError::InvalidRequest { message: message.into(), param }
@@ -116,7 +126,9 @@ impl GatewayError {
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired => StatusCode::UNAUTHORIZED,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
-            GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::ModelNotFound { .. }
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -137,6 +149,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. } => "invalid_request_error",
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
@@ -169,6 +182,8 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "unknown_url",
+            GatewayError::ResponseNotFound { param: Some(_), .. } => "previous_response_not_found",
+            GatewayError::ResponseNotFound { param: None, .. } => "response_not_found",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -188,7 +203,7 @@ impl GatewayError {
 
     pub fn param(&self) -> Option<&'static str> {
         match self {
-            GatewayError::InvalidRequest { param, .. } => *param,
+            GatewayError::InvalidRequest { param, .. } | GatewayError::ResponseNotFound { param, .. } => *param,
             GatewayError::ModelNotAllowed { .. } | GatewayError::ModelNotFound { .. } => Some("model"),
             GatewayError::ContextLengthExceeded { .. } => Some("messages"),
             GatewayError::MissingApiKey
@@ -235,6 +250,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
@@ -256,6 +272,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::RateLimited { .. }
             | GatewayError::QuotaExceeded { .. } => Fault::Client,
@@ -283,6 +300,7 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "route_not_found",
+            GatewayError::ResponseNotFound { .. } => "response_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::UpstreamConnect { .. } => "upstream_connect",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",

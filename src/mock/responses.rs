@@ -77,6 +77,33 @@ pub(crate) fn input_tokens(body: &[u8]) -> Result<Bytes, GenError> {
     Ok(Bytes::from(format!("{{\"object\":\"response.input_tokens\",\"input_tokens\":{}}}", g.prompt_tokens)))
 }
 
+/// Anthropic's `POST /v1/messages/count_tokens`: the words of `system`,
+/// `messages` and `tools` (no `max_tokens` needed).
+pub(crate) fn count_tokens(body: &[u8]) -> Result<Bytes, GenError> {
+    use sonic_rs::JsonValueTrait;
+    if crate::json::nesting_exceeds(body, vendors::MAX_DEPTH) {
+        return Err(GenError::new("The JSON body nests too deeply.", None));
+    }
+    let v: sonic_rs::Value = sonic_rs::from_slice(body)
+        .map_err(|e| GenError::new(format!("We could not parse the JSON body of your request: {e}"), None))?;
+    if v.get("model").and_then(|m| m.as_str()).is_none() {
+        return Err(GenError::new("model: Field required", Some("model")));
+    }
+    let Some(messages) = v.get("messages").filter(|m| m.is_array()) else {
+        return Err(GenError::new("messages: Field required", Some("messages")));
+    };
+    let (mut words, mut hash) = (0u64, 0u64);
+    vendors::texts(messages, &mut words, &mut hash);
+    for member in ["system", "tools"] {
+        match v.get(member) {
+            Some(x) if x.is_str() => words += x.as_str().unwrap_or("").split_whitespace().count() as u64,
+            Some(x) => vendors::texts(x, &mut words, &mut hash),
+            None => {}
+        }
+    }
+    Ok(Bytes::from(format!("{{\"input_tokens\":{}}}", words.max(1))))
+}
+
 /// The request as chat, and the context its Response repeats back.
 fn as_chat(body: &[u8]) -> Result<(Vec<u8>, Context), GenError> {
     let model = sonic_rs::get(body, ["model"])

@@ -370,9 +370,11 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
             Ok(b) => (StatusCode::OK, MockReply::Full(b)),
             Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
         },
-        Api::CountTokens => match vendors::count_tokens(&body) {
+        Api::CountTokens => match super::responses::count_tokens(&body) {
             Ok(b) => (StatusCode::OK, MockReply::Full(b)),
-            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(vendors::error_body(Vendor::Anthropic, 400, &e.message))),
+            Err(e) => {
+                (StatusCode::BAD_REQUEST, MockReply::Full(vendors::error_body(Vendor::Anthropic, 400, &e.message)))
+            }
         },
         Api::Embeddings => match generate::embeddings_body(&body) {
             Ok(b) => (StatusCode::OK, MockReply::Full(b)),

@@ -39,7 +39,7 @@ pub(crate) struct VendorRequest {
 }
 
 /// Deepest nesting read (like the OpenAI routes).
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 fn fnv(h: u64, s: &str) -> u64 {
     s.bytes().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
@@ -47,7 +47,7 @@ fn fnv(h: u64, s: &str) -> u64 {
 
 /// Count and hash the prompt text of a JSON value: `"text"` strings, and
 /// `"content"` given as a plain string (Anthropic's shorthand).
-fn texts(v: &sonic_rs::Value, words: &mut u64, hash: &mut u64) {
+pub(crate) fn texts(v: &sonic_rs::Value, words: &mut u64, hash: &mut u64) {
     if let Some(o) = v.as_object() {
         for (k, x) in o.iter() {
             match (k, x.as_str()) {
@@ -124,7 +124,10 @@ pub(crate) fn parse(
     };
     let has_tools = v.get("tools").and_then(|t| t.as_array()).is_some_and(|a| !a.is_empty());
     let thinking = vendor == Vendor::Anthropic
-        && matches!(v.get("thinking").and_then(|t| t.get("type")).and_then(|t| t.as_str()), Some("enabled" | "adaptive"));
+        && matches!(
+            v.get("thinking").and_then(|t| t.get("type")).and_then(|t| t.as_str()),
+            Some("enabled" | "adaptive")
+        );
     let request = GenRequest {
         endpoint: generate::Endpoint::Chat,
         seed: fnv(hash, &model),
@@ -138,32 +141,6 @@ pub(crate) fn parse(
         usage: true,
     };
     Ok(VendorRequest { request, has_tools, thinking })
-}
-
-/// Anthropic's `POST /v1/messages/count_tokens`: the words of `system`,
-/// `messages` and `tools` (no `max_tokens` needed).
-pub(crate) fn count_tokens(body: &[u8]) -> Result<Bytes, GenError> {
-    if crate::json::nesting_exceeds(body, MAX_DEPTH) {
-        return Err(GenError::new("The JSON body nests too deeply.", None));
-    }
-    let v: sonic_rs::Value = sonic_rs::from_slice(body)
-        .map_err(|e| GenError::new(format!("We could not parse the JSON body of your request: {e}"), None))?;
-    if v.get("model").and_then(|m| m.as_str()).is_none() {
-        return Err(GenError::new("model: Field required", Some("model")));
-    }
-    let Some(messages) = v.get("messages") else {
-        return Err(GenError::new("messages: Field required", Some("messages")));
-    };
-    let (mut words, mut hash) = (0u64, 0u64);
-    texts(messages, &mut words, &mut hash);
-    for member in ["system", "tools"] {
-        match v.get(member) {
-            Some(x) if x.is_str() => words += x.as_str().unwrap_or("").split_whitespace().count() as u64,
-            Some(x) => texts(x, &mut words, &mut hash),
-            None => {}
-        }
-    }
-    Ok(Bytes::from(json(&o(vec![("input_tokens", J::N(words.max(1)))]))))
 }
 
 /// The answer's tokens, each with its leading space (but the first).

@@ -1,7 +1,15 @@
 //! Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, Groq, Together, …).
 //! The client's body bytes go out untouched unless `model` must be renamed or
 //! usage must be requested on a stream; responses come back as they are.
+//!
+//! With `responses = true` the upstream also serves the Responses API, and
+//! `/v1/responses` (and `/v1/responses/input_tokens`) go there the same
+//! way. The one change Sluice may make there: a request continuing a
+//! conversation Sluice keeps (`previous_response_id`) gets that
+//! conversation spliced into its `input`, since the upstream may never
+//! have seen it (an earlier turn may have been served elsewhere).
 
+use bytes::Bytes;
 use http::Uri;
 use sluice_upstream::{SessionSpec, UpstreamClient};
 
@@ -13,11 +21,14 @@ use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::translate::responses::history;
 use crate::usage;
 
 pub struct OpenAi {
     up: HttpUpstream,
     uris: [Uri; 3],
+    /// `/responses` and `/responses/input_tokens`, when the upstream serves them.
+    responses: Option<[Uri; 2]>,
 }
 
 impl OpenAi {
@@ -25,14 +36,30 @@ impl OpenAi {
         let up = HttpUpstream::new(cfg, &[], ErrorStyle::OpenAi)?;
         let uri = |e: Endpoint| up.uri(&cfg.name, e.path());
         let uris = [uri(Endpoint::Chat)?, uri(Endpoint::Completions)?, uri(Endpoint::Embeddings)?];
-        Ok(OpenAi { up, uris })
+        let responses = match cfg.responses {
+            true => Some([uri(Endpoint::Responses)?, uri(Endpoint::InputTokens)?]),
+            false => None,
+        };
+        Ok(OpenAi { up, uris, responses })
     }
 
-    fn uri(&self, e: Endpoint) -> &Uri {
+    /// Does the upstream serve the Responses API (`responses = true`)?
+    pub fn serves_responses(&self) -> bool {
+        self.responses.is_some()
+    }
+
+    fn uri(&self, p: &Provider, e: Endpoint) -> Result<&Uri, GatewayError> {
         match e {
-            Endpoint::Chat | Endpoint::Messages => &self.uris[0],
-            Endpoint::Completions => &self.uris[1],
-            Endpoint::Embeddings => &self.uris[2],
+            Endpoint::Chat | Endpoint::Messages => Ok(&self.uris[0]),
+            Endpoint::Completions => Ok(&self.uris[1]),
+            Endpoint::Embeddings => Ok(&self.uris[2]),
+            Endpoint::Responses | Endpoint::InputTokens => {
+                let [responses, input_tokens] = self.responses.as_ref().ok_or_else(|| GatewayError::Internal {
+                    detail: format!("provider `{}` does not serve the Responses API", p.name),
+                })?;
+                Ok(if e == Endpoint::Responses { responses } else { input_tokens })
+            }
+            Endpoint::CountTokens => Err(super::unsupported_endpoint(p, e)),
         }
     }
 
@@ -46,9 +73,16 @@ impl OpenAi {
     }
 
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
-        let body = rewrite(call.body, call.peek, call.upstream_model, call.endpoint.streams());
+        let body = match call.turn.and_then(|t| t.history.as_ref()) {
+            // A conversation Sluice keeps: sent whole, under the upstream's model name.
+            Some(h) => Bytes::from(
+                history::expand(call.body, h, call.upstream_model)
+                    .map_err(|e| GatewayError::invalid(format!("Invalid Responses request: {e}"), Some("input")))?,
+            ),
+            None => rewrite(call.body, call.peek, call.upstream_model, call.endpoint.asks_stream_usage()),
+        };
         let headers = self.up.headers(call, call.peek.stream);
-        let resp = self.up.send(p, call.timeouts, client, self.uri(call.endpoint), &headers, body).await?;
+        let resp = self.up.send(p, call.timeouts, client, self.uri(p, call.endpoint)?, &headers, body).await?;
         if call.peek.stream && resp.event_stream {
             return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
         }
@@ -56,10 +90,16 @@ impl OpenAi {
             transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
                 .await?;
         drop(resp.permit);
-        let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
-            provider: p.name.clone(),
-            detail: format!("the response body is not valid JSON ({e})"),
-        })?;
+        let usage = match call.endpoint {
+            // A Response object's `usage` is read by its path: `metadata`
+            // and the echoed request members may follow it.
+            Endpoint::Responses => history::usage_from_body(&bytes).map(Into::into),
+            Endpoint::InputTokens => Some(usage::Usage::default()),
+            _ => usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
+                provider: p.name.clone(),
+                detail: format!("the response body is not valid JSON ({e})"),
+            })?,
+        };
         Ok(Reply::Complete { body: bytes, usage })
     }
 }

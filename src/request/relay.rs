@@ -6,6 +6,7 @@
 //! replayed in the shape asked for.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,11 +17,12 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sluice_actors::response_cache::StoredAnswer;
 
+use super::conversation::Save;
 use super::record::Record;
 use crate::cache::answer;
 use crate::cache::flight::{Next, Subscriber};
 use crate::config::Price;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{ClientProtocol, Endpoint};
 use crate::error::GatewayError;
 use crate::metrics::RequestOutcome;
 use crate::upstream::UpstreamStream;
@@ -99,6 +101,9 @@ pub struct StreamSpec {
     pub price: Option<Price>,
     /// Prompt tokens as estimated, for a stream that reports no usage.
     pub prompt_estimate: u64,
+    /// A Responses stream to keep for the next turn: saved as its final
+    /// event passes, which is held back until then.
+    pub save: Option<Box<Save>>,
 }
 
 pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSpec) -> HttpResponse {
@@ -111,8 +116,11 @@ pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSp
         .insert_header((CACHE_CONTROL, "no-cache"))
         // Ask reverse proxies in front (nginx) not to buffer the stream.
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(Relay { rec: Some(rec), text, upstream, spec, done: false })
+        .streaming(Relay { rec: Some(rec), text, upstream, spec, saving: None, done: false })
 }
+
+/// The final run of a Responses stream, held while its conversation is stored.
+type Saving = (Pin<Box<dyn Future<Output = ()>>>, Bytes);
 
 /// The client-facing side of an upstream stream: turns an upstream failure
 /// into an error event in the client's protocol, and records the request
@@ -126,10 +134,23 @@ struct Relay {
     text: Option<String>,
     upstream: Box<UpstreamStream>,
     spec: StreamSpec,
+    saving: Option<Saving>,
     done: bool,
 }
 
 impl Relay {
+    /// The run that carried a Responses stream's final Response: if it is
+    /// to be kept, start storing it and hold the run until that is done.
+    fn hold_for_save(&mut self, events: Bytes) -> Result<Bytes, Saving> {
+        let response = match self.upstream.responses().and_then(|w| w.response.clone()) {
+            Some(r) if self.spec.save.is_some() => r,
+            _ => return Ok(events),
+        };
+        let Some(save) = self.spec.save.take() else { return Ok(events) };
+        let request_id = self.rec.as_ref().map(|r| r.request_id.clone()).unwrap_or_default();
+        Err((Box::pin(async move { save.run(response, &request_id).await }), events))
+    }
+
     /// Record the end of the stream. Without usage from the upstream, the
     /// kept text is counted with the tokenizer first (off the event loop).
     fn finish(&mut self, outcome: RequestOutcome) {
@@ -156,15 +177,33 @@ impl Relay {
     }
 
     /// The stream failed after its first byte (the driver told the
-    /// deployment's breaker): end it with an error event.
+    /// deployment's breaker): end it with the client protocol's error
+    /// event — unless the stream already ended in its protocol (a
+    /// translated Responses stream closes itself with `response.failed`).
     fn fail(&mut self, e: GatewayError) -> Bytes {
         self.done = true;
         let request_id = self.rec.as_ref().map(|r| r.request_id.as_str()).unwrap_or("");
         tracing::warn!(request_id = %request_id, error = %e, "stream failed after its first byte");
         let endpoint = self.rec.as_ref().map_or(Endpoint::Chat, |r| r.endpoint);
         self.finish(RequestOutcome::StreamError);
-        // OpenAI's error event, or Anthropic's on /v1/messages.
-        crate::providers::messages::error_event(endpoint, &e)
+        match (endpoint.protocol(), self.upstream.responses()) {
+            (ClientProtocol::Responses, Some(w)) if w.ended => Bytes::new(),
+            (ClientProtocol::Responses, Some(w)) => {
+                let mut out = crate::translate::SseOut::new();
+                crate::translate::responses::stream::failed_event(
+                    &mut out,
+                    w.events,
+                    w.id.as_deref().unwrap_or(""),
+                    w.created_at,
+                    &w.model,
+                    crate::translate::responses::error_code(e.code()),
+                    &e.to_string(),
+                );
+                out.take()
+            }
+            // OpenAI's error event, or Anthropic's on /v1/messages.
+            _ => crate::providers::messages::error_event(endpoint, &e),
+        }
     }
 }
 
@@ -173,6 +212,14 @@ impl Stream for Relay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some((saving, _)) = this.saving.as_mut() {
+            if saving.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some((_, held)) = this.saving.take() {
+                return Poll::Ready(Some(Ok(held)));
+            }
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -181,9 +228,19 @@ impl Stream for Relay {
                 if let Some(t) = this.text.as_mut() {
                     crate::tokens::push_stream_text(&events, t);
                 }
-                Poll::Ready(Some(Ok(events)))
+                match this.hold_for_save(events) {
+                    Ok(events) => Poll::Ready(Some(Ok(events))),
+                    Err(saving) => {
+                        this.saving = Some(saving);
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                }
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Ok(this.fail(e)))),
+            Poll::Ready(Some(Err(e))) => match this.fail(e) {
+                b if b.is_empty() => Poll::Ready(None),
+                b => Poll::Ready(Some(Ok(b))),
+            },
             Poll::Ready(None) => {
                 this.done = true;
                 this.finish(RequestOutcome::Status(200));

@@ -179,7 +179,16 @@ fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, sco
         probe_interval: Duration::from_millis(s.probe_interval_ms),
         prefix: s.prefix.clone(),
     });
-    ActorsSpec { sessions, breaker, availability, limiter, cache, replicas }
+    let r = &config.responses;
+    let conversations = sluice_actors::conversations::ConversationsSpec {
+        limits: sluice_actors::conversations::Limits {
+            ttl: Duration::from_millis(r.ttl_ms),
+            max_bytes: r.max_bytes,
+            max_entry_bytes: r.max_entry_bytes,
+        },
+        path: r.store.clone(),
+    };
+    ActorsSpec { sessions, breaker, availability, limiter, cache, conversations, replicas }
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it

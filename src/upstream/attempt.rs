@@ -347,7 +347,7 @@ async fn try_deployment(
         idle: t.idle_ms.map_or(provider.timeouts.idle, Duration::from_millis),
         total: t.total_ms.map_or(provider.timeouts.total, Duration::from_millis),
     };
-    let call = Call { upstream_model: &dep.model, timeouts, ..*call };
+    let call = Call { upstream_model: &dep.model, timeouts, reasoning: dep.reasoning, ..*call };
     let inflight = up.availability.table().start(c.id);
     let mut pending = Pending { sink: w.outcomes.clone(), id: c.id, done: false };
     let started = Instant::now();

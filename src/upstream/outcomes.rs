@@ -120,6 +120,7 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::ModelNotFound { .. }
         | GatewayError::ContextLengthExceeded { .. }
         | GatewayError::RouteNotFound { .. }
+        | GatewayError::ResponseNotFound { .. }
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::NoDeployment { .. }
         | GatewayError::ShuttingDown

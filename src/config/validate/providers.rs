@@ -136,6 +136,21 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         _ => AnthropicProviderConfig::default(),
     };
 
+    let responses = match (p.responses, kind) {
+        (Some(true), Some(k)) if k != ProviderKind::OpenAi => {
+            c.err(
+                path("responses"),
+                format!(
+                    "`responses = true` says an OpenAI-compatible server serves the Responses API \
+                     itself; a provider of kind \"{}\" is translated instead, so remove it",
+                    k.as_str()
+                ),
+            );
+            false
+        }
+        (r, _) => r.unwrap_or(false),
+    };
+
     ProviderConfig {
         name: p.name.value,
         kind: kind.unwrap_or(ProviderKind::Mock),
@@ -177,6 +192,7 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         ),
         mock,
         anthropic,
+        responses,
     }
 }
 

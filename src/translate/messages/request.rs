@@ -30,12 +30,13 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
-use sonic_rs::{JsonValueTrait, LazyValue};
+use serde::Serialize;
+use sonic_rs::JsonValueTrait;
 
-use super::settings::{self, OutputConfig, OutputFormat, ResponseFormat, Thinking};
+use super::read::{BlockIn, MessagesRequest, SourceIn};
+use super::settings::{self, ResponseFormat};
 use crate::translate::anthropic::RawJson;
-use crate::translate::lenient::{Content, Text};
+use crate::translate::lenient::Content;
 use crate::translate::openai::{OutFunction, OutToolCall};
 use crate::translate::{StrOrVec, TranslateError, parse};
 
@@ -52,110 +53,6 @@ pub struct Options {
 /// The first `system` block Claude Code sends is its billing line, meant
 /// for Anthropic's servers; another model would only read it as noise.
 const BILLING_LINE: &str = "x-anthropic-billing-header:";
-
-#[derive(Deserialize)]
-struct MessagesRequest<'a> {
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(borrow, default)]
-    system: Content<'a, BlockIn<'a>>,
-    #[serde(borrow, default)]
-    messages: Vec<MessageIn<'a>>,
-    #[serde(borrow, default)]
-    stop_sequences: Content<'a, Text<'a>>,
-    #[serde(default)]
-    temperature: Option<f64>,
-    #[serde(default)]
-    top_p: Option<f64>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(borrow, default)]
-    tools: Option<Vec<ToolIn<'a>>>,
-    #[serde(borrow, default)]
-    tool_choice: Option<ToolChoiceIn<'a>>,
-    #[serde(borrow, default)]
-    metadata: Option<MetadataIn<'a>>,
-    #[serde(borrow, default)]
-    thinking: Option<Thinking<'a>>,
-    #[serde(borrow, default)]
-    output_config: Option<OutputConfig<'a>>,
-    #[serde(borrow, default)]
-    output_format: Option<OutputFormat<'a>>,
-}
-
-#[derive(Deserialize)]
-struct MessageIn<'a> {
-    #[serde(borrow, default)]
-    role: Text<'a>,
-    #[serde(borrow, default)]
-    content: Content<'a, BlockIn<'a>>,
-}
-
-/// A content block, every member optional and lenient.
-#[derive(Deserialize, Default)]
-struct BlockIn<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Text<'a>,
-    #[serde(borrow, default)]
-    text: Text<'a>,
-    #[serde(borrow, default)]
-    source: Option<SourceIn<'a>>,
-    #[serde(borrow, default)]
-    id: Text<'a>,
-    #[serde(borrow, default)]
-    name: Text<'a>,
-    #[serde(borrow, default)]
-    input: Option<LazyValue<'a>>,
-    #[serde(borrow, default)]
-    tool_use_id: Text<'a>,
-    #[serde(borrow, default)]
-    content: Content<'a, BlockIn<'a>>,
-    #[serde(borrow, default)]
-    title: Text<'a>,
-}
-
-/// An image or document source: `base64`, `url`, `text` or `content`.
-#[derive(Deserialize, Default)]
-struct SourceIn<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Text<'a>,
-    #[serde(borrow, default)]
-    media_type: Text<'a>,
-    #[serde(borrow, default)]
-    data: Text<'a>,
-    #[serde(borrow, default)]
-    url: Text<'a>,
-    #[serde(borrow, default)]
-    content: Content<'a, BlockIn<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolIn<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Text<'a>,
-    #[serde(borrow, default)]
-    name: Text<'a>,
-    #[serde(borrow, default)]
-    description: Text<'a>,
-    #[serde(borrow, default)]
-    input_schema: Option<LazyValue<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolChoiceIn<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Text<'a>,
-    #[serde(borrow, default)]
-    name: Text<'a>,
-    #[serde(default)]
-    disable_parallel_tool_use: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct MetadataIn<'a> {
-    #[serde(borrow, default)]
-    user_id: Text<'a>,
-}
 
 #[derive(Serialize)]
 struct ChatOut<'a> {

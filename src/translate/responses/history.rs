@@ -152,7 +152,8 @@ mod tests {
     #[test]
     fn expanded_requests_carry_the_history() {
         let body = br#"{"model":"alias","previous_response_id":"resp_1","input":"c","store":true,"tools":[{"type":"web_search"}]}"#;
-        let history = br#"[{"type":"message","role":"user","content":"a"},{"type":"message","role":"assistant","content":[]}]"#;
+        let history =
+            br#"[{"type":"message","role":"user","content":"a"},{"type":"message","role":"assistant","content":[]}]"#;
         let out = expand(body, history, "gpt-x").unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "gpt-x");
@@ -161,7 +162,10 @@ mod tests {
         assert_eq!(v["tools"][0]["type"], "web_search");
         let input = v["input"].as_array().unwrap();
         assert_eq!(input.len(), 3);
-        assert_eq!(input[2], json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "c"}]}));
+        assert_eq!(
+            input[2],
+            json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "c"}]})
+        );
         // No input of its own: the history alone.
         let out = expand(br#"{"model":"m","previous_response_id":"r"}"#, history, "m").unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
