@@ -213,6 +213,7 @@ async fn conversations_continue_on_any_provider_and_belong_to_their_key() {
     assert!(up.get("previous_response_id").is_none(), "{up}");
     assert_eq!(up["input"].as_array().unwrap().len(), 5, "two turns of input and output, and this input: {up}");
     assert_eq!(up["model"], "gpt-native");
+    assert_eq!(third["previous_response_id"], second["id"], "the answer still says what it continued");
 
     // GET returns the stored Response; another key sees nothing.
     let got: Value = client()

@@ -73,6 +73,9 @@ impl OpenAi {
     }
 
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
+        // The id of a conversation spliced in: the answer must still say it
+        // continued it, though the upstream was not told.
+        let continued = call.turn.filter(|t| t.history.is_some()).and_then(|t| t.previous_id.as_deref());
         let body = match call.turn.and_then(|t| t.history.as_ref()) {
             // A conversation Sluice keeps: sent whole, under the upstream's model name.
             Some(h) => Bytes::from(
@@ -84,12 +87,20 @@ impl OpenAi {
         let headers = self.up.headers(call, call.peek.stream);
         let resp = self.up.send(p, call.timeouts, client, self.uri(p, call.endpoint)?, &headers, body).await?;
         if call.peek.stream && resp.event_stream {
-            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
+            let events = events::event_stream(resp.body, resp.permit, p.name.clone());
+            return Ok(Reply::Stream(match continued {
+                Some(id) => previous_id_restored(events, id),
+                None => events,
+            }));
         }
         let bytes =
             transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
                 .await?;
         drop(resp.permit);
+        let bytes = match continued {
+            Some(id) => restore_previous_id(bytes, id),
+            None => bytes,
+        };
         let usage = match call.endpoint {
             // A Response object's `usage` is read by its path: `metadata`
             // and the echoed request members may follow it.
@@ -101,5 +112,53 @@ impl OpenAi {
             })?,
         };
         Ok(Reply::Complete { body: bytes, usage })
+    }
+}
+
+/// `"previous_response_id":null` (as the upstream wrote it, not having been
+/// told) → the id the client continued, in a Response or its events.
+fn restore_previous_id(b: Bytes, id: &str) -> Bytes {
+    let mut with = Vec::with_capacity(id.len() + 32);
+    with.extend_from_slice(b"\"previous_response_id\":");
+    crate::translate::write_json(&mut with, &id);
+    let mut out: Option<Vec<u8>> = None;
+    for null in [&b"\"previous_response_id\":null"[..], &b"\"previous_response_id\": null"[..]] {
+        let cur = out.as_deref().unwrap_or(&b[..]);
+        if memchr::memmem::find(cur, null).is_none() {
+            continue;
+        }
+        let mut next = Vec::with_capacity(cur.len() + id.len());
+        let mut rest = cur;
+        while let Some(i) = memchr::memmem::find(rest, null) {
+            next.extend_from_slice(&rest[..i]);
+            next.extend_from_slice(&with);
+            rest = &rest[i + null.len()..];
+        }
+        next.extend_from_slice(rest);
+        out = Some(next);
+    }
+    out.map_or(b, Bytes::from)
+}
+
+/// [`restore_previous_id`] over every run of a stream.
+fn previous_id_restored(events: super::EventStream, id: &str) -> super::EventStream {
+    use futures_util::StreamExt;
+    let id = id.to_owned();
+    events.map(move |run| run.map(|b| restore_previous_id(b, &id))).boxed_local()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_continued_id_is_put_back() {
+        let b = Bytes::from_static(br#"{"id":"r2","previous_response_id":null,"x":{"previous_response_id": null}}"#);
+        assert_eq!(
+            &restore_previous_id(b, "resp_\"1")[..],
+            br#"{"id":"r2","previous_response_id":"resp_\"1","x":{"previous_response_id":"resp_\"1"}}"#
+        );
+        let kept = Bytes::from_static(br#"{"previous_response_id":"resp_0"}"#);
+        assert_eq!(restore_previous_id(kept.clone(), "resp_1").as_ptr(), kept.as_ptr());
     }
 }

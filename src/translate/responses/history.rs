@@ -74,7 +74,9 @@ pub fn expand(body: &[u8], history: &[u8], model: &str) -> Result<Vec<u8>, Strin
 /// The members of a JSON array, without its brackets and outer spaces;
 /// `None` if `b` is not one valid array.
 fn array_body(b: &[u8]) -> Option<&[u8]> {
-    if crate::json::nesting_exceeds(b, crate::translate::MAX_DEPTH) {
+    // sonic-rs's lazy reader does not check UTF-8, and its strings assume
+    // it (a debug assertion, unchecked in release): check it first.
+    if crate::json::nesting_exceeds(b, crate::translate::MAX_DEPTH) || std::str::from_utf8(b).is_err() {
         return None;
     }
     let v: sonic_rs::LazyValue<'_> = sonic_rs::from_slice(b).ok()?;
@@ -147,6 +149,7 @@ mod tests {
         assert!(conversation(None, br#"{"a":1}"#, b"[]").is_err());
         assert!(conversation(None, b"[1,", b"[]").is_err());
         assert!(conversation(None, b"", b"[]").is_err());
+        assert!(conversation(None, b"[\"\xff\"]", b"[]").is_err(), "invalid UTF-8 is refused");
     }
 
     #[test]
