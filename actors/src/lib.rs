@@ -20,6 +20,7 @@ pub mod replicas;
 pub mod response_cache;
 pub mod status;
 pub mod supervision;
+pub mod topology;
 pub mod upstream_sessions;
 
 pub use status::{ActorStatus, GetStatus};
@@ -107,8 +108,6 @@ impl Actors {
                 replica: s.replica().to_string(),
                 breakers: breakers.clone(),
                 deployments,
-                keys: spend.key_names().enumerate().map(|(i, k)| (k.to_string(), i)).collect(),
-                models: spend.model_names().iter().enumerate().map(|(i, m)| (m.clone(), i)).collect(),
                 spend: spend.clone(),
                 max_cooldown: spec.breaker.cooldown_max.max(spec.breaker.retry_after_cap),
             };

@@ -51,7 +51,7 @@ pub async fn health(state: Data<WorkerState>) -> HttpResponse {
             ActorState::Running => {}
         }
     }
-    let sessions: Vec<_> = gw.upstreams.sessions.table().providers.iter().flatten().collect();
+    let sessions: Vec<_> = gw.upstreams.sessions.table().providers.iter().filter_map(|(_, s)| s.as_ref()).collect();
     if !sessions.is_empty()
         && sessions.iter().all(|s| s.stats.opened_total() == 0 && s.stats.connect_errors_total() > 0)
     {

@@ -44,9 +44,9 @@ pub struct Sinks {
     pub breakers: BreakersHandle,
     /// Deployment label (`provider/model`) → this replica's deployment ids.
     pub deployments: HashMap<String, Vec<usize>>,
+    /// Keys and models are looked up by name here (their slots are given
+    /// at runtime: reloads, the admin API).
     pub spend: Arc<SpendTable>,
-    pub keys: HashMap<String, usize>,
-    pub models: HashMap<String, usize>,
     /// Longest cool-down taken from news (the breaker's own cap).
     pub max_cooldown: Duration,
 }
@@ -66,8 +66,8 @@ impl Sinks {
                 metrics::counter!("sluice_shared_news_total", "kind" => kind(news)).increment(1);
             }
             News::Spend { key, model, day, today, month, total, .. } => {
-                if let Some(&k) = self.keys.get(key) {
-                    self.spend.observe(k, self.models.get(model).copied(), *day, *today, *month, *total);
+                if let Some(k) = self.spend.find_key(key) {
+                    self.spend.observe(k, self.spend.find_model(model), *day, *today, *month, *total);
                 }
             }
         }
