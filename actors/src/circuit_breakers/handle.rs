@@ -73,9 +73,10 @@ impl BreakersHandle {
         self.meta.ask(&self.addr, t, TOPOLOGY_TIMEOUT).await
     }
 
-    /// Skip `deployment` for `hold`, on another replica's news (fire-and-forget).
-    pub fn remote_hold(&self, deployment: DeploymentId, hold: Duration) {
-        self.meta.tell(&self.addr, RemoteHold { deployment, hold });
+    /// Skip the deployments labelled `label` for `hold`, on another
+    /// replica's news (fire-and-forget).
+    pub fn remote_hold(&self, label: String, hold: Duration) {
+        self.meta.tell(&self.addr, RemoteHold { label, hold });
     }
 
     /// Hand a batch of outcomes to the actor (fire-and-forget).

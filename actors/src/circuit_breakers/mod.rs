@@ -124,12 +124,16 @@ impl CircuitBreakers {
 
     fn remote_hold(&mut self, msg: RemoteHold) {
         let now = Instant::now();
-        let Some(b) = self.breakers.get_mut(msg.deployment) else { return };
-        b.hold_off(now + msg.hold);
-        self.remote_holds_total += 1;
-        // Heard, not seen: not announced again.
-        self.cooling_news.heard(msg.deployment, b.cooling_until(now));
-        self.gates.publish(msg.deployment, b, now);
+        let ids: Vec<usize> =
+            self.labels.iter().enumerate().filter(|(_, l)| **l == msg.label).map(|(i, _)| i).collect();
+        for id in ids {
+            let Some(b) = self.breakers.get_mut(id) else { continue };
+            b.hold_off(now + msg.hold);
+            self.remote_holds_total += 1;
+            // Heard, not seen: not announced again.
+            self.cooling_news.heard(id, b.cooling_until(now));
+            self.gates.publish(id, b, now);
+        }
     }
 
     /// A new snapshot's deployments: grow to cover every id (new ones start

@@ -436,9 +436,14 @@ impl SpendTable {
     pub fn detail(&self, day: u32) -> Vec<KeySpendDetail> {
         let month = month_of(day);
         let usd = |n: u64| n as f64 / NANOS_PER_USD;
+        // Keys and teams in the order they were defined, the anonymous
+        // policy's slot last.
+        let anonymous = self.keys.get(self.anonymous);
         self.keys
             .iter()
+            .filter(|(i, _)| *i != self.anonymous)
             .map(|(_, k)| k)
+            .chain(anonymous)
             .filter(|k| !k.retired.load(Ordering::Acquire))
             .map(|k| KeySpendDetail {
                 key: k.name.clone(),
@@ -494,7 +499,7 @@ mod tests {
         // Retired slots leave /status; the anonymous one never does.
         t.retain_live(&[team].into_iter().collect());
         let shown: Vec<String> = t.detail(day).into_iter().map(|d| d.key).collect();
-        assert_eq!(shown, ["anonymous", "team:a"]);
+        assert_eq!(shown, ["team:a", "anonymous"]);
     }
 
     #[test]
