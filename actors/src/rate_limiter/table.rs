@@ -140,7 +140,14 @@ impl LimiterTable {
         if let Some(&i) = names.get(&spec.name)
             && let Some(s) = self.scopes.get(i)
         {
-            if **s.spec.load() != spec {
+            let old = s.spec.load_full();
+            if *old != spec {
+                // What was used of the old limit is used of the new one in
+                // proportion: a TAT's lead over now is requests (tokens)
+                // times the interval, so it is rescaled to the new interval.
+                let now = self.now();
+                rescale(&s.req_tat, now, old.requests, spec.requests);
+                rescale(&s.tok_tat, now, old.tokens, spec.tokens);
                 s.spec.store(Arc::new(spec));
             }
             s.retired.store(false, Ordering::Release);
@@ -461,6 +468,19 @@ impl LimiterBackend for LimiterTable {
     fn name(&self) -> &'static str {
         "in-process"
     }
+}
+
+/// Move a TAT so that its lead over `now` counts the same requests (or
+/// tokens) at the new rate as it did at the old one, up to a full period.
+fn rescale(cell: &AtomicU64, now: u64, old: Option<Rate>, new: Option<Rate>) {
+    let (Some(old), Some(new)) = (old, new) else { return };
+    let (from, to) = (old.interval_ns().max(1), new.interval_ns());
+    let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+        let lead = u128::from(tat.saturating_sub(now));
+        // At most a whole period is used (a lower limit cannot owe more).
+        let scaled = u64::try_from(lead * u128::from(to) / u128::from(from)).unwrap_or(u64::MAX).min(new.period_ns());
+        Some(if tat > now { now.saturating_add(scaled) } else { tat })
+    });
 }
 
 /// One GCRA step by compare-and-swap; returns the TAT increment taken.

@@ -103,3 +103,21 @@ fn a_grant_taken_before_a_cap_was_set_never_takes_the_count_below_zero() {
     let _g = t.admit(&[0], 0).unwrap();
     assert_eq!(t.admit(&[0], 0).unwrap_err().what, Exceeded::Concurrency);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_rate_counts_what_was_used_at_the_new_rate() {
+    let t = LimiterTable::new(vec![spec("k", Some(1), None, None)]);
+    let _ = t.admit(&[0], 0).unwrap();
+    assert!(t.admit(&[0], 0).is_err());
+    // Raised to 1000 a minute: the one request used is one of 1000.
+    t.define(spec("k", Some(1000), None, None));
+    for _ in 0..999 {
+        assert!(t.admit(&[0], 0).is_ok());
+    }
+    assert!(t.admit(&[0], 0).is_err());
+    // Lowered to 10 a minute: a full minute's worth is used already.
+    t.define(spec("k", Some(10), None, None));
+    assert!(t.admit(&[0], 0).is_err());
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(t.admit(&[0], 0).is_ok(), "one more every 6 s");
+}
