@@ -23,9 +23,14 @@ use sluice_actors::replicas::AccountsEvent;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Live, Worker};
 
-/// The current snapshot, if the request carries the admin key.
+/// The current snapshot, if the request carries the admin key. Unlike
+/// `/status`, the admin API is closed when no admin key is configured: it
+/// issues credentials.
 fn admin(worker: &Worker, req: &HttpRequest) -> Result<Arc<Gateway>, GatewayError> {
     let gw = worker.live.load();
+    if gw.admin_digest.is_none() {
+        return Err(GatewayError::AdminKeyRequired);
+    }
     gw.admin(req)?;
     Ok(gw)
 }
