@@ -57,6 +57,13 @@ pub enum GatewayError {
     MalformedApiKey { problem: &'static str },
     #[error("This endpoint needs the admin key (`server.admin_key`) as `Authorization: Bearer <key>`.")]
     AdminKeyRequired,
+    /// An admin call names a runtime key or team that does not exist.
+    #[error("No {what} named `{name}`.")]
+    AdminNotFound { what: &'static str, name: String },
+    /// An admin call that cannot be done as asked (a name taken, a config
+    /// key changed, no store to keep it in); the message says why.
+    #[error("{message}")]
+    AdminConflict { message: String },
     #[error("This API key is not allowed to use the model `{model}`.")]
     ModelNotAllowed { model: String },
     #[error("The model `{model}` does not exist or you do not have access to it.")]
@@ -125,6 +132,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired => StatusCode::UNAUTHORIZED,
+            GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::AdminConflict { .. } => StatusCode::CONFLICT,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound { .. }
             | GatewayError::RouteNotFound { .. }
@@ -154,7 +163,9 @@ impl GatewayError {
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
-            | GatewayError::AdminKeyRequired => "invalid_request_error",
+            | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. } => "invalid_request_error",
             GatewayError::ModelNotAllowed { .. } => "permission_error",
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
@@ -178,6 +189,8 @@ impl GatewayError {
                 "invalid_api_key"
             }
             GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::AdminNotFound { .. } => "not_found",
+            GatewayError::AdminConflict { .. } => "conflict",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
@@ -210,6 +223,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UpstreamConnect { .. }
@@ -246,6 +261,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
@@ -268,6 +285,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
@@ -296,6 +315,8 @@ impl GatewayError {
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::MalformedApiKey { .. } => "malformed_api_key",
             GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::AdminNotFound { .. } => "not_found",
+            GatewayError::AdminConflict { .. } => "conflict",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",

@@ -4,7 +4,7 @@
 //! and the stored Responses Sluice keeps: `GET` and
 //! `DELETE /v1/responses/{id}`, for the key that created them only.
 
-use actix_web::web::{Data, Path, Payload};
+use actix_web::web::{Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use crate::endpoint::Endpoint;
@@ -12,16 +12,16 @@ use crate::error::GatewayError;
 use crate::gateway::WorkerState;
 use crate::request;
 
-pub async fn create(state: Data<WorkerState>, req: HttpRequest, payload: Payload) -> HttpResponse {
+pub async fn create(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
     request::run(&state, req, payload, Endpoint::Responses).await
 }
 
-pub async fn input_tokens(state: Data<WorkerState>, req: HttpRequest, payload: Payload) -> HttpResponse {
+pub async fn input_tokens(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
     request::run(&state, req, payload, Endpoint::InputTokens).await
 }
 
 /// `GET /v1/responses/{id}`: the stored Response.
-pub async fn get(state: Data<WorkerState>, req: HttpRequest, id: Path<String>) -> HttpResponse {
+pub async fn get(state: WorkerState, req: HttpRequest, id: Path<String>) -> HttpResponse {
     let gw = &state.gateway;
     let policy = match gw.keys.authenticate(req.headers()) {
         Ok(p) => p,
@@ -36,7 +36,7 @@ pub async fn get(state: Data<WorkerState>, req: HttpRequest, id: Path<String>) -
 
 /// `DELETE /v1/responses/{id}`: forget a stored Response (and the
 /// conversation up to it), in OpenAI's deletion shape.
-pub async fn delete(state: Data<WorkerState>, req: HttpRequest, id: Path<String>) -> HttpResponse {
+pub async fn delete(state: WorkerState, req: HttpRequest, id: Path<String>) -> HttpResponse {
     let gw = &state.gateway;
     let policy = match gw.keys.authenticate(req.headers()) {
         Ok(p) => p,
