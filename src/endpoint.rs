@@ -7,7 +7,8 @@
 /// ingress, whose requests and replies are Anthropic-shaped); and the two
 /// token counters, Anthropic's `count_tokens` and OpenAI's
 /// `responses/input_tokens`, answered by an upstream that has them or
-/// estimated with the tokenizer.
+/// estimated with the tokenizer. Besides, OpenAI's other JSON routes
+/// (images, moderations, speech), served by `openai`-kind deployments only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Chat,
@@ -20,6 +21,12 @@ pub enum Endpoint {
     Responses,
     /// `POST /v1/responses/input_tokens`.
     InputTokens,
+    /// `POST /v1/images/generations`.
+    Images,
+    /// `POST /v1/moderations`.
+    Moderations,
+    /// `POST /v1/audio/speech`: the answer is audio, not JSON.
+    Speech,
 }
 
 /// The wire protocol a client of an endpoint speaks: what its answers,
@@ -36,7 +43,7 @@ pub enum ClientProtocol {
 
 impl Endpoint {
     /// Every endpoint, in [`Endpoint::index`] order.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Chat,
         Endpoint::Completions,
         Endpoint::Embeddings,
@@ -44,6 +51,9 @@ impl Endpoint {
         Endpoint::CountTokens,
         Endpoint::Responses,
         Endpoint::InputTokens,
+        Endpoint::Images,
+        Endpoint::Moderations,
+        Endpoint::Speech,
     ];
 
     /// Position in [`Endpoint::ALL`] (per-route metric slots).
@@ -56,6 +66,9 @@ impl Endpoint {
             Endpoint::CountTokens => 4,
             Endpoint::Responses => 5,
             Endpoint::InputTokens => 6,
+            Endpoint::Images => 7,
+            Endpoint::Moderations => 8,
+            Endpoint::Speech => 9,
         }
     }
 
@@ -69,6 +82,9 @@ impl Endpoint {
             Endpoint::CountTokens => "/messages/count_tokens",
             Endpoint::Responses => "/responses",
             Endpoint::InputTokens => "/responses/input_tokens",
+            Endpoint::Images => "/images/generations",
+            Endpoint::Moderations => "/moderations",
+            Endpoint::Speech => "/audio/speech",
         }
     }
 
@@ -82,14 +98,21 @@ impl Endpoint {
             Endpoint::CountTokens => "count_tokens",
             Endpoint::Responses => "responses",
             Endpoint::InputTokens => "input_tokens",
+            Endpoint::Images => "images",
+            Endpoint::Moderations => "moderations",
+            Endpoint::Speech => "speech",
         }
     }
 
     pub fn protocol(self) -> ClientProtocol {
         match self {
-            Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings | Endpoint::InputTokens => {
-                ClientProtocol::OpenAi
-            }
+            Endpoint::Chat
+            | Endpoint::Completions
+            | Endpoint::Embeddings
+            | Endpoint::InputTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => ClientProtocol::OpenAi,
             Endpoint::Messages | Endpoint::CountTokens => ClientProtocol::Anthropic,
             Endpoint::Responses => ClientProtocol::Responses,
         }
@@ -98,7 +121,12 @@ impl Endpoint {
     pub fn streams(self) -> bool {
         match self {
             Endpoint::Chat | Endpoint::Completions | Endpoint::Messages | Endpoint::Responses => true,
-            Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::InputTokens => false,
+            Endpoint::Embeddings
+            | Endpoint::CountTokens
+            | Endpoint::InputTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => false,
         }
     }
 
@@ -112,8 +140,24 @@ impl Endpoint {
             | Endpoint::Messages
             | Endpoint::CountTokens
             | Endpoint::Responses
-            | Endpoint::InputTokens => false,
+            | Endpoint::InputTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => false,
         }
+    }
+
+    /// Does the answer hold generated text, which the tokenizer can count
+    /// when the upstream reports no usage? (An embedding, image, verdict
+    /// or sound does not: only the prompt is counted then.)
+    pub fn answers_text(self) -> bool {
+        !matches!(self, Endpoint::Embeddings | Endpoint::Images | Endpoint::Moderations | Endpoint::Speech)
+    }
+
+    /// OpenAI's routes that only `openai`-kind deployments (and the
+    /// built-in mock) serve: there is nothing to translate them to.
+    pub fn openai_only(self) -> bool {
+        matches!(self, Endpoint::Images | Endpoint::Moderations | Endpoint::Speech)
     }
 
     /// A token counter: it spends no tokens, and is estimated where no
@@ -135,6 +179,9 @@ impl Endpoint {
             Endpoint::Embeddings => &[("input", &[JsonType::String, JsonType::Array])],
             Endpoint::Messages => &[("messages", &[JsonType::Array]), ("max_tokens", &[JsonType::Number])],
             Endpoint::CountTokens => &[("messages", &[JsonType::Array])],
+            Endpoint::Images => &[("prompt", &[JsonType::String])],
+            Endpoint::Moderations => &[("input", &[JsonType::String, JsonType::Array])],
+            Endpoint::Speech => &[("input", &[JsonType::String]), ("voice", &[JsonType::String, JsonType::Object])],
         }
     }
 
@@ -144,7 +191,13 @@ impl Endpoint {
         match self {
             Endpoint::Completions => &["prompt"],
             Endpoint::Responses | Endpoint::InputTokens => &["input", "instructions"],
-            Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages | Endpoint::CountTokens => &[],
+            Endpoint::Chat
+            | Endpoint::Embeddings
+            | Endpoint::Messages
+            | Endpoint::CountTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => &[],
         }
     }
 }

@@ -118,7 +118,8 @@ pub enum GatewayError {
 /// `server::routes`; the README has the same list).
 pub const ROUTES_SERVED: &str = "POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, \
 GET /v1/models, POST /v1/responses, GET|DELETE /v1/responses/{id}, POST /v1/responses/input_tokens, \
-POST /v1/messages, POST /v1/messages/count_tokens, GET /health, GET /ready, GET /metrics, GET /status";
+POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/images/generations, POST /v1/moderations, \
+POST /v1/audio/speech, GET /health, GET /ready, GET /metrics, GET /status";
 
 impl GatewayError {
     pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod health;
+pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod models;

@@ -32,6 +32,7 @@ mod body;
 pub mod clouds;
 mod faults;
 pub mod generate;
+pub(crate) mod media;
 mod responses;
 mod server;
 mod stats;

@@ -25,6 +25,7 @@ use super::MockOptions;
 use super::body::{EventStream, Events, MockBody, StreamPlan};
 use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
+use super::media::Media;
 use super::stats::{Stats, bump};
 use super::vendors::{self, Vendor};
 
@@ -155,6 +156,7 @@ enum Api {
     Vendor(Vendor),
     /// Anthropic's `count_tokens` (errors in Anthropic's shape).
     CountTokens,
+    Media(Media),
 }
 
 /// The API route of a request, or the 404/405 to answer instead.
@@ -175,10 +177,14 @@ fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
             "/models" => (Method::GET, Api::Models),
             "/responses" => (Method::POST, Api::Responses),
             "/responses/input_tokens" => (Method::POST, Api::InputTokens),
-            _ => {
-                let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
-                return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
-            }
+            p => match Media::route(p) {
+                Some(m) => (Method::POST, Api::Media(m)),
+                None => {
+                    let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
+                    let code = Some("unknown_url");
+                    return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", code)));
+                }
+            },
         },
     };
     if *method == want {
@@ -268,7 +274,7 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
         Ok(Api::Vendor(Vendor::Gemini { .. })) => bump(&stats.gemini_total),
         Ok(Api::Responses | Api::InputTokens) => bump(&stats.responses_total),
         Ok(Api::CountTokens) => bump(&stats.count_tokens_total),
-        Err(_) => {}
+        Ok(Api::Media(_)) | Err(_) => {}
     }
     // Gemini names the model in the path, which `record` takes.
     let vendor_path = matches!(api, Ok(Api::Vendor(_))).then(|| parts.uri.path().to_owned());
@@ -292,6 +298,7 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
         Api::Vendor(v) => Some(v),
         Api::CountTokens => Some(Vendor::Anthropic),
         Api::Chat | Api::Completions | Api::Embeddings | Api::Models | Api::Responses | Api::InputTokens => None,
+        Api::Media(_) => None,
     };
     match fault {
         Some(Fault::RateLimit) => {
@@ -381,6 +388,13 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
             Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
         },
         Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED))),
+        Api::Media(m) => match super::media::answer(m, &body) {
+            Ok((b, "application/json")) => (StatusCode::OK, MockReply::Full(b)),
+            Ok((b, media_type)) => {
+                return Ok(respond(StatusCode::OK, HeaderValue::from_static(media_type), MockBody::full(b)));
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
+        },
     };
 
     Ok(match answer {

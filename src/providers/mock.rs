@@ -71,6 +71,20 @@ impl MockProvider {
                 let usage = crate::usage::from_body(&body).ok().flatten();
                 Ok(Reply::Complete { body, usage })
             }
+            Endpoint::Images | Endpoint::Moderations | Endpoint::Speech => {
+                let body = rewrite(call.body, call.peek, call.upstream_model, false);
+                let body = match call.endpoint {
+                    Endpoint::Images => crate::mock::media::images(&body),
+                    Endpoint::Moderations => crate::mock::media::moderations(&body),
+                    _ => crate::mock::media::speech(&body).map(|(audio, _)| audio),
+                }
+                .map_err(invalid)?;
+                let usage = match call.endpoint {
+                    Endpoint::Speech => None,
+                    _ => crate::usage::from_body(&body).ok().flatten(),
+                };
+                Ok(Reply::Complete { body, usage })
+            }
             // The other routes never reach this provider (`Provider::send`
             // translates Messages and Responses to Chat first, and the
             // mock serves no token counter).

@@ -183,6 +183,9 @@ impl Provider {
     /// `count_tokens`, a Responses server's `input_tokens`); elsewhere the
     /// gateway estimates instead of calling anyone.
     pub fn serves(&self, endpoint: Endpoint) -> bool {
+        if endpoint.openai_only() {
+            return matches!(self.protocol, Protocol::OpenAi(_) | Protocol::Mock(_));
+        }
         match (&self.protocol, endpoint) {
             (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
             (Protocol::Anthropic(_), Endpoint::CountTokens) => true,
@@ -194,7 +197,10 @@ impl Provider {
                 | Endpoint::Completions
                 | Endpoint::Embeddings
                 | Endpoint::Messages
-                | Endpoint::Responses,
+                | Endpoint::Responses
+                | Endpoint::Images
+                | Endpoint::Moderations
+                | Endpoint::Speech,
             ) => true,
         }
     }
@@ -220,7 +226,15 @@ impl Provider {
             (_, Endpoint::Messages) => messages::send(self, call, client).await,
             (_, Endpoint::Responses) => responses::send(self, call, client).await,
             (_, Endpoint::CountTokens | Endpoint::InputTokens) => Err(unsupported(self, call)),
-            (_, Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings) => self.send_openai(call, client).await,
+            (
+                _,
+                Endpoint::Chat
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+                | Endpoint::Images
+                | Endpoint::Moderations
+                | Endpoint::Speech,
+            ) => self.send_openai(call, client).await,
         }
     }
 

@@ -26,7 +26,8 @@ use crate::usage;
 
 pub struct OpenAi {
     up: HttpUpstream,
-    uris: [Uri; 3],
+    /// Chat, completions, embeddings, images, moderations, speech.
+    uris: [Uri; 6],
     /// `/responses` and `/responses/input_tokens`, when the upstream serves them.
     responses: Option<[Uri; 2]>,
 }
@@ -35,7 +36,14 @@ impl OpenAi {
     pub fn new(cfg: &ProviderConfig) -> Result<OpenAi, String> {
         let up = HttpUpstream::new(cfg, &[], ErrorStyle::OpenAi)?;
         let uri = |e: Endpoint| up.uri(&cfg.name, e.path());
-        let uris = [uri(Endpoint::Chat)?, uri(Endpoint::Completions)?, uri(Endpoint::Embeddings)?];
+        let uris = [
+            uri(Endpoint::Chat)?,
+            uri(Endpoint::Completions)?,
+            uri(Endpoint::Embeddings)?,
+            uri(Endpoint::Images)?,
+            uri(Endpoint::Moderations)?,
+            uri(Endpoint::Speech)?,
+        ];
         let responses = match cfg.responses {
             true => Some([uri(Endpoint::Responses)?, uri(Endpoint::InputTokens)?]),
             false => None,
@@ -53,6 +61,9 @@ impl OpenAi {
             Endpoint::Chat | Endpoint::Messages => Ok(&self.uris[0]),
             Endpoint::Completions => Ok(&self.uris[1]),
             Endpoint::Embeddings => Ok(&self.uris[2]),
+            Endpoint::Images => Ok(&self.uris[3]),
+            Endpoint::Moderations => Ok(&self.uris[4]),
+            Endpoint::Speech => Ok(&self.uris[5]),
             Endpoint::Responses | Endpoint::InputTokens => {
                 let [responses, input_tokens] = self.responses.as_ref().ok_or_else(|| GatewayError::Internal {
                     detail: format!("provider `{}` does not serve the Responses API", p.name),
@@ -106,6 +117,8 @@ impl OpenAi {
             // and the echoed request members may follow it.
             Endpoint::Responses => history::usage_from_body(&bytes).map(Into::into),
             Endpoint::InputTokens => Some(usage::Usage::default()),
+            // Audio: no usage in it (the gateway counts the input).
+            Endpoint::Speech => None,
             _ => usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
                 provider: p.name.clone(),
                 detail: format!("the response body is not valid JSON ({e})"),

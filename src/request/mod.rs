@@ -117,6 +117,9 @@ async fn steps(
     rec.spending = Some(budget::check(state, &policy)?);
     let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes).await?;
     let peek = Peek::read(&body, endpoint)?;
+    if endpoint == Endpoint::Speech {
+        rec.media_type = Some(relay::speech_media_type(&body)?);
+    }
     let model = up.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
     // A token counter spends no tokens: it counts against rpm only.

@@ -47,6 +47,8 @@ pub struct Record {
     finished: bool,
     /// `x-sluice-cache` (`HIT` / `MISS` / `BYPASS`) for models with caching on.
     pub cache: Option<&'static str>,
+    /// The answer's media type when it is not JSON (`/v1/audio/speech`).
+    pub media_type: Option<&'static str>,
 }
 
 impl Record {
@@ -64,6 +66,7 @@ impl Record {
             upstream: Duration::ZERO,
             finished: false,
             cache: None,
+            media_type: None,
         }
     }
 

@@ -61,9 +61,36 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
 }
 
 pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
-    let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
+    let media_type = rec.media_type.map_or(JSON, HeaderValue::from_static);
+    let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, media_type)).body(body);
     rec.finish(RequestOutcome::Status(200), usage, price);
     resp
+}
+
+/// The media type of `/v1/audio/speech`'s answer: the one OpenAI sends
+/// for the `response_format` asked (mp3 by default). Taken from the
+/// request, so that every provider's answer (the built-in mock's too) is
+/// labelled alike. The answer is relayed whole: `stream_format: "sse"`
+/// (speech as events) is refused rather than labelled as audio.
+pub fn speech_media_type(body: &[u8]) -> Result<&'static str, GatewayError> {
+    use sonic_rs::JsonValueTrait;
+    let stream_format = sonic_rs::get(body, ["stream_format"]).ok();
+    if stream_format.as_ref().and_then(|f| f.as_str()) == Some("sse") {
+        return Err(GatewayError::invalid(
+            "Sluice relays speech as audio: 'stream_format' 'sse' is not supported.",
+            Some("stream_format"),
+        ));
+    }
+    let format = sonic_rs::get(body, ["response_format"]).ok();
+    Ok(match format.as_ref().and_then(|f| f.as_str()) {
+        None | Some("mp3") => "audio/mpeg",
+        Some("opus") => "audio/opus",
+        Some("aac") => "audio/aac",
+        Some("flac") => "audio/flac",
+        Some("wav") => "audio/wav",
+        Some("pcm") => "audio/pcm",
+        Some(_) => "application/octet-stream",
+    })
 }
 
 /// A model's template answer, marked as such.

@@ -145,12 +145,16 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
             choices: [TextChoice { index: 0, text, logprobs: None, finish_reason: "stop" }],
             usage,
         }),
+        // Only streaming routes get a template (`instead_of_failure`).
         Endpoint::Chat
         | Endpoint::Embeddings
         | Endpoint::Messages
         | Endpoint::CountTokens
         | Endpoint::Responses
-        | Endpoint::InputTokens => json(&Whole {
+        | Endpoint::InputTokens
+        | Endpoint::Images
+        | Endpoint::Moderations
+        | Endpoint::Speech => json(&Whole {
             id: &id,
             object: "chat.completion",
             created,
@@ -212,7 +216,10 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         | Endpoint::Messages
         | Endpoint::CountTokens
         | Endpoint::Responses
-        | Endpoint::InputTokens => {
+        | Endpoint::InputTokens
+        | Endpoint::Images
+        | Endpoint::Moderations
+        | Endpoint::Speech => {
             let deltas = [
                 (Delta { role: Some("assistant"), content: Some("") }, None),
                 (Delta { role: None, content: Some(text) }, None),
