@@ -219,6 +219,7 @@ fn mock(args: MockArgs) -> ExitCode {
         retry_after_s: args.retry_after_s,
         workers: args.workers,
         seed: args.seed,
+        clouds: Default::default(),
     };
     let listener = match TcpListener::bind(args.listen) {
         Ok(l) => l,

@@ -6,6 +6,7 @@
 //! the file, line and key path (`locate` maps a key path back to its line), and
 //! `sluice check` prints all of them, not only the first.
 
+pub mod cloud;
 mod interpolate;
 mod locate;
 mod raw;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// Defined by the translator it steers; the config only chooses it.
 pub use crate::translate::anthropic::PromptCaching;
+pub use cloud::CloudConfig;
 pub use interpolate::{Env, ProcessEnv};
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
@@ -209,6 +211,12 @@ pub enum ProviderKind {
     Gemini,
     /// The built-in, in-process fake provider (no network).
     Mock,
+    /// Azure OpenAI: OpenAI's protocol, Azure's URLs and credentials.
+    Azure,
+    /// AWS Bedrock: Converse for every model, InvokeModel for Claude's own body; SigV4.
+    Bedrock,
+    /// Google Vertex AI: Gemini and Claude models; Google OAuth tokens.
+    Vertex,
 }
 
 impl ProviderKind {
@@ -218,6 +226,9 @@ impl ProviderKind {
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Mock => "mock",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Vertex => "vertex",
         }
     }
 
@@ -227,7 +238,11 @@ impl ProviderKind {
         match self {
             ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
             ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
-            ProviderKind::OpenAi | ProviderKind::Mock => None,
+            ProviderKind::OpenAi
+            | ProviderKind::Mock
+            | ProviderKind::Azure
+            | ProviderKind::Bedrock
+            | ProviderKind::Vertex => None,
         }
     }
 
@@ -236,7 +251,9 @@ impl ProviderKind {
         match self {
             ProviderKind::Anthropic => "x-api-key",
             ProviderKind::Gemini => "x-goog-api-key",
-            ProviderKind::OpenAi | ProviderKind::Mock => "authorization",
+            ProviderKind::Azure => "api-key",
+            // Signed or bearer-token requests: `authorization` is Sluice's to set.
+            ProviderKind::OpenAi | ProviderKind::Mock | ProviderKind::Bedrock | ProviderKind::Vertex => "authorization",
         }
     }
 }
@@ -272,6 +289,10 @@ pub struct ProviderConfig {
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).
     pub anthropic: AnthropicProviderConfig,
+    /// Azure, Bedrock or Vertex settings (only for those kinds).
+    pub cloud: CloudConfig,
+    /// Bedrock and Vertex: the environment their credential chain reads, as loaded.
+    pub cloud_env: cloud::CloudEnv,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

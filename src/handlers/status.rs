@@ -21,6 +21,8 @@ struct Status {
     actors: sonic_rs::Value,
     /// What the request path did per model: retries, fallbacks, hedges.
     models: Vec<sonic_rs::Value>,
+    /// Cloud providers' credentials: source, refreshes, expiry, last error; never a value.
+    credentials: Vec<crate::providers::credentials::CredentialStatus>,
 }
 
 /// Test builds only: make an actor panic inside a handler (admin key required
@@ -59,6 +61,7 @@ pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse 
         uptime_s: gw.started.elapsed().as_secs(),
         actors,
         models: gw.upstreams.metrics.routing_status(),
+        credentials: gw.upstreams.providers.iter().filter_map(|p| p.credentials()).collect(),
     };
     match sonic_rs::to_string(&body) {
         Ok(s) => HttpResponse::Ok().content_type("application/json").body(s),

@@ -17,11 +17,18 @@ pub enum ErrorStyle {
     Anthropic,
     /// `{"error":{"code":..,"message":..,"status":..}}`
     Gemini,
+    /// OpenAI's, plus Azure's content-filter refusals, made readable.
+    Azure,
 }
 
 /// The OpenAI-shaped error body for an upstream's error `status` and
 /// `body` (already scrubbed of secrets); see [`HttpUpstream::status_error`](super::transport::HttpUpstream::status_error).
 pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: Bytes) -> Bytes {
+    if style == ErrorStyle::Azure
+        && let Some(m) = crate::cloud::azure::content_filter::map_error(status, &body)
+    {
+        return Bytes::from(m.body);
+    }
     // Parse only bodies that cannot overflow the parser's stack.
     let parseable = !crate::json::nesting_exceeds(&body, crate::json::MAX_DEPTH);
     let field = |path: &[&str]| -> Option<String> {
@@ -33,7 +40,7 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
         None
     } else {
         match style {
-            ErrorStyle::OpenAi => field(&["error", "message"]).map(|m| (None, m)),
+            ErrorStyle::OpenAi | ErrorStyle::Azure => field(&["error", "message"]).map(|m| (None, m)),
             ErrorStyle::Anthropic => {
                 crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
             }

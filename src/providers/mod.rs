@@ -12,6 +12,8 @@
 //! an `anthropic` provider or translated back ([`messages`]) from any other.
 
 pub mod anthropic;
+pub mod azure;
+pub mod credentials;
 pub mod errors;
 pub mod events;
 pub mod gemini;
@@ -112,6 +114,7 @@ pub type EventStream = LocalBoxStream<'static, Result<Bytes, GatewayError>>;
 
 enum Protocol {
     OpenAi(Box<openai::OpenAi>),
+    Azure(Box<azure::Azure>),
     Anthropic(Box<anthropic::Anthropic>),
     Gemini(Box<gemini::Gemini>),
     Mock(mock::MockProvider),
@@ -139,6 +142,10 @@ impl Provider {
         };
         let protocol = match cfg.kind {
             ProviderKind::OpenAi => Protocol::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
+            ProviderKind::Azure => Protocol::Azure(Box::new(azure::Azure::new(cfg)?)),
+            ProviderKind::Bedrock | ProviderKind::Vertex => {
+                return Err(format!("provider `{}`: kind {} is not available", cfg.name, cfg.kind.as_str()));
+            }
             ProviderKind::Anthropic => Protocol::Anthropic(Box::new(anthropic::Anthropic::new(cfg)?)),
             ProviderKind::Gemini => Protocol::Gemini(Box::new(gemini::Gemini::new(cfg)?)),
             ProviderKind::Mock => {
@@ -160,6 +167,7 @@ impl Provider {
     pub fn session_spec(&self, cfg: &ProviderConfig) -> Option<SessionSpec> {
         match &self.protocol {
             Protocol::OpenAi(p) => Some(p.session_spec(cfg)),
+            Protocol::Azure(p) => Some(p.session_spec(cfg)),
             Protocol::Anthropic(p) => Some(p.session_spec(cfg)),
             Protocol::Gemini(p) => Some(p.session_spec(cfg)),
             Protocol::Mock(_) => None,
@@ -172,7 +180,14 @@ impl Provider {
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
             (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
-            (Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_), _) => true,
+            (
+                Protocol::OpenAi(_)
+                | Protocol::Azure(_)
+                | Protocol::Anthropic(_)
+                | Protocol::Gemini(_)
+                | Protocol::Mock(_),
+                _,
+            ) => true,
         }
     }
 
@@ -199,6 +214,7 @@ impl Provider {
     ) -> Result<Reply, GatewayError> {
         match &self.protocol {
             Protocol::OpenAi(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Azure(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Anthropic(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Gemini(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Mock(p) => p.send(self, call).await,
@@ -209,9 +225,27 @@ impl Provider {
     pub fn secrets(&self) -> &[String] {
         match &self.protocol {
             Protocol::OpenAi(p) => p.secrets(),
+            Protocol::Azure(p) => p.secrets(),
             Protocol::Anthropic(p) => p.secrets(),
             Protocol::Gemini(p) => p.secrets(),
             Protocol::Mock(_) => &[],
+        }
+    }
+
+    /// Where this provider's cloud credentials come from and how their
+    /// refreshes went (`/status`); `None` for providers with a fixed key.
+    pub fn credentials(&self) -> Option<credentials::CredentialStatus> {
+        match &self.protocol {
+            Protocol::Azure(p) => p.credentials(),
+            Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
+        }
+    }
+
+    /// Why this provider's credentials fail right now (`/health`), if they do.
+    pub fn credential_problem(&self) -> Option<String> {
+        match &self.protocol {
+            Protocol::Azure(p) => p.credential_problem(),
+            Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
         }
     }
 

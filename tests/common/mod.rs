@@ -312,3 +312,45 @@ pub fn tokens_metric(metrics: &str, model: &str, direction: &str) -> Option<u64>
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Requests from `lanes` concurrent clients, one after another on each; once
+/// every lane has had an answer, `change` runs (a rotation), and the lanes
+/// go on until each has had four more. Returns every status seen.
+pub async fn flow_while(
+    gw: &Gateway,
+    path: &str,
+    body: &serde_json::Value,
+    lanes: usize,
+    change: impl FnOnce(),
+) -> Vec<u16> {
+    use std::cell::{Cell, RefCell};
+    let phase = Cell::new(0u8);
+    let before = Cell::new(0usize);
+    let codes = RefCell::new(Vec::new());
+    let lane = |_| async {
+        let mut after = 0;
+        let mut counted = false;
+        while after < 4 {
+            let code =
+                client().post(gw.url(path)).bearer_auth(CLIENT_KEY).json(body).send().await.unwrap().status().as_u16();
+            codes.borrow_mut().push(code);
+            if phase.get() == 0 && !counted {
+                counted = true;
+                before.set(before.get() + 1);
+            }
+            if phase.get() == 1 {
+                after += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let control = async {
+        while before.get() < lanes {
+            tokio::task::yield_now().await;
+        }
+        change();
+        phase.set(1);
+    };
+    futures_util::future::join(futures_util::future::join_all((0..lanes).map(lane)), control).await;
+    codes.into_inner()
+}

@@ -1,0 +1,89 @@
+//! `kind = "azure"`, `"bedrock"`, `"vertex"`: their settings tables, the
+//! names that go into URLs, and the rules they add to the common keys.
+
+use super::*;
+use crate::config::cloud::{AzureApiConfig, CloudConfig};
+
+fn azure(extra: &str) -> String {
+    with(&format!("[[providers]]\nname = \"az\"\nkind = \"azure\"\n{extra}"))
+}
+
+#[test]
+fn azure_endpoint_from_resource_or_base_url() {
+    let c = load_ok(&azure(
+        "api_key = \"k-123456\"\nazure = { resource = \"Contoso-East\", api_version = \"2024-10-21\" }\n",
+    ));
+    let p = &c.providers[1];
+    assert_eq!(p.kind, ProviderKind::Azure);
+    assert_eq!(p.base_url, "https://contoso-east.openai.azure.com");
+    let CloudConfig::Azure(a) = &p.cloud else { panic!("{:?}", p.cloud) };
+    assert_eq!(a.api, AzureApiConfig::Deployments { api_version: "2024-10-21".into() });
+    assert!(a.entra.is_none());
+    let c = load_ok(&azure(
+        "base_url = \"https://x.cognitiveservices.azure.com/\"\n[providers.azure]\napi = \"v1\"\n\
+         [providers.azure.entra]\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"app\"\nclient_secret = \"${SECRET}\"\n",
+    ));
+    let p = &c.providers[1];
+    assert_eq!(p.base_url, "https://x.cognitiveservices.azure.com");
+    let CloudConfig::Azure(a) = &p.cloud else { panic!() };
+    assert_eq!(a.api, AzureApiConfig::V1 { api_version: None });
+    assert_eq!(a.entra.as_ref().unwrap().client_secret.expose(), "test-value-of-SECRET");
+}
+
+#[test]
+fn azure_rules() {
+    let e =
+        only_at(&azure("api_key = \"k-123456\"\nazure = { api_version = \"2024-10-21\" }\n"), "providers[1].base_url");
+    assert!(e.message.contains("resource"), "{e}");
+    let e = one(&azure("api_key = \"k-123456\"\nazure = { resource = \"evil.com/x\", api_version = \"v\" }\n"));
+    assert_eq!(e.key, "providers[1].azure.resource");
+    let e = one(&azure("api_key = \"k-123456\"\nazure = { resource = \"cc\", api_version = \"2024&x=1\" }\n"));
+    assert_eq!(e.key, "providers[1].azure.api_version");
+    let e = one(&azure("api_key = \"k-123456\"\nazure = { resource = \"contoso\" }\n"));
+    assert_eq!(e.key, "providers[1].azure.api_version");
+    assert!(e.message.contains("v1"), "{e}");
+    let e = one(&azure("azure = { resource = \"contoso\", api = \"v1\" }\n"));
+    assert_eq!(e.key, "providers[1].api_key");
+    assert!(e.message.contains("entra"), "{e}");
+    let e = one(&azure(
+        "api_key = \"k-123456\"\n[providers.azure]\nresource = \"contoso\"\napi = \"v1\"\n\
+         [providers.azure.entra]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s-123456\"\n",
+    ));
+    assert_eq!(e.key, "providers[1].azure.entra");
+    // A bad tenant and an unknown key, both in one pass.
+    let keys: Vec<String> = errs(&azure(
+        "[providers.azure]\nresource = \"contoso\"\napi = \"v1\"\n\
+         [providers.azure.entra]\ntenant_id = \"a/b\"\nclient_id = \"c\"\nclient_secret = \"s-123456\"\nscope = \"x\"\n",
+    ))
+    .into_iter()
+    .map(|e| e.key)
+    .collect();
+    assert_eq!(keys, ["providers[1].azure.entra.tenant_id", "providers[1].azure.entra.scope"]);
+    let e = one(&azure("api_key = \"k-123456\"\nazure = { resource = \"contoso\", api = \"v2\" }\n"));
+    assert_eq!(e.key, "providers[1].azure.api");
+    // An Entra token cannot sit in a probe's fixed request.
+    let e = one(&azure(
+        "health_probe_interval_ms = 1000\n[providers.azure]\nresource = \"contoso\"\napi = \"v1\"\n\
+         [providers.azure.entra]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s-123456\"\n",
+    ));
+    assert_eq!(e.key, "providers[1].health_probe_interval_ms");
+    // The key goes in the api-key header.
+    let e = one(&azure(
+        "api_key = \"k-123456\"\nheaders = { \"Api-Key\" = \"x\" }\nazure = { resource = \"c1\", api = \"v1\" }\n",
+    ));
+    assert_eq!(e.key, "providers[1].headers.api-key");
+    // Tables of other kinds.
+    let e = one(&with("[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nazure = {}\n"));
+    assert_eq!(e.key, "providers[1].azure");
+}
+
+#[test]
+fn azure_deployment_names_are_checked() {
+    let text = format!(
+        "{}[[models]]\nname = \"bad\"\ndeployments = [{{ provider = \"az\", model = \"gpt/4o?x\" }}]\n",
+        azure("api_key = \"k-123456\"\nazure = { resource = \"contoso\", api_version = \"2024-10-21\" }\n")
+    );
+    let e = one(&text);
+    assert_eq!(e.key, "models[1].deployments[0].model");
+    assert!(e.message.contains("Azure deployment name"), "{e}");
+}
