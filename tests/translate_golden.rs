@@ -235,6 +235,11 @@ fn gemini_errors() {
 }
 
 #[test]
+fn vertex_errors() {
+    check_error("vertex/error", ErrorStyle::Vertex);
+}
+
+#[test]
 fn messages_requests() {
     for f in fixtures("messages/request") {
         match messages::request::translate(f.input.as_bytes(), MODEL) {

@@ -144,6 +144,11 @@ where
         credential_error(&self.provider, e)
     }
 
+    /// The credential source, once found.
+    pub fn source(&self) -> Option<&R> {
+        self.cache.get().map(|c| c.source())
+    }
+
     /// Why this provider's credentials fail right now, if they do.
     pub fn problem(&self) -> Option<String> {
         self.problem.lock().ok().and_then(|p| p.clone())
@@ -202,4 +207,43 @@ pub fn bearer(token: &crate::config::Secret) -> Result<(http::HeaderName, http::
         .map_err(|_| GatewayError::Internal { detail: "an access token holds bytes a header cannot carry".into() })?;
     v.set_sensitive(true);
     Ok((http::header::AUTHORIZATION, v))
+}
+
+/// What `sluice check` can know of each cloud provider's credentials
+/// without a network call: that a source is configured where the cloud's
+/// SDKs would look, that its files exist and parse, and (Vertex) that a
+/// project is known. Whether the identity provider accepts them shows at
+/// the first request (and in `/health`). Returns (provider index, problem).
+pub fn preflight(config: &crate::config::Config) -> Vec<(usize, String)> {
+    use crate::config::cloud::CloudConfig;
+    let mut problems = Vec::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        let t = match transport(&p.name, Duration::from_millis(p.first_byte_timeout_ms)) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push((i, e));
+                continue;
+            }
+        };
+        match &p.cloud {
+            CloudConfig::Vertex(v) => {
+                let settings = crate::cloud::google::GoogleSettings {
+                    credentials_file: v.credentials_file.clone(),
+                    metadata_server: v.metadata_server,
+                    token_uri: v.token_url.clone(),
+                    metadata_base: None,
+                };
+                match crate::cloud::google::resolve(&p.cloud_env, &settings, t) {
+                    Err(e) => problems.push((i, e.to_string())),
+                    Ok(auth) if v.project.is_none() && auth.project_id().is_none() => problems.push((
+                        i,
+                        format!("no Vertex AI project: {} names none; set [providers.vertex] project", auth.describe()),
+                    )),
+                    Ok(_) => {}
+                }
+            }
+            CloudConfig::Azure(_) | CloudConfig::Bedrock(_) | CloudConfig::None => {}
+        }
+    }
+    problems
 }

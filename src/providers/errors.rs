@@ -19,6 +19,8 @@ pub enum ErrorStyle {
     Gemini,
     /// OpenAI's, plus Azure's content-filter refusals, made readable.
     Azure,
+    /// Vertex AI: Anthropic's for Claude's own errors, Google's for the platform's.
+    Vertex,
 }
 
 /// The OpenAI-shaped error body for an upstream's error `status` and
@@ -44,8 +46,12 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
             ErrorStyle::Anthropic => {
                 crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
             }
-            ErrorStyle::Gemini => crate::translate::gemini::error_parts(&body)
-                .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m)),
+            ErrorStyle::Gemini => gemini_parts(&body),
+            ErrorStyle::Vertex => match crate::translate::anthropic::response::error_parts(&body) {
+                // Google's bodies parse too, with no inner `type`.
+                Some((kind, message)) if !kind.is_empty() => Some((Some(kind), message)),
+                _ => gemini_parts(&body),
+            },
         }
     };
     let client_fault = (400..500).contains(&status) && !matches!(status, 401 | 403 | 429);
@@ -71,6 +77,11 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
             error_body(&message, kind, None, Some(code))
         }
     }
+}
+
+fn gemini_parts(body: &[u8]) -> Option<(Option<String>, String)> {
+    crate::translate::gemini::error_parts(body)
+        .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m))
 }
 
 /// Replace every occurrence of a secret with `***`.

@@ -22,6 +22,7 @@ pub mod mock;
 pub mod openai;
 pub mod rewrite;
 pub mod transport;
+pub mod vertex;
 
 use std::time::Duration;
 
@@ -117,6 +118,7 @@ enum Protocol {
     Azure(Box<azure::Azure>),
     Anthropic(Box<anthropic::Anthropic>),
     Gemini(Box<gemini::Gemini>),
+    Vertex(Box<vertex::Vertex>),
     Mock(mock::MockProvider),
 }
 
@@ -143,7 +145,8 @@ impl Provider {
         let protocol = match cfg.kind {
             ProviderKind::OpenAi => Protocol::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
             ProviderKind::Azure => Protocol::Azure(Box::new(azure::Azure::new(cfg)?)),
-            ProviderKind::Bedrock | ProviderKind::Vertex => {
+            ProviderKind::Vertex => Protocol::Vertex(Box::new(vertex::Vertex::new(cfg)?)),
+            ProviderKind::Bedrock => {
                 return Err(format!("provider `{}`: kind {} is not available", cfg.name, cfg.kind.as_str()));
             }
             ProviderKind::Anthropic => Protocol::Anthropic(Box::new(anthropic::Anthropic::new(cfg)?)),
@@ -170,6 +173,7 @@ impl Provider {
             Protocol::Azure(p) => Some(p.session_spec(cfg)),
             Protocol::Anthropic(p) => Some(p.session_spec(cfg)),
             Protocol::Gemini(p) => Some(p.session_spec(cfg)),
+            Protocol::Vertex(p) => Some(p.session_spec(cfg)),
             Protocol::Mock(_) => None,
         }
     }
@@ -179,12 +183,16 @@ impl Provider {
     /// for those routes (see `upstream::capability`).
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
-            (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
+            (
+                Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_),
+                Endpoint::Completions | Endpoint::Embeddings,
+            ) => false,
             (
                 Protocol::OpenAi(_)
                 | Protocol::Azure(_)
                 | Protocol::Anthropic(_)
                 | Protocol::Gemini(_)
+                | Protocol::Vertex(_)
                 | Protocol::Mock(_),
                 _,
             ) => true,
@@ -201,6 +209,9 @@ impl Provider {
     pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
         match (&self.protocol, call.endpoint) {
             (Protocol::Anthropic(p), Endpoint::Messages) => p.send_native(self, call, self.client(client)?).await,
+            (Protocol::Vertex(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
+                p.send_native(self, call, self.client(client)?).await
+            }
             (_, Endpoint::Messages) => messages::send(self, call, client).await,
             _ => self.send_openai(call, client).await,
         }
@@ -217,6 +228,7 @@ impl Provider {
             Protocol::Azure(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Anthropic(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Gemini(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Vertex(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Mock(p) => p.send(self, call).await,
         }
     }
@@ -228,6 +240,7 @@ impl Provider {
             Protocol::Azure(p) => p.secrets(),
             Protocol::Anthropic(p) => p.secrets(),
             Protocol::Gemini(p) => p.secrets(),
+            Protocol::Vertex(p) => p.secrets(),
             Protocol::Mock(_) => &[],
         }
     }
@@ -237,6 +250,7 @@ impl Provider {
     pub fn credentials(&self) -> Option<credentials::CredentialStatus> {
         match &self.protocol {
             Protocol::Azure(p) => p.credentials(),
+            Protocol::Vertex(p) => Some(p.credentials()),
             Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
         }
     }
@@ -245,6 +259,7 @@ impl Provider {
     pub fn credential_problem(&self) -> Option<String> {
         match &self.protocol {
             Protocol::Azure(p) => p.credential_problem(),
+            Protocol::Vertex(p) => p.credential_problem(),
             Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
         }
     }

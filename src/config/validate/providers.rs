@@ -28,13 +28,14 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         "gemini" => Some(ProviderKind::Gemini),
         "mock" => Some(ProviderKind::Mock),
         "azure" => Some(ProviderKind::Azure),
+        "vertex" => Some(ProviderKind::Vertex),
         _ => {
             c.err(
                 path("kind"),
                 format!(
                     "unknown provider kind {}; expected one of: openai (any \
                      OpenAI-compatible server: OpenAI, vLLM, Ollama, ...), anthropic, gemini, \
-                     azure (Azure OpenAI), \
+                     azure (Azure OpenAI), vertex (Google Vertex AI), \
                      mock (built in, no network)",
                     p.kind.shown()
                 ),

@@ -87,3 +87,71 @@ fn azure_deployment_names_are_checked() {
     assert_eq!(e.key, "models[1].deployments[0].model");
     assert!(e.message.contains("Azure deployment name"), "{e}");
 }
+
+fn vertex(table: &str) -> String {
+    with(&format!("[[providers]]\nname = \"vx\"\nkind = \"vertex\"\nvertex = {{ {table} }}\n"))
+}
+
+#[test]
+fn vertex_settings_and_endpoints() {
+    let c = load_ok(&vertex("location = \"europe-west1\", project = \"my-proj\""));
+    let p = &c.providers[1];
+    assert_eq!(p.kind, ProviderKind::Vertex);
+    assert_eq!(p.base_url, "https://europe-west1-aiplatform.googleapis.com");
+    let CloudConfig::Vertex(v) = &p.cloud else { panic!() };
+    assert_eq!(
+        (v.project.as_deref(), v.location.as_str(), v.metadata_server),
+        (Some("my-proj"), "europe-west1", false)
+    );
+    let c = load_ok(&vertex(
+        "location = \"global\", credentials_file = \"/k.json\", token_url = \"http://127.0.0.1:9/token\"",
+    ));
+    let p = &c.providers[1];
+    assert_eq!(p.base_url, "https://aiplatform.googleapis.com");
+    let CloudConfig::Vertex(v) = &p.cloud else { panic!() };
+    assert_eq!(v.credentials_file.as_deref(), Some(std::path::Path::new("/k.json")));
+    assert_eq!(v.token_url.as_deref(), Some("http://127.0.0.1:9/token"));
+}
+
+#[test]
+fn vertex_rules() {
+    let e = one(&vertex("location = \"us_central1\""));
+    assert_eq!(e.key, "providers[1].vertex.location");
+    let e = one(&vertex("location = \"us-central1\", project = \"My Project\""));
+    assert_eq!(e.key, "providers[1].vertex.project");
+    let e = one(&vertex("location = \"us-central1\", token_url = \"ftp://x\""));
+    assert_eq!(e.key, "providers[1].vertex.token_url");
+    let e = one(&vertex("location = \"us-central1\", region = \"x\""));
+    assert_eq!(e.key, "providers[1].vertex.region");
+    let e = one(&with("[[providers]]\nname = \"vx\"\nkind = \"vertex\"\n"));
+    assert_eq!(e.key, "providers[1].vertex");
+    let e = one(&with(
+        "[[providers]]\nname = \"vx\"\nkind = \"vertex\"\napi_key = \"AIza-123456\"\nvertex = { location = \"us-central1\" }\n",
+    ));
+    assert_eq!(e.key, "providers[1].api_key");
+    assert!(e.message.contains("credentials_file"), "{e}");
+    let e = one(&with(
+        "[[providers]]\nname = \"vx\"\nkind = \"vertex\"\nhealth_probe_interval_ms = 5\nvertex = { location = \"us-central1\" }\n",
+    ));
+    assert_eq!(e.key, "providers[1].health_probe_interval_ms");
+    let text = format!(
+        "{}[[models]]\nname = \"bad\"\ndeployments = [{{ provider = \"vx\", model = \"gemini:rawPredict\" }}]\n",
+        vertex("location = \"us-central1\"")
+    );
+    let e = one(&text);
+    assert_eq!(e.key, "models[1].deployments[0].model");
+}
+
+#[test]
+fn vertex_captures_the_environment_adc_reads() {
+    let c = load(
+        &vertex("location = \"us-central1\""),
+        "t.toml",
+        &FakeEnv(HashMap::from([("GOOGLE_APPLICATION_CREDENTIALS", "/sa.json")])),
+    )
+    .unwrap();
+    assert_eq!(c.providers[1].cloud_env.get("GOOGLE_APPLICATION_CREDENTIALS").as_deref(), Some("/sa.json"));
+    // Only the names ADC reads, and none for other kinds.
+    assert_eq!(c.providers[1].cloud_env.get("AWS_ACCESS_KEY_ID"), None);
+    assert_eq!(c.providers[0].cloud_env.get("HOME"), None);
+}
