@@ -90,6 +90,24 @@ fn check_names_cloud_credentials_it_cannot_find() {
     assert!(err.contains("providers[0] (`vertex-us`): no Google credentials found"), "{err}");
     assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS is not set"), "{err}");
     assert!(err.contains("providers[1] (`vertex-global`)"), "{err}");
+
+    let out = sluice()
+        .args(["check", "--config", &format!("{root}/config/examples/bedrock.toml")])
+        .env("SLUICE_APP_KEY", "k-1")
+        .env("SLUICE_ADMIN_KEY", "k-2")
+        .env("HOME", home.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_CONFIG_FILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("providers[0] (`bedrock-us`): no AWS credentials found"), "{err}");
+    assert!(err.contains(".aws/credentials"), "{err}");
 }
 
 /// The `NAME`s of every `${NAME}` in `text`.

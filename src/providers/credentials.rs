@@ -242,7 +242,27 @@ pub fn preflight(config: &crate::config::Config) -> Vec<(usize, String)> {
                     Ok(_) => {}
                 }
             }
-            CloudConfig::Azure(_) | CloudConfig::Bedrock(_) | CloudConfig::None => {}
+            CloudConfig::Bedrock(b) => {
+                let settings = crate::cloud::aws::AwsSettings {
+                    profile: b.profile.clone(),
+                    region: Some(b.region.clone()),
+                    sts_endpoint: b.sts_endpoint.clone(),
+                };
+                match crate::cloud::aws::resolve(&p.cloud_env, &settings, t) {
+                    Err(e) => problems.push((i, e.to_string())),
+                    // The platform may rotate the token, but it must be there.
+                    Ok(crate::cloud::aws::AwsSource::WebIdentity(w)) => {
+                        if let Err(e) = std::fs::metadata(&w.token_file) {
+                            problems.push((
+                                i,
+                                format!("{}: the web-identity token file cannot be read: {e}", w.describe()),
+                            ));
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+            CloudConfig::Azure(_) | CloudConfig::None => {}
         }
     }
     problems

@@ -21,6 +21,8 @@ pub enum ErrorStyle {
     Azure,
     /// Vertex AI: Anthropic's for Claude's own errors, Google's for the platform's.
     Vertex,
+    /// Bedrock: `{"message": ..}`, the exception's kind told by the status.
+    Bedrock,
 }
 
 /// The OpenAI-shaped error body for an upstream's error `status` and
@@ -47,6 +49,8 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
                 crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
             }
             ErrorStyle::Gemini => gemini_parts(&body),
+            ErrorStyle::Bedrock => crate::translate::bedrock::error_message(&body)
+                .map(|m| (Some(crate::translate::bedrock::error_type(status).to_owned()), m)),
             ErrorStyle::Vertex => match crate::translate::anthropic::response::error_parts(&body) {
                 // Google's bodies parse too, with no inner `type`.
                 Some((kind, message)) if !kind.is_empty() => Some((Some(kind), message)),

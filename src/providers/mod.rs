@@ -13,6 +13,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod credentials;
 pub mod errors;
 pub mod events;
@@ -119,6 +120,7 @@ enum Protocol {
     Anthropic(Box<anthropic::Anthropic>),
     Gemini(Box<gemini::Gemini>),
     Vertex(Box<vertex::Vertex>),
+    Bedrock(Box<bedrock::Bedrock>),
     Mock(mock::MockProvider),
 }
 
@@ -146,9 +148,7 @@ impl Provider {
             ProviderKind::OpenAi => Protocol::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
             ProviderKind::Azure => Protocol::Azure(Box::new(azure::Azure::new(cfg)?)),
             ProviderKind::Vertex => Protocol::Vertex(Box::new(vertex::Vertex::new(cfg)?)),
-            ProviderKind::Bedrock => {
-                return Err(format!("provider `{}`: kind {} is not available", cfg.name, cfg.kind.as_str()));
-            }
+            ProviderKind::Bedrock => Protocol::Bedrock(Box::new(bedrock::Bedrock::new(cfg)?)),
             ProviderKind::Anthropic => Protocol::Anthropic(Box::new(anthropic::Anthropic::new(cfg)?)),
             ProviderKind::Gemini => Protocol::Gemini(Box::new(gemini::Gemini::new(cfg)?)),
             ProviderKind::Mock => {
@@ -174,6 +174,7 @@ impl Provider {
             Protocol::Anthropic(p) => Some(p.session_spec(cfg)),
             Protocol::Gemini(p) => Some(p.session_spec(cfg)),
             Protocol::Vertex(p) => Some(p.session_spec(cfg)),
+            Protocol::Bedrock(p) => Some(p.session_spec(cfg)),
             Protocol::Mock(_) => None,
         }
     }
@@ -184,7 +185,7 @@ impl Provider {
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
             (
-                Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_),
+                Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_) | Protocol::Bedrock(_),
                 Endpoint::Completions | Endpoint::Embeddings,
             ) => false,
             (
@@ -193,6 +194,7 @@ impl Provider {
                 | Protocol::Anthropic(_)
                 | Protocol::Gemini(_)
                 | Protocol::Vertex(_)
+                | Protocol::Bedrock(_)
                 | Protocol::Mock(_),
                 _,
             ) => true,
@@ -212,6 +214,9 @@ impl Provider {
             (Protocol::Vertex(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
                 p.send_native(self, call, self.client(client)?).await
             }
+            (Protocol::Bedrock(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
+                p.send_native(self, call, self.client(client)?).await
+            }
             (_, Endpoint::Messages) => messages::send(self, call, client).await,
             _ => self.send_openai(call, client).await,
         }
@@ -229,6 +234,7 @@ impl Provider {
             Protocol::Anthropic(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Gemini(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Vertex(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Bedrock(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Mock(p) => p.send(self, call).await,
         }
     }
@@ -241,6 +247,7 @@ impl Provider {
             Protocol::Anthropic(p) => p.secrets(),
             Protocol::Gemini(p) => p.secrets(),
             Protocol::Vertex(p) => p.secrets(),
+            Protocol::Bedrock(p) => p.secrets(),
             Protocol::Mock(_) => &[],
         }
     }
@@ -251,6 +258,7 @@ impl Provider {
         match &self.protocol {
             Protocol::Azure(p) => p.credentials(),
             Protocol::Vertex(p) => Some(p.credentials()),
+            Protocol::Bedrock(p) => Some(p.credentials()),
             Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
         }
     }
@@ -260,6 +268,7 @@ impl Provider {
         match &self.protocol {
             Protocol::Azure(p) => p.credential_problem(),
             Protocol::Vertex(p) => p.credential_problem(),
+            Protocol::Bedrock(p) => p.credential_problem(),
             Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
         }
     }

@@ -29,13 +29,14 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         "mock" => Some(ProviderKind::Mock),
         "azure" => Some(ProviderKind::Azure),
         "vertex" => Some(ProviderKind::Vertex),
+        "bedrock" => Some(ProviderKind::Bedrock),
         _ => {
             c.err(
                 path("kind"),
                 format!(
                     "unknown provider kind {}; expected one of: openai (any \
                      OpenAI-compatible server: OpenAI, vLLM, Ollama, ...), anthropic, gemini, \
-                     azure (Azure OpenAI), vertex (Google Vertex AI), \
+                     azure (Azure OpenAI), bedrock (AWS Bedrock), vertex (Google Vertex AI), \
                      mock (built in, no network)",
                     p.kind.shown()
                 ),

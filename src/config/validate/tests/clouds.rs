@@ -155,3 +155,52 @@ fn vertex_captures_the_environment_adc_reads() {
     assert_eq!(c.providers[1].cloud_env.get("AWS_ACCESS_KEY_ID"), None);
     assert_eq!(c.providers[0].cloud_env.get("HOME"), None);
 }
+
+fn bedrock(table: &str) -> String {
+    with(&format!("[[providers]]\nname = \"br\"\nkind = \"bedrock\"\nbedrock = {{ {table} }}\n"))
+}
+
+#[test]
+fn bedrock_settings_and_endpoint() {
+    let c = load_ok(&bedrock(
+        "region = \"eu-central-1\", profile = \"prod\", sts_endpoint = \"https://sts.eu-central-1.amazonaws.com/\"",
+    ));
+    let p = &c.providers[1];
+    assert_eq!(p.kind, ProviderKind::Bedrock);
+    assert_eq!(p.base_url, "https://bedrock-runtime.eu-central-1.amazonaws.com");
+    let CloudConfig::Bedrock(b) = &p.cloud else { panic!() };
+    assert_eq!((b.region.as_str(), b.profile.as_deref()), ("eu-central-1", Some("prod")));
+    assert_eq!(b.sts_endpoint.as_deref(), Some("https://sts.eu-central-1.amazonaws.com"));
+    // AWS's variables, captured at load for this provider only.
+    assert!(p.cloud_env.get("AWS_ACCESS_KEY_ID").is_some());
+    assert!(c.providers[0].cloud_env.get("AWS_ACCESS_KEY_ID").is_none());
+}
+
+#[test]
+fn bedrock_rules() {
+    let e = one(&bedrock("region = \"us-east-1.evil.com\""));
+    assert_eq!(e.key, "providers[1].bedrock.region");
+    assert!(e.message.contains("AWS region"), "{e}");
+    let e = one(&bedrock("region = \"us-east-1\", profile = \"a b\""));
+    assert_eq!(e.key, "providers[1].bedrock.profile");
+    let e = one(&bedrock("region = \"us-east-1\", access_key_id = \"AKID\""));
+    assert_eq!(e.key, "providers[1].bedrock.access_key_id", "AWS keys are never read from the file");
+    let e = one(&bedrock("profile = \"prod\""));
+    assert_eq!(e.key, "providers[1].bedrock.region");
+    let e = one(&with("[[providers]]\nname = \"br\"\nkind = \"bedrock\"\n"));
+    assert_eq!(e.key, "providers[1].bedrock");
+    let e = one(&with(
+        "[[providers]]\nname = \"br\"\nkind = \"bedrock\"\napi_key = \"${AWS_SECRET_ACCESS_KEY}\"\nbedrock = { region = \"us-east-1\" }\n",
+    ));
+    assert_eq!(e.key, "providers[1].api_key");
+    assert!(!e.message.contains("test-value-of-AWS_SECRET_ACCESS_KEY"));
+    let e = one(&with(
+        "[[providers]]\nname = \"br\"\nkind = \"bedrock\"\nheaders = { authorization = \"x\" }\nbedrock = { region = \"us-east-1\" }\n",
+    ));
+    assert_eq!(e.key, "providers[1].headers.authorization");
+    assert!(e.message.contains("SigV4"), "{e}");
+    let e = one(&with(
+        "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nbedrock = { region = \"us-east-1\" }\n",
+    ));
+    assert_eq!(e.key, "providers[1].bedrock");
+}
