@@ -37,6 +37,7 @@ pub const HEDGE_WINS_TOTAL: &str = "sluice_hedge_wins_total";
 pub const TEMPLATE_ANSWERS: &str = "sluice_template_answers_total";
 pub const RATE_LIMITED_TOTAL: &str = "sluice_rate_limited_total";
 pub const CONTENT_FILTERED_TOTAL: &str = "sluice_content_filtered_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 
 /// Count an answer a provider's content filter acted on. Rare, so the
 /// labels are built per call rather than pre-registered.
@@ -78,6 +79,10 @@ fn describe() {
         UPSTREAM_TTFT,
         metrics::Unit::Seconds,
         "Per successful attempt: from sending to the upstream until its answer (or first stream event) arrived."
+    );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        "Config reloads (SIGHUP, POST /admin/reload) by result: ok, invalid (refused file) or error."
     );
     describe_counter!(UPSTREAM_ATTEMPTS, "Upstream attempts by deployment and outcome (ok or error kind).");
     describe_counter!(

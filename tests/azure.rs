@@ -259,7 +259,7 @@ async fn entra_tokens_one_exchange_under_load_and_one_after_revocation() {
 
     // Every token is revoked while requests flow: the first refusal
     // invalidates it, one new token is fetched, and no client sees an error.
-    let codes = flow_while(&gw, "/v1/chat/completions", &body, 8, || mock.clouds().revoke_tokens()).await;
+    let codes = flow_while(&gw, "/v1/chat/completions", &body, 8, async { mock.clouds().revoke_tokens() }).await;
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
     assert_eq!(mock.clouds().token_exchanges().entra, 2, "exactly one refresh after the revocation");
 
@@ -295,4 +295,38 @@ async fn a_refused_entra_secret_is_named_in_health_and_errors_without_the_secret
 
 async fn gateway_status_admin(gw: &Gateway) -> Value {
     client().get(gw.url("/status")).bearer_auth(ADMIN_KEY).send().await.unwrap().json().await.unwrap()
+}
+
+/// Azure's own rotation: both of a resource's keys are valid; the gateway's
+/// config is switched to KEY2 and reloaded while requests flow, then KEY1 is
+/// regenerated (refused from then on). No client sees an error.
+#[tokio::test]
+async fn an_api_key_rotated_through_a_reload_while_requests_flow() {
+    let mock = start_mock();
+    mock.clouds().set_azure_keys(&["azure-key-one"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let text = azure_config(mock.addr(), MOCK_ENTRA_CLIENT_SECRET);
+    std::fs::write(&path, text.replace(MOCK_AZURE_API_KEY, "azure-key-one")).unwrap();
+    let gw = Gateway::start_file(&path);
+    let body = chat_body("gpt-az", false);
+    let both_valid_then_reload = async {
+        mock.clouds().set_azure_keys(&["azure-key-one", "azure-key-two"]);
+        std::fs::write(&path, text.replace(MOCK_AZURE_API_KEY, "azure-key-two")).unwrap();
+        let r = client().post(gw.url("/admin/reload")).bearer_auth(ADMIN_KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    };
+    let regenerate_key_one = async { mock.clouds().set_azure_keys(&["azure-key-two"]) };
+    let codes = flow_through(
+        &gw,
+        "/v1/chat/completions",
+        &body,
+        6,
+        vec![Box::pin(both_valid_then_reload), Box::pin(regenerate_key_one)],
+    )
+    .await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    let stats = mock.stats();
+    assert_eq!(header(last_request(&stats), "api-key"), Some("azure-key-two"));
+    assert_eq!(stats.auth_refused_total, 0);
 }

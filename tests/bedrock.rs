@@ -342,7 +342,7 @@ async fn a_credentials_file_rotated_while_requests_flow() {
         &[("HOME", &home), ("AWS_SHARED_CREDENTIALS_FILE", &path)],
     ));
     let body = chat_body("llama", false);
-    let codes = flow_while(&gw, "/v1/chat/completions", &body, 6, || {
+    let codes = flow_while(&gw, "/v1/chat/completions", &body, 6, async {
         // As an operator rotates an IAM key: the new key is active, the file
         // is rewritten, then the old key is deactivated.
         mock.clouds().add_aws_key("AKIDNEWKEY", "new-secret");

@@ -210,7 +210,7 @@ async fn one_token_exchange_under_load_and_one_after_revocation() {
         assert_eq!(r.status(), 200);
     }
     assert_eq!(mock.clouds().token_exchanges().google, 1);
-    let codes = flow_while(&gw, "/v1/chat/completions", &body, 8, || mock.clouds().revoke_tokens()).await;
+    let codes = flow_while(&gw, "/v1/chat/completions", &body, 8, async { mock.clouds().revoke_tokens() }).await;
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
     assert_eq!(mock.clouds().token_exchanges().google, 2, "exactly one exchange after the revocation");
     let status: Value =

@@ -95,7 +95,9 @@ impl Default for MockCloudOptions {
 /// The clouds' live identities: keys can be rotated and tokens revoked
 /// while the mock serves, and token exchanges are counted.
 pub struct MockClouds {
-    azure_key: RwLock<String>,
+    /// Azure gives each resource two keys, both valid, so one can be
+    /// rotated while the other is in use.
+    azure_keys: RwLock<Vec<String>>,
     entra: EntraIssuer,
     google: GoogleTokenIssuer,
     aws: RwLock<HashMap<String, MockAwsKey>>,
@@ -120,7 +122,7 @@ impl MockClouds {
             .map(|(id, secret)| (id.clone(), MockAwsKey { secret_access_key: secret.clone(), session_token: None }))
             .collect();
         MockClouds {
-            azure_key: RwLock::new(o.azure_api_key.clone()),
+            azure_keys: RwLock::new(vec![o.azure_api_key.clone()]),
             entra: EntraIssuer::new(&o.entra_tenant, &o.entra_client_id, &o.entra_client_secret, o.token_ttl),
             // The audience a JWT assertion must name: this server's token URI.
             google: GoogleTokenIssuer::new(
@@ -135,10 +137,10 @@ impl MockClouds {
         }
     }
 
-    /// Azure's key rotation: from now on only `key` is accepted.
-    pub fn set_azure_key(&self, key: &str) {
-        if let Ok(mut k) = self.azure_key.write() {
-            *k = key.to_owned();
+    /// The `api-key` values accepted from now on (Azure's KEY1 and KEY2).
+    pub fn set_azure_keys(&self, keys: &[&str]) {
+        if let Ok(mut k) = self.azure_keys.write() {
+            *k = keys.iter().map(|s| (*s).to_owned()).collect();
         }
     }
 
@@ -239,13 +241,17 @@ pub(crate) async fn handle(
         CloudRoute::Sts => Ok(bedrock::sts(clouds, &req, now)),
         CloudRoute::Azure(call) => {
             bump(&stats.azure_total);
-            let key = clouds.azure_key.read().map(|k| k.clone()).unwrap_or_default();
+            let keys = clouds.azure_keys.read().map(|k| k.clone()).unwrap_or_default();
             let checked = match req.header("api-key") {
-                Some(k) => super::clouds::azure::check_api_key(Some(k), &key),
+                Some(k) => keys
+                    .iter()
+                    .map(|key| super::clouds::azure::check_api_key(Some(k), key))
+                    .find(Result::is_ok)
+                    .unwrap_or_else(|| super::clouds::azure::check_api_key(None, "")),
                 None if req.header("authorization").is_some() => {
                     clouds.entra.check_bearer(req.header("authorization"), now)
                 }
-                None => super::clouds::azure::check_api_key(None, &key),
+                None => super::clouds::azure::check_api_key(None, ""),
             };
             if let Err(r) = checked {
                 return Ok(refused(stats, r));
