@@ -78,10 +78,7 @@ where
         None => None,
     };
     let accounts = store.as_ref().map(AccountsStore::load).transpose()?.unwrap_or_default();
-    let digest = match &opts.reload {
-        Some(src) => reload::read(&src.path).ok().map(|(_, d)| d),
-        None => None,
-    };
+    let digest = config.digest.clone();
     let builder = Arc::new(build::Builder::new(&actors, metrics));
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

@@ -8,10 +8,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::build::Builder;
-use crate::config::{Config, ConfigError, Env};
+use crate::config::{Config, Env};
 use crate::gateway::{Live, Loaded, ReloadAsk, ReloadOutcome};
 
 /// Where the config is re-read from.
@@ -26,16 +24,6 @@ pub struct Reloader {
     pub source: Option<ReloadSource>,
     pub builder: Arc<Builder>,
     pub live: Arc<Live>,
-}
-
-/// Read `path`: its text and the SHA-256 of its bytes, hex.
-pub fn read(path: &std::path::Path) -> Result<(String, String), ConfigError> {
-    let fail =
-        |message: String| ConfigError { file: path.display().to_string(), line: None, key: String::new(), message };
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let text = String::from_utf8(bytes).map_err(|e| fail(format!("cannot read the file: {e}")))?;
-    Ok((text, digest))
 }
 
 /// Settings read only at start that differ between `old` and `new`.
@@ -92,14 +80,11 @@ impl Reloader {
                     .into(),
             );
         };
-        let (text, digest) = match read(&src.path) {
-            Ok(r) => r,
-            Err(e) => return ReloadOutcome::Invalid(vec![e]),
-        };
-        let mut config = match Config::from_str_with_env(&text, &src.path.display().to_string(), src.env.as_ref()) {
+        let mut config = match Config::load_with_env(&src.path, src.env.as_ref()) {
             Ok(c) => c,
             Err(errors) => return ReloadOutcome::Invalid(errors.0),
         };
+        let digest = config.digest.clone().unwrap_or_default();
         let _building = self.live.build.lock().await;
         let current = self.live.load();
         // Bound at start: the listener stays where it is.
