@@ -32,7 +32,7 @@ fn key_file(dir: &std::path::Path, mock: SocketAddr) -> String {
 
 /// Providers `vx` (us-east5, project from the key file) and `vg` (global,
 /// project `other-proj`); models `gemini` and `claude` on `vx`,
-/// `gemini-global` on `vg`.
+/// `gemini-global` on `vg`, `embed` (Google's text embeddings) on `vx`.
 fn vertex_config(mock: SocketAddr, key_file: &str) -> String {
     format!(
         r#"
@@ -64,6 +64,10 @@ name = "claude"
 deployments = [{{ provider = "vx", model = "claude-sonnet-4@20250514" }}]
 
 [[models]]
+name = "embed"
+deployments = [{{ provider = "vx", model = "text-embedding-005" }}]
+
+[[models]]
 name = "gemini-global"
 deployments = [{{ provider = "vg", model = "gemini-2.5-pro" }}]
 
@@ -87,6 +91,74 @@ fn header<'a>(r: &'a sluice::mock::RecordedRequest, name: &str) -> Option<&'a st
 }
 
 const PREFIX: &str = "/v1/projects/mock-project/locations/us-east5/publishers";
+
+#[tokio::test]
+async fn embeddings_through_predict() {
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&vertex_config(mock.addr(), &key_file(dir.path(), mock.addr())));
+    let body = json!({"model": "embed", "input": ["the first text", "a second"], "dimensions": 16});
+    let resp = post(&gw, "/v1/embeddings", &body, &[]).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let stats = mock.stats();
+    let sent = last_request(&stats);
+    assert_eq!(sent.path, format!("{PREFIX}/google/models/text-embedding-005:predict"));
+    assert!(header(sent, "authorization").unwrap().starts_with("Bearer ya29.mock-"));
+    let up: Value = serde_json::from_str(&sent.body).unwrap();
+    assert_eq!(
+        up,
+        json!({"instances": [{"content": "the first text"}, {"content": "a second"}],
+               "parameters": {"outputDimensionality": 16}})
+    );
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "text-embedding-005");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"][1]["index"], 1);
+    // The mock's vector for a text is the one its OpenAI route gives it: the
+    // gateway carried each value through unchanged.
+    let direct: Value = client()
+        .post(format!("http://{}/v1/embeddings", mock.addr()))
+        .json(&json!({"model": "m", "input": ["the first text", "a second"], "dimensions": 16}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for i in 0..2 {
+        let got: Vec<f64> = serde_json::from_value(v["data"][i]["embedding"].clone()).unwrap();
+        let want: Vec<f64> = serde_json::from_value(direct["data"][i]["embedding"].clone()).unwrap();
+        assert_eq!(got.len(), 16);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+    assert_eq!(v["usage"]["prompt_tokens"], direct["usage"]["prompt_tokens"]);
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+
+    // base64 is OpenAI's encoding of the same little-endian f32s.
+    let body = json!({"model": "embed", "input": "the first text", "dimensions": 16, "encoding_format": "base64"});
+    let b64: Value = post(&gw, "/v1/embeddings", &body, &[]).await.json().await.unwrap();
+    let raw = base64_decode(b64["data"][0]["embedding"].as_str().unwrap());
+    let floats: Vec<f64> = raw.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect();
+    let want: Vec<f64> = serde_json::from_value(direct["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(floats.len(), 16);
+    for (g, w) in floats.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-6);
+    }
+
+    // Token arrays cannot be embedded as text; Claude has no embeddings.
+    let resp = post(&gw, "/v1/embeddings", &json!({"model": "embed", "input": [[1, 2, 3]]}), &[]).await;
+    assert_eq!(resp.status(), 400);
+    let resp = post(&gw, "/v1/embeddings", &json!({"model": "claude", "input": "x"}), &[]).await;
+    assert_eq!(resp.status(), 400);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
 
 #[tokio::test]
 async fn gemini_on_vertex_regional_and_global() {
@@ -123,9 +195,10 @@ async fn gemini_on_vertex_regional_and_global() {
     );
     assert_eq!(mock.clouds().token_exchanges().google, 2, "one token per provider");
 
-    // No embeddings on Vertex here: refused before any upstream call.
+    // A chat model does not embed: Vertex's 400 reaches the client as one.
     let resp = post(&gw, "/v1/embeddings", &json!({"model": "gemini", "input": "x"}), &[]).await;
     assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("does not support the predict method"));
 }
 
 #[tokio::test]

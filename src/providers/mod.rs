@@ -180,14 +180,16 @@ impl Provider {
     }
 
     /// Can this provider serve `endpoint`? Anthropic and Gemini have no
-    /// legacy completions or embeddings here; their deployments are skipped
-    /// for those routes (see `upstream::capability`).
+    /// legacy completions or embeddings here, Vertex no legacy completions,
+    /// Bedrock neither; their deployments are skipped for those routes (see
+    /// `upstream::capability`).
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
             (
                 Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_) | Protocol::Bedrock(_),
-                Endpoint::Completions | Endpoint::Embeddings,
-            ) => false,
+                Endpoint::Completions,
+            )
+            | (Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Bedrock(_), Endpoint::Embeddings) => false,
             (
                 Protocol::OpenAi(_)
                 | Protocol::Azure(_)

@@ -1,4 +1,5 @@
-//! Google Vertex AI: Gemini and Claude models of one project and location.
+//! Google Vertex AI: Gemini, Claude and Google's embedding models of one
+//! project and location (embeddings: `:predict`, `translate::vertex`).
 //!
 //! - Gemini (`publishers/google`): `generateContent` /
 //!   `streamGenerateContent?alt=sse` with the `gemini` provider's
@@ -32,6 +33,7 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::translate::anthropic::cloud::{self as claude_cloud, Cloud};
 use crate::translate::anthropic::request::Options;
+use crate::translate::vertex as embeddings;
 
 pub struct Vertex {
     up: HttpUpstream,
@@ -85,7 +87,7 @@ impl Vertex {
         publisher(model) == Publisher::Anthropic
     }
 
-    fn uri(&self, p: &Provider, model: &str, stream: bool) -> Result<Uri, GatewayError> {
+    fn uri(&self, p: &Provider, model: &str, method: Method) -> Result<Uri, GatewayError> {
         // The project: the config's, else the one the credentials name.
         let project = self.project.as_deref().or_else(|| self.auth.source().and_then(GoogleAuth::project_id));
         let Some(project) = project else {
@@ -96,8 +98,7 @@ impl Vertex {
             });
         };
         let target = VertexTarget { project, location: &self.location, base_url: Some(&self.up.base) };
-        let publisher = publisher(model);
-        let url = endpoint_url(&target, publisher, model, Method::for_publisher(publisher, stream))
+        let url = endpoint_url(&target, publisher(model), model, method)
             .map_err(|e| GatewayError::invalid(format!("provider `{}`: {e}", p.name), Some("model")))?;
         url.parse::<Uri>().map_err(|e| GatewayError::Internal { detail: format!("provider `{}`: {e}", p.name) })
     }
@@ -126,14 +127,17 @@ impl Vertex {
             .await
     }
 
-    /// An OpenAI chat request: to Gemini or Claude, translated both ways.
+    /// An OpenAI chat request: to Gemini or Claude, translated both ways;
+    /// an embeddings request to Google's embedding models (`:predict`).
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
-        if call.endpoint != Endpoint::Chat {
-            return Err(super::unsupported(p, call));
+        match (call.endpoint, publisher(call.upstream_model)) {
+            (Endpoint::Chat, _) => {}
+            (Endpoint::Embeddings, Publisher::Google) => return self.embed(p, call, client).await,
+            _ => return Err(super::unsupported(p, call)),
         }
         let stream = call.peek.stream;
         let model = call.upstream_model;
-        let uri = self.uri(p, model, stream)?;
+        let uri = self.uri(p, model, Method::for_publisher(publisher(model), stream))?;
         let created = crate::translate::unix_now();
         match publisher(model) {
             Publisher::Google => {
@@ -158,10 +162,33 @@ impl Vertex {
         call: &Call<'_>,
         client: &UpstreamClient,
     ) -> Result<Reply, GatewayError> {
-        let uri = self.uri(p, call.upstream_model, call.peek.stream)?;
+        let uri = self.uri(p, call.upstream_model, Method::for_publisher(Publisher::Anthropic, call.peek.stream))?;
         let body = Bytes::from(claude_cloud::body(call.body, Cloud::Vertex)?);
         let resp = self.post(p, call, client, &uri, body).await?;
         anthropic::native_answer(p, resp, call.peek.stream).await
+    }
+
+    /// `/v1/embeddings`: the inputs as `:predict` instances, the
+    /// predictions back as OpenAI's list (`translate::vertex`).
+    async fn embed(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
+        let model = call.upstream_model;
+        let uri = self.uri(p, model, Method::Predict)?;
+        let (body, encoding) = embeddings::request(call.body)?;
+        let resp = self.post(p, call, client, &uri, Bytes::from(body)).await?;
+        let bytes = super::transport::read_body(
+            p,
+            &resp.timeouts,
+            resp.body,
+            super::transport::MAX_RESPONSE_BYTES,
+            false,
+            resp.deadline,
+        )
+        .await?;
+        drop(resp.permit);
+        let (body, usage) = embeddings::response(&bytes, model, encoding).map_err(|e| {
+            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid predict answer ({e})") }
+        })?;
+        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
     }
 
     pub fn credentials(&self) -> CredentialStatus {

@@ -27,6 +27,7 @@ pub mod messages;
 pub mod openai;
 pub mod responses;
 mod sse;
+pub mod vertex;
 
 use std::borrow::Cow;
 use std::fmt;

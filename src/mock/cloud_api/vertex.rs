@@ -6,13 +6,15 @@
 //! (https://docs.anthropic.com/en/api/claude-on-vertex-ai); a body that says
 //! otherwise is refused with 400, so the gateway's rewrite is checked.
 
+use bytes::Bytes;
 use http::{Response, StatusCode};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 use super::CloudRequest;
 use crate::mock::body::MockBody;
 use crate::mock::faults::{Controls, Fault};
-use crate::mock::server::{SSE, ServerState, json, listed, reply};
+use crate::mock::generate;
+use crate::mock::server::{MockReply, SSE, ServerState, json, listed, reply};
 use crate::mock::vendors::{self, Vendor};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -102,10 +104,59 @@ pub(super) fn answer(
             let tool = controls.tool_call.as_deref().filter(|_| has_tools);
             reply(state, StatusCode::OK, listed(vendors::anthropic(&g, tool, cached)), fault, controls, SSE)
         }
+        (Publisher::Google, "predict") => match predict(&call.model, &req.body) {
+            Ok(out) => reply(state, StatusCode::OK, MockReply::Full(out), fault, controls, SSE),
+            Err(msg) => json(StatusCode::BAD_REQUEST, vendors::error_body(Vendor::Gemini { stream: false }, 400, &msg)),
+        },
         (p, m) => {
             let v = if p == Publisher::Anthropic { Vendor::Anthropic } else { Vendor::Gemini { stream: false } };
             let msg = format!("Method {m} is not served for this publisher's models.");
             json(StatusCode::NOT_FOUND, vendors::error_body(v, 404, &msg))
         }
     }
+}
+
+/// Most instances in one `:predict` call (text-embedding-005's limit).
+const MAX_INSTANCES: usize = 250;
+
+/// A text-embedding `:predict` answer: per instance, the mock's
+/// deterministic vector for its `content` (the same one `/v1/embeddings`
+/// gives that text) and its token count, in Vertex's shape. A body that is
+/// not Vertex's (`input` instead of `instances`, an instance without
+/// `content`) is refused, so the gateway's rewrite is checked; so is a
+/// model that does not embed.
+fn predict(model: &str, body: &[u8]) -> Result<Bytes, String> {
+    // Google's embedding models all say so (text-embedding-005,
+    // text-multilingual-embedding-002, gemini-embedding-001).
+    if !model.contains("embedding") {
+        return Err(format!("Model {model} does not support the predict method for text embeddings."));
+    }
+    let v: sonic_rs::Value =
+        sonic_rs::from_slice(body).map_err(|_| "The request body is not valid JSON.".to_owned())?;
+    let Some(instances) = v.get("instances").and_then(|i| i.as_array()) else {
+        return Err("Invalid JSON payload received. Required field \"instances\" is missing.".into());
+    };
+    if instances.is_empty() || instances.len() > MAX_INSTANCES {
+        return Err(format!("{} instances: a request holds 1 to {MAX_INSTANCES}.", instances.len()));
+    }
+    let dims = v.get("parameters").and_then(|p| p.get("outputDimensionality")).and_then(|d| d.as_u64());
+    let mut predictions = Vec::with_capacity(instances.len());
+    let mut chars = 0usize;
+    for (i, inst) in instances.iter().enumerate() {
+        let Some(content) = inst.get("content").and_then(|c| c.as_str()) else {
+            return Err(format!("instances[{i}]: Required field \"content\" is missing."));
+        };
+        chars = chars.saturating_add(content.chars().count());
+        let one = sonic_rs::json!({"model": model, "input": content, "dimensions": dims.unwrap_or(8)});
+        let openai = generate::embeddings_body(&sonic_rs::to_vec(&one).map_err(|e| e.to_string())?)
+            .map_err(|e| String::from_utf8_lossy(&e.body()).into_owned())?;
+        let o: sonic_rs::Value = sonic_rs::from_slice(&openai).map_err(|e| e.to_string())?;
+        let values = o["data"][0]["embedding"].clone();
+        let tokens = o["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+        predictions.push(sonic_rs::json!({
+            "embeddings": {"statistics": {"truncated": false, "token_count": tokens}, "values": values}
+        }));
+    }
+    let out = sonic_rs::json!({"predictions": predictions, "metadata": {"billableCharacterCount": chars}});
+    sonic_rs::to_vec(&out).map(Bytes::from).map_err(|e| e.to_string())
 }
