@@ -74,8 +74,7 @@ pub enum GatewayError {
     ContextLengthExceeded { model: String, window: u64, tokens: u64 },
     #[error("Unknown request URL: {method} {path}. Sluice serves: {ROUTES_SERVED}.")]
     RouteNotFound { method: String, path: String },
-    /// A stored Response (`GET`/`DELETE /v1/responses/{id}`, or the one a
-    /// `previous_response_id` names) that Sluice does not have for this key.
+    /// A stored Response (`/v1/responses/{id}`, `previous_response_id`) this key does not have.
     #[error("{} with id '{id}' not found.", if param.is_some() { "Previous response" } else { "Response" })]
     ResponseNotFound { id: String, param: Option<&'static str> },
     #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
@@ -93,6 +92,11 @@ pub enum GatewayError {
     UpstreamProtocol { provider: String, detail: String },
     #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]
     UpstreamSaturated { provider: String },
+    /// A cloud provider's credentials could not be had: none configured
+    /// (`unavailable`, 503), or its identity provider refused or could not
+    /// be reached (502). `detail` names the source, never a secret.
+    #[error("The upstream provider `{provider}` has no usable credentials: {detail}")]
+    UpstreamCredentials { provider: String, detail: String, unavailable: bool },
     #[error("No deployment of the model `{model}` is available right now: {reason}")]
     NoDeployment { model: String, reason: String },
     #[error("Sluice is shutting down; retry on another replica.")]
@@ -114,8 +118,7 @@ pub enum GatewayError {
     Internal { detail: String },
 }
 
-/// What Sluice serves, for the 404 of any other URL (the route table is
-/// `server::routes`; the README has the same list).
+/// What Sluice serves (`server::routes`, the README's list), for the 404 of any other URL.
 pub const ROUTES_SERVED: &str = "POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, \
 GET /v1/models, POST /v1/responses, GET|DELETE /v1/responses/{id}, POST /v1/responses/input_tokens, \
 POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/images/generations, POST /v1/moderations, \
@@ -142,6 +145,8 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamCredentials { unavailable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamCredentials { unavailable: false, .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamStatus { upstream_status, .. } => upstream_status_to_client(*upstream_status),
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -171,6 +176,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -201,6 +207,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
             GatewayError::UpstreamStatus { upstream_status, .. } => match *upstream_status {
                 429 => "rate_limit_exceeded",
                 _ => "upstream_error",
@@ -233,6 +240,7 @@ impl GatewayError {
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamSaturated { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
             | GatewayError::RateLimited { .. }
@@ -249,7 +257,9 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
-            | GatewayError::UpstreamSaturated { .. } => true,
+            | GatewayError::UpstreamSaturated { .. }
+            // Another provider has its own credentials.
+            | GatewayError::UpstreamCredentials { .. } => true,
             GatewayError::UpstreamStatus { upstream_status, .. } => {
                 // 429 and 5xx are the provider's trouble; other 4xx would fail
                 // the same way anywhere. 401/403/404 are the gateway's own
@@ -299,6 +309,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::UpstreamProtocol { .. } => Fault::Upstream,
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -329,6 +340,7 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => "upstream_status",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol",
             GatewayError::UpstreamSaturated { .. } => "upstream_saturated",
+            GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
             GatewayError::NoDeployment { .. } => "no_deployment",
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::RateLimited { .. } => "rate_limited",

@@ -25,7 +25,7 @@ use super::MockOptions;
 use super::body::{EventStream, Events, MockBody, StreamPlan};
 use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
-use super::media::Media;
+use super::native::{self, Native};
 use super::stats::{Stats, bump};
 use super::vendors::{self, Vendor};
 
@@ -37,7 +37,7 @@ const MODELS: &[&str] = &["mock-gpt", "gpt-4o-mini", "gpt-4o", "text-embedding-3
 const MODELS_CREATED: u64 = 1_700_000_000;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
-const SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
+pub(super) const SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 /// What every worker and connection of one mock server shares.
 pub(crate) struct ServerState {
@@ -47,6 +47,8 @@ pub(crate) struct ServerState {
     /// The process-wide fault dice, changeable at run time
     /// (`POST /mock/faults`, `MockServer::set_faults`).
     pub dice: FaultDice,
+    /// The clouds' identities and credentials (`cloud_api`).
+    pub clouds: super::cloud_api::MockClouds,
 }
 
 /// `fail_rate` and `faults`, readable without a lock when the rate is 0.
@@ -72,7 +74,7 @@ impl FaultDice {
 
     /// With probability `fail_rate`, a fault drawn uniformly from `faults`
     /// (`500` when the list is empty).
-    fn roll(&self) -> Option<Fault> {
+    pub(super) fn roll(&self) -> Option<Fault> {
         let rate = f64::from_bits(self.rate_bits.load(std::sync::atomic::Ordering::Acquire));
         if rate <= 0.0 || fastrand::f64() >= rate {
             return None;
@@ -88,7 +90,7 @@ impl FaultDice {
 /// The error a service returns for `reset`: hyper then closes the HTTP/1
 /// connection without writing any response byte.
 #[derive(Debug)]
-struct Reset;
+pub(crate) struct Reset;
 
 impl std::fmt::Display for Reset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,12 +153,8 @@ enum Api {
     Completions,
     Embeddings,
     Models,
-    Responses,
-    InputTokens,
     Vendor(Vendor),
-    /// Anthropic's `count_tokens` (errors in Anthropic's shape).
-    CountTokens,
-    Media(Media),
+    Native(Native),
 }
 
 /// The API route of a request, or the 404/405 to answer instead.
@@ -169,22 +167,16 @@ fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
         (_, Some((_, "generateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: false })),
         (_, Some((_, "streamGenerateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: true })),
         ("/messages", _) => (Method::POST, Api::Vendor(Vendor::Anthropic)),
-        ("/messages/count_tokens", _) => (Method::POST, Api::CountTokens),
         (p, _) => match p {
             "/chat/completions" => (Method::POST, Api::Chat),
             "/completions" => (Method::POST, Api::Completions),
             "/embeddings" => (Method::POST, Api::Embeddings),
             "/models" => (Method::GET, Api::Models),
-            "/responses" => (Method::POST, Api::Responses),
-            "/responses/input_tokens" => (Method::POST, Api::InputTokens),
-            p => match Media::route(p) {
-                Some(m) => (Method::POST, Api::Media(m)),
-                None => {
-                    let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
-                    let code = Some("unknown_url");
-                    return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", code)));
-                }
-            },
+            p if let Some(n) = Native::route(p) => (Method::POST, Api::Native(n)),
+            _ => {
+                let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
+                return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
+            }
         },
     };
     if *method == want {
@@ -197,18 +189,18 @@ fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
     Err(Box::new(r))
 }
 
-fn respond(status: StatusCode, content_type: HeaderValue, body: MockBody) -> Response<MockBody> {
+pub(super) fn respond(status: StatusCode, content_type: HeaderValue, body: MockBody) -> Response<MockBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, content_type);
     r
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
+pub(super) fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
     respond(status, JSON, MockBody::full(body))
 }
 
-fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response<MockBody> {
+pub(super) fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response<MockBody> {
     json(status, generate::error_body(message, kind, None, code))
 }
 
@@ -264,6 +256,20 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     };
     let stats = &state.stats;
     bump(&stats.requests_total);
+    if let Some(cloud) = super::cloud_api::route(&parts.method, parts.uri.path()) {
+        let req = super::cloud_api::CloudRequest {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        };
+        stats.record(parts.method, parts.uri, parts.headers, &body);
+        if let Some((header, expected)) = controls.bad {
+            let msg = format!("Invalid {header} header: expected {expected}.");
+            return Ok(error(StatusCode::BAD_REQUEST, &msg, "invalid_request_error", None));
+        }
+        return super::cloud_api::handle(state, cloud, req, controls).await;
+    }
     let api = route(&parts.method, parts.uri.path());
     match api {
         Ok(Api::Chat) => bump(&stats.chat_total),
@@ -272,9 +278,8 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
         Ok(Api::Models) => bump(&stats.models_total),
         Ok(Api::Vendor(Vendor::Anthropic)) => bump(&stats.messages_total),
         Ok(Api::Vendor(Vendor::Gemini { .. })) => bump(&stats.gemini_total),
-        Ok(Api::Responses | Api::InputTokens) => bump(&stats.responses_total),
-        Ok(Api::CountTokens) => bump(&stats.count_tokens_total),
-        Ok(Api::Media(_)) | Err(_) => {}
+        Ok(Api::Native(n)) => n.count(stats),
+        Err(_) => {}
     }
     // Gemini names the model in the path, which `record` takes.
     let vendor_path = matches!(api, Ok(Api::Vendor(_))).then(|| parts.uri.path().to_owned());
@@ -296,9 +301,8 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     let fault = controls.fault.or_else(|| state.dice.roll());
     let vendor = match api {
         Api::Vendor(v) => Some(v),
-        Api::CountTokens => Some(Vendor::Anthropic),
-        Api::Chat | Api::Completions | Api::Embeddings | Api::Models | Api::Responses | Api::InputTokens => None,
-        Api::Media(_) => None,
+        Api::Native(n) => n.vendor(),
+        Api::Chat | Api::Completions | Api::Embeddings | Api::Models => None,
     };
     match fault {
         Some(Fault::RateLimit) => {
@@ -367,37 +371,34 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
                 Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
             }
         }
-        Api::Responses => {
-            match super::responses::answer(&body, opts.tokens, controls.tokens, controls.tool_call.as_deref()) {
-                Ok(out) => (StatusCode::OK, listed(out)),
-                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
-            }
-        }
-        Api::InputTokens => match super::responses::input_tokens(&body) {
-            Ok(b) => (StatusCode::OK, MockReply::Full(b)),
-            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
-        },
-        Api::CountTokens => match super::responses::count_tokens(&body) {
-            Ok(b) => (StatusCode::OK, MockReply::Full(b)),
-            Err(e) => {
-                (StatusCode::BAD_REQUEST, MockReply::Full(vendors::error_body(Vendor::Anthropic, 400, &e.message)))
-            }
-        },
         Api::Embeddings => match generate::embeddings_body(&body) {
             Ok(b) => (StatusCode::OK, MockReply::Full(b)),
             Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
         },
         Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED))),
-        Api::Media(m) => match super::media::answer(m, &body) {
-            Ok((b, "application/json")) => (StatusCode::OK, MockReply::Full(b)),
-            Ok((b, media_type)) => {
-                return Ok(respond(StatusCode::OK, HeaderValue::from_static(media_type), MockBody::full(b)));
-            }
-            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
+        Api::Native(n) => match native::answer(n, &body, opts, &controls) {
+            Ok(answer) => answer,
+            Err(typed) => return Ok(*typed),
         },
     };
 
-    Ok(match answer {
+    Ok(reply(state, status, answer, fault, &controls, SSE))
+}
+
+/// The response for an answer, spoiled by a `cut` or `garbage` fault if
+/// one was drawn; streams are paced by the request's controls and sent
+/// with `stream_type` (SSE, or AWS's event stream).
+pub(super) fn reply(
+    state: &ServerState,
+    status: StatusCode,
+    answer: MockReply,
+    fault: Option<Fault>,
+    controls: &Controls,
+    stream_type: HeaderValue,
+) -> Response<MockBody> {
+    let stats = &state.stats;
+    let opts = &state.opts;
+    match answer {
         MockReply::Full(b) => match fault {
             Some(Fault::Cut) => {
                 stats.fault(Fault::Cut);
@@ -422,28 +423,28 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
                 garbage: fault == Some(Fault::Garbage),
             };
             let body = EventStream::start(events, stats.clone(), plan);
-            let mut r = respond(StatusCode::OK, SSE, MockBody::Stream(Box::new(body)));
+            let mut r = respond(StatusCode::OK, stream_type, MockBody::Stream(Box::new(body)));
             r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             r
         }
-    })
+    }
 }
 
 /// What the mock answers a request with, before a fault may spoil it.
-enum MockReply {
+pub(super) enum MockReply {
     Full(Bytes),
     Stream(Events),
 }
 
 /// A whole body (`Ok`) or a prebuilt list of stream events (`Err`).
-fn listed(r: Result<Bytes, Vec<Bytes>>) -> MockReply {
+pub(super) fn listed(r: Result<Bytes, Vec<Bytes>>) -> MockReply {
     match r {
         Ok(b) => MockReply::Full(b),
         Err(events) => MockReply::Stream(Events::List(events.into_iter())),
     }
 }
 
-fn generated(g: &GenRequest) -> MockReply {
+pub(super) fn generated(g: &GenRequest) -> MockReply {
     let id = Id::new(g.endpoint);
     let created = unix_now();
     if g.stream {
