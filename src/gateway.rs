@@ -30,6 +30,8 @@ pub struct Gateway {
     pub cache: CacheLayer,
     /// Replicas mode (`[shared]`): the Redis link, for `/health`.
     pub replicas: Option<sluice_actors::replicas::ReplicasHandle>,
+    /// Traces and the request log (`[telemetry]`); `None` when both are off.
+    pub observer: Option<Arc<crate::observe::Observer>>,
     pub started: Instant,
     shutting_down: AtomicBool,
 }
@@ -40,6 +42,7 @@ impl Gateway {
         upstreams: Arc<Upstreams>,
         actors: &sluice_actors::Actors,
         prometheus: PrometheusHandle,
+        observer: Option<Arc<crate::observe::Observer>>,
     ) -> Gateway {
         let keys = KeyTable::from_config(&config);
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::auth::digest(k.expose()));
@@ -53,6 +56,7 @@ impl Gateway {
             prometheus,
             cache,
             replicas: actors.replicas.clone(),
+            observer,
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
         }

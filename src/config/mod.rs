@@ -9,6 +9,7 @@
 mod interpolate;
 mod locate;
 mod raw;
+mod telemetry;
 mod validate;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 /// Defined by the translator it steers; the config only chooses it.
 pub use crate::translate::anthropic::PromptCaching;
 pub use interpolate::{Env, ProcessEnv};
+pub use telemetry::{LogTarget, OtlpConfig, RequestLogConfig, TelemetryConfig, TracesConfig};
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/sluice.toml");
@@ -47,6 +49,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// State shared by replicas through Redis (`[shared]`); `None`: all in process.
     pub shared: Option<SharedConfig>,
+    /// Traces and the request log (`[telemetry]`); off unless written.
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[shared]`: rate limits, spend, a second cache tier and circuit news

@@ -29,6 +29,8 @@ pub enum RunError {
     Metrics(String),
     #[error("{0}")]
     Provider(String),
+    #[error("cannot start telemetry: {0}")]
+    Telemetry(String),
     #[error("cannot start the actors: {0}")]
     Actors(#[from] sluice_actors::StartError),
     #[error("server error: {0}")]
@@ -76,7 +78,11 @@ where
         availability: actors.availability.clone(),
         limiter: actors.limiter.clone(),
     });
-    let gateway = Arc::new(Gateway::new(config, upstreams, &actors, metrics));
+    let observer =
+        crate::observe::Observer::start(&config.telemetry, crate::observe::Names::new(&config, &upstreams.models))
+            .map_err(RunError::Telemetry)?;
+    spawn_series_sampler(&actors, upstreams.metrics.clone());
+    let gateway = Arc::new(Gateway::new(config, upstreams, &actors, metrics, observer.clone()));
 
     let for_signal = gateway.clone();
     let shutdown = async move {
@@ -115,6 +121,11 @@ where
     tracing::info!(workers, "sluice is serving");
     let result = server.await;
     actors.stop();
+    if let Some(o) = observer {
+        // What the last requests did still goes out (bounded: a collector
+        // that does not answer does not hold the exit).
+        o.close(Duration::from_secs(5));
+    }
     result.map_err(RunError::Io)
 }
 
@@ -190,6 +201,19 @@ fn spawn_metrics_upkeep(actors: &Actors, handle: metrics_exporter_prometheus::Pr
         loop {
             tick.tick().await;
             handle.run_upkeep();
+        }
+    });
+}
+
+/// Close each second of the dashboard's traffic series, on the actor thread.
+fn spawn_series_sampler(actors: &Actors, metrics: Arc<MetricsTable>) {
+    actors.arbiter().spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            metrics.series.tick(now);
         }
     });
 }

@@ -182,7 +182,7 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
 
 /// Check a base URL and strip its trailing slashes (Sluice appends
 /// `/chat/completions` and friends).
-fn base_url(c: &mut Checker, path: &str, u: &Text) -> String {
+pub(super) fn base_url(c: &mut Checker, path: &str, u: &Text) -> String {
     let v = u.value.as_str();
     let Some(rest) = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://")) else {
         c.err(path, format!("base_url must start with http:// or https://, found {}", u.shown()));
@@ -207,7 +207,11 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn headers(c: &mut Checker, at: &str, raw: std::collections::BTreeMap<String, Text>) -> Vec<(String, Secret)> {
+pub(super) fn headers(
+    c: &mut Checker,
+    at: &str,
+    raw: std::collections::BTreeMap<String, Text>,
+) -> Vec<(String, Secret)> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for (name, value) in raw {
