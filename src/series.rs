@@ -34,6 +34,9 @@ struct Totals {
 /// One second of traffic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Second {
+    /// Requests per latency bucket, for sums over several seconds.
+    #[serde(skip)]
+    hist: [u64; BUCKETS],
     /// Unix time of the second's end.
     pub t: u64,
     pub requests: u64,
@@ -41,6 +44,19 @@ pub struct Second {
     pub errors: u64,
     /// Latency percentiles of the requests that ended in this second
     /// (`None` when none did).
+    pub p50_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+}
+
+/// Several seconds together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Seconds covered (fewer than asked just after start).
+    pub seconds: usize,
+    pub requests: u64,
+    pub errors: u64,
+    /// Requests per second.
+    pub rate: f64,
     pub p50_ms: Option<u64>,
     pub p99_ms: Option<u64>,
 }
@@ -88,7 +104,10 @@ impl Series {
         }
         ring.last = now;
         let hist = &diff[2..];
+        let mut h = [0u64; BUCKETS];
+        h.copy_from_slice(hist);
         let second = Second {
+            hist: h,
             t: now_s,
             requests: diff[0],
             errors: diff[1],
@@ -99,6 +118,29 @@ impl Series {
             ring.seconds.pop_front();
         }
         ring.seconds.push_back(second);
+    }
+
+    /// The last `n` seconds together: requests, errors, percentiles.
+    pub fn summary(&self, n: usize) -> Summary {
+        let Ok(ring) = self.ring.lock() else { return Summary::default() };
+        let mut hist = [0u64; BUCKETS];
+        let (mut requests, mut errors, mut seconds) = (0, 0, 0);
+        for s in ring.seconds.iter().rev().take(n) {
+            requests += s.requests;
+            errors += s.errors;
+            seconds += 1;
+            for (a, b) in hist.iter_mut().zip(s.hist.iter()) {
+                *a += b;
+            }
+        }
+        Summary {
+            seconds,
+            requests,
+            errors,
+            rate: if seconds > 0 { requests as f64 / seconds as f64 } else { 0.0 },
+            p50_ms: percentile(&hist, 0.50),
+            p99_ms: percentile(&hist, 0.99),
+        }
     }
 
     /// The seconds kept, oldest first.
@@ -142,6 +184,9 @@ mod tests {
         let v = s.seconds();
         assert_eq!(v.len(), 3);
         assert_eq!(v[0], Second { t: 100, ..Default::default() });
+        let sum = s.summary(60);
+        assert_eq!((sum.seconds, sum.requests, sum.errors, sum.p50_ms, sum.p99_ms), (3, 10, 1, Some(50), Some(1000)));
+        assert_eq!(s.summary(1).requests, 0, "the last second only");
         assert_eq!((v[1].t, v[1].requests, v[1].errors), (101, 10, 1));
         assert_eq!(v[1].p50_ms, Some(50), "the 5th of 10 is in the 25..50 ms bucket");
         assert_eq!(v[1].p99_ms, Some(1000), "the 10th is in the 500..1000 ms bucket");

@@ -14,7 +14,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(handlers::health::health))
         .route("/ready", web::get().to(handlers::ready::ready))
         .route("/metrics", web::get().to(handlers::metrics::metrics))
-        .route("/status", web::get().to(handlers::status::status));
+        .route("/status", web::get().to(handlers::status::status))
+        .route("/dashboard", web::get().to(handlers::dashboard::dashboard))
+        .route("/dashboard/data", web::get().to(handlers::dashboard::data));
     #[cfg(feature = "fault-injection")]
     cfg.route("/admin/faults/panic", web::post().to(handlers::status::inject_panic));
     cfg.default_service(web::to(handlers::not_found));
