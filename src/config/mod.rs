@@ -65,6 +65,13 @@ pub struct SharedConfig {
     pub probe_interval_ms: u64,
     /// Prefix of every Redis key and channel.
     pub prefix: String,
+    /// PEM file of the CA that signed the Redis server's certificate (`rediss://`).
+    pub ca_file: Option<PathBuf>,
+    /// Sentinel: the sentinels' URLs (secrets: they may hold a password) and
+    /// the master's name; `redis_url` then gives only the master's scheme,
+    /// credentials and database.
+    pub sentinels: Vec<Secret>,
+    pub master_name: Option<String>,
 }
 
 /// Requests/tokens per minute and concurrent requests; `None` = unlimited.

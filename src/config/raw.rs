@@ -187,6 +187,9 @@ pub struct RawShared {
     pub timeout_ms: Option<i64>,
     pub probe_interval_ms: Option<i64>,
     pub prefix: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub sentinels: Option<Vec<Text>>,
+    pub master_name: Option<Text>,
 }
 
 /// `[cache]`: limits of the response cache shared by every model.

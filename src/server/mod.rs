@@ -189,6 +189,12 @@ fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, sco
         timeout: Duration::from_millis(s.timeout_ms),
         probe_interval: Duration::from_millis(s.probe_interval_ms),
         prefix: s.prefix.clone(),
+        // Checked readable by `sluice check`; a file gone since is Redis's TLS failing, shown in /status.
+        ca_pem: s.ca_file.as_ref().and_then(|p| std::fs::read(p).ok()),
+        sentinel: s.master_name.as_ref().map(|m| sluice_actors::replicas::SentinelSpec {
+            sentinels: s.sentinels.iter().map(|u| u.expose().to_string()).collect(),
+            master_name: m.clone(),
+        }),
     });
     ActorsSpec { sessions, breaker, availability, limiter, cache, replicas }
 }
