@@ -321,3 +321,70 @@ async fn request_log_records_also_go_over_otlp_logs() {
     drop(gw);
     assert!(read_lines(&path).iter().any(|l| l["request_id"] == "req-otlp-log"), "the file has it too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedge_is_a_child_span_of_its_own_and_the_loser_is_marked_cancelled() {
+    let slow = start_mock_with(sluice::mock::MockOptions { delay_ms: 3000, ..Default::default() });
+    let fast = start_mock();
+    let rx = OtlpReceiver::start();
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+shutdown_timeout_ms = 1000
+
+[[providers]]
+name = "slow"
+kind = "openai"
+base_url = "http://{slow}/v1"
+
+[[providers]]
+name = "fast"
+kind = "openai"
+base_url = "http://{fast}/v1"
+
+[[models]]
+name = "raced"
+strategy = "cost"
+hedge = {{ after_ms = 50 }}
+deployments = [
+  {{ provider = "slow", model = "s", price = {{ input_per_mtok = 1.0, output_per_mtok = 1.0 }} }},
+  {{ provider = "fast", model = "f", price = {{ input_per_mtok = 2.0, output_per_mtok = 2.0 }} }},
+]
+
+[[keys]]
+name = "tester"
+key = "${{CLIENT_KEY}}"
+
+[telemetry]
+otlp_endpoint = "{otlp}"
+export_interval_ms = 20
+[telemetry.traces]
+"#,
+        slow = slow.addr(),
+        fast = fast.addr(),
+        otlp = rx.endpoint()
+    ));
+    let r = client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat_body("raced", false));
+    let r = r.send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["x-sluice-deployment"].to_str().unwrap()), (200, "fast/f"));
+    let spans = rx.wait_spans(Duration::from_secs(10), |s| (s.len() >= 3).then(|| s.to_vec())).await;
+    let root = spans.iter().find(|s| s.kind == 2).unwrap();
+    let kind = |dep: &str| {
+        let s = spans
+            .iter()
+            .find(|s| str_attr(&s.attributes, "sluice.deployment").as_deref() == Some(dep) && s.kind == 3)
+            .unwrap_or_else(|| panic!("no span for {dep}: {spans:#?}"));
+        assert_eq!(s.parent_span_id, root.span_id);
+        s.clone()
+    };
+    let (first, hedge) = (kind("slow/s"), kind("fast/f"));
+    assert_eq!(str_attr(&first.attributes, "sluice.attempt.kind").as_deref(), Some("attempt"));
+    assert_eq!(str_attr(&hedge.attributes, "sluice.attempt.kind").as_deref(), Some("hedge"));
+    assert!(str_attr(&hedge.attributes, "sluice.retry.reason").is_none(), "a hedge races, it does not retry");
+    assert!(first.attributes.iter().any(|kv| kv.key == "sluice.attempt.cancelled"), "the loser was dropped");
+    assert_eq!(hedge.status.as_ref().unwrap().code, 1);
+    assert!(
+        hedge.start_time_unix_nano > first.start_time_unix_nano
+            && hedge.start_time_unix_nano < first.end_time_unix_nano
+    );
+}
