@@ -388,3 +388,33 @@ export_interval_ms = 20
             && hedge.start_time_unix_nano < first.end_time_unix_nano
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_collector_drops_telemetry_never_requests() {
+    // A collector that accepts and never answers: the exporter waits on it
+    // (export_timeout_ms) while its queue of one fills.
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = stuck.local_addr().unwrap();
+    let mock = start_mock();
+    let gw = Gateway::start(&config(
+        mock.addr(),
+        &format!(
+            "[telemetry]\notlp_endpoint = \"http://{addr}\"\nqueue_size = 1\nbatch_size = 1\nexport_interval_ms = 10\n\
+             export_timeout_ms = 2000\n[telemetry.traces]\n"
+        ),
+    ));
+    for _ in 0..20 {
+        let r = client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat_body("backup", false));
+        assert_eq!(r.send().await.unwrap().status(), 200, "requests never wait for telemetry");
+    }
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_telemetry_dropped_total{queue=\"export\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no drop counter:\n{metrics}"));
+    // 20 requests, at most one being exported and one queued.
+    assert!(dropped >= 18.0, "{dropped} dropped");
+    drop(stuck);
+}
