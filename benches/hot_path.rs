@@ -942,7 +942,10 @@ fn bench_telemetry(c: &mut Criterion) {
         let c = cfg(&format!(
             "[telemetry]\notlp_endpoint = \"http://127.0.0.1:9\"\nqueue_size = 16\n[telemetry.traces]\nsample_ratio = {ratio}\n"
         ));
-        sluice::observe::Observer::start(&c.telemetry, sluice::observe::Names::new(&c, &models)).unwrap()
+        sluice::observe::Observer::start(&c.telemetry).unwrap().map(|observer| sluice::observe::Telemetry {
+            observer,
+            names: std::sync::Arc::new(sluice::observe::Names::new(&c, &models)),
+        })
     };
     let cases = [("off", None), ("on_unsampled", on(0.0)), ("on_sampled", on(1.0))];
     let mut g = c.benchmark_group("telemetry");

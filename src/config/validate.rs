@@ -113,6 +113,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     }
     let config = Config {
         source: file.to_owned(),
+        digest: None,
         server,
         providers,
         models,

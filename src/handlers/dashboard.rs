@@ -13,7 +13,6 @@
 
 use std::sync::OnceLock;
 
-use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use base64::Engine;
 use serde::Serialize;
@@ -67,7 +66,7 @@ struct DashboardData {
     seconds: Vec<Second>,
 }
 
-pub async fn data(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
+pub async fn data(state: WorkerState, req: HttpRequest) -> HttpResponse {
     let gw = &state.gateway;
     if let Some(d) = &gw.admin_digest
         && !auth::is_admin(d, req.headers())

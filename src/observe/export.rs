@@ -39,7 +39,7 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    pub(super) fn start(cfg: &OtlpConfig, names: Arc<Names>, traces: bool, logs: bool) -> Result<Queue, String> {
+    pub(super) fn start(cfg: &OtlpConfig, traces: bool, logs: bool) -> Result<Queue, String> {
         let (tx, rx) = mpsc::channel(cfg.queue_size);
         let (close_tx, close_rx) = oneshot::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -55,7 +55,7 @@ impl Queue {
                     }
                 };
                 rt.block_on(async move {
-                    match Exporter::new(&cfg, names, traces, logs) {
+                    match Exporter::new(&cfg, traces, logs) {
                         Ok(mut ex) => ex.run(rx, close_rx, &cfg).await,
                         Err(e) => tracing::error!(error = %e, "cannot build the OTLP exporter: no telemetry is exported"),
                     }
@@ -89,7 +89,6 @@ struct Exporter {
     spans: Option<SpanExporter>,
     logs: Option<(LogExporter, SdkLogger, SdkLoggerProvider)>,
     scope: InstrumentationScope,
-    names: Arc<Names>,
     errors_traces: metrics::Counter,
     errors_logs: metrics::Counter,
     sent_spans: metrics::Counter,
@@ -97,7 +96,7 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn new(cfg: &OtlpConfig, names: Arc<Names>, traces: bool, logs: bool) -> Result<Exporter, String> {
+    fn new(cfg: &OtlpConfig, traces: bool, logs: bool) -> Result<Exporter, String> {
         let resource = Resource::builder_empty().with_service_name(cfg.service_name.clone()).build();
         let headers: std::collections::HashMap<String, String> =
             cfg.headers.iter().map(|(n, v)| (n.clone(), v.expose().to_string())).collect();
@@ -146,7 +145,6 @@ impl Exporter {
             spans,
             logs,
             scope: InstrumentationScope::builder("sluice").with_version(env!("CARGO_PKG_VERSION")).build(),
-            names,
             errors_traces: metrics::counter!(EXPORT_ERRORS_TOTAL, "signal" => "traces"),
             errors_logs: metrics::counter!(EXPORT_ERRORS_TOTAL, "signal" => "logs"),
             sent_spans: metrics::counter!(EXPORTED_TOTAL, "signal" => "traces"),
@@ -182,7 +180,7 @@ impl Exporter {
 
     async fn export(&mut self, batch: Vec<Arc<Finished>>) {
         if let Some(ex) = &self.spans {
-            let spans: Vec<SpanData> = batch.iter().flat_map(|f| spans(f, &self.names, &self.scope)).collect();
+            let spans: Vec<SpanData> = batch.iter().flat_map(|f| spans(f, &f.names, &self.scope)).collect();
             let n = spans.len() as u64;
             if n > 0 {
                 match ex.export(spans).await {
@@ -195,7 +193,7 @@ impl Exporter {
             }
         }
         if let Some((ex, logger, _)) = &self.logs {
-            let records: Vec<SdkLogRecord> = batch.iter().map(|f| log_record(f, logger, &self.names)).collect();
+            let records: Vec<SdkLogRecord> = batch.iter().map(|f| log_record(f, logger, &f.names)).collect();
             let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> = records.iter().map(|r| (r, &self.scope)).collect();
             let n = pairs.len() as u64;
             if n > 0 {

@@ -36,14 +36,14 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    pub(super) fn start(cfg: &RequestLogConfig, names: Arc<Names>) -> Result<Queue, String> {
+    pub(super) fn start(cfg: &RequestLogConfig) -> Result<Queue, String> {
         let out = Output::open(cfg)?;
         let (tx, rx) = sync_channel(cfg.queue_size);
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sluice-request-log".into())
             .spawn(move || {
-                write_loop(rx, out, &names);
+                write_loop(rx, out);
                 let _ = done_tx.send(());
             })
             .map_err(|e| format!("cannot start the request log writer: {e}"))?;
@@ -73,7 +73,7 @@ impl Queue {
     }
 }
 
-fn write_loop(rx: Receiver<Msg>, mut out: Output, names: &Names) {
+fn write_loop(rx: Receiver<Msg>, mut out: Output) {
     let mut line = Vec::with_capacity(1024);
     loop {
         // Flush whenever nothing more is waiting: the file is current
@@ -92,7 +92,7 @@ fn write_loop(rx: Receiver<Msg>, mut out: Output, names: &Names) {
         match msg {
             Msg::Line(f) => {
                 line.clear();
-                if sonic_rs::to_writer(&mut line, &Line::of(&f, names)).is_ok() {
+                if sonic_rs::to_writer(&mut line, &Line::of(&f, &f.names)).is_ok() {
                     line.push(b'\n');
                     out.write(&line);
                 }

@@ -47,8 +47,18 @@ pub struct Observer {
     log: Option<log::Queue>,
     /// Send each request-log record over OTLP logs too.
     log_over_otlp: bool,
-    names: Arc<Names>,
     closed: AtomicBool,
+}
+
+/// What a snapshot observes with: the process-long [`Observer`] (its
+/// threads, queues and file outlive reloads) and the names of this
+/// snapshot's models and deployments. A request keeps the names of the
+/// snapshot it started on, so one finishing after a reload is written
+/// with the names its indices meant.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    pub observer: Arc<Observer>,
+    pub names: Arc<Names>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -64,29 +74,29 @@ impl std::fmt::Debug for Observer {
 impl Observer {
     /// Start the log writer and the exporter the config asks for; `None`
     /// when it asks for neither.
-    pub fn start(cfg: &TelemetryConfig, names: Names) -> Result<Option<Arc<Observer>>, String> {
+    pub fn start(cfg: &TelemetryConfig) -> Result<Option<Arc<Observer>>, String> {
         if cfg.traces.is_none() && cfg.request_log.is_none() {
             return Ok(None);
         }
         describe();
-        let names = Arc::new(names);
         let log_over_otlp = cfg.request_log.as_ref().is_some_and(|l| l.otlp);
         let export = match &cfg.otlp {
             Some(otlp) if cfg.traces.is_some() || log_over_otlp => {
-                Some(export::Queue::start(otlp, names.clone(), cfg.traces.is_some(), log_over_otlp)?)
+                Some(export::Queue::start(otlp, cfg.traces.is_some(), log_over_otlp)?)
             }
             _ => None,
         };
-        let log = cfg.request_log.as_ref().map(|l| log::Queue::start(l, names.clone())).transpose()?;
+        let log = cfg.request_log.as_ref().map(log::Queue::start).transpose()?;
         let traces = cfg.traces.as_ref().map(TraceSettings::new);
-        Ok(Some(Arc::new(Observer { traces, export, log, log_over_otlp, names, closed: AtomicBool::new(false) })))
+        Ok(Some(Arc::new(Observer { traces, export, log, log_over_otlp, closed: AtomicBool::new(false) })))
     }
 
     /// A request begins: its trace context (the client's `traceparent`
     /// continued, or a new trace) when traces are on.
-    pub fn begin(self: &Arc<Self>, headers: &HeaderMap, endpoint: Endpoint) -> RequestObs {
+    pub fn begin(self: &Arc<Self>, names: &Arc<Names>, headers: &HeaderMap, endpoint: Endpoint) -> RequestObs {
         RequestObs {
             observer: self.clone(),
+            names: names.clone(),
             trace: self.traces.as_ref().map(|t| t.begin(headers, endpoint)),
             wall_start: SystemTime::now(),
             start: Instant::now(),
@@ -123,10 +133,6 @@ impl Observer {
             e.close(deadline);
         }
     }
-
-    pub fn names(&self) -> &Names {
-        &self.names
-    }
 }
 
 fn describe() {
@@ -142,6 +148,7 @@ fn describe() {
 /// `Record` owns it (behind an `Rc`, shared with the attempt loop).
 pub struct RequestObs {
     observer: Arc<Observer>,
+    names: Arc<Names>,
     pub trace: Option<TraceCtx>,
     wall_start: SystemTime,
     start: Instant,
@@ -222,6 +229,7 @@ impl RequestObs {
         let f = Finished {
             end,
             trace: self.trace.clone(),
+            names: self.names.clone(),
             wall_start: self.wall_start,
             attempts: self.attempts.take(),
             response: self.response.take(),
@@ -296,6 +304,8 @@ pub struct End {
 pub struct Finished {
     pub end: End,
     pub trace: Option<TraceCtx>,
+    /// The names of the snapshot the request started on.
+    pub names: Arc<Names>,
     pub wall_start: SystemTime,
     pub attempts: Vec<Attempt>,
     pub response: Response,

@@ -53,7 +53,7 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
     state.upstream.activity.touch();
     let metrics = state.gateway.upstreams.metrics.clone();
     let mut rec = Record::new(endpoint, ingress::request_id(&req), metrics);
-    rec.observe(state.gateway.observer.as_ref(), req.headers());
+    rec.observe(state.gateway.telemetry.as_ref(), req.headers());
     let resp = match steps(state, &req, payload, endpoint, &mut rec).await {
         Ok(ClientReply::Complete { body, usage, price }) => relay::complete(rec, body, usage, price),
         Ok(ClientReply::Stream { upstream, spec }) => relay::stream(rec, upstream, spec),

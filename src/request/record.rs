@@ -16,7 +16,7 @@ use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::metrics::MetricsTable;
 use crate::metrics::RequestOutcome;
-use crate::observe::{End, Observer, RequestObs};
+use crate::observe::{End, RequestObs, Telemetry};
 use crate::usage::Usage;
 
 /// Where a finished request's cost goes.
@@ -25,6 +25,10 @@ pub struct Spending {
     pub sink: std::rc::Rc<crate::upstream::outcomes::OutcomeSink>,
     /// Spend-table index of the key (or of the anonymous policy).
     pub key: usize,
+    /// Spend-table index of the key's team, which is charged too.
+    pub team: Option<usize>,
+    /// Spend-table slot of each model, by model index.
+    pub models: Arc<[usize]>,
 }
 
 pub struct Record {
@@ -82,9 +86,9 @@ impl Record {
 
     /// Observe this request (`[telemetry]` on): its trace context from the
     /// client's headers, its attempts, its end.
-    pub fn observe(&mut self, observer: Option<&Arc<Observer>>, headers: &HeaderMap) {
-        if let Some(o) = observer {
-            self.obs = Some(Rc::new(o.begin(headers, self.endpoint)));
+    pub fn observe(&mut self, telemetry: Option<&Telemetry>, headers: &HeaderMap) {
+        if let Some(t) = telemetry {
+            self.obs = Some(Rc::new(t.observer.begin(&t.names, headers, self.endpoint)));
         }
     }
 
@@ -163,8 +167,12 @@ impl Record {
                 if let (Some(p), Some(sp)) = (price, &self.spending) {
                     let day =
                         sluice_actors::rate_limiter::spend::day_of(sluice_actors::rate_limiter::spend::unix_now());
-                    if let Some(rec) = sp.table.add(sp.key, m, crate::metrics::cost_usd(&u, &p), day) {
-                        sp.sink.push_spend(rec);
+                    let usd = crate::metrics::cost_usd(&u, &p);
+                    let model = sp.models.get(m).copied().unwrap_or(usize::MAX);
+                    for slot in std::iter::once(sp.key).chain(sp.team) {
+                        if let Some(rec) = sp.table.add(slot, model, usd, day) {
+                            sp.sink.push_spend(rec);
+                        }
                     }
                 }
             }

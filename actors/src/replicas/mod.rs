@@ -39,7 +39,7 @@ pub use connect::{Connector, SentinelSpec};
 pub use handle::ReplicasHandle;
 pub use limiter::RedisLimiter;
 pub use link::{Link, LinkDetail, LinkError, check_url, redact_url, url_host};
-pub use news::{News, Sinks};
+pub use news::{AccountsEvent, News, Sinks};
 pub use writer::{Job, Writer};
 
 use crate::supervision::ActorMeta;
