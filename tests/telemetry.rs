@@ -418,3 +418,65 @@ async fn a_stuck_collector_drops_telemetry_never_requests() {
     assert!(dropped >= 18.0, "{dropped} dropped");
     drop(stuck);
 }
+
+/// A reload builds a new snapshot with its own model indices; the log
+/// writer and the dashboard's ring live as long as the process. A request
+/// is written with the names of the snapshot it ran on, and the traffic
+/// counted before the reload stays on the dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_log_and_the_dashboard_outlive_a_reload() {
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.jsonl");
+    let file = dir.path().join("sluice.toml");
+    let text = || {
+        config(mock.addr(), &format!("[telemetry.request_log]\npath = \"{}\"\n", log.display()))
+            .replace("[server]\n", "[server]\nadmin_key = \"${ADMIN_KEY}\"\n")
+    };
+    std::fs::write(&file, text()).unwrap();
+    let gw = Gateway::start_file(&file);
+    let chat = |model: &'static str, id: &'static str| {
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(CLIENT_KEY)
+            .header("x-request-id", id)
+            .json(&chat_body(model, false))
+            .send()
+    };
+    assert_eq!(chat("backup", "before").await.unwrap().status(), 200);
+
+    // A model listed first: every model index moves by one.
+    let zeta = "[[models]]\nname = \"zeta\"\ndeployments = [{ provider = \"up\", model = \"mock-zeta\" }]\n";
+    let first = "[[models]]\nname = \"primary\"";
+    std::fs::write(&file, text().replacen(first, &format!("{zeta}\n{first}"), 1)).unwrap();
+    let r = client().post(gw.url("/admin/reload")).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(chat("backup", "after").await.unwrap().status(), 200);
+    assert_eq!(chat("zeta", "new-model").await.unwrap().status(), 200);
+
+    wait_until(Duration::from_secs(10), || read_lines(&log).len() >= 3).await;
+    let lines = read_lines(&log);
+    let by_id = |id: &str| lines.iter().find(|l| l["request_id"] == id).unwrap_or_else(|| panic!("{id}: {lines:#?}"));
+    for (id, model, deployment) in [
+        ("before", "backup", "up/mock-model"),
+        ("after", "backup", "up/mock-model"),
+        ("new-model", "zeta", "up/mock-zeta"),
+    ] {
+        let l = by_id(id);
+        assert_eq!((l["model"].as_str(), l["deployment"].as_str()), (Some(model), Some(deployment)), "{id}: {l}");
+    }
+
+    // The ring closes a second at a time: all three requests show up in it,
+    // the one from before the reload included.
+    let data_url = gw.url("/dashboard/data");
+    let mut counted = 0;
+    for _ in 0..50 {
+        let d: Value = client().get(&data_url).bearer_auth(ADMIN_KEY).send().await.unwrap().json().await.unwrap();
+        counted = d["last_minute"]["requests"].as_u64().unwrap();
+        if counted >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(counted, 3, "the dashboard lost the traffic from before the reload");
+}
