@@ -196,6 +196,20 @@ fn master_port(sentinel: u16) -> Option<u16> {
     addr.get(1)?.parse().ok()
 }
 
+/// Does the sentinel list the replica on `port`, healthy (flags just `slave`)?
+fn replica_known(sentinel: u16, port: u16) -> bool {
+    let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{sentinel}")).and_then(|c| c.get_connection())
+    else {
+        return false;
+    };
+    let replicas: Vec<Vec<String>> =
+        redis::cmd("SENTINEL").arg("REPLICAS").arg("mymaster").query(&mut c).unwrap_or_default();
+    replicas.iter().any(|fields| {
+        let get = |k: &str| fields.chunks(2).find(|p| p[0] == k).and_then(|p| p.get(1)).map(String::as_str);
+        get("port") == Some(port.to_string().as_str()) && get("flags") == Some("slave")
+    })
+}
+
 fn role(port: u16) -> Option<String> {
     let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?.get_connection().ok()?;
     let v: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
@@ -247,8 +261,19 @@ async fn sentinel_names_the_master_and_a_failover_moves_the_link() {
     wait("key a's limit in the master", || exists(a, "sluice:rl:key:a")).await;
 
     // Fail over: the replica becomes the master, the old master its replica.
+    // The sentinel learns of the replica from the master's INFO and must have
+    // heard from it before it will promote it (else NOGOODSLAVE): wait for
+    // that, and ask again while it still answers NOGOODSLAVE.
+    wait("the sentinel's view of the replica", || replica_known(s, b)).await;
     let mut c = redis::Client::open(format!("redis://127.0.0.1:{s}")).unwrap().get_connection().unwrap();
-    let _: String = redis::cmd("SENTINEL").arg("FAILOVER").arg("mymaster").query(&mut c).unwrap();
+    wait("the sentinel's consent to fail over", || {
+        match redis::cmd("SENTINEL").arg("FAILOVER").arg("mymaster").query::<String>(&mut c) {
+            Ok(_) => true,
+            Err(e) if e.code() == Some("NOGOODSLAVE") => false,
+            Err(e) => panic!("SENTINEL FAILOVER: {e}"),
+        }
+    })
+    .await;
     wait("the failover", || master_port(s) == Some(b) && role(b).as_deref() == Some("master")).await;
     wait("the old master's demotion", || role(a).as_deref() == Some("slave")).await;
 
