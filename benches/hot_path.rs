@@ -961,7 +961,7 @@ fn bench_telemetry(c: &mut Criterion) {
             b.iter(|| {
                 let mut rec = Record::new(Endpoint::Chat, String::from("req_1"), metrics.clone());
                 rec.observe(black_box(observer.as_ref()), &headers);
-                rec.set_key("team-a");
+                rec.set_key("team-a", None);
                 rec.set_request(&peek, &body);
                 rec.set_model(0);
                 if let Some(o) = rec.obs.clone() {

@@ -195,6 +195,14 @@ store = "{store}"
         let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat_body("steady", false));
         assert_eq!(r.send().await.unwrap().status(), 200);
     }
+    // A runtime key of a team: the team's spend gets a table of its own.
+    let admin = |path: &str, body: Value| c.post(gw.url(path)).bearer_auth(ADMIN_KEY).json(&body).send();
+    assert_eq!(admin("/admin/teams", json!({"name": "search", "daily_budget_usd": 5.0})).await.unwrap().status(), 201);
+    let r = admin("/admin/keys", json!({"name": "indexer", "team": "search"})).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let secret = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(&secret).json(&chat_body("steady", false));
+    assert_eq!(r.send().await.unwrap().status(), 200);
     // The data routes refuse without the key (what the page calls).
     for path in ["/dashboard/data", "/status"] {
         assert_eq!(c.get(gw.url(path)).send().await.unwrap().status(), 401, "{path}");
@@ -249,6 +257,10 @@ store = "{store}"
     )
     .await;
     let text = d.js("return document.body.innerText").await.as_str().unwrap().to_string();
+    let teams = d.js("return document.getElementById('team-spend').innerText").await.as_str().unwrap().to_string();
+    assert!(teams.contains("search") && teams.contains("of $5.00"), "the team's spend and budget:\n{teams}");
+    let keys = d.js("return document.getElementById('spend').innerText").await.as_str().unwrap().to_string();
+    assert!(keys.contains("indexer") && !keys.contains("team:"), "keys only:\n{keys}");
     for shown in ["team-a", "circuit_breakers", "good/steady-1", "key:team-a", "$0.0"] {
         assert!(text.contains(shown), "{shown} not shown:\n{text}");
     }

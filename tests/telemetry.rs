@@ -480,3 +480,32 @@ async fn the_request_log_and_the_dashboard_outlive_a_reload() {
     }
     assert_eq!(counted, 3, "the dashboard lost the traffic from before the reload");
 }
+
+/// A runtime key of a team: the request log names both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_log_names_a_runtime_keys_team() {
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.jsonl");
+    let text = config(
+        mock.addr(),
+        &format!(
+            "[spend]\nstore = \"{}\"\n[telemetry.request_log]\npath = \"{}\"\n",
+            dir.path().join("spend.redb").display(),
+            log.display()
+        ),
+    )
+    .replace("[server]\n", "[server]\nadmin_key = \"${ADMIN_KEY}\"\n");
+    let gw = Gateway::start(&text);
+    let admin = |path: &str, body: Value| client().post(gw.url(path)).bearer_auth(ADMIN_KEY).json(&body).send();
+    assert_eq!(admin("/admin/teams", serde_json::json!({"name": "search"})).await.unwrap().status(), 201);
+    let r = admin("/admin/keys", serde_json::json!({"name": "indexer", "team": "search"})).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let secret = r.json::<Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let r = client().post(gw.url("/v1/chat/completions")).bearer_auth(&secret).json(&chat_body("backup", false));
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    wait_until(Duration::from_secs(10), || !read_lines(&log).is_empty()).await;
+    let l = &read_lines(&log)[0];
+    assert_eq!((l["key"].as_str(), l["team"].as_str()), (Some("indexer"), Some("search")), "{l}");
+    assert!(!l.to_string().contains(&secret), "no key material in the log");
+}

@@ -259,6 +259,9 @@ pub fn spans(f: &Finished, names: &Names, scope: &InstrumentationScope) -> Vec<S
     if let Some(k) = &e.key {
         a.push(KeyValue::new("sluice.key", k.clone()));
     }
+    if let Some(t) = &e.team {
+        a.push(KeyValue::new("sluice.team", t.clone()));
+    }
     if let Some(err) = e.error {
         a.push(KeyValue::new("error.type", err));
     }

@@ -112,6 +112,7 @@ pub struct Line<'a> {
     /// `chat`, `completions`, `embeddings` or `messages`.
     pub route: &'static str,
     pub key: Option<&'a str>,
+    pub team: Option<&'a str>,
     pub model: Option<&'a str>,
     /// The model that served (another one after a fallback).
     pub served_model: Option<&'a str>,
@@ -168,6 +169,7 @@ impl<'a> Line<'a> {
             request_id: &e.request_id,
             route: e.endpoint.label(),
             key: e.key.as_deref(),
+            team: e.team.as_deref(),
             model: e.model.map(|m| names.model(m)),
             served_model: served.map(|(m, _)| names.model(m)),
             deployment: served.map(|(_, d)| d.label.as_str()),

@@ -279,6 +279,8 @@ pub struct End {
     pub request_id: String,
     pub endpoint: Endpoint,
     pub key: Option<String>,
+    /// The key's team (runtime keys may have one).
+    pub team: Option<String>,
     /// Requested model, and `(model, deployment)` that served.
     pub model: Option<usize>,
     pub served: Option<(usize, usize)>,

@@ -106,7 +106,7 @@ async fn steps(
         return Err(GatewayError::ShuttingDown);
     }
     let policy = gw.keys.authenticate(req.headers())?;
-    rec.set_key(&policy.name);
+    rec.set_key(&policy.name, policy.team.as_deref());
     rec.spending = Some(budget::check(state, &policy)?);
     let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes).await?;
     let peek = Peek::read(&body, endpoint)?;

@@ -56,6 +56,7 @@ pub struct Record {
     /// Noted only while observing: the key's name, the error's code, the
     /// time the response head went out.
     key: Option<String>,
+    team: Option<String>,
     pub error: Option<&'static str>,
     gateway: Option<Duration>,
     stream: bool,
@@ -78,6 +79,7 @@ impl Record {
             cache: None,
             obs: None,
             key: None,
+            team: None,
             error: None,
             gateway: None,
             stream: false,
@@ -92,10 +94,12 @@ impl Record {
         }
     }
 
-    /// The key the request came with, for the request log and traces.
-    pub fn set_key(&mut self, name: &str) {
+    /// The key the request came with, and its team, for the request log
+    /// and traces.
+    pub fn set_key(&mut self, name: &str, team: Option<&str>) {
         if self.obs.is_some() {
             self.key = Some(name.to_string());
+            self.team = team.map(str::to_string);
         }
     }
 
@@ -195,6 +199,7 @@ impl Record {
             request_id: self.request_id.clone(),
             endpoint: self.endpoint,
             key: self.key.take(),
+            team: self.team.take(),
             model: self.model,
             served: self.served,
             status,
