@@ -63,5 +63,8 @@ fn system(kind: ProviderKind) -> &'static str {
         ProviderKind::Anthropic => "anthropic",
         ProviderKind::Gemini => "gcp.gemini",
         ProviderKind::Mock => "sluice.mock",
+        ProviderKind::Azure => "azure.ai.openai",
+        ProviderKind::Bedrock => "aws.bedrock",
+        ProviderKind::Vertex => "gcp.vertex_ai",
     }
 }
