@@ -279,6 +279,9 @@ impl Job {
             timeouts: Timeouts::default(),
             reasoning: false,
             turn: None,
+            // Several requests share this call: it belongs to no one trace.
+            obs: None,
+            trace_headers: None,
         };
         let fetched = upstream::fetch(&self.upstream, &call, self.model).await?;
         match fetched.body {

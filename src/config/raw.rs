@@ -74,6 +74,16 @@ pub mod defaults {
     pub const RESPONSES_TTL_MS: i64 = 86_400_000;
     pub const RESPONSES_MAX_BYTES: i64 = 268_435_456;
     pub const RESPONSES_MAX_ENTRY_BYTES: i64 = 8_388_608;
+    pub const OTLP_SERVICE_NAME: &str = "sluice";
+    pub const OTLP_TIMEOUT_MS: i64 = 10_000;
+    pub const OTLP_EXPORT_INTERVAL_MS: i64 = 1_000;
+    pub const OTLP_BATCH_SIZE: i64 = 512;
+    pub const OTLP_QUEUE_SIZE: i64 = 4_096;
+    pub const TRACE_SAMPLE_RATIO: f64 = 1.0;
+    pub const TRACE_MAX_CONTENT_BYTES: i64 = 16_384;
+    pub const LOG_MAX_BYTES: i64 = 104_857_600;
+    pub const LOG_MAX_FILES: i64 = 5;
+    pub const LOG_QUEUE_SIZE: i64 = 8_192;
 }
 
 /// A string value from the file. After interpolation, `template` keeps the
@@ -137,6 +147,7 @@ pub struct RawConfig {
     pub cache: Option<RawCache>,
     pub shared: Option<RawShared>,
     pub responses: Option<RawResponses>,
+    pub telemetry: Option<RawTelemetry>,
 }
 
 /// `[responses]`: the conversations Sluice keeps for the Responses API
@@ -150,6 +161,39 @@ pub struct RawResponses {
     pub store: Option<Text>,
 }
 
+/// `[telemetry]`: the OTLP collector, traces and the request log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<Text>,
+    pub otlp_headers: Option<BTreeMap<String, Text>>,
+    pub service_name: Option<Text>,
+    pub export_timeout_ms: Option<i64>,
+    pub export_interval_ms: Option<i64>,
+    pub batch_size: Option<i64>,
+    pub queue_size: Option<i64>,
+    pub traces: Option<RawTraces>,
+    pub request_log: Option<RawRequestLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraces {
+    pub sample_ratio: Option<f64>,
+    pub record_content: Option<bool>,
+    pub max_content_bytes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestLog {
+    pub path: Option<Text>,
+    pub max_bytes: Option<i64>,
+    pub max_files: Option<i64>,
+    pub queue_size: Option<i64>,
+    pub otlp: Option<bool>,
+}
+
 /// `[shared]`: state shared by several replicas through Redis.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +202,9 @@ pub struct RawShared {
     pub timeout_ms: Option<i64>,
     pub probe_interval_ms: Option<i64>,
     pub prefix: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub sentinels: Option<Vec<Text>>,
+    pub master_name: Option<Text>,
 }
 
 /// `[cache]`: limits of the response cache shared by every model.

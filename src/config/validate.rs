@@ -13,6 +13,7 @@ mod models;
 mod providers;
 mod routing;
 mod shared;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -104,6 +105,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     }
     let cache = cache::settings(&mut c, raw.cache);
     let responses = cache::responses(&mut c, raw.responses);
+    let telemetry = telemetry::settings(&mut c, raw.telemetry);
 
     if models.is_empty() {
         c.err(
@@ -133,6 +135,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         cache,
         shared,
         responses,
+        telemetry,
     };
     (config, c.issues)
 }

@@ -62,6 +62,8 @@ pub struct Gateway {
     pub conversations: sluice_actors::conversations::ConversationsHandle,
     /// Replicas mode (`[shared]`): the Redis link, for `/health`.
     pub replicas: Option<sluice_actors::replicas::ReplicasHandle>,
+    /// Traces and the request log (`[telemetry]`); `None` when both are off.
+    pub telemetry: Option<crate::observe::Telemetry>,
     pub started: Instant,
     pub loaded: Loaded,
     shutting_down: Arc<AtomicBool>,
@@ -82,6 +84,7 @@ impl Gateway {
         prometheus: PrometheusHandle,
         loaded: Loaded,
         started: Instant,
+        telemetry: Option<crate::observe::Telemetry>,
     ) -> Gateway {
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::auth::digest(k.expose()));
         Gateway {
@@ -94,6 +97,7 @@ impl Gateway {
             cache,
             conversations,
             replicas,
+            telemetry,
             started,
             loaded,
             shutting_down: Arc::default(),
@@ -121,6 +125,7 @@ impl Gateway {
             prometheus: self.prometheus.clone(),
             conversations: self.conversations.clone(),
             replicas: self.replicas.clone(),
+            telemetry: self.telemetry.clone(),
             started: self.started,
             shutting_down: self.shutting_down.clone(),
         }

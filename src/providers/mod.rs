@@ -111,6 +111,11 @@ pub struct Call<'a> {
     /// A Responses API request's turn (its id, the conversation it
     /// continues); `None` on every other route.
     pub turn: Option<&'a responses::Turn>,
+    /// The request's telemetry (`[telemetry]` on): the attempt loop notes
+    /// each attempt in it.
+    pub obs: Option<&'a crate::observe::RequestObs>,
+    /// This attempt's `traceparent`/`tracestate`, sent upstream.
+    pub trace_headers: Option<&'a crate::observe::trace::Outgoing>,
 }
 
 /// A successful (2xx) upstream answer, in OpenAI's shape.
