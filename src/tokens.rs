@@ -102,6 +102,15 @@ mod tests {
     }
 
     #[test]
+    fn every_word_of_the_mock_is_one_token() {
+        let b = bpe().unwrap();
+        for w in crate::mock::generate::WORDS {
+            assert_eq!(b.encode_ordinary(w).len(), 1, "{w}");
+            assert_eq!(b.encode_ordinary(&format!(" {w}")).len(), 1, "' {w}'");
+        }
+    }
+
+    #[test]
     fn counts_with_a_real_tokenizer() {
         let n = bpe().map(|b| b.encode_ordinary("Hello world, how are you today?").len());
         assert_eq!(n, Some(8));
