@@ -31,6 +31,10 @@ pub trait LimiterBackend: Send + Sync + 'static {
     /// Replace a token estimate by the real count.
     fn correct(&self, scopes: &[usize], estimated: u64, actual: u64);
 
+    /// Give back the request an admission counted (its tokens go back
+    /// through [`LimiterBackend::correct`]): the admission was never used.
+    fn refund_request(&self, _scopes: &[usize]) {}
+
     /// The tightest remaining limits among `scopes`.
     fn headroom(&self, scopes: &[usize]) -> Headroom;
 
@@ -87,6 +91,13 @@ impl Grant {
             self.backend.correct(&self.scopes, self.estimated_tokens, actual_tokens);
             self.estimated_tokens = actual_tokens;
         }
+    }
+
+    /// Undo the admission: its request and its tokens are given back, its
+    /// slots released (it was granted to a request that had already left).
+    pub fn refund(mut self) {
+        self.backend.refund_request(&self.scopes);
+        self.settle(0);
     }
 
     /// The limits left after this admission, for the response headers.

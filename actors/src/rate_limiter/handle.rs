@@ -8,7 +8,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use super::backend::{Grant, LimiterBackend};
-use super::messages::{Enqueue, QueueRefusal, RecordSpend, Released};
+use super::messages::{Enqueue, Left, QueueRefusal, RecordSpend, Released};
 use super::spend::{SpendRecord, SpendTable};
 use super::state::WaitQueue;
 use super::store::{SpendStore, StoreError};
@@ -160,9 +160,20 @@ impl LimiterHandle {
     ) -> Result<Grant, QueueRefusal> {
         let deadline = Instant::now() + max_wait;
         let msg = Enqueue { scopes, tokens, priority, deadline, refusal: refusal.clone() };
-        match self.meta.ask(&self.addr, msg, max_wait + Duration::from_secs(1)).await {
-            Ok(r) => r,
-            Err(_) => Err(QueueRefusal::TimedOut(refusal)),
+        let rx = match self.meta.ask(&self.addr, msg, max_wait + Duration::from_secs(1)).await {
+            Ok(Ok(rx)) => rx,
+            Ok(Err(shed)) => return Err(shed),
+            Err(_) => return Err(QueueRefusal::TimedOut(refusal)),
+        };
+        // This future is dropped when the client leaves: the receiver goes
+        // with it (the queue will never admit it) and the actor is told, so
+        // that its place is free now rather than at the next wake-up.
+        let leaving = TellOnDrop { limiter: Some(self) };
+        let answer = tokio::time::timeout_at(deadline + Duration::from_secs(1), rx).await;
+        leaving.defuse();
+        match answer {
+            Ok(Ok(reply)) => reply,
+            _ => Err(QueueRefusal::TimedOut(refusal)),
         }
     }
 
@@ -176,6 +187,25 @@ impl LimiterHandle {
         }
         {
             self.meta.tell(&self.addr, RecordSpend { records });
+        }
+    }
+}
+
+/// Tells the queue a waiting request left, unless defused first.
+struct TellOnDrop<'a> {
+    limiter: Option<&'a LimiterHandle>,
+}
+
+impl TellOnDrop<'_> {
+    fn defuse(mut self) {
+        self.limiter = None;
+    }
+}
+
+impl Drop for TellOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.limiter {
+            l.meta.tell(&l.addr, Left);
         }
     }
 }

@@ -33,7 +33,7 @@ pub use table::{Exceeded, Headroom, LimitSpec, LimiterTable, Refusal};
 
 use crate::supervision::ActorMeta;
 use crate::supervision::shell::{self, Shell, actor_shell};
-use messages::{Enqueue, RecordSpend, Released};
+use messages::{Enqueue, Left, RecordSpend, Released};
 
 pub const NAME: &str = "rate_limiter";
 
@@ -68,15 +68,10 @@ impl RateLimiter {
         }
     }
 
-    fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> ResponseFuture<QueueReply> {
-        let refusal = msg.refusal.clone();
-        match self.queue.push(msg) {
-            Err(shed) => Box::pin(async move { Err(shed) }),
-            Ok(rx) => {
-                self.pump(ctx);
-                Box::pin(async move { rx.await.unwrap_or(Err(QueueRefusal::TimedOut(refusal))) })
-            }
-        }
+    fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> EnqueueReply {
+        let rx = self.queue.push(msg)?;
+        self.pump(ctx);
+        Ok(rx)
     }
 }
 
@@ -109,13 +104,23 @@ impl Shell for RateLimiter {
 
 actor_shell!(RateLimiter);
 
+/// The queue's answer to [`Enqueue`]: where the request's grant will come.
+type EnqueueReply = Result<tokio::sync::oneshot::Receiver<QueueReply>, QueueRefusal>;
+
 impl Handler<Enqueue> for RateLimiter {
-    type Result = ResponseFuture<QueueReply>;
+    type Result = MessageResult<Enqueue>;
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) -> Self::Result {
-        let refusal = msg.refusal.clone();
-        let fallback: Self::Result = Box::pin(async move { Err(QueueRefusal::TimedOut(refusal)) });
-        shell::handle(self, ctx, fallback, |act, ctx| act.enqueue(msg, ctx))
+        let fallback = Err(QueueRefusal::TimedOut(msg.refusal.clone()));
+        MessageResult(shell::handle(self, ctx, fallback, |act, ctx| act.enqueue(msg, ctx)))
+    }
+}
+
+impl Handler<Left> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Left, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, ctx| act.pump(ctx))
     }
 }
 

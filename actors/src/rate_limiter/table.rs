@@ -225,6 +225,17 @@ impl LimiterTable {
         }
     }
 
+    /// Give back one request in each scope's request rate (an admission
+    /// that was never used).
+    pub fn refund_request_scopes(&self, scopes: &[usize]) {
+        for &i in scopes {
+            let Some(s) = self.scopes.get(i) else { continue };
+            let Some(rate) = &s.spec.requests else { continue };
+            let per = rate.interval_ns();
+            let _ = s.req_tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_sub(per)));
+        }
+    }
+
     /// The tightest remaining requests and tokens among `scopes`.
     pub fn headroom_of(&self, scopes: &[usize]) -> Headroom {
         let now = self.now();
@@ -392,6 +403,10 @@ impl LimiterBackend for LimiterTable {
 
     fn correct(&self, scopes: &[usize], estimated: u64, actual: u64) {
         self.correct_scopes(scopes, estimated, actual);
+    }
+
+    fn refund_request(&self, scopes: &[usize]) {
+        self.refund_request_scopes(scopes);
     }
 
     fn headroom(&self, scopes: &[usize]) -> Headroom {
