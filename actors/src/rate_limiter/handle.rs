@@ -63,8 +63,11 @@ impl LimiterHandle {
             None => table.clone(),
         };
         let backend_name = backend.name();
+        let replicated_waiting: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let shared_waiting = replicated_waiting.clone();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| RateLimiter {
             backend_name,
+            shared_waiting: shared_waiting.clone(),
             table: t,
             spend: s,
             store: store.take().flatten(),
@@ -85,7 +88,7 @@ impl LimiterHandle {
             backend,
             spend,
             replicas: replicas.cloned(),
-            replicated_waiting: Arc::default(),
+            replicated_waiting,
             max_queue,
         })
     }
@@ -122,6 +125,9 @@ impl LimiterHandle {
             self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueueRefusal::Full);
         }
+        // Counted until this future ends, however it ends: a request whose
+        // client leaves mid-wait is dropped here, and must not keep a place.
+        let _waiting = Uncount(&self.replicated_waiting);
         let deadline = Instant::now() + max_wait;
         let mut refusal = first;
         let result = loop {
@@ -137,7 +143,6 @@ impl LimiterHandle {
                 Err(r) => refusal = r,
             }
         };
-        self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
         result
     }
 
@@ -207,5 +212,14 @@ impl Drop for TellOnDrop<'_> {
         if let Some(l) = self.limiter {
             l.meta.tell(&l.addr, Left);
         }
+    }
+}
+
+/// Takes one off a waiter count when dropped.
+struct Uncount<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }

@@ -40,6 +40,9 @@ pub const NAME: &str = "rate_limiter";
 pub struct RateLimiter {
     /// `in-process`, or `redis` when the replicas share limits.
     backend_name: &'static str,
+    /// Shared mode: requests waiting for a shared limit on their own
+    /// (`LimiterHandle::replicated_wait`), shown with the queue's.
+    shared_waiting: Arc<std::sync::atomic::AtomicUsize>,
     table: Arc<LimiterTable>,
     spend: Arc<SpendTable>,
     store: Option<store::SpendStore>,
@@ -86,7 +89,11 @@ impl Shell for RateLimiter {
         LimiterDetail {
             backend: self.backend_name,
             scopes: (0..self.table.len()).filter_map(|i| self.table.detail(i)).collect(),
-            queue: self.queue.detail(),
+            queue: {
+                let mut q = self.queue.detail();
+                q.waiting += self.shared_waiting.load(std::sync::atomic::Ordering::Acquire);
+                q
+            },
             spend: self.spend.detail(spend::today()),
             spend_store: self.store.as_ref().map(|s| s.path().display().to_string()),
         }
