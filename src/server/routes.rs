@@ -16,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(handlers::metrics::metrics))
         .route("/status", web::get().to(handlers::status::status));
     #[cfg(feature = "fault-injection")]
-    cfg.route("/admin/faults/panic", web::post().to(handlers::status::inject_panic));
+    cfg.route("/admin/faults/panic", web::post().to(handlers::status::inject_panic))
+        .route("/admin/faults/stall", web::post().to(handlers::status::inject_stall));
     cfg.default_service(web::to(handlers::not_found));
 }

@@ -8,7 +8,8 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use super::backend::{Grant, LimiterBackend};
-use super::messages::{Enqueue, Left, QueueRefusal, RecordSpend, Released};
+use super::messages::{Enqueue, Left, QueueRefusal, Released};
+use super::outbox::SpendOutbox;
 use super::spend::{SpendRecord, SpendTable};
 use super::state::WaitQueue;
 use super::store::{SpendStore, StoreError};
@@ -33,7 +34,10 @@ pub struct LimiterHandle {
     table: Arc<LimiterTable>,
     backend: Arc<dyn LimiterBackend>,
     spend: Arc<SpendTable>,
-    /// Several replicas: spend also goes to Redis through this.
+    /// Where spend goes to be persisted: the store's outbox, and Redis's in
+    /// shared mode (lossless and bounded; see `outbox.rs`).
+    spend_outboxes: Vec<Arc<SpendOutbox>>,
+    /// Several replicas: limits wait on it.
     replicas: Option<crate::replicas::ReplicasHandle>,
     /// Several replicas: requests waiting for a limit the replicas share
     /// (they wait on their own, not in the actor's queue), bounded by `max_queue`.
@@ -57,6 +61,12 @@ impl LimiterHandle {
         let meta = ActorMeta::new(NAME);
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
+        let spend_outboxes: Vec<Arc<SpendOutbox>> = store
+            .as_ref()
+            .map(|s| s.outbox().clone())
+            .into_iter()
+            .chain(replicas.map(|r| r.spend_outbox().clone()))
+            .collect();
         let mut store = Some(store);
         let backend: Arc<dyn LimiterBackend> = match replicas {
             Some(s) => Arc::new(s.limiter(table.clone())),
@@ -87,6 +97,7 @@ impl LimiterHandle {
             table,
             backend,
             spend,
+            spend_outboxes,
             replicas: replicas.cloned(),
             replicated_waiting,
             max_queue,
@@ -182,16 +193,19 @@ impl LimiterHandle {
         }
     }
 
-    /// Persist finished requests' costs (fire-and-forget).
-    pub fn record_spend(&self, records: Vec<SpendRecord>) {
-        if records.is_empty() {
-            return;
+    /// Hand a finished request's cost over to be persisted, without waking
+    /// the writers (the request path batches the wake-up: [`LimiterHandle::wake_spend_writers`]).
+    /// Never fails and never waits: see `outbox.rs`.
+    pub fn persist_spend(&self, record: &SpendRecord) {
+        for o in &self.spend_outboxes {
+            o.add_quietly(std::slice::from_ref(record));
         }
-        if let Some(s) = &self.replicas {
-            s.writer().send(crate::replicas::Job::Spend(records.clone()));
-        }
-        {
-            self.meta.tell(&self.addr, RecordSpend { records });
+    }
+
+    /// Wake the writers of the spend handed over.
+    pub fn wake_spend_writers(&self) {
+        for o in &self.spend_outboxes {
+            o.wake();
         }
     }
 }

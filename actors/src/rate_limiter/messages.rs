@@ -4,7 +4,6 @@ use actix::Message;
 use tokio::time::Instant;
 
 use super::backend::Grant;
-use super::spend::SpendRecord;
 use super::table::Refusal;
 
 /// Join the priority queue (ask). The reply is the receiver of the
@@ -42,10 +41,3 @@ pub struct Left;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Released;
-
-/// Costs of finished requests, to persist (tell).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RecordSpend {
-    pub records: Vec<SpendRecord>,
-}

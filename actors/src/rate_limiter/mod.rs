@@ -6,13 +6,15 @@
 //! Admission itself runs on the request path against the limiter table
 //! (atomics; see `table.rs` for why), through [`LimiterHandle`]. The actor
 //! owns the queue of waiting requests (its logic in `state.rs`), the spend
-//! store and `/status`.
+//! store's lifetime and `/status`; spend itself never passes through its
+//! mailbox (see `outbox.rs`).
 
 pub mod backend;
 mod detail;
 pub mod gcra;
 mod handle;
 pub mod messages;
+pub mod outbox;
 pub mod spend;
 mod state;
 pub mod store;
@@ -27,13 +29,14 @@ pub use backend::{Grant, LimiterBackend, admit};
 pub use detail::LimiterDetail;
 pub use handle::{LimiterHandle, LimiterSpec};
 pub use messages::QueueRefusal;
+pub use outbox::SpendOutbox;
 pub use spend::{BudgetHit, Budgets, SpendKey, SpendRecord, SpendTable};
 pub use state::{QueueDetail, QueueReply, WaitQueue};
 pub use table::{Exceeded, Headroom, LimitSpec, LimiterTable, Refusal};
 
 use crate::supervision::ActorMeta;
 use crate::supervision::shell::{self, Shell, actor_shell};
-use messages::{Enqueue, Left, RecordSpend, Released};
+use messages::{Enqueue, Left, Released};
 
 pub const NAME: &str = "rate_limiter";
 
@@ -136,17 +139,5 @@ impl Handler<Released> for RateLimiter {
 
     fn handle(&mut self, _msg: Released, ctx: &mut Self::Context) {
         shell::handle(self, ctx, (), |act, ctx| act.pump(ctx))
-    }
-}
-
-impl Handler<RecordSpend> for RateLimiter {
-    type Result = ();
-
-    fn handle(&mut self, msg: RecordSpend, ctx: &mut Self::Context) {
-        shell::handle(self, ctx, (), |act, _| {
-            if let Some(store) = &act.store {
-                store.write(msg.records);
-            }
-        })
     }
 }

@@ -5,18 +5,21 @@
 //! compaction are exactly what redb already does); see docs/decisions/spend-store.md.
 //!
 //! Writes happen on a thread of their own (an actor must never block on
-//! disk): the actor hands over batches; the writer drains every batch
-//! waiting and commits them in one transaction (group commit), so the cost
-//! of the fsync is shared by everything that arrived meanwhile. A crash
-//! loses only records not yet committed: requests whose cost was still on
-//! its way from the request path to the store (at most a few milliseconds).
+//! disk): the request path adds spend to the store's [`SpendOutbox`]; the
+//! writer takes everything pending and commits it in one transaction (group
+//! commit), so the cost of the fsync is shared by everything that arrived
+//! meanwhile. A failed commit is put back and retried. A crash loses only
+//! records not yet committed: requests whose cost was still on its way from
+//! the request path to the store (at most a few milliseconds).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::outbox::SpendOutbox;
 use super::spend::{SpendRecord, SpendTable, month_of};
 
 /// (key name, model name) → nano-dollars, all time.
@@ -33,8 +36,11 @@ pub struct StoreError {
     pub message: String,
 }
 
+/// How long the writer waits before it retries a failed commit.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
 pub struct SpendStore {
-    tx: Option<mpsc::Sender<Vec<SpendRecord>>>,
+    outbox: Arc<SpendOutbox>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
 }
@@ -62,33 +68,35 @@ impl SpendStore {
         load(&db, spend, today).map_err(|e| err(path, e))?;
         let keys: Vec<String> = spend.key_names().map(str::to_string).collect();
         let models: Vec<String> = spend.model_names().to_vec();
-        let (tx, rx) = mpsc::channel::<Vec<SpendRecord>>();
+        let outbox = Arc::new(SpendOutbox::default());
         let shown = path.display().to_string();
+        let pending = outbox.clone();
         let writer = std::thread::Builder::new()
             .name("sluice-spend-store".into())
-            .spawn(move || write_loop(db, rx, &keys, &models, &shown))
+            .spawn(move || write_loop(db, &pending, &keys, &models, &shown))
             .map_err(|e| err(path, e))?;
-        Ok(SpendStore { tx: Some(tx), writer: Some(writer), path: path.to_path_buf() })
+        Ok(SpendStore { outbox, writer: Some(writer), path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Queue records for the writer (never blocks).
+    /// Where spend for this store is handed over (never blocks, never lost).
+    pub fn outbox(&self) -> &Arc<SpendOutbox> {
+        &self.outbox
+    }
+
+    /// Hand records to the writer.
     pub fn write(&self, batch: Vec<SpendRecord>) {
-        if let Some(tx) = &self.tx
-            && tx.send(batch).is_err()
-        {
-            tracing::error!(store = %self.path.display(), "spend store writer is gone; spend is not persisted");
-        }
+        self.outbox.add(&batch);
     }
 }
 
 impl Drop for SpendStore {
-    /// Let the writer commit what is queued, then stop it.
+    /// Let the writer commit what is pending, then stop it.
     fn drop(&mut self) {
-        self.tx.take();
+        self.outbox.close();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -120,15 +128,19 @@ fn load(db: &Database, spend: &SpendTable, today: u32) -> Result<(), redb::Error
     Ok(())
 }
 
-fn write_loop(db: Database, rx: mpsc::Receiver<Vec<SpendRecord>>, keys: &[String], models: &[String], shown: &str) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = first;
-        // Group commit: take everything that queued up meanwhile.
-        while let Ok(more) = rx.try_recv() {
-            batch.extend(more);
-        }
+fn write_loop(db: Database, outbox: &SpendOutbox, keys: &[String], models: &[String], shown: &str) {
+    // Group commit: each batch is everything that was pending.
+    while let Some(batch) = outbox.wait_blocking() {
         if let Err(e) = commit(&db, &batch, keys, models) {
-            tracing::error!(store = %shown, error = %e, records = batch.len(), "cannot persist spend");
+            let nanos: u64 = batch.iter().map(|r| r.nanos).sum();
+            if outbox.is_closed() {
+                // Shutting down with the store failing: nothing is left to retry with.
+                tracing::error!(store = %shown, error = %e, usd = nanos as f64 / 1e9, "cannot persist spend; lost at shutdown");
+                return;
+            }
+            tracing::error!(store = %shown, error = %e, rows = batch.len(), "cannot persist spend; retrying");
+            outbox.put_back(&batch);
+            outbox.pause_blocking(RETRY_AFTER);
         }
     }
 }

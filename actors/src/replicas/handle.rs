@@ -40,6 +40,8 @@ pub(super) struct Inner {
     pub(super) cache_seed: AtomicU64,
     /// Listening to the other replicas' news right now.
     pub(super) subscribed: Arc<AtomicBool>,
+    /// Spend to write to Redis (lossless and bounded, never a dropped job).
+    pub(super) spend: Arc<crate::rate_limiter::SpendOutbox>,
 }
 
 impl ReplicasHandle {
@@ -71,6 +73,7 @@ impl ReplicasHandle {
             cache_misses: AtomicU64::new(0),
             cache_seed: AtomicU64::new(0),
             subscribed: Arc::default(),
+            spend: Arc::default(),
         });
         let handle = ReplicasHandle { inner };
         let meta = ActorMeta::new(NAME);
@@ -88,6 +91,7 @@ impl ReplicasHandle {
         let i = &self.inner;
         let mut w = writer::WriteLoop::new(i.link.clone(), i.prefix.clone(), i.replica.clone(), spend, &i.writer);
         w.pending_gauge = i.pending.clone();
+        w.outbox = i.spend.clone();
         i.arbiter.spawn(w.run(rx, i.resync.clone()));
         let channel = format!("{}:news", i.prefix);
         i.arbiter.spawn(news::listen(
@@ -110,6 +114,11 @@ impl ReplicasHandle {
 
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Where spend for Redis is handed over.
+    pub fn spend_outbox(&self) -> &Arc<crate::rate_limiter::SpendOutbox> {
+        &self.inner.spend
     }
 
     pub fn prefix(&self) -> &str {
