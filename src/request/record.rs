@@ -13,24 +13,16 @@ use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::metrics::MetricsTable;
 use crate::metrics::RequestOutcome;
+use crate::upstream::charge::Charge;
+pub use crate::upstream::charge::Spending;
 use crate::usage::Usage;
-
-/// Where a finished request's cost goes.
-pub struct Spending {
-    pub table: std::sync::Arc<sluice_actors::rate_limiter::SpendTable>,
-    pub sink: std::rc::Rc<crate::upstream::outcomes::OutcomeSink>,
-    /// Spend-table index of the key (or of the anonymous policy).
-    pub key: usize,
-}
 
 pub struct Record {
     pub request_id: String,
-    /// The request's rate-limit admission: settled with the real token
-    /// count and released (concurrency) when the request finishes.
-    pub limits: Option<sluice_actors::rate_limiter::Grant>,
-    /// The serving deployment's own caps (upstream protection).
-    pub deployment_grant: Option<sluice_actors::rate_limiter::Grant>,
-    pub spending: Option<Spending>,
+    /// What the request is charged for the upstream's tokens (its limits'
+    /// admission, the deployment's caps, its key's spend): settled when it
+    /// finishes, or handed on to the stream or shared call that outlives it.
+    pub charge: Charge,
     pub endpoint: Endpoint,
     metrics: Arc<MetricsTable>,
     started: Instant,
@@ -49,9 +41,7 @@ impl Record {
     pub fn new(endpoint: Endpoint, request_id: String, metrics: Arc<MetricsTable>) -> Record {
         Record {
             request_id,
-            limits: None,
-            deployment_grant: None,
-            spending: None,
+            charge: Charge::new(metrics.clone()),
             endpoint,
             metrics,
             started: Instant::now(),
@@ -100,32 +90,25 @@ impl Record {
         s
     }
 
-    /// Record the end of the request, once.
+    /// The model that served, if one did.
+    pub fn served_model(&self) -> Option<usize> {
+        self.served.map(|(m, _)| m)
+    }
+
+    /// Record the end of the request, once, and settle its charge (unless
+    /// handed on): with `usage` when known, else the estimate stands.
     pub fn finish(&mut self, outcome: RequestOutcome, usage: Option<Usage>, price: Option<Price>) {
         if self.finished {
             return;
         }
         self.finished = true;
         self.metrics.record_request(self.endpoint, self.model, outcome, self.started.elapsed());
-        if let Some(u) = usage {
-            // Replace the estimates the limits were charged with by the real count.
-            for g in [self.limits.as_mut(), self.deployment_grant.as_mut()].into_iter().flatten() {
-                g.settle(u.total());
-            }
-            if let Some((m, _)) = self.served {
-                self.metrics.record_usage(m, &u, price);
-                if let (Some(p), Some(sp)) = (price, &self.spending) {
-                    let day =
-                        sluice_actors::rate_limiter::spend::day_of(sluice_actors::rate_limiter::spend::unix_now());
-                    if let Some(rec) = sp.table.add(sp.key, m, crate::metrics::cost_usd(&u, &p), day) {
-                        sp.sink.push_spend(rec);
-                    }
-                }
-            }
+        // Settled now, so concurrency slots come back now, not when the record drops.
+        let charge = self.charge.take();
+        match usage {
+            Some(u) => charge.settle(self.served_model(), u, price),
+            None => charge.keep_estimate(),
         }
-        // Give back concurrency slots now, not when the record drops.
-        self.limits = None;
-        self.deployment_grant = None;
     }
 }
 
@@ -139,9 +122,11 @@ fn push_ms(s: &mut String, d: Duration) {
 impl Drop for Record {
     fn drop(&mut self) {
         // Dropped unfinished: the client went away (actix dropped the handler
-        // future or the response stream).
+        // future or the response stream). The charge, if still here, settles
+        // itself as a departure (see `Charge`'s drop).
         if !self.finished {
-            self.finish(RequestOutcome::ClientGone, None, None);
+            self.finished = true;
+            self.metrics.record_request(self.endpoint, self.model, RequestOutcome::ClientGone, self.started.elapsed());
         }
     }
 }

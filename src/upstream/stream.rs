@@ -7,12 +7,20 @@
 //! byte against the deployment. Dropping it drops the upstream body, which
 //! closes that connection: that is how a departed client (or the last
 //! subscriber of a flight) cancels the upstream request.
+//!
+//! It also settles the request's [`Charge`] when one is attached
+//! ([`UpstreamStream::bill`]): with the upstream's usage when the stream
+//! ended with it, else with the prompt and the completion tokens that
+//! arrived, counted from their text — when it ends, when it fails, and
+//! when it is dropped (its client left): then whatever the upstream had
+//! already sent and sits unread in the connection is read first, since it
+//! was produced for that client too.
 
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
@@ -20,12 +28,28 @@ use sluice_actors::availability::InflightGuard;
 use tokio::time::{Instant, Sleep};
 
 use super::WorkerUpstreams;
+use super::charge::Charge;
 use super::outcomes::{OutcomeSink, verdict};
 use crate::busy_poll::Activity;
+use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::providers::{EventStream, Timeouts};
+use crate::tokens::Tally;
 use crate::usage::{StreamUsage, Usage};
+
+/// Most bytes read from the connection, when the stream is dropped, to
+/// count what the upstream had already sent (one socket buffer's worth).
+const DRAIN_MAX: usize = 4 << 20;
+
+/// The charge a stream settles, and what settling it needs.
+struct Bill {
+    charge: Charge,
+    served_model: Option<usize>,
+    price: Option<Price>,
+    /// The text that arrived, in case no usage does.
+    tally: Tally,
+}
 
 /// Where a stream comes from: the winning attempt.
 pub struct Source {
@@ -57,6 +81,7 @@ pub struct UpstreamStream {
     outcomes: Rc<OutcomeSink>,
     activity: Rc<Activity>,
     done: bool,
+    bill: Option<Bill>,
 }
 
 /// `Provider::stream_usage` values (0: not known yet).
@@ -78,7 +103,14 @@ impl UpstreamStream {
             outcomes: w.outcomes.clone(),
             activity: w.activity.clone(),
             done: false,
+            bill: None,
         }
+    }
+
+    /// Settle `charge` with what this stream produces (see the module doc),
+    /// priced at `price` under `served_model`.
+    pub fn bill(&mut self, charge: Charge, served_model: Option<usize>, price: Option<Price>) {
+        self.bill = Some(Bill { charge, served_model, price, tally: Tally::default() });
     }
 
     /// Drop the usage-only chunk (`"choices": []`) from what is yielded: the
@@ -100,6 +132,9 @@ impl UpstreamStream {
 
     /// Read usage off a run and hide the usage chunk if asked.
     fn pass(&mut self, events: Bytes) -> Bytes {
+        if let Some(b) = &mut self.bill {
+            b.tally.push(&events);
+        }
         let (u, out) = self.scan.scan(events, self.hide_usage_chunk);
         if u.is_some() {
             self.usage = u;
@@ -108,10 +143,58 @@ impl UpstreamStream {
         out
     }
 
+    /// Settle the bill, if any: a stream that `ended` with usage is charged
+    /// that; otherwise the prompt (reported, else estimated) and the larger
+    /// of the reported and the counted completion tokens (counting runs on
+    /// a blocking thread, the charge settles when it is done).
+    fn settle(&mut self, ended: bool) {
+        let Some(Bill { mut charge, served_model, price, tally }) = self.bill.take() else { return };
+        if ended && let Some(u) = self.usage {
+            charge.settle(served_model, u, price);
+            return;
+        }
+        let reported = self.usage;
+        let prompt = reported.map_or(charge.prompt_estimate(), |u| u.prompt_tokens);
+        // The upstream had the prompt: a departure from now on is charged it.
+        charge.upstream_called();
+        // The stream is over: its slots must not wait for the count.
+        charge.release_slots();
+        actix_web::rt::spawn(async move {
+            let counted = tally.count().await;
+            let completion = reported.map_or(counted, |u| u.completion_tokens.max(counted));
+            let cached_tokens = reported.map_or(0, |u| u.cached_tokens);
+            charge.settle(
+                served_model,
+                Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens },
+                price,
+            );
+        });
+    }
+
+    /// Read what the upstream already sent and nobody polled (it is in the
+    /// connection's buffers), without waiting for more.
+    fn drain(&mut self) {
+        if let Some(first) = self.first.take() {
+            self.pass(first);
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut left = DRAIN_MAX;
+        while left > 0 {
+            match self.rest.poll_next_unpin(&mut cx) {
+                Poll::Ready(Some(Ok(events))) => {
+                    left = left.saturating_sub(events.len());
+                    self.pass(events);
+                }
+                _ => break,
+            }
+        }
+    }
+
     /// The stream cut or stalled after its first byte: that counts against
     /// the deployment.
     fn fail(&mut self, e: GatewayError) -> GatewayError {
         self.done = true;
+        self.settle(false);
         self.outcomes.push(sluice_actors::outcome::AttemptOutcome {
             deployment: self.source.deployment,
             verdict: verdict(&e),
@@ -175,6 +258,7 @@ impl Stream for UpstreamStream {
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(this.fail(e)))),
                 Poll::Ready(None) => {
                     this.end();
+                    this.settle(true);
                     return Poll::Ready(None);
                 }
                 Poll::Pending => break,
@@ -184,5 +268,18 @@ impl Stream for UpstreamStream {
             return Poll::Ready(Some(Err(this.timed_out())));
         }
         Poll::Pending
+    }
+}
+
+impl Drop for UpstreamStream {
+    /// Dropped before its end (the client left, or the last subscriber of
+    /// its flight): what the upstream produced so far is charged.
+    fn drop(&mut self) {
+        if self.bill.is_some() {
+            if !self.done {
+                self.drain();
+            }
+            self.settle(false);
+        }
     }
 }

@@ -93,6 +93,14 @@ impl Grant {
         }
     }
 
+    /// Give back the concurrency slots now (the request is over), while
+    /// its token count is still to be settled.
+    pub fn release_slots(&mut self) {
+        if std::mem::replace(&mut self.holds_slots, false) {
+            self.backend.release(&self.scopes);
+        }
+    }
+
     /// Undo the admission: its request and its tokens are given back, its
     /// slots released (it was granted to a request that had already left).
     pub fn refund(mut self) {

@@ -141,20 +141,19 @@ impl LimiterHandle {
         let _waiting = Uncount(&self.replicated_waiting);
         let deadline = Instant::now() + max_wait;
         let mut refusal = first;
-        let result = loop {
+        loop {
             // A concurrency cap says nothing about when: look again soon.
             let retry = refusal.retry_after.unwrap_or(Duration::from_millis(10)).max(Duration::from_millis(1));
             let at = Instant::now() + retry;
             if at > deadline {
-                break Err(QueueRefusal::TimedOut(refusal));
+                return Err(QueueRefusal::TimedOut(refusal));
             }
             tokio::time::sleep_until(at).await;
             match super::backend::admit(&self.backend, scopes, tokens).await {
-                Ok(g) => break Ok(g),
+                Ok(g) => return Ok(g),
                 Err(r) => refusal = r,
             }
-        };
-        result
+        }
     }
 
     pub fn table(&self) -> &Arc<LimiterTable> {
