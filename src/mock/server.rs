@@ -372,7 +372,8 @@ async fn answer(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
         },
         Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED)), 0),
     };
-    if fault != Some(Fault::Garbage) || matches!(answer, MockReply::Stream(_)) {
+    // A whole answer cut short or replaced by garbage delivers nothing usable.
+    if !matches!(fault, Some(Fault::Cut | Fault::Garbage)) || matches!(answer, MockReply::Stream(_)) {
         add(&stats.completion_tokens, u64::from(tokens));
     }
 

@@ -59,8 +59,8 @@ pub struct MockStatsSnapshot {
     #[serde(default)]
     pub client_gone: u64,
     /// Completion tokens produced: a stream's as each token event is handed
-    /// to the connection, a whole answer's when it is sent (a `cut` answer
-    /// counts whole, a `garbage` one not at all).
+    /// to the connection, a whole answer's when it is sent (a whole answer
+    /// `cut` short or replaced by `garbage` delivers none).
     #[serde(default)]
     pub completion_tokens: u64,
     pub connections_opened: u64,
