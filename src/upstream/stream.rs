@@ -21,6 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
@@ -148,45 +149,8 @@ impl UpstreamStream {
     /// of the reported and the counted completion tokens (counting runs on
     /// a blocking thread, the charge settles when it is done).
     fn settle(&mut self, ended: bool) {
-        let Some(Bill { mut charge, served_model, price, tally }) = self.bill.take() else { return };
-        if ended && let Some(u) = self.usage {
-            charge.settle(served_model, u, price);
-            return;
-        }
-        let reported = self.usage;
-        let prompt = reported.map_or(charge.prompt_estimate(), |u| u.prompt_tokens);
-        // The upstream had the prompt: a departure from now on is charged it.
-        charge.upstream_called();
-        // The stream is over: its slots must not wait for the count.
-        charge.release_slots();
-        actix_web::rt::spawn(async move {
-            let counted = tally.count().await;
-            let completion = reported.map_or(counted, |u| u.completion_tokens.max(counted));
-            let cached_tokens = reported.map_or(0, |u| u.cached_tokens);
-            charge.settle(
-                served_model,
-                Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens },
-                price,
-            );
-        });
-    }
-
-    /// Read what the upstream already sent and nobody polled (it is in the
-    /// connection's buffers), without waiting for more.
-    fn drain(&mut self) {
-        if let Some(first) = self.first.take() {
-            self.pass(first);
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut left = DRAIN_MAX;
-        while left > 0 {
-            match self.rest.poll_next_unpin(&mut cx) {
-                Poll::Ready(Some(Ok(events))) => {
-                    left = left.saturating_sub(events.len());
-                    self.pass(events);
-                }
-                _ => break,
-            }
+        if let Some(b) = self.bill.take() {
+            b.settle(self.usage, ended);
         }
     }
 
@@ -273,13 +237,128 @@ impl Stream for UpstreamStream {
 
 impl Drop for UpstreamStream {
     /// Dropped before its end (the client left, or the last subscriber of
-    /// its flight): what the upstream produced so far is charged.
+    /// its flight): the upstream is told to stop, and what it produced so
+    /// far — including what it sent before it heard — is charged.
     fn drop(&mut self) {
-        if self.bill.is_some() {
-            if !self.done {
-                self.drain();
-            }
-            self.settle(false);
+        // A stream that ended or failed has settled already.
+        let Some(mut bill) = self.bill.take() else { return };
+        // The request is over: its slots must not wait for the count.
+        bill.charge.upstream_called();
+        bill.charge.release_slots();
+        let stoppable = self.rest.stop_sending();
+        let mut tail = Tail {
+            rest: std::mem::replace(&mut self.rest, EventStream::empty()),
+            scan: std::mem::replace(&mut self.scan, StreamUsage::OpenAi),
+            usage: self.usage,
+            bill,
+        };
+        if let Some(first) = self.first.take() {
+            tail.pass(first);
         }
+        // What is already here is read now (which sends the half-close at
+        // once); the rest, until the upstream closes, in a task.
+        tail.read_available();
+        if stoppable {
+            actix_web::rt::spawn(tail.finish());
+        } else {
+            tail.bill.settle(tail.usage, false);
+        }
+    }
+}
+
+/// How long a departed client's stream is read after the upstream was told
+/// to stop: an upstream that heard closes at once (the usual case, well
+/// under a millisecond here); one that ignores it is cut off after this,
+/// so the call ends within it whatever the upstream does.
+const TAIL_MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// What is left of a stream whose client went away: its upstream was told
+/// to stop (its connection half-closed); what it had already sent is read
+/// until it closes, and the bill settled with it. Without this, tokens the
+/// upstream wrote just before it heard would be lost with the socket
+/// buffers, charged to nobody.
+struct Tail {
+    rest: EventStream,
+    scan: StreamUsage,
+    usage: Option<Usage>,
+    bill: Bill,
+}
+
+impl Tail {
+    fn pass(&mut self, events: Bytes) {
+        self.bill.tally.push(&events);
+        let (u, _) = self.scan.scan(events, false);
+        if u.is_some() {
+            self.usage = u;
+        }
+    }
+
+    /// Read what has arrived, without waiting.
+    fn read_available(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut left = DRAIN_MAX;
+        while left > 0 {
+            match self.rest.poll_next_unpin(&mut cx) {
+                Poll::Ready(Some(Ok(events))) => {
+                    left = left.saturating_sub(events.len());
+                    self.pass(events);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Read on until the upstream closes (at most [`TAIL_MAX_WAIT`] and
+    /// [`DRAIN_MAX`] bytes), then settle.
+    async fn finish(mut self) {
+        let deadline = Instant::now() + TAIL_MAX_WAIT;
+        let mut left = DRAIN_MAX;
+        let ended = loop {
+            match tokio::time::timeout_at(deadline, self.rest.next()).await {
+                Ok(Some(Ok(events))) => {
+                    left = left.saturating_sub(events.len());
+                    self.pass(events);
+                    if left == 0 {
+                        break false;
+                    }
+                }
+                // The stream reached its own end: its usage, if it came, is whole.
+                Ok(None) => break true,
+                Ok(Some(Err(_))) | Err(_) => break false,
+            }
+        };
+        let Tail { rest, usage, bill, .. } = self;
+        // Closed before the count: the upstream is not kept waiting on it.
+        drop(rest);
+        bill.settle(usage, ended);
+    }
+}
+
+impl Bill {
+    /// Settle: a stream that `ended` with usage is charged that; otherwise
+    /// the prompt (reported, else estimated) and the larger of the reported
+    /// and the counted completion tokens (counting runs on a blocking
+    /// thread; the charge settles when it is done).
+    fn settle(self, usage: Option<Usage>, ended: bool) {
+        let Bill { mut charge, served_model, price, tally } = self;
+        if ended && let Some(u) = usage {
+            charge.settle(served_model, u, price);
+            return;
+        }
+        let prompt = usage.map_or(charge.prompt_estimate(), |u| u.prompt_tokens);
+        // The upstream had the prompt: a departure from now on is charged it.
+        charge.upstream_called();
+        // The stream is over: its slots must not wait for the count.
+        charge.release_slots();
+        actix_web::rt::spawn(async move {
+            let counted = tally.count().await;
+            let completion = usage.map_or(counted, |u| u.completion_tokens.max(counted));
+            let cached_tokens = usage.map_or(0, |u| u.cached_tokens);
+            charge.settle(
+                served_model,
+                Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens },
+                price,
+            );
+        });
     }
 }
