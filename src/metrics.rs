@@ -36,6 +36,7 @@ pub const HEDGES_TOTAL: &str = "sluice_hedges_total";
 pub const HEDGE_WINS_TOTAL: &str = "sluice_hedge_wins_total";
 pub const TEMPLATE_ANSWERS: &str = "sluice_template_answers_total";
 pub const RATE_LIMITED_TOTAL: &str = "sluice_rate_limited_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -71,6 +72,10 @@ fn describe() {
         UPSTREAM_TTFT,
         metrics::Unit::Seconds,
         "Per successful attempt: from sending to the upstream until its answer (or first stream event) arrived."
+    );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        "Config reloads (SIGHUP, POST /admin/reload) by result: ok, invalid (refused file) or error."
     );
     describe_counter!(UPSTREAM_ATTEMPTS, "Upstream attempts by deployment and outcome (ok or error kind).");
     describe_counter!(

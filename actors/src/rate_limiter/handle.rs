@@ -39,6 +39,8 @@ pub struct LimiterHandle {
     spend_outboxes: Vec<Arc<SpendOutbox>>,
     /// Several replicas: limits wait on it.
     replicas: Option<crate::replicas::ReplicasHandle>,
+    /// `[spend] store`, also read by the admin API (history, its records).
+    store: Option<Arc<SpendStore>>,
     /// Several replicas: requests waiting for a limit the replicas share
     /// (they wait on their own, not in the actor's queue), bounded by `max_queue`.
     replicated_waiting: Arc<std::sync::atomic::AtomicUsize>,
@@ -55,9 +57,10 @@ impl LimiterHandle {
         let table = LimiterTable::new(spec.scopes);
         let spend = Arc::new(spec.spend);
         let store = match &spec.store {
-            Some(p) => Some(SpendStore::open(p, &spend, super::spend::today())?),
+            Some(p) => Some(Arc::new(SpendStore::open(p, spend.clone(), super::spend::today())?)),
             None => None,
         };
+        let kept_store = store.clone();
         let meta = ActorMeta::new(NAME);
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
@@ -99,6 +102,7 @@ impl LimiterHandle {
             spend,
             spend_outboxes,
             replicas: replicas.cloned(),
+            store: kept_store,
             replicated_waiting,
             max_queue,
         })
@@ -162,6 +166,11 @@ impl LimiterHandle {
 
     pub fn spend(&self) -> &Arc<SpendTable> {
         &self.spend
+    }
+
+    /// The spend store, when `[spend] store` is set.
+    pub fn store(&self) -> Option<&Arc<SpendStore>> {
+        self.store.as_ref()
     }
 
     /// Wait in the priority queue, at most until `max_wait` passes.

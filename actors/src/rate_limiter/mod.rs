@@ -48,7 +48,7 @@ pub struct RateLimiter {
     shared_waiting: Arc<std::sync::atomic::AtomicUsize>,
     table: Arc<LimiterTable>,
     spend: Arc<SpendTable>,
-    store: Option<store::SpendStore>,
+    store: Option<Arc<store::SpendStore>>,
     queue: WaitQueue,
     /// The pending wake-up of the queue, if one is armed.
     timer: Option<SpawnHandle>,
