@@ -268,9 +268,11 @@ impl Drop for UpstreamStream {
 
 /// How long a departed client's stream is read after the upstream was told
 /// to stop: an upstream that heard closes at once (the usual case, well
-/// under a millisecond here); one that ignores it is cut off after this,
-/// so the call ends within it whatever the upstream does.
-const TAIL_MAX_WAIT: Duration = Duration::from_millis(100);
+/// under a millisecond here); one that ignores it (a silent upstream that
+/// is not reading its socket) is cut off after this. Half the 100 ms a
+/// departed client's call must end within, so the promise holds whatever
+/// the upstream does, with room for a busy worker.
+const TAIL_MAX_WAIT: Duration = Duration::from_millis(50);
 
 /// What is left of a stream whose client went away: its upstream was told
 /// to stop (its connection half-closed); what it had already sent is read
