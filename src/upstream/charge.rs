@@ -142,7 +142,7 @@ impl Charge {
         let Some(m) = served_model else { return };
         self.metrics.record_usage(m, &u, price);
         if let (Some(p), Some(sp)) = (price, &self.spending) {
-            let day = sluice_actors::rate_limiter::spend::day_of(sluice_actors::rate_limiter::spend::unix_now());
+            let day = sluice_actors::rate_limiter::spend::today();
             let usd = crate::metrics::cost_usd(&u, &p);
             let model = sp.models.get(m).copied().unwrap_or(usize::MAX);
             for slot in std::iter::once(sp.key).chain(sp.team) {
