@@ -298,14 +298,15 @@ async fn hang_never_answers_and_is_cleaned_up() {
 #[tokio::test]
 async fn a_client_leaving_before_the_answer_is_counted_gone_with_nothing_produced() {
     let (srv, base) = start(MockOptions::default());
-    let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(200)).build().unwrap();
-    let r = c
-        .post(format!("{base}/v1/chat/completions"))
-        .header("x-mock-delay-ms", "60000")
-        .json(&chat_body(false))
-        .send()
-        .await;
-    assert!(r.unwrap_err().is_timeout());
+    // The client leaves once the mock has the request (a timeout instead
+    // raced the mock's start on a loaded machine: gone before it arrived).
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = tokio::spawn(
+        c.post(format!("{base}/v1/chat/completions")).header("x-mock-delay-ms", "60000").json(&chat_body(false)).send(),
+    );
+    eventually("the request reached the mock", || srv.stats().chat_total == 1).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
     drop(c);
     eventually("client counted gone", || srv.stats().client_gone == 1).await;
     let st = srv.stats();
