@@ -14,6 +14,7 @@
 //! (once, within the Redis timeout) before it calls upstream, and every
 //! answer stored here is also written there. Single-flight stays per replica.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
@@ -27,6 +28,7 @@ use super::{CacheLayer, key};
 use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::observe::RequestObs;
 use crate::peek::Peek;
 use crate::upstream::WorkerUpstreams;
 use crate::upstream::charge::Charge;
@@ -83,6 +85,7 @@ pub async fn lookup(
     model: usize,
     request_id: &str,
     charge: &mut Charge,
+    obs: Option<&Rc<RequestObs>>,
 ) -> Lookup {
     let Some(policy) = layer.policy(model) else { return Lookup::Off };
     let counters = layer.handle.counters();
@@ -178,6 +181,7 @@ pub async fn lookup(
         tier2_key,
         ttl: policy.ttl,
         request_id: request_id.to_string(),
+        obs: obs.cloned(),
         flight: sub.flight().clone(),
         flights: sub.table().clone(),
     };

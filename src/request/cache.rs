@@ -26,8 +26,19 @@ pub(super) async fn step(
     rec: &mut Record,
 ) -> Option<Result<ClientReply, GatewayError>> {
     let cache = &state.gateway.cache;
-    let found =
-        step::lookup(cache, &state.upstream, req, body, peek, endpoint, model, &rec.request_id, &mut rec.charge).await;
+    let found = step::lookup(
+        cache,
+        &state.upstream,
+        req,
+        body,
+        peek,
+        endpoint,
+        model,
+        &rec.request_id,
+        &mut rec.charge,
+        rec.obs.as_ref(),
+    )
+    .await;
     let (stream, include_usage) = (peek.stream, peek.include_usage);
     match found {
         Lookup::Off => None,

@@ -58,6 +58,9 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
 }
 
 pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
+    if let Some(o) = &rec.obs {
+        o.note_answer(&body);
+    }
     let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
     rec.finish(RequestOutcome::Status(200), usage, price);
     resp
@@ -79,6 +82,7 @@ pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
 }
 
 pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
+    rec.error = Some(e.code());
     let status = e.status();
     let mut b = head(&mut rec, status);
     b.insert_header((CONTENT_TYPE, JSON));
@@ -130,6 +134,7 @@ impl Relay {
     fn fail(&mut self, e: GatewayError) -> Bytes {
         self.done = true;
         tracing::warn!(request_id = %self.rec.request_id, error = %e, "stream failed after its first byte");
+        self.rec.error = Some(e.code());
         self.rec.finish(RequestOutcome::StreamError, None, None);
         // OpenAI's error event, or Anthropic's on /v1/messages.
         crate::providers::messages::error_event(self.rec.endpoint, &e)
@@ -145,7 +150,12 @@ impl Stream for Relay {
             return Poll::Ready(None);
         }
         match this.upstream.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(events))) => Poll::Ready(Some(Ok(events))),
+            Poll::Ready(Some(Ok(events))) => {
+                if let Some(o) = &this.rec.obs {
+                    o.note_events(&events);
+                }
+                Poll::Ready(Some(Ok(events)))
+            }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Ok(this.fail(e)))),
             Poll::Ready(None) => {
                 this.done = true;

@@ -25,6 +25,7 @@ use sluice_actors::rate_limiter::{Grant, SpendTable};
 use super::outcomes::OutcomeSink;
 use crate::config::Price;
 use crate::metrics::MetricsTable;
+use crate::observe::Meeting;
 use crate::usage::Usage;
 
 /// Where a finished request's cost goes.
@@ -57,6 +58,9 @@ pub struct Charge {
     /// charged the prompt the upstream received.
     upstream_called: bool,
     settled: bool,
+    /// Told what was charged, for the request log and the trace (with
+    /// `[telemetry]` on); goes wherever the charge goes.
+    pub meeting: Option<Meeting>,
 }
 
 impl Charge {
@@ -70,6 +74,7 @@ impl Charge {
             prompt_estimate: 0,
             upstream_called: false,
             settled: false,
+            meeting: None,
         }
     }
 
@@ -122,12 +127,20 @@ impl Charge {
         for g in [self.limits.as_mut(), self.deployment_grant.as_mut()].into_iter().flatten() {
             g.settle(0);
         }
+        self.tell(None);
     }
 
     /// The request failed with no usage known: the estimate stands (what
     /// the upstream did with a failed call is not known).
     pub fn keep_estimate(mut self) {
         self.settled = true;
+        self.tell(None);
+    }
+
+    fn tell(&mut self, settled: crate::observe::meeting::Settled) {
+        if let Some(m) = self.meeting.take() {
+            m.settled(settled);
+        }
     }
 
     fn settle_with(&mut self, served_model: Option<usize>, u: Usage, price: Option<Price>) {
@@ -139,6 +152,7 @@ impl Charge {
         for g in [self.limits.as_mut(), self.deployment_grant.as_mut()].into_iter().flatten() {
             g.settle(u.total());
         }
+        self.tell(Some((u, price.map(|p| crate::metrics::cost_usd(&u, &p)))));
         let Some(m) = served_model else { return };
         self.metrics.record_usage(m, &u, price);
         if let (Some(p), Some(sp)) = (price, &self.spending) {
