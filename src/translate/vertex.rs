@@ -95,6 +95,7 @@ pub fn response(body: &[u8], model: &str, encoding: Encoding) -> Result<(Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
     fn json(b: &[u8]) -> Value {
