@@ -227,8 +227,8 @@ impl Provider {
     }
 
     /// Can this provider serve `endpoint`? Anthropic and Gemini have no
-    /// legacy completions or embeddings here, Vertex no legacy completions,
-    /// Bedrock neither; their deployments are skipped for those routes (see
+    /// legacy completions or embeddings here, Vertex and Bedrock no legacy
+    /// completions; their deployments are skipped for those routes (see
     /// `upstream::capability`).
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
@@ -236,7 +236,7 @@ impl Provider {
                 Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_) | Protocol::Bedrock(_),
                 Endpoint::Completions,
             )
-            | (Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Bedrock(_), Endpoint::Embeddings) => false,
+            | (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Embeddings) => false,
             (
                 Protocol::OpenAi(_)
                 | Protocol::Azure(_)
