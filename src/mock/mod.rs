@@ -33,6 +33,7 @@ pub mod cloud_api;
 pub mod clouds;
 mod faults;
 pub mod generate;
+mod inspect;
 pub(crate) mod media;
 mod native;
 mod responses;

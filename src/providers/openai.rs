@@ -157,7 +157,11 @@ fn restore_previous_id(b: Bytes, id: &str) -> Bytes {
 fn previous_id_restored(events: super::EventStream, id: &str) -> super::EventStream {
     use futures_util::StreamExt;
     let id = id.to_owned();
-    events.map(move |run| run.map(|b| restore_previous_id(b, &id))).boxed_local()
+    // The connection's stopper stays with the stream (a departed client's
+    // stream is half-closed and counted).
+    let stopper = events.stopper();
+    super::EventStream::new(events.map(move |run| run.map(|b| restore_previous_id(b, &id))).boxed_local())
+        .with_stopper(stopper)
 }
 
 #[cfg(test)]
