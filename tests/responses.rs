@@ -398,7 +398,9 @@ async fn token_counters_pass_through_or_estimate() {
         let n = r.json::<Value>().await.unwrap()["input_tokens"].as_u64().unwrap();
         assert!((5..40).contains(&n), "{model}: {n}");
     }
-    assert_eq!(mock.stats().requests_total, before);
+    let after = mock.stats();
+    let paths: Vec<&str> = after.recent.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(after.requests_total, before, "estimates call no upstream; the mock saw {paths:?}");
     // The Responses API's counter: the Responses server's, or an estimate.
     let body = json!({"model": "native", "input": "one two three"});
     let r: Value = post(&gw, "/v1/responses/input_tokens", CLIENT_KEY, &body, &[]).await.json().await.unwrap();
