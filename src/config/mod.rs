@@ -6,7 +6,9 @@
 //! the file, line and key path (`locate` maps a key path back to its line), and
 //! `sluice check` prints all of them, not only the first.
 
+pub mod cloud;
 mod interpolate;
+mod kind;
 mod locate;
 mod raw;
 mod validate;
@@ -17,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 /// Defined by the translator it steers; the config only chooses it.
 pub use crate::translate::anthropic::PromptCaching;
+pub use cloud::CloudConfig;
 pub use interpolate::{Env, ProcessEnv};
+pub use kind::ProviderKind;
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/sluice.toml");
@@ -31,6 +35,9 @@ pub const DEFAULT_PATH: &str = "config/sluice.toml";
 pub struct Config {
     /// Where it came from (a path, or [`EMBEDDED_NAME`]).
     pub source: String,
+    /// SHA-256 of the file's bytes, hex, when it came from a file: taken from
+    /// the very bytes parsed, so `/status` names the config that runs.
+    pub digest: Option<String>,
     pub server: ServerConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
@@ -199,48 +206,6 @@ pub struct ServerConfig {
     pub busy_poll_us: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    /// Any OpenAI-compatible server: OpenAI, vLLM, Ollama, Groq, Together, ...
-    OpenAi,
-    /// Anthropic's Messages API (translated; passed through for `/v1/messages`).
-    Anthropic,
-    /// Google's Gemini API (`generateContent`, translated).
-    Gemini,
-    /// The built-in, in-process fake provider (no network).
-    Mock,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Mock => "mock",
-        }
-    }
-
-    /// The base URL used when the config leaves `base_url` out; `None` when
-    /// it is required (`openai`) or meaningless (`mock`).
-    pub fn default_base_url(self) -> Option<&'static str> {
-        match self {
-            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
-            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
-            ProviderKind::OpenAi | ProviderKind::Mock => None,
-        }
-    }
-
-    /// The header that carries `api_key` upstream (lower case).
-    pub fn auth_header(self) -> &'static str {
-        match self {
-            ProviderKind::Anthropic => "x-api-key",
-            ProviderKind::Gemini => "x-goog-api-key",
-            ProviderKind::OpenAi | ProviderKind::Mock => "authorization",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub name: String,
@@ -272,6 +237,10 @@ pub struct ProviderConfig {
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).
     pub anthropic: AnthropicProviderConfig,
+    /// Azure, Bedrock or Vertex settings (only for those kinds).
+    pub cloud: CloudConfig,
+    /// Bedrock and Vertex: the environment their credential chain reads, as loaded.
+    pub cloud_env: cloud::CloudEnv,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -444,15 +413,15 @@ impl Config {
 
     pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_str_with_env(&text, &file, env),
-            Err(e) => Err(ConfigErrors(vec![ConfigError {
-                file,
-                line: None,
-                key: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }])),
-        }
+        let fail = |message: String| {
+            ConfigErrors(vec![ConfigError { file: file.clone(), line: None, key: String::new(), message }])
+        };
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let text = String::from_utf8(bytes).map_err(|e| fail(format!("cannot read the file: {e}")))?;
+        let mut config = Self::from_str_with_env(&text, &file, env)?;
+        config.digest = Some(digest);
+        Ok(config)
     }
 
     /// The embedded default config (mock provider only).

@@ -57,6 +57,13 @@ pub enum GatewayError {
     MalformedApiKey { problem: &'static str },
     #[error("This endpoint needs the admin key (`server.admin_key`) as `Authorization: Bearer <key>`.")]
     AdminKeyRequired,
+    /// An admin call names a runtime key or team that does not exist.
+    #[error("No {what} named `{name}`.")]
+    AdminNotFound { what: &'static str, name: String },
+    /// An admin call that cannot be done as asked (a name taken, a config
+    /// key changed, no store to keep it in); the message says why.
+    #[error("{message}")]
+    AdminConflict { message: String },
     #[error("This API key is not allowed to use the model `{model}`.")]
     ModelNotAllowed { model: String },
     #[error("The model `{model}` does not exist or you do not have access to it.")]
@@ -82,6 +89,11 @@ pub enum GatewayError {
     UpstreamProtocol { provider: String, detail: String },
     #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]
     UpstreamSaturated { provider: String },
+    /// A cloud provider's credentials could not be had: none configured
+    /// (`unavailable`, 503), or its identity provider refused or could not
+    /// be reached (502). `detail` names the source, never a secret.
+    #[error("The upstream provider `{provider}` has no usable credentials: {detail}")]
+    UpstreamCredentials { provider: String, detail: String, unavailable: bool },
     #[error("No deployment of the model `{model}` is available right now: {reason}")]
     NoDeployment { model: String, reason: String },
     #[error("Sluice is shutting down; retry on another replica.")]
@@ -115,11 +127,15 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired => StatusCode::UNAUTHORIZED,
+            GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::AdminConflict { .. } => StatusCode::CONFLICT,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamCredentials { unavailable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamCredentials { unavailable: false, .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamStatus { upstream_status, .. } => upstream_status_to_client(*upstream_status),
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -141,11 +157,14 @@ impl GatewayError {
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
-            | GatewayError::AdminKeyRequired => "invalid_request_error",
+            | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. } => "invalid_request_error",
             GatewayError::ModelNotAllowed { .. } => "permission_error",
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -165,6 +184,8 @@ impl GatewayError {
                 "invalid_api_key"
             }
             GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::AdminNotFound { .. } => "not_found",
+            GatewayError::AdminConflict { .. } => "conflict",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
@@ -172,6 +193,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
             GatewayError::UpstreamStatus { upstream_status, .. } => match *upstream_status {
                 429 => "rate_limit_exceeded",
                 _ => "upstream_error",
@@ -195,6 +217,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::UpstreamConnect { .. }
@@ -202,6 +226,7 @@ impl GatewayError {
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamSaturated { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
             | GatewayError::RateLimited { .. }
@@ -218,7 +243,9 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
-            | GatewayError::UpstreamSaturated { .. } => true,
+            | GatewayError::UpstreamSaturated { .. }
+            // Another provider has its own credentials.
+            | GatewayError::UpstreamCredentials { .. } => true,
             GatewayError::UpstreamStatus { upstream_status, .. } => {
                 // 429 and 5xx are the provider's trouble; other 4xx would fail
                 // the same way anywhere. 401/403/404 are the gateway's own
@@ -231,6 +258,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
@@ -252,6 +281,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
@@ -262,6 +293,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::UpstreamProtocol { .. } => Fault::Upstream,
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -279,6 +311,8 @@ impl GatewayError {
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::MalformedApiKey { .. } => "malformed_api_key",
             GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::AdminNotFound { .. } => "not_found",
+            GatewayError::AdminConflict { .. } => "conflict",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
@@ -289,6 +323,7 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => "upstream_status",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol",
             GatewayError::UpstreamSaturated { .. } => "upstream_saturated",
+            GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
             GatewayError::NoDeployment { .. } => "no_deployment",
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::RateLimited { .. } => "rate_limited",

@@ -5,17 +5,17 @@
 //! - `unhealthy` (503): shutting down, or an actor has stopped for good or
 //!   failed (panicked past its restart budget, see below);
 //! - `degraded` (200): an actor is restarting, or every networked provider
-//!   failed its last warm-up and has served nothing since, or (replicas mode)
-//!   Redis cannot be reached;
+//!   failed its last warm-up and has served nothing since, or a cloud
+//!   provider's credentials fail (named), or (replicas mode) Redis cannot be
+//!   reached;
 //! - `healthy` (200) otherwise.
 
 use actix_web::HttpResponse;
-use actix_web::web::Data;
 use sluice_actors::ActorState;
 
 use crate::gateway::WorkerState;
 
-pub async fn health(state: Data<WorkerState>) -> HttpResponse {
+pub async fn health(state: WorkerState) -> HttpResponse {
     let gw = &state.gateway;
     let mut reasons: Vec<String> = Vec::new();
     let mut unhealthy = gw.is_shutting_down();
@@ -51,12 +51,21 @@ pub async fn health(state: Data<WorkerState>) -> HttpResponse {
             ActorState::Running => {}
         }
     }
-    let sessions: Vec<_> = gw.upstreams.sessions.table().providers.iter().flatten().collect();
+    let table = gw.upstreams.sessions.table();
+    let sessions: Vec<_> = gw.upstreams.providers.iter().filter_map(|(id, _)| table.get(id)).collect();
     if !sessions.is_empty()
         && sessions.iter().all(|s| s.stats.opened_total() == 0 && s.stats.connect_errors_total() > 0)
     {
         degraded = true;
         reasons.push("no upstream provider is reachable".into());
+    }
+    // A cloud provider whose credentials cannot be had fails every request
+    // it gets; name it (the problem says where it looked, never a secret).
+    for (_, p) in gw.upstreams.providers.iter() {
+        if let Some(problem) = p.credential_problem() {
+            degraded = true;
+            reasons.push(format!("provider `{}`: credentials failing: {problem}", p.name));
+        }
     }
     if let Some(s) = gw.replicas.as_ref().filter(|s| !s.is_up()) {
         degraded = true;

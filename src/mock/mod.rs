@@ -26,6 +26,7 @@
 //! `mock` provider reuses.
 
 mod body;
+pub mod cloud_api;
 pub mod clouds;
 mod faults;
 pub mod generate;
@@ -66,6 +67,9 @@ pub struct MockOptions {
     /// Seeds the random fault choice and response ids (per worker, so with
     /// one worker a run is reproducible).
     pub seed: Option<u64>,
+    /// The identities the cloud routes accept (Azure key and Entra app, AWS
+    /// keys, the Google service account) and how long issued tokens live.
+    pub clouds: cloud_api::MockCloudOptions,
 }
 
 impl Default for MockOptions {
@@ -79,6 +83,7 @@ impl Default for MockOptions {
             retry_after_s: 1,
             workers: 0,
             seed: None,
+            clouds: cloud_api::MockCloudOptions::default(),
         }
     }
 }
@@ -104,7 +109,8 @@ impl MockServer {
         };
         let seed = opts.seed;
         let dice = server::FaultDice::new(opts.fail_rate, opts.faults.clone());
-        let state = Arc::new(ServerState { opts, stats: Arc::default(), gates: Default::default(), dice });
+        let clouds = cloud_api::MockClouds::new(&opts.clouds, addr);
+        let state = Arc::new(ServerState { opts, stats: Arc::default(), gates: Default::default(), dice, clouds });
         let (stop, stop_rx) = watch::channel(false);
         let mut server = MockServer { addr, state, stop, threads: Vec::with_capacity(workers) };
         for i in 0..workers {
@@ -135,6 +141,11 @@ impl MockServer {
     /// The same data as `GET /mock/stats`.
     pub fn stats(&self) -> MockStatsSnapshot {
         self.state.stats.snapshot()
+    }
+
+    /// The clouds' identities, to rotate keys and revoke tokens while serving.
+    pub fn clouds(&self) -> &cloud_api::MockClouds {
+        &self.state.clouds
     }
 
     /// Change the process-wide faults while serving (as `POST /mock/faults` does).

@@ -192,7 +192,10 @@ pub fn verdict(e: &GatewayError) -> Verdict {
     match e {
         GatewayError::UpstreamConnect { .. }
         | GatewayError::UpstreamTimeout { .. }
-        | GatewayError::UpstreamProtocol { .. } => Verdict::Failure,
+        | GatewayError::UpstreamProtocol { .. }
+        // A provider without usable credentials fails every call: let its
+        // circuit open rather than keep trying it.
+        | GatewayError::UpstreamCredentials { .. } => Verdict::Failure,
         GatewayError::UpstreamStatus { upstream_status: 429, retry_after, .. } => {
             Verdict::RateLimited { retry_after: retry_after.as_deref().and_then(parse_retry_after) }
         }
@@ -212,6 +215,8 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::InvalidApiKey
         | GatewayError::MalformedApiKey { .. }
         | GatewayError::AdminKeyRequired
+        | GatewayError::AdminNotFound { .. }
+        | GatewayError::AdminConflict { .. }
         | GatewayError::ModelNotAllowed { .. }
         | GatewayError::ModelNotFound { .. }
         | GatewayError::ContextLengthExceeded { .. }
