@@ -69,6 +69,10 @@ pub struct Activity {
     window: Duration,
     ticks: Cell<u64>,
     last: Cell<Instant>,
+    /// When the spinner, running after the last event, found the worker
+    /// idle: the wait for the next event starts there, not at the event
+    /// (the request's own processing follows its touch).
+    idle_since: Cell<Instant>,
     /// The kind of the last event: whose score the next gap updates.
     last_kind: Cell<Next>,
     /// Per kind, an exponential average (weight 1/4) of "the gap after an
@@ -90,6 +94,7 @@ impl Activity {
             window,
             ticks: Cell::new(0),
             last: Cell::new(Instant::now()),
+            idle_since: Cell::new(Instant::now()),
             last_kind: Cell::new(Next::Client),
             score: [Cell::new(0), Cell::new(0)],
             since_probe: [Cell::new(0), Cell::new(0)],
@@ -108,7 +113,10 @@ impl Activity {
             return;
         }
         let now = Instant::now();
-        let gap = now.saturating_duration_since(self.last.replace(now));
+        // The idle time since the last event when the spinner saw it start;
+        // otherwise (parked) the whole gap, processing and wake-up included.
+        let from = self.last.replace(now).max(self.idle_since.get());
+        let gap = now.saturating_duration_since(from);
         let score = &self.score[self.last_kind.replace(next) as usize];
         let s = score.get();
         if gap <= self.window {
@@ -154,12 +162,14 @@ pub async fn spin(activity: Rc<Activity>) {
         if now != seen {
             seen = now;
             last = Instant::now();
+            activity.idle_since.set(last);
         }
         if !activity.worth_spinning() || last.elapsed() > window {
             activity.parked.set(true);
             activity.wake.notified().await;
             seen = activity.ticks.get();
             last = Instant::now();
+            activity.idle_since.set(last);
             continue;
         }
         // Let other threads that share this core (actors, timers) run now
