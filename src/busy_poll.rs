@@ -16,7 +16,7 @@
 //! the worker spins the whole window, then sleeps and wakes anyway. That is
 //! the common case of LLM traffic (moderate rates, slow upstreams, streams
 //! whose events are tens of milliseconds apart), where spinning after every
-//! event made Sluice's worker spend ~1.5× nginx's CPU per request at
+//! event made Sluice spend ~1.6× nginx's CPU per request at
 //! 200 req/s (docs/performance.md, "Busy polling at moderate rates"). So
 //! the spinner spins after an event only when most recent gaps after
 //! events of that kind were shorter than the window. There are two kinds,
@@ -26,10 +26,12 @@
 //! moderate rate is then spun for while the long wait for the next request
 //! is slept through.
 //!
-//! The hazard is in the evidence: a gap measured while the worker slept
-//! includes its own wake-up (tens of µs here), so a sleeping worker sees
-//! every gap as long and would never start spinning again — at c=1 it
-//! stayed asleep between back-to-back requests. So a long gap counts
+//! The hazard is in the evidence. A gap is the wait from when the spinner
+//! found the worker idle after an event (not from the event: the request's
+//! own processing follows it) to the next event. A gap measured while the
+//! worker slept includes its own wake-up (tens of µs here), so a sleeping
+//! worker sees every gap as long and would never start spinning again — at
+//! c=1 it stayed asleep between back-to-back requests. So a long gap counts
 //! against spinning only when the worker spun through the window first;
 //! a short one always counts for it; and while a kind's score says
 //! "sleep", one event in [`PROBE_EVERY`] is spun for anyway, to look. Each
