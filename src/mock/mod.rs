@@ -30,6 +30,7 @@ pub mod cloud_api;
 pub mod clouds;
 mod faults;
 pub mod generate;
+mod inspect;
 mod server;
 mod stats;
 #[cfg(test)]

@@ -21,8 +21,9 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String
         provider: String,
         done: bool,
     }
+    let stopper = body.stopper();
     let st = SseBody { body, split: SseSplitter::new(), _permit: permit, provider, done: false };
-    futures_util::stream::unfold(st, |mut st| async move {
+    let runs = futures_util::stream::unfold(st, |mut st| async move {
         if st.done {
             return None;
         }
@@ -53,7 +54,8 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String
             }
         }
     })
-    .boxed_local()
+    .boxed_local();
+    EventStream::new(runs).with_stopper(stopper)
 }
 
 /// Run `t` over a stream of whole-event runs: each run becomes the events
@@ -89,8 +91,9 @@ pub fn translated<T: StreamTranslate + 'static>(
             (!self.out.is_empty()).then(|| self.out.take())
         }
     }
+    let stopper = raw.stopper();
     let st = Translating { raw, t, out: SseOut::new(), provider, secrets, failed: None, done: false };
-    futures_util::stream::unfold(st, move |mut st| async move {
+    let runs = futures_util::stream::unfold(st, move |mut st| async move {
         if let Some(e) = st.failed.take() {
             st.done = true;
             return Some((Err(e), st));
@@ -139,5 +142,6 @@ pub fn translated<T: StreamTranslate + 'static>(
             }
         }
     })
-    .boxed_local()
+    .boxed_local();
+    EventStream::new(runs).with_stopper(stopper)
 }

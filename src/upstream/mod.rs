@@ -13,6 +13,7 @@
 
 pub mod attempt;
 pub mod capability;
+pub mod charge;
 pub mod fetch;
 pub mod outcomes;
 pub mod stream;

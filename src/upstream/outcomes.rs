@@ -1,6 +1,6 @@
 //! Outcomes: what each upstream attempt came to, told to the actors that
-//! learn from it (`CircuitBreakers`, `ModelAvailability`), and finished
-//! requests' costs, told to the spend store.
+//! learn from it (`CircuitBreakers`, `ModelAvailability`), and the
+//! wake-up of the spend store's writers.
 //!
 //! Both are buffered per worker and sent in batches: a tell that has to
 //! wake an actor's sleeping thread costs the sender 5–14 µs on this kind of
@@ -16,13 +16,13 @@
 //! routine one (a success or a client error on a closed circuit) only feeds
 //! averages and counts: it rides along with the next batch, leaving when a
 //! later item finds the oldest one [`MAX_WAIT`] old, or by a timer after
-//! [`IDLE_FLUSH`] once traffic stops. A spend record leaves within
-//! [`SPEND_FLUSH`], as every batch did before: a worker's queue is lost
-//! when it stops, and spend must survive a graceful restart. Before, the
+//! [`IDLE_FLUSH`] once traffic stops. A spend record is persisted at once
+//! (the limiter's outbox); only the wake-up of its writers is batched, and
+//! within [`SPEND_FLUSH`], as every batch was before. Before, the
 //! 1 ms timer fired once per request at a moderate rate, waking the worker
 //! and then the actors' thread for one outcome each time.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,7 @@ const MAX_WAIT: Duration = Duration::from_millis(50);
 /// Once traffic stops, what is queued leaves after this long (a timer: the
 /// only wake-up routine outcomes add, at most one per this interval).
 const IDLE_FLUSH: Duration = Duration::from_millis(100);
-/// A spend record leaves after at most this long (its own timer).
+/// A spend record's writers are woken after at most this long (its own timer).
 const SPEND_FLUSH: Duration = Duration::from_millis(1);
 /// Send at once when this many are waiting.
 const FLUSH_AT: usize = 256;
@@ -117,8 +117,10 @@ impl Batching {
 /// One worker's outcome buffer.
 pub struct OutcomeSink {
     buf: RefCell<Vec<AttemptOutcome>>,
-    /// Finished requests' costs, for the spend store (same batching).
-    spend: RefCell<Vec<SpendRecord>>,
+    /// Spend was handed over since the last flush: wake its writers then
+    /// (the records themselves are already in the outboxes, so a flush
+    /// that never runs loses nothing).
+    spend_pending: Cell<bool>,
     batching: RefCell<Batching>,
     breakers: BreakersHandle,
     availability: AvailabilityHandle,
@@ -129,7 +131,7 @@ impl OutcomeSink {
     pub fn new(breakers: BreakersHandle, availability: AvailabilityHandle, limiter: LimiterHandle) -> Rc<OutcomeSink> {
         Rc::new(OutcomeSink {
             buf: RefCell::new(Vec::new()),
-            spend: RefCell::new(Vec::new()),
+            spend_pending: Cell::new(false),
             batching: RefCell::new(Batching::default()),
             breakers,
             availability,
@@ -137,10 +139,12 @@ impl OutcomeSink {
         })
     }
 
-    /// Queue a finished request's cost for the spend store (routine: the
-    /// spend table itself was updated in place; this only persists it).
+    /// Hand a finished request's cost over to be persisted (lossless: see
+    /// `sluice_actors::rate_limiter::outbox`); its writers are woken with
+    /// the next batch, within [`SPEND_FLUSH`].
     pub fn push_spend(self: &Rc<Self>, r: SpendRecord) {
-        self.spend.borrow_mut().push(r);
+        self.limiter.persist_spend(&r);
+        self.spend_pending.set(true);
         self.then(Need::Soon);
     }
 
@@ -175,8 +179,9 @@ impl OutcomeSink {
     }
 
     fn send(&self) {
-        let spend: Vec<SpendRecord> = std::mem::take(&mut *self.spend.borrow_mut());
-        self.limiter.record_spend(spend);
+        if self.spend_pending.replace(false) {
+            self.limiter.wake_spend_writers();
+        }
         let batch: Vec<AttemptOutcome> = std::mem::take(&mut *self.buf.borrow_mut());
         if batch.is_empty() {
             return;

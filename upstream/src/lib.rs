@@ -26,6 +26,6 @@ pub use client::{
     error_chain,
 };
 pub use connector::ConnectTimeout;
-pub use h1::{H1Target, plain_http_target};
+pub use h1::{H1Target, Stopper, plain_http_target};
 pub use session::{PoolDetail, PoolStats, ProviderSession, SessionSpec, SessionTable, WarmRequest};
 pub use tls::TlsError;

@@ -43,6 +43,8 @@ pub(super) struct Inner {
     pub(super) cache_seed: AtomicU64,
     /// Listening to the other replicas' news right now.
     pub(super) subscribed: Arc<AtomicBool>,
+    /// Spend to write to Redis (lossless and bounded, never a dropped job).
+    pub(super) spend: Arc<crate::rate_limiter::SpendOutbox>,
     /// Runtime keys and teams heard of, for the gateway ([`ReplicasHandle::accounts_feed`]).
     pub(super) accounts_tx: mpsc::UnboundedSender<AccountsEvent>,
     pub(super) accounts_rx: Mutex<Option<mpsc::UnboundedReceiver<AccountsEvent>>>,
@@ -97,6 +99,7 @@ impl ReplicasHandle {
             cache_misses: AtomicU64::new(0),
             cache_seed: AtomicU64::new(0),
             subscribed: Arc::default(),
+            spend: Arc::default(),
             accounts_tx,
             accounts_rx: Mutex::new(Some(accounts_rx)),
         });
@@ -116,6 +119,7 @@ impl ReplicasHandle {
         let i = &self.inner;
         let mut w = writer::WriteLoop::new(i.link.clone(), i.prefix.clone(), i.replica.clone(), spend, &i.writer);
         w.pending_gauge = i.pending.clone();
+        w.outbox = i.spend.clone();
         i.arbiter.spawn(w.run(rx, i.resync.clone()));
         let channel = format!("{}:news", i.prefix);
         i.arbiter.spawn(news::listen(
@@ -196,6 +200,11 @@ impl ReplicasHandle {
 
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Where spend for Redis is handed over.
+    pub fn spend_outbox(&self) -> &Arc<crate::rate_limiter::SpendOutbox> {
+        &self.inner.spend
     }
 
     pub fn prefix(&self) -> &str {
