@@ -75,9 +75,16 @@ pub enum GatewayError {
     UpstreamTimeout { provider: String, phase: TimeoutPhase, ms: u64 },
     /// The upstream answered with an error status. `body` is already an
     /// OpenAI-shaped error (the upstream's own when it sent one), scrubbed of
-    /// provider secrets.
+    /// provider secrets. `retry_after` is its `Retry-After`, read
+    /// (`sluice_upstream::retry_after`): the client gets it in whole seconds,
+    /// never the upstream's raw text.
     #[error("The upstream provider `{provider}` answered with HTTP {upstream_status}.")]
-    UpstreamStatus { provider: String, upstream_status: u16, body: Bytes, retry_after: Option<String> },
+    UpstreamStatus {
+        provider: String,
+        upstream_status: u16,
+        body: Bytes,
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("The upstream provider `{provider}` sent an invalid response: {detail}")]
     UpstreamProtocol { provider: String, detail: String },
     #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]
@@ -302,7 +309,10 @@ impl GatewayError {
     /// `retry-after` and, for rate limits, `x-ratelimit-*`.
     pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            GatewayError::UpstreamStatus { retry_after: Some(ra), .. } => vec![("retry-after", ra.clone())],
+            // Whole seconds, rounded up: never invite a retry too early.
+            GatewayError::UpstreamStatus { retry_after: Some(d), .. } => {
+                vec![("retry-after", d.as_secs_f64().ceil().to_string())]
+            }
             GatewayError::RateLimited { retry_after, headroom, .. } => {
                 let mut h = rate_limit::headers(headroom);
                 if let Some(d) = retry_after {

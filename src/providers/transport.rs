@@ -9,7 +9,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use sluice_upstream::{
-    InflightPermit, Outgoing, ResponseBody, SendError, SessionSpec, UpstreamClient, WarmRequest, plain_http_target,
+    InflightPermit, Outgoing, ResponseBody, RetryAfter, SendError, SessionSpec, UpstreamClient, WarmRequest,
+    plain_http_target,
 };
 use tokio::time::{Instant, timeout_at};
 
@@ -205,8 +206,25 @@ impl HttpUpstream {
     /// Everything else is the gateway's error (`upstream_error` /
     /// `rate_limit_exceeded`) quoting the upstream's message, since the
     /// client's request was not the problem.
-    pub fn status_error(&self, p: &Provider, status: u16, body: Bytes, retry_after: Option<String>) -> GatewayError {
+    pub fn status_error(
+        &self,
+        p: &Provider,
+        status: u16,
+        body: Bytes,
+        retry_after: Option<RetryAfter>,
+    ) -> GatewayError {
         let body = map_status_error(self.style, &p.name, status, scrub(body, &self.secrets));
+        let retry_after = retry_after.and_then(|r| match r {
+            Ok(d) => Some(d),
+            Err(why) => {
+                // Counted and logged, then treated as no Retry-After (the
+                // deployment cools for the default second): see
+                // `sluice_upstream::retry_after` for why not zero.
+                crate::metrics::record_invalid_retry_after(&p.name, why);
+                tracing::warn!(provider = %p.name, status, reason = %why, "ignored an invalid Retry-After");
+                None
+            }
+        });
         GatewayError::UpstreamStatus { provider: p.name.clone(), upstream_status: status, body, retry_after }
     }
 }

@@ -54,7 +54,8 @@ pub struct UpstreamResponse {
     pub status: u16,
     /// `content-type` is `text/event-stream`.
     pub event_stream: bool,
-    pub retry_after: Option<String>,
+    /// The `Retry-After` header, read ([`crate::retry_after`]).
+    pub retry_after: Option<crate::RetryAfter>,
     pub body: ResponseBody,
 }
 
@@ -178,8 +179,10 @@ impl UpstreamClient {
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.starts_with("text/event-stream"));
-                let retry_after =
-                    resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let retry_after = resp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .map(|v| crate::retry_after::parse(v.as_bytes(), std::time::SystemTime::now()));
                 Ok(UpstreamResponse {
                     status: resp.status().as_u16(),
                     event_stream,
@@ -367,7 +370,7 @@ mod tests {
                 let mut r = c.send(req).await.unwrap();
                 assert_eq!(r.status, 200);
                 assert!(r.event_stream);
-                assert_eq!(r.retry_after.as_deref(), Some("3"));
+                assert_eq!(r.retry_after, Some(Ok(Duration::from_secs(3))));
                 let mut body = Vec::new();
                 while let Some(chunk) = r.body.chunk().await {
                     body.extend_from_slice(&chunk.unwrap());

@@ -115,7 +115,7 @@ pub struct H1Response {
     pub status: u16,
     /// `content-type: text/event-stream`.
     pub event_stream: bool,
-    pub retry_after: Option<String>,
+    pub retry_after: Option<crate::RetryAfter>,
     pub body: H1Body,
 }
 

@@ -180,7 +180,7 @@ async fn retry_after_and_large_bodies() {
         server(vec![b"HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 2\r\n\r\n{}"], 1 << 20).await;
     let r = pool(port).send(&post(b"{}")).await.unwrap();
     assert_eq!(r.status, 429);
-    assert_eq!(r.retry_after.as_deref(), Some("7"));
+    assert_eq!(r.retry_after, Some(Ok(std::time::Duration::from_secs(7))));
 
     // A body larger than one write goes out whole.
     static BIG: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| vec![b'x'; 200_000]);
