@@ -150,6 +150,7 @@ fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, sco
         cooldown_max: Duration::from_millis(b.cooldown_max_ms),
         half_open_probes: b.half_open_probes,
         retry_after_cap: Duration::from_millis(config.routing.retry_after_cap_ms),
+        probe_timeout: longest_attempt(config) + Duration::from_secs(1),
     };
     let availability = AvailabilitySpec {
         labels: labels.into(),
@@ -180,6 +181,14 @@ fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, sco
         prefix: s.prefix.clone(),
     });
     ActorsSpec { sessions, breaker, availability, limiter, cache, replicas }
+}
+
+/// The longest one upstream attempt may take, by the configured timeouts:
+/// a half-open probe silent for longer than that is lost, not slow.
+fn longest_attempt(config: &Config) -> Duration {
+    let providers = config.providers.iter().map(|p| p.total_timeout_ms.max(p.first_byte_timeout_ms));
+    let models = config.models.iter().map(|m| m.timeouts.total_ms.unwrap_or(0).max(m.timeouts.first_byte_ms.unwrap_or(0)));
+    Duration::from_millis(providers.chain(models).max().unwrap_or(0))
 }
 
 /// The Prometheus exporter folds histogram samples only when asked; do it
