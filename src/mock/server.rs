@@ -25,6 +25,7 @@ use super::MockOptions;
 use super::body::{EventStream, Events, MockBody, StreamPlan};
 use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
+use super::hostile::{self, Answer, ConnIo, Hostile, SharedConn};
 use super::stats::{Stats, bump};
 use super::vendors::{self, Vendor};
 
@@ -46,6 +47,8 @@ pub(crate) struct ServerState {
     /// The process-wide fault dice, changeable at run time
     /// (`POST /mock/faults`, `MockServer::set_faults`).
     pub dice: FaultDice,
+    /// A hostile answer for every request (`POST /mock/faults?hostile=`).
+    pub hostile: std::sync::RwLock<Option<Hostile>>,
 }
 
 /// `fail_rate` and `faults`, readable without a lock when the rate is 0.
@@ -132,14 +135,18 @@ async fn serve_connection(stream: TcpStream, state: Arc<ServerState>) {
     // Small request/response pairs must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let state = &state;
-    let svc = service_fn(move |req| handle(state, req));
+    // Shared so that a hostile answer can write past hyper.
+    let conn = SharedConn::new(stream);
+    let io = ConnIo(conn.clone());
+    let conn = &conn;
+    let svc = service_fn(move |req| handle(state, conn, req));
     let conn = http1::Builder::new()
         // No per-request timer: the mock serves trusted local clients, and
         // a header timeout would cost a timer registration per request.
         .header_read_timeout(None)
         // Answers to pipelined requests go out in one write.
         .pipeline_flush(true)
-        .serve_connection(TokioIo::new(stream), svc);
+        .serve_connection(TokioIo::new(io), svc);
     // Errors here are peers going away or injected faults; nothing to report.
     let _ = conn.await;
 }
@@ -230,7 +237,11 @@ impl Id {
     }
 }
 
-async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
+async fn handle(
+    state: &Arc<ServerState>,
+    conn: &Arc<SharedConn>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Reset> {
     if let Some(rest) = req.uri().path().strip_prefix("/mock/") {
         return Ok(inspect(state, req.method(), rest, req.uri().query()));
     }
@@ -278,6 +289,12 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    let hostile = controls.hostile.or_else(|| state.hostile.read().ok().and_then(|h| *h));
+    if let Some(mode) = hostile {
+        stats.hostile(mode);
+        let drip = Duration::from_millis(controls.drip_ms.unwrap_or(1000));
+        return Ok(hostile_answer(conn, mode, api, &body, opts, drip));
+    }
     let fault = controls.fault.or_else(|| state.dice.roll());
     let vendor = match api {
         Api::Vendor(v) => Some(v),
@@ -286,14 +303,14 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     match fault {
         Some(Fault::RateLimit) => {
             stats.fault(Fault::RateLimit);
-            let secs = controls.retry_after.unwrap_or(opts.retry_after_s);
+            let retry_after = controls.retry_after.clone().unwrap_or_else(|| HeaderValue::from(opts.retry_after_s));
             let message = "Rate limit reached for requests (mock). Please try again later.";
             let body = match vendor {
                 Some(v) => vendors::error_body(v, 429, message),
                 None => generate::error_body(message, "requests", None, Some("rate_limit_exceeded")),
             };
             let mut r = json(StatusCode::TOO_MANY_REQUESTS, body);
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut().insert(RETRY_AFTER, retry_after);
             return Ok(r);
         }
         Some(Fault::ServerError) => {
@@ -389,6 +406,42 @@ async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     })
 }
 
+/// A hostile answer made of what `api` would have answered (the chat or
+/// completion the request asks for, else a small JSON body).
+fn hostile_answer(
+    conn: &Arc<SharedConn>,
+    mode: Hostile,
+    api: Api,
+    body: &Bytes,
+    opts: &MockOptions,
+    drip: Duration,
+) -> Response<MockBody> {
+    let endpoint = match api {
+        Api::Completions => Some(Endpoint::Completions),
+        Api::Chat => Some(Endpoint::Chat),
+        Api::Embeddings | Api::Models | Api::Vendor(_) => None,
+    };
+    let parsed = endpoint.and_then(|e| generate::parse_request(e, body, opts.tokens, None).ok());
+    let script = match (parsed, api) {
+        (Some(g), _) => {
+            let id = Id::new(g.endpoint);
+            if g.stream {
+                let events: Vec<Bytes> = generate::stream_events(&g, id.as_str(), unix_now()).collect();
+                hostile::script(conn, mode, Answer::Events(&events), drip)
+            } else {
+                let b = generate::completion_body(&g, id.as_str(), unix_now());
+                hostile::script(conn, mode, Answer::Json(&b), drip)
+            }
+        }
+        (None, Api::Models) => {
+            let b = generate::models_body(MODELS, MODELS_CREATED);
+            hostile::script(conn, mode, Answer::Json(&b), drip)
+        }
+        (None, _) => hostile::script(conn, mode, Answer::Json(b"{\"object\":\"mock\"}"), drip),
+    };
+    respond(StatusCode::OK, JSON, MockBody::Raw(Box::new(script)))
+}
+
 /// What the mock answers a request with, before a fault may spoil it.
 enum MockReply {
     Full(Bytes),
@@ -417,16 +470,30 @@ fn generated(g: &GenRequest) -> MockReply {
 fn inspect(state: &ServerState, method: &Method, rest: &str, query: Option<&str>) -> Response<MockBody> {
     let gate = rest.strip_prefix("gates/").filter(|g| !g.is_empty());
     match (method, rest, gate) {
-        // `POST /mock/faults?fail_rate=0.3&faults=500,429`: change the dice.
+        // `POST /mock/faults?fail_rate=0.3&faults=500,429`: change the dice;
+        // `?hostile=drip` (or `hostile=` to stop): a hostile answer to every request.
         (&Method::POST, "faults", _) => {
             let mut rate = 0.0;
             let mut faults = Vec::new();
+            let mut hostile: Option<Option<Hostile>> = None;
             for pair in query.unwrap_or("").split('&') {
                 match pair.split_once('=') {
                     Some(("fail_rate", v)) => rate = v.parse().unwrap_or(0.0),
                     Some(("faults", v)) => faults = v.split(',').filter_map(|f| f.parse().ok()).collect(),
+                    Some(("hostile", "")) => hostile = Some(None),
+                    Some(("hostile", v)) => match v.parse::<Hostile>() {
+                        Ok(h) => hostile = Some(Some(h)),
+                        Err(e) => return error(StatusCode::BAD_REQUEST, &e, "invalid_request_error", None),
+                    },
                     _ => {}
                 }
+            }
+            if let Some(h) = hostile {
+                if let Ok(mut slot) = state.hostile.write() {
+                    *slot = h;
+                }
+                let shown = h.map_or("null".to_string(), |h| format!("\"{h}\""));
+                return json(StatusCode::OK, Bytes::from(format!("{{\"hostile\":{shown}}}")));
             }
             state.dice.set(rate, faults);
             json(StatusCode::OK, Bytes::from(format!("{{\"fail_rate\":{rate}}}")))
