@@ -327,6 +327,29 @@ pub struct ModelConfig {
     pub cache: Option<ModelCache>,
     /// Embeddings micro-batching, when on.
     pub embeddings_batch: Option<EmbeddingsBatch>,
+    /// What to do when no deployment of the model or its fallbacks is admitted.
+    pub on_all_unhealthy: OnAllUnhealthy,
+}
+
+/// A model's `on_all_unhealthy`: what a request does when every deployment
+/// of the model and its fallbacks is open or cooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnAllUnhealthy {
+    /// Try the deployment whose circuit opened earliest, once (a 429's
+    /// Retry-After is still honoured, never hammered).
+    #[default]
+    TryOne,
+    /// Answer 503 `no_deployment_available` at once.
+    FailFast,
+}
+
+impl OnAllUnhealthy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnAllUnhealthy::TryOne => "try_one",
+            OnAllUnhealthy::FailFast => "fail_fast",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

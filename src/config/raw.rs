@@ -259,6 +259,7 @@ pub struct RawModel {
     pub max_concurrent: Option<i64>,
     pub cache: Option<RawModelCache>,
     pub embeddings_batch: Option<RawEmbeddingsBatch>,
+    pub on_all_unhealthy: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -127,6 +127,8 @@ pub struct Breaker {
     buckets: [Bucket; BUCKETS],
     /// Open until then (Open), or when the last open began (for status).
     open_until: Instant,
+    /// When the circuit last opened.
+    opened_at: Instant,
     /// Opens since the circuit last closed: the cool-down doubles with each.
     consecutive_opens: u32,
     probes_left: u32,
@@ -154,6 +156,7 @@ impl Breaker {
             state: CircuitState::Closed,
             buckets: [Bucket::default(); BUCKETS],
             open_until: now,
+            opened_at: now,
             consecutive_opens: 0,
             probes_left: 0,
             probes_inflight: 0,
@@ -176,6 +179,11 @@ impl Breaker {
 
     pub fn open_until(&self) -> Instant {
         self.open_until
+    }
+
+    /// When the circuit last opened (meaningful while open or half-open).
+    pub fn opened_at(&self) -> Instant {
+        self.opened_at
     }
 
     pub fn cooling_until(&self, now: Instant) -> Option<Instant> {
@@ -249,6 +257,7 @@ impl Breaker {
         let cooldown = cfg.cooldown.saturating_mul(factor).min(cfg.cooldown_max);
         self.consecutive_opens = self.consecutive_opens.saturating_add(1);
         self.open_until = now + cooldown;
+        self.opened_at = now;
         self.opens_total += 1;
         self.probes_left = 0;
         self.probes_inflight = 0;
