@@ -24,11 +24,62 @@ pub async fn count(text: String) -> u64 {
     }
     // Loading (first call) and encoding long answers are CPU work: keep
     // them off the worker's event loop.
-    actix_web::web::block(move || {
-        bpe().map_or((text.len() as u64).div_ceil(4), |b| b.encode_ordinary(&text).len() as u64)
-    })
-    .await
-    .unwrap_or(0)
+    actix_web::web::block(move || count_now(&text)).await.unwrap_or(0)
+}
+
+/// The generated text of a stream whose upstream reports no usage, counted
+/// as it goes so that what is kept stays bounded whatever the answer's
+/// length: text gathers up to [`COUNT_EVERY`] bytes, then that piece is
+/// counted on a blocking thread (the tokenizer is CPU work, off the event
+/// loop) and let go. Pieces are cut just before a space that follows a
+/// word, where o200k's pre-tokenizer splits too (a word carries its
+/// leading space), so the pieces' counts add up to the whole text's.
+#[derive(Default)]
+pub struct StreamText {
+    pending: String,
+    counting: Vec<tokio::task::JoinHandle<u64>>,
+}
+
+/// How much text a stream keeps before counting it.
+pub const COUNT_EVERY: usize = 16 * 1024;
+
+impl StreamText {
+    /// Add a run of SSE chunks' text (see [`push_stream_text`]).
+    pub fn push(&mut self, events: &[u8]) {
+        push_stream_text(events, &mut self.pending);
+        if self.pending.len() >= COUNT_EVERY {
+            // Cut before the last " word" of the piece's end (a long
+            // stretch without one is cut anywhere on a char boundary).
+            let end = self.pending.len();
+            let from = end.saturating_sub(256);
+            let bytes = self.pending.as_bytes();
+            let cut = (from.max(1)..end)
+                .rev()
+                .find(|&i| bytes[i] == b' ' && !bytes[i - 1].is_ascii_whitespace())
+                .unwrap_or(end);
+            let rest = self.pending.split_off(cut);
+            let piece = std::mem::replace(&mut self.pending, rest);
+            self.counting.push(tokio::task::spawn_blocking(move || count_now(&piece)));
+        }
+    }
+
+    /// Bytes of text held right now (at most about [`COUNT_EVERY`] plus one run).
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Every token of the text pushed.
+    pub async fn count(self) -> u64 {
+        let mut n = count(self.pending).await;
+        for h in self.counting {
+            n += h.await.unwrap_or(0);
+        }
+        n
+    }
+}
+
+fn count_now(text: &str) -> u64 {
+    bpe().map_or((text.len() as u64).div_ceil(4), |b| b.encode_ordinary(text).len() as u64)
 }
 
 /// The generated text of a whole chat or legacy completion: every choice's
@@ -99,6 +150,21 @@ mod tests {
             &mut s,
         );
         assert_eq!(s, "Hi");
+    }
+
+    #[actix_rt::test]
+    async fn stream_text_is_counted_as_it_goes_and_kept_bounded() {
+        let word = "data: {\"choices\":[{\"delta\":{\"content\":\"hello \"}}]}\n\n";
+        let run = word.repeat(1000);
+        let mut t = StreamText::default();
+        let mut whole = String::new();
+        for _ in 0..20 {
+            t.push(run.as_bytes());
+            push_stream_text(run.as_bytes(), &mut whole);
+            assert!(t.held() < COUNT_EVERY + 6 * 1000, "{}", t.held());
+        }
+        assert_eq!(whole.len(), 120_000);
+        assert_eq!(t.count().await, count(whole).await);
     }
 
     #[test]

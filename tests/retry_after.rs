@@ -112,8 +112,11 @@ max_attempts = 1
     let m = metrics(&gw).await;
     for reason in ["negative", "nan", "unreadable"] {
         assert!(
-            metric(&m, "sluice_upstream_retry_after_invalid_total", &["provider=\"up\"", &format!("reason=\"{reason}\"")])
-                >= 1.0,
+            metric(
+                &m,
+                "sluice_upstream_retry_after_invalid_total",
+                &["provider=\"up\"", &format!("reason=\"{reason}\"")]
+            ) >= 1.0,
             "{reason}: {m}"
         );
     }

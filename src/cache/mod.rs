@@ -104,7 +104,7 @@ impl CacheLayer {
             .collect();
         CacheLayer {
             handle,
-            flights: Arc::default(),
+            flights: Arc::new(Flights::new(cfg.cache.max_entry_bytes)),
             policies,
             batchers,
             tier2,

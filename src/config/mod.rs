@@ -268,6 +268,11 @@ pub struct ProviderConfig {
     /// Active health probe (`GET {base_url}/models`) every this many ms; 0 = off.
     pub health_probe_interval_ms: u64,
     pub health_probe_timeout_ms: u64,
+    /// The largest whole (non-stream) answer read from this provider.
+    pub max_response_bytes: usize,
+    /// The largest stream event; an event that grows past it without its
+    /// end ends the stream with an error.
+    pub max_event_bytes: usize,
     /// Settings of the built-in mock (only for `kind = "mock"`).
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).

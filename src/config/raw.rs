@@ -32,6 +32,9 @@ pub mod defaults {
     pub const MOCK_CHUNK_DELAY_MS: i64 = 0;
     pub const MOCK_TOKENS: i64 = 16;
 
+    pub const MAX_RESPONSE_BYTES: i64 = 64 * 1024 * 1024;
+    pub const MAX_EVENT_BYTES: i64 = 8 * 1024 * 1024;
+
     pub const HEALTH_PROBE_INTERVAL_MS: i64 = 0;
     pub const HEALTH_PROBE_TIMEOUT_MS: i64 = 2_000;
     pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -220,6 +223,8 @@ pub struct RawProvider {
     pub warm_connections: Option<i64>,
     pub health_probe_interval_ms: Option<i64>,
     pub health_probe_timeout_ms: Option<i64>,
+    pub max_response_bytes: Option<i64>,
+    pub max_event_bytes: Option<i64>,
     pub mock: Option<RawMock>,
     pub anthropic: Option<RawAnthropic>,
 }

@@ -79,12 +79,7 @@ pub enum GatewayError {
     /// (`sluice_upstream::retry_after`): the client gets it in whole seconds,
     /// never the upstream's raw text.
     #[error("The upstream provider `{provider}` answered with HTTP {upstream_status}.")]
-    UpstreamStatus {
-        provider: String,
-        upstream_status: u16,
-        body: Bytes,
-        retry_after: Option<std::time::Duration>,
-    },
+    UpstreamStatus { provider: String, upstream_status: u16, body: Bytes, retry_after: Option<std::time::Duration> },
     #[error("The upstream provider `{provider}` sent an invalid response: {detail}")]
     UpstreamProtocol { provider: String, detail: String },
     #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]

@@ -326,9 +326,9 @@ fn concat(parts: &[&[u8]]) -> Bytes {
 fn spoil_utf8(text: &[u8]) -> Bytes {
     let key = b"\"content\":\"";
     let mut out = text.to_vec();
-    let at = memchr::memmem::find(&out, key).map(|i| i + key.len()).or_else(|| {
-        memchr::memmem::find(&out, b"\"text\":\"").map(|i| i + 8)
-    });
+    let at = memchr::memmem::find(&out, key)
+        .map(|i| i + key.len())
+        .or_else(|| memchr::memmem::find(&out, b"\"text\":\"").map(|i| i + 8));
     if let Some(i) = at.filter(|i| i + 2 <= out.len()) {
         out.splice(i..i, [0xff, 0xfe]);
     }
@@ -380,7 +380,11 @@ pub(crate) fn script(conn: &Arc<SharedConn>, mode: Hostile, answer: Answer<'_>, 
         Hostile::BadUtf8 => vec![Step::Write(head), Step::Write(spoil_utf8(&body))],
         Hostile::BadJson => {
             let spoiled = if stream {
-                concat(&[&first, b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}, nope\n\n", &body[first.len()..]])
+                concat(&[
+                    &first,
+                    b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}, nope\n\n",
+                    &body[first.len()..],
+                ])
             } else {
                 Bytes::from_static(br#"{"id":"x","object":"chat.completion","choices":[{"message":{"content":"x"}}, nope],"usage":null}"#)
             };

@@ -53,7 +53,7 @@ impl Anthropic {
         let created = crate::translate::unix_now();
         let resp = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
         if call.peek.stream && resp.event_stream {
-            let raw = events::event_stream(resp.body, resp.permit, p.name.clone());
+            let raw = events::event_stream(resp.body, resp.permit, p);
             return Ok(Reply::Stream(events::translated(
                 raw,
                 StreamTranslator::new(created),
@@ -62,8 +62,7 @@ impl Anthropic {
             )));
         }
         let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
-                .await?;
+            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
         let (body, usage) = anthropic::response::translate(&bytes, created).map_err(|e| {
             GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Messages resp ({e})") }
@@ -83,11 +82,10 @@ impl Anthropic {
         let headers = self.up.headers(call, call.peek.stream);
         let resp = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
         if call.peek.stream && resp.event_stream {
-            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
+            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p)));
         }
         let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
-                .await?;
+            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
         let usage = anthropic::usage_from_body(&bytes).map(Into::into);
         Ok(Reply::Complete { body: bytes, usage })

@@ -56,13 +56,12 @@ impl Gemini {
         let created = crate::translate::unix_now();
         let resp = self.up.send(p, call.timeouts, client, &uri, &headers, body).await?;
         if stream && resp.event_stream {
-            let raw = events::event_stream(resp.body, resp.permit, p.name.clone());
+            let raw = events::event_stream(resp.body, resp.permit, p);
             let t = StreamTranslator::new(call.upstream_model, created);
             return Ok(Reply::Stream(events::translated(raw, t, p.name.clone(), self.up.secrets().to_vec())));
         }
         let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
-                .await?;
+            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
         let (body, usage) = gemini::response::translate(&bytes, call.upstream_model, created).map_err(|e| {
             GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini resp ({e})") }

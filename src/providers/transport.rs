@@ -19,8 +19,6 @@ use super::{Call, HeaderForward, Provider, Timeouts};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::{GatewayError, TimeoutPhase};
 
-/// Upper bound on a whole (non-stream) upstream body kept in memory.
-pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// How much of an upstream error body is read and shown.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -190,6 +188,16 @@ impl HttpUpstream {
             }
             Err(_) => return Err(timeout(p, &t, TimeoutPhase::FirstByte)),
         };
+        if resp.resends > 0 {
+            // Only requests that provably never reached the upstream are
+            // sent again (sluice_upstream::h1): worth a line per attempt.
+            tracing::info!(
+                provider = %p.name,
+                request_id = %call_id(headers),
+                resends = resp.resends,
+                "re-sent on a fresh connection: the pooled one had closed before any byte of the request left"
+            );
+        }
         let status = resp.status;
         if !(200..300).contains(&status) {
             let bytes = read_body(p, &t, resp.body, MAX_ERROR_BYTES, true, deadline).await.unwrap_or_default();
@@ -229,6 +237,11 @@ impl HttpUpstream {
     }
 }
 
+/// The request id among the headers sent upstream, for logs.
+fn call_id(headers: &[(HeaderName, HeaderValue)]) -> &str {
+    headers.iter().find(|(n, _)| n.as_str() == "x-request-id").and_then(|(_, v)| v.to_str().ok()).unwrap_or("")
+}
+
 pub fn timeout(p: &Provider, t: &Timeouts, phase: TimeoutPhase) -> GatewayError {
     let d = match phase {
         TimeoutPhase::Connect => t.connect,
@@ -237,6 +250,29 @@ pub fn timeout(p: &Provider, t: &Timeouts, phase: TimeoutPhase) -> GatewayError 
         TimeoutPhase::Total => t.total,
     };
     GatewayError::UpstreamTimeout { provider: p.name.clone(), phase, ms: d.as_millis() as u64 }
+}
+
+/// A whole 2xx answer a client can be given: JSON (UTF-8, not too deep,
+/// well formed) and not an error object in a 200's clothing, which some
+/// OpenAI-compatible servers send when they fail. Otherwise a protocol
+/// error (502, retryable, a failure for the breaker), quoting the
+/// upstream's message scrubbed of `secrets`.
+pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<(), GatewayError> {
+    let protocol = |detail: String| GatewayError::UpstreamProtocol { provider: p.name.clone(), detail };
+    if let Err(why) = crate::json::check(body) {
+        return Err(protocol(format!("the response body {why}")));
+    }
+    if crate::json::is_error_object(body) {
+        let mut message = sonic_rs::get(body, ["error", "message"])
+            .ok()
+            .and_then(|m| sonic_rs::JsonValueTrait::as_str(&m).map(|s| s.chars().take(300).collect::<String>()))
+            .unwrap_or_default();
+        for s in secrets {
+            message = message.replace(s.as_str(), "***");
+        }
+        return Err(protocol(format!("it answered 200 with an error object: {message}")));
+    }
+    Ok(())
 }
 
 /// Read a whole body with the idle timeout between frames and an overall

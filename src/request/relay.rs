@@ -105,7 +105,7 @@ pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSp
     if !spec.client_wants_usage {
         upstream.hide_usage_chunk();
     }
-    let text = (!upstream.provider_reports_usage()).then(String::new);
+    let text = (!upstream.provider_reports_usage()).then(crate::tokens::StreamText::default);
     head(&mut rec, StatusCode::OK)
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
@@ -121,9 +121,9 @@ pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSp
 struct Relay {
     /// `None` once handed to the task counting an answer that came without usage.
     rec: Option<Record>,
-    /// The answer's text, kept only while the provider is not known to
-    /// report usage on streams.
-    text: Option<String>,
+    /// The answer's text, counted as it goes (bounded), only while the
+    /// provider is not known to report usage on streams.
+    text: Option<crate::tokens::StreamText>,
     upstream: Box<UpstreamStream>,
     spec: StreamSpec,
     done: bool,
@@ -143,7 +143,7 @@ impl Relay {
         match self.text.take() {
             Some(text) => {
                 actix_web::rt::spawn(async move {
-                    let completion = crate::tokens::count(text).await;
+                    let completion = text.count().await;
                     rec.finish(
                         outcome,
                         Some(Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 }),
@@ -179,7 +179,7 @@ impl Stream for Relay {
         match this.upstream.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(events))) => {
                 if let Some(t) = this.text.as_mut() {
-                    crate::tokens::push_stream_text(&events, t);
+                    t.push(&events);
                 }
                 Poll::Ready(Some(Ok(events)))
             }

@@ -187,7 +187,8 @@ fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, sco
 /// a half-open probe silent for longer than that is lost, not slow.
 fn longest_attempt(config: &Config) -> Duration {
     let providers = config.providers.iter().map(|p| p.total_timeout_ms.max(p.first_byte_timeout_ms));
-    let models = config.models.iter().map(|m| m.timeouts.total_ms.unwrap_or(0).max(m.timeouts.first_byte_ms.unwrap_or(0)));
+    let models =
+        config.models.iter().map(|m| m.timeouts.total_ms.unwrap_or(0).max(m.timeouts.first_byte_ms.unwrap_or(0)));
     Duration::from_millis(providers.chain(models).max().unwrap_or(0))
 }
 

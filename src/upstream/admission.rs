@@ -86,7 +86,11 @@ impl Scan {
     }
 
     fn cooling_here(&self, deployment: usize, now: Instant) -> Option<Duration> {
-        self.cooled.iter().find(|(d, _)| *d == deployment).map(|(_, u)| u.saturating_duration_since(now)).filter(|d| !d.is_zero())
+        self.cooled
+            .iter()
+            .find(|(d, _)| *d == deployment)
+            .map(|(_, u)| u.saturating_duration_since(now))
+            .filter(|d| !d.is_zero())
     }
 
     fn skip(&mut self, w: &WorkerUpstreams, c: Candidate, why: &'static str) {
@@ -102,7 +106,8 @@ impl Scan {
             return;
         }
         self.counted = true;
-        let model = plan.candidates.first().and_then(|c| w.upstreams.models.get(c.model)).map_or("", |m| m.name.as_str());
+        let model =
+            plan.candidates.first().and_then(|c| w.upstreams.models.get(c.model)).map_or("", |m| m.name.as_str());
         metrics::counter!(crate::metrics::ALL_UNHEALTHY, "model" => model.to_string(), "action" => action).increment(1);
     }
 
@@ -162,7 +167,7 @@ impl Scan {
             let cap = Duration::from_millis(plan.routing.retry_after_cap_ms);
             if let Some(wait) = cooling
                 && self.waited + wait <= cap
-                && !plan.deadline.is_some_and(|d| Instant::now() + wait >= d)
+                && plan.deadline.is_none_or(|d| Instant::now() + wait < d)
             {
                 self.count(w, plan, "waited");
                 self.waited += wait;
@@ -183,7 +188,10 @@ impl Scan {
                 self.forced = true;
                 if let Ok(grant) = self.caps(w, plan, c).await {
                     self.count(w, plan, "tried_one");
-                    tracing::info!(deployment = c.id, "no deployment admitted: trying the one whose circuit opened earliest");
+                    tracing::info!(
+                        deployment = c.id,
+                        "no deployment admitted: trying the one whose circuit opened earliest"
+                    );
                     return Some(Next { candidate: c, grant, waited });
                 }
             }
@@ -242,7 +250,10 @@ impl Scan {
         {
             return e;
         }
-        if !errors.is_empty() && errors.iter().all(|(_, e)| is_429(e)) && let Some((_, e)) = errors.pop() {
+        if !errors.is_empty()
+            && errors.iter().all(|(_, e)| is_429(e))
+            && let Some((_, e)) = errors.pop()
+        {
             return e;
         }
         let mut parts: Vec<String> = errors.iter().map(|(label, e)| format!("{label}: {}", e.label())).collect();

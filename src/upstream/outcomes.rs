@@ -144,10 +144,7 @@ mod tests {
         };
         assert_eq!(verdict(&status(500, None)), Verdict::Failure);
         assert_eq!(verdict(&status(400, None)), Verdict::Neutral);
-        assert_eq!(
-            verdict(&status(429, Some(2))),
-            Verdict::RateLimited { retry_after: Some(Duration::from_secs(2)) }
-        );
+        assert_eq!(verdict(&status(429, Some(2))), Verdict::RateLimited { retry_after: Some(Duration::from_secs(2)) });
         assert_eq!(verdict(&GatewayError::UpstreamSaturated { provider: "p".into() }), Verdict::Neutral);
     }
 }

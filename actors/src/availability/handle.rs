@@ -43,6 +43,7 @@ impl AvailabilityHandle {
             table: t,
             labels: spec.labels,
             provider_names: spec.provider_names,
+            probing: vec![false; spec.probes.len()],
             probes: spec.probes,
             sessions,
             clients: None,

@@ -46,6 +46,8 @@ pub struct ModelAvailability {
     labels: Arc<[String]>,
     provider_names: Arc<[String]>,
     probes: Vec<ProbeSpec>,
+    /// Probe `i` is waiting for its upstream: the next tick sends none.
+    probing: Vec<bool>,
     sessions: SessionsHandle,
     /// This actor thread's own pooled clients, for probes.
     clients: Option<WorkerClients>,
@@ -73,10 +75,19 @@ impl ModelAvailability {
     }
 
     /// Send probe `i` (I/O, off the actor: its result comes back through
-    /// [`ModelAvailability::probed`]).
+    /// [`ModelAvailability::probed`]). One probe per provider at a time:
+    /// while one hangs, the ticks that come due send no other (each would
+    /// hold a connection of the upstream that is already struggling). The
+    /// whole probe — response head and body, read to its end and thrown
+    /// away — runs under the probe's timeout, so an upstream that answers
+    /// its head and then drips its body is unhealthy, not forever probed.
     fn probe(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.probing.get(i).copied().unwrap_or(true) {
+            return;
+        }
         let Some(spec) = self.probes.get(i).cloned() else { return };
         let Some(client) = self.clients.as_ref().and_then(|c| c.get(spec.provider)).cloned() else { return };
+        self.probing[i] = true;
         let fut = async move {
             let req = Outgoing {
                 method: Method::GET,
@@ -84,21 +95,29 @@ impl ModelAvailability {
                 headers: &spec.request.headers,
                 body: Bytes::new(),
             };
-            match tokio::time::timeout(spec.timeout, client.send(req)).await {
-                Ok(Ok(mut resp)) => {
-                    while let Some(Ok(_)) = resp.body.chunk().await {}
-                    if (200..300).contains(&resp.status) {
-                        Ok(())
-                    } else {
-                        Err(format!("probe answered HTTP {}", resp.status))
-                    }
+            let whole = async {
+                let mut resp = client.send(req).await.map_err(|e| e.to_string())?;
+                while let Some(chunk) = resp.body.chunk().await {
+                    chunk.map_err(|e| format!("probe answer cut off: {e}"))?;
                 }
-                Ok(Err(e)) => Err(e.to_string()),
+                if (200..300).contains(&resp.status) {
+                    Ok(())
+                } else {
+                    Err(format!("probe answered HTTP {}", resp.status))
+                }
+            };
+            match tokio::time::timeout(spec.timeout, whole).await {
+                Ok(r) => r,
                 Err(_) => Err(format!("probe timed out after {:?}", spec.timeout)),
             }
         };
         let provider = spec.provider;
-        shell::spawn(ctx, fut, move |result, act: &mut Self, _| act.probed(provider, result));
+        shell::spawn(ctx, fut, move |result, act: &mut Self, _| {
+            if let Some(p) = act.probing.get_mut(i) {
+                *p = false;
+            }
+            act.probed(provider, result);
+        });
     }
 
     fn probed(&mut self, provider: usize, result: Result<(), String>) {
@@ -138,6 +157,11 @@ impl Shell for ModelAvailability {
             shell::run_interval(ctx, interval, move |act, ctx| act.probe(i, ctx));
         }
         self.publish_all();
+    }
+
+    /// The probes in flight were dropped with the other spawned work.
+    fn on_restart(&mut self) {
+        self.probing.iter_mut().for_each(|p| *p = false);
     }
 }
 
