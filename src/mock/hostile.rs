@@ -378,18 +378,19 @@ pub(crate) fn script(conn: &Arc<SharedConn>, mode: Hostile, answer: Answer<'_>, 
         }
         Hostile::ShortBody => vec![Step::Write(concat(&[&head, &body[..body.len() / 2]]))],
         Hostile::BadUtf8 => vec![Step::Write(head), Step::Write(spoil_utf8(&body))],
+        Hostile::BadJson if stream => vec![
+            // The first event is fine; the next one is not JSON.
+            Step::Write(concat(&[&head, &first])),
+            Step::Pause(Duration::from_millis(20)),
+            Step::Write(concat(&[
+                b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}, nope\n\n",
+                &body[first.len()..],
+            ])),
+        ],
         Hostile::BadJson => {
-            let spoiled = if stream {
-                concat(&[
-                    &first,
-                    b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}, nope\n\n",
-                    &body[first.len()..],
-                ])
-            } else {
-                Bytes::from_static(br#"{"id":"x","object":"chat.completion","choices":[{"message":{"content":"x"}}, nope],"usage":null}"#)
-            };
-            let head = if stream { head } else { Bytes::from(json_head(spoiled.len())) };
-            vec![Step::Write(head), Step::Write(spoiled)]
+            let spoiled: &[u8] =
+                br#"{"id":"x","object":"chat.completion","choices":[{"message":{"content":"x"}}, nope],"usage":null}"#;
+            vec![Step::Write(concat(&[&json_head(spoiled.len()), spoiled]))]
         }
         Hostile::ResetHead => vec![Step::Write(head.slice(..head.len() / 2)), Step::Reset],
         Hostile::ResetBody => vec![Step::Write(head), Step::Reset],
