@@ -207,7 +207,9 @@ async fn a_body_longer_than_its_content_length_never_answers_another_request() {
 #[tokio::test]
 async fn a_whole_answer_larger_than_max_response_bytes_is_refused() {
     let mock = start_mock();
-    let gw = Gateway::start(&config(mock.addr(), "", "").replace("max_response_bytes = 1048576", "max_response_bytes = 65536"));
+    let gw = Gateway::start(
+        &config(mock.addr(), "", "").replace("max_response_bytes = 1048576", "max_response_bytes = 65536"),
+    );
     let (status, body) = call(&gw, false, &[("x-mock-tokens", "30000")]).await;
     assert_eq!(status, 502, "{body}");
     assert!(error_of(&body)["message"].as_str().unwrap().contains("larger than 65536 bytes"), "{body}");
@@ -294,7 +296,8 @@ max_entry_bytes = 4096
 "#;
     let cfg = config(mock.addr(), "", extra).replace("max_attempts = 2", "max_attempts = 1\ncache = {}");
     let gw = Gateway::start(&cfg);
-    let body = json!({"model": "m", "stream": true, "temperature": 0, "messages": [{"role": "user", "content": "long"}]});
+    let body =
+        json!({"model": "m", "stream": true, "temperature": 0, "messages": [{"role": "user", "content": "long"}]});
     let send = || {
         client()
             .post(gw.url("/v1/chat/completions"))

@@ -199,7 +199,11 @@ fn spawn_metrics_upkeep(actors: &Actors, handle: metrics_exporter_prometheus::Pr
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            handle.run_upkeep();
+            // Caught, so one bad fold cannot end upkeep (and let histogram
+            // memory grow) for the rest of the process.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.run_upkeep())).is_err() {
+                tracing::error!("metrics upkeep panicked; it runs again at the next tick");
+            }
         }
     });
 }

@@ -50,11 +50,11 @@ impl LimiterHandle {
     ) -> Result<LimiterHandle, StoreError> {
         let table = LimiterTable::new(spec.scopes);
         let spend = Arc::new(spec.spend);
+        let meta = ActorMeta::new(NAME);
         let store = match &spec.store {
-            Some(p) => Some(SpendStore::open(p, &spend, super::spend::today())?),
+            Some(p) => Some(SpendStore::open(p, &spend, super::spend::today(), meta.clone())?),
             None => None,
         };
-        let meta = ActorMeta::new(NAME);
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
         let mut store = Some(store);

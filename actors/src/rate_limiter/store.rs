@@ -46,7 +46,12 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
 impl SpendStore {
     /// Open (or create) the store, load what it holds into `spend` for
     /// `today`, and start the writer thread.
-    pub fn open(path: &Path, spend: &SpendTable, today: u32) -> Result<SpendStore, StoreError> {
+    pub fn open(
+        path: &Path,
+        spend: &SpendTable,
+        today: u32,
+        owner: std::sync::Arc<crate::supervision::ActorMeta>,
+    ) -> Result<SpendStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e))?;
         }
@@ -66,7 +71,12 @@ impl SpendStore {
         let shown = path.display().to_string();
         let writer = std::thread::Builder::new()
             .name("sluice-spend-store".into())
-            .spawn(move || write_loop(db, rx, &keys, &models, &shown))
+            .spawn(move || {
+                // A panic here would end persistence silently: guarded and restarted.
+                crate::supervision::task::keep_running_sync(&owner, "spend store writer", || {
+                    write_loop(&db, &rx, &keys, &models, &shown)
+                })
+            })
             .map_err(|e| err(path, e))?;
         Ok(SpendStore { tx: Some(tx), writer: Some(writer), path: path.to_path_buf() })
     }
@@ -120,14 +130,14 @@ fn load(db: &Database, spend: &SpendTable, today: u32) -> Result<(), redb::Error
     Ok(())
 }
 
-fn write_loop(db: Database, rx: mpsc::Receiver<Vec<SpendRecord>>, keys: &[String], models: &[String], shown: &str) {
+fn write_loop(db: &Database, rx: &mpsc::Receiver<Vec<SpendRecord>>, keys: &[String], models: &[String], shown: &str) {
     while let Ok(first) = rx.recv() {
         let mut batch = first;
         // Group commit: take everything that queued up meanwhile.
         while let Ok(more) = rx.try_recv() {
             batch.extend(more);
         }
-        if let Err(e) = commit(&db, &batch, keys, models) {
+        if let Err(e) = commit(db, &batch, keys, models) {
             tracing::error!(store = %shown, error = %e, records = batch.len(), "cannot persist spend");
         }
     }
@@ -173,7 +183,7 @@ mod tests {
         let day = 20_000;
         {
             let t = table();
-            let store = SpendStore::open(&path, &t, day).unwrap();
+            let store = SpendStore::open(&path, &t, day, crate::supervision::ActorMeta::new("t")).unwrap();
             let recs: Vec<SpendRecord> = [(0, 0, 0.5), (0, 1, 0.25), (1, 0, 1.0)]
                 .iter()
                 .filter_map(|&(k, m, usd)| t.add(k, m, usd, day))
@@ -183,7 +193,7 @@ mod tests {
             store.write(t.add(0, 0, 2.0, day - 1).into_iter().collect());
         }
         let t = table();
-        let _store = SpendStore::open(&path, &t, day).unwrap();
+        let _store = SpendStore::open(&path, &t, day, crate::supervision::ActorMeta::new("t")).unwrap();
         assert!((t.key_total_usd(0) - 2.75).abs() < 1e-9);
         assert!((t.key_total_usd(1) - 1.0).abs() < 1e-9);
         let d = sonic_rs::to_string(&t.detail(day)).unwrap();
