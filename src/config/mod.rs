@@ -197,6 +197,15 @@ pub struct ServerConfig {
     /// ends before it sleeps; 0 turns busy polling off (see
     /// `crate::busy_poll`).
     pub busy_poll_us: u64,
+    /// How long a client has to send a request's head (slow-header clients
+    /// are answered 408 and closed).
+    pub client_request_timeout_ms: u64,
+    /// How long a connection being closed may take to shut down.
+    pub client_disconnect_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept; 0 turns keep-alive off.
+    pub keep_alive_ms: u64,
+    /// How long a client has to send a request's whole body (408 after).
+    pub body_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,10 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT_MS: i64 = 30_000;
     pub const ALLOW_ANONYMOUS: bool = false;
     pub const BUSY_POLL_US: i64 = 50;
+    pub const CLIENT_REQUEST_TIMEOUT_MS: i64 = 5_000;
+    pub const CLIENT_DISCONNECT_TIMEOUT_MS: i64 = 1_000;
+    pub const KEEP_ALIVE_MS: i64 = 75_000;
+    pub const BODY_READ_TIMEOUT_MS: i64 = 30_000;
 
     pub const MAX_CONNECTIONS: i64 = 256;
     pub const CONNECT_TIMEOUT_MS: i64 = 2_000;
@@ -204,6 +208,10 @@ pub struct RawServer {
     pub shutdown_timeout_ms: Option<i64>,
     pub allow_anonymous: Option<bool>,
     pub busy_poll_us: Option<i64>,
+    pub client_request_timeout_ms: Option<i64>,
+    pub client_disconnect_timeout_ms: Option<i64>,
+    pub keep_alive_ms: Option<i64>,
+    pub body_read_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

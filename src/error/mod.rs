@@ -69,6 +69,10 @@ pub enum GatewayError {
     RouteNotFound { method: String, path: String },
     #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
     PayloadTooLarge { size: u64, limit: usize },
+    #[error(
+        "The request body did not arrive within {ms} ms (`server.body_read_timeout_ms`); {received} bytes came in time."
+    )]
+    BodyTimeout { ms: u64, received: u64 },
     #[error("Could not connect to the upstream provider `{provider}`: {detail}")]
     UpstreamConnect { provider: String, detail: String },
     #[error("The upstream provider `{provider}` did not answer in time ({} timeout of {ms} ms).", phase.as_str())]
@@ -120,6 +124,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamStatus { upstream_status, .. } => upstream_status_to_client(*upstream_status),
@@ -139,7 +144,8 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
-            | GatewayError::PayloadTooLarge { .. } => "invalid_request_error",
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. } => "invalid_request_error",
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
@@ -172,6 +178,7 @@ impl GatewayError {
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "unknown_url",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
+            GatewayError::BodyTimeout { .. } => "request_timeout",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamStatus { upstream_status, .. } => match *upstream_status {
@@ -199,6 +206,7 @@ impl GatewayError {
             | GatewayError::AdminKeyRequired
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -238,6 +246,7 @@ impl GatewayError {
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
             | GatewayError::RateLimited { .. }
@@ -259,6 +268,7 @@ impl GatewayError {
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::RateLimited { .. }
             | GatewayError::QuotaExceeded { .. } => Fault::Client,
             GatewayError::UpstreamConnect { .. }
@@ -286,6 +296,7 @@ impl GatewayError {
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "route_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::BodyTimeout { .. } => "body_timeout",
             GatewayError::UpstreamConnect { .. } => "upstream_connect",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamStatus { .. } => "upstream_status",

@@ -106,7 +106,8 @@ async fn steps(
     }
     let policy = gw.keys.authenticate(req.headers())?;
     rec.spending = Some(budget::check(state, &policy)?);
-    let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes).await?;
+    let body_timeout = std::time::Duration::from_millis(gw.config.server.body_read_timeout_ms);
+    let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
     let peek = Peek::read(&body, endpoint)?;
     let model = up.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);

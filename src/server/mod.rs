@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
 use sluice_actors::availability::{AvailabilitySpec, ProbeSpec};
 use sluice_actors::circuit_breakers::BreakerConfig;
@@ -44,6 +45,7 @@ pub async fn run<S>(listener: TcpListener, config: Config, shutdown: S) -> Resul
 where
     S: Future<Output = ()> + Send + 'static,
 {
+    widen_backlog(&listener);
     let metrics = crate::metrics::install().map_err(RunError::Metrics)?;
     let providers = config
         .providers
@@ -65,6 +67,11 @@ where
     let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
     let max_body = config.server.max_body_bytes;
     let busy_poll_us = config.server.busy_poll_us;
+    let timeouts = ClientTimeouts {
+        request_head_ms: config.server.client_request_timeout_ms,
+        disconnect_ms: config.server.client_disconnect_timeout_ms,
+        keep_alive_ms: config.server.keep_alive_ms,
+    };
     let upstreams = Arc::new(Upstreams {
         routing: config.routing.clone(),
         metrics: Arc::new(MetricsTable::new(&models)),
@@ -104,9 +111,17 @@ where
             .configure(routes::configure)
     })
     .workers(workers)
-    .backlog(4096)
+    .backlog(BACKLOG as u32)
     .tcp_nodelay(true)
-    .keep_alive(Duration::from_secs(75))
+    // Every phase of a client's request is bounded ([server] in
+    // docs/configuration.md): its head, its body (request::ingress), an
+    // idle keep-alive connection, and the close.
+    .client_request_timeout(Duration::from_millis(timeouts.request_head_ms))
+    .client_disconnect_timeout(Duration::from_millis(timeouts.disconnect_ms))
+    .keep_alive(match timeouts.keep_alive_ms {
+        0 => KeepAlive::Disabled,
+        ms => KeepAlive::Timeout(Duration::from_millis(ms)),
+    })
     .shutdown_timeout(grace_s)
     .shutdown_signal(shutdown)
     .listen(listener)?
@@ -116,6 +131,30 @@ where
     let result = server.await;
     actors.stop();
     result.map_err(RunError::Io)
+}
+
+/// How many connections may wait to be accepted. `std::net::TcpListener`
+/// listens with a backlog of 128, and actix's own `backlog()` applies only
+/// to sockets it binds itself; with 128, a burst of connections (10,000
+/// clients opening at once) overflows the queue, the kernel drops SYNs and
+/// clients wait out a 1 s retransmit. `listen()` again on a listening
+/// socket updates its backlog (capped by `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+fn widen_backlog(listener: &TcpListener) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::net::listen(listener, BACKLOG) {
+        tracing::warn!(error = %e, "cannot widen the listen backlog; it stays at the default");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = listener;
+}
+
+/// The client-facing timeouts actix enforces.
+struct ClientTimeouts {
+    request_head_ms: u64,
+    disconnect_ms: u64,
+    keep_alive_ms: u64,
 }
 
 /// What the actors start with, from the config: each provider's pool, the

@@ -121,6 +121,7 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::ContextLengthExceeded { .. }
         | GatewayError::RouteNotFound { .. }
         | GatewayError::PayloadTooLarge { .. }
+        | GatewayError::BodyTimeout { .. }
         | GatewayError::NoDeployment { .. }
         | GatewayError::ShuttingDown
         | GatewayError::RateLimited { .. }
