@@ -15,12 +15,14 @@
 //! https upstreams keep using hyper (TLS, HTTP/2 by ALPN).
 //!
 //! Split by responsibility: [`conn`] (a socket and its read buffer),
-//! [`head`] (request head out, response head in), [`body`] (body framing);
-//! this file holds the pool and one request/response exchange.
+//! [`head`] (request head out, response head in), [`body`] (body framing),
+//! [`wire`] (the same parse over bytes in memory, for the fuzzer); this
+//! file holds the pool and one request/response exchange.
 
 mod body;
 mod conn;
 mod head;
+mod wire;
 
 use std::cell::RefCell;
 use std::io;
@@ -38,6 +40,7 @@ use tokio::time::Instant;
 pub use body::H1Body;
 use conn::{Conn, Counted};
 use head::{MAX_HEAD, encode_head, parse_head};
+pub use wire::{WholeResponse, read_response};
 
 use crate::session::PoolStats;
 
