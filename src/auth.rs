@@ -22,19 +22,29 @@ enum Pattern {
     Prefix(String),
 }
 
-/// What one client key may do.
+/// What one client key may do, and which limiter scopes and spend slots
+/// it counts against (ids of the limiter's and the spend table's, given by
+/// name: see docs/decisions/runtime-keys.md).
 #[derive(Debug)]
 pub struct KeyPolicy {
     pub name: String,
-    /// Index in `[[keys]]`; `None` for the anonymous policy.
-    pub index: Option<usize>,
     /// Queue priority: higher waits less.
     pub priority: i32,
     patterns: Vec<Pattern>,
+    /// The team it belongs to (runtime keys only).
+    pub team: Option<String>,
+    /// Its spend slot; `None` until the key table gives it one.
+    pub spend: Option<usize>,
+    /// Its team's spend slot.
+    pub team_spend: Option<usize>,
+    /// Limiter scopes of the key across its models, and of its team.
+    pub scopes: Vec<usize>,
+    /// Limiter scope of the key on one model, by model index.
+    pub model_scopes: HashMap<usize, usize>,
 }
 
 impl KeyPolicy {
-    fn new(name: String, models: &[String]) -> KeyPolicy {
+    pub fn new(name: String, models: &[String]) -> KeyPolicy {
         let patterns = models
             .iter()
             .map(|m| {
@@ -47,7 +57,16 @@ impl KeyPolicy {
                 }
             })
             .collect();
-        KeyPolicy { name, index: None, priority: 0, patterns }
+        KeyPolicy {
+            name,
+            priority: 0,
+            patterns,
+            team: None,
+            spend: None,
+            team_spend: None,
+            scopes: Vec::new(),
+            model_scopes: HashMap::new(),
+        }
     }
 
     pub fn allows(&self, model: &str) -> bool {
@@ -59,30 +78,50 @@ impl KeyPolicy {
     }
 }
 
+/// A digest's policy, and until when the digest is accepted (unix
+/// seconds): a key's expiry, or a rotated key's grace period.
+#[derive(Debug, Clone)]
+struct Entry {
+    policy: Arc<KeyPolicy>,
+    until: Option<u64>,
+}
+
 /// Client keys by digest.
 #[derive(Debug, Default)]
 pub struct KeyTable {
-    by_digest: HashMap<[u8; 32], Arc<KeyPolicy>>,
+    by_digest: HashMap<[u8; 32], Entry>,
     /// Set when no keys are configured and `server.allow_anonymous` is true.
     anonymous: Option<Arc<KeyPolicy>>,
 }
 
 impl KeyTable {
+    /// The config's keys alone, without limiter scopes or spend slots (see
+    /// `gateway::keys` for the table requests use).
     pub fn from_config(cfg: &Config) -> KeyTable {
-        let by_digest = cfg
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k): (usize, &KeyConfig)| {
-                let mut p = KeyPolicy::new(k.name.clone(), &k.models);
-                p.index = Some(i);
-                p.priority = k.priority;
-                (k.key_sha256, Arc::new(p))
-            })
-            .collect();
-        let anonymous = (cfg.keys.is_empty() && cfg.server.allow_anonymous)
-            .then(|| Arc::new(KeyPolicy::new("anonymous".into(), &["*".to_string()])));
-        KeyTable { by_digest, anonymous }
+        let mut t = KeyTable::default();
+        for k in &cfg.keys {
+            t.insert(k.key_sha256, Arc::new(config_policy(k)), None);
+        }
+        if cfg.keys.is_empty() && cfg.server.allow_anonymous {
+            t.anonymous = Some(Arc::new(KeyPolicy::new(ANONYMOUS.into(), &["*".to_string()])));
+        }
+        t
+    }
+
+    /// Accept `digest` as `policy` until `until` (unix seconds), if given.
+    pub fn insert(&mut self, digest: [u8; 32], policy: Arc<KeyPolicy>, until: Option<u64>) {
+        self.by_digest.insert(digest, Entry { policy, until });
+    }
+
+    /// Let every client in as `policy` (no keys configured, and
+    /// `server.allow_anonymous`).
+    pub fn set_anonymous(&mut self, policy: Arc<KeyPolicy>) {
+        self.anonymous = Some(policy);
+    }
+
+    /// Is a key with this digest known (live or not)?
+    pub fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.by_digest.contains_key(digest)
     }
 
     /// Who is calling, or 401.
@@ -94,8 +133,28 @@ impl KeyTable {
             Some(problem) => GatewayError::MalformedApiKey { problem },
             None => GatewayError::MissingApiKey,
         })?;
-        self.by_digest.get(&digest(key)).cloned().ok_or(GatewayError::InvalidApiKey)
+        let e = self.by_digest.get(&digest(key)).ok_or(GatewayError::InvalidApiKey)?;
+        // Expired and past-grace keys read as unknown: nothing tells a
+        // holder of an old secret which it was.
+        if e.until.is_some_and(|until| unix_now() >= until) {
+            return Err(GatewayError::InvalidApiKey);
+        }
+        Ok(e.policy.clone())
     }
+}
+
+/// The anonymous policy's name (and its spend slot's).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// A config key's policy, without scopes or spend slot.
+pub fn config_policy(k: &KeyConfig) -> KeyPolicy {
+    let mut p = KeyPolicy::new(k.name.clone(), &k.models);
+    p.priority = k.priority;
+    p
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub fn digest(key: &str) -> [u8; 32] {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sluice_actors::rate_limiter::{self, Grant, LimitSpec, LimiterHandle, QueueRefusal, gcra::Rate};
+use sluice_actors::rate_limiter::{self, Grant, LimitSpec, LimiterHandle, LimiterTable, QueueRefusal, gcra::Rate};
 
 use crate::auth::KeyPolicy;
 use crate::config::{Config, Limits, QueueConfig};
@@ -14,14 +14,16 @@ use crate::error::GatewayError;
 use crate::peek::Peek;
 use crate::route::ModelTable;
 
-/// Scope indices of every configured limit.
+/// Scope ids of the models' and deployments' limits in one snapshot (the
+/// keys' and teams' are on their policies). Ids come from the limiter's
+/// table by scope name, so a limit that a reload left alone keeps its
+/// scope and its state.
 #[derive(Debug, Default)]
 pub struct LimitScopes {
-    pub specs: Vec<LimitSpec>,
-    key: Vec<Option<usize>>,
-    key_model: HashMap<(usize, usize), usize>,
+    /// By model index.
     model: Vec<Option<usize>>,
-    deployment: Vec<Option<usize>>,
+    /// By deployment id.
+    deployment: HashMap<usize, usize>,
 }
 
 fn spec(name: String, l: &Limits) -> LimitSpec {
@@ -33,51 +35,42 @@ fn spec(name: String, l: &Limits) -> LimitSpec {
     }
 }
 
+/// The scope named `name` with limits `l`, defined in `table`; `None`
+/// when `l` limits nothing.
+pub fn define(table: &LimiterTable, name: String, l: &Limits) -> Option<usize> {
+    (!l.is_none()).then(|| table.define(spec(name, l)))
+}
+
+/// Scope names are the limiter's keys (in Redis too, in replicas mode):
+/// `key:NAME`, `key:NAME/model:MODEL`, `team:NAME`, `model:MODEL`,
+/// `deployment:LABEL`.
+pub fn key_scope_name(key: &str) -> String {
+    format!("key:{key}")
+}
+
+pub fn key_model_scope_name(key: &str, model: &str) -> String {
+    format!("key:{key}/model:{model}")
+}
+
+pub fn team_scope_name(team: &str) -> String {
+    format!("team:{team}")
+}
+
 impl LimitScopes {
-    /// Scope names are the limiter's keys (in Redis too, in replicas mode):
-    /// `key:NAME`, `key:NAME/model:MODEL`, `model:MODEL`, `deployment:LABEL`.
-    pub fn from_config(cfg: &Config, models: &ModelTable) -> LimitScopes {
-        let mut s = LimitScopes::default();
-        let add = |specs: &mut Vec<LimitSpec>, name: String, l: &Limits| -> Option<usize> {
-            (!l.is_none()).then(|| {
-                specs.push(spec(name, l));
-                specs.len() - 1
-            })
-        };
-        for k in &cfg.keys {
-            let i = add(&mut s.specs, format!("key:{}", k.name), &k.limits);
-            s.key.push(i);
-        }
-        for (ki, k) in cfg.keys.iter().enumerate() {
-            for (mi, l) in &k.model_limits {
-                let model = cfg.models.get(*mi).map(|m| m.name.as_str()).unwrap_or("?");
-                if let Some(i) = add(&mut s.specs, format!("key:{}/model:{model}", k.name), l) {
-                    s.key_model.insert((ki, *mi), i);
-                }
-            }
-        }
-        for m in &cfg.models {
-            let i = add(&mut s.specs, format!("model:{}", m.name), &m.limits);
-            s.model.push(i);
-        }
-        // In id order, so `deployment[id]` is the deployment's scope.
-        for (_, d) in models.deployments() {
-            let i = add(&mut s.specs, format!("deployment:{}", d.label), &d.limits);
-            s.deployment.push(i);
-        }
-        s
+    pub fn from_config(cfg: &Config, models: &ModelTable, table: &LimiterTable) -> LimitScopes {
+        let model = cfg.models.iter().map(|m| define(table, format!("model:{}", m.name), &m.limits)).collect();
+        let deployment = models
+            .deployments()
+            .filter_map(|(_, d)| define(table, format!("deployment:{}", d.label), &d.limits).map(|s| (d.id, s)))
+            .collect();
+        LimitScopes { model, deployment }
     }
 
     /// The scopes a request of `policy` for `model` counts against.
     pub fn for_request(&self, policy: &KeyPolicy, model: usize) -> Vec<usize> {
-        let mut v = Vec::new();
-        if let Some(k) = policy.index {
-            if let Some(Some(i)) = self.key.get(k) {
-                v.push(*i);
-            }
-            if let Some(i) = self.key_model.get(&(k, model)) {
-                v.push(*i);
-            }
+        let mut v = policy.scopes.clone();
+        if let Some(i) = policy.model_scopes.get(&model) {
+            v.push(*i);
         }
         if let Some(Some(i)) = self.model.get(model) {
             v.push(*i);
@@ -87,7 +80,12 @@ impl LimitScopes {
 
     /// The scope of a deployment's own caps (upstream protection).
     pub fn for_deployment(&self, id: usize) -> Option<usize> {
-        self.deployment.get(id).copied().flatten()
+        self.deployment.get(&id).copied()
+    }
+
+    /// Every scope this snapshot's models and deployments use.
+    pub fn ids(&self) -> impl Iterator<Item = usize> + '_ {
+        self.model.iter().flatten().copied().chain(self.deployment.values().copied())
     }
 }
 

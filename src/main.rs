@@ -24,7 +24,7 @@ use clap::error::ErrorKind;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice::cli::{CheckArgs, Cli, Command, HealthArgs, MockArgs, ServeArgs};
-use sluice::config::Config;
+use sluice::config::{Config, ProcessEnv};
 
 fn main() -> ExitCode {
     let thp = no_huge_pages();
@@ -124,6 +124,7 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let path = Config::resolve_path(args.config.as_deref());
     let mut config = match load(args.config.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -139,7 +140,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(config = %config.source, listen = %config.server.listen, "starting sluice");
-    let result = actix_rt::System::new().block_on(sluice::server::run(listener, config, shutdown_signal()));
+    // SIGHUP and POST /admin/reload re-read the same file.
+    let opts = sluice::server::RunOptions {
+        reload: path.map(|path| sluice::server::ReloadSource { path, env: std::sync::Arc::new(ProcessEnv) }),
+        sighup: true,
+    };
+    let result = actix_rt::System::new().block_on(sluice::server::run_with(listener, config, shutdown_signal(), opts));
     match result {
         Ok(()) => {
             tracing::info!("stopped");

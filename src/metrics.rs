@@ -38,6 +38,7 @@ pub const TEMPLATE_ANSWERS: &str = "sluice_template_answers_total";
 pub const RATE_LIMITED_TOTAL: &str = "sluice_rate_limited_total";
 pub const RETRY_AFTER_INVALID: &str = "sluice_upstream_retry_after_invalid_total";
 pub const ALL_UNHEALTHY: &str = "sluice_all_unhealthy_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -73,6 +74,10 @@ fn describe() {
         UPSTREAM_TTFT,
         metrics::Unit::Seconds,
         "Per successful attempt: from sending to the upstream until its answer (or first stream event) arrived."
+    );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        "Config reloads (SIGHUP, POST /admin/reload) by result: ok, invalid (refused file) or error."
     );
     describe_counter!(UPSTREAM_ATTEMPTS, "Upstream attempts by deployment and outcome (ok or error kind).");
     describe_counter!(

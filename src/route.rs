@@ -67,9 +67,28 @@ pub struct Candidate {
 }
 
 impl ModelTable {
+    /// The table with ids in config order: provider ids are `[[providers]]`
+    /// indices and deployment ids count up from 0 (a gateway that never
+    /// reloads, and the tests).
     pub fn from_config(cfg: &Config) -> ModelTable {
+        let providers: Vec<usize> = (0..cfg.providers.len()).collect();
+        let mut next = 0;
+        Self::with_ids(cfg, &providers, &mut |_, _, _| {
+            next += 1;
+            next - 1
+        })
+    }
+
+    /// The table with the ids the gateway gave: `providers[i]` is the id of
+    /// `[[providers]]` entry `i`, and `deployment(model, label, provider)`
+    /// the id of a deployment (stable across reloads: see
+    /// docs/decisions/runtime-keys.md).
+    pub fn with_ids(
+        cfg: &Config,
+        providers: &[usize],
+        deployment: &mut dyn FnMut(&str, &str, usize) -> usize,
+    ) -> ModelTable {
         let by_name: HashMap<String, usize> = cfg.models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
-        let mut next_id = 0;
         let mut by_id = Vec::new();
         let models = cfg
             .models
@@ -82,20 +101,21 @@ impl ModelTable {
                     .iter()
                     .enumerate()
                     .map(|(di, d)| {
-                        let id = next_id;
-                        next_id += 1;
+                        let label = format!(
+                            "{}/{}",
+                            cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?"),
+                            d.model
+                        );
+                        let provider = providers.get(d.provider).copied().unwrap_or(usize::MAX);
+                        let id = deployment(&m.name, &label, provider);
                         by_id.push((mi, di));
                         Deployment {
                             id,
-                            provider: d.provider,
+                            provider,
                             model: d.model.clone(),
                             weight: d.weight.max(1),
                             price: d.price.or(m.price).or_else(|| crate::pricing::builtin(&d.model)),
-                            label: format!(
-                                "{}/{}",
-                                cfg.providers.get(d.provider).map(|p| p.name.as_str()).unwrap_or("?"),
-                                d.model
-                            ),
+                            label,
                             limits: d.limits,
                         }
                     })
@@ -128,8 +148,8 @@ impl ModelTable {
         self.by_id.len()
     }
 
-    /// Every deployment of every model with its model, in id order: the
-    /// order the actors index deployments by.
+    /// Every deployment of every model with its model, in config order
+    /// (which is id order only for a table built by [`ModelTable::from_config`]).
     pub fn deployments(&self) -> impl Iterator<Item = (&ModelEntry, &Deployment)> {
         self.by_id.iter().filter_map(|&(m, d)| {
             let model = self.models.get(m)?;

@@ -137,7 +137,10 @@ fn cost(resp: &Value) -> f64 {
 async fn three_replicas_share_one_limit_exactly() {
     let redis = RedisServer::start().await;
     let mock = start_mock();
-    let cfg = config(mock.addr(), &redis.url(), "rpm = 12", "");
+    // Exactness is the point here, not degraded mode: a Redis call that
+    // outlives the default 50 ms (a loaded CI machine) would let a replica
+    // decide alone and admit more than 12.
+    let cfg = config(mock.addr(), &redis.url(), "rpm = 12", "timeout_ms = 2000");
     let replicas: Vec<Replica> = (0..3).map(|_| Replica::spawn(&cfg)).collect();
     for r in &replicas {
         r.wait_shared().await;
@@ -175,7 +178,7 @@ async fn spend_adds_up_across_replicas_and_budgets_hold() {
     let redis = RedisServer::start().await;
     let mock = start_mock();
     // Key a may spend about two answers' worth a day.
-    let cfg = config(mock.addr(), &redis.url(), "daily_budget_usd = 0.0004", "");
+    let cfg = config(mock.addr(), &redis.url(), "daily_budget_usd = 0.0004", "timeout_ms = 2000");
     let (a, b, c) = (Replica::spawn(&cfg), Replica::spawn(&cfg), Replica::spawn(&cfg));
     for r in [&a, &b, &c] {
         r.wait_shared().await;

@@ -12,6 +12,7 @@
 //! The upstream HTTP client the `UpstreamSessions` actor owns the pools of
 //! is its own crate, `sluice-upstream`.
 
+pub mod accounts;
 pub mod availability;
 pub mod circuit_breakers;
 pub mod outcome;
@@ -20,6 +21,7 @@ pub mod replicas;
 pub mod response_cache;
 pub mod status;
 pub mod supervision;
+pub mod topology;
 pub mod upstream_sessions;
 
 pub use status::{ActorStatus, GetStatus};
@@ -99,16 +101,10 @@ impl Actors {
         let cache = response_cache::CacheHandle::start(spec.cache, &arbiter.handle(), &mut registry);
         if let Some(s) = &replicas {
             let spend = limiter.spend().clone();
-            let mut deployments: std::collections::HashMap<String, Vec<usize>> = Default::default();
-            for (i, l) in labels.iter().enumerate() {
-                deployments.entry(l.clone()).or_default().push(i);
-            }
             let sinks = replicas::Sinks {
                 replica: s.replica().to_string(),
                 breakers: breakers.clone(),
-                deployments,
-                keys: spend.key_names().enumerate().map(|(i, k)| (k.to_string(), i)).collect(),
-                models: spend.model_names().iter().enumerate().map(|(i, m)| (m.clone(), i)).collect(),
+                accounts: s.accounts_sender(),
                 spend: spend.clone(),
                 max_cooldown: spec.breaker.cooldown_max.max(spec.breaker.retry_after_cap),
             };

@@ -16,6 +16,7 @@
 //! `!Send` and stays in its task on the leader's worker; only `Bytes` cross.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -264,8 +265,10 @@ impl Flight {
 /// Every flight in progress, by key. Shared by all workers.
 pub struct Flights {
     map: DashMap<CacheKey, Arc<Flight>>,
-    /// Each flight's bound (`[cache] max_entry_bytes`).
-    max_bytes: usize,
+    /// Each new flight's bound (`[cache] max_entry_bytes`). The table
+    /// outlives config snapshots, so a reload sets it; flights under way
+    /// keep the bound they started with.
+    max_bytes: AtomicUsize,
 }
 
 impl Default for Flights {
@@ -285,7 +288,12 @@ pub enum Role {
 
 impl Flights {
     pub fn new(max_bytes: usize) -> Flights {
-        Flights { map: DashMap::new(), max_bytes }
+        Flights { map: DashMap::new(), max_bytes: AtomicUsize::new(max_bytes) }
+    }
+
+    /// The bound of flights started from now on.
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
     }
 
     pub fn join(self: &Arc<Self>, key: CacheKey) -> Role {
@@ -303,13 +311,13 @@ impl Flights {
                     }
                 }
                 // A dead (or overflowed) flight still listed: start a new one in its place.
-                let fresh = Arc::new(Flight::new(self.max_bytes));
+                let fresh = Arc::new(Flight::new(self.max_bytes.load(Ordering::Relaxed)));
                 let slot = fresh.lock().subscribe();
                 o.insert(fresh.clone());
                 Role::Lead(sub(fresh, slot))
             }
             Entry::Vacant(v) => {
-                let fresh = Arc::new(Flight::new(self.max_bytes));
+                let fresh = Arc::new(Flight::new(self.max_bytes.load(Ordering::Relaxed)));
                 let slot = fresh.lock().subscribe();
                 v.insert(fresh.clone());
                 Role::Lead(sub(fresh, slot))

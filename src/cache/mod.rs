@@ -36,6 +36,11 @@ pub const BYPASS: &str = "BYPASS";
 /// How one model with caching on is cached.
 pub struct ModelPolicy {
     pub name: String,
+    /// What the cache key names the model by: its name and a fingerprint
+    /// of where its answers come from (its deployments and fallbacks), so
+    /// that a reload which changes those makes its old answers unreachable
+    /// (they age out), while entries of unchanged models stay valid.
+    pub key_model: String,
     pub ttl: Duration,
     pub only_deterministic: bool,
     /// The `forward_headers` of the model's providers: forwarded headers
@@ -64,12 +69,16 @@ pub struct CacheLayer {
 }
 
 impl CacheLayer {
+    /// The layer of one config snapshot; `flights` (calls in flight) are
+    /// shared by every snapshot, so a reload does not split a flight.
     pub fn new(
         cfg: &Config,
         handle: CacheHandle,
         tier2: Option<sluice_actors::replicas::ReplicasHandle>,
+        flights: Arc<Flights>,
     ) -> CacheLayer {
         describe();
+        flights.set_max_bytes(cfg.cache.max_entry_bytes);
         let policies = cfg
             .models
             .iter()
@@ -78,6 +87,7 @@ impl CacheLayer {
                 let forward = forwarded(cfg, m);
                 let name = m.name.clone();
                 Some(ModelPolicy {
+                    key_model: format!("{}\u{0}{:016x}", m.name, answer_source(cfg, m)),
                     ttl: Duration::from_millis(c.ttl_ms),
                     only_deterministic: c.only_deterministic,
                     forward,
@@ -104,7 +114,7 @@ impl CacheLayer {
             .collect();
         CacheLayer {
             handle,
-            flights: Arc::new(Flights::new(cfg.cache.max_entry_bytes)),
+            flights,
             policies,
             batchers,
             tier2,
@@ -133,6 +143,23 @@ impl CacheLayer {
     pub async fn fetch(&self, w: &WorkerUpstreams, call: &Call<'_>, model: usize) -> Result<Fetched, GatewayError> {
         batch::fetch(self.batcher(model), w, call, model).await
     }
+}
+
+/// A fingerprint of where a model's answers come from: each deployment's
+/// provider (every setting but secrets, which `Debug` masks) and upstream
+/// model, and its fallbacks' names (a fallback model that changes has its
+/// own fingerprint, but not in this one: its answers under this name stay).
+fn answer_source(cfg: &Config, m: &crate::config::ModelConfig) -> u64 {
+    let mut text = String::new();
+    for d in &m.deployments {
+        let p = cfg.providers.get(d.provider).map(|p| format!("{p:?}")).unwrap_or_default();
+        text.push_str(&format!("{p}\u{0}{}\u{0}", d.model));
+    }
+    for f in &m.fallbacks {
+        text.push_str(f);
+        text.push('\u{0}');
+    }
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 
 /// The `forward_headers` of a model's providers (each provider once).

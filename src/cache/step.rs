@@ -94,7 +94,8 @@ pub async fn lookup(
     if control.no_store || endpoint == Endpoint::Messages {
         return bypass();
     }
-    let Ok(key) = key::compute(endpoint, &policy.name, body, req.headers(), &policy.forward, policy.only_deterministic)
+    let Ok(key) =
+        key::compute(endpoint, &policy.key_model, body, req.headers(), &policy.forward, policy.only_deterministic)
     else {
         return bypass();
     };
@@ -134,7 +135,7 @@ pub async fn lookup(
         key::compute_seeded(
             seed,
             endpoint,
-            &policy.name,
+            &policy.key_model,
             body,
             req.headers(),
             &policy.forward,

@@ -31,6 +31,9 @@ pub const DEFAULT_PATH: &str = "config/sluice.toml";
 pub struct Config {
     /// Where it came from (a path, or [`EMBEDDED_NAME`]).
     pub source: String,
+    /// SHA-256 of the file's bytes, hex, when it came from a file: taken from
+    /// the very bytes parsed, so `/status` names the config that runs.
+    pub digest: Option<String>,
     pub server: ServerConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
@@ -481,15 +484,15 @@ impl Config {
 
     pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_str_with_env(&text, &file, env),
-            Err(e) => Err(ConfigErrors(vec![ConfigError {
-                file,
-                line: None,
-                key: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }])),
-        }
+        let fail = |message: String| {
+            ConfigErrors(vec![ConfigError { file: file.clone(), line: None, key: String::new(), message }])
+        };
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let text = String::from_utf8(bytes).map_err(|e| fail(format!("cannot read the file: {e}")))?;
+        let mut config = Self::from_str_with_env(&text, &file, env)?;
+        config.digest = Some(digest);
+        Ok(config)
     }
 
     /// The embedded default config (mock provider only).

@@ -111,6 +111,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     }
     let config = Config {
         source: file.to_owned(),
+        digest: None,
         server,
         providers,
         models,

@@ -57,6 +57,13 @@ pub enum GatewayError {
     MalformedApiKey { problem: &'static str },
     #[error("This endpoint needs the admin key (`server.admin_key`) as `Authorization: Bearer <key>`.")]
     AdminKeyRequired,
+    /// An admin call names a runtime key or team that does not exist.
+    #[error("No {what} named `{name}`.")]
+    AdminNotFound { what: &'static str, name: String },
+    /// An admin call that cannot be done as asked (a name taken, a config
+    /// key changed, no store to keep it in); the message says why.
+    #[error("{message}")]
+    AdminConflict { message: String },
     #[error("This API key is not allowed to use the model `{model}`.")]
     ModelNotAllowed { model: String },
     #[error("The model `{model}` does not exist or you do not have access to it.")]
@@ -121,6 +128,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired => StatusCode::UNAUTHORIZED,
+            GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::AdminConflict { .. } => StatusCode::CONFLICT,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -149,7 +158,9 @@ impl GatewayError {
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
-            | GatewayError::AdminKeyRequired => "invalid_request_error",
+            | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. } => "invalid_request_error",
             GatewayError::ModelNotAllowed { .. } => "permission_error",
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
@@ -173,6 +184,8 @@ impl GatewayError {
                 "invalid_api_key"
             }
             GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::AdminNotFound { .. } => "not_found",
+            GatewayError::AdminConflict { .. } => "conflict",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
@@ -204,6 +217,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::BodyTimeout { .. }
@@ -241,6 +256,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
@@ -263,6 +280,8 @@ impl GatewayError {
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
             | GatewayError::AdminKeyRequired
+            | GatewayError::AdminNotFound { .. }
+            | GatewayError::AdminConflict { .. }
             | GatewayError::ModelNotAllowed { .. }
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
@@ -291,6 +310,8 @@ impl GatewayError {
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::MalformedApiKey { .. } => "malformed_api_key",
             GatewayError::AdminKeyRequired => "admin_key_required",
+            GatewayError::AdminNotFound { .. } => "not_found",
+            GatewayError::AdminConflict { .. } => "conflict",
             GatewayError::ModelNotAllowed { .. } => "model_not_allowed",
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",

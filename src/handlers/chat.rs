@@ -1,12 +1,12 @@
 //! `POST /v1/chat/completions`: proxied through the request pipeline.
 
-use actix_web::web::{Data, Payload};
+use actix_web::web::Payload;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::endpoint::Endpoint;
 use crate::gateway::WorkerState;
 use crate::request;
 
-pub async fn chat(state: Data<WorkerState>, req: HttpRequest, payload: Payload) -> HttpResponse {
+pub async fn chat(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
     request::run(&state, req, payload, Endpoint::Chat).await
 }

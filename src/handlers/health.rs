@@ -10,12 +10,11 @@
 //! - `healthy` (200) otherwise.
 
 use actix_web::HttpResponse;
-use actix_web::web::Data;
 use sluice_actors::ActorState;
 
 use crate::gateway::WorkerState;
 
-pub async fn health(state: Data<WorkerState>) -> HttpResponse {
+pub async fn health(state: WorkerState) -> HttpResponse {
     let gw = &state.gateway;
     let mut reasons: Vec<String> = Vec::new();
     let mut unhealthy = gw.is_shutting_down();
@@ -51,7 +50,8 @@ pub async fn health(state: Data<WorkerState>) -> HttpResponse {
             ActorState::Running => {}
         }
     }
-    let sessions: Vec<_> = gw.upstreams.sessions.table().providers.iter().flatten().collect();
+    let table = gw.upstreams.sessions.table();
+    let sessions: Vec<_> = gw.upstreams.providers.iter().filter_map(|(id, _)| table.get(id)).collect();
     if !sessions.is_empty()
         && sessions.iter().all(|s| s.stats.opened_total() == 0 && s.stats.connect_errors_total() > 0)
     {

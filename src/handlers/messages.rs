@@ -3,13 +3,13 @@
 //! OpenAI routes; the endpoint tells providers the body is Anthropic-shaped
 //! and tells the relay to answer errors in Anthropic's shape.
 
-use actix_web::web::{Data, Payload};
+use actix_web::web::Payload;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::endpoint::Endpoint;
 use crate::gateway::WorkerState;
 use crate::request;
 
-pub async fn messages(state: Data<WorkerState>, req: HttpRequest, payload: Payload) -> HttpResponse {
+pub async fn messages(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
     request::run(&state, req, payload, Endpoint::Messages).await
 }

@@ -1,11 +1,10 @@
 //! `GET /metrics`: Prometheus text format.
 
 use actix_web::HttpResponse;
-use actix_web::web::Data;
 
 use crate::gateway::WorkerState;
 
-pub async fn metrics(state: Data<WorkerState>) -> HttpResponse {
+pub async fn metrics(state: WorkerState) -> HttpResponse {
     let gw = &state.gateway;
     gw.registry.publish_gauges();
     HttpResponse::Ok()

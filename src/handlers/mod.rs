@@ -1,6 +1,7 @@
 //! One file per route: read what the route needs, call the pipeline or the
 //! actors, format the answer.
 
+pub mod admin;
 pub mod chat;
 pub mod completions;
 pub mod embeddings;

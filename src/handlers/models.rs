@@ -1,6 +1,6 @@
 //! `GET /v1/models`: the model names this key may use, in OpenAI's list shape.
 
-use actix_web::web::{Data, Path};
+use actix_web::web::Path;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -33,7 +33,7 @@ fn json<T: Serialize>(v: &T) -> HttpResponse {
     }
 }
 
-pub async fn list(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
+pub async fn list(state: WorkerState, req: HttpRequest) -> HttpResponse {
     let policy = match state.gateway.keys.authenticate(req.headers()) {
         Ok(p) => p,
         Err(e) => return e.error_response(),
@@ -52,7 +52,7 @@ pub async fn list(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
 }
 
 /// `GET /v1/models/{model}`: one model, if this key may use it.
-pub async fn get(state: Data<WorkerState>, req: HttpRequest, path: Path<String>) -> HttpResponse {
+pub async fn get(state: WorkerState, req: HttpRequest, path: Path<String>) -> HttpResponse {
     let policy = match state.gateway.keys.authenticate(req.headers()) {
         Ok(p) => p,
         Err(e) => return e.error_response(),

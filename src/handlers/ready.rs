@@ -3,12 +3,11 @@
 //! load balancer stops sending new traffic before the drain.
 
 use actix_web::HttpResponse;
-use actix_web::web::Data;
 use sluice_actors::ActorState;
 
 use crate::gateway::WorkerState;
 
-pub async fn ready(state: Data<WorkerState>) -> HttpResponse {
+pub async fn ready(state: WorkerState) -> HttpResponse {
     let gw = &state.gateway;
     let waiting: Vec<&str> =
         gw.registry.metas().filter(|m| m.state() != ActorState::Running).map(|m| m.name()).collect();

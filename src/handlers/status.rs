@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use sonic_rs::JsonValueMutTrait;
@@ -18,15 +17,25 @@ use crate::route::ModelTable;
 struct Status {
     version: &'static str,
     uptime_s: u64,
+    /// The config running now: where from, the SHA-256 of its bytes, and
+    /// when it was loaded (start, or the last reload).
+    config: ConfigStatus,
     actors: sonic_rs::Value,
     /// What the request path did per model: retries, fallbacks, hedges.
     models: Vec<sonic_rs::Value>,
 }
 
+#[derive(Serialize)]
+struct ConfigStatus {
+    source: String,
+    digest: Option<String>,
+    loaded_at_unix: u64,
+}
+
 /// Test builds only: make an actor panic inside a handler (admin key required
 /// when one is set), to prove its supervisor restarts it.
 #[cfg(feature = "fault-injection")]
-pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
+pub async fn inject_panic(state: WorkerState, req: HttpRequest) -> HttpResponse {
     let gw = &state.gateway;
     if let Some(d) = &gw.admin_digest
         && !auth::is_admin(d, req.headers())
@@ -43,7 +52,7 @@ pub async fn inject_panic(state: Data<WorkerState>, req: HttpRequest) -> HttpRes
 /// How long `/status` waits for an actor before reporting it unresponsive.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse {
+pub async fn status(state: WorkerState, req: HttpRequest) -> HttpResponse {
     let gw = &state.gateway;
     if let Some(d) = &gw.admin_digest
         && !auth::is_admin(d, req.headers())
@@ -57,6 +66,11 @@ pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse 
     let body = Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: gw.started.elapsed().as_secs(),
+        config: ConfigStatus {
+            source: gw.config.source.clone(),
+            digest: gw.loaded.digest.clone(),
+            loaded_at_unix: gw.loaded.at_unix,
+        },
         actors,
         models: gw.upstreams.metrics.routing_status(),
     };
@@ -70,9 +84,11 @@ pub async fn status(state: Data<WorkerState>, req: HttpRequest) -> HttpResponse 
 /// actors know deployments by id and label (`provider/model`), and two
 /// models may share a deployment (the default config's `mock` and `fast`
 /// both use `mock/mock-1`): without the model the entries read the same.
-/// Entries are listed in id order, the order of [`ModelTable::deployments`].
+/// The actors list the live deployments in id order.
 fn name_models(mut actors: sonic_rs::Value, models: &ModelTable) -> sonic_rs::Value {
-    let names: Vec<&str> = models.deployments().map(|(m, _)| m.name.as_str()).collect();
+    let mut by_id: Vec<(usize, &str)> = models.deployments().map(|(m, d)| (d.id, m.name.as_str())).collect();
+    by_id.sort_unstable();
+    let names: Vec<&str> = by_id.into_iter().map(|(_, n)| n).collect();
     for actor in actors.as_array_mut().into_iter().flatten() {
         let Some(deployments) = actor.get_mut("detail").and_then(|d| d.get_mut("deployments")) else { continue };
         for (entry, name) in deployments.as_array_mut().into_iter().flatten().zip(&names) {

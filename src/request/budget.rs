@@ -9,14 +9,25 @@ use crate::auth::KeyPolicy;
 use crate::error::GatewayError;
 use crate::gateway::WorkerState;
 
-/// Refuse a key over budget; else where its request's cost goes.
+/// Refuse a key (or its team) over budget; else where its request's cost goes.
 pub fn check(state: &WorkerState, policy: &KeyPolicy) -> Result<Spending, GatewayError> {
     let spend = state.gateway.upstreams.limiter.spend();
-    let spend_key = spend.slot(policy.index.map_or(SpendKey::Anonymous, SpendKey::Configured));
+    let spend_key = spend.slot(policy.spend.map_or(SpendKey::Anonymous, SpendKey::Configured));
     if let Some(hit) = spend.over_budget_now(spend_key) {
         return Err(quota_exceeded(&policy.name, hit));
     }
-    Ok(Spending { table: spend.clone(), sink: state.upstream.outcomes.clone(), key: spend_key })
+    if let (Some(team), Some(name)) = (policy.team_spend, &policy.team)
+        && let Some(hit) = spend.over_budget_now(team)
+    {
+        return Err(quota_exceeded(&format!("team {name}"), hit));
+    }
+    Ok(Spending {
+        table: spend.clone(),
+        sink: state.upstream.outcomes.clone(),
+        key: spend_key,
+        team: policy.team_spend,
+        models: state.gateway.upstreams.spend_models.clone(),
+    })
 }
 
 fn quota_exceeded(key: &str, hit: BudgetHit) -> GatewayError {

@@ -21,6 +21,10 @@ pub struct Spending {
     pub sink: std::rc::Rc<crate::upstream::outcomes::OutcomeSink>,
     /// Spend-table index of the key (or of the anonymous policy).
     pub key: usize,
+    /// Spend-table index of the key's team, which is charged too.
+    pub team: Option<usize>,
+    /// Spend-table slot of each model, by model index.
+    pub models: Arc<[usize]>,
 }
 
 pub struct Record {
@@ -115,10 +119,13 @@ impl Record {
             if let Some((m, _)) = self.served {
                 self.metrics.record_usage(m, &u, price);
                 if let (Some(p), Some(sp)) = (price, &self.spending) {
-                    let day =
-                        sluice_actors::rate_limiter::spend::day_of(sluice_actors::rate_limiter::spend::unix_now());
-                    if let Some(rec) = sp.table.add(sp.key, m, crate::metrics::cost_usd(&u, &p), day) {
-                        sp.sink.push_spend(rec);
+                    let day = sluice_actors::rate_limiter::spend::today();
+                    let usd = crate::metrics::cost_usd(&u, &p);
+                    let model = sp.models.get(m).copied().unwrap_or(usize::MAX);
+                    for slot in std::iter::once(sp.key).chain(sp.team) {
+                        if let Some(rec) = sp.table.add(slot, model, usd, day) {
+                            sp.sink.push_spend(rec);
+                        }
                     }
                 }
             }

@@ -1,27 +1,28 @@
-//! The HTTP server: workers, limits, start-up and graceful shutdown.
+//! The HTTP server: workers, limits, start-up and graceful shutdown; the
+//! snapshot the workers share is built in [`build`] and swapped by
+//! [`reload`].
 
+pub mod build;
+pub mod reload;
 pub mod routes;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
-use sluice_actors::availability::{AvailabilitySpec, ProbeSpec};
+use sluice_actors::accounts::store::AccountsStore;
+use sluice_actors::availability::AvailabilitySpec;
 use sluice_actors::circuit_breakers::BreakerConfig;
-use sluice_actors::rate_limiter::{Budgets, LimiterSpec, SpendTable};
+use sluice_actors::rate_limiter::{LimiterSpec, SpendTable};
 use sluice_actors::{Actors, ActorsSpec};
 
 use crate::config::Config;
-use crate::gateway::{Gateway, WorkerState};
-use crate::limits::LimitScopes;
-use crate::metrics::MetricsTable;
-use crate::providers::Provider;
-use crate::route::ModelTable;
+use crate::gateway::{AccountsCell, Live, Loaded, Worker};
 use crate::upstream::outcomes::OutcomeSink;
-use crate::upstream::{Upstreams, WorkerUpstreams};
+pub use reload::ReloadSource;
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,21 @@ pub enum RunError {
     Provider(String),
     #[error("cannot start the actors: {0}")]
     Actors(#[from] sluice_actors::StartError),
+    #[error("{0}")]
+    Accounts(#[from] sluice_actors::accounts::store::AccountsStoreError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// How the gateway may reload its config.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// The file `POST /admin/reload` (and SIGHUP) re-reads; `None`: the
+    /// config came from no file, and a reload is refused.
+    pub reload: Option<ReloadSource>,
+    /// Reload on SIGHUP (the binary; tests that run several gateways in
+    /// one process leave it off).
+    pub sighup: bool,
 }
 
 /// Run the gateway on `listener` until `shutdown` resolves, then stop taking
@@ -45,20 +59,29 @@ pub async fn run<S>(listener: TcpListener, config: Config, shutdown: S) -> Resul
 where
     S: Future<Output = ()> + Send + 'static,
 {
+    run_with(listener, config, shutdown, RunOptions::default()).await
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// [`run`], with a config file to reload from.
+pub async fn run_with<S>(listener: TcpListener, config: Config, shutdown: S, opts: RunOptions) -> Result<(), RunError>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
     widen_backlog(&listener);
     let metrics = crate::metrics::install().map_err(RunError::Metrics)?;
-    let providers = config
-        .providers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Provider::from_config(i, p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(RunError::Provider)?;
-    let models = ModelTable::from_config(&config);
-    let scopes = LimitScopes::from_config(&config, &models);
-    let actors = Actors::start(actors_spec(&config, &providers, &models, &scopes))?;
+    let actors = Actors::start(actors_spec(&config))?;
     spawn_metrics_upkeep(&actors, metrics.clone());
-
+    let store = match actors.limiter.store() {
+        Some(s) => Some(AccountsStore::new(s.database().clone())?),
+        None => None,
+    };
+    let accounts = store.as_ref().map(AccountsStore::load).transpose()?.unwrap_or_default();
+    let digest = config.digest.clone();
+    let builder = Arc::new(build::Builder::new(&actors, metrics));
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -72,41 +95,40 @@ where
         disconnect_ms: config.server.client_disconnect_timeout_ms,
         keep_alive_ms: config.server.keep_alive_ms,
     };
-    let upstreams = Arc::new(Upstreams {
-        routing: config.routing.clone(),
-        metrics: Arc::new(MetricsTable::new(&models)),
-        models,
-        providers,
-        scopes,
-        sessions: actors.sessions.clone(),
-        breakers: actors.breakers.clone(),
-        availability: actors.availability.clone(),
-        limiter: actors.limiter.clone(),
-    });
-    let gateway = Arc::new(Gateway::new(config, upstreams, &actors, metrics));
+    let loaded = Loaded { digest, at_unix: unix_now() };
+    let first = builder.build(Arc::new(config), loaded, &accounts).await.map_err(RunError::Provider)?.first();
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
+    let live = Arc::new(Live::new(first, AccountsCell { accounts: Mutex::new(accounts), store }, reload_tx.clone()));
+    let reloader = reload::Reloader { source: opts.reload.clone(), builder: builder.clone(), live: live.clone() };
+    actix_web::rt::spawn(reloader.serve(reload_rx));
+    if opts.sighup {
+        actix_web::rt::spawn(reload_on_sighup(live.clone()));
+    }
+    if let Some(r) = &actors.replicas {
+        actix_web::rt::spawn(crate::handlers::admin::follow_replicas(live.clone(), r.accounts_feed()));
+    }
 
-    let for_signal = gateway.clone();
+    let for_signal = live.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for in-flight requests");
-        for_signal.begin_shutdown();
+        for_signal.load().begin_shutdown();
     };
 
+    let sessions = actors.sessions.clone();
+    let (breakers, availability, limiter) =
+        (actors.breakers.clone(), actors.availability.clone(), actors.limiter.clone());
     let server = HttpServer::new(move || {
-        let gateway = gateway.clone();
-        let upstreams = gateway.upstreams.clone();
         // Each worker builds its own pools and joins UpstreamSessions'
         // registry, which has them warmed on this worker's runtime.
-        let clients = upstreams.sessions.join_worker();
+        let clients = sessions.join_worker();
         let activity = std::rc::Rc::new(crate::busy_poll::Activity::default());
         if busy_poll_us > 0 {
             actix_web::rt::spawn(crate::busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
         }
-        let outcomes =
-            OutcomeSink::new(upstreams.breakers.clone(), upstreams.availability.clone(), upstreams.limiter.clone());
-        let upstream = WorkerUpstreams { upstreams, clients, outcomes, activity };
+        let outcomes = OutcomeSink::new(breakers.clone(), availability.clone(), limiter.clone());
         App::new()
-            .app_data(web::Data::new(WorkerState { gateway, upstream }))
+            .app_data(web::Data::new(Worker { live: live.clone(), clients, outcomes, activity }))
             .app_data(web::PayloadConfig::new(max_body))
             .configure(routes::configure)
     })
@@ -129,6 +151,8 @@ where
 
     tracing::info!(workers, "sluice is serving");
     let result = server.await;
+    drop(reload_tx);
+    drop(builder);
     actors.stop();
     result.map_err(RunError::Io)
 }
@@ -157,28 +181,31 @@ struct ClientTimeouts {
     keep_alive_ms: u64,
 }
 
-/// What the actors start with, from the config: each provider's pool, the
-/// breaker tuning, and the flat list of deployments (the model table's ids
-/// and labels) with their providers and health probes.
-fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, scopes: &LimitScopes) -> ActorsSpec {
-    let sessions: Vec<_> = providers.iter().zip(&config.providers).map(|(p, c)| p.session_spec(c)).collect();
-    let labels: Vec<String> = models.deployments().map(|(_, d)| d.label.clone()).collect();
-    let provider_of = models.deployments().map(|(_, d)| d.provider).collect();
-    let probes = config
-        .providers
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.health_probe_interval_ms > 0)
-        .filter_map(|(i, p)| {
-            let request = sessions.get(i)?.as_ref()?.warm_request.clone()?;
-            Some(ProbeSpec {
-                provider: i,
-                interval: Duration::from_millis(p.health_probe_interval_ms),
-                timeout: Duration::from_millis(p.health_probe_timeout_ms),
-                request,
-            })
-        })
-        .collect();
+/// Reload on every SIGHUP, for as long as the gateway runs; the outcome
+/// is logged (a refused file with every error, file:line first).
+async fn reload_on_sighup(live: Arc<Live>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /admin/reload");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = live.reload().await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = live;
+}
+
+/// What the actors start with: the tables are empty; the first snapshot
+/// fills them (`build`), as every reload does.
+fn actors_spec(config: &Config) -> ActorsSpec {
     let b = &config.breaker;
     let breaker = BreakerConfig {
         window: Duration::from_millis(b.window_ms),
@@ -192,20 +219,14 @@ fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, sco
         probe_timeout: longest_attempt(config) + Duration::from_secs(1),
     };
     let availability = AvailabilitySpec {
-        labels: labels.into(),
-        provider_of,
-        provider_names: config.providers.iter().map(|p| p.name.clone()).collect(),
-        probes,
+        labels: Vec::<String>::new().into(),
+        provider_of: vec![],
+        provider_names: Vec::<String>::new().into(),
+        probes: vec![],
     };
-    // Spend per key (the table adds the anonymous policy's slot) and per model.
-    let spend_keys: Vec<(String, Budgets)> = config
-        .keys
-        .iter()
-        .map(|k| (k.name.clone(), Budgets { daily_usd: k.daily_budget_usd, monthly_usd: k.monthly_budget_usd }))
-        .collect();
     let limiter = LimiterSpec {
-        scopes: scopes.specs.clone(),
-        spend: SpendTable::new(spend_keys, config.models.iter().map(|m| m.name.clone()).collect()),
+        scopes: vec![],
+        spend: SpendTable::new(vec![], vec![]),
         store: config.spend_store.clone(),
         max_queue: config.queue.max_size,
     };
@@ -219,7 +240,7 @@ fn actors_spec(config: &Config, providers: &[Provider], models: &ModelTable, sco
         probe_interval: Duration::from_millis(s.probe_interval_ms),
         prefix: s.prefix.clone(),
     });
-    ActorsSpec { sessions, breaker, availability, limiter, cache, replicas }
+    ActorsSpec { sessions: vec![], breaker, availability, limiter, cache, replicas }
 }
 
 /// The longest one upstream attempt may take, by the configured timeouts:

@@ -3,6 +3,7 @@
 use actix_web::web;
 
 use crate::handlers;
+use crate::handlers::admin;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/chat/completions", web::post().to(handlers::chat::chat))
@@ -14,7 +15,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health", web::get().to(handlers::health::health))
         .route("/ready", web::get().to(handlers::ready::ready))
         .route("/metrics", web::get().to(handlers::metrics::metrics))
-        .route("/status", web::get().to(handlers::status::status));
+        .route("/status", web::get().to(handlers::status::status))
+        .route("/admin/keys", web::post().to(admin::keys::create))
+        .route("/admin/keys", web::get().to(admin::keys::list))
+        .route("/admin/keys/{name}", web::get().to(admin::keys::get))
+        .route("/admin/keys/{name}", web::patch().to(admin::keys::patch))
+        .route("/admin/keys/{name}", web::delete().to(admin::keys::delete))
+        .route("/admin/keys/{name}/rotate", web::post().to(admin::keys::rotate))
+        .route("/admin/teams", web::post().to(admin::teams::create))
+        .route("/admin/teams", web::get().to(admin::teams::list))
+        .route("/admin/teams/{name}", web::get().to(admin::teams::get))
+        .route("/admin/teams/{name}", web::patch().to(admin::teams::patch))
+        .route("/admin/teams/{name}", web::delete().to(admin::teams::delete))
+        .route("/admin/spend", web::get().to(admin::spend::spend))
+        .route("/admin/reload", web::post().to(admin::reload::reload));
     #[cfg(feature = "fault-injection")]
     cfg.route("/admin/faults/panic", web::post().to(handlers::status::inject_panic));
     cfg.default_service(web::to(handlers::not_found));

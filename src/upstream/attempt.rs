@@ -286,7 +286,7 @@ async fn try_deployment(
     let inflight = up.availability.table().start(c.id);
     let mut pending = Pending { sink: w.outcomes.clone(), id: c.id, done: false };
     let started = Instant::now();
-    let result = match provider.send(&call, w.clients.get(dep.provider)).await {
+    let result = match provider.send(&call, w.clients.get(dep.provider).as_ref()).await {
         Ok(Reply::Complete { body, usage }) => Ok(Served::Complete { body, usage }),
         Ok(Reply::Stream(mut rest)) => {
             let left = timeouts.first_byte.saturating_sub(started.elapsed());

@@ -43,7 +43,10 @@ pub use stream::UpstreamStream;
 pub struct Upstreams {
     pub routing: RoutingConfig,
     pub models: ModelTable,
-    pub providers: Vec<Provider>,
+    /// By provider id (ids are stable across reloads, so sparse).
+    pub providers: ProviderSet,
+    /// The spend table's slot of each model, by model index.
+    pub spend_models: Arc<[usize]>,
     /// Which limiter scopes each key, model and deployment counts against.
     pub scopes: LimitScopes,
     pub sessions: SessionsHandle,
@@ -52,6 +55,32 @@ pub struct Upstreams {
     pub limiter: LimiterHandle,
     /// Pre-registered metric handles of the gateway's models and routes.
     pub metrics: Arc<MetricsTable>,
+}
+
+/// The providers of one snapshot, by provider id.
+#[derive(Default)]
+pub struct ProviderSet {
+    by_id: Vec<Option<Provider>>,
+}
+
+impl ProviderSet {
+    pub fn insert(&mut self, id: usize, p: Provider) {
+        if self.by_id.len() <= id {
+            self.by_id.resize_with(id + 1, || None);
+        }
+        if let Some(slot) = self.by_id.get_mut(id) {
+            *slot = Some(p);
+        }
+    }
+
+    pub fn get(&self, id: usize) -> Option<&Provider> {
+        self.by_id.get(id)?.as_ref()
+    }
+
+    /// Every provider with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Provider)> {
+        self.by_id.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+    }
 }
 
 /// One worker's way upstream: the shared [`Upstreams`] and what is this

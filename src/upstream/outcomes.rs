@@ -116,6 +116,8 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::InvalidApiKey
         | GatewayError::MalformedApiKey { .. }
         | GatewayError::AdminKeyRequired
+        | GatewayError::AdminNotFound { .. }
+        | GatewayError::AdminConflict { .. }
         | GatewayError::ModelNotAllowed { .. }
         | GatewayError::ModelNotFound { .. }
         | GatewayError::ContextLengthExceeded { .. }

@@ -3,6 +3,7 @@
 //! shared-mode tests ([`redis_server`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod process;
 pub mod redis_server;
 
 use std::collections::HashMap;
@@ -68,6 +69,37 @@ impl Gateway {
                 let _ = rx.await;
             };
             let r = actix_rt::System::new().block_on(sluice::server::run(listener, config, shutdown));
+            if let Err(e) = r {
+                eprintln!("gateway exited with error: {e}");
+            }
+        });
+        Gateway { addr, stop: Some(tx), thread: Some(thread) }
+    }
+
+    /// A gateway serving the config file at `path` (`${VAR}`s from
+    /// [`test_env`]), which `POST /admin/reload` re-reads.
+    pub fn start_file(path: &std::path::Path) -> Gateway {
+        let env = std::sync::Arc::new(test_env());
+        let mut config = match Config::load_with_env(path, env.as_ref()) {
+            Ok(c) => c,
+            Err(e) => panic!("test config is invalid:\n{e}"),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        config.server.listen = addr;
+        if config.server.workers == 0 {
+            config.server.workers = 2;
+        }
+        let opts = sluice::server::RunOptions {
+            reload: Some(sluice::server::ReloadSource { path: path.to_path_buf(), env }),
+            sighup: false,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            let r = actix_rt::System::new().block_on(sluice::server::run_with(listener, config, shutdown, opts));
             if let Err(e) = r {
                 eprintln!("gateway exited with error: {e}");
             }

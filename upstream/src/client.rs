@@ -10,6 +10,7 @@
 //! inline HTTP/1.1 client in `h1/`; `https://` upstreams use hyper
 //! (rustls, HTTP/2 by ALPN).
 
+use std::cell::RefCell;
 use std::error::Error as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -313,26 +314,53 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// One worker's clients, indexed like the provider list; `None` where the
-/// provider needs no network session.
+/// One worker's clients, by provider id; `None` where the provider needs no
+/// network session. A provider's pool is built on this worker the first
+/// time it is asked for (or warmed), so providers added by a reload get
+/// pools without the worker being rebuilt; pools of unchanged providers
+/// (same id) are kept across reloads, connections and all.
 #[derive(Clone)]
 pub struct WorkerClients {
-    clients: Rc<[Option<UpstreamClient>]>,
+    table: Arc<SessionTable>,
+    clients: Rc<RefCell<Vec<Option<Option<UpstreamClient>>>>>,
 }
 
 impl WorkerClients {
-    pub fn build(table: &SessionTable) -> WorkerClients {
-        let clients =
-            table.providers.iter().map(|s| s.as_ref().map(|s| UpstreamClient::build(s.clone(), &table.tls))).collect();
-        WorkerClients { clients }
+    pub fn build(table: &Arc<SessionTable>) -> WorkerClients {
+        let w = WorkerClients { table: table.clone(), clients: Rc::default() };
+        for i in 0..table.len() {
+            let _ = w.get(i);
+        }
+        w
     }
 
-    pub fn get(&self, provider: usize) -> Option<&UpstreamClient> {
-        self.clients.get(provider).and_then(Option::as_ref)
+    /// Provider `provider`'s client on this worker (a cheap clone: the pool
+    /// is shared), built on first use.
+    pub fn get(&self, provider: usize) -> Option<UpstreamClient> {
+        if let Some(Some(c)) = self.clients.borrow().get(provider) {
+            return c.clone();
+        }
+        let session = self.table.providers.get(provider)?;
+        let built = session.as_ref().map(|s| UpstreamClient::build(s.clone(), &self.table.tls));
+        let mut clients = self.clients.borrow_mut();
+        if clients.len() <= provider {
+            clients.resize(provider + 1, None);
+        }
+        clients[provider] = Some(built.clone());
+        built
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &UpstreamClient)> {
-        self.clients.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (i, c)))
+    /// Drop this worker's pool of a provider no snapshot uses any more
+    /// (requests still using it hold their own clone until they end).
+    pub fn retire(&self, provider: usize) {
+        if let Some(slot) = self.clients.borrow_mut().get_mut(provider) {
+            *slot = None;
+        }
+    }
+
+    /// The clients built so far.
+    pub fn iter(&self) -> Vec<(usize, UpstreamClient)> {
+        self.clients.borrow().iter().enumerate().filter_map(|(i, c)| c.clone().flatten().map(|c| (i, c))).collect()
     }
 }
 

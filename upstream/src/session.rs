@@ -201,34 +201,48 @@ pub struct ProviderSession {
     pub permits: Arc<Semaphore>,
 }
 
-/// Every provider's session, indexed like the gateway's provider list, and
-/// the TLS configuration every https pool shares. `None` marks a provider
-/// with no network session (the in-process mock).
+/// Every provider's session, by provider id, and the TLS configuration
+/// every https pool shares. `None` marks a provider with no network session
+/// (the in-process mock). Append-only: a reload that adds (or changes) a
+/// provider adds a session under a new id, and ids are never reused, so a
+/// request of the old config keeps its pool.
 #[derive(Debug)]
 pub struct SessionTable {
-    pub providers: Vec<Option<Arc<ProviderSession>>>,
+    pub providers: boxcar::Vec<Option<Arc<ProviderSession>>>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
 impl SessionTable {
     pub fn new(specs: Vec<Option<SessionSpec>>) -> Result<SessionTable, TlsError> {
-        let providers = specs
-            .into_iter()
-            .map(|spec| {
-                spec.map(|spec| {
-                    Arc::new(ProviderSession {
-                        stats: Arc::new(PoolStats::new(&spec.name)),
-                        permits: Arc::new(Semaphore::new(spec.max_connections.max(1))),
-                        spec,
-                    })
-                })
+        let t = SessionTable { providers: boxcar::Vec::new(), tls: Arc::new(tls_config()?) };
+        for spec in specs {
+            t.add(spec);
+        }
+        Ok(t)
+    }
+
+    /// Add a provider's session; returns its id.
+    pub fn add(&self, spec: Option<SessionSpec>) -> usize {
+        self.providers.push(spec.map(|spec| {
+            Arc::new(ProviderSession {
+                stats: Arc::new(PoolStats::new(&spec.name)),
+                permits: Arc::new(Semaphore::new(spec.max_connections.max(1))),
+                spec,
             })
-            .collect();
-        Ok(SessionTable { providers, tls: Arc::new(tls_config()?) })
+        }))
     }
 
     pub fn get(&self, provider: usize) -> Option<&Arc<ProviderSession>> {
         self.providers.get(provider).and_then(Option::as_ref)
+    }
+
+    /// Provider ids ever added.
+    pub fn len(&self) -> usize {
+        self.providers.count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
     }
 }
 

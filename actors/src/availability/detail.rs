@@ -60,6 +60,8 @@ impl AvailabilityDetail {
             .deployments
             .iter()
             .enumerate()
+            // A blank label: no snapshot lists it any more.
+            .filter(|(i, _)| labels.get(*i).is_some_and(|l| !l.is_empty()))
             .map(|(i, s)| DeploymentDetail {
                 deployment: labels.get(i).cloned().unwrap_or_default(),
                 inflight: table.inflight(i),
@@ -77,6 +79,7 @@ impl AvailabilityDetail {
             .providers
             .iter()
             .enumerate()
+            .filter(|(i, _)| provider_names.get(*i).is_some_and(|n| !n.is_empty()))
             .map(|(i, h)| {
                 let provider = provider_names.get(i).cloned().unwrap_or_default();
                 let mut d = ProviderHealthDetail {

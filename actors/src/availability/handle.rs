@@ -9,6 +9,7 @@ use super::table::AvailTable;
 use super::{ModelAvailability, NAME, ProbeSpec};
 use crate::outcome::{AttemptOutcome, RecordOutcomes};
 use crate::supervision::{ActorMeta, ActorRegistry};
+use crate::topology::Topology;
 use crate::upstream_sessions::SessionsHandle;
 
 #[derive(Clone)]
@@ -41,10 +42,11 @@ impl AvailabilityHandle {
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| ModelAvailability {
             state: Availability::new(spec.provider_of, spec.provider_names.len()),
             table: t,
-            labels: spec.labels,
-            provider_names: spec.provider_names,
+            labels: spec.labels.to_vec(),
+            provider_names: spec.provider_names.to_vec(),
             probing: vec![false; spec.probes.len()],
-            probes: spec.probes,
+            probes: spec.probes.into_iter().map(Some).collect(),
+            timers: Vec::new(),
             sessions,
             clients: None,
             meta: m,
@@ -55,6 +57,13 @@ impl AvailabilityHandle {
 
     pub fn table(&self) -> &Arc<AvailTable> {
         &self.table
+    }
+
+    /// The deployments and providers of a new snapshot, before it is
+    /// published (see `BreakersHandle::topology`).
+    pub async fn topology(&self, t: Topology) -> Result<(), actix::MailboxError> {
+        self.table.grow_to(t.deployment_span());
+        self.meta.ask(&self.addr, t, crate::circuit_breakers::TOPOLOGY_TIMEOUT).await
     }
 
     /// Hand a batch of outcomes to the actor (fire-and-forget).

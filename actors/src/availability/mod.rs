@@ -27,6 +27,7 @@ pub use table::{AvailTable, InflightGuard};
 use crate::outcome::RecordOutcomes;
 use crate::supervision::ActorMeta;
 use crate::supervision::shell::{self, Shell, actor_shell};
+use crate::topology::Topology;
 use crate::upstream_sessions::SessionsHandle;
 
 pub const NAME: &str = "model_availability";
@@ -43,11 +44,16 @@ pub struct ProbeSpec {
 pub struct ModelAvailability {
     state: Availability,
     table: Arc<AvailTable>,
-    labels: Arc<[String]>,
-    provider_names: Arc<[String]>,
-    probes: Vec<ProbeSpec>,
+    /// By deployment id; `""` for ids no snapshot lists any more.
+    labels: Vec<String>,
+    /// By provider id; `""` for providers no snapshot lists any more.
+    provider_names: Vec<String>,
+    /// Armed probes; `None` once its provider left the config (its timer
+    /// is cancelled, and a restart does not re-arm it).
+    probes: Vec<Option<ProbeSpec>>,
     /// Probe `i` is waiting for its upstream: the next tick sends none.
     probing: Vec<bool>,
+    timers: Vec<Option<SpawnHandle>>,
     sessions: SessionsHandle,
     /// This actor thread's own pooled clients, for probes.
     clients: Option<WorkerClients>,
@@ -85,8 +91,8 @@ impl ModelAvailability {
         if self.probing.get(i).copied().unwrap_or(true) {
             return;
         }
-        let Some(spec) = self.probes.get(i).cloned() else { return };
-        let Some(client) = self.clients.as_ref().and_then(|c| c.get(spec.provider)).cloned() else { return };
+        let Some(Some(spec)) = self.probes.get(i).cloned() else { return };
+        let Some(client) = self.clients.as_ref().and_then(|c| c.get(spec.provider)) else { return };
         self.probing[i] = true;
         let fut = async move {
             let req = Outgoing {
@@ -120,6 +126,60 @@ impl ModelAvailability {
         });
     }
 
+    fn arm(&mut self, i: usize, ctx: &mut Context<Self>) {
+        let Some(Some(interval)) = self.probes.get(i).map(|p| p.as_ref().map(|p| p.interval)) else { return };
+        self.probe(i, ctx);
+        let h = shell::run_interval(ctx, interval, move |act, ctx| act.probe(i, ctx));
+        if let Some(t) = self.timers.get_mut(i) {
+            *t = Some(h);
+        }
+    }
+
+    /// A new snapshot's deployments and providers: grow every table to
+    /// cover their ids, take the names, arm the probes of new providers and
+    /// stop those of providers gone. Stats of unchanged ids carry over.
+    fn topology(&mut self, msg: &Topology, ctx: &mut Context<Self>) {
+        self.labels = msg.labels(self.labels.len());
+        let n = self.labels.len();
+        self.table.grow_to(n);
+        let mut names = vec![String::new(); self.provider_names.len().max(msg.provider_span())];
+        for p in msg.providers.iter() {
+            if let Some(slot) = names.get_mut(p.id) {
+                slot.clone_from(&p.name);
+            }
+        }
+        self.provider_names = names;
+        let mut provider_of = self.state.provider_of.clone();
+        provider_of.resize(n, usize::MAX);
+        for d in msg.deployments.iter() {
+            if let Some(slot) = provider_of.get_mut(d.id) {
+                *slot = d.provider;
+            }
+        }
+        self.state.grow(provider_of, self.provider_names.len());
+        let wanted: std::collections::HashMap<usize, &ProbeSpec> =
+            msg.providers.iter().filter_map(|p| p.probe.as_ref().map(|s| (p.id, s))).collect();
+        for i in 0..self.probes.len() {
+            let keep = self.probes[i].as_ref().is_some_and(|p| wanted.contains_key(&p.provider));
+            if !keep {
+                self.probes[i] = None;
+                if let Some(h) = self.timers.get_mut(i).and_then(Option::take) {
+                    ctx.cancel_future(h);
+                }
+            }
+        }
+        let armed: std::collections::HashSet<usize> = self.probes.iter().flatten().map(|p| p.provider).collect();
+        for (provider, spec) in wanted {
+            if !armed.contains(&provider) {
+                self.probes.push(Some(spec.clone()));
+                self.probing.push(false);
+                self.timers.push(None);
+                self.arm(self.probes.len() - 1, ctx);
+            }
+        }
+        self.publish_all();
+    }
+
     fn probed(&mut self, provider: usize, result: Result<(), String>) {
         if let Err(e) = &result {
             let name = self.provider_names.get(provider).map(String::as_str).unwrap_or("");
@@ -148,13 +208,14 @@ impl Shell for ModelAvailability {
     /// The stats are kept across a restart; probes (dropped with the other
     /// spawned work) are re-armed and the snapshot re-published.
     fn on_start(&mut self, ctx: &mut Context<Self>) {
-        if !self.probes.is_empty() && self.clients.is_none() {
+        if self.clients.is_none() {
+            // Pools are built per provider on first use (providers may be
+            // added by a reload).
             self.clients = Some(self.sessions.worker_clients());
         }
+        self.timers = vec![None; self.probes.len()];
         for i in 0..self.probes.len() {
-            let interval = self.probes[i].interval;
-            self.probe(i, ctx);
-            shell::run_interval(ctx, interval, move |act, ctx| act.probe(i, ctx));
+            self.arm(i, ctx);
         }
         self.publish_all();
     }
@@ -166,6 +227,14 @@ impl Shell for ModelAvailability {
 }
 
 actor_shell!(ModelAvailability);
+
+impl Handler<Topology> for ModelAvailability {
+    type Result = ();
+
+    fn handle(&mut self, msg: Topology, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, ctx| act.topology(&msg, ctx))
+    }
+}
 
 impl Handler<RecordOutcomes> for ModelAvailability {
     type Result = ();

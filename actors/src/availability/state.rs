@@ -112,6 +112,18 @@ impl Availability {
         }
     }
 
+    /// Cover the deployments of `provider_of` (by id) and `providers`
+    /// providers; existing stats are kept.
+    pub fn grow(&mut self, provider_of: Vec<usize>, providers: usize) {
+        while self.deployments.len() < provider_of.len() {
+            self.deployments.push(DeploymentStats::new());
+        }
+        self.provider_of = provider_of;
+        if self.providers.len() < providers {
+            self.providers.resize(providers, Health::Unknown);
+        }
+    }
+
     pub fn on_outcome(&mut self, o: &AttemptOutcome, now: Instant) {
         let Some(d) = self.deployments.get_mut(o.deployment) else { return };
         match o.verdict {

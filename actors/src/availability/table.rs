@@ -20,9 +20,10 @@ struct Live {
     unhealthy: AtomicBool,
 }
 
+/// By deployment id; append-only, like the breakers' gates.
 #[derive(Debug)]
 pub struct AvailTable {
-    live: Box<[Live]>,
+    live: boxcar::Vec<Live>,
 }
 
 /// Counts one attempt as in flight until dropped.
@@ -46,11 +47,20 @@ fn nonzero(v: u64) -> Option<u64> {
 
 impl AvailTable {
     pub fn new(deployments: usize) -> AvailTable {
-        AvailTable { live: (0..deployments).map(|_| Live::default()).collect() }
+        let t = AvailTable { live: boxcar::Vec::new() };
+        t.grow_to(deployments);
+        t
+    }
+
+    /// Make sure ids `0..n` have an entry (new ones have no samples).
+    pub fn grow_to(&self, n: usize) {
+        while self.live.count() < n {
+            self.live.push(Live::default());
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.live.len()
+        self.live.count()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -58,6 +58,8 @@ impl BreakersDetail {
         let deployments = breakers
             .iter()
             .enumerate()
+            // A blank label: no snapshot lists it any more.
+            .filter(|(i, _)| labels.get(*i).is_some_and(|l| !l.is_empty()))
             .map(|(i, b)| {
                 let state = b.state_at(now);
                 let (ok, failed) = b.window_counts(cfg, now);

@@ -58,16 +58,27 @@ struct Gate {
     opened_at_ms: AtomicU64,
 }
 
-/// Every deployment's gate.
+/// Every deployment's gate, by deployment id. Append-only: ids are given
+/// once and never reused (docs/decisions/runtime-keys.md), so a gate grows
+/// when a reload adds a deployment and is read by index without a lock.
 #[derive(Debug)]
 pub struct Gates {
     origin: Instant,
-    gates: Box<[Gate]>,
+    gates: boxcar::Vec<Gate>,
 }
 
 impl Gates {
     pub fn new(deployments: usize, origin: Instant) -> Gates {
-        Gates { origin, gates: (0..deployments).map(|_| Gate::default()).collect() }
+        let g = Gates { origin, gates: boxcar::Vec::new() };
+        g.grow_to(deployments);
+        g
+    }
+
+    /// Make sure ids `0..n` have a gate (new ones pass).
+    pub fn grow_to(&self, n: usize) {
+        while self.gates.count() < n {
+            self.gates.push(Gate::default());
+        }
     }
 
     fn ms(&self, t: Instant) -> u64 {
@@ -140,7 +151,7 @@ impl Gates {
     }
 
     pub fn len(&self) -> usize {
-        self.gates.len()
+        self.gates.count()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -11,10 +11,14 @@ use super::state::{Admission, BreakerConfig};
 use super::{CircuitBreakers, GateView, Gates, NAME};
 use crate::outcome::{AttemptOutcome, DeploymentId};
 use crate::supervision::{ActorMeta, ActorRegistry};
+use crate::topology::Topology;
 
 /// How long a probe-slot ask may take before the request treats the
 /// deployment as unavailable and moves on.
 const ADMIT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How long a reload waits for an actor to take a new topology.
+pub(crate) const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct BreakersHandle {
@@ -60,9 +64,19 @@ impl BreakersHandle {
         }
     }
 
-    /// Skip `deployment` for `hold`, on another replica's news (fire-and-forget).
-    pub fn remote_hold(&self, deployment: DeploymentId, hold: Duration) {
-        self.meta.tell(&self.addr, RemoteHold { deployment, hold });
+    /// The deployments of a new snapshot, before it is published: the
+    /// gates grow at once (so the request path finds every id), the actor
+    /// grows its breakers; asked, so that it is neither dropped by a full
+    /// mailbox nor overtaken by the new snapshot's outcomes.
+    pub async fn topology(&self, t: Topology) -> Result<(), actix::MailboxError> {
+        self.gates.grow_to(t.deployment_span());
+        self.meta.ask(&self.addr, t, TOPOLOGY_TIMEOUT).await
+    }
+
+    /// Skip the deployments labelled `label` for `hold`, on another
+    /// replica's news (fire-and-forget).
+    pub fn remote_hold(&self, label: String, hold: Duration) {
+        self.meta.tell(&self.addr, RemoteHold { label, hold });
     }
 
     /// Hand a batch of outcomes to the actor (fire-and-forget).

@@ -19,6 +19,7 @@ pub struct Admit {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct RemoteHold {
-    pub deployment: DeploymentId,
+    /// `provider/model`: every deployment with this label (models may share one).
+    pub label: String,
     pub hold: std::time::Duration,
 }

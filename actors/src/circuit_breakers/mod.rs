@@ -21,11 +21,13 @@ use tokio::time::Instant;
 pub use detail::BreakersDetail;
 pub use gates::{Denial, GateView, Gates};
 pub use handle::BreakersHandle;
+pub(crate) use handle::TOPOLOGY_TIMEOUT;
 pub use state::{Admission, Breaker, BreakerConfig, CircuitState, CoolingNews, Transition, Verdict};
 
 use crate::replicas::{News, ReplicasHandle};
 use crate::supervision::ActorMeta;
 use crate::supervision::shell::{self, Shell, actor_shell};
+use crate::topology::Topology;
 use messages::{Admit, RecordOutcomes, RemoteHold};
 
 pub const NAME: &str = "circuit_breakers";
@@ -38,7 +40,9 @@ const TICK_MAX: Duration = Duration::from_secs(1);
 pub struct CircuitBreakers {
     cfg: BreakerConfig,
     breakers: Vec<Breaker>,
-    labels: Arc<[String]>,
+    /// By deployment id; `""` for ids no snapshot lists any more (hidden
+    /// from `/status`, their breakers kept for requests still holding them).
+    labels: Vec<String>,
     gates: Arc<Gates>,
     meta: Arc<ActorMeta>,
     state_gauges: Vec<metrics::Gauge>,
@@ -64,7 +68,7 @@ impl CircuitBreakers {
             breakers: vec![Breaker::new(now); labels.len()],
             cooling_news: CoolingNews::new(labels.len()),
             cfg,
-            labels,
+            labels: labels.to_vec(),
             gates,
             meta,
             state_gauges,
@@ -126,12 +130,35 @@ impl CircuitBreakers {
 
     fn remote_hold(&mut self, msg: RemoteHold) {
         let now = Instant::now();
-        let Some(b) = self.breakers.get_mut(msg.deployment) else { return };
-        b.hold_off(now + msg.hold);
-        self.remote_holds_total += 1;
-        // Heard, not seen: not announced again.
-        self.cooling_news.heard(msg.deployment, b.cooling_until(now));
-        self.gates.publish(msg.deployment, b, now);
+        let ids: Vec<usize> =
+            self.labels.iter().enumerate().filter(|(_, l)| **l == msg.label).map(|(i, _)| i).collect();
+        for id in ids {
+            let Some(b) = self.breakers.get_mut(id) else { continue };
+            b.hold_off(now + msg.hold);
+            self.remote_holds_total += 1;
+            // Heard, not seen: not announced again.
+            self.cooling_news.heard(id, b.cooling_until(now));
+            self.gates.publish(id, b, now);
+        }
+    }
+
+    /// A new snapshot's deployments: grow to cover every id (new ones start
+    /// closed), take the labels; untouched breakers keep their state.
+    fn topology(&mut self, msg: &Topology) {
+        let now = Instant::now();
+        self.labels = msg.labels(self.labels.len());
+        let n = self.labels.len();
+        self.gates.grow_to(n);
+        while self.breakers.len() < n {
+            self.breakers.push(Breaker::new(now));
+        }
+        self.cooling_news.grow_to(n);
+        while self.state_gauges.len() < n {
+            let label = self.labels.get(self.state_gauges.len()).cloned().unwrap_or_default();
+            let g = metrics::gauge!("sluice_circuit_state", "deployment" => label);
+            g.set(0.0);
+            self.state_gauges.push(g);
+        }
     }
 
     /// Let time alone move every breaker (cool-downs over, probes lost,
@@ -199,6 +226,14 @@ impl Handler<RemoteHold> for CircuitBreakers {
 
     fn handle(&mut self, msg: RemoteHold, ctx: &mut Self::Context) {
         shell::handle(self, ctx, (), |act, _| act.remote_hold(msg))
+    }
+}
+
+impl Handler<Topology> for CircuitBreakers {
+    type Result = ();
+
+    fn handle(&mut self, msg: Topology, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, _| act.topology(&msg))
     }
 }
 

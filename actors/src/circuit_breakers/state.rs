@@ -404,6 +404,13 @@ impl CoolingNews {
         CoolingNews { last: vec![None; deployments] }
     }
 
+    /// Cover deployment ids `0..n`.
+    pub fn grow_to(&mut self, n: usize) {
+        if self.last.len() < n {
+            self.last.resize(n, None);
+        }
+    }
+
     /// `deployment` now cools until `until`: announce it? Remembers it if so.
     pub fn due(&mut self, deployment: usize, until: Instant) -> bool {
         let Some(last) = self.last.get_mut(deployment) else { return false };

@@ -35,6 +35,8 @@ pub struct LimiterHandle {
     spend: Arc<SpendTable>,
     /// Several replicas: spend also goes to Redis through this.
     replicas: Option<crate::replicas::ReplicasHandle>,
+    /// `[spend] store`, also read by the admin API (history, its records).
+    store: Option<Arc<SpendStore>>,
     /// Several replicas: requests waiting for a limit the replicas share
     /// (they wait on their own, not in the actor's queue), bounded by `max_queue`.
     replicated_waiting: Arc<std::sync::atomic::AtomicUsize>,
@@ -52,9 +54,10 @@ impl LimiterHandle {
         let spend = Arc::new(spec.spend);
         let meta = ActorMeta::new(NAME);
         let store = match &spec.store {
-            Some(p) => Some(SpendStore::open(p, &spend, super::spend::today(), meta.clone())?),
+            Some(p) => Some(Arc::new(SpendStore::open(p, spend.clone(), super::spend::today(), meta.clone())?)),
             None => None,
         };
+        let kept_store = store.clone();
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
         let mut store = Some(store);
@@ -85,6 +88,7 @@ impl LimiterHandle {
             backend,
             spend,
             replicas: replicas.cloned(),
+            store: kept_store,
             replicated_waiting: Arc::default(),
             max_queue,
         })
@@ -147,6 +151,11 @@ impl LimiterHandle {
 
     pub fn spend(&self) -> &Arc<SpendTable> {
         &self.spend
+    }
+
+    /// The spend store, when `[spend] store` is set.
+    pub fn store(&self) -> Option<&Arc<SpendStore>> {
+        self.store.as_ref()
     }
 
     /// Wait in the priority queue, at most until `max_wait` passes.

@@ -42,7 +42,7 @@ pub struct RateLimiter {
     backend_name: &'static str,
     table: Arc<LimiterTable>,
     spend: Arc<SpendTable>,
-    store: Option<store::SpendStore>,
+    store: Option<Arc<store::SpendStore>>,
     queue: WaitQueue,
     /// The pending wake-up of the queue, if one is armed.
     timer: Option<SpawnHandle>,

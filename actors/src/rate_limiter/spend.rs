@@ -6,7 +6,9 @@
 //! stops a key at the right request); the `RateLimiter` actor persists the
 //! same records and loads them back at start.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -43,7 +45,7 @@ pub fn today() -> u32 {
 /// Whose spend is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpendKey {
-    /// A configured key: its index in `[[keys]]`.
+    /// A key's (or team's) slot, as [`SpendTable::define_key`] gave it.
     Configured(usize),
     /// The anonymous policy (no keys configured and `allow_anonymous`).
     Anonymous,
@@ -52,6 +54,10 @@ pub enum SpendKey {
 /// The name the anonymous policy's spend is kept under (store, `/status`,
 /// metrics).
 pub const ANONYMOUS: &str = "anonymous";
+
+/// What a team's spend is stored under: `team:NAME` (keys are stored under
+/// their bare name).
+pub const TEAM_PREFIX: &str = "team:";
 
 /// A period's running total: which day (or month) it is for, and the amount.
 #[derive(Debug, Default)]
@@ -93,15 +99,68 @@ impl Period {
     }
 }
 
+/// No budget (budgets are kept as atomics so that a reload or the admin
+/// API can change them in place).
+const NO_BUDGET: u64 = u64::MAX;
+
 #[derive(Debug)]
 struct KeySpend {
+    /// The name it is stored under: the key's, or `team:` + the team's.
     name: String,
     today: Period,
     month: Period,
-    /// All-time spend per model.
-    by_model: Box<[AtomicU64]>,
-    daily_budget: Option<u64>,
-    monthly_budget: Option<u64>,
+    /// All-time spend per model slot; grown on first use of a slot.
+    by_model: boxcar::Vec<AtomicU64>,
+    daily_budget: AtomicU64,
+    monthly_budget: AtomicU64,
+    /// Removed from the config or the admin API: hidden from `/status`.
+    retired: AtomicBool,
+    /// The store's totals were loaded into it (periods), and for model
+    /// slots below this count (see [`SpendTable::restore`]).
+    restored: AtomicBool,
+    restored_models: AtomicUsize,
+}
+
+impl KeySpend {
+    fn new(name: String, b: &Budgets) -> KeySpend {
+        let k = KeySpend {
+            name,
+            today: Period::default(),
+            month: Period::default(),
+            by_model: boxcar::Vec::new(),
+            daily_budget: AtomicU64::new(NO_BUDGET),
+            monthly_budget: AtomicU64::new(NO_BUDGET),
+            retired: AtomicBool::new(false),
+            restored: AtomicBool::new(false),
+            restored_models: AtomicUsize::new(0),
+        };
+        k.set_budgets(b);
+        k
+    }
+
+    fn set_budgets(&self, b: &Budgets) {
+        self.daily_budget.store(b.daily_usd.map_or(NO_BUDGET, to_nanos), Ordering::Release);
+        self.monthly_budget.store(b.monthly_usd.map_or(NO_BUDGET, to_nanos), Ordering::Release);
+    }
+
+    fn budget(cell: &AtomicU64) -> Option<u64> {
+        Some(cell.load(Ordering::Acquire)).filter(|b| *b != NO_BUDGET)
+    }
+
+    /// The cell of model slot `m`, grown to it if needed.
+    fn model_cell(&self, m: usize) -> &AtomicU64 {
+        loop {
+            if let Some(c) = self.by_model.get(m) {
+                return c;
+            }
+            // Concurrent growers may push past `m`: extra zero cells are harmless.
+            self.by_model.push(AtomicU64::new(0));
+        }
+    }
+
+    fn model_nanos(&self, m: usize) -> u64 {
+        self.by_model.get(m).map_or(0, |c| c.load(Ordering::Acquire))
+    }
 }
 
 /// Which budget ran out.
@@ -120,12 +179,17 @@ pub struct SpendRecord {
     pub nanos: u64,
 }
 
-/// Spend of every configured key, then of the anonymous policy (the slot
-/// after the last key), per model.
+/// Spend of every key and team, per model. Append-only, like the limiter's
+/// table: a slot is given once per name and never reused, so a request's
+/// slot stays valid across reloads and admin changes
+/// (docs/decisions/runtime-keys.md).
 #[derive(Debug)]
 pub struct SpendTable {
-    keys: Box<[KeySpend]>,
-    models: Box<[String]>,
+    keys: boxcar::Vec<KeySpend>,
+    models: boxcar::Vec<String>,
+    /// Stored name → slot, model name → slot; only the `define_*` calls take it.
+    index: Mutex<(HashMap<String, usize>, HashMap<String, usize>)>,
+    anonymous: usize,
 }
 
 /// One key's spend as `/status` shows it (`rate_limiter` → `spend[]`).
@@ -157,51 +221,115 @@ fn to_nanos(usd: f64) -> u64 {
 }
 
 impl SpendTable {
-    /// The table of the configured `keys` (in `[[keys]]` order) and `models`;
-    /// the anonymous policy's slot is added after the last key.
+    /// The table of `keys` (slots `0..keys.len()`, in order) and `models`
+    /// (slots in order); the anonymous policy's slot comes after the keys.
     pub fn new(keys: Vec<(String, Budgets)>, models: Vec<String>) -> SpendTable {
-        let n = models.len();
-        let keys = keys
-            .into_iter()
-            .chain(std::iter::once((ANONYMOUS.to_string(), Budgets::default())))
-            .map(|(name, b)| KeySpend {
-                name,
-                today: Period::default(),
-                month: Period::default(),
-                by_model: (0..n).map(|_| AtomicU64::new(0)).collect(),
-                daily_budget: b.daily_usd.map(to_nanos),
-                monthly_budget: b.monthly_usd.map(to_nanos),
-            })
-            .collect();
-        SpendTable { keys, models: models.into() }
+        let mut t =
+            SpendTable { keys: boxcar::Vec::new(), models: boxcar::Vec::new(), index: Mutex::default(), anonymous: 0 };
+        for (name, b) in keys {
+            t.define_key(&name, &b);
+        }
+        t.anonymous = t.define_key(ANONYMOUS, &Budgets::default());
+        for m in models {
+            t.define_model(&m);
+        }
+        t
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<String, usize>, HashMap<String, usize>)> {
+        self.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn define_stored(&self, stored: String, b: &Budgets) -> usize {
+        let mut idx = self.lock();
+        if let Some(&i) = idx.0.get(&stored)
+            && let Some(k) = self.keys.get(i)
+        {
+            k.set_budgets(b);
+            k.retired.store(false, Ordering::Release);
+            return i;
+        }
+        let i = self.keys.push(KeySpend::new(stored.clone(), b));
+        idx.0.insert(stored, i);
+        i
+    }
+
+    /// The slot of key `name` with budgets `b` (its spend kept if it had one).
+    pub fn define_key(&self, name: &str, b: &Budgets) -> usize {
+        self.define_stored(name.to_string(), b)
+    }
+
+    /// The slot of team `name` (stored as `team:NAME`) with budgets `b`.
+    pub fn define_team(&self, name: &str, b: &Budgets) -> usize {
+        self.define_stored(format!("{TEAM_PREFIX}{name}"), b)
+    }
+
+    /// The slot of model `name`.
+    pub fn define_model(&self, name: &str) -> usize {
+        let mut idx = self.lock();
+        if let Some(&i) = idx.1.get(name) {
+            return i;
+        }
+        let i = self.models.push(name.to_string());
+        idx.1.insert(name.to_string(), i);
+        i
+    }
+
+    /// The slot stored under `name` (a key's name, or `team:NAME`), if any.
+    pub fn find_key(&self, stored: &str) -> Option<usize> {
+        self.lock().0.get(stored).copied()
+    }
+
+    pub fn find_model(&self, name: &str) -> Option<usize> {
+        self.lock().1.get(name).copied()
+    }
+
+    /// Hide every slot not in `live` from `/status` (the anonymous one stays).
+    pub fn retain_live(&self, live: &std::collections::HashSet<usize>) {
+        for (i, k) in self.keys.iter() {
+            k.retired.store(i != self.anonymous && !live.contains(&i), Ordering::Release);
+        }
     }
 
     /// The slot `key` is counted in (the index records and the store use).
     pub fn slot(&self, key: SpendKey) -> usize {
         match key {
             SpendKey::Configured(i) => i,
-            SpendKey::Anonymous => self.keys.len().saturating_sub(1),
+            SpendKey::Anonymous => self.anonymous,
         }
     }
 
-    /// Every slot's name, the anonymous one last.
+    /// Every slot's stored name, in slot order (retired ones included).
     pub fn key_names(&self) -> impl Iterator<Item = &str> {
-        self.keys.iter().map(|k| k.name.as_str())
+        self.keys.iter().map(|(_, k)| k.name.as_str())
     }
 
-    pub fn model_names(&self) -> &[String] {
-        &self.models
+    /// The stored name of slot `key`.
+    pub fn key_name(&self, key: usize) -> Option<&str> {
+        self.keys.get(key).map(|k| k.name.as_str())
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.count()
+    }
+
+    pub fn model_name(&self, model: usize) -> Option<&str> {
+        self.models.get(model).map(String::as_str)
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models.count()
     }
 
     /// Has `key` spent its daily or monthly budget (as of `day`)?
     pub fn over_budget(&self, key: usize, day: u32) -> Option<BudgetHit> {
         let k = self.keys.get(key)?;
-        if let Some(b) = k.daily_budget
+        if let Some(b) = KeySpend::budget(&k.daily_budget)
             && k.today.get(day) >= b
         {
             return Some(BudgetHit::Daily { budget_usd: b as f64 / NANOS_PER_USD });
         }
-        if let Some(b) = k.monthly_budget
+        if let Some(b) = KeySpend::budget(&k.monthly_budget)
             && k.month.get(month_of(day)) >= b
         {
             return Some(BudgetHit::Monthly { budget_usd: b as f64 / NANOS_PER_USD });
@@ -223,8 +351,8 @@ impl SpendTable {
         let k = self.keys.get(key)?;
         k.today.add(day, nanos);
         k.month.add(month_of(day), nanos);
-        if let Some(m) = k.by_model.get(model) {
-            m.fetch_add(nanos, Ordering::AcqRel);
+        if self.models.get(model).is_some() {
+            k.model_cell(model).fetch_add(nanos, Ordering::AcqRel);
         }
         Some(SpendRecord { key, model, day, nanos })
     }
@@ -232,8 +360,8 @@ impl SpendTable {
     /// Restore totals loaded from the store (at start).
     pub fn restore(&self, key: usize, model: usize, total_nanos: u64, today: (u32, u64), month: (u32, u64)) {
         let Some(k) = self.keys.get(key) else { return };
-        if let Some(m) = k.by_model.get(model) {
-            m.fetch_add(total_nanos, Ordering::AcqRel);
+        if total_nanos > 0 {
+            k.model_cell(model).fetch_add(total_nanos, Ordering::AcqRel);
         }
         if today.1 > 0 && k.today.id.load(Ordering::Acquire) == today.0 {
             k.today.nanos.fetch_add(today.1, Ordering::AcqRel);
@@ -247,6 +375,23 @@ impl SpendTable {
         }
     }
 
+    /// What the store has not loaded yet, and mark it loaded: per slot,
+    /// whether its periods are due, and the model slots due. Slots and
+    /// models defined at runtime are loaded once, when first defined; a
+    /// name seen before keeps its slot, so nothing is loaded twice.
+    pub fn take_unrestored(&self) -> Vec<(usize, bool, std::ops::Range<usize>)> {
+        let models = self.models.count();
+        let mut out = Vec::new();
+        for (i, k) in self.keys.iter() {
+            let periods = !k.restored.swap(true, Ordering::AcqRel);
+            let from = k.restored_models.swap(models, Ordering::AcqRel).min(models);
+            if periods || from < models {
+                out.push((i, periods, from..models));
+            }
+        }
+        out
+    }
+
     /// Take totals counted by every replica (shared mode: Redis's answer
     /// to a write, or another replica's news). Totals only rise here, so a
     /// late or repeated message cannot undo a newer one.
@@ -254,17 +399,17 @@ impl SpendTable {
         let Some(k) = self.keys.get(key) else { return };
         k.today.raise(day, today);
         k.month.raise(month_of(day), month);
-        if let Some(m) = model.and_then(|m| k.by_model.get(m)) {
-            m.fetch_max(model_total, Ordering::AcqRel);
+        if let Some(m) = model.filter(|m| self.models.get(*m).is_some()) {
+            k.model_cell(m).fetch_max(model_total, Ordering::AcqRel);
         }
     }
 
     /// Every (key, model) with spend, in USD.
     pub fn rows(&self) -> Vec<(&str, &str, f64)> {
         let mut out = Vec::new();
-        for k in self.keys.iter() {
-            for (n, m) in k.by_model.iter().zip(self.models.iter()) {
-                let v = n.load(Ordering::Acquire);
+        for (_, k) in self.keys.iter() {
+            for (mi, m) in self.models.iter() {
+                let v = k.model_nanos(mi);
                 if v > 0 {
                     out.push((k.name.as_str(), m.as_str(), v as f64 / NANOS_PER_USD));
                 }
@@ -274,28 +419,42 @@ impl SpendTable {
     }
 
     pub fn key_total_usd(&self, key: usize) -> f64 {
-        self.keys.get(key).map_or(0.0, |k| k.by_model.iter().map(|m| m.load(Ordering::Acquire)).sum::<u64>() as f64)
+        self.keys
+            .get(key)
+            .map_or(0.0, |k| k.by_model.iter().map(|(_, m)| m.load(Ordering::Acquire)).sum::<u64>() as f64)
             / NANOS_PER_USD
     }
 
-    /// `/status` detail: per key, today's and this month's spend against
-    /// budgets, and all-time spend per model (a read).
+    /// Today's and this month's spend of `key` as of `day`, in USD.
+    pub fn periods_usd(&self, key: usize, day: u32) -> (f64, f64) {
+        let Some(k) = self.keys.get(key) else { return (0.0, 0.0) };
+        (k.today.get(day) as f64 / NANOS_PER_USD, k.month.get(month_of(day)) as f64 / NANOS_PER_USD)
+    }
+
+    /// `/status` detail: per live slot, today's and this month's spend
+    /// against budgets, and all-time spend per model (a read).
     pub fn detail(&self, day: u32) -> Vec<KeySpendDetail> {
         let month = month_of(day);
         let usd = |n: u64| n as f64 / NANOS_PER_USD;
+        // Keys and teams in the order they were defined, the anonymous
+        // policy's slot last.
+        let anonymous = self.keys.get(self.anonymous);
         self.keys
             .iter()
+            .filter(|(i, _)| *i != self.anonymous)
+            .map(|(_, k)| k)
+            .chain(anonymous)
+            .filter(|k| !k.retired.load(Ordering::Acquire))
             .map(|k| KeySpendDetail {
                 key: k.name.clone(),
                 today_usd: usd(k.today.get(day)),
                 month_usd: usd(k.month.get(month)),
-                daily_budget_usd: k.daily_budget.map(usd),
-                monthly_budget_usd: k.monthly_budget.map(usd),
-                by_model: k
-                    .by_model
+                daily_budget_usd: KeySpend::budget(&k.daily_budget).map(usd),
+                monthly_budget_usd: KeySpend::budget(&k.monthly_budget).map(usd),
+                by_model: self
+                    .models
                     .iter()
-                    .zip(self.models.iter())
-                    .map(|(n, m)| (n.load(Ordering::Acquire), m))
+                    .map(|(mi, m)| (k.model_nanos(mi), m))
                     .filter(|(n, _)| *n > 0)
                     .map(|(n, m)| ModelSpendDetail { model: m.clone(), usd: usd(n) })
                     .collect(),
@@ -305,67 +464,4 @@ impl SpendTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_anonymous_policy_has_its_own_slot_after_the_keys() {
-        let t = SpendTable::new(vec![("a".into(), Budgets::default()), ("b".into(), Budgets::default())], vec![]);
-        assert_eq!(t.slot(SpendKey::Configured(1)), 1);
-        assert_eq!(t.slot(SpendKey::Anonymous), 2);
-        assert_eq!(t.key_names().collect::<Vec<_>>(), ["a", "b", ANONYMOUS]);
-        let none = SpendTable::new(vec![], vec![]);
-        assert_eq!(none.slot(SpendKey::Anonymous), 0);
-    }
-
-    #[test]
-    fn calendar() {
-        assert_eq!(day_of(0), 0);
-        assert_eq!(month_of(0), 0); // 1970-01
-        assert_eq!(month_of(31), 1); // 1970-02-01
-        assert_eq!(month_of(day_of(1_795_441_031)), (2026 - 1970) * 12 + 10); // 2026-11-23
-        assert_eq!(month_of(day_of(951_782_400)), (2000 - 1970) * 12 + 1); // 2000-02-29
-        assert_eq!(month_of(day_of(951_868_800)), (2000 - 1970) * 12 + 2); // 2000-03-01
-    }
-
-    #[test]
-    fn observed_totals_only_rise() {
-        let t =
-            SpendTable::new(vec![("a".into(), Budgets { daily_usd: Some(1.0), monthly_usd: None })], vec!["m".into()]);
-        let day = 20_000;
-        t.add(0, 0, 0.25, day);
-        t.observe(0, Some(0), day, 900_000_000, 900_000_000, 900_000_000);
-        assert!((t.key_total_usd(0) - 0.9).abs() < 1e-9);
-        // An older (smaller) total arriving late changes nothing.
-        t.observe(0, Some(0), day, 500_000_000, 500_000_000, 500_000_000);
-        assert!((t.key_total_usd(0) - 0.9).abs() < 1e-9);
-        t.observe(0, Some(0), day, 1_000_000_000, 1_000_000_000, 1_000_000_000);
-        assert_eq!(t.over_budget(0, day), Some(BudgetHit::Daily { budget_usd: 1.0 }));
-        // Yesterday's news does not touch today.
-        t.observe(0, None, day - 1, 5_000_000_000, 0, 0);
-        assert_eq!(t.over_budget(0, day), Some(BudgetHit::Daily { budget_usd: 1.0 }));
-        assert!(t.over_budget(0, day + 1).is_none());
-    }
-
-    #[test]
-    fn budgets_stop_after_the_crossing_request() {
-        let t = SpendTable::new(
-            vec![("a".into(), Budgets { daily_usd: Some(0.01), monthly_usd: Some(0.05) })],
-            vec!["m".into()],
-        );
-        let day = 20_000;
-        assert!(t.over_budget(0, day).is_none());
-        t.add(0, 0, 0.006, day);
-        assert!(t.over_budget(0, day).is_none());
-        t.add(0, 0, 0.006, day);
-        assert_eq!(t.over_budget(0, day), Some(BudgetHit::Daily { budget_usd: 0.01 }));
-        // A new day: the daily budget is fresh, the monthly one is not.
-        assert!(t.over_budget(0, day + 1).is_none());
-        for _ in 0..5 {
-            t.add(0, 0, 0.008, day + 1);
-        }
-        assert!(matches!(t.over_budget(0, day + 1), Some(BudgetHit::Daily { .. })));
-        assert!(matches!(t.over_budget(0, day + 2), Some(BudgetHit::Monthly { .. })));
-        assert!((t.key_total_usd(0) - 0.052).abs() < 1e-9);
-    }
-}
+mod tests;

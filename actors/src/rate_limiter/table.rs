@@ -10,10 +10,12 @@
 //! table is behind [`super::backend::LimiterBackend`], so a shared backend
 //! (Redis) can replace it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -30,11 +32,29 @@ pub struct LimitSpec {
 
 #[derive(Debug)]
 struct Scope {
-    spec: LimitSpec,
+    /// Replaced in place when a reload or the admin API changes the limits
+    /// (the state below is kept); read once per admission.
+    spec: ArcSwap<LimitSpec>,
     req_tat: AtomicU64,
     tok_tat: AtomicU64,
     inflight: AtomicU32,
     refused: AtomicU64,
+    /// No current snapshot refers to it (its key, model or deployment was
+    /// removed): hidden from `/status`, still valid for requests holding it.
+    retired: AtomicBool,
+}
+
+impl Scope {
+    fn new(spec: LimitSpec) -> Scope {
+        Scope {
+            spec: ArcSwap::from_pointee(spec),
+            req_tat: AtomicU64::new(0),
+            tok_tat: AtomicU64::new(0),
+            inflight: AtomicU32::new(0),
+            refused: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Which limit refused.
@@ -76,10 +96,15 @@ pub struct Headroom {
 
 use super::backend::{Grant, LimiterBackend};
 
-/// Every scope's state.
+/// Every scope's state. Append-only: a scope's id is its index, given once
+/// by name ([`LimiterTable::define`]) and never reused, so a request's
+/// `Grant` stays valid across reloads and admin changes
+/// (docs/decisions/runtime-keys.md).
 pub struct LimiterTable {
     origin: Instant,
-    scopes: Box<[Scope]>,
+    scopes: boxcar::Vec<Scope>,
+    /// Scope name → id; only [`LimiterTable::define`] takes it.
+    by_name: Mutex<HashMap<String, usize>>,
     /// Requests waiting in the actor's queue; when above 0, a freed slot
     /// is announced through `on_release`.
     pub(super) waiting: AtomicUsize,
@@ -93,23 +118,52 @@ impl std::fmt::Debug for LimiterTable {
 }
 
 impl LimiterTable {
+    /// A table holding `specs` as scopes `0..specs.len()`, in order.
     pub fn new(specs: Vec<LimitSpec>) -> Arc<LimiterTable> {
-        let scopes = specs
-            .into_iter()
-            .map(|spec| Scope {
-                spec,
-                req_tat: AtomicU64::new(0),
-                tok_tat: AtomicU64::new(0),
-                inflight: AtomicU32::new(0),
-                refused: AtomicU64::new(0),
-            })
-            .collect();
-        Arc::new(LimiterTable {
+        let t = LimiterTable {
             origin: Instant::now(),
-            scopes,
+            scopes: boxcar::Vec::new(),
+            by_name: Mutex::default(),
             waiting: AtomicUsize::new(0),
             on_release: std::sync::OnceLock::new(),
-        })
+        };
+        for s in specs {
+            t.define(s);
+        }
+        Arc::new(t)
+    }
+
+    /// The id of the scope named `spec.name`, with `spec`'s limits: the
+    /// existing scope (its state kept, its limits replaced) or a new one.
+    pub fn define(&self, spec: LimitSpec) -> usize {
+        let mut names = self.by_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&i) = names.get(&spec.name)
+            && let Some(s) = self.scopes.get(i)
+        {
+            let old = s.spec.load_full();
+            if *old != spec {
+                // What was used of the old limit is used of the new one in
+                // proportion: a TAT's lead over now is requests (tokens)
+                // times the interval, so it is rescaled to the new interval.
+                let now = self.now();
+                rescale(&s.req_tat, now, old.requests, spec.requests);
+                rescale(&s.tok_tat, now, old.tokens, spec.tokens);
+                s.spec.store(Arc::new(spec));
+            }
+            s.retired.store(false, Ordering::Release);
+            return i;
+        }
+        let name = spec.name.clone();
+        let i = self.scopes.push(Scope::new(spec));
+        names.insert(name, i);
+        i
+    }
+
+    /// Mark every scope not in `live` retired (and those in it not).
+    pub fn retain_live(&self, live: &std::collections::HashSet<usize>) {
+        for (i, s) in self.scopes.iter() {
+            s.retired.store(!live.contains(&i), Ordering::Release);
+        }
     }
 
     fn now(&self) -> u64 {
@@ -117,16 +171,17 @@ impl LimiterTable {
         Instant::now().saturating_duration_since(self.origin).as_nanos() as u64 + 1_000_000_000
     }
 
+    /// Scopes ever defined, retired ones included.
     pub fn len(&self) -> usize {
-        self.scopes.len()
+        self.scopes.count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
     }
 
-    pub fn spec(&self, scope: usize) -> Option<&LimitSpec> {
-        self.scopes.get(scope).map(|s| &s.spec)
+    pub fn spec(&self, scope: usize) -> Option<Arc<LimitSpec>> {
+        self.scopes.get(scope).map(|s| s.spec.load_full())
     }
 
     /// Admit one request needing about `tokens` tokens in every scope, or
@@ -143,15 +198,16 @@ impl LimiterTable {
         let mut refusal = None;
         for &i in scopes {
             let Some(s) = self.scopes.get(i) else { continue };
+            let spec = s.spec.load();
             let mut took = (i, 0u64, 0u64, false);
             let r = (|| {
-                if let Some(rate) = &s.spec.requests {
+                if let Some(rate) = &spec.requests {
                     took.1 = take(&s.req_tat, now, 1, rate).map_err(|e| (Exceeded::Requests, e))?;
                 }
-                if let Some(rate) = &s.spec.tokens {
+                if let Some(rate) = &spec.tokens {
                     took.2 = take(&s.tok_tat, now, tokens, rate).map_err(|e| (Exceeded::Tokens, e))?;
                 }
-                if let Some(max) = s.spec.concurrency {
+                if let Some(max) = spec.concurrency {
                     if s.inflight.fetch_add(1, Ordering::AcqRel) >= max {
                         s.inflight.fetch_sub(1, Ordering::AcqRel);
                         return Err((Exceeded::Concurrency, None));
@@ -167,7 +223,7 @@ impl LimiterTable {
                     s.refused.fetch_add(1, Ordering::Relaxed);
                     refusal = Some(Refusal {
                         scope: i,
-                        scope_name: s.spec.name.clone(),
+                        scope_name: spec.name.clone(),
                         what,
                         never: what == Exceeded::Tokens && retry.is_none(),
                         retry_after: retry,
@@ -178,7 +234,7 @@ impl LimiterTable {
         }
         if let Some(r) = refusal {
             for (i, req, tok, slot) in taken {
-                let s = &self.scopes[i];
+                let Some(s) = self.scopes.get(i) else { continue };
                 if req > 0 {
                     s.req_tat.fetch_sub(req, Ordering::AcqRel);
                 }
@@ -196,10 +252,13 @@ impl LimiterTable {
 
     pub fn release_scopes(&self, scopes: &[usize]) {
         for &i in scopes {
+            // A cap set since this slot was taken (a reload) must not take
+            // the count below zero; a cap lifted meanwhile leaves the slot
+            // counted, which no admission reads until a cap is set again.
             if let Some(s) = self.scopes.get(i)
-                && s.spec.concurrency.is_some()
+                && s.spec.load().concurrency.is_some()
             {
-                s.inflight.fetch_sub(1, Ordering::AcqRel);
+                let _ = s.inflight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
             }
         }
         if self.waiting.load(Ordering::Acquire) > 0
@@ -214,7 +273,8 @@ impl LimiterTable {
     pub fn correct_scopes(&self, scopes: &[usize], estimated: u64, actual: u64) {
         for &i in scopes {
             let Some(s) = self.scopes.get(i) else { continue };
-            let Some(rate) = &s.spec.tokens else { continue };
+            let spec = s.spec.load();
+            let Some(rate) = &spec.tokens else { continue };
             let per = rate.interval_ns();
             if actual > estimated {
                 s.tok_tat.fetch_add((actual - estimated).saturating_mul(per), Ordering::AcqRel);
@@ -231,14 +291,15 @@ impl LimiterTable {
         let mut h = Headroom::default();
         for &i in scopes {
             let Some(s) = self.scopes.get(i) else { continue };
-            if let Some(rate) = &s.spec.requests {
+            let spec = s.spec.load();
+            if let Some(rate) = &spec.requests {
                 let tat = s.req_tat.load(Ordering::Acquire);
                 let v = (rate.amount, gcra::remaining(tat, now, rate), gcra::reset(tat, now));
                 if h.requests.is_none_or(|cur| v.1 < cur.1) {
                     h.requests = Some(v);
                 }
             }
-            if let Some(rate) = &s.spec.tokens {
+            if let Some(rate) = &spec.tokens {
                 let tat = s.tok_tat.load(Ordering::Acquire);
                 let v = (rate.amount, gcra::remaining(tat, now, rate), gcra::reset(tat, now));
                 if h.tokens.is_none_or(|cur| v.1 < cur.1) {
@@ -261,12 +322,13 @@ impl LimiterTable {
         let now = self.now();
         for &i in scopes {
             let Some(s) = self.scopes.get(i) else { continue };
-            if let Some(rate) = &s.spec.requests
+            let spec = s.spec.load();
+            if let Some(rate) = &spec.requests
                 && let Err(retry) = gcra::step(s.req_tat.load(Ordering::Acquire), now, 1, rate)
             {
                 return Err(self.refusal(i, Exceeded::Requests, retry));
             }
-            if let Some(rate) = &s.spec.tokens
+            if let Some(rate) = &spec.tokens
                 && let Err(retry) = gcra::step(s.tok_tat.load(Ordering::Acquire), now, tokens, rate)
             {
                 return Err(self.refusal(i, Exceeded::Tokens, retry));
@@ -277,7 +339,10 @@ impl LimiterTable {
 
     /// Does any of `scopes` have a request or token rate?
     pub fn has_rates(&self, scopes: &[usize]) -> bool {
-        scopes.iter().filter_map(|&i| self.scopes.get(i)).any(|s| s.spec.requests.is_some() || s.spec.tokens.is_some())
+        scopes.iter().filter_map(|&i| self.scopes.get(i)).any(|s| {
+            let spec = s.spec.load();
+            spec.requests.is_some() || spec.tokens.is_some()
+        })
     }
 
     /// Take a concurrency slot in every capped scope, or none; `Ok(true)`
@@ -286,11 +351,13 @@ impl LimiterTable {
         let mut taken: Vec<usize> = Vec::new();
         for &i in scopes {
             let Some(s) = self.scopes.get(i) else { continue };
-            let Some(max) = s.spec.concurrency else { continue };
+            let Some(max) = s.spec.load().concurrency else { continue };
             if s.inflight.fetch_add(1, Ordering::AcqRel) >= max {
                 s.inflight.fetch_sub(1, Ordering::AcqRel);
                 for j in taken {
-                    self.scopes[j].inflight.fetch_sub(1, Ordering::AcqRel);
+                    if let Some(s) = self.scopes.get(j) {
+                        s.inflight.fetch_sub(1, Ordering::AcqRel);
+                    }
                 }
                 return Err(self.refusal(i, Exceeded::Concurrency, None));
             }
@@ -304,7 +371,7 @@ impl LimiterTable {
         let name = match self.scopes.get(i) {
             Some(s) => {
                 s.refused.fetch_add(1, Ordering::Relaxed);
-                s.spec.name.clone()
+                s.spec.load().name.clone()
             }
             None => String::new(),
         };
@@ -331,7 +398,8 @@ impl LimiterTable {
 
     /// One scope's live state, for `/status` (a read: nothing is taken).
     pub fn detail(&self, i: usize) -> Option<ScopeDetail> {
-        let s = self.scopes.get(i)?;
+        let s = self.scopes.get(i).filter(|s| !s.retired.load(Ordering::Acquire))?;
+        let spec = s.spec.load();
         let now = self.now();
         let rate = |r: &Option<Rate>, tat: &AtomicU64| {
             r.map(|r| {
@@ -345,11 +413,10 @@ impl LimiterTable {
             })
         };
         Some(ScopeDetail {
-            scope: s.spec.name.clone(),
-            requests: rate(&s.spec.requests, &s.req_tat),
-            tokens: rate(&s.spec.tokens, &s.tok_tat),
-            concurrency: s
-                .spec
+            scope: spec.name.clone(),
+            requests: rate(&spec.requests, &s.req_tat),
+            tokens: rate(&spec.tokens, &s.tok_tat),
+            concurrency: spec
                 .concurrency
                 .map(|limit| ConcurrencyDetail { limit, inflight: s.inflight.load(Ordering::Relaxed) }),
             refused_total: s.refused.load(Ordering::Relaxed),
@@ -401,6 +468,19 @@ impl LimiterBackend for LimiterTable {
     fn name(&self) -> &'static str {
         "in-process"
     }
+}
+
+/// Move a TAT so that its lead over `now` counts the same requests (or
+/// tokens) at the new rate as it did at the old one, up to a full period.
+fn rescale(cell: &AtomicU64, now: u64, old: Option<Rate>, new: Option<Rate>) {
+    let (Some(old), Some(new)) = (old, new) else { return };
+    let (from, to) = (old.interval_ns().max(1), new.interval_ns());
+    let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+        let lead = u128::from(tat.saturating_sub(now));
+        // At most a whole period is used (a lower limit cannot owe more).
+        let scaled = u64::try_from(lead * u128::from(to) / u128::from(from)).unwrap_or(u64::MAX).min(new.period_ns());
+        Some(if tat > now { now.saturating_add(scaled) } else { tat })
+    });
 }
 
 /// One GCRA step by compare-and-swap; returns the TAT increment taken.

@@ -10,13 +10,15 @@ use tokio::sync::{Notify, mpsc};
 
 use super::limiter::RedisLimiter;
 use super::link::{Link, redact_url};
-use super::news::{self, News, Sinks};
+use super::news::{self, AccountsEvent, News, Sinks};
 use super::writer::{self, Job, Writer};
 use super::{NAME, Replicas, ReplicasError, ReplicasSpec};
+use crate::accounts::AccountRecord;
 use crate::rate_limiter::SpendTable;
 use crate::response_cache::replica_tier;
 use crate::response_cache::{CacheKey, StoredAnswer};
 use crate::supervision::{ActorMeta, ActorRegistry, task};
+use redis::Script;
 
 #[derive(Clone)]
 pub struct ReplicasHandle {
@@ -42,7 +44,21 @@ pub(super) struct Inner {
     pub(super) subscribed: Arc<AtomicBool>,
     /// The actor's own facts: its tasks' restarts count as its restarts.
     pub(super) meta: Arc<ActorMeta>,
+    /// Runtime keys and teams heard of, for the gateway ([`ReplicasHandle::accounts_feed`]).
+    pub(super) accounts_tx: mpsc::UnboundedSender<AccountsEvent>,
+    pub(super) accounts_rx: Mutex<Option<mpsc::UnboundedReceiver<AccountsEvent>>>,
 }
+
+/// Store a runtime key or team record if it is newer than the one Redis
+/// holds (KEYS[1] = records hash, KEYS[2] = versions hash; ARGV = field,
+/// record JSON, updated_ms). Returns 1 when stored.
+const PUT_ACCOUNT: &str = r#"
+local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') or 0
+if cur >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"#;
 
 impl ReplicasHandle {
     /// Start the `Replicas` actor on its own thread (`arbiter`). Redis is
@@ -60,6 +76,7 @@ impl ReplicasHandle {
         let (writer, rx) = Writer::channel();
         let replica = format!("{:08x}-{}", fastrand_u32(), std::process::id());
         let meta = ActorMeta::new(NAME);
+        let (accounts_tx, accounts_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             link: link.clone(),
             writer,
@@ -75,6 +92,8 @@ impl ReplicasHandle {
             cache_seed: AtomicU64::new(0),
             subscribed: Arc::default(),
             meta: meta.clone(),
+            accounts_tx,
+            accounts_rx: Mutex::new(Some(accounts_rx)),
         });
         let handle = ReplicasHandle { inner };
         let (h, m) = (handle.clone(), meta.clone());
@@ -109,6 +128,64 @@ impl ReplicasHandle {
         i.arbiter.spawn(task::keep_running(i.meta.clone(), "news listener", move || {
             news::listen(link.clone(), channel.clone(), sinks.clone(), retry, resync.clone(), subscribed.clone())
         }));
+    }
+
+    /// Where the news listener sends runtime keys and teams it hears of.
+    pub fn accounts_sender(&self) -> mpsc::UnboundedSender<AccountsEvent> {
+        self.inner.accounts_tx.clone()
+    }
+
+    /// What other replicas did to runtime keys and teams (taken once, by
+    /// the gateway; later calls get a feed that never yields).
+    pub fn accounts_feed(&self) -> mpsc::UnboundedReceiver<AccountsEvent> {
+        match self.inner.accounts_rx.lock().ok().and_then(|mut r| r.take()) {
+            Some(rx) => rx,
+            None => mpsc::unbounded_channel().1,
+        }
+    }
+
+    /// Store a runtime key or team record in Redis (the replicas' source of
+    /// truth) unless Redis holds a newer one, and tell the other replicas.
+    pub async fn put_account(&self, record: &AccountRecord) -> Result<(), super::LinkError> {
+        let json = sonic_rs::to_string(record).map_err(|e| super::LinkError::Redis(e.to_string()))?;
+        let field = account_field(record);
+        let (data, versions) = (self.accounts_key(), format!("{}:accounts-v", self.inner.prefix));
+        let updated = record.updated_ms();
+        let stored: i64 = self
+            .inner
+            .link
+            .call_within(self.inner.link.timeout() * 10, |mut c| async move {
+                Script::new(PUT_ACCOUNT)
+                    .key(&data)
+                    .key(&versions)
+                    .arg(&field)
+                    .arg(&json)
+                    .arg(updated)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if stored == 1 {
+            self.publish(News::Account { from: self.inner.replica.clone(), record: Box::new(record.clone()) });
+        }
+        Ok(())
+    }
+
+    /// Every runtime key and team record Redis holds (tombstones included).
+    pub async fn fetch_accounts(&self) -> Result<Vec<AccountRecord>, super::LinkError> {
+        let key = self.accounts_key();
+        let raw: Vec<String> = self
+            .inner
+            .link
+            .call_within(self.inner.link.timeout() * 10, |mut c| async move {
+                redis::cmd("HVALS").arg(&key).query_async(&mut c).await
+            })
+            .await?;
+        Ok(raw.iter().filter_map(|r| sonic_rs::from_str(r).ok()).collect())
+    }
+
+    fn accounts_key(&self) -> String {
+        format!("{}:accounts", self.inner.prefix)
     }
 
     pub fn link(&self) -> &Arc<Link> {
@@ -198,6 +275,13 @@ impl ReplicasHandle {
         let value = replica_tier::encode(answer, replica_tier::unix_ms());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         self.inner.writer.send(Job::CachePut { key: replica_tier::redis_key(&self.inner.prefix, key), value, ttl_ms });
+    }
+}
+
+fn account_field(r: &AccountRecord) -> String {
+    match r {
+        AccountRecord::Key(k) => format!("key:{}", k.name),
+        AccountRecord::Team(t) => format!("team:{}", t.name),
     }
 }
 

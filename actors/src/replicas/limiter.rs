@@ -115,7 +115,7 @@ pub struct RedisLimiter {
     table: Arc<LimiterTable>,
     link: Arc<Link>,
     writer: Writer,
-    scopes: Arc<[ScopeArgs]>,
+    prefix: Arc<str>,
     admit: Arc<Script>,
 }
 
@@ -131,15 +131,24 @@ fn us_args(rate: Option<crate::rate_limiter::gcra::Rate>) -> (u64, u64) {
 
 impl RedisLimiter {
     pub fn new(table: Arc<LimiterTable>, link: Arc<Link>, writer: Writer, prefix: &str) -> RedisLimiter {
-        let scopes = (0..table.len())
-            .filter_map(|i| table.spec(i))
-            .map(|s| ScopeArgs {
-                key: format!("{prefix}:rl:{}", s.name),
-                req: us_args(s.requests),
-                tok: us_args(s.tokens),
+        RedisLimiter { table, link, writer, prefix: prefix.into(), admit: Arc::new(Script::new(ADMIT)) }
+    }
+
+    /// What the script needs of each of `scopes`, in their order, read
+    /// from the table now: scopes are defined and changed at runtime
+    /// (reloads, the admin API), and this path already pays a round trip.
+    fn args(&self, scopes: &[usize]) -> Vec<ScopeArgs> {
+        scopes
+            .iter()
+            .map(|&i| match self.table.spec(i) {
+                Some(s) => ScopeArgs {
+                    key: format!("{}:rl:{}", self.prefix, s.name),
+                    req: us_args(s.requests),
+                    tok: us_args(s.tokens),
+                },
+                None => ScopeArgs { key: String::new(), req: (0, 0), tok: (0, 0) },
             })
-            .collect();
-        RedisLimiter { table, link, writer, scopes, admit: Arc::new(Script::new(ADMIT)) }
+            .collect()
     }
 
     /// Decide in process (Redis unusable for this request).
@@ -150,6 +159,7 @@ impl RedisLimiter {
 }
 
 /// Copy the TATs Redis returned into the table (see the module doc).
+/// `args[j]` belongs to `scopes[j]`.
 fn mirror(table: &LimiterTable, args: &[ScopeArgs], scopes: &[usize], sent_ns: u64, now_us: i64, tats: &[i64]) {
     let to_local = |tat_us: i64| -> u64 {
         if tat_us <= 0 {
@@ -163,7 +173,7 @@ fn mirror(table: &LimiterTable, args: &[ScopeArgs], scopes: &[usize], sent_ns: u
         }
     };
     for (j, &i) in scopes.iter().enumerate() {
-        let (Some(r), Some(t), Some(a)) = (tats.get(2 * j), tats.get(2 * j + 1), args.get(i)) else {
+        let (Some(r), Some(t), Some(a)) = (tats.get(2 * j), tats.get(2 * j + 1), args.get(j)) else {
             continue;
         };
         let r = (a.req.1 > 0).then(|| to_local(*r));
@@ -217,21 +227,17 @@ impl LimiterBackend for RedisLimiter {
             Ok(s) => s,
             Err(r) => return Box::pin(async move { Err(r) }),
         };
-        let (table, link, args, script) =
-            (self.table.clone(), self.link.clone(), self.scopes.clone(), self.admit.clone());
+        let (table, link, script) = (self.table.clone(), self.link.clone(), self.admit.clone());
+        let args: Arc<[ScopeArgs]> = self.args(&scopes).into();
         let sent_ns = table.now_ns();
         Box::pin(async move {
-            let (a, s) = (args.clone(), scopes.clone());
+            let a = args.clone();
             let reply: Result<Vec<i64>, _> = link
                 .call(|mut c| async move {
                     let mut inv = script.prepare_invoke();
                     inv.arg(tokens);
-                    for &i in &s {
-                        let (key, req, tok) = match a.get(i) {
-                            Some(a) => (a.key.as_str(), a.req, a.tok),
-                            None => ("", (0, 0), (0, 0)),
-                        };
-                        inv.key(key).arg(req.0).arg(req.1).arg(tok.0).arg(tok.1);
+                    for a in a.iter() {
+                        inv.key(a.key.as_str()).arg(a.req.0).arg(a.req.1).arg(a.tok.0).arg(a.tok.1);
                     }
                     inv.invoke_async(&mut c).await
                 })
@@ -270,10 +276,12 @@ impl LimiterBackend for RedisLimiter {
         }
         let mut keys = Vec::new();
         let mut deltas = Vec::new();
-        for &i in scopes {
-            let Some(a) = self.scopes.get(i).filter(|a| a.tok.1 > 0) else { continue };
+        for a in self.args(scopes) {
+            if a.tok.1 == 0 {
+                continue;
+            }
             let d = (i128::from(actual) - i128::from(estimated)) * i128::from(a.tok.0);
-            keys.push(a.key.clone());
+            keys.push(a.key);
             deltas.push(d.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
         }
         if !keys.is_empty() {

@@ -37,7 +37,7 @@ use serde::Serialize;
 pub use handle::ReplicasHandle;
 pub use limiter::RedisLimiter;
 pub use link::{Link, LinkDetail, LinkError, check_url, redact_url};
-pub use news::{News, Sinks};
+pub use news::{AccountsEvent, News, Sinks};
 pub use writer::{Job, Writer};
 
 use crate::supervision::ActorMeta;

@@ -7,7 +7,6 @@
 //! that was not subscribed when news went out simply misses it; spend is
 //! also re-read from Redis whenever the link comes back.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::link::Link;
+use crate::accounts::AccountRecord;
 use crate::circuit_breakers::BreakersHandle;
 use crate::rate_limiter::SpendTable;
 
@@ -28,12 +28,18 @@ pub enum News {
     CoolDown { from: String, deployment: String, for_ms: u64 },
     /// A key's totals after a replica added spend (nano-USD).
     Spend { from: String, key: String, model: String, day: u32, today: u64, month: u64, total: u64 },
+    /// A runtime key or team was created, changed or deleted (its record,
+    /// also stored in Redis: see `ReplicasHandle::put_account`).
+    Account { from: String, record: Box<AccountRecord> },
 }
 
 impl News {
     fn from(&self) -> &str {
         match self {
-            News::CircuitOpen { from, .. } | News::CoolDown { from, .. } | News::Spend { from, .. } => from,
+            News::CircuitOpen { from, .. }
+            | News::CoolDown { from, .. }
+            | News::Spend { from, .. }
+            | News::Account { from, .. } => from,
         }
     }
 }
@@ -42,13 +48,23 @@ impl News {
 pub struct Sinks {
     pub replica: String,
     pub breakers: BreakersHandle,
-    /// Deployment label (`provider/model`) → this replica's deployment ids.
-    pub deployments: HashMap<String, Vec<usize>>,
+    /// Keys and models are looked up by name here (their slots are given
+    /// at runtime: reloads, the admin API).
     pub spend: Arc<SpendTable>,
-    pub keys: HashMap<String, usize>,
-    pub models: HashMap<String, usize>,
     /// Longest cool-down taken from news (the breaker's own cap).
     pub max_cooldown: Duration,
+    /// Where runtime keys and teams heard of go (the gateway applies them).
+    pub accounts: tokio::sync::mpsc::UnboundedSender<AccountsEvent>,
+}
+
+/// What the gateway learns of runtime keys and teams from the replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountsEvent {
+    /// A record another replica stored.
+    Record(Box<AccountRecord>),
+    /// The news subscription (re)started: news was missed meanwhile. Push
+    /// what this replica holds, then replay what Redis holds.
+    Resync,
 }
 
 impl Sinks {
@@ -60,15 +76,16 @@ impl Sinks {
         match news {
             News::CircuitOpen { deployment, for_ms, .. } | News::CoolDown { deployment, for_ms, .. } => {
                 let d = Duration::from_millis(*for_ms).min(self.max_cooldown);
-                for &id in self.deployments.get(deployment).into_iter().flatten() {
-                    self.breakers.remote_hold(id, d);
-                }
+                self.breakers.remote_hold(deployment.clone(), d);
                 metrics::counter!("sluice_shared_news_total", "kind" => kind(news)).increment(1);
             }
             News::Spend { key, model, day, today, month, total, .. } => {
-                if let Some(&k) = self.keys.get(key) {
-                    self.spend.observe(k, self.models.get(model).copied(), *day, *today, *month, *total);
+                if let Some(k) = self.spend.find_key(key) {
+                    self.spend.observe(k, self.spend.find_model(model), *day, *today, *month, *total);
                 }
+            }
+            News::Account { record, .. } => {
+                let _ = self.accounts.send(AccountsEvent::Record(record.clone()));
             }
         }
     }
@@ -79,6 +96,7 @@ fn kind(n: &News) -> &'static str {
         News::CircuitOpen { .. } => "circuit_open",
         News::CoolDown { .. } => "cool_down",
         News::Spend { .. } => "spend",
+        News::Account { .. } => "account",
     }
 }
 
@@ -111,8 +129,10 @@ pub async fn listen(
             tokio::time::sleep(retry).await;
             continue;
         }
-        // News sent before this moment was missed: re-read the totals.
+        // News sent before this moment was missed: re-read the totals,
+        // and the runtime keys.
         resync.notify_one();
+        let _ = sinks.accounts.send(AccountsEvent::Resync);
         subscribed.store(true, Ordering::Release);
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {

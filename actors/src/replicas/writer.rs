@@ -240,7 +240,7 @@ impl WriteLoop {
     }
 
     fn spend_key(&self, key: usize) -> Option<String> {
-        self.spend.key_names().nth(key).map(|k| format!("{}:spend:{k}", self.prefix))
+        self.spend.key_name(key).map(|k| format!("{}:spend:{k}", self.prefix))
     }
 
     /// Write every pending spend record; what fails is retried later,
@@ -269,7 +269,8 @@ impl WriteLoop {
 
     /// One spend write; true once Redis has it (now or before).
     async fn write_spend(&mut self, w: &SpendWrite) -> bool {
-        let (Some(hash), Some(model_name)) = (self.spend_key(w.key), self.spend.model_names().get(w.model).cloned())
+        let (Some(hash), Some(model_name)) =
+            (self.spend_key(w.key), self.spend.model_name(w.model).map(str::to_string))
         else {
             return true; // not a key or model of this config: nothing to write
         };
@@ -285,7 +286,7 @@ impl WriteLoop {
         self.confirm(w.key, w.day, d, m, Some((w.model, t)));
         let news = News::Spend {
             from: self.replica.clone(),
-            key: self.spend.key_names().nth(w.key).unwrap_or_default().to_string(),
+            key: self.spend.key_name(w.key).unwrap_or_default().to_string(),
             model: model_name,
             day: w.day,
             today: d,
@@ -304,9 +305,7 @@ impl WriteLoop {
         self.restore_counts().await;
         self.flush_spend().await;
         let today = crate::rate_limiter::spend::day_of(crate::rate_limiter::spend::unix_now());
-        let models: HashMap<String, usize> =
-            self.spend.model_names().iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
-        for key in 0..self.spend.key_names().count() {
+        for key in 0..self.spend.key_count() {
             let Some(hash) = self.spend_key(key) else { continue };
             let r: Result<HashMap<String, i64>, _> =
                 self.link
@@ -320,7 +319,7 @@ impl WriteLoop {
             self.spend.observe(key, None, today, day, month, 0);
             self.confirm(key, today, day, month, None);
             for (name, total) in &fields {
-                if let Some(&m) = name.strip_prefix("t:").and_then(|m| models.get(m)) {
+                if let Some(m) = name.strip_prefix("t:").and_then(|m| self.spend.find_model(m)) {
                     self.spend.observe(key, Some(m), today, day, month, nonneg(*total));
                     self.confirm(key, today, day, month, Some((m, nonneg(*total))));
                 }
@@ -364,7 +363,7 @@ impl WriteLoop {
             let mut fields: Vec<(String, u64)> =
                 vec![(format!("d:{}", c.day), c.today), (format!("m:{}", month_of(c.day)), c.month)];
             for (&m, &t) in &c.models {
-                if let Some(name) = self.spend.model_names().get(m) {
+                if let Some(name) = self.spend.model_name(m) {
                     fields.push((format!("t:{name}"), t));
                 }
             }

@@ -6,7 +6,7 @@ use actix::prelude::*;
 use sluice_upstream::{SessionSpec, SessionTable, TlsError, WorkerClients};
 use tokio::sync::mpsc;
 
-use super::messages::{JoinWorker, RecordUpstreamError, WarmUp, Warmed};
+use super::messages::{JoinWorker, Providers, RecordUpstreamError, WarmUp, Warmed};
 use super::state::UpstreamErrorKind;
 use super::{NAME, UpstreamSessions};
 use crate::supervision::{ActorMeta, ActorRegistry};
@@ -50,6 +50,10 @@ impl SessionsHandle {
         let (handle, pools) = (self.clone(), clients.clone());
         actix::spawn(async move {
             while let Some(order) = rx.recv().await {
+                if order.retire {
+                    pools.retire(order.provider);
+                    continue;
+                }
                 // Each provider warms at once, not one after the other.
                 actix::spawn(handle.clone().warm(pools.clone(), order));
             }
@@ -61,11 +65,23 @@ impl SessionsHandle {
     }
 
     async fn warm(self, clients: WorkerClients, order: WarmUp) {
-        let (opened, error) = match clients.get(order.provider) {
+        let (opened, error) = match clients.get(order.provider).as_ref() {
             Some(client) => client.warm_up().await,
             None => (0, Some("no pool for this provider on this worker".to_string())),
         };
         self.meta.tell(&self.addr, Warmed { worker: order.worker, provider: order.provider, opened, error });
+    }
+
+    /// Add a provider's session (a reload brought a new or changed one);
+    /// returns its id. The pools are built on each worker when first used.
+    pub fn add_provider(&self, spec: Option<SessionSpec>) -> usize {
+        self.table.add(spec)
+    }
+
+    /// The providers of a new snapshot, before it is published: warm the
+    /// new ones on every worker, drop the pools of those gone.
+    pub async fn providers(&self, live: Vec<usize>) -> Result<(), MailboxError> {
+        self.meta.ask(&self.addr, Providers { live }, std::time::Duration::from_secs(5)).await
     }
 
     /// Tell the actor about an upstream failure (fire-and-forget; a full

@@ -23,13 +23,24 @@ pub struct JoinWorker {
     pub orders: mpsc::UnboundedSender<WarmUp>,
 }
 
-/// An order to a worker: open its warm connections to `provider`. Sent on
-/// the worker's own channel, because the connections must be opened on the
-/// worker's runtime to land in its pools.
+/// An order to a worker: open its warm connections to `provider` (or, with
+/// `retire`, drop its pool: no snapshot uses the provider any more). Sent
+/// on the worker's own channel, because the connections must be opened on
+/// the worker's runtime to land in its pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WarmUp {
     pub worker: usize,
     pub provider: usize,
+    pub retire: bool,
+}
+
+/// The providers a new snapshot uses (ask, before it is published): the
+/// session table already holds any new ones; the actor orders their
+/// warm-up on every worker and has workers drop the pools of providers gone.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Providers {
+    pub live: Vec<usize>,
 }
 
 /// A worker's report on a warm-up order (tell).

@@ -27,28 +27,45 @@ pub use state::{
 
 use crate::supervision::ActorMeta;
 use crate::supervision::shell::{self, Shell, actor_shell};
-use messages::{JoinWorker, RecordUpstreamError, WarmUp, Warmed};
+use messages::{JoinWorker, Providers, RecordUpstreamError, WarmUp, Warmed};
 
 pub const NAME: &str = "upstream_sessions";
 
 pub struct UpstreamSessions {
     state: SessionState,
     meta: Arc<ActorMeta>,
+    /// Each worker's order channel, by worker id: kept, so that providers
+    /// a reload adds are warmed (and those it removes dropped) on every worker.
+    orders: Vec<tokio::sync::mpsc::UnboundedSender<WarmUp>>,
 }
 
 impl UpstreamSessions {
     pub fn new(table: Arc<SessionTable>, meta: Arc<ActorMeta>) -> Self {
-        UpstreamSessions { state: SessionState::new(table), meta }
+        UpstreamSessions { state: SessionState::new(table), meta, orders: Vec::new() }
     }
 
-    /// Register a worker's pools and order their warm-up. The channel is
-    /// dropped after the orders: the worker reads them, then its listener ends.
+    /// Register a worker's pools and order their warm-up.
     fn join(&mut self, msg: JoinWorker) {
         let (worker, providers) = self.state.join_worker();
         for provider in providers {
             // A worker that is gone (its runtime ended) cannot warm anything.
-            if msg.orders.send(WarmUp { worker, provider }).is_err() {
+            if msg.orders.send(WarmUp { worker, provider, retire: false }).is_err() {
                 break;
+            }
+        }
+        self.orders.push(msg.orders);
+    }
+
+    fn providers(&mut self, msg: &Providers) {
+        let (warm, retired) = self.state.providers(&msg.live);
+        for (worker, provider) in warm {
+            if let Some(tx) = self.orders.get(worker) {
+                let _ = tx.send(WarmUp { worker, provider, retire: false });
+            }
+        }
+        for provider in retired {
+            for (worker, tx) in self.orders.iter().enumerate() {
+                let _ = tx.send(WarmUp { worker, provider, retire: true });
             }
         }
     }
@@ -96,6 +113,14 @@ impl Handler<JoinWorker> for UpstreamSessions {
 
     fn handle(&mut self, msg: JoinWorker, ctx: &mut Self::Context) {
         shell::handle(self, ctx, (), |act, _| act.join(msg))
+    }
+}
+
+impl Handler<Providers> for UpstreamSessions {
+    type Result = ();
+
+    fn handle(&mut self, msg: Providers, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, _| act.providers(&msg))
     }
 }
 

@@ -66,6 +66,9 @@ pub struct SessionState {
     workers: Vec<WorkerPools>,
     recent_errors: Vec<VecDeque<RecordedError>>,
     errors_total: Vec<u64>,
+    /// By provider id: does a current snapshot use it? (Hidden from
+    /// `/status` when not; its pools are dropped on every worker.)
+    live: Vec<bool>,
 }
 
 /// The sessions as `/status` shows them (`upstream_sessions`).
@@ -113,8 +116,55 @@ pub struct ErrorDetail {
 
 impl SessionState {
     pub fn new(table: Arc<SessionTable>) -> SessionState {
-        let n = table.providers.len();
-        SessionState { table, workers: Vec::new(), recent_errors: vec![VecDeque::new(); n], errors_total: vec![0; n] }
+        let n = table.len();
+        SessionState {
+            table,
+            workers: Vec::new(),
+            recent_errors: vec![VecDeque::new(); n],
+            errors_total: vec![0; n],
+            live: vec![true; n],
+        }
+    }
+
+    /// A new snapshot uses the providers `live` (ids of the session table,
+    /// which may have grown). Returns, per registered worker, the new
+    /// providers whose pools it must warm, and the providers whose pools
+    /// every worker must drop.
+    pub fn providers(&mut self, live: &[usize]) -> (Vec<(usize, usize)>, Vec<usize>) {
+        let n = self.table.len();
+        let before = self.live.len();
+        self.recent_errors.resize(n, VecDeque::new());
+        self.errors_total.resize(n, 0);
+        let was: Vec<bool> = std::mem::replace(&mut self.live, vec![false; n]);
+        for &p in live {
+            if let Some(l) = self.live.get_mut(p) {
+                *l = true;
+            }
+        }
+        let retired: Vec<usize> = was
+            .iter()
+            .enumerate()
+            .filter(|(p, w)| **w && !self.live.get(*p).copied().unwrap_or(false))
+            .map(|(p, _)| p)
+            .collect();
+        let mut orders = Vec::new();
+        for (wi, w) in self.workers.iter_mut().enumerate() {
+            for p in w.warm.len()..n {
+                let warms = p >= before
+                    && self.live.get(p).copied().unwrap_or(false)
+                    && self.table.get(p).is_some_and(|s| s.spec.warms());
+                w.warm.push(if warms { Warm::Ordered } else { Warm::Off });
+                if warms {
+                    orders.push((wi, p));
+                }
+            }
+            for &p in &retired {
+                if let Some(slot) = w.warm.get_mut(p) {
+                    *slot = Warm::Off;
+                }
+            }
+        }
+        (orders, retired)
     }
 
     /// A worker built its pools: register them. Returns the worker's id and
@@ -124,7 +174,10 @@ impl SessionState {
             .table
             .providers
             .iter()
-            .map(|s| if s.as_ref().is_some_and(|s| s.spec.warms()) { Warm::Ordered } else { Warm::Off })
+            .map(|(p, s)| {
+                let live = self.live.get(p).copied().unwrap_or(true);
+                if live && s.as_ref().is_some_and(|s| s.spec.warms()) { Warm::Ordered } else { Warm::Off }
+            })
             .collect();
         let orders = warm.iter().enumerate().filter(|(_, w)| **w == Warm::Ordered).map(|(i, _)| i).collect();
         self.workers.push(WorkerPools { warm });
@@ -170,7 +223,7 @@ impl SessionState {
             .table
             .providers
             .iter()
-            .enumerate()
+            .filter(|(idx, _)| self.live.get(*idx).copied().unwrap_or(true))
             .filter_map(|(idx, s)| s.as_ref().map(|s| (idx, s)))
             .map(|(idx, session)| ProviderDetail {
                 provider: session.spec.name.clone(),

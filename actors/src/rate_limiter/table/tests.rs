@@ -70,3 +70,54 @@ fn concurrent_admissions_are_exact() {
     let n = admitted.load(Ordering::Relaxed);
     assert!((1000..1010).contains(&n), "{n}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_defined_again_keeps_its_id_and_state_with_new_limits() {
+    let t = LimiterTable::new(vec![]);
+    let a = t.define(spec("key:a", Some(2), None, Some(1)));
+    let g = t.admit(&[a], 0).unwrap();
+    assert_eq!(t.admit(&[a], 0).unwrap_err().what, Exceeded::Concurrency);
+    // A reload raises the cap: same id, the slot held before still counts.
+    assert_eq!(t.define(spec("key:a", Some(2), None, Some(2))), a);
+    let g2 = t.admit(&[a], 0).unwrap();
+    // Both requests of the minute were taken: the rate state carried over.
+    drop((g, g2));
+    assert_eq!(t.admit(&[a], 0).unwrap_err().what, Exceeded::Requests);
+    // Another name is another scope; a removed one is hidden, not reused.
+    let b = t.define(spec("key:b", Some(1), None, None));
+    assert_ne!(a, b);
+    t.retain_live(&[b].into_iter().collect());
+    assert!(t.detail(a).is_none());
+    assert!(t.detail(b).is_some());
+    assert_eq!(t.define(spec("key:a", Some(60), None, None)), a, "back under the same id");
+    assert!(t.detail(a).is_some());
+}
+
+#[test]
+fn a_grant_taken_before_a_cap_was_set_never_takes_the_count_below_zero() {
+    let t = LimiterTable::new(vec![spec("k", None, None, None)]);
+    let g = t.admit(&[0], 0).unwrap();
+    t.define(spec("k", None, None, Some(1)));
+    drop(g);
+    // The cap of 1 still admits one.
+    let _g = t.admit(&[0], 0).unwrap();
+    assert_eq!(t.admit(&[0], 0).unwrap_err().what, Exceeded::Concurrency);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_rate_counts_what_was_used_at_the_new_rate() {
+    let t = LimiterTable::new(vec![spec("k", Some(1), None, None)]);
+    let _ = t.admit(&[0], 0).unwrap();
+    assert!(t.admit(&[0], 0).is_err());
+    // Raised to 1000 a minute: the one request used is one of 1000.
+    t.define(spec("k", Some(1000), None, None));
+    for _ in 0..999 {
+        assert!(t.admit(&[0], 0).is_ok());
+    }
+    assert!(t.admit(&[0], 0).is_err());
+    // Lowered to 10 a minute: a full minute's worth is used already.
+    t.define(spec("k", Some(10), None, None));
+    assert!(t.admit(&[0], 0).is_err());
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(t.admit(&[0], 0).is_ok(), "one more every 6 s");
+}

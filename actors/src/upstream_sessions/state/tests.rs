@@ -78,3 +78,19 @@ async fn each_worker_that_joins_is_ordered_to_warm_the_pools_that_warm() {
     st.warmed(0, 9, 1, Some("x".into()), Instant::now());
     assert_eq!(st.workers().len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn providers_added_later_are_warmed_on_every_worker_and_removed_ones_dropped() {
+    let table = Arc::new(SessionTable::new(vec![Some(spec("a"))]).unwrap());
+    let mut st = SessionState::new(table.clone());
+    st.join_worker();
+    st.join_worker();
+    let b = table.add(Some(warming("b")));
+    let (orders, retired) = st.providers(&[b]);
+    assert_eq!(orders, [(0, b), (1, b)]);
+    assert_eq!(retired, [0]);
+    let d = sonic_rs::to_string(&st.detail(Instant::now())).unwrap();
+    assert!(d.contains("\"b\"") && !d.contains("\"a\""), "{d}");
+    // Asked again with the same providers: nothing to do.
+    assert_eq!(st.providers(&[b]), (vec![], vec![]));
+}
