@@ -30,6 +30,7 @@ pub mod clouds;
 mod faults;
 pub mod generate;
 mod hostile;
+mod route;
 mod server;
 mod stats;
 #[cfg(test)]

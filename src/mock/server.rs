@@ -26,6 +26,7 @@ use super::body::{EventStream, Events, MockBody, StreamPlan};
 use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
 use super::hostile::{self, Answer, ConnIo, Hostile, SharedConn};
+use super::route::{Api, route};
 use super::stats::{Stats, bump};
 use super::vendors::{self, Vendor};
 
@@ -151,46 +152,6 @@ async fn serve_connection(stream: TcpStream, state: Arc<ServerState>) {
     let _ = conn.await;
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Api {
-    Chat,
-    Completions,
-    Embeddings,
-    Models,
-    Vendor(Vendor),
-}
-
-/// The API route of a request, or the 404/405 to answer instead.
-fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
-    // Accept the routes with and without the /v1 prefix: clients differ in
-    // whether their base URL ends in /v1.
-    let p = path.strip_prefix("/v1").unwrap_or(path);
-    let gemini = path.strip_prefix("/v1beta").unwrap_or(p).strip_prefix("/models/").and_then(|m| m.rsplit_once(':'));
-    let (want, api) = match (p, gemini) {
-        (_, Some((_, "generateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: false })),
-        (_, Some((_, "streamGenerateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: true })),
-        ("/messages", _) => (Method::POST, Api::Vendor(Vendor::Anthropic)),
-        (p, _) => match p {
-            "/chat/completions" => (Method::POST, Api::Chat),
-            "/completions" => (Method::POST, Api::Completions),
-            "/embeddings" => (Method::POST, Api::Embeddings),
-            "/models" => (Method::GET, Api::Models),
-            _ => {
-                let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
-                return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
-            }
-        },
-    };
-    if *method == want {
-        return Ok(api);
-    }
-    let msg = format!("Method not allowed: {method} {path}; use {want}.");
-    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, &msg, "invalid_request_error", None);
-    let allow = if want == Method::POST { "POST" } else { "GET" };
-    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
-    Err(Box::new(r))
-}
-
 fn respond(status: StatusCode, content_type: HeaderValue, body: MockBody) -> Response<MockBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -202,7 +163,7 @@ fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
     respond(status, JSON, MockBody::full(body))
 }
 
-fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response<MockBody> {
+pub(super) fn error(status: StatusCode, message: &str, kind: &str, code: Option<&str>) -> Response<MockBody> {
     json(status, generate::error_body(message, kind, None, code))
 }
 
