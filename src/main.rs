@@ -184,6 +184,16 @@ async fn shutdown_signal() {
 fn check(args: CheckArgs) -> ExitCode {
     match Config::load(&args.config) {
         Ok(c) => {
+            // The file is valid; can each cloud provider find its credentials?
+            let problems = sluice::providers::credentials::preflight(&c);
+            for (i, problem) in &problems {
+                let name = c.providers.get(*i).map_or("", |p| p.name.as_str());
+                eprintln!("error: {}: providers[{i}] (`{name}`): {problem}", c.source);
+            }
+            if !problems.is_empty() {
+                eprintln!("{}: {} error(s)", args.config.display(), problems.len());
+                return ExitCode::from(1);
+            }
             println!(
                 "{}: ok ({} providers, {} models, {} keys)",
                 c.source,
@@ -234,6 +244,7 @@ fn mock(args: MockArgs) -> ExitCode {
         workers: args.workers,
         seed: args.seed,
         hostile,
+        clouds: Default::default(),
     };
     let listener = match TcpListener::bind(args.listen) {
         Ok(l) => l,

@@ -38,7 +38,14 @@ pub const TEMPLATE_ANSWERS: &str = "sluice_template_answers_total";
 pub const RATE_LIMITED_TOTAL: &str = "sluice_rate_limited_total";
 pub const RETRY_AFTER_INVALID: &str = "sluice_upstream_retry_after_invalid_total";
 pub const ALL_UNHEALTHY: &str = "sluice_all_unhealthy_total";
+pub const CONTENT_FILTERED_TOTAL: &str = "sluice_content_filtered_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
+
+/// Count an answer a provider's content filter acted on. Rare, so the
+/// labels are built per call rather than pre-registered.
+pub fn content_filtered(provider: &str, source: &'static str) {
+    counter!(CONTENT_FILTERED_TOTAL, "provider" => provider.to_owned(), "source" => source).increment(1);
+}
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -85,6 +92,10 @@ fn describe() {
         "Tokens by serving model and direction (input, output), as the upstream reported them."
     );
     describe_counter!(CLIENT_DISCONNECTS, "Requests whose client went away before the end.");
+    describe_counter!(
+        CONTENT_FILTERED_TOTAL,
+        "Answers an Azure OpenAI content filter cut or flagged, by provider and source (prompt, completion)."
+    );
     describe_counter!(RETRIES_TOTAL, "Attempts after the first, by the model of the deployment retried on.");
     describe_counter!(FALLBACKS_TOTAL, "Requests served by a fallback model, by requested and serving model.");
     describe_counter!(HEDGES_TOTAL, "Hedge requests sent (a second attempt racing a slow first one), by model.");

@@ -21,9 +21,15 @@ fn check_accepts_the_default_and_every_example() {
     for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
         files.push(e.unwrap().path().display().to_string());
     }
+    // The cloud examples' credentials, found where the clouds' tools look:
+    // AWS keys in the environment, a Google service-account key file.
+    let creds = cloud_credentials();
     for f in files {
         let mut cmd = sluice();
         cmd.args(["check", "--config", &f]);
+        for (k, v) in &creds.env {
+            cmd.env(k, v);
+        }
         // Give every `${VAR}` the file uses a distinct fake value.
         let text = std::fs::read_to_string(&f).unwrap();
         for (i, part) in text.split("${").skip(1).enumerate() {
@@ -35,6 +41,73 @@ fn check_accepts_the_default_and_every_example() {
         assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
     }
+}
+
+/// An environment in which cloud credentials can be found (and nothing
+/// from the developer's own home directory is).
+struct CloudCredentials {
+    _dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+}
+
+fn cloud_credentials() -> CloudCredentials {
+    let dir = tempfile::tempdir().unwrap();
+    let key = serde_json::json!({
+        "type": "service_account",
+        "project_id": "example-project",
+        "private_key_id": "kid",
+        "private_key": sluice::mock::cloud_api::MOCK_SERVICE_ACCOUNT_PEM,
+        "client_email": sluice::mock::cloud_api::MOCK_SERVICE_ACCOUNT_EMAIL,
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    let key_file = dir.path().join("sa.json");
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let env = vec![
+        ("HOME", dir.path().display().to_string()),
+        ("GOOGLE_APPLICATION_CREDENTIALS", key_file.display().to_string()),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "example-secret-access-key".to_owned()),
+    ];
+    CloudCredentials { _dir: dir, env }
+}
+
+#[test]
+fn check_names_cloud_credentials_it_cannot_find() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let home = tempfile::tempdir().unwrap();
+    let out = sluice()
+        .args(["check", "--config", &format!("{root}/config/examples/vertex.toml")])
+        .env("SLUICE_APP_KEY", "k-1")
+        .env("SLUICE_ADMIN_KEY", "k-2")
+        .env("HOME", home.path())
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("CLOUDSDK_CONFIG")
+        .env_remove("GCE_METADATA_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("providers[0] (`vertex-us`): no Google credentials found"), "{err}");
+    assert!(err.contains("GOOGLE_APPLICATION_CREDENTIALS is not set"), "{err}");
+    assert!(err.contains("providers[1] (`vertex-global`)"), "{err}");
+
+    let out = sluice()
+        .args(["check", "--config", &format!("{root}/config/examples/bedrock.toml")])
+        .env("SLUICE_APP_KEY", "k-1")
+        .env("SLUICE_ADMIN_KEY", "k-2")
+        .env("HOME", home.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_CONFIG_FILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("providers[0] (`bedrock-us`): no AWS credentials found"), "{err}");
+    assert!(err.contains(".aws/credentials"), "{err}");
 }
 
 /// The `NAME`s of every `${NAME}` in `text`.

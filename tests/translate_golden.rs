@@ -23,7 +23,7 @@ use sluice::endpoint::Endpoint;
 use sluice::error::GatewayError;
 use sluice::providers::errors::{ErrorStyle, map_status_error};
 use sluice::translate::anthropic::PromptCaching;
-use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages, responses};
+use sluice::translate::{SseOut, StreamTranslate, anthropic, bedrock, gemini, messages, responses};
 
 const CREATED: u64 = 1_700_000_000;
 const MODEL: &str = "upstream-model";
@@ -232,6 +232,42 @@ fn gemini_streams() {
 #[test]
 fn gemini_errors() {
     check_error("gemini/error", ErrorStyle::Gemini);
+}
+
+#[test]
+fn bedrock_requests() {
+    for f in fixtures("bedrock/request") {
+        match bedrock::request::translate(f.input.as_bytes()) {
+            Ok(out) => check_json(&f, &out),
+            Err(e) => check_json(&f, serde_json::json!({"error": e.message, "param": e.param}).to_string().as_bytes()),
+        }
+    }
+}
+
+#[test]
+fn bedrock_responses() {
+    for f in fixtures("bedrock/response") {
+        let (out, _) = bedrock::response::translate(f.input.as_bytes(), "chatcmpl-req1", MODEL, CREATED).unwrap();
+        check_json(&f, &out);
+    }
+}
+
+#[test]
+fn bedrock_streams() {
+    for f in fixtures("bedrock/stream") {
+        let mut t = bedrock::stream::StreamTranslator::new("chatcmpl-req1", MODEL, CREATED);
+        check_stream(&f, run_stream(&mut t, &f.input));
+    }
+}
+
+#[test]
+fn bedrock_errors() {
+    check_error("bedrock/error", ErrorStyle::Bedrock);
+}
+
+#[test]
+fn vertex_errors() {
+    check_error("vertex/error", ErrorStyle::Vertex);
 }
 
 #[test]

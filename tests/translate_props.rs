@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice::config::PromptCaching;
 use sluice::sse::{SseSplitter, events};
-use sluice::translate::{SseOut, StreamTranslate, anthropic, gemini, messages, responses};
+use sluice::translate::{SseOut, StreamTranslate, anthropic, bedrock, gemini, messages, responses};
 
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -163,10 +163,44 @@ proptest! {
         }
     }
 
+    /// Whatever the chat request, a Converse body alternates its roles from
+    /// a user turn, holds no blank text block, and declares tools whenever a
+    /// turn holds tool blocks: what Bedrock refuses otherwise.
+    #[test]
+    fn any_openai_request_translates_to_bedrock(req in chat_request()) {
+        let body = serde_json::to_vec(&req).unwrap();
+        if let Ok(out) = bedrock::request::translate(&body) {
+            let v = valid_json(&out);
+            let mut last = "";
+            let mut tool_blocks = false;
+            for m in v["messages"].as_array().unwrap() {
+                let role = m["role"].as_str().unwrap();
+                prop_assert!(role == "user" || role == "assistant");
+                prop_assert_ne!(role, last, "{}", v);
+                last = role;
+                let content = m["content"].as_array().unwrap();
+                prop_assert!(!content.is_empty());
+                for b in content {
+                    prop_assert_eq!(b.as_object().unwrap().len(), 1, "{}", b);
+                    prop_assert!(b.get("text").is_none_or(|t| !t.as_str().unwrap().is_empty()));
+                    tool_blocks |= b.get("toolUse").is_some() || b.get("toolResult").is_some();
+                }
+            }
+            if tool_blocks {
+                prop_assert!(v["toolConfig"]["tools"].is_array(), "{}", v);
+            }
+        }
+    }
+
     #[test]
     fn any_bytes_never_panic_a_request_translator(body in prop::collection::vec(any::<u8>(), 0..300)) {
         let _ = anthropic::request::translate(&body, "m", &anthropic::request::Options::default());
         let _ = gemini::request::translate(&body);
+        let _ = bedrock::request::translate(&body);
+        let _ = bedrock::response::translate(&body, "id", "m", 0);
+        let _ = anthropic::cloud::body(&body, anthropic::cloud::Cloud::Bedrock);
+        let mut b = bedrock::stream::StreamTranslator::new("id", "m", 0);
+        let _ = b.event(&body, &mut SseOut::new());
         let _ = messages::request::translate(&body, "m");
         let _ = anthropic::response::translate(&body, 0);
         let _ = gemini::response::translate(&body, "m", 0);
@@ -212,6 +246,7 @@ proptest! {
 
 const ANTHROPIC_STREAM: &str = include_str!("fixtures/anthropic/stream/tool_use.txt");
 const GEMINI_STREAM: &str = include_str!("fixtures/gemini/stream/text.txt");
+const BEDROCK_STREAM: &str = include_str!("fixtures/bedrock/stream/tool_use.txt");
 const OPENAI_STREAM: &str = include_str!("fixtures/messages/stream/tool_calls.txt");
 const RESPONSES_TOOLS_STREAM: &str = include_str!("fixtures/responses/stream/tool_calls.txt");
 const RESPONSES_MIXED_STREAM: &str = include_str!("fixtures/responses/stream/interleaved.txt");
@@ -254,8 +289,9 @@ fn responses_ctx(fixture: &str) -> responses::Context {
     t.context("resp_p".into(), 1)
 }
 
-fn streams() -> [(&'static str, Make); 5] {
+fn streams() -> [(&'static str, Make); 6] {
     [
+        (input(BEDROCK_STREAM), || Box::new(bedrock::stream::StreamTranslator::new("id", "m", 1))),
         (input(ANTHROPIC_STREAM), || Box::new(anthropic::stream::StreamTranslator::new(1))),
         (input(GEMINI_STREAM), || Box::new(gemini::stream::StreamTranslator::new("m", 1))),
         (input(OPENAI_STREAM), || Box::new(messages::stream::StreamTranslator::new())),
@@ -287,7 +323,7 @@ proptest! {
     #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn a_stream_split_anywhere_translates_the_same(cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20), which in 0..5usize) {
+    fn a_stream_split_anywhere_translates_the_same(cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..20), which in 0..6usize) {
         let (stream, make) = streams()[which];
         let b = stream.as_bytes();
         let whole = translate_chunks(make().as_mut(), &[b]);

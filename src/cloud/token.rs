@@ -66,6 +66,11 @@ pub struct TokenStats {
 
 struct State<T> {
     token: Option<Token<T>>,
+    /// How long before its expiry this token counts as stale: the cache's
+    /// skew, or half the token's lifetime when that is shorter (a token
+    /// issued for 2 minutes would otherwise be "stale" from birth and
+    /// refreshed on every call).
+    window: Duration,
     /// Bumped by every finished refresh, success or failure: a waiter that
     /// sees it moved knows a refresh ran while it queued.
     generation: u64,
@@ -100,7 +105,13 @@ impl<R: Refresh> TokenCache<R> {
         TokenCache {
             source,
             skew,
-            state: Mutex::new(State { token: None, generation: 0, last_error: None, stats: TokenStats::default() }),
+            state: Mutex::new(State {
+                token: None,
+                window: skew,
+                generation: 0,
+                last_error: None,
+                stats: TokenStats::default(),
+            }),
             refresh: tokio::sync::Mutex::new(()),
         }
     }
@@ -155,6 +166,31 @@ impl<R: Refresh> TokenCache<R> {
         self.lock().token = None;
     }
 
+    /// Forget the current token only if it is `used`: when many requests
+    /// sent with one token are refused together, the first invalidates it
+    /// and refreshes, and the others, finding a newer token, keep it (one
+    /// refresh for the whole wave, not one per refusal).
+    pub fn invalidate_if(&self, used: &R::Value)
+    where
+        R::Value: PartialEq,
+    {
+        let mut st = self.lock();
+        if st.token.as_ref().is_some_and(|t| t.value == *used) {
+            st.token = None;
+        }
+    }
+
+    /// How long the current token has left (`None`: no token, or one that never expires).
+    pub fn expires_in(&self) -> Option<Duration> {
+        let st = self.lock();
+        st.token.as_ref()?.expires_at.map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// The last refresh's error, while no refresh has succeeded since.
+    pub fn last_error(&self) -> Option<Arc<CredentialError>> {
+        self.lock().last_error.clone()
+    }
+
     async fn run_refresh(&self) -> Result<R::Value, CredentialError> {
         let result = self.source.fetch().await;
         let mut st = self.lock();
@@ -163,6 +199,8 @@ impl<R: Refresh> TokenCache<R> {
             Ok(token) => {
                 st.stats.refreshes += 1;
                 st.last_error = None;
+                let lifetime = token.expires_at.map(|at| at.saturating_duration_since(Instant::now()));
+                st.window = lifetime.map_or(self.skew, |l| self.skew.min(l / 2));
                 let value = token.value.clone();
                 st.token = Some(token);
                 Ok(value)
@@ -181,7 +219,7 @@ impl<R: Refresh> TokenCache<R> {
         let now = Instant::now();
         let look = match &st.token {
             Some(Token { value, expires_at: None }) => Look::Fresh(value.clone()),
-            Some(Token { value, expires_at: Some(at) }) if now + self.skew < *at => Look::Fresh(value.clone()),
+            Some(Token { value, expires_at: Some(at) }) if now + st.window < *at => Look::Fresh(value.clone()),
             Some(Token { value, expires_at: Some(at) }) if now < *at => Look::Stale(value.clone()),
             _ => Look::Missing,
         };
@@ -355,6 +393,33 @@ mod tests {
         first.abort();
         assert_eq!(second.await.unwrap().unwrap(), "v1");
         assert_eq!(c.source().calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_lived_token_is_not_stale_from_birth() {
+        // 120 s tokens under a 300 s skew: fresh for their first half.
+        let c = cache(120, 300);
+        c.get().await.unwrap();
+        tokio::time::advance(Duration::from_secs(50)).await;
+        all(&c, 20).await;
+        assert_eq!(c.source().calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        c.get().await.unwrap();
+        assert_eq!(c.source().calls.load(Ordering::SeqCst), 2, "past half its life: refreshed early");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_refused_token_is_invalidated() {
+        let c = cache(3600, 300);
+        let old = c.get().await.unwrap();
+        *c.source().value.lock().unwrap() = "v2".into();
+        c.invalidate_if(&old);
+        assert_eq!(c.get().await.unwrap(), "v2");
+        // A late refusal of the old token leaves the new one alone.
+        c.invalidate_if(&old);
+        assert_eq!(c.get().await.unwrap(), "v2");
+        assert_eq!(c.source().calls.load(Ordering::SeqCst), 2);
+        assert!(c.expires_in().is_some_and(|d| d > Duration::from_secs(3500)));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The one door identity-provider calls go through (STS, Google's token
 //! endpoint, the GCE metadata server, Entra ID).
 //!
-//! A trait, so the request-path follow-up can hand these calls to the
-//! gateway's own upstream client (pools, stats, timeouts) instead of a
-//! second one. [`HyperTransport`] is the stand-alone implementation: it works
-//! today, and the tests run every flow through it against real loopback
-//! servers.
+//! A trait, so each flow can be tested against a scripted server and the
+//! transport swapped. [`HyperTransport`] is the one the providers use, not
+//! the gateway's pooled upstream client: a token cache is shared by every
+//! worker and refreshes from whichever worker's task needs it, so its
+//! futures must be `Send`, and an `UpstreamClient` belongs to one worker's
+//! runtime; identity calls are rare (about one an hour), so pooling would
+//! buy nothing (docs/decisions/clouds.md, "As wired").
 
 use std::future::Future;
 use std::pin::Pin;

@@ -18,13 +18,15 @@ pub enum Publisher {
     Anthropic,
 }
 
-/// The call: one of the four methods Sluice uses.
+/// The call: one of the five methods Sluice uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     GenerateContent,
     StreamGenerateContent,
     RawPredict,
     StreamRawPredict,
+    /// Google's text-embedding models.
+    Predict,
 }
 
 impl Method {
@@ -44,6 +46,7 @@ impl Method {
             Method::StreamGenerateContent => "streamGenerateContent",
             Method::RawPredict => "rawPredict",
             Method::StreamRawPredict => "streamRawPredict",
+            Method::Predict => "predict",
         }
     }
 }
@@ -111,6 +114,10 @@ mod tests {
     #[test]
     fn regional_gemini_and_claude() {
         let t = VertexTarget { project: P, location: "us-central1", base_url: None };
+        assert_eq!(
+            endpoint_url(&t, Publisher::Google, "text-embedding-005", Method::Predict).unwrap(),
+            "https://us-central1-aiplatform.googleapis.com/v1/projects/my-proj/locations/us-central1/publishers/google/models/text-embedding-005:predict"
+        );
         assert_eq!(
             endpoint_url(&t, Publisher::Google, "gemini-2.0-flash", Method::GenerateContent).unwrap(),
             "https://us-central1-aiplatform.googleapis.com/v1/projects/my-proj/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent"

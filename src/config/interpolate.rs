@@ -126,6 +126,32 @@ pub fn interpolate(raw: &mut RawConfig, env: &dyn Env) -> Vec<Issue> {
             w.opt(join_key(&aat, "version"), a.version.as_mut());
             w.opt(join_key(&aat, "prompt_caching"), a.prompt_caching.as_mut());
         }
+        if let Some(a) = p.azure.as_mut() {
+            let aat = join_key(&at, "azure");
+            w.opt(join_key(&aat, "resource"), a.resource.as_mut());
+            w.opt(join_key(&aat, "api"), a.api.as_mut());
+            w.opt(join_key(&aat, "api_version"), a.api_version.as_mut());
+            if let Some(e) = a.entra.as_mut() {
+                let eat = join_key(&aat, "entra");
+                w.text(join_key(&eat, "tenant_id"), &mut e.tenant_id);
+                w.text(join_key(&eat, "client_id"), &mut e.client_id);
+                w.text(join_key(&eat, "client_secret"), &mut e.client_secret);
+                w.opt(join_key(&eat, "authority"), e.authority.as_mut());
+            }
+        }
+        if let Some(b) = p.bedrock.as_mut() {
+            let bat = join_key(&at, "bedrock");
+            w.text(join_key(&bat, "region"), &mut b.region);
+            w.opt(join_key(&bat, "profile"), b.profile.as_mut());
+            w.opt(join_key(&bat, "sts_endpoint"), b.sts_endpoint.as_mut());
+        }
+        if let Some(v) = p.vertex.as_mut() {
+            let vat = join_key(&at, "vertex");
+            w.opt(join_key(&vat, "project"), v.project.as_mut());
+            w.text(join_key(&vat, "location"), &mut v.location);
+            w.opt(join_key(&vat, "credentials_file"), v.credentials_file.as_mut());
+            w.opt(join_key(&vat, "token_url"), v.token_url.as_mut());
+        }
     }
     for (i, m) in raw.models.iter_mut().enumerate() {
         let at = join_index("models", i);

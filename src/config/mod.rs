@@ -6,7 +6,9 @@
 //! the file, line and key path (`locate` maps a key path back to its line), and
 //! `sluice check` prints all of them, not only the first.
 
+pub mod cloud;
 mod interpolate;
+mod kind;
 mod locate;
 mod raw;
 mod routing;
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 /// Defined by the translator it steers; the config only chooses it.
 pub use crate::translate::anthropic::PromptCaching;
+pub use cloud::CloudConfig;
 pub use interpolate::{Env, ProcessEnv};
+pub use kind::ProviderKind;
 pub use routing::{BreakerSettings, HedgeConfig, ModelTimeouts, OnAllUnhealthy, RoutingConfig, Strategy};
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
@@ -143,48 +147,6 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    /// Any OpenAI-compatible server: OpenAI, vLLM, Ollama, Groq, Together, ...
-    OpenAi,
-    /// Anthropic's Messages API (translated; passed through for `/v1/messages`).
-    Anthropic,
-    /// Google's Gemini API (`generateContent`, translated).
-    Gemini,
-    /// The built-in, in-process fake provider (no network).
-    Mock,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Mock => "mock",
-        }
-    }
-
-    /// The base URL used when the config leaves `base_url` out; `None` when
-    /// it is required (`openai`) or meaningless (`mock`).
-    pub fn default_base_url(self) -> Option<&'static str> {
-        match self {
-            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
-            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
-            ProviderKind::OpenAi | ProviderKind::Mock => None,
-        }
-    }
-
-    /// The header that carries `api_key` upstream (lower case).
-    pub fn auth_header(self) -> &'static str {
-        match self {
-            ProviderKind::Anthropic => "x-api-key",
-            ProviderKind::Gemini => "x-goog-api-key",
-            ProviderKind::OpenAi | ProviderKind::Mock => "authorization",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub name: String,
@@ -221,6 +183,10 @@ pub struct ProviderConfig {
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).
     pub anthropic: AnthropicProviderConfig,
+    /// Azure, Bedrock or Vertex settings (only for those kinds).
+    pub cloud: CloudConfig,
+    /// Bedrock and Vertex: the environment their credential chain reads, as loaded.
+    pub cloud_env: cloud::CloudEnv,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

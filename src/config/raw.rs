@@ -235,6 +235,49 @@ pub struct RawProvider {
     pub max_event_bytes: Option<i64>,
     pub mock: Option<RawMock>,
     pub anthropic: Option<RawAnthropic>,
+    pub azure: Option<RawAzure>,
+    pub bedrock: Option<RawBedrock>,
+    pub vertex: Option<RawVertex>,
+}
+
+/// `[providers.azure]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAzure {
+    pub resource: Option<Text>,
+    pub api: Option<Text>,
+    pub api_version: Option<Text>,
+    pub entra: Option<RawEntra>,
+}
+
+/// `[providers.azure.entra]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntra {
+    pub tenant_id: Text,
+    pub client_id: Text,
+    pub client_secret: Text,
+    pub authority: Option<Text>,
+}
+
+/// `[providers.bedrock]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBedrock {
+    pub region: Text,
+    pub profile: Option<Text>,
+    pub sts_endpoint: Option<Text>,
+}
+
+/// `[providers.vertex]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVertex {
+    pub project: Option<Text>,
+    pub location: Text,
+    pub credentials_file: Option<Text>,
+    pub metadata_server: Option<bool>,
+    pub token_url: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

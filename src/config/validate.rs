@@ -7,6 +7,7 @@
 //! (`deser`), then interpolation and the checks report all they find.
 
 mod cache;
+mod clouds;
 mod deser;
 mod models;
 mod providers;
@@ -44,7 +45,15 @@ pub fn load(text: &str, file: &str, env: &dyn Env) -> Result<Config, ConfigError
         // further complaint about it would be noise on top of the real error.
         let unresolved: HashSet<String> = found.iter().map(|i| i.path.clone()).collect();
         issues.extend(found);
-        let (c, found) = check(raw, file);
+        let (mut c, found) = check(raw, file);
+        for p in &mut c.providers {
+            let vars = match p.kind {
+                super::ProviderKind::Bedrock => super::cloud::AWS_VARS,
+                super::ProviderKind::Vertex => super::cloud::GOOGLE_VARS,
+                _ => continue,
+            };
+            p.cloud_env = super::cloud::CloudEnv::capture(env, vars);
+        }
         issues.extend(
             found.into_iter().filter(|i| !unresolved.contains(&i.path) && !deser::within_any(&i.path, &placeholders)),
         );
@@ -76,7 +85,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
     Names::new(&mut c, "key", "keys", raw.keys.iter().map(|k| &k.name));
 
     let providers = providers::check(&mut c, raw.providers);
-    let models = models::check_models(&mut c, raw.models, &provider_names, &model_names);
+    let models = models::check_models(&mut c, raw.models, &provider_names, &providers, &model_names);
     let keys = models::check_keys(&mut c, raw.keys, &model_names);
     let breaker = routing::breaker(&mut c, raw.breaker);
     let routing = routing::routing(&mut c, raw.routing);

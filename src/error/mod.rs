@@ -95,6 +95,11 @@ pub enum GatewayError {
     UpstreamProtocol { provider: String, detail: String },
     #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]
     UpstreamSaturated { provider: String },
+    /// A cloud provider's credentials could not be had: none configured
+    /// (`unavailable`, 503), or its identity provider refused or could not
+    /// be reached (502). `detail` names the source, never a secret.
+    #[error("The upstream provider `{provider}` has no usable credentials: {detail}")]
+    UpstreamCredentials { provider: String, detail: String, unavailable: bool },
     #[error("No deployment of the model `{model}` is available right now: {reason}")]
     NoDeployment { model: String, reason: String },
     #[error("Sluice is shutting down; retry on another replica.")]
@@ -136,6 +141,8 @@ impl GatewayError {
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamCredentials { unavailable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamCredentials { unavailable: false, .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamStatus { upstream_status, .. } => upstream_status_to_client(*upstream_status),
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -165,6 +172,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -194,6 +202,7 @@ impl GatewayError {
             GatewayError::BodyTimeout { .. } => "request_timeout",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
             GatewayError::UpstreamStatus { upstream_status, .. } => match *upstream_status {
                 429 => "rate_limit_exceeded",
                 _ => "upstream_error",
@@ -227,6 +236,7 @@ impl GatewayError {
             | GatewayError::UpstreamStatus { .. }
             | GatewayError::UpstreamProtocol { .. }
             | GatewayError::UpstreamSaturated { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
             | GatewayError::RateLimited { .. }
@@ -243,7 +253,9 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamProtocol { .. }
-            | GatewayError::UpstreamSaturated { .. } => true,
+            | GatewayError::UpstreamSaturated { .. }
+            // Another provider has its own credentials.
+            | GatewayError::UpstreamCredentials { .. } => true,
             GatewayError::UpstreamStatus { upstream_status, .. } => {
                 // 429 and 5xx are the provider's trouble; other 4xx would fail
                 // the same way anywhere. 401/403/404 are the gateway's own
@@ -293,6 +305,7 @@ impl GatewayError {
             GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
+            | GatewayError::UpstreamCredentials { .. }
             | GatewayError::UpstreamProtocol { .. } => Fault::Upstream,
             GatewayError::UpstreamSaturated { .. }
             | GatewayError::NoDeployment { .. }
@@ -323,6 +336,7 @@ impl GatewayError {
             GatewayError::UpstreamStatus { .. } => "upstream_status",
             GatewayError::UpstreamProtocol { .. } => "upstream_protocol",
             GatewayError::UpstreamSaturated { .. } => "upstream_saturated",
+            GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
             GatewayError::NoDeployment { .. } => "no_deployment",
             GatewayError::ShuttingDown => "shutting_down",
             GatewayError::RateLimited { .. } => "rate_limited",

@@ -5,8 +5,9 @@
 //! - `unhealthy` (503): shutting down, or an actor has stopped for good or
 //!   failed (panicked past its restart budget, see below);
 //! - `degraded` (200): an actor is restarting, or every networked provider
-//!   failed its last warm-up and has served nothing since, or (replicas mode)
-//!   Redis cannot be reached;
+//!   failed its last warm-up and has served nothing since, or a cloud
+//!   provider's credentials fail (named), or (replicas mode) Redis cannot be
+//!   reached;
 //! - `healthy` (200) otherwise.
 
 use actix_web::HttpResponse;
@@ -57,6 +58,14 @@ pub async fn health(state: WorkerState) -> HttpResponse {
     {
         degraded = true;
         reasons.push("no upstream provider is reachable".into());
+    }
+    // A cloud provider whose credentials cannot be had fails every request
+    // it gets; name it (the problem says where it looked, never a secret).
+    for (_, p) in gw.upstreams.providers.iter() {
+        if let Some(problem) = p.credential_problem() {
+            degraded = true;
+            reasons.push(format!("provider `{}`: credentials failing: {problem}", p.name));
+        }
     }
     if let Some(s) = gw.replicas.as_ref().filter(|s| !s.is_up()) {
         degraded = true;

@@ -23,6 +23,8 @@ struct Status {
     actors: sonic_rs::Value,
     /// What the request path did per model: retries, fallbacks, hedges.
     models: Vec<sonic_rs::Value>,
+    /// Cloud providers' credentials: source, refreshes, expiry, last error; never a value.
+    credentials: Vec<crate::providers::credentials::CredentialStatus>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +75,7 @@ pub async fn status(state: WorkerState, req: HttpRequest) -> HttpResponse {
         },
         actors,
         models: gw.upstreams.metrics.routing_status(),
+        credentials: gw.upstreams.providers.iter().filter_map(|(_, p)| p.credentials()).collect(),
     };
     match sonic_rs::to_string(&body) {
         Ok(s) => HttpResponse::Ok().content_type("application/json").body(s),

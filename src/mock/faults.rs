@@ -99,6 +99,15 @@ pub(crate) struct Controls {
     pub tool_call: Option<String>,
     /// `x-mock-cached-tokens`: prompt tokens reported as read from the cache.
     pub cached_tokens: Option<u64>,
+    /// `x-mock-content-filter: prompt | completion` (Azure routes): Azure's
+    /// content filter refuses the prompt (400), or cuts the answer.
+    pub content_filter: Option<ContentFilter>,
+    /// `x-mock-aws-error: <ExceptionName>` (Bedrock routes): answer with that
+    /// Bedrock error (`ThrottlingException`, `ModelNotReadyException`, ...).
+    pub aws_error: Option<String>,
+    /// `x-mock-stream-exception: <exceptionType>` (Bedrock streams): after
+    /// `x-mock-cut-after` events (default 0), send that exception frame.
+    pub stream_exception: Option<String>,
     /// A control header whose value could not be read; the request gets a 400.
     pub bad: Option<(&'static str, &'static str)>,
 }
@@ -161,6 +170,22 @@ impl Controls {
                     c.cached_tokens = num();
                     c.cached_tokens.is_none().then_some("x-mock-cached-tokens")
                 }
+                "content-filter" => {
+                    c.content_filter = match text {
+                        "prompt" => Some(ContentFilter::Prompt),
+                        "completion" => Some(ContentFilter::Completion),
+                        _ => None,
+                    };
+                    c.content_filter.is_none().then_some("x-mock-content-filter")
+                }
+                "aws-error" => {
+                    c.aws_error = (!text.is_empty()).then(|| text.to_owned());
+                    c.aws_error.is_none().then_some("x-mock-aws-error")
+                }
+                "stream-exception" => {
+                    c.stream_exception = (!text.is_empty()).then(|| text.to_owned());
+                    c.stream_exception.is_none().then_some("x-mock-stream-exception")
+                }
                 _ => None,
             };
             if let Some(h) = bad {
@@ -170,6 +195,8 @@ impl Controls {
                     "x-mock-hostile" => "a hostile mode (see `sluice mock --help`)",
                     "x-mock-usage" => "none",
                     "x-mock-tool-call" => "a non-empty tool name",
+                    "x-mock-content-filter" => "prompt or completion",
+                    "x-mock-aws-error" | "x-mock-stream-exception" => "an AWS exception name",
                     _ => "a non-negative integer",
                 };
                 c.bad.get_or_insert((h, expected));
@@ -177,6 +204,13 @@ impl Controls {
         }
         c
     }
+}
+
+/// What Azure's content filter does to a request (`x-mock-content-filter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ContentFilter {
+    Prompt,
+    Completion,
 }
 
 /// A named gate: a gated stream waits for one release before each event

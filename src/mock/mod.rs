@@ -26,10 +26,12 @@
 //! `mock` provider reuses.
 
 mod body;
+pub mod cloud_api;
 pub mod clouds;
 mod faults;
 pub mod generate;
 mod hostile;
+mod id;
 mod route;
 mod server;
 mod stats;
@@ -71,6 +73,9 @@ pub struct MockOptions {
     pub seed: Option<u64>,
     /// Answer every request like a broken upstream (see [`Hostile`]).
     pub hostile: Option<Hostile>,
+    /// The identities the cloud routes accept (Azure key and Entra app, AWS
+    /// keys, the Google service account) and how long issued tokens live.
+    pub clouds: cloud_api::MockCloudOptions,
 }
 
 impl Default for MockOptions {
@@ -85,6 +90,7 @@ impl Default for MockOptions {
             workers: 0,
             seed: None,
             hostile: None,
+            clouds: cloud_api::MockCloudOptions::default(),
         }
     }
 }
@@ -111,12 +117,14 @@ impl MockServer {
         let seed = opts.seed;
         let opts_hostile = opts.hostile;
         let dice = server::FaultDice::new(opts.fail_rate, opts.faults.clone());
+        let clouds = cloud_api::MockClouds::new(&opts.clouds, addr);
         let state = Arc::new(ServerState {
             opts,
             stats: Arc::default(),
             gates: Default::default(),
             dice,
             hostile: std::sync::RwLock::new(opts_hostile),
+            clouds,
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut server = MockServer { addr, state, stop, threads: Vec::with_capacity(workers) };
@@ -148,6 +156,11 @@ impl MockServer {
     /// The same data as `GET /mock/stats`.
     pub fn stats(&self) -> MockStatsSnapshot {
         self.state.stats.snapshot()
+    }
+
+    /// The clouds' identities, to rotate keys and revoke tokens while serving.
+    pub fn clouds(&self) -> &cloud_api::MockClouds {
+        &self.state.clouds
     }
 
     /// Change the process-wide faults while serving (as `POST /mock/faults` does).

@@ -26,6 +26,7 @@ use super::body::{EventStream, Events, MockBody, StreamPlan};
 use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
 use super::hostile::{self, Answer, ConnIo, Hostile, SharedConn};
+use super::id::Id;
 use super::route::{Api, route};
 use super::stats::{Stats, bump};
 use super::vendors::{self, Vendor};
@@ -38,7 +39,7 @@ const MODELS: &[&str] = &["mock-gpt", "gpt-4o-mini", "gpt-4o", "text-embedding-3
 const MODELS_CREATED: u64 = 1_700_000_000;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
-const SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
+pub(super) const SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 /// What every worker and connection of one mock server shares.
 pub(crate) struct ServerState {
@@ -50,6 +51,8 @@ pub(crate) struct ServerState {
     pub dice: FaultDice,
     /// A hostile answer for every request (`POST /mock/faults?hostile=`).
     pub hostile: std::sync::RwLock<Option<Hostile>>,
+    /// The clouds' identities and credentials (`cloud_api`).
+    pub clouds: super::cloud_api::MockClouds,
 }
 
 /// `fail_rate` and `faults`, readable without a lock when the rate is 0.
@@ -75,7 +78,7 @@ impl FaultDice {
 
     /// With probability `fail_rate`, a fault drawn uniformly from `faults`
     /// (`500` when the list is empty).
-    fn roll(&self) -> Option<Fault> {
+    pub(super) fn roll(&self) -> Option<Fault> {
         let rate = f64::from_bits(self.rate_bits.load(std::sync::atomic::Ordering::Acquire));
         if rate <= 0.0 || fastrand::f64() >= rate {
             return None;
@@ -91,7 +94,7 @@ impl FaultDice {
 /// The error a service returns for `reset`: hyper then closes the HTTP/1
 /// connection without writing any response byte.
 #[derive(Debug)]
-struct Reset;
+pub(crate) struct Reset;
 
 impl std::fmt::Display for Reset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,14 +155,14 @@ async fn serve_connection(stream: TcpStream, state: Arc<ServerState>) {
     let _ = conn.await;
 }
 
-fn respond(status: StatusCode, content_type: HeaderValue, body: MockBody) -> Response<MockBody> {
+pub(super) fn respond(status: StatusCode, content_type: HeaderValue, body: MockBody) -> Response<MockBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, content_type);
     r
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
+pub(super) fn json(status: StatusCode, body: Bytes) -> Response<MockBody> {
     respond(status, JSON, MockBody::full(body))
 }
 
@@ -169,33 +172,6 @@ pub(super) fn error(status: StatusCode, message: &str, kind: &str, code: Option<
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// `chatcmpl-mock<16 hex>` / `cmpl-mock<16 hex>`, formatted on the stack.
-struct Id {
-    buf: [u8; 32],
-    len: usize,
-}
-
-impl Id {
-    fn new(endpoint: Endpoint) -> Id {
-        let prefix: &[u8] = match endpoint {
-            Endpoint::Chat => b"chatcmpl-mock",
-            Endpoint::Completions => b"cmpl-mock",
-        };
-        let mut buf = [0u8; 32];
-        buf[..prefix.len()].copy_from_slice(prefix);
-        let mut n = fastrand::u64(..);
-        for i in (prefix.len()..prefix.len() + 16).rev() {
-            buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
-            n >>= 4;
-        }
-        Id { buf, len: prefix.len() + 16 }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("mock")
-    }
 }
 
 async fn handle(
@@ -223,6 +199,20 @@ async fn handle(
     };
     let stats = &state.stats;
     bump(&stats.requests_total);
+    if let Some(cloud) = super::cloud_api::route(&parts.method, parts.uri.path()) {
+        let req = super::cloud_api::CloudRequest {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        };
+        stats.record(parts.method, parts.uri, parts.headers, &body);
+        if let Some((header, expected)) = controls.bad {
+            let msg = format!("Invalid {header} header: expected {expected}.");
+            return Ok(error(StatusCode::BAD_REQUEST, &msg, "invalid_request_error", None));
+        }
+        return super::cloud_api::handle(state, cloud, req, controls).await;
+    }
     let api = route(&parts.method, parts.uri.path());
     match api {
         Ok(Api::Chat) => bump(&stats.chat_total),
@@ -335,7 +325,23 @@ async fn handle(
         Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED))),
     };
 
-    Ok(match answer {
+    Ok(reply(state, status, answer, fault, &controls, SSE))
+}
+
+/// The response for an answer, spoiled by a `cut` or `garbage` fault if
+/// one was drawn; streams are paced by the request's controls and sent
+/// with `stream_type` (SSE, or AWS's event stream).
+pub(super) fn reply(
+    state: &ServerState,
+    status: StatusCode,
+    answer: MockReply,
+    fault: Option<Fault>,
+    controls: &Controls,
+    stream_type: HeaderValue,
+) -> Response<MockBody> {
+    let stats = &state.stats;
+    let opts = &state.opts;
+    match answer {
         MockReply::Full(b) => match fault {
             Some(Fault::Cut) => {
                 stats.fault(Fault::Cut);
@@ -360,11 +366,11 @@ async fn handle(
                 garbage: fault == Some(Fault::Garbage),
             };
             let body = EventStream::start(events, stats.clone(), plan);
-            let mut r = respond(StatusCode::OK, SSE, MockBody::Stream(Box::new(body)));
+            let mut r = respond(StatusCode::OK, stream_type, MockBody::Stream(Box::new(body)));
             r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             r
         }
-    })
+    }
 }
 
 /// A hostile answer made of what `api` would have answered (the chat or
@@ -404,20 +410,20 @@ fn hostile_answer(
 }
 
 /// What the mock answers a request with, before a fault may spoil it.
-enum MockReply {
+pub(super) enum MockReply {
     Full(Bytes),
     Stream(Events),
 }
 
 /// A whole body (`Ok`) or a prebuilt list of stream events (`Err`).
-fn listed(r: Result<Bytes, Vec<Bytes>>) -> MockReply {
+pub(super) fn listed(r: Result<Bytes, Vec<Bytes>>) -> MockReply {
     match r {
         Ok(b) => MockReply::Full(b),
         Err(events) => MockReply::Stream(Events::List(events.into_iter())),
     }
 }
 
-fn generated(g: &GenRequest) -> MockReply {
+pub(super) fn generated(g: &GenRequest) -> MockReply {
     let id = Id::new(g.endpoint);
     let created = unix_now();
     if g.stream {

@@ -50,6 +50,18 @@ pub struct MockStatsSnapshot {
     /// Gemini `generateContent` / `streamGenerateContent` requests.
     #[serde(default)]
     pub gemini_total: u64,
+    /// Calls to the Azure OpenAI routes (authenticated or not).
+    #[serde(default)]
+    pub azure_total: u64,
+    /// Calls to the Bedrock runtime routes.
+    #[serde(default)]
+    pub bedrock_total: u64,
+    /// Calls to the Vertex AI routes.
+    #[serde(default)]
+    pub vertex_total: u64,
+    /// Cloud calls refused by the authentication check (bad key, signature, token).
+    #[serde(default)]
+    pub auth_refused_total: u64,
     pub streams_started: u64,
     /// Streams that sent `[DONE]`.
     pub streams_completed: u64,
@@ -85,6 +97,10 @@ pub(crate) struct Stats {
     pub models_total: AtomicU64,
     pub messages_total: AtomicU64,
     pub gemini_total: AtomicU64,
+    pub azure_total: AtomicU64,
+    pub bedrock_total: AtomicU64,
+    pub vertex_total: AtomicU64,
+    pub auth_refused_total: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_cancelled: AtomicU64,
@@ -147,6 +163,10 @@ impl Stats {
             &self.models_total,
             &self.messages_total,
             &self.gemini_total,
+            &self.azure_total,
+            &self.bedrock_total,
+            &self.vertex_total,
+            &self.auth_refused_total,
             &self.streams_started,
             &self.streams_completed,
             &self.streams_cancelled,
@@ -194,6 +214,10 @@ impl Stats {
             models_total: get(&self.models_total),
             messages_total: get(&self.messages_total),
             gemini_total: get(&self.gemini_total),
+            azure_total: get(&self.azure_total),
+            bedrock_total: get(&self.bedrock_total),
+            vertex_total: get(&self.vertex_total),
+            auth_refused_total: get(&self.auth_refused_total),
             streams_started: get(&self.streams_started),
             streams_completed: get(&self.streams_completed),
             streams_cancelled: get(&self.streams_cancelled),

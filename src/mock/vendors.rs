@@ -100,27 +100,41 @@ pub(crate) fn parse(
             Some(if prompt_key == "messages" { "messages" } else { "contents" }),
         ));
     };
+    let system = [v.get("system"), v.get("systemInstruction")];
+    let request = gen_request(model, stream, cap, prompt, &system, default_tokens, tokens);
+    let has_tools = v.get("tools").and_then(|t| t.as_array()).is_some_and(|a| !a.is_empty());
+    Ok(VendorRequest { request, has_tools })
+}
+
+/// The generator's request for a vendor body already read: the model, the
+/// stream flag, the output cap, the prompt (its `text` / `content` strings
+/// are counted and hashed) and the system prompt in any of its shapes.
+pub(crate) fn gen_request(
+    model: String,
+    stream: bool,
+    cap: Option<u64>,
+    prompt: &sonic_rs::Value,
+    system: &[Option<&sonic_rs::Value>],
+    default_tokens: u32,
+    tokens: Option<u32>,
+) -> GenRequest {
     let (mut words, mut hash) = (0u64, 0xcbf2_9ce4_8422_2325u64);
     texts(prompt, &mut words, &mut hash);
-    match v.get("system") {
-        Some(s) if s.is_str() => {
-            let t = s.as_str().unwrap_or("");
-            words += t.split_whitespace().count() as u64;
-            hash = fnv(hash, t);
+    for s in system.iter().flatten() {
+        match s.as_str() {
+            Some(t) => {
+                words += t.split_whitespace().count() as u64;
+                hash = fnv(hash, t);
+            }
+            None => texts(s, &mut words, &mut hash),
         }
-        Some(s) => texts(s, &mut words, &mut hash),
-        None => {}
-    }
-    if let Some(s) = v.get("systemInstruction") {
-        texts(s, &mut words, &mut hash);
     }
     let wanted = tokens.unwrap_or(default_tokens).min(generate::MAX_COMPLETION_TOKENS);
     let (completion_tokens, finish_reason) = match cap {
         Some(c) if u64::from(wanted) > c => (u32::try_from(c).unwrap_or(u32::MAX).max(1), "length"),
         _ => (wanted, "stop"),
     };
-    let has_tools = v.get("tools").and_then(|t| t.as_array()).is_some_and(|a| !a.is_empty());
-    let request = GenRequest {
+    GenRequest {
         endpoint: generate::Endpoint::Chat,
         seed: fnv(hash, &model),
         model,
@@ -129,14 +143,13 @@ pub(crate) fn parse(
         prompt_tokens: u32::try_from(words.max(1)).unwrap_or(u32::MAX),
         completion_tokens,
         finish_reason,
-        // Anthropic and Gemini always report usage.
+        // Vendors (Anthropic, Gemini, Bedrock) always report usage.
         usage: true,
-    };
-    Ok(VendorRequest { request, has_tools })
+    }
 }
 
 /// The answer's tokens, each with its leading space (but the first).
-fn tokens(g: &GenRequest) -> Vec<String> {
+pub(crate) fn tokens(g: &GenRequest) -> Vec<String> {
     let text = generate::answer_text(g);
     text.split(' ').enumerate().map(|(i, w)| if i == 0 { w.to_owned() } else { format!(" {w}") }).collect()
 }
@@ -202,6 +215,10 @@ fn event(out: &mut Vec<Bytes>, name: &str, v: &J) {
 }
 
 /// The input of the tool call a request asked for: `{"query": <answer text>}`.
+pub(crate) fn tool_args_json(g: &GenRequest) -> Vec<u8> {
+    json(&tool_args(g))
+}
+
 fn tool_args(g: &GenRequest) -> J {
     o(vec![("query", s(generate::answer_text(g)))])
 }
@@ -211,7 +228,7 @@ fn tool_input(g: &GenRequest) -> String {
 }
 
 /// `s` cut in two at a character boundary near its middle.
-fn halves(s: &str) -> [&str; 2] {
+pub(crate) fn halves(s: &str) -> [&str; 2] {
     let mid = s.char_indices().map(|(i, _)| i).nth(s.chars().count() / 2).unwrap_or(0);
     [&s[..mid], &s[mid..]]
 }

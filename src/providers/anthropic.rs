@@ -12,7 +12,7 @@ use sluice_upstream::{SessionSpec, UpstreamClient};
 use super::errors::ErrorStyle;
 use super::events;
 use super::rewrite::rewrite;
-use super::transport::{self, HttpUpstream};
+use super::transport::{self, HttpUpstream, OkResponse};
 use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
 use crate::endpoint::Endpoint;
@@ -52,22 +52,7 @@ impl Anthropic {
         let headers = self.up.headers(call, call.peek.stream);
         let created = crate::translate::unix_now();
         let resp = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
-        if call.peek.stream && resp.event_stream {
-            let raw = events::event_stream(resp.body, resp.permit, p);
-            return Ok(Reply::Stream(events::translated(
-                raw,
-                StreamTranslator::new(created),
-                p.name.clone(),
-                self.up.secrets().to_vec(),
-            )));
-        }
-        let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
-        drop(resp.permit);
-        let (body, usage) = anthropic::response::translate(&bytes, created).map_err(|e| {
-            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Messages resp ({e})") }
-        })?;
-        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
+        translated_answer(p, resp, call.peek.stream, created, self.up.secrets()).await
     }
 
     /// A `/v1/messages` request: the client's bytes (model renamed when the
@@ -81,13 +66,40 @@ impl Anthropic {
         let body = rewrite(call.body, call.peek, call.upstream_model, false);
         let headers = self.up.headers(call, call.peek.stream);
         let resp = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
-        if call.peek.stream && resp.event_stream {
-            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p)));
-        }
-        let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
-        drop(resp.permit);
-        let usage = anthropic::usage_from_body(&bytes).map(Into::into);
-        Ok(Reply::Complete { body: bytes, usage })
+        native_answer(p, resp, call.peek.stream).await
     }
+}
+
+/// A Messages answer to a translated OpenAI request, as OpenAI's (shared
+/// with Claude on Vertex AI).
+pub(super) async fn translated_answer(
+    p: &Provider,
+    resp: OkResponse,
+    stream: bool,
+    created: u64,
+    secrets: &[String],
+) -> Result<Reply, GatewayError> {
+    if stream && resp.event_stream {
+        let raw = events::event_stream(resp.body, resp.permit, p);
+        let t = StreamTranslator::new(created);
+        return Ok(Reply::Stream(events::translated(raw, t, p.name.clone(), secrets.to_vec())));
+    }
+    let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
+    drop(resp.permit);
+    let (body, usage) = anthropic::response::translate(&bytes, created).map_err(|e| {
+        GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Messages resp ({e})") }
+    })?;
+    Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
+}
+
+/// A Messages answer to a `/v1/messages` request, untouched (shared with
+/// Claude on Vertex AI).
+pub(super) async fn native_answer(p: &Provider, resp: OkResponse, stream: bool) -> Result<Reply, GatewayError> {
+    if stream && resp.event_stream {
+        return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p)));
+    }
+    let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
+    drop(resp.permit);
+    let usage = anthropic::usage_from_body(&bytes).map(Into::into);
+    Ok(Reply::Complete { body: bytes, usage })
 }

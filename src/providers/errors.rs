@@ -17,11 +17,22 @@ pub enum ErrorStyle {
     Anthropic,
     /// `{"error":{"code":..,"message":..,"status":..}}`
     Gemini,
+    /// OpenAI's, plus Azure's content-filter refusals, made readable.
+    Azure,
+    /// Vertex AI: Anthropic's for Claude's own errors, Google's for the platform's.
+    Vertex,
+    /// Bedrock: `{"message": ..}`, the exception's kind told by the status.
+    Bedrock,
 }
 
 /// The OpenAI-shaped error body for an upstream's error `status` and
 /// `body` (already scrubbed of secrets); see [`HttpUpstream::status_error`](super::transport::HttpUpstream::status_error).
 pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: Bytes) -> Bytes {
+    if style == ErrorStyle::Azure
+        && let Some(m) = crate::cloud::azure::content_filter::map_error(status, &body)
+    {
+        return Bytes::from(m.body);
+    }
     // Parse only bodies that cannot overflow the parser's stack.
     let parseable = !crate::json::nesting_exceeds(&body, crate::json::MAX_DEPTH);
     let field = |path: &[&str]| -> Option<String> {
@@ -33,12 +44,18 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
         None
     } else {
         match style {
-            ErrorStyle::OpenAi => field(&["error", "message"]).map(|m| (None, m)),
+            ErrorStyle::OpenAi | ErrorStyle::Azure => field(&["error", "message"]).map(|m| (None, m)),
             ErrorStyle::Anthropic => {
                 crate::translate::anthropic::response::error_parts(&body).map(|(t, m)| (Some(t), m))
             }
-            ErrorStyle::Gemini => crate::translate::gemini::error_parts(&body)
-                .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m)),
+            ErrorStyle::Gemini => gemini_parts(&body),
+            ErrorStyle::Bedrock => crate::translate::bedrock::error_message(&body)
+                .map(|m| (Some(crate::translate::bedrock::error_type(status).to_owned()), m)),
+            ErrorStyle::Vertex => match crate::translate::anthropic::response::error_parts(&body) {
+                // Google's bodies parse too, with no inner `type`.
+                Some((kind, message)) if !kind.is_empty() => Some((Some(kind), message)),
+                _ => gemini_parts(&body),
+            },
         }
     };
     let client_fault = (400..500).contains(&status) && !matches!(status, 401 | 403 | 429);
@@ -64,6 +81,11 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
             error_body(&message, kind, None, Some(code))
         }
     }
+}
+
+fn gemini_parts(body: &[u8]) -> Option<(Option<String>, String)> {
+    crate::translate::gemini::error_parts(body)
+        .map(|(s, m)| (Some(crate::translate::gemini::error_type(&s).to_string()), m))
 }
 
 /// Replace every occurrence of a secret with `***`.

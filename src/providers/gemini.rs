@@ -9,7 +9,7 @@ use sluice_upstream::{SessionSpec, UpstreamClient};
 
 use super::errors::ErrorStyle;
 use super::events;
-use super::transport::{self, HttpUpstream};
+use super::transport::{self, HttpUpstream, OkResponse};
 use super::{Call, Provider, Reply};
 use crate::config::ProviderConfig;
 use crate::endpoint::Endpoint;
@@ -55,17 +55,29 @@ impl Gemini {
         let headers = self.up.headers(call, stream);
         let created = crate::translate::unix_now();
         let resp = self.up.send(p, call.timeouts, client, &uri, &headers, body).await?;
-        if stream && resp.event_stream {
-            let raw = events::event_stream(resp.body, resp.permit, p);
-            let t = StreamTranslator::new(call.upstream_model, created);
-            return Ok(Reply::Stream(events::translated(raw, t, p.name.clone(), self.up.secrets().to_vec())));
-        }
-        let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
-        drop(resp.permit);
-        let (body, usage) = gemini::response::translate(&bytes, call.upstream_model, created).map_err(|e| {
-            GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini resp ({e})") }
-        })?;
-        Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
+        answer(p, resp, stream, call.upstream_model, created, self.up.secrets()).await
     }
+}
+
+/// A Gemini answer (whole or streamed) as an OpenAI one; shared with
+/// Vertex AI, which answers Gemini requests the same way.
+pub(super) async fn answer(
+    p: &Provider,
+    resp: OkResponse,
+    stream: bool,
+    model: &str,
+    created: u64,
+    secrets: &[String],
+) -> Result<Reply, GatewayError> {
+    if stream && resp.event_stream {
+        let raw = events::event_stream(resp.body, resp.permit, p);
+        let t = StreamTranslator::new(model, created);
+        return Ok(Reply::Stream(events::translated(raw, t, p.name.clone(), secrets.to_vec())));
+    }
+    let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
+    drop(resp.permit);
+    let (body, usage) = gemini::response::translate(&bytes, model, created).map_err(|e| {
+        GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini resp ({e})") }
+    })?;
+    Ok(Reply::Complete { body: Bytes::from(body), usage: Some(usage.into()) })
 }

@@ -12,6 +12,9 @@
 //! an `anthropic` provider or translated back ([`messages`]) from any other.
 
 pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod credentials;
 pub mod errors;
 pub mod events;
 pub mod gemini;
@@ -20,6 +23,7 @@ pub mod mock;
 pub mod openai;
 pub mod rewrite;
 pub mod transport;
+pub mod vertex;
 
 use std::time::Duration;
 
@@ -112,8 +116,11 @@ pub type EventStream = LocalBoxStream<'static, Result<Bytes, GatewayError>>;
 
 enum Protocol {
     OpenAi(Box<openai::OpenAi>),
+    Azure(Box<azure::Azure>),
     Anthropic(Box<anthropic::Anthropic>),
     Gemini(Box<gemini::Gemini>),
+    Vertex(Box<vertex::Vertex>),
+    Bedrock(Box<bedrock::Bedrock>),
     Mock(mock::MockProvider),
 }
 
@@ -143,6 +150,9 @@ impl Provider {
         };
         let protocol = match cfg.kind {
             ProviderKind::OpenAi => Protocol::OpenAi(Box::new(openai::OpenAi::new(cfg)?)),
+            ProviderKind::Azure => Protocol::Azure(Box::new(azure::Azure::new(cfg)?)),
+            ProviderKind::Vertex => Protocol::Vertex(Box::new(vertex::Vertex::new(cfg)?)),
+            ProviderKind::Bedrock => Protocol::Bedrock(Box::new(bedrock::Bedrock::new(cfg)?)),
             ProviderKind::Anthropic => Protocol::Anthropic(Box::new(anthropic::Anthropic::new(cfg)?)),
             ProviderKind::Gemini => Protocol::Gemini(Box::new(gemini::Gemini::new(cfg)?)),
             ProviderKind::Mock => {
@@ -166,19 +176,36 @@ impl Provider {
     pub fn session_spec(&self, cfg: &ProviderConfig) -> Option<SessionSpec> {
         match &self.protocol {
             Protocol::OpenAi(p) => Some(p.session_spec(cfg)),
+            Protocol::Azure(p) => Some(p.session_spec(cfg)),
             Protocol::Anthropic(p) => Some(p.session_spec(cfg)),
             Protocol::Gemini(p) => Some(p.session_spec(cfg)),
+            Protocol::Vertex(p) => Some(p.session_spec(cfg)),
+            Protocol::Bedrock(p) => Some(p.session_spec(cfg)),
             Protocol::Mock(_) => None,
         }
     }
 
     /// Can this provider serve `endpoint`? Anthropic and Gemini have no
-    /// legacy completions or embeddings here; their deployments are skipped
-    /// for those routes (see `upstream::capability`).
+    /// legacy completions or embeddings here, Vertex no legacy completions,
+    /// Bedrock neither; their deployments are skipped for those routes (see
+    /// `upstream::capability`).
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
-            (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Completions | Endpoint::Embeddings) => false,
-            (Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_), _) => true,
+            (
+                Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_) | Protocol::Bedrock(_),
+                Endpoint::Completions,
+            )
+            | (Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Bedrock(_), Endpoint::Embeddings) => false,
+            (
+                Protocol::OpenAi(_)
+                | Protocol::Azure(_)
+                | Protocol::Anthropic(_)
+                | Protocol::Gemini(_)
+                | Protocol::Vertex(_)
+                | Protocol::Bedrock(_)
+                | Protocol::Mock(_),
+                _,
+            ) => true,
         }
     }
 
@@ -192,6 +219,12 @@ impl Provider {
     pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
         match (&self.protocol, call.endpoint) {
             (Protocol::Anthropic(p), Endpoint::Messages) => p.send_native(self, call, self.client(client)?).await,
+            (Protocol::Vertex(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
+                p.send_native(self, call, self.client(client)?).await
+            }
+            (Protocol::Bedrock(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
+                p.send_native(self, call, self.client(client)?).await
+            }
             (_, Endpoint::Messages) => messages::send(self, call, client).await,
             _ => self.send_openai(call, client).await,
         }
@@ -205,8 +238,11 @@ impl Provider {
     ) -> Result<Reply, GatewayError> {
         match &self.protocol {
             Protocol::OpenAi(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Azure(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Anthropic(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Gemini(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Vertex(p) => p.send(self, call, self.client(client)?).await,
+            Protocol::Bedrock(p) => p.send(self, call, self.client(client)?).await,
             Protocol::Mock(p) => p.send(self, call).await,
         }
     }
@@ -215,9 +251,33 @@ impl Provider {
     pub fn secrets(&self) -> &[String] {
         match &self.protocol {
             Protocol::OpenAi(p) => p.secrets(),
+            Protocol::Azure(p) => p.secrets(),
             Protocol::Anthropic(p) => p.secrets(),
             Protocol::Gemini(p) => p.secrets(),
+            Protocol::Vertex(p) => p.secrets(),
+            Protocol::Bedrock(p) => p.secrets(),
             Protocol::Mock(_) => &[],
+        }
+    }
+
+    /// Where this provider's cloud credentials come from and how their
+    /// refreshes went (`/status`); `None` for providers with a fixed key.
+    pub fn credentials(&self) -> Option<credentials::CredentialStatus> {
+        match &self.protocol {
+            Protocol::Azure(p) => p.credentials(),
+            Protocol::Vertex(p) => Some(p.credentials()),
+            Protocol::Bedrock(p) => Some(p.credentials()),
+            Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
+        }
+    }
+
+    /// Why this provider's credentials fail right now (`/health`), if they do.
+    pub fn credential_problem(&self) -> Option<String> {
+        match &self.protocol {
+            Protocol::Azure(p) => p.credential_problem(),
+            Protocol::Vertex(p) => p.credential_problem(),
+            Protocol::Bedrock(p) => p.credential_problem(),
+            Protocol::OpenAi(_) | Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Mock(_) => None,
         }
     }
 

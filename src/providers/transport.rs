@@ -58,10 +58,13 @@ impl HttpUpstream {
         let auth = match &cfg.api_key {
             Some(k) => {
                 let (name, text) = match cfg.kind {
-                    ProviderKind::Anthropic | ProviderKind::Gemini => {
+                    ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Azure => {
                         (HeaderName::from_static(cfg.kind.auth_header()), k.expose().to_string())
                     }
-                    ProviderKind::OpenAi | ProviderKind::Mock => (AUTHORIZATION, format!("Bearer {}", k.expose())),
+                    // Bedrock and Vertex take no api_key (the config refuses one).
+                    ProviderKind::OpenAi | ProviderKind::Mock | ProviderKind::Bedrock | ProviderKind::Vertex => {
+                        (AUTHORIZATION, format!("Bearer {}", k.expose()))
+                    }
                 };
                 let mut v = HeaderValue::from_str(&text).map_err(|_| {
                     format!("provider `{}`: api_key holds characters not allowed in a header", cfg.name)

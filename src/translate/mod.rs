@@ -2,11 +2,12 @@
 //!
 //! The gateway's canonical form is OpenAI's: a provider that speaks another
 //! protocol turns the client's OpenAI request into its own ([`anthropic`],
-//! [`gemini`]) and its answers back into OpenAI bodies and chunks, so usage
-//! capture, metrics and the relay never learn which protocol an upstream
-//! speaks. [`messages`] is the other direction, for the Anthropic-shaped
-//! ingress `POST /v1/messages`: an Anthropic request becomes an OpenAI one,
-//! and OpenAI answers become Anthropic bodies and events.
+//! [`gemini`], [`bedrock`]'s Converse) and its answers back into OpenAI
+//! bodies and chunks, so usage capture, metrics and the relay never learn
+//! which protocol an upstream speaks. [`messages`] is the other direction,
+//! for the Anthropic-shaped ingress `POST /v1/messages`: an Anthropic
+//! request becomes an OpenAI one, and OpenAI answers become Anthropic bodies
+//! and events.
 //!
 //! Everything here is deterministic (time and ids come in through
 //! arguments), parses untrusted input only after
@@ -20,11 +21,13 @@
 //! `crate::config`), so it can be fuzzed and reviewed alone.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod messages;
 pub mod openai;
 pub mod responses;
 mod sse;
+pub mod vertex;
 
 use std::borrow::Cow;
 use std::fmt;

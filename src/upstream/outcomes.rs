@@ -96,7 +96,10 @@ pub fn verdict(e: &GatewayError) -> Verdict {
     match e {
         GatewayError::UpstreamConnect { .. }
         | GatewayError::UpstreamTimeout { .. }
-        | GatewayError::UpstreamProtocol { .. } => Verdict::Failure,
+        | GatewayError::UpstreamProtocol { .. }
+        // A provider without usable credentials fails every call: let its
+        // circuit open rather than keep trying it.
+        | GatewayError::UpstreamCredentials { .. } => Verdict::Failure,
         GatewayError::UpstreamStatus { upstream_status: 429, retry_after, .. } => {
             Verdict::RateLimited { retry_after: *retry_after }
         }

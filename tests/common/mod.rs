@@ -344,3 +344,61 @@ pub fn tokens_metric(metrics: &str, model: &str, direction: &str) -> Option<u64>
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Requests from `lanes` concurrent clients, one after another on each; once
+/// every lane has had an answer, `change` runs (a rotation), and the lanes
+/// go on until each has had four more. Returns every status seen.
+pub async fn flow_while(
+    gw: &Gateway,
+    path: &str,
+    body: &serde_json::Value,
+    lanes: usize,
+    change: impl std::future::Future<Output = ()>,
+) -> Vec<u16> {
+    flow_through(gw, path, body, lanes, vec![Box::pin(change)]).await
+}
+
+/// As [`flow_while`], with several changes in turn: each runs once every
+/// lane has had an answer to a request it started after the previous one.
+pub async fn flow_through(
+    gw: &Gateway,
+    path: &str,
+    body: &serde_json::Value,
+    lanes: usize,
+    changes: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>>,
+) -> Vec<u16> {
+    use std::cell::{Cell, RefCell};
+    let last = changes.len();
+    let phase = Cell::new(0usize);
+    // Per phase: the lanes that had an answer to a request started in it.
+    let answered = RefCell::new(vec![0usize; last + 1]);
+    let codes = RefCell::new(Vec::new());
+    let lane = |_| async {
+        let mut after = 0;
+        let mut counted = usize::MAX;
+        while after < 4 {
+            let started = phase.get();
+            let r = client().post(gw.url(path)).bearer_auth(CLIENT_KEY).json(body).send().await.unwrap();
+            codes.borrow_mut().push(r.status().as_u16());
+            if counted != started {
+                counted = started;
+                answered.borrow_mut()[started] += 1;
+            }
+            if started == last {
+                after += 1;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let control = async {
+        for (i, change) in changes.into_iter().enumerate() {
+            while answered.borrow()[i] < lanes {
+                tokio::task::yield_now().await;
+            }
+            change.await;
+            phase.set(i + 1);
+        }
+    };
+    futures_util::future::join(futures_util::future::join_all((0..lanes).map(lane)), control).await;
+    codes.into_inner()
+}

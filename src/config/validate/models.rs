@@ -7,10 +7,16 @@ use sha2::{Digest, Sha256};
 
 use super::super::locate::{join_index, join_key};
 use super::super::raw::{RawKey, RawModel, Text, defaults};
-use super::super::{DeploymentConfig, KeyConfig, ModelConfig};
+use super::super::{DeploymentConfig, KeyConfig, ModelConfig, ProviderConfig};
 use super::{Checker, Names};
 
-pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Names, models: &Names) -> Vec<ModelConfig> {
+pub(super) fn check_models(
+    c: &mut Checker,
+    raw: Vec<RawModel>,
+    providers: &Names,
+    configs: &[ProviderConfig],
+    models: &Names,
+) -> Vec<ModelConfig> {
     // Fallback edges: model -> (fallback model, index in its `fallbacks`).
     let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); raw.len()];
     let mut out = Vec::with_capacity(raw.len());
@@ -31,10 +37,14 @@ pub(super) fn check_models(c: &mut Checker, raw: Vec<RawModel>, providers: &Name
         let mut deployments = Vec::with_capacity(m.deployments.len());
         for (j, d) in m.deployments.into_iter().enumerate() {
             let dat = join_index(&deps_at, j);
-            let provider = providers.find(&d.provider.value).unwrap_or_else(|| {
+            let found = providers.find(&d.provider.value);
+            if found.is_none() {
                 c.err(join_key(&dat, "provider"), providers.unknown(&d.provider));
-                0
-            });
+            }
+            if let Some(cfg) = found.and_then(|i| configs.get(i)) {
+                super::clouds::deployment_model(c, &join_key(&dat, "model"), cfg, &d.model);
+            }
+            let provider = found.unwrap_or(0);
             if d.model.value.is_empty() {
                 c.err(
                     join_key(&dat, "model"),

@@ -27,12 +27,16 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         "anthropic" => Some(ProviderKind::Anthropic),
         "gemini" => Some(ProviderKind::Gemini),
         "mock" => Some(ProviderKind::Mock),
+        "azure" => Some(ProviderKind::Azure),
+        "vertex" => Some(ProviderKind::Vertex),
+        "bedrock" => Some(ProviderKind::Bedrock),
         _ => {
             c.err(
                 path("kind"),
                 format!(
                     "unknown provider kind {}; expected one of: openai (any \
                      OpenAI-compatible server: OpenAI, vLLM, Ollama, ...), anthropic, gemini, \
+                     azure (Azure OpenAI), bedrock (AWS Bedrock), vertex (Google Vertex AI), \
                      mock (built in, no network)",
                     p.kind.shown()
                 ),
@@ -41,6 +45,7 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         }
     };
     let is_mock = kind == Some(ProviderKind::Mock);
+    let cloud = super::clouds::settings(c, at, kind, &p);
 
     let base_url = match (kind, &p.base_url) {
         (Some(ProviderKind::OpenAi), None) => {
@@ -51,8 +56,20 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
             );
             String::new()
         }
-        (Some(ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::Gemini), Some(u)) => {
-            base_url(c, &path("base_url"), u)
+        (
+            Some(
+                ProviderKind::OpenAi
+                | ProviderKind::Anthropic
+                | ProviderKind::Gemini
+                | ProviderKind::Azure
+                | ProviderKind::Bedrock
+                | ProviderKind::Vertex,
+            ),
+            Some(u),
+        ) => base_url(c, &path("base_url"), u),
+        (Some(ProviderKind::Azure), None) => super::clouds::azure_endpoint(c, at, &p),
+        (Some(ProviderKind::Bedrock | ProviderKind::Vertex), None) => {
+            crate::config::cloud::default_base_url(&cloud).unwrap_or_default()
         }
         (Some(k @ (ProviderKind::Anthropic | ProviderKind::Gemini)), None) => {
             k.default_base_url().unwrap_or_default().to_owned()
@@ -75,6 +92,10 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
                 "a mock provider has no upstream to authenticate to, so `api_key` has no \
                  meaning; remove it",
             );
+            None
+        }
+        Some(_) if matches!(kind, Some(ProviderKind::Bedrock | ProviderKind::Vertex)) => {
+            c.err(path("api_key"), super::clouds::NO_API_KEY);
             None
         }
         Some(k) => {
@@ -136,6 +157,8 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         _ => AnthropicProviderConfig::default(),
     };
 
+    super::clouds::cross_checks(c, at, kind, &cloud, api_key.is_some(), &headers, p.health_probe_interval_ms);
+
     ProviderConfig {
         name: p.name.value,
         kind: kind.unwrap_or(ProviderKind::Mock),
@@ -179,6 +202,8 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         max_event_bytes: bytes(c, &path("max_event_bytes"), p.max_event_bytes, defaults::MAX_EVENT_BYTES),
         mock,
         anthropic,
+        cloud,
+        cloud_env: Default::default(),
     }
 }
 
@@ -190,7 +215,7 @@ fn bytes(c: &mut Checker, path: &str, v: Option<i64>, default: i64) -> usize {
 
 /// Check a base URL and strip its trailing slashes (Sluice appends
 /// `/chat/completions` and friends).
-fn base_url(c: &mut Checker, path: &str, u: &Text) -> String {
+pub(super) fn base_url(c: &mut Checker, path: &str, u: &Text) -> String {
     let v = u.value.as_str();
     let Some(rest) = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://")) else {
         c.err(path, format!("base_url must start with http:// or https://, found {}", u.shown()));

@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use super::super::{EMBEDDED_DEFAULT, EMBEDDED_NAME, MockProviderConfig, ProviderKind};
 use super::*;
 
+mod clouds;
 mod one_pass;
 mod rules;
 mod vendors;

@@ -124,6 +124,11 @@ impl GoogleTokenIssuer {
     pub fn issued_total(&self) -> u64 {
         self.issued.total()
     }
+
+    /// Revoke every token issued so far.
+    pub fn revoke_all(&self) {
+        self.issued.revoke_all();
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ impl Issued {
         tokens.get(token).is_some_and(|expiry| *expiry > now)
     }
 
+    /// Forget every token issued (as when an app's secret is rotated or a
+    /// token revoked): the next call with one is refused.
+    pub(crate) fn revoke_all(&self) {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub(crate) fn total(&self) -> u64 {
         self.counter.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -4,12 +4,14 @@
 //! - [`request`]: an OpenAI chat request becomes a Messages request.
 //! - [`response`]: a Messages answer (and an error body) becomes OpenAI's.
 //! - [`stream`]: Messages stream events become OpenAI chunks.
+//! - [`cloud`]: a Messages body as Vertex AI and Bedrock take it for Claude.
 //!
 //! References: https://docs.anthropic.com/en/api/messages,
 //! https://docs.anthropic.com/en/api/messages-streaming,
 //! https://docs.anthropic.com/en/api/errors,
 //! https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching
 
+pub mod cloud;
 pub mod request;
 pub mod response;
 pub mod stream;
