@@ -9,6 +9,8 @@
 //! - `auth`:    client key → policy for tables of 1 to 10,000 keys
 //! - `metrics`: the `sluice::metrics` recording functions vs pre-registered handles
 //! - `arena`:   request-scoped temporaries on the heap vs in a bumpalo arena
+//! - `telemetry`: a request's telemetry hooks (`[telemetry]` off: one
+//!   branch each) vs the same request record without them, and on
 //!
 //! Run: `cargo bench --bench hot_path` (a filter narrows it: `-- sse`).
 
@@ -35,6 +37,7 @@ use sluice::endpoint::Endpoint;
 use sluice::metrics::RequestOutcome;
 use sluice::peek::Peek;
 use sluice::providers::rewrite::rewrite;
+use sluice::request::record::Record;
 use sluice::sse;
 use sluice::sse::SseSplitter;
 use sluice::usage::{Usage, scan_events};
@@ -915,6 +918,68 @@ fn bench_limiter(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------
+// telemetry
+// ---------------------------------------------------------------------------
+
+/// One request's telemetry hooks, as the pipeline calls them: observe (the
+/// trace context from the headers), the key, the request, one attempt with
+/// its `traceparent`, the end. `baseline` is the same record with no hook
+/// called: the difference is what `[telemetry]` costs a request.
+fn bench_telemetry(c: &mut Criterion) {
+    let cfg = |telemetry: &str| {
+        let text = format!(
+            "[server]\nallow_anonymous = true\n[[providers]]\nname = \"mock\"\nkind = \"mock\"\n\
+             [[models]]\nname = \"{MODEL}\"\ndeployments = [{{ provider = \"mock\", model = \"m\" }}]\n{telemetry}"
+        );
+        Config::from_str_with_env(&text, "bench.toml", &FakeEnv(HashMap::new())).unwrap()
+    };
+    let base = cfg("");
+    let models = sluice::route::ModelTable::from_config(&base);
+    let metrics = std::sync::Arc::new(sluice::metrics::MetricsTable::new(&models));
+    let headers = sdk_headers(("authorization", "Bearer sk-x".to_string()));
+    let body = chat_body(1024, false, 1);
+    let peek = Peek::read(&body, Endpoint::Chat).unwrap();
+    // An exporter to a port nothing listens on: its queue fills and drops,
+    // which is what the request path sees of a collector that is down.
+    let on = |ratio: f64| {
+        let c = cfg(&format!(
+            "[telemetry]\notlp_endpoint = \"http://127.0.0.1:9\"\nqueue_size = 16\n[telemetry.traces]\nsample_ratio = {ratio}\n"
+        ));
+        sluice::observe::Observer::start(&c.telemetry).unwrap().map(|observer| sluice::observe::Telemetry {
+            observer,
+            names: std::sync::Arc::new(sluice::observe::Names::new(&c, &models)),
+        })
+    };
+    let cases = [("off", None), ("on_unsampled", on(0.0)), ("on_sampled", on(1.0))];
+    let mut g = c.benchmark_group("telemetry");
+    g.bench_function("baseline", |b| {
+        b.iter(|| {
+            let mut rec = Record::new(Endpoint::Chat, String::from("req_1"), metrics.clone());
+            rec.set_model(0);
+            rec.finish(RequestOutcome::Status(200), None, None);
+        })
+    });
+    for (name, observer) in &cases {
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                let mut rec = Record::new(Endpoint::Chat, String::from("req_1"), metrics.clone());
+                rec.observe(black_box(observer.as_ref()), &headers);
+                rec.set_key("team-a", None);
+                rec.set_request(&peek, &body);
+                rec.set_model(0);
+                if let Some(o) = rec.obs.clone() {
+                    let span = o.attempt(0, 0, 0);
+                    black_box(o.traceparent(span.span_id));
+                    span.end(Ok(()), None);
+                }
+                rec.finish(RequestOutcome::Status(200), None, None);
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = hot_path;
     // Short runs: the whole file finishes in about two minutes on 2 cores.
@@ -925,6 +990,6 @@ criterion_group! {
         // The default 100,000 bootstrap resamples take longer than the
         // measurement itself on 2 cores without rayon.
         .nresamples(10_000);
-    targets = bench_peek, bench_rewrite, bench_sse, bench_auth, bench_metrics, bench_arena, bench_limiter
+    targets = bench_peek, bench_rewrite, bench_sse, bench_auth, bench_metrics, bench_arena, bench_limiter, bench_telemetry
 }
 criterion_main!(hot_path);

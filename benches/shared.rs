@@ -72,6 +72,8 @@ fn bench_shared(c: &mut Criterion) {
             timeout: Duration::from_millis(100),
             probe_interval: Duration::from_millis(20),
             prefix: "bench".into(),
+            ca_pem: None,
+            sentinel: None,
         };
         let h = ReplicasHandle::start(&s, &arbiter.handle(), &mut registry).unwrap();
         for _ in 0..500 {

@@ -287,6 +287,9 @@ pub struct MetricsTable {
     models: Vec<ModelMetrics>,
     /// `[model][deployment]`, like the config.
     deployments: Vec<Vec<DeploymentMetrics>>,
+    /// The last minutes, second by second, for the dashboard: one for the
+    /// process, shared by every snapshot's table so a reload keeps it.
+    pub series: Arc<crate::series::Series>,
 }
 
 impl MetricsTable {
@@ -334,7 +337,7 @@ impl MetricsTable {
                     .collect()
             })
             .collect();
-        MetricsTable { routes, models: by_model, deployments }
+        MetricsTable { routes, models: by_model, deployments, series: Default::default() }
     }
 
     pub fn deployment(&self, model: usize, deployment: usize) -> Option<&DeploymentMetrics> {
@@ -356,6 +359,12 @@ impl MetricsTable {
             None => route.unknown_model.increment(outcome),
         }
         route.duration.record(d.as_secs_f64());
+        let failed = match outcome {
+            RequestOutcome::Status(s) => s >= 500,
+            RequestOutcome::StreamError => true,
+            RequestOutcome::ClientGone => false,
+        };
+        self.series.record(d, failed);
     }
 
     /// One upstream attempt. Successes use their pre-registered handles; the

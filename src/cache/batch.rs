@@ -276,6 +276,9 @@ impl Job {
             client_headers: &self.headers,
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
+            // Several requests share this call: it belongs to no one trace.
+            obs: None,
+            trace_headers: None,
         };
         let fetched = upstream::fetch(&self.upstream, &call, self.model).await?;
         match fetched.body {

@@ -42,6 +42,8 @@ pub(super) struct Lead {
     pub tier2_key: Option<CacheKey>,
     pub ttl: Duration,
     pub request_id: String,
+    /// The leading request's telemetry: the upstream call is its attempts.
+    pub obs: Option<std::rc::Rc<crate::observe::RequestObs>>,
     pub flight: Arc<Flight>,
     pub flights: Arc<Flights>,
 }
@@ -84,6 +86,8 @@ impl Lead {
             client_headers: self.req.headers(),
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
+            obs: self.obs.as_deref(),
+            trace_headers: None,
         };
         let started = Instant::now();
         let fetched = match batch::fetch(self.batcher.as_ref(), &self.upstream, &call, self.model).await {

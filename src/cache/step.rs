@@ -14,6 +14,7 @@
 //! (once, within the Redis timeout) before it calls upstream, and every
 //! answer stored here is also written there. Single-flight stays per replica.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix_web::HttpRequest;
@@ -27,6 +28,7 @@ use super::{CacheLayer, key};
 use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
+use crate::observe::RequestObs;
 use crate::peek::Peek;
 use crate::upstream::WorkerUpstreams;
 use crate::usage::{self, Usage};
@@ -80,6 +82,7 @@ pub async fn lookup(
     endpoint: Endpoint,
     model: usize,
     request_id: &str,
+    obs: Option<&Rc<RequestObs>>,
 ) -> Lookup {
     let Some(policy) = layer.policy(model) else { return Lookup::Off };
     let counters = layer.handle.counters();
@@ -169,6 +172,7 @@ pub async fn lookup(
         tier2_key,
         ttl: policy.ttl,
         request_id: request_id.to_string(),
+        obs: obs.cloned(),
         flight: sub.flight().clone(),
         flights: sub.table().clone(),
     };

@@ -182,6 +182,19 @@ pub fn interpolate(raw: &mut RawConfig, env: &dyn Env) -> Vec<Issue> {
     if let Some(s) = raw.shared.as_mut() {
         w.opt(join_key("shared", "redis_url"), s.redis_url.as_mut());
         w.opt(join_key("shared", "prefix"), s.prefix.as_mut());
+        w.opt(join_key("shared", "ca_file"), s.ca_file.as_mut());
+        w.opt(join_key("shared", "master_name"), s.master_name.as_mut());
+        w.list(join_key("shared", "sentinels"), s.sentinels.as_mut());
+    }
+    if let Some(t) = raw.telemetry.as_mut() {
+        w.opt(join_key("telemetry", "otlp_endpoint"), t.otlp_endpoint.as_mut());
+        w.opt(join_key("telemetry", "service_name"), t.service_name.as_mut());
+        for (name, v) in t.otlp_headers.iter_mut().flatten() {
+            w.text(join_key("telemetry.otlp_headers", name), v);
+        }
+        if let Some(l) = t.request_log.as_mut() {
+            w.opt(join_key("telemetry.request_log", "path"), l.path.as_mut());
+        }
     }
     w.issues
 }

@@ -12,6 +12,7 @@ mod kind;
 mod locate;
 mod raw;
 mod routing;
+mod telemetry;
 mod validate;
 
 use std::fmt;
@@ -24,6 +25,7 @@ pub use cloud::CloudConfig;
 pub use interpolate::{Env, ProcessEnv};
 pub use kind::ProviderKind;
 pub use routing::{BreakerSettings, HedgeConfig, ModelTimeouts, OnAllUnhealthy, RoutingConfig, Strategy};
+pub use telemetry::{LogTarget, OtlpConfig, RequestLogConfig, TelemetryConfig, TracesConfig};
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/sluice.toml");
@@ -56,6 +58,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// State shared by replicas through Redis (`[shared]`); `None`: all in process.
     pub shared: Option<SharedConfig>,
+    /// Traces and the request log (`[telemetry]`); off unless written.
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[shared]`: rate limits, spend, a second cache tier and circuit news
@@ -70,6 +74,13 @@ pub struct SharedConfig {
     pub probe_interval_ms: u64,
     /// Prefix of every Redis key and channel.
     pub prefix: String,
+    /// PEM file of the CA that signed the Redis server's certificate (`rediss://`).
+    pub ca_file: Option<PathBuf>,
+    /// Sentinel: the sentinels' URLs (secrets: they may hold a password) and
+    /// the master's name; `redis_url` then gives only the master's scheme,
+    /// credentials and database.
+    pub sentinels: Vec<Secret>,
+    pub master_name: Option<String>,
 }
 
 /// Requests/tokens per minute and concurrent requests; `None` = unlimited.

@@ -77,6 +77,17 @@ pub mod defaults {
     pub const SHARED_TIMEOUT_MS: i64 = 50;
     pub const SHARED_PROBE_INTERVAL_MS: i64 = 500;
     pub const SHARED_PREFIX: &str = "sluice";
+
+    pub const OTLP_SERVICE_NAME: &str = "sluice";
+    pub const OTLP_TIMEOUT_MS: i64 = 10_000;
+    pub const OTLP_EXPORT_INTERVAL_MS: i64 = 1_000;
+    pub const OTLP_BATCH_SIZE: i64 = 512;
+    pub const OTLP_QUEUE_SIZE: i64 = 4_096;
+    pub const TRACE_SAMPLE_RATIO: f64 = 1.0;
+    pub const TRACE_MAX_CONTENT_BYTES: i64 = 16_384;
+    pub const LOG_MAX_BYTES: i64 = 104_857_600;
+    pub const LOG_MAX_FILES: i64 = 5;
+    pub const LOG_QUEUE_SIZE: i64 = 8_192;
 }
 
 /// A string value from the file. After interpolation, `template` keeps the
@@ -139,6 +150,40 @@ pub struct RawConfig {
     pub spend: Option<RawSpend>,
     pub cache: Option<RawCache>,
     pub shared: Option<RawShared>,
+    pub telemetry: Option<RawTelemetry>,
+}
+
+/// `[telemetry]`: the OTLP collector, traces and the request log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<Text>,
+    pub otlp_headers: Option<BTreeMap<String, Text>>,
+    pub service_name: Option<Text>,
+    pub export_timeout_ms: Option<i64>,
+    pub export_interval_ms: Option<i64>,
+    pub batch_size: Option<i64>,
+    pub queue_size: Option<i64>,
+    pub traces: Option<RawTraces>,
+    pub request_log: Option<RawRequestLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTraces {
+    pub sample_ratio: Option<f64>,
+    pub record_content: Option<bool>,
+    pub max_content_bytes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestLog {
+    pub path: Option<Text>,
+    pub max_bytes: Option<i64>,
+    pub max_files: Option<i64>,
+    pub queue_size: Option<i64>,
+    pub otlp: Option<bool>,
 }
 
 /// `[shared]`: state shared by several replicas through Redis.
@@ -149,6 +194,9 @@ pub struct RawShared {
     pub timeout_ms: Option<i64>,
     pub probe_interval_ms: Option<i64>,
     pub prefix: Option<Text>,
+    pub ca_file: Option<Text>,
+    pub sentinels: Option<Vec<Text>>,
+    pub master_name: Option<Text>,
 }
 
 /// `[cache]`: limits of the response cache shared by every model.

@@ -13,6 +13,7 @@ mod models;
 mod providers;
 mod routing;
 mod shared;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +104,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         );
     }
     let cache = cache::settings(&mut c, raw.cache);
+    let telemetry = telemetry::settings(&mut c, raw.telemetry);
 
     if models.is_empty() {
         c.err(
@@ -131,6 +133,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         spend_store,
         cache,
         shared,
+        telemetry,
     };
     (config, c.issues)
 }

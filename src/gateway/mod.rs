@@ -59,6 +59,8 @@ pub struct Gateway {
     pub cache: Arc<CacheLayer>,
     /// Replicas mode (`[shared]`): the Redis link, for `/health`.
     pub replicas: Option<sluice_actors::replicas::ReplicasHandle>,
+    /// Traces and the request log (`[telemetry]`); `None` when both are off.
+    pub telemetry: Option<crate::observe::Telemetry>,
     pub started: Instant,
     pub loaded: Loaded,
     shutting_down: Arc<AtomicBool>,
@@ -75,6 +77,7 @@ impl Gateway {
         prometheus: PrometheusHandle,
         loaded: Loaded,
         started: Instant,
+        telemetry: Option<crate::observe::Telemetry>,
     ) -> Gateway {
         let admin_digest = config.server.admin_key.as_ref().map(|k| crate::auth::digest(k.expose()));
         Gateway {
@@ -86,6 +89,7 @@ impl Gateway {
             prometheus,
             cache,
             replicas,
+            telemetry,
             started,
             loaded,
             shutting_down: Arc::default(),
@@ -112,6 +116,7 @@ impl Gateway {
             registry: self.registry.clone(),
             prometheus: self.prometheus.clone(),
             replicas: self.replicas.clone(),
+            telemetry: self.telemetry.clone(),
             started: self.started,
             shutting_down: self.shutting_down.clone(),
         }

@@ -101,6 +101,11 @@ pub struct Call<'a> {
     pub request_id: &'a str,
     /// This attempt's waits: the provider's, overridden per model.
     pub timeouts: Timeouts,
+    /// The request's telemetry (`[telemetry]` on): the attempt loop notes
+    /// each attempt in it.
+    pub obs: Option<&'a crate::observe::RequestObs>,
+    /// This attempt's `traceparent`/`tracestate`, sent upstream.
+    pub trace_headers: Option<&'a crate::observe::trace::Outgoing>,
 }
 
 /// A successful (2xx) upstream answer, in OpenAI's shape.

@@ -145,6 +145,10 @@ impl HttpUpstream {
         if let Ok(v) = HeaderValue::from_str(call.request_id) {
             h.push((HeaderName::from_static("x-request-id"), v));
         }
+        if let Some(t) = call.trace_headers {
+            h.push(t.traceparent.clone());
+            h.extend(t.tracestate.clone());
+        }
         if !self.forward.is_empty() {
             let fixed = h.len();
             for (name, value) in call.client_headers.iter() {

@@ -26,7 +26,8 @@ pub(super) async fn step(
     rec: &mut Record,
 ) -> Option<Result<ClientReply, GatewayError>> {
     let cache = &state.gateway.cache;
-    let found = step::lookup(cache, &state.upstream, req, body, peek, endpoint, model, &rec.request_id).await;
+    let found =
+        step::lookup(cache, &state.upstream, req, body, peek, endpoint, model, &rec.request_id, rec.obs.as_ref()).await;
     let (stream, include_usage) = (peek.stream, peek.include_usage);
     match found {
         Lookup::Off => None,

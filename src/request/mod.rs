@@ -53,6 +53,7 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
     state.upstream.activity.touch();
     let metrics = state.gateway.upstreams.metrics.clone();
     let mut rec = Record::new(endpoint, ingress::request_id(&req), metrics);
+    rec.observe(state.gateway.telemetry.as_ref(), req.headers());
     let resp = match steps(state, &req, payload, endpoint, &mut rec).await {
         Ok(ClientReply::Complete { body, usage, price }) => relay::complete(rec, body, usage, price),
         Ok(ClientReply::Stream { upstream, spec }) => relay::stream(rec, upstream, spec),
@@ -105,10 +106,12 @@ async fn steps(
         return Err(GatewayError::ShuttingDown);
     }
     let policy = gw.keys.authenticate(req.headers())?;
+    rec.set_key(&policy.name, policy.team.as_deref());
     rec.spending = Some(budget::check(state, &policy)?);
     let body_timeout = std::time::Duration::from_millis(gw.config.server.body_read_timeout_ms);
     let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
     let peek = Peek::read(&body, endpoint)?;
+    rec.set_request(&peek, &body);
     let model = up.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
     rec.limits = limits::admit_request(&up.limiter, &up.scopes, &policy, model, &peek, &gw.config.queue).await?;
@@ -130,6 +133,7 @@ async fn fetch(
     rec: &mut Record,
 ) -> Result<ClientReply, GatewayError> {
     let request_id = rec.request_id.clone();
+    let obs = rec.obs.clone();
     let call = Call {
         endpoint,
         body,
@@ -138,6 +142,8 @@ async fn fetch(
         client_headers: req.headers(),
         request_id: &request_id,
         timeouts: Timeouts::default(),
+        obs: obs.as_deref(),
+        trace_headers: None,
     };
     let started = Instant::now();
     let fetched = state.gateway.cache.fetch(&state.upstream, &call, model).await;

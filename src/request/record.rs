@@ -6,13 +6,17 @@
 //! can see the gateway's own overhead per request.
 
 use std::fmt::Write;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use actix_web::http::header::HeaderMap;
 
 use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::metrics::MetricsTable;
 use crate::metrics::RequestOutcome;
+use crate::observe::{End, RequestObs, Telemetry};
 use crate::usage::Usage;
 
 /// Where a finished request's cost goes.
@@ -47,6 +51,15 @@ pub struct Record {
     finished: bool,
     /// `x-sluice-cache` (`HIT` / `MISS` / `BYPASS`) for models with caching on.
     pub cache: Option<&'static str>,
+    /// Traces and the request log (`[telemetry]`); `None` when both are off.
+    pub obs: Option<Rc<RequestObs>>,
+    /// Noted only while observing: the key's name, the error's code, the
+    /// time the response head went out.
+    key: Option<String>,
+    team: Option<String>,
+    pub error: Option<&'static str>,
+    gateway: Option<Duration>,
+    stream: bool,
 }
 
 impl Record {
@@ -64,6 +77,38 @@ impl Record {
             upstream: Duration::ZERO,
             finished: false,
             cache: None,
+            obs: None,
+            key: None,
+            team: None,
+            error: None,
+            gateway: None,
+            stream: false,
+        }
+    }
+
+    /// Observe this request (`[telemetry]` on): its trace context from the
+    /// client's headers, its attempts, its end.
+    pub fn observe(&mut self, telemetry: Option<&Telemetry>, headers: &HeaderMap) {
+        if let Some(t) = telemetry {
+            self.obs = Some(Rc::new(t.observer.begin(&t.names, headers, self.endpoint)));
+        }
+    }
+
+    /// The key the request came with, and its team, for the request log
+    /// and traces.
+    pub fn set_key(&mut self, name: &str, team: Option<&str>) {
+        if self.obs.is_some() {
+            self.key = Some(name.to_string());
+            self.team = team.map(str::to_string);
+        }
+    }
+
+    /// What the request asked: a stream or not; its prompt, for a trace
+    /// that records content.
+    pub fn set_request(&mut self, peek: &crate::peek::Peek, body: &[u8]) {
+        self.stream = peek.stream;
+        if let Some(o) = &self.obs {
+            o.note_request(body, self.endpoint);
         }
     }
 
@@ -95,6 +140,7 @@ impl Record {
     pub fn head_sent(&mut self) -> String {
         let total = self.started.elapsed();
         let gateway = total.saturating_sub(self.upstream);
+        self.gateway = Some(gateway);
         self.metrics.record_overhead(self.endpoint, gateway);
         let mut s = String::with_capacity(48);
         s.push_str("gateway;dur=");
@@ -110,7 +156,11 @@ impl Record {
             return;
         }
         self.finished = true;
-        self.metrics.record_request(self.endpoint, self.model, outcome, self.started.elapsed());
+        let took = self.started.elapsed();
+        self.metrics.record_request(self.endpoint, self.model, outcome, took);
+        if let Some(obs) = self.obs.take() {
+            obs.finish(self.end(outcome, usage, price, took));
+        }
         if let Some(u) = usage {
             // Replace the estimates the limits were charged with by the real count.
             for g in [self.limits.as_mut(), self.deployment_grant.as_mut()].into_iter().flatten() {
@@ -133,6 +183,36 @@ impl Record {
         // Give back concurrency slots now, not when the record drops.
         self.limits = None;
         self.deployment_grant = None;
+    }
+}
+
+impl Record {
+    /// The request as the request log and the exporter see it.
+    fn end(&mut self, outcome: RequestOutcome, usage: Option<Usage>, price: Option<Price>, total: Duration) -> End {
+        let (status, outcome) = match outcome {
+            RequestOutcome::Status(s) => (s, "ok"),
+            RequestOutcome::StreamError => (200, "stream_error"),
+            // Nothing was sent, or a stream was cut by its client.
+            RequestOutcome::ClientGone => (if self.gateway.is_none() { 499 } else { 200 }, "client_gone"),
+        };
+        End {
+            request_id: self.request_id.clone(),
+            endpoint: self.endpoint,
+            key: self.key.take(),
+            team: self.team.take(),
+            model: self.model,
+            served: self.served,
+            status,
+            outcome,
+            error: self.error,
+            usage,
+            cost_usd: usage.zip(price).map(|(u, p)| crate::metrics::cost_usd(&u, &p)),
+            cache: self.cache,
+            stream: self.stream,
+            total,
+            gateway: self.gateway.unwrap_or_else(|| total.saturating_sub(self.upstream)),
+            upstream: self.upstream,
+        }
     }
 }
 

@@ -59,6 +59,9 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
 }
 
 pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
+    if let Some(o) = &rec.obs {
+        o.note_answer(&body);
+    }
     let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
     rec.finish(RequestOutcome::Status(200), usage, price);
     resp
@@ -80,6 +83,7 @@ pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
 }
 
 pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
+    rec.error = Some(e.code());
     let status = e.status();
     let mut b = head(&mut rec, status);
     b.insert_header((CONTENT_TYPE, JSON));
@@ -162,6 +166,9 @@ impl Relay {
         let request_id = self.rec.as_ref().map(|r| r.request_id.as_str()).unwrap_or("");
         tracing::warn!(request_id = %request_id, error = %e, "stream failed after its first byte");
         let endpoint = self.rec.as_ref().map_or(Endpoint::Chat, |r| r.endpoint);
+        if let Some(r) = self.rec.as_mut() {
+            r.error = Some(e.code());
+        }
         self.finish(RequestOutcome::StreamError);
         // OpenAI's error event, or Anthropic's on /v1/messages.
         crate::providers::messages::error_event(endpoint, &e)
@@ -180,6 +187,9 @@ impl Stream for Relay {
             Poll::Ready(Some(Ok(events))) => {
                 if let Some(t) = this.text.as_mut() {
                     t.push(&events);
+                }
+                if let Some(o) = this.rec.as_ref().and_then(|r| r.obs.as_ref()) {
+                    o.note_events(&events);
                 }
                 Poll::Ready(Some(Ok(events)))
             }

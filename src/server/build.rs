@@ -25,8 +25,10 @@ use crate::config::Config;
 use crate::gateway::{Gateway, Live, Loaded, keys};
 use crate::limits::LimitScopes;
 use crate::metrics::MetricsTable;
+use crate::observe::{Names, Observer, Telemetry};
 use crate::providers::Provider;
 use crate::route::ModelTable;
+use crate::series::Series;
 use crate::upstream::{ProviderSet, Upstreams};
 
 #[derive(Default)]
@@ -58,6 +60,10 @@ pub struct Builder {
     flights: Arc<Flights>,
     prometheus: PrometheusHandle,
     started: Instant,
+    /// `[telemetry]`: its threads and queues last as long as the process.
+    observer: Option<Arc<Observer>>,
+    /// The dashboard's traffic ring, kept across reloads.
+    series: Arc<Series>,
 }
 
 /// The actors' handles (the actors themselves stay with `server::run`,
@@ -103,7 +109,12 @@ impl Built {
 }
 
 impl Builder {
-    pub fn new(actors: &Actors, prometheus: PrometheusHandle) -> Builder {
+    pub fn new(
+        actors: &Actors,
+        prometheus: PrometheusHandle,
+        observer: Option<Arc<Observer>>,
+        series: Arc<Series>,
+    ) -> Builder {
         Builder {
             ids: Mutex::default(),
             actors: Handles {
@@ -118,6 +129,8 @@ impl Builder {
             flights: Arc::default(),
             prometheus,
             started: Instant::now(),
+            observer,
+            series,
         }
     }
 
@@ -153,9 +166,17 @@ impl Builder {
             // deleted and created again, a model back after a reload).
             store.restore_new(sluice_actors::rate_limiter::spend::today()).map_err(|e| e.to_string())?;
         }
+        // Names by this snapshot's indices; requests carry them to the
+        // writer and exporter, which outlive the snapshot.
+        let telemetry = self
+            .observer
+            .as_ref()
+            .map(|o| Telemetry { observer: o.clone(), names: Arc::new(Names::new(&config, &models)) });
+        let mut metrics = MetricsTable::new(&models);
+        metrics.series = self.series.clone();
         let upstreams = Arc::new(Upstreams {
             routing: config.routing.clone(),
-            metrics: Arc::new(MetricsTable::new(&models)),
+            metrics: Arc::new(metrics),
             models,
             providers,
             spend_models,
@@ -175,6 +196,7 @@ impl Builder {
             self.prometheus.clone(),
             loaded,
             self.started,
+            telemetry,
         );
         Ok(Built { gateway, live_scopes, live_spend: built_keys.spend })
     }

@@ -31,6 +31,8 @@ pub enum RunError {
     Metrics(String),
     #[error("{0}")]
     Provider(String),
+    #[error("cannot start telemetry: {0}")]
+    Telemetry(String),
     #[error("cannot start the actors: {0}")]
     Actors(#[from] sluice_actors::StartError),
     #[error("{0}")]
@@ -81,7 +83,10 @@ where
     };
     let accounts = store.as_ref().map(AccountsStore::load).transpose()?.unwrap_or_default();
     let digest = config.digest.clone();
-    let builder = Arc::new(build::Builder::new(&actors, metrics));
+    let observer = crate::observe::Observer::start(&config.telemetry).map_err(RunError::Telemetry)?;
+    let series = Arc::new(crate::series::Series::default());
+    spawn_series_sampler(&actors, series.clone());
+    let builder = Arc::new(build::Builder::new(&actors, metrics, observer.clone(), series));
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         n => n,
@@ -154,6 +159,11 @@ where
     drop(reload_tx);
     drop(builder);
     actors.stop();
+    if let Some(o) = observer {
+        // What the last requests did still goes out (bounded: a collector
+        // that does not answer does not hold the exit).
+        o.close(Duration::from_secs(5));
+    }
     result.map_err(RunError::Io)
 }
 
@@ -239,6 +249,12 @@ fn actors_spec(config: &Config) -> ActorsSpec {
         timeout: Duration::from_millis(s.timeout_ms),
         probe_interval: Duration::from_millis(s.probe_interval_ms),
         prefix: s.prefix.clone(),
+        // Checked readable by `sluice check`; a file gone since is Redis's TLS failing, shown in /status.
+        ca_pem: s.ca_file.as_ref().and_then(|p| std::fs::read(p).ok()),
+        sentinel: s.master_name.as_ref().map(|m| sluice_actors::replicas::SentinelSpec {
+            sentinels: s.sentinels.iter().map(|u| u.expose().to_string()).collect(),
+            master_name: m.clone(),
+        }),
     });
     ActorsSpec { sessions: vec![], breaker, availability, limiter, cache, replicas }
 }
@@ -264,6 +280,18 @@ fn spawn_metrics_upkeep(actors: &Actors, handle: metrics_exporter_prometheus::Pr
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.run_upkeep())).is_err() {
                 tracing::error!("metrics upkeep panicked; it runs again at the next tick");
             }
+        }
+    });
+}
+
+/// Close each second of the dashboard's traffic series, on the actor thread.
+fn spawn_series_sampler(actors: &Actors, series: Arc<crate::series::Series>) {
+    actors.arbiter().spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            series.tick(unix_now());
         }
     });
 }

@@ -16,6 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(handlers::ready::ready))
         .route("/metrics", web::get().to(handlers::metrics::metrics))
         .route("/status", web::get().to(handlers::status::status))
+        .route("/dashboard", web::get().to(handlers::dashboard::dashboard))
+        .route("/dashboard/data", web::get().to(handlers::dashboard::data))
         .route("/admin/keys", web::post().to(admin::keys::create))
         .route("/admin/keys", web::get().to(admin::keys::list))
         .route("/admin/keys/{name}", web::get().to(admin::keys::get))

@@ -282,7 +282,11 @@ async fn try_deployment(
         idle: t.idle_ms.map_or(provider.timeouts.idle, Duration::from_millis),
         total: t.total_ms.map_or(provider.timeouts.total, Duration::from_millis),
     };
-    let call = Call { upstream_model: &dep.model, timeouts, ..*call };
+    // Telemetry (off: `None`, one branch): this attempt's span, and its
+    // `traceparent` for the upstream.
+    let span = call.obs.map(|o| o.attempt(c.model, c.deployment, c.id));
+    let trace_headers = span.as_ref().and_then(|s| call.obs?.traceparent(s.span_id));
+    let call = Call { upstream_model: &dep.model, timeouts, trace_headers: trace_headers.as_ref(), ..*call };
     let inflight = up.availability.table().start(c.id);
     let mut pending = Pending { sink: w.outcomes.clone(), id: c.id, done: false };
     let started = Instant::now();
@@ -311,6 +315,9 @@ async fn try_deployment(
     match result {
         Ok(served) => {
             let ttft = matches!(served, Served::Stream { .. }).then_some(took);
+            if let Some(s) = span {
+                s.end(Ok(()), ttft);
+            }
             w.outcomes.push(AttemptOutcome {
                 deployment: c.id,
                 verdict: Verdict::Success,
@@ -332,6 +339,9 @@ async fn try_deployment(
             })
         }
         Err(e) => {
+            if let Some(s) = span {
+                s.end(Err(e.label()), None);
+            }
             let v = verdict(&e);
             let error = (v != Verdict::Neutral).then(|| (e.label(), e.to_string()));
             w.outcomes.push(AttemptOutcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });

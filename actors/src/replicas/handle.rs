@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{Notify, mpsc};
 
+use super::connect::Connector;
 use super::limiter::RedisLimiter;
 use super::link::{Link, redact_url};
 use super::news::{self, AccountsEvent, News, Sinks};
@@ -68,11 +69,19 @@ impl ReplicasHandle {
         arbiter: &ArbiterHandle,
         registry: &mut ActorRegistry,
     ) -> Result<ReplicasHandle, ReplicasError> {
-        let shown = redact_url(&spec.url);
+        let shown = match &spec.sentinel {
+            Some(s) => format!(
+                "{} (master `{}` through {} sentinels)",
+                redact_url(&spec.url),
+                s.master_name,
+                s.sentinels.len()
+            ),
+            None => redact_url(&spec.url),
+        };
         // redis-rs's parse errors do not repeat the URL, so none can leak here.
-        let client = redis::Client::open(spec.url.as_str())
-            .map_err(|e| ReplicasError { shown: shown.clone(), message: e.to_string() })?;
-        let link = Link::new(client, spec.timeout);
+        let connector = Connector::new(&spec.url, spec.ca_pem.as_deref(), spec.sentinel.as_ref())
+            .map_err(|message| ReplicasError { shown: shown.clone(), message })?;
+        let link = Link::new(connector, spec.timeout);
         let (writer, rx) = Writer::channel();
         let replica = format!("{:08x}-{}", fastrand_u32(), std::process::id());
         let meta = ActorMeta::new(NAME);

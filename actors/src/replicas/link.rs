@@ -24,6 +24,8 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::connect::Connector;
+
 /// Why a call did not reach Redis (or its answer did not come back in time).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
@@ -55,7 +57,7 @@ struct Change {
 }
 
 pub struct Link {
-    client: redis::Client,
+    connector: Connector,
     conn: ArcSwapOption<MultiplexedConnection>,
     timeout: Duration,
     up: AtomicBool,
@@ -73,11 +75,11 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    pub fn new(client: redis::Client, timeout: Duration) -> Arc<Link> {
+    pub fn new(connector: Connector, timeout: Duration) -> Arc<Link> {
         let up_gauge = metrics::gauge!("sluice_redis_up");
         up_gauge.set(0.0);
         Arc::new(Link {
-            client,
+            connector,
             conn: ArcSwapOption::empty(),
             timeout,
             up: AtomicBool::new(false),
@@ -187,7 +189,11 @@ impl Link {
                 let cfg = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(200))))
                     .set_response_timeout(None);
-                let connect = self.client.get_multiplexed_async_connection_with_config(&cfg);
+                // Through Sentinel, this asks which server is the master now.
+                let connect = async {
+                    let client = self.connector.client().await?;
+                    client.get_multiplexed_async_connection_with_config(&cfg).await
+                };
                 match tokio::time::timeout(self.timeout.max(Duration::from_millis(200)), connect).await {
                     Ok(Ok(c)) => {
                         self.conn.store(Some(Arc::new(c.clone())));
@@ -229,7 +235,8 @@ impl Link {
     /// A pub/sub connection (its own socket: a subscribed connection can
     /// send nothing else).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, LinkError> {
-        match tokio::time::timeout(self.timeout.max(Duration::from_millis(200)), self.client.get_async_pubsub()).await {
+        let connect = async { self.connector.client().await?.get_async_pubsub().await };
+        match tokio::time::timeout(self.timeout.max(Duration::from_millis(200)), connect).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(e)) => Err(LinkError::Redis(e.to_string())),
             Err(_) => Err(LinkError::Timeout(self.timeout)),
@@ -282,9 +289,12 @@ pub struct LinkDetail {
     pub ups_total: u64,
 }
 
-/// Errors that say the connection (not the command) is broken.
+/// Errors that say the connection (not the command) is broken — or that
+/// the server it reaches is no longer the master (`READONLY`: a failover
+/// demoted it), so the next probe must find the master again.
 fn is_link_failure(e: &redis::RedisError) -> bool {
-    e.is_io_error()
+    e.code() == Some("READONLY")
+        || e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
@@ -294,7 +304,18 @@ fn is_link_failure(e: &redis::RedisError) -> bool {
 /// Is `url` one redis-rs can connect with? (Parsed only; no connection.)
 /// The error never repeats the URL.
 pub fn check_url(url: &str) -> Result<(), String> {
+    // Parsed as a connection address: `rediss://` needs the TLS feature,
+    // which is built in.
     redis::Client::open(url).map(drop).map_err(|_| "unsupported scheme or malformed URL".to_string())
+}
+
+/// The host a Redis URL names (`None` for a Unix socket or a bad URL).
+pub fn url_host(url: &str) -> Option<String> {
+    use redis::IntoConnectionInfo;
+    match url.into_connection_info().ok()?.addr() {
+        redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } => Some(host.clone()),
+        _ => None,
+    }
 }
 
 /// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`, and
@@ -365,8 +386,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_link_that_never_connected_is_down_and_fails_at_once() {
-        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-        let link = Link::new(client, Duration::from_millis(50));
+        let link = Link::new(Connector::new("redis://127.0.0.1:1", None, None).unwrap(), Duration::from_millis(50));
         assert!(!link.is_up());
         let t0 = Instant::now();
         let r: Result<String, _> =

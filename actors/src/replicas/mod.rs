@@ -21,6 +21,7 @@
 //! makes a request fail: when Redis cannot be used, every caller has an
 //! in-process answer.
 
+pub mod connect;
 mod handle;
 pub mod limiter;
 pub mod link;
@@ -34,9 +35,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Serialize;
 
+pub use connect::{Connector, SentinelSpec};
 pub use handle::ReplicasHandle;
 pub use limiter::RedisLimiter;
-pub use link::{Link, LinkDetail, LinkError, check_url, redact_url};
+pub use link::{Link, LinkDetail, LinkError, check_url, redact_url, url_host};
 pub use news::{AccountsEvent, News, Sinks};
 pub use writer::{Job, Writer};
 
@@ -57,6 +59,12 @@ pub struct ReplicasSpec {
     pub probe_interval: Duration,
     /// Prefix of every Redis key and channel (several clusters, one Redis).
     pub prefix: String,
+    /// PEM certificates to verify a TLS server with (`ca_file`); `None`:
+    /// the Mozilla and system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Find the master through these sentinels (`url` then gives only the
+    /// master's scheme, credentials and database).
+    pub sentinel: Option<SentinelSpec>,
 }
 
 impl std::fmt::Debug for ReplicasSpec {
@@ -65,6 +73,7 @@ impl std::fmt::Debug for ReplicasSpec {
             .field("url", &redact_url(&self.url))
             .field("timeout", &self.timeout)
             .field("prefix", &self.prefix)
+            .field("sentinel", &self.sentinel.as_ref().map(|s| &s.master_name))
             .finish_non_exhaustive()
     }
 }

@@ -240,7 +240,11 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn headers(c: &mut Checker, at: &str, raw: std::collections::BTreeMap<String, Text>) -> Vec<(String, Secret)> {
+pub(super) fn headers(
+    c: &mut Checker,
+    at: &str,
+    raw: std::collections::BTreeMap<String, Text>,
+) -> Vec<(String, Secret)> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for (name, value) in raw {
