@@ -34,6 +34,8 @@ mod phases;
 mod procs;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/soak.rs"]
+mod soak;
 #[path = "load/streams.rs"]
 mod streams;
 #[path = "load/table.rs"]
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Some("--stream-client") => return child(&rt, args.get(1), streams::stream_client),
         Some("--open-streams") => return child(&rt, args.get(1), streams::open_streams),
         Some("--overload-client") => return child(&rt, args.get(1), overload::overload_client),
+        Some("--soak-client") => return child(&rt, args.get(1), soak::soak_client),
         _ => {}
     }
     let opts = match opts::parse(&args) {
@@ -313,7 +316,8 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     let rate_runs = alternating(Phase::Rate, opts.rates.len());
     let overload_runs = if opts.runs(Phase::Overload) { 1 + opts.overload_concurrency.len() } else { 0 };
     let memory_runs = if opts.runs(Phase::Memory) { 2 } else { 0 };
-    let steps = http_runs + stream_runs + rate_runs + overload_runs + memory_runs;
+    let soak_runs = usize::from(opts.runs(Phase::Soak));
+    let steps = http_runs + stream_runs + rate_runs + overload_runs + memory_runs + soak_runs;
     let mut h = phases::Harness {
         sluice_bin,
         self_exe: std::env::current_exe().map_err(|e| e.to_string())?,
@@ -338,6 +342,7 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     let est_s = (http_runs + stream_runs + overload_runs) as u64 * (opts.duration_s + 1)
         + rate_runs as u64 * (opts.rate_duration_s + 1)
         + memory_s
+        + soak_runs as u64 * (opts.soak_duration_s + 10)
         + 4;
     println!("Sluice load benchmark: {cores} cores, {}", machine["cpu_model"].as_str().unwrap_or("?"));
     match (pin.gateway, pin.load) {
@@ -401,6 +406,13 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     let cpu_total_s = h.sluice_cpu();
     let overload = if opts.runs(Phase::Overload) { phases::overload_phase(&mut h, &opts).await? } else { Vec::new() };
     let memory = if opts.runs(Phase::Memory) { phases::memory_phase(&mut h, &opts, nofile).await? } else { Vec::new() };
+    let soak = if opts.runs(Phase::Soak) {
+        let s = soak::run(&mut h, opts.soak_duration_s, opts.soak_concurrency, opts.workers).await?;
+        h.progress("soak done");
+        Some(s)
+    } else {
+        None
+    };
     h.alive()?;
     let mut notes = tools.notes;
     if h.peak_reset_failed {
@@ -430,6 +442,7 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
         rates,
         overload,
         memory,
+        soak,
     };
     let (out, all_pass) = rep.finish()?;
     println!("\nJSON: {}", out.display());

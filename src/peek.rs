@@ -35,9 +35,12 @@ pub struct Peek {
 impl Peek {
     /// Tokens the request may need: about one token per 4 bytes of prompt
     /// (JSON syntax included, so it errs on the large side) plus the
-    /// requested output.
+    /// requested output. Saturating: a client may ask for `max_tokens`
+    /// up to u64::MAX, and a wrapped sum would be a small estimate that
+    /// fits any token limit; saturated, it is larger than every limit and
+    /// refused like any request that can never fit.
     pub fn estimated_tokens(&self) -> u64 {
-        self.prompt_estimate() + self.max_tokens.unwrap_or(0)
+        self.prompt_estimate().saturating_add(self.max_tokens.unwrap_or(0))
     }
 
     /// The prompt part of the estimate: about one token per 4 bytes.

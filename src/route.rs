@@ -184,6 +184,14 @@ impl ModelTable {
         Ok(out)
     }
 
+    /// The price a request for `model` is most likely served at (its first
+    /// deployment's, else the model's): what a call abandoned before any
+    /// deployment answered is priced at.
+    pub fn likely_price(&self, model: usize) -> Option<Price> {
+        let m = self.models.get(model)?;
+        m.deployments.first().and_then(|d| d.price).or(m.price)
+    }
+
     fn push_candidates<'a>(
         &'a self,
         model: usize,

@@ -17,6 +17,12 @@ fn bpe() -> Option<&'static CoreBPE> {
     BPE.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref()
 }
 
+/// Tokens in `text`, counted on the calling thread (CPU work: callers on
+/// an event loop use [`count`]).
+fn count_now(text: &str) -> u64 {
+    bpe().map_or((text.len() as u64).div_ceil(4), |b| b.encode_ordinary(text).len() as u64)
+}
+
 /// Tokens in `text`.
 pub async fn count(text: String) -> u64 {
     if text.is_empty() {
@@ -27,59 +33,68 @@ pub async fn count(text: String) -> u64 {
     actix_web::web::block(move || count_now(&text)).await.unwrap_or(0)
 }
 
-/// The generated text of a stream whose upstream reports no usage, counted
-/// as it goes so that what is kept stays bounded whatever the answer's
-/// length: text gathers up to [`COUNT_EVERY`] bytes, then that piece is
-/// counted on a blocking thread (the tokenizer is CPU work, off the event
-/// loop) and let go. Pieces are cut just before a space that follows a
-/// word, where o200k's pre-tokenizer splits too (a word carries its
-/// leading space), so the pieces' counts add up to the whole text's.
+/// Event runs kept before their text is read out of them.
+const RAW_MAX: usize = 256 * 1024;
+/// Text kept before a part of it is counted (on a blocking thread).
+const TEXT_MAX: usize = 256 * 1024;
+
+/// The text a stream produced, so far, for counting its tokens when the
+/// upstream reports none (or the client left before the report came).
+///
+/// Cheap while the stream flows — each run of events is kept as it came
+/// (a reference count, no parsing) — and bounded however long it runs:
+/// past [`RAW_MAX`] the runs are read for their text and dropped, and past
+/// [`TEXT_MAX`] the text is counted a part at a time on a blocking thread.
+/// So a stream that ends with usage (the common case) never pays for
+/// reading its text, and an endless one holds at most about half a MiB.
 #[derive(Default)]
-pub struct StreamText {
-    pending: String,
-    counting: Vec<tokio::task::JoinHandle<u64>>,
+pub struct Tally {
+    raw: Vec<bytes::Bytes>,
+    raw_len: usize,
+    text: String,
+    /// Counts of text already handed to blocking threads.
+    counted: Vec<tokio::task::JoinHandle<u64>>,
 }
 
-/// How much text a stream keeps before counting it.
-pub const COUNT_EVERY: usize = 16 * 1024;
-
-impl StreamText {
-    /// Add a run of SSE chunks' text (see [`push_stream_text`]).
-    pub fn push(&mut self, events: &[u8]) {
-        push_stream_text(events, &mut self.pending);
-        if self.pending.len() >= COUNT_EVERY {
-            // Cut before the last " word" of the piece's end (a long
-            // stretch without one is cut anywhere on a char boundary).
-            let end = self.pending.len();
-            let from = end.saturating_sub(256);
-            let bytes = self.pending.as_bytes();
-            let cut = (from.max(1)..end)
-                .rev()
-                .find(|&i| bytes[i] == b' ' && !bytes[i - 1].is_ascii_whitespace())
-                .unwrap_or(end);
-            let rest = self.pending.split_off(cut);
-            let piece = std::mem::replace(&mut self.pending, rest);
-            self.counting.push(tokio::task::spawn_blocking(move || count_now(&piece)));
+impl Tally {
+    /// Keep one run of SSE events.
+    pub fn push(&mut self, events: &bytes::Bytes) {
+        self.raw_len += events.len();
+        self.raw.push(events.clone());
+        if self.raw_len > RAW_MAX {
+            self.read_text();
+            if self.text.len() > TEXT_MAX {
+                self.count_part();
+            }
         }
     }
 
-    /// Bytes of text held right now (at most about [`COUNT_EVERY`] plus one run).
-    pub fn held(&self) -> usize {
-        self.pending.len()
+    fn read_text(&mut self) {
+        for run in self.raw.drain(..) {
+            push_stream_text(&run, &mut self.text);
+        }
+        self.raw_len = 0;
     }
 
-    /// Every token of the text pushed.
-    pub async fn count(self) -> u64 {
-        let mut n = count(self.pending).await;
-        for h in self.counting {
-            n += h.await.unwrap_or(0);
+    /// Count all the text but its last word on a blocking thread (cut
+    /// before a space, where the tokenizer splits anyway, so the parts
+    /// count as the whole would).
+    fn count_part(&mut self) {
+        let cut = self.text.rfind(' ').filter(|&i| i > 0).unwrap_or(self.text.len());
+        let rest = self.text.split_off(cut);
+        let part = std::mem::replace(&mut self.text, rest);
+        self.counted.push(tokio::task::spawn_blocking(move || count_now(&part)));
+    }
+
+    /// Every token of the text kept.
+    pub async fn count(mut self) -> u64 {
+        self.read_text();
+        let mut n = count(std::mem::take(&mut self.text)).await;
+        for part in self.counted {
+            n = n.saturating_add(part.await.unwrap_or(0));
         }
         n
     }
-}
-
-fn count_now(text: &str) -> u64 {
-    bpe().map_or((text.len() as u64).div_ceil(4), |b| b.encode_ordinary(text).len() as u64)
 }
 
 /// The generated text of a whole chat or legacy completion: every choice's
@@ -110,10 +125,22 @@ pub fn answer_text(body: &[u8]) -> String {
 }
 
 /// Append the generated text of a run of SSE chunks (deltas' `content`,
-/// legacy `text`, tool-call argument pieces) to `out`.
+/// legacy `text`, tool-call argument pieces; on `/v1/messages`, Anthropic's
+/// `content_block_delta` text and tool-input pieces) to `out`.
 pub fn push_stream_text(events: &[u8], out: &mut String) {
     for ev in crate::sse::events(events) {
         if ev.data.is_empty() || ev.data == b"[DONE]" || crate::json::nesting_exceeds(ev.data, crate::json::MAX_DEPTH) {
+            continue;
+        }
+        if let Ok(delta) = sonic_rs::get(ev.data, ["delta"]) {
+            // Anthropic's events: `{"type":"content_block_delta","delta":{"text":..}}`.
+            for field in ["text", "partial_json", "thinking"] {
+                if let Ok(t) = sonic_rs::get(delta.as_raw_str(), [field])
+                    && let Some(t) = t.as_str()
+                {
+                    out.push_str(t);
+                }
+            }
             continue;
         }
         let Ok(choices) = sonic_rs::get(ev.data, ["choices"]) else { continue };
@@ -152,19 +179,42 @@ mod tests {
         assert_eq!(s, "Hi");
     }
 
-    #[actix_rt::test]
-    async fn stream_text_is_counted_as_it_goes_and_kept_bounded() {
-        let word = "data: {\"choices\":[{\"delta\":{\"content\":\"hello \"}}]}\n\n";
-        let run = word.repeat(1000);
-        let mut t = StreamText::default();
-        let mut whole = String::new();
-        for _ in 0..20 {
-            t.push(run.as_bytes());
-            push_stream_text(run.as_bytes(), &mut whole);
-            assert!(t.held() < COUNT_EVERY + 6 * 1000, "{}", t.held());
+    #[test]
+    fn reads_anthropic_deltas_too() {
+        let mut s = String::new();
+        push_stream_text(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi there\"}}\n\n",
+            &mut s,
+        );
+        assert_eq!(s, "Hi there");
+    }
+
+    #[actix_web::test]
+    async fn a_long_stream_is_counted_in_parts_as_a_whole_and_held_bounded() {
+        let event = |w: &str| {
+            bytes::Bytes::from(format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" {w}\"}}}}]}}\n\n"
+            ))
+        };
+        let mut t = Tally::default();
+        let mut words = 0u64;
+        for i in 0..20_000usize {
+            let eight: Vec<&str> = (0..8).map(|j| crate::mock::generate::WORDS[(i + j) % 64]).collect();
+            t.push(&event(&eight.join(" ")));
+            words += 8;
+            assert!(t.raw_len <= RAW_MAX + 100 && t.text.len() <= TEXT_MAX + 100);
         }
-        assert_eq!(whole.len(), 120_000);
-        assert_eq!(t.count().await, count(whole).await);
+        assert!(!t.counted.is_empty(), "counted a part at a time");
+        assert_eq!(t.count().await, words);
+    }
+
+    #[test]
+    fn every_word_of_the_mock_is_one_token() {
+        let b = bpe().unwrap();
+        for w in crate::mock::generate::WORDS {
+            assert_eq!(b.encode_ordinary(w).len(), 1, "{w}");
+            assert_eq!(b.encode_ordinary(&format!(" {w}")).len(), 1, "' {w}'");
+        }
     }
 
     #[test]

@@ -27,8 +27,9 @@ impl From<crate::translate::openai::Usage> for Usage {
 }
 
 impl Usage {
+    /// Saturating: the counts come from the upstream, which may report anything.
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
 

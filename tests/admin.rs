@@ -188,12 +188,16 @@ async fn a_team_caps_its_keys_together_and_spend_is_kept_per_day() {
     let (s, v) = call(reqwest::Method::DELETE, gw.url("/admin/teams/search"), None).await;
     assert_eq!(s, 409, "a team with keys is not deleted: {v}");
 
-    // Spend per day, key and model, from the store.
+    // Spend per day, key and model, from the store. Each request's spend
+    // is recorded on its own, so wait for all three: s1 made two requests
+    // the same as s2's one (two rows alone may still miss s1's second).
     let mut rows = Value::Null;
     for _ in 0..300 {
         let (s, v) = call(reqwest::Method::GET, gw.url("/admin/spend?team=search"), None).await;
         assert_eq!(s, 200, "{v}");
-        if v["days"].as_array().unwrap().len() == 2 {
+        let days = v["days"].as_array().unwrap();
+        let usd = |key: &str| days.iter().find(|d| d["key"] == key).and_then(|d| d["usd"].as_f64()).unwrap_or(0.0);
+        if days.len() == 2 && usd("s2") > 0.0 && (usd("s1") - 2.0 * usd("s2")).abs() < 1e-9 {
             rows = v;
             break;
         }

@@ -4,7 +4,9 @@
 //! body for `/v1/messages`, tools, throttling and model-not-ready answers
 //! feeding the cool-down and retries, keys from the environment, a rotated
 //! credentials file picked up while requests flow, web identity with one
-//! STS exchange under load, and missing credentials named everywhere.
+//! STS exchange under load, missing credentials named everywhere, and
+//! embeddings through InvokeModel (Titan, one signed call per input; Cohere,
+//! 96 texts a call).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -117,9 +119,166 @@ async fn converse_for_every_model_signed_with_sigv4() {
     assert!(sent.path.ends_with("/converse-stream"));
     assert_eq!(header(sent, "accept"), Some("application/vnd.amazon.eventstream"));
 
-    // No embeddings on Bedrock here: refused before any call.
+    // A chat model does not embed: refused before any call.
+    let before = mock.stats().bedrock_total;
     let resp = post(&gw, "/v1/embeddings", &json!({"model": "llama", "input": "x"}), &[]).await;
     assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("does not support /v1/embeddings"));
+    assert_eq!(mock.stats().bedrock_total, before);
+}
+
+const TITAN: &str = "amazon.titan-embed-text-v2:0";
+const COHERE: &str = "cohere.embed-english-v3";
+
+fn embed_models() -> String {
+    format!(
+        r#"
+[[models]]
+name = "titan"
+deployments = [{{ provider = "br", model = "{TITAN}" }}]
+
+[[models]]
+name = "cohere"
+deployments = [{{ provider = "br", model = "{COHERE}" }}]
+"#
+    )
+}
+
+/// The mock's own `/v1/embeddings` answer for `input` at `dimensions`.
+async fn direct_embeddings(mock: &MockServer, input: &Value, dimensions: u32) -> Value {
+    client()
+        .post(format!("http://{}/v1/embeddings", mock.addr()))
+        .json(&json!({"model": "m", "input": input, "dimensions": dimensions}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn assert_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+    }
+}
+
+#[tokio::test]
+async fn titan_embeddings_one_signed_call_per_input() {
+    let mock = mock();
+    let gw = Gateway::start_config(config(&bedrock_config(mock.addr(), &embed_models()), &env_keys()));
+    let inputs = json!(["the first text", "a second", "and a third one"]);
+    let body = json!({"model": "titan", "input": inputs, "dimensions": 256});
+    let resp = post(&gw, "/v1/embeddings", &body, &[]).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let stats = mock.stats();
+    // Three InvokeModel calls, each signed, each Titan's body for one text
+    // (sent concurrently, so in any order).
+    let calls: Vec<_> = stats.recent.iter().filter(|r| r.path.ends_with("/invoke")).collect();
+    assert_eq!(calls.len(), 3);
+    let mut texts = Vec::new();
+    for c in &calls {
+        assert_eq!(c.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+        assert!(header(c, "authorization").unwrap().starts_with("AWS4-HMAC-SHA256 Credential="));
+        let up: Value = serde_json::from_str(&c.body).unwrap();
+        assert_eq!(up["dimensions"], 256);
+        assert_eq!(up["normalize"], true);
+        assert_eq!(up.as_object().unwrap().len(), 3, "{up}");
+        texts.push(up["inputText"].as_str().unwrap().to_owned());
+    }
+    texts.sort();
+    assert_eq!(texts, ["a second", "and a third one", "the first text"]);
+    assert_eq!(stats.auth_refused_total, 0);
+
+    // The vectors are the mock's for each text, in input order, unchanged;
+    // usage is the sum of Titan's per-call token counts.
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], TITAN);
+    let direct = direct_embeddings(&mock, &inputs, 256).await;
+    for i in 0..3 {
+        assert_eq!(v["data"][i]["index"], i);
+        assert_close(&floats(&v["data"][i]["embedding"]), &floats(&direct["data"][i]["embedding"]));
+    }
+    assert_eq!(v["usage"]["prompt_tokens"], direct["usage"]["prompt_tokens"]);
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+
+    // base64: OpenAI's encoding of the same little-endian f32s.
+    let body = json!({"model": "titan", "input": "the first text", "encoding_format": "base64"});
+    let b64: Value = post(&gw, "/v1/embeddings", &body, &[]).await.json().await.unwrap();
+    let raw = base64_decode(b64["data"][0]["embedding"].as_str().unwrap());
+    let got: Vec<f64> = raw.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect();
+    // No `dimensions`: Titan's default size, 1024.
+    let direct = direct_embeddings(&mock, &json!("the first text"), 1024).await;
+    assert_close(&got, &floats(&direct["data"][0]["embedding"]));
+
+    // One call refused (Titan takes no empty text) fails the whole request
+    // with Bedrock's reason; no partial list.
+    let body = json!({"model": "titan", "input": ["fine", "", "also fine"]});
+    let resp = post(&gw, "/v1/embeddings", &body, &[]).await;
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("minLength") && !text.contains("\"data\""), "{text}");
+    // A size Titan does not offer: Bedrock's refusal passes through.
+    let body = json!({"model": "titan", "input": "x", "dimensions": 16});
+    assert_eq!(post(&gw, "/v1/embeddings", &body, &[]).await.status(), 400);
+    // A 500 on every call: an upstream error, not a partial answer.
+    let body = json!({"model": "titan", "input": ["a", "b"]});
+    let resp = post(&gw, "/v1/embeddings", &body, &[("x-mock-fault", "500")]).await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    // Token arrays cannot be embedded as text.
+    let resp = post(&gw, "/v1/embeddings", &json!({"model": "titan", "input": [[1, 2, 3]]}), &[]).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("array of strings"));
+}
+
+#[tokio::test]
+async fn cohere_embeddings_96_texts_a_call() {
+    let mock = mock();
+    let gw = Gateway::start_config(config(&bedrock_config(mock.addr(), &embed_models()), &env_keys()));
+    let inputs: Vec<String> = (0..100).map(|i| format!("document number {i}")).collect();
+    let resp = post(&gw, "/v1/embeddings", &json!({"model": "cohere", "input": inputs}), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let stats = mock.stats();
+    let calls: Vec<_> = stats.recent.iter().filter(|r| r.path.ends_with("/invoke")).collect();
+    assert_eq!(calls.len(), 2);
+    let mut sizes = Vec::new();
+    for c in &calls {
+        assert_eq!(c.path, "/model/cohere.embed-english-v3/invoke");
+        let up: Value = serde_json::from_str(&c.body).unwrap();
+        assert_eq!(up["input_type"], "search_document");
+        sizes.push(up["texts"].as_array().unwrap().len());
+    }
+    sizes.sort();
+    assert_eq!(sizes, [4, 96]);
+    assert_eq!(v["data"].as_array().unwrap().len(), 100);
+    assert_eq!(v["model"], COHERE);
+    let direct = direct_embeddings(&mock, &json!(inputs), 1024).await;
+    for i in [0, 95, 96, 99] {
+        assert_eq!(v["data"][i]["index"], i);
+        assert_close(&floats(&v["data"][i]["embedding"]), &floats(&direct["data"][i]["embedding"]));
+    }
+    // Bedrock's Cohere answers carry no token count: Sluice counts them.
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() >= 100, "{}", v["usage"]);
+
+    // `input_type` chooses Cohere's; `dimensions` cannot apply.
+    let body = json!({"model": "cohere", "input": "a query", "input_type": "search_query"});
+    assert_eq!(post(&gw, "/v1/embeddings", &body, &[]).await.status(), 200);
+    let up: Value = serde_json::from_str(&last_request(&mock.stats()).body).unwrap();
+    assert_eq!(up, json!({"texts": ["a query"], "input_type": "search_query"}));
+    let body = json!({"model": "cohere", "input": "x", "dimensions": 256});
+    assert_eq!(post(&gw, "/v1/embeddings", &body, &[]).await.status(), 400);
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
 #[tokio::test]

@@ -353,3 +353,40 @@ async fn without_upstream_usage_the_answer_is_counted_with_a_tokenizer() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_huge_max_tokens_is_refused_by_a_token_limit_and_never_wraps_the_estimate() {
+    let mock = start_mock();
+    let gw = Gateway::start(&cfg(mock.addr(), "tpm = 1000", "", ""));
+    // 5000 is more than the whole limit: refused at once, never retried.
+    let refused = |r: &reqwest::Response| r.status() == 429 && r.headers().get("retry-after").is_none();
+    assert!(refused(&chat_as(&gw, KEY_A, "m", json!({"max_tokens": 5000}), &[]).await));
+    // So is every larger count, up to u64::MAX (the estimate saturates
+    // instead of wrapping round to a small number that would fit).
+    for n in [u64::MAX, u64::MAX - 1, 1 << 63] {
+        for field in ["max_tokens", "max_completion_tokens"] {
+            let r = chat_as(&gw, KEY_A, "m", json!({ field: n }), &[]).await;
+            assert!(refused(&r), "{field} = {n}: {}", r.status());
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "rate_limit_exceeded", "{v}");
+        }
+    }
+    // Not a count of tokens at all: a 400 that says so, never a wrap.
+    for raw in ["-1", "1e30", "5000.5", "99999999999999999999999", "-18446744073709551615"] {
+        let body = format!(r#"{{"model":"m","max_tokens":{raw},"messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY_A)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "max_tokens = {raw}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    }
+    assert_eq!(mock.stats().chat_total, 0, "nothing went upstream");
+    // The limit is untouched by all of it: a normal request still fits.
+    assert_eq!(chat_as(&gw, KEY_A, "m", json!({"max_tokens": 600}), &[]).await.status(), 200);
+}

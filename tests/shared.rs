@@ -430,3 +430,86 @@ async fn redis_killed_mid_run_fails_nothing_and_shared_state_resumes_when_it_ret
     }
     assert!((nanos as f64 / 1e9 - total).abs() <= n * 1e-9, "redis has {nanos} nano-USD, answers cost {total}");
 }
+
+/// Send a whole chat request on a fresh connection and return it unread:
+/// dropping it is a client that leaves.
+async fn send_raw(to: SocketAddr, key: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let body = serde_json::to_vec(&chat_body("m", false)).unwrap();
+    let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    s
+}
+
+/// Poll a replica's `/status` until `f` holds (or fail after 10 s).
+async fn until_status(r: &Replica, what: &str, f: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = r.status().await;
+        if f(&s) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {}", actor(&s, "rate_limiter"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn key_a_inflight(s: &Value) -> u64 {
+    let scopes = actor(s, "rate_limiter")["scopes"].as_array().unwrap();
+    let a = scopes.iter().find(|x| x["scope"] == "key:a").unwrap();
+    a["concurrency"]["inflight"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_cancelled_while_redis_decides_gives_back_its_concurrency_slot() {
+    let redis = RedisServer::start().await;
+    let mock = start_mock();
+    let cfg = config(mock.addr(), &redis.url(), "rpm = 1000\nmax_concurrent = 1", "timeout_ms = 5000");
+    let r = Replica::spawn(&cfg);
+    r.wait_shared().await;
+    // Redis holds every command for 1.5 s: the admission waits for it,
+    // holding the key's one concurrency slot.
+    let mut c = redis.conn().await;
+    redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query_async::<()>(&mut c).await.unwrap();
+    let client_side = send_raw(r.addr, KEY_A).await;
+    until_status(&r, "the slot is taken while Redis decides", |s| key_a_inflight(s) == 1).await;
+    // The client leaves mid-way: the slot must come back (before, it was
+    // held for good, and the key refused every request after).
+    drop(client_side);
+    until_status(&r, "the slot is given back", |s| key_a_inflight(s) == 0).await;
+    assert_eq!(mock.stats().chat_total, 0);
+    // Once Redis answers again, the key is served.
+    let mut ok = false;
+    for _ in 0..200 {
+        if r.chat(KEY_A, &chat_body("m", false)).await.status() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "the key is never served again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_waiting_for_a_shared_limit_leaves_no_place_behind() {
+    let redis = RedisServer::start().await;
+    let mock = start_mock();
+    let extra = "[queue]\nmax_wait_ms = 120000\nmax_size = 1";
+    let r = Replica::spawn(&config(mock.addr(), &redis.url(), "rpm = 1", extra));
+    r.wait_shared().await;
+    assert_eq!(r.chat(KEY_A, &chat_body("m", false)).await.status(), 200);
+    // The next waits (up to a minute) for the shared limit, then leaves.
+    let client_side = send_raw(r.addr, KEY_A).await;
+    let waiting = |s: &Value| actor(s, "rate_limiter")["queue"]["waiting"].as_u64().unwrap();
+    until_status(&r, "the request waits", |s| waiting(s) == 1).await;
+    drop(client_side);
+    // Before, the count stayed: with max_size = 1, every later request of
+    // any key that had to wait was shed with 503 for good.
+    until_status(&r, "its place is free", |s| waiting(s) == 0).await;
+    assert_eq!(mock.stats().chat_total, 1);
+}

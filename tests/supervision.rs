@@ -235,3 +235,63 @@ async fn an_actor_that_keeps_panicking_is_failed_and_the_gateway_unhealthy() {
     assert_eq!(actor(&s, "rate_limiter")["state"], "failed");
     assert_eq!(actor(&s, "rate_limiter")["restarts"], u64::from(budget));
 }
+
+#[tokio::test]
+async fn a_burst_while_the_rate_limiter_is_stalled_and_its_mailbox_full_loses_no_spend() {
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("spend.redb");
+    let cfg = format!(
+        r#"
+[server]
+workers = 2
+[[providers]]
+name = "up"
+kind = "openai"
+base_url = "http://{}/v1"
+warm_connections = 0
+[[models]]
+name = "m"
+deployments = [{{ provider = "up", model = "m" }}]
+price = {{ input_per_mtok = 2.0, output_per_mtok = 8.0 }}
+[[keys]]
+name = "t"
+key = "${{CLIENT_KEY}}"
+[spend]
+store = "{}"
+"#,
+        mock.addr(),
+        store.display()
+    );
+    let gw = Gateway::start(&cfg);
+    // Block the limiter's thread for 3 s and fill its mailbox to the brim.
+    let r = client().post(gw.url("/admin/faults/stall?actor=rate_limiter&ms=3000")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let queued = r.json::<Value>().await.unwrap()["queued"].as_u64().unwrap();
+    assert!(queued > 1000, "the mailbox was filled: {queued}");
+    // A burst meanwhile: every answer's cost must reach the store.
+    let started = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let url = gw.url("/v1/chat/completions");
+            tokio::spawn(async move {
+                let r = client().post(url).bearer_auth(CLIENT_KEY).json(&chat_body("m", false)).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                let u = &v["usage"];
+                (u["prompt_tokens"].as_f64().unwrap() * 2.0 + u["completion_tokens"].as_f64().unwrap() * 8.0) / 1e6
+            })
+        })
+        .collect();
+    let mut spent = 0.0;
+    for t in tasks {
+        spent += t.await.unwrap();
+    }
+    eprintln!("burst of 100 served in {:?}, during the stall", started.elapsed());
+    gw.shutdown();
+    // A new process on the same store: every cent of the burst is there.
+    let gw = Gateway::start(&cfg);
+    let s = status(&gw).await;
+    let today = actor(&s, "rate_limiter")["detail"]["spend"][0]["today_usd"].as_f64().unwrap();
+    assert!((today - spent).abs() < 1e-9, "persisted {today} of {spent}");
+}

@@ -256,6 +256,9 @@ async fn the_request_log_has_one_line_per_request_and_rotates() {
     let l = by_id("req-stream");
     assert_eq!((l["stream"].as_bool(), l["route"].as_str()), (Some(true), Some("chat")));
     assert!(l["latency_ms"]["ttft"].as_f64().unwrap() > 0.0);
+    // Settled by the stream itself, after the relay's end: the line waits for it.
+    assert_eq!(l["output_tokens"], 16, "{l}");
+    assert!(l["cost_usd"].as_f64().unwrap() > 0.0, "{l}");
     let l = by_id("req-500");
     assert_eq!((l["status"].as_u64(), l["error"].as_str()), (Some(502), Some("upstream_error")));
     let l = by_id("req-401");

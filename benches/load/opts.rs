@@ -17,6 +17,10 @@ Phases (all by default, in this order):
   rate      fixed request rates with h2load (--rates): CPU per request
   overload  through Sluice only: the limiter's queue far past capacity
   memory    through Sluice only: RSS with many open streams
+  soak      only when named (--only soak): a Sluice and a mock of its own,
+            --soak-duration of good and hostile-client traffic over mock
+            faults; RSS after the first minute vs at the end (within 10%),
+            and the tokens Sluice charged vs those the mock produced
 
   --only LIST                phases to run; `nginx-compare` = http,streams,rate
                              (the phases compared with nginx)          [all]
@@ -42,6 +46,8 @@ Phases (all by default, in this order):
                              model capped at 8 concurrent (empty: skip) [256]
   --memory-streams N         concurrent open streams for the memory test [10000]
   --skip-memory              skip the open-streams memory test
+  --soak-duration S          seconds of the soak phase          [600]
+  --soak-concurrency N       the soak's client connections      [32]
   --out PATH                 JSON output [bench-results/load-<unix-ts>.json];
                              also copied to bench-results/latest.json
   --smoke                    short CI run: concurrency 1,32,256, streams
@@ -83,10 +89,15 @@ pub enum Phase {
     Rate,
     Overload,
     Memory,
+    Soak,
 }
 
 impl Phase {
+    /// The phases of a default run.
     pub const ALL: [Phase; 5] = [Phase::Http, Phase::Streams, Phase::Rate, Phase::Overload, Phase::Memory];
+    /// Every phase, in the order they run (the soak runs only when named).
+    pub const ORDER: [Phase; 6] =
+        [Phase::Http, Phase::Streams, Phase::Rate, Phase::Overload, Phase::Memory, Phase::Soak];
 }
 
 /// One stream run's shape: `events` SSE events, `delay_ms` apart, over
@@ -121,6 +132,8 @@ pub struct Options {
     pub pin: Option<bool>,
     pub workers: usize,
     pub memory_streams: usize,
+    pub soak_duration_s: u64,
+    pub soak_concurrency: usize,
     pub out: Option<PathBuf>,
     pub smoke: bool,
     pub strict: bool,
@@ -143,6 +156,8 @@ impl Default for Options {
             pin: None,
             workers: 1,
             memory_streams: 10_000,
+            soak_duration_s: 600,
+            soak_concurrency: 32,
             out: None,
             smoke: false,
             strict: false,
@@ -216,10 +231,11 @@ fn phases(v: &str) -> Result<Vec<Phase>, String> {
             "rate" => &[Phase::Rate],
             "overload" => &[Phase::Overload],
             "memory" => &[Phase::Memory],
+            "soak" => &[Phase::Soak],
             "nginx-compare" => &[Phase::Http, Phase::Streams, Phase::Rate],
             _ => {
                 return Err(format!(
-                    "--only: unknown phase {w:?} (http, streams, rate, overload, memory, nginx-compare)"
+                    "--only: unknown phase {w:?} (http, streams, rate, overload, memory, soak, nginx-compare)"
                 ));
             }
         };
@@ -229,7 +245,7 @@ fn phases(v: &str) -> Result<Vec<Phase>, String> {
         return Err("--only: no phase given".into());
     }
     // Always in the canonical order and once, whatever was given.
-    Ok(Phase::ALL.into_iter().filter(|p| out.contains(p)).collect())
+    Ok(Phase::ORDER.into_iter().filter(|p| out.contains(p)).collect())
 }
 
 fn targets(v: &str) -> Result<Vec<Target>, String> {
@@ -297,6 +313,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--workers" => o.workers = num(flag, &value()?)?,
             "--memory-streams" => o.memory_streams = num(flag, &value()?)?,
             "--skip-memory" => o.memory_streams = 0,
+            "--soak-duration" => o.soak_duration_s = num(flag, &value()?)?,
+            "--soak-concurrency" => o.soak_concurrency = num(flag, &value()?)?,
             "--out" => o.out = Some(PathBuf::from(value()?)),
             "--strict" => o.strict = true,
             "--stream-concurrency" | "--stream-chunks" | "--chunk-delay-ms" => {
@@ -320,6 +338,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     }
     if let Some(&r) = o.rates.iter().find(|&&r| r < o.rate_connections) {
         return Err(format!("--rates: {r} req/s is less than one per connection (--rate-connections)"));
+    }
+    if o.runs(Phase::Soak) && (o.soak_duration_s < 2 || o.soak_concurrency == 0) {
+        return Err("--soak-duration must be at least 2 and --soak-concurrency at least 1".into());
     }
     if o.memory_streams == 0 {
         o.phases.retain(|&p| p != Phase::Memory);

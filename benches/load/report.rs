@@ -258,6 +258,8 @@ pub struct Report<'a> {
     /// The overload phase (benches/load/overload.rs).
     pub overload: Vec<crate::overload::OverloadRun>,
     pub memory: Vec<MemRun>,
+    /// The soak phase (benches/load/soak.rs), when it ran.
+    pub soak: Option<Value>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -579,6 +581,7 @@ impl Report<'_> {
                     "hwm_bytes": self.hwm_max(),
                     "open_streams": self.memory,
                 },
+                "soak": self.soak,
                 "cpu": { "sluice_total_s": self.cpu_total_s, "sluice_runs_s": self.cpu_runs_s },
                 "errors_total": self.errors_total(),
             },

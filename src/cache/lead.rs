@@ -21,10 +21,16 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::peek::Peek;
 use crate::providers::{Call, Timeouts};
+use crate::upstream::charge::Charge;
 use crate::upstream::{FetchedBody, WorkerUpstreams};
 
 /// What the task that makes a flight's upstream call owns.
 pub(super) struct Lead {
+    /// The charge of the request that led the call: settled with what the
+    /// upstream produced, whoever is still subscribed (see `upstream::charge`).
+    /// Dropped unsettled when the task is aborted before the answer: then
+    /// the prompt is charged.
+    pub charge: Charge,
     pub upstream: WorkerUpstreams,
     /// The model's embeddings batcher, when it has one.
     pub batcher: Option<Arc<Batcher>>,
@@ -59,7 +65,7 @@ impl Drop for Unfinished {
 }
 
 impl Lead {
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let _unfinished = Unfinished(self.flight.clone());
         if let Some(a) = self.call().await {
             // Replicas mode: the other replicas find it in Redis.
@@ -76,7 +82,7 @@ impl Lead {
     }
 
     /// Make the call and feed the flight; the answer to store, if any.
-    async fn call(&self) -> Option<StoredAnswer> {
+    async fn call(&mut self) -> Option<StoredAnswer> {
         let flight = &self.flight;
         let call = Call {
             endpoint: self.endpoint,
@@ -94,20 +100,31 @@ impl Lead {
             Ok(f) => f,
             Err(e) => {
                 flight.finish(End::Failed(e), None);
+                self.charge.take().keep_estimate();
                 return None;
             }
         };
         let upstream = started.elapsed();
         let served = Some((fetched.served.model, fetched.served.deployment));
         let price = fetched.price;
+        let mut charge = self.charge.take();
+        // The serving deployment's caps are settled with the same count.
+        charge.deployment_grant = fetched.deployment_grant;
         match fetched.body {
             FetchedBody::Complete { body, usage } => {
+                match usage {
+                    Some(u) => charge.settle(Some(fetched.served.model), u, price),
+                    None => charge.keep_estimate(),
+                }
                 let answer = answer::from_body(self.endpoint, &body);
                 flight.head(Head { served, price, upstream, body: Some(body), usage });
                 flight.finish(End::Done, answer.clone());
                 answer
             }
             FetchedBody::Stream(mut stream) => {
+                // The stream settles the charge when it ends, fails, or is
+                // dropped with this task (every subscriber left).
+                stream.bill(charge, Some(fetched.served.model), price);
                 flight.head(Head { served, price, upstream, body: None, usage: None });
                 while let Some(run) = stream.next().await {
                     match run {

@@ -31,7 +31,8 @@ use crate::error::GatewayError;
 use crate::observe::RequestObs;
 use crate::peek::Peek;
 use crate::upstream::WorkerUpstreams;
-use crate::usage::{self, Usage};
+use crate::upstream::charge::Charge;
+use crate::usage::Usage;
 
 /// What the cache step came to for one request.
 pub enum Lookup {
@@ -48,8 +49,8 @@ pub enum Lookup {
 
 /// A request's answer from its key's flight.
 pub struct FromFlight {
-    /// This request led the call: its usage and spend are counted (a
-    /// follower's tokens were spent once, by the leader).
+    /// This request led the call (its charge went with the call, which
+    /// settles it; a follower's tokens were spent once, by the leader).
     pub leader: bool,
     /// `(model, deployment)` that served, once the upstream answered.
     pub served: Option<(usize, usize)>,
@@ -65,13 +66,14 @@ pub enum FlightAnswer {
     /// A whole answer in the shape asked for: one stored after the flight
     /// began, or the call's, assembled, when it came in the other shape.
     Assembled(StoredAnswer),
-    /// The upstream's whole body, and its usage (the leader's only).
+    /// The upstream's whole body (its usage is charged by the call).
     Complete { body: Bytes, usage: Option<Usage> },
     /// A live stream shared with identical requests.
     Stream(Subscriber),
 }
 
-/// The cache step.
+/// The cache step. A request that leads its key's flight hands its
+/// `charge` to the flight's call.
 #[allow(clippy::too_many_arguments)]
 pub async fn lookup(
     layer: &CacheLayer,
@@ -82,6 +84,7 @@ pub async fn lookup(
     endpoint: Endpoint,
     model: usize,
     request_id: &str,
+    charge: &mut Charge,
     obs: Option<&Rc<RequestObs>>,
 ) -> Lookup {
     let Some(policy) = layer.policy(model) else { return Lookup::Off };
@@ -157,7 +160,13 @@ pub async fn lookup(
         layer.tier2_hit(model);
         return Lookup::Hit(found.answer);
     }
+    // The call is made for this request: its charge goes with the call,
+    // which settles it with what the upstream produced, even if this
+    // request's client leaves before the end (followers are charged none).
+    let mut charge = charge.take();
+    charge.upstream_called();
     let lead = Lead {
+        charge,
         upstream: w.clone(),
         batcher: layer.batcher(model).cloned(),
         store: layer.handle.clone(),
@@ -191,15 +200,13 @@ async fn from_flight(sub: Subscriber, leader: bool, peek: &Peek) -> FromFlight {
     };
     let (served, price, upstream) = (head.served, head.price, leader.then_some(head.upstream));
     let answer = match (head.body, peek.stream) {
-        (Some(body), false) => Ok(FlightAnswer::Complete { body, usage: head.usage.filter(|_| leader) }),
+        // Usage is the call's to charge (see `Lead`), not the subscribers'.
+        (Some(body), false) => Ok(FlightAnswer::Complete { body, usage: None }),
         (None, true) => Ok(FlightAnswer::Stream(sub)),
         // The other shape than the upstream gave: wait for the whole answer.
         (_, stream) => match sub.finished().await {
             Ok(Some(answer)) if stream => Ok(FlightAnswer::Assembled(answer)),
-            Ok(Some(answer)) => {
-                let usage = if leader { usage::from_body(&answer.body).ok().flatten() } else { None };
-                Ok(FlightAnswer::Complete { body: answer.body, usage })
-            }
+            Ok(Some(answer)) => Ok(FlightAnswer::Complete { body: answer.body, usage: None }),
             Ok(None) => Err(GatewayError::Internal {
                 detail: "the shared upstream answer could not be converted to the shape this request asked for".into(),
             }),

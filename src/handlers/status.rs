@@ -51,6 +51,33 @@ pub async fn inject_panic(state: WorkerState, req: HttpRequest) -> HttpResponse 
     HttpResponse::Accepted().content_type("application/json").body("{\"injected\":\"panic\"}")
 }
 
+/// Test builds only: block an actor's thread for `ms` and fill its mailbox
+/// (`POST /admin/faults/stall?actor=NAME&ms=N`), to prove that nothing the
+/// request path hands over (spend) is lost while an actor cannot keep up.
+#[cfg(feature = "fault-injection")]
+pub async fn inject_stall(state: WorkerState, req: HttpRequest) -> HttpResponse {
+    let gw = &state.gateway;
+    if let Some(d) = &gw.admin_digest
+        && !auth::is_admin(d, req.headers())
+    {
+        return GatewayError::AdminKeyRequired.error_response();
+    }
+    let (mut actor, mut ms) = ("", 0u64);
+    for pair in req.query_string().split('&') {
+        match pair.split_once('=') {
+            Some(("actor", v)) => actor = v,
+            Some(("ms", v)) => ms = v.parse().unwrap_or(0).min(60_000),
+            _ => {}
+        }
+    }
+    match gw.registry.inject_stall(actor, ms) {
+        Some(queued) => HttpResponse::Accepted()
+            .content_type("application/json")
+            .body(format!("{{\"injected\":\"stall\",\"queued\":{queued}}}")),
+        None => GatewayError::invalid(format!("no such actor: {actor}"), Some("actor")).error_response(),
+    }
+}
+
 /// How long `/status` waits for an actor before reporting it unresponsive.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -16,7 +16,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::faults::{GARBAGE_EVENT, Gate};
 use super::generate::StreamEvents;
-use super::stats::{Stats, bump};
+use super::stats::{Stats, add, bump};
 
 /// The error a body returns to make hyper drop the connection.
 #[derive(Debug)]
@@ -131,6 +131,15 @@ impl Events {
             Events::List(l) => l.next(),
         }
     }
+
+    /// Completion tokens in the events taken so far; a list was counted
+    /// whole when it was made.
+    fn tokens_produced(&self) -> u32 {
+        match self {
+            Events::Gen(g) => g.tokens_produced(),
+            Events::List(_) => 0,
+        }
+    }
 }
 
 /// An SSE stream paced by `chunk_delay` and an optional gate.
@@ -144,6 +153,8 @@ pub(crate) struct EventStream {
     /// `garbage`: send a non-JSON event first.
     garbage: bool,
     sent: u32,
+    /// Completion tokens counted in the stats so far.
+    tokens: u32,
     /// The pause before the next event, while it runs.
     wait: Option<Wait>,
     /// The pause before event `sent` is over.
@@ -174,6 +185,7 @@ impl EventStream {
             cut_after,
             garbage: plan.garbage,
             sent: 0,
+            tokens: 0,
             wait: None,
             waited: false,
             flushed: false,
@@ -230,6 +242,11 @@ impl EventStream {
                 }
             };
             self.sent += 1;
+            let tokens = self.events.tokens_produced();
+            if tokens > self.tokens {
+                add(&self.stats.completion_tokens, u64::from(tokens - self.tokens));
+                self.tokens = tokens;
+            }
             if let Some(g) = &self.gate {
                 g.sent_one();
             }
@@ -250,6 +267,7 @@ impl Drop for EventStream {
         // the peer went away (a cut sets `done` first and is not counted).
         if !self.done {
             bump(&self.stats.streams_cancelled);
+            bump(&self.stats.client_gone);
         }
     }
 }

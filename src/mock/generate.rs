@@ -151,13 +151,16 @@ pub fn parse_request(
 }
 
 /// The vocabulary "tokens" are drawn from: plain ASCII words, so generated
-/// text never needs JSON escaping.
-const WORDS: [&str; 64] = [
-    "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "sluice", "gate", "river", "stream", "token",
-    "model", "answer", "mock", "fast", "light", "water", "flows", "through", "narrow", "channel", "and", "a", "of",
-    "to", "in", "is", "it", "that", "with", "for", "on", "as", "was", "at", "by", "this", "from", "or", "an", "be",
-    "are", "not", "but", "what", "all", "were", "when", "we", "there", "can", "use", "each", "which", "their", "time",
-    "if", "will", "way", "about", "many", "then",
+/// text never needs JSON escaping, each one token of o200k (the tokenizer
+/// Sluice counts an answer with when the upstream reports no usage), alone
+/// and after a space: the mock's token counts and Sluice's agree to the
+/// token (tested in `crate::tokens`).
+pub const WORDS: [&str; 64] = [
+    "the", "quick", "brown", "fox", "runs", "over", "lazy", "dog", "lock", "gate", "river", "stream", "token", "model",
+    "answer", "mock", "fast", "light", "water", "flows", "through", "wide", "channel", "and", "a", "of", "to", "in",
+    "is", "it", "that", "with", "for", "on", "as", "was", "at", "by", "this", "from", "or", "an", "be", "are", "not",
+    "but", "what", "all", "were", "when", "we", "there", "can", "use", "each", "which", "their", "time", "if", "will",
+    "way", "about", "many", "then",
 ];
 
 /// splitmix64's finaliser: a cheap, well-mixed hash of one u64.

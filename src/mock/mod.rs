@@ -32,6 +32,7 @@ mod faults;
 pub mod generate;
 mod hostile;
 mod id;
+mod inspect;
 mod route;
 mod server;
 mod stats;

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -28,7 +28,7 @@ use super::generate::{self, Endpoint, GenRequest};
 use super::hostile::{self, Answer, ConnIo, Hostile, SharedConn};
 use super::id::Id;
 use super::route::{Api, route};
-use super::stats::{Stats, bump};
+use super::stats::{Answering, Stats, add, bump};
 use super::vendors::{self, Vendor};
 
 /// Largest request body read; bigger gets 413.
@@ -180,8 +180,21 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<MockBody>, Reset> {
     if let Some(rest) = req.uri().path().strip_prefix("/mock/") {
-        return Ok(inspect(state, req.method(), rest, req.uri().query()));
+        return Ok(super::inspect::inspect(state, req.method(), rest, req.uri().query()));
     }
+    // Dropped with this future (the peer closed the connection) before the
+    // answer was made: counted as `client_gone`.
+    let answering = Answering::new(&state.stats);
+    let r = answer(state, conn, req).await;
+    answering.done();
+    r
+}
+
+async fn answer(
+    state: &Arc<ServerState>,
+    conn: &Arc<SharedConn>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Reset> {
     let (parts, body) = req.into_parts();
     let controls = Controls::from_headers(&parts.headers);
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -195,7 +208,10 @@ async fn handle(
             ));
         }
         // The client went away mid-body: nothing to answer.
-        Err(_) => return Err(Reset),
+        Err(_) => {
+            bump(&state.stats.client_gone);
+            return Err(Reset);
+        }
     };
     let stats = &state.stats;
     bump(&stats.requests_total);
@@ -285,13 +301,17 @@ async fn handle(
         Some(Fault::Cut | Fault::Garbage) | None => {}
     }
 
-    let (status, answer) = match api {
+    // `tokens`: completion tokens of an answer made whole up front (a
+    // generated stream counts its own, event by event).
+    let (status, answer, tokens) = match api {
         Api::Chat if controls.tool_call.is_some() && vendors::has_tools(&body) => {
             match generate::parse_request(Endpoint::Chat, &body, opts.tokens, controls.tokens) {
-                Ok(g) => {
-                    (StatusCode::OK, listed(vendors::openai_tool_call(&g, controls.tool_call.as_deref().unwrap_or(""))))
-                }
-                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
+                Ok(g) => (
+                    StatusCode::OK,
+                    listed(vendors::openai_tool_call(&g, controls.tool_call.as_deref().unwrap_or(""))),
+                    g.completion_tokens,
+                ),
+                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body()), 0),
             }
         }
         Api::Vendor(v) => {
@@ -303,9 +323,9 @@ async fn handle(
                         Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached),
                         Vendor::Gemini { .. } => vendors::gemini(&r.request, tool, cached),
                     };
-                    (StatusCode::OK, listed(out))
+                    (StatusCode::OK, listed(out), r.request.completion_tokens)
                 }
-                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(vendors::error_body(v, 400, &e.message))),
+                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(vendors::error_body(v, 400, &e.message)), 0),
             }
         }
         Api::Chat | Api::Completions => {
@@ -313,17 +333,21 @@ async fn handle(
             match generate::parse_request(endpoint, &body, opts.tokens, controls.tokens) {
                 Ok(mut g) => {
                     g.usage = !controls.no_usage;
-                    (StatusCode::OK, generated(&g))
+                    (StatusCode::OK, generated(&g), if g.stream { 0 } else { g.completion_tokens })
                 }
-                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
+                Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body()), 0),
             }
         }
         Api::Embeddings => match generate::embeddings_body(&body) {
-            Ok(b) => (StatusCode::OK, MockReply::Full(b)),
-            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body())),
+            Ok(b) => (StatusCode::OK, MockReply::Full(b), 0),
+            Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body()), 0),
         },
-        Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED))),
+        Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED)), 0),
     };
+    // A whole answer cut short or replaced by garbage delivers nothing usable.
+    if !matches!(fault, Some(Fault::Cut | Fault::Garbage)) || matches!(answer, MockReply::Stream(_)) {
+        add(&stats.completion_tokens, u64::from(tokens));
+    }
 
     Ok(reply(state, status, answer, fault, &controls, SSE))
 }
@@ -430,63 +454,5 @@ pub(super) fn generated(g: &GenRequest) -> MockReply {
         MockReply::Stream(Events::Gen(generate::stream_events(g, id.as_str(), created)))
     } else {
         MockReply::Full(generate::completion_body(g, id.as_str(), created))
-    }
-}
-
-/// The `/mock/...` inspection routes; they are not counted or recorded.
-fn inspect(state: &ServerState, method: &Method, rest: &str, query: Option<&str>) -> Response<MockBody> {
-    let gate = rest.strip_prefix("gates/").filter(|g| !g.is_empty());
-    match (method, rest, gate) {
-        // `POST /mock/faults?fail_rate=0.3&faults=500,429`: change the dice;
-        // `?hostile=drip` (or `hostile=` to stop): a hostile answer to every request.
-        (&Method::POST, "faults", _) => {
-            let mut rate = 0.0;
-            let mut faults = Vec::new();
-            let mut hostile: Option<Option<Hostile>> = None;
-            for pair in query.unwrap_or("").split('&') {
-                match pair.split_once('=') {
-                    Some(("fail_rate", v)) => rate = v.parse().unwrap_or(0.0),
-                    Some(("faults", v)) => faults = v.split(',').filter_map(|f| f.parse().ok()).collect(),
-                    Some(("hostile", "")) => hostile = Some(None),
-                    Some(("hostile", v)) => match v.parse::<Hostile>() {
-                        Ok(h) => hostile = Some(Some(h)),
-                        Err(e) => return error(StatusCode::BAD_REQUEST, &e, "invalid_request_error", None),
-                    },
-                    _ => {}
-                }
-            }
-            if let Some(h) = hostile {
-                if let Ok(mut slot) = state.hostile.write() {
-                    *slot = h;
-                }
-                let shown = h.map_or("null".to_string(), |h| format!("\"{h}\""));
-                return json(StatusCode::OK, Bytes::from(format!("{{\"hostile\":{shown}}}")));
-            }
-            state.dice.set(rate, faults);
-            json(StatusCode::OK, Bytes::from(format!("{{\"fail_rate\":{rate}}}")))
-        }
-        (&Method::GET, "stats", _) => match sonic_rs::to_vec(&state.stats.snapshot()) {
-            Ok(v) => json(StatusCode::OK, Bytes::from(v)),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "server_error", None),
-        },
-        (&Method::POST, "reset", _) => {
-            state.stats.reset();
-            json(StatusCode::OK, Bytes::from_static(b"{\"reset\":true}"))
-        }
-        (&Method::POST, _, Some(g)) if g.ends_with("/release") => {
-            let name = g.trim_end_matches("/release");
-            state.gates.release(name);
-            json(StatusCode::OK, Bytes::from_static(b"{\"released\":1}"))
-        }
-        (&Method::GET, _, Some(name)) if !name.contains('/') => {
-            let body = format!("{{\"sent\":{}}}", state.gates.sent(name));
-            json(StatusCode::OK, Bytes::from(body))
-        }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            &format!("Unknown mock route: {method} /mock/{rest}"),
-            "invalid_request_error",
-            Some("unknown_url"),
-        ),
     }
 }

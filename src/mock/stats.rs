@@ -67,6 +67,15 @@ pub struct MockStatsSnapshot {
     pub streams_completed: u64,
     /// Streams whose body was dropped before it finished: the peer went away.
     pub streams_cancelled: u64,
+    /// Requests whose client went away before the answer was done: while
+    /// its body was read, while the answer was delayed or hung, or mid-stream.
+    #[serde(default)]
+    pub client_gone: u64,
+    /// Completion tokens produced: a stream's as each token event is handed
+    /// to the connection, a whole answer's when it is sent (a whole answer
+    /// `cut` short or replaced by `garbage` delivers none).
+    #[serde(default)]
+    pub completion_tokens: u64,
     pub connections_opened: u64,
     pub connections_closed: u64,
     /// Open right now (not zeroed by `/mock/reset`).
@@ -104,6 +113,8 @@ pub(crate) struct Stats {
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_cancelled: AtomicU64,
+    pub client_gone: AtomicU64,
+    pub completion_tokens: AtomicU64,
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
     connections_active: AtomicU64,
@@ -170,6 +181,8 @@ impl Stats {
             &self.streams_started,
             &self.streams_completed,
             &self.streams_cancelled,
+            &self.client_gone,
+            &self.completion_tokens,
             &self.connections_opened,
             &self.connections_closed,
         ] {
@@ -221,6 +234,8 @@ impl Stats {
             streams_started: get(&self.streams_started),
             streams_completed: get(&self.streams_completed),
             streams_cancelled: get(&self.streams_cancelled),
+            client_gone: get(&self.client_gone),
+            completion_tokens: get(&self.completion_tokens),
             connections_opened: get(&self.connections_opened),
             connections_closed: get(&self.connections_closed),
             connections_active: get(&self.connections_active),
@@ -235,6 +250,36 @@ impl Stats {
             recent,
         }
     }
+}
+
+/// Counts a request as [`MockStatsSnapshot::client_gone`] unless it is
+/// [`Answering::done`] first: hyper drops the request's future when the
+/// peer closes the connection while the answer is still being made.
+pub(crate) struct Answering<'a> {
+    stats: &'a Stats,
+    done: bool,
+}
+
+impl<'a> Answering<'a> {
+    pub fn new(stats: &'a Stats) -> Self {
+        Answering { stats, done: false }
+    }
+
+    pub fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            bump(&self.stats.client_gone);
+        }
+    }
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
 }
 
 pub(crate) struct ConnGuard<'a>(&'a Stats);

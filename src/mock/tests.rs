@@ -98,6 +98,7 @@ async fn chat_non_stream_and_stats() {
 
     let st = srv.stats();
     assert_eq!((st.requests_total, st.chat_total), (2, 2));
+    assert_eq!((st.completion_tokens, st.client_gone), (32, 0));
     let first = &st.recent[0];
     assert_eq!((first.method.as_str(), first.path.as_str()), ("POST", "/v1/chat/completions"));
     assert!(first.headers.contains(&("authorization".into(), "Bearer sk-up".into())));
@@ -109,7 +110,7 @@ async fn chat_non_stream_and_stats() {
     assert_eq!(http.faults_injected["429"], 0);
     client().post(format!("{base}/mock/reset")).send().await.unwrap();
     let st = srv.stats();
-    assert_eq!((st.requests_total, st.recent.len()), (0, 0));
+    assert_eq!((st.requests_total, st.recent.len(), st.completion_tokens), (0, 0, 0));
     srv.shutdown();
 }
 
@@ -131,6 +132,7 @@ async fn chat_stream_with_usage() {
     assert_eq!(usage["usage"]["completion_tokens"], 4);
     let st = srv.stats();
     assert_eq!((st.streams_started, st.streams_completed, st.streams_cancelled), (1, 1, 0));
+    assert_eq!((st.completion_tokens, st.client_gone), (4, 0));
 }
 
 #[tokio::test]
@@ -290,6 +292,25 @@ async fn hang_never_answers_and_is_cleaned_up() {
     // The client closed its connection: the hung request must not leak it.
     eventually("hung connection closed", || srv.stats().connections_active == 0).await;
     assert_eq!(srv.stats().faults_injected["hang"], 1);
+    assert_eq!((srv.stats().client_gone, srv.stats().completion_tokens), (1, 0));
+}
+
+#[tokio::test]
+async fn a_client_leaving_before_the_answer_is_counted_gone_with_nothing_produced() {
+    let (srv, base) = start(MockOptions::default());
+    // The client leaves once the mock has the request (a timeout instead
+    // raced the mock's start on a loaded machine: gone before it arrived).
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let call = tokio::spawn(
+        c.post(format!("{base}/v1/chat/completions")).header("x-mock-delay-ms", "60000").json(&chat_body(false)).send(),
+    );
+    eventually("the request reached the mock", || srv.stats().chat_total == 1).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    drop(c);
+    eventually("client counted gone", || srv.stats().client_gone == 1).await;
+    let st = srv.stats();
+    assert_eq!((st.chat_total, st.completion_tokens), (1, 0));
 }
 
 #[tokio::test]
@@ -332,7 +353,10 @@ async fn dropped_stream_is_counted_cancelled() {
     drop(sse);
     eventually("stream cancelled", || srv.stats().streams_cancelled == 1).await;
     let st = srv.stats();
-    assert_eq!((st.streams_started, st.streams_completed), (1, 0));
+    assert_eq!((st.streams_started, st.streams_completed, st.client_gone), (1, 0, 1));
+    // The tokens sent before the peer left: at least the one read, far
+    // from all 1000.
+    assert!(st.completion_tokens >= 1 && st.completion_tokens < 1000, "{}", st.completion_tokens);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@
 mod content;
 pub mod export;
 pub mod log;
+pub mod meeting;
 pub mod names;
 pub mod trace;
 
@@ -30,6 +31,7 @@ use tokio::time::Instant;
 use crate::config::TelemetryConfig;
 use crate::endpoint::Endpoint;
 use crate::usage::Usage;
+pub use meeting::Meeting;
 pub use names::Names;
 pub use trace::{TraceCtx, TraceSettings};
 

@@ -35,6 +35,7 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
             GatewayError::UpstreamProtocol { provider: self.provider.clone(), detail }
         }
     }
+    let stopper = body.stopper();
     let st = SseBody {
         body,
         split: SseSplitter::with_max_event(p.max_event_bytes),
@@ -42,7 +43,7 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
         provider: p.name.clone(),
         done: false,
     };
-    futures_util::stream::unfold(st, |mut st| async move {
+    let runs = futures_util::stream::unfold(st, |mut st| async move {
         if st.done {
             return None;
         }
@@ -82,7 +83,8 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
             }
         }
     })
-    .boxed_local()
+    .boxed_local();
+    EventStream::new(runs).with_stopper(stopper)
 }
 
 /// Every event's data of a run is JSON a client can read, and no error
@@ -139,8 +141,9 @@ pub fn translated<T: StreamTranslate + 'static>(
             (!self.out.is_empty()).then(|| self.out.take())
         }
     }
+    let stopper = raw.stopper();
     let st = Translating { raw, t, out: SseOut::new(), provider, secrets, failed: None, done: false };
-    futures_util::stream::unfold(st, move |mut st| async move {
+    let runs = futures_util::stream::unfold(st, move |mut st| async move {
         if let Some(e) = st.failed.take() {
             st.done = true;
             return Some((Err(e), st));
@@ -189,5 +192,6 @@ pub fn translated<T: StreamTranslate + 'static>(
             }
         }
     })
-    .boxed_local()
+    .boxed_local();
+    EventStream::new(runs).with_stopper(stopper)
 }

@@ -114,7 +114,7 @@ impl MockProvider {
 /// Emit events one at a time, `gap` apart (the first at once).
 fn paced(events: impl Iterator<Item = Bytes> + 'static, gap: Duration) -> super::EventStream {
     let first = std::cell::Cell::new(true);
-    futures_util::stream::iter(events)
+    let runs = futures_util::stream::iter(events)
         .then(move |ev: Bytes| {
             let wait = !first.replace(false) && !gap.is_zero();
             async move {
@@ -124,7 +124,8 @@ fn paced(events: impl Iterator<Item = Bytes> + 'static, gap: Duration) -> super:
                 Ok(ev)
             }
         })
-        .boxed_local()
+        .boxed_local();
+    super::EventStream::new(runs)
 }
 
 fn unix_now() -> u64 {

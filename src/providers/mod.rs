@@ -117,7 +117,49 @@ pub enum Reply {
 /// Runs of whole SSE events (`data: ...\n\n`), each forwarded as soon as it
 /// arrives. An `Err` item ends the stream (the relay turns it into an error
 /// event); the stream ends on its own after `[DONE]`.
-pub type EventStream = LocalBoxStream<'static, Result<Bytes, GatewayError>>;
+pub struct EventStream {
+    inner: LocalBoxStream<'static, Result<Bytes, GatewayError>>,
+    /// The upstream connection's, when it can be half-closed.
+    stopper: Option<sluice_upstream::Stopper>,
+}
+
+impl EventStream {
+    pub fn new(inner: LocalBoxStream<'static, Result<Bytes, GatewayError>>) -> EventStream {
+        EventStream { inner, stopper: None }
+    }
+
+    pub fn empty() -> EventStream {
+        EventStream::new(futures_util::StreamExt::boxed_local(futures_util::stream::empty()))
+    }
+
+    pub fn with_stopper(mut self, stopper: Option<sluice_upstream::Stopper>) -> EventStream {
+        self.stopper = stopper;
+        self
+    }
+
+    pub fn stopper(&self) -> Option<sluice_upstream::Stopper> {
+        self.stopper.clone()
+    }
+
+    /// Tell the upstream to stop sending, while what it already sent can
+    /// still be read from this stream (its connection is half-closed at the
+    /// next read). False when the upstream cannot be told so: then the only
+    /// way to stop it is to drop the stream.
+    pub fn stop_sending(&self) -> bool {
+        self.stopper.as_ref().inspect(|s| s.stop()).is_some()
+    }
+}
+
+impl futures_util::Stream for EventStream {
+    type Item = Result<Bytes, GatewayError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
 
 enum Protocol {
     OpenAi(Box<openai::OpenAi>),
@@ -191,8 +233,8 @@ impl Provider {
     }
 
     /// Can this provider serve `endpoint`? Anthropic and Gemini have no
-    /// legacy completions or embeddings here, Vertex no legacy completions,
-    /// Bedrock neither; their deployments are skipped for those routes (see
+    /// legacy completions or embeddings here, Vertex and Bedrock no legacy
+    /// completions; their deployments are skipped for those routes (see
     /// `upstream::capability`).
     pub fn serves(&self, endpoint: Endpoint) -> bool {
         match (&self.protocol, endpoint) {
@@ -200,7 +242,7 @@ impl Provider {
                 Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_) | Protocol::Bedrock(_),
                 Endpoint::Completions,
             )
-            | (Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Bedrock(_), Endpoint::Embeddings) => false,
+            | (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Embeddings) => false,
             (
                 Protocol::OpenAi(_)
                 | Protocol::Azure(_)

@@ -26,8 +26,19 @@ pub(super) async fn step(
     rec: &mut Record,
 ) -> Option<Result<ClientReply, GatewayError>> {
     let cache = &state.gateway.cache;
-    let found =
-        step::lookup(cache, &state.upstream, req, body, peek, endpoint, model, &rec.request_id, rec.obs.as_ref()).await;
+    let found = step::lookup(
+        cache,
+        &state.upstream,
+        req,
+        body,
+        peek,
+        endpoint,
+        model,
+        &rec.request_id,
+        &mut rec.charge,
+        rec.obs.as_ref(),
+    )
+    .await;
     let (stream, include_usage) = (peek.stream, peek.include_usage);
     match found {
         Lookup::Off => None,
@@ -37,10 +48,15 @@ pub(super) async fn step(
         }
         Lookup::Hit(answer) => {
             rec.cache = Some(HIT);
+            // A hit costs no upstream tokens: the estimate is given back.
+            rec.charge.release_estimate();
             Some(Ok(ClientReply::Stored { answer, stream, include_usage }))
         }
         Lookup::Miss(got) => {
             rec.cache = Some(MISS);
+            // A follower's tokens are the leader's call's, charged to the
+            // leader (whose charge the call took): it gives its estimate back.
+            rec.charge.release_estimate();
             if let Some(d) = got.upstream {
                 rec.add_upstream(d);
             }
@@ -51,9 +67,7 @@ pub(super) async fn step(
             Some(got.answer.map(|answer| match answer {
                 FlightAnswer::Assembled(answer) => ClientReply::Stored { answer, stream, include_usage },
                 FlightAnswer::Complete { body, usage } => ClientReply::Complete { body, usage, price },
-                FlightAnswer::Stream(sub) => {
-                    ClientReply::Flight { sub, spec: FlightSpec { include_usage, leader: got.leader, price } }
-                }
+                FlightAnswer::Stream(sub) => ClientReply::Flight { sub, spec: FlightSpec { include_usage } },
             }))
         }
     }

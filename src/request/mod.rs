@@ -107,14 +107,15 @@ async fn steps(
     }
     let policy = gw.keys.authenticate(req.headers())?;
     rec.set_key(&policy.name, policy.team.as_deref());
-    rec.spending = Some(budget::check(state, &policy)?);
+    rec.charge.spending = Some(budget::check(state, &policy)?);
     let body_timeout = std::time::Duration::from_millis(gw.config.server.body_read_timeout_ms);
     let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
     let peek = Peek::read(&body, endpoint)?;
     rec.set_request(&peek, &body);
     let model = up.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
-    rec.limits = limits::admit_request(&up.limiter, &up.scopes, &policy, model, &peek, &gw.config.queue).await?;
+    rec.charge.set_request(model, up.models.likely_price(model), peek.prompt_estimate());
+    rec.charge.limits = limits::admit_request(&up.limiter, &up.scopes, &policy, model, &peek, &gw.config.queue).await?;
     let reply = match cache::step(state, req, &body, &peek, endpoint, model, rec).await {
         Some(reply) => reply,
         None => fetch(state, req, &body, &peek, endpoint, model, rec).await,
@@ -146,6 +147,8 @@ async fn fetch(
         trace_headers: None,
     };
     let started = Instant::now();
+    // From here, a client that leaves is charged the prompt the upstream got.
+    rec.charge.upstream_called();
     let fetched = state.gateway.cache.fetch(&state.upstream, &call, model).await;
     rec.add_upstream(started.elapsed());
     Ok(reply(fetched?, peek, rec))
@@ -154,13 +157,12 @@ async fn fetch(
 /// An upstream answer as the client's reply; who served it, in the record.
 fn reply(fetched: Fetched, peek: &Peek, rec: &mut Record) -> ClientReply {
     rec.set_served(fetched.served.model, fetched.served.deployment);
-    rec.deployment_grant = fetched.deployment_grant;
+    rec.charge.deployment_grant = fetched.deployment_grant;
     let price = fetched.price;
     match fetched.body {
         FetchedBody::Complete { body, usage } => ClientReply::Complete { body, usage, price },
         FetchedBody::Stream(upstream) => {
-            let spec =
-                StreamSpec { client_wants_usage: peek.include_usage, price, prompt_estimate: peek.prompt_estimate() };
+            let spec = StreamSpec { client_wants_usage: peek.include_usage, price };
             ClientReply::Stream { upstream, spec }
         }
     }

@@ -16,29 +16,17 @@ use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::metrics::MetricsTable;
 use crate::metrics::RequestOutcome;
-use crate::observe::{End, RequestObs, Telemetry};
+use crate::observe::{End, Meeting, RequestObs, Telemetry};
+use crate::upstream::charge::Charge;
+pub use crate::upstream::charge::Spending;
 use crate::usage::Usage;
-
-/// Where a finished request's cost goes.
-pub struct Spending {
-    pub table: std::sync::Arc<sluice_actors::rate_limiter::SpendTable>,
-    pub sink: std::rc::Rc<crate::upstream::outcomes::OutcomeSink>,
-    /// Spend-table index of the key (or of the anonymous policy).
-    pub key: usize,
-    /// Spend-table index of the key's team, which is charged too.
-    pub team: Option<usize>,
-    /// Spend-table slot of each model, by model index.
-    pub models: Arc<[usize]>,
-}
 
 pub struct Record {
     pub request_id: String,
-    /// The request's rate-limit admission: settled with the real token
-    /// count and released (concurrency) when the request finishes.
-    pub limits: Option<sluice_actors::rate_limiter::Grant>,
-    /// The serving deployment's own caps (upstream protection).
-    pub deployment_grant: Option<sluice_actors::rate_limiter::Grant>,
-    pub spending: Option<Spending>,
+    /// What the request is charged for the upstream's tokens (its limits'
+    /// admission, the deployment's caps, its key's spend): settled when it
+    /// finishes, or handed on to the stream or shared call that outlives it.
+    pub charge: Charge,
     pub endpoint: Endpoint,
     metrics: Arc<MetricsTable>,
     started: Instant,
@@ -53,6 +41,8 @@ pub struct Record {
     pub cache: Option<&'static str>,
     /// Traces and the request log (`[telemetry]`); `None` when both are off.
     pub obs: Option<Rc<RequestObs>>,
+    /// Where the end meets the charge's settling (with `obs` only).
+    meeting: Option<Meeting>,
     /// Noted only while observing: the key's name, the error's code, the
     /// time the response head went out.
     key: Option<String>,
@@ -66,9 +56,7 @@ impl Record {
     pub fn new(endpoint: Endpoint, request_id: String, metrics: Arc<MetricsTable>) -> Record {
         Record {
             request_id,
-            limits: None,
-            deployment_grant: None,
-            spending: None,
+            charge: Charge::new(metrics.clone()),
             endpoint,
             metrics,
             started: Instant::now(),
@@ -78,6 +66,7 @@ impl Record {
             finished: false,
             cache: None,
             obs: None,
+            meeting: None,
             key: None,
             team: None,
             error: None,
@@ -91,6 +80,9 @@ impl Record {
     pub fn observe(&mut self, telemetry: Option<&Telemetry>, headers: &HeaderMap) {
         if let Some(t) = telemetry {
             self.obs = Some(Rc::new(t.observer.begin(&t.names, headers, self.endpoint)));
+            let m = Meeting::default();
+            self.charge.meeting = Some(m.clone());
+            self.meeting = Some(m);
         }
     }
 
@@ -150,7 +142,13 @@ impl Record {
         s
     }
 
-    /// Record the end of the request, once.
+    /// The model that served, if one did.
+    pub fn served_model(&self) -> Option<usize> {
+        self.served.map(|(m, _)| m)
+    }
+
+    /// Record the end of the request, once, and settle its charge (unless
+    /// handed on): with `usage` when known, else the estimate stands.
     pub fn finish(&mut self, outcome: RequestOutcome, usage: Option<Usage>, price: Option<Price>) {
         if self.finished {
             return;
@@ -158,31 +156,25 @@ impl Record {
         self.finished = true;
         let took = self.started.elapsed();
         self.metrics.record_request(self.endpoint, self.model, outcome, took);
+        // Settled now, so concurrency slots come back now, not when the record drops.
+        let charge = self.charge.take();
+        match usage {
+            Some(u) => charge.settle(self.served_model(), u, price),
+            None => charge.keep_estimate(),
+        }
+        self.report(outcome, usage, price, took);
+    }
+
+    /// Hand the request's end to the request log and the trace: once its
+    /// charge settled too, wherever that happens (see `Meeting`).
+    fn report(&mut self, outcome: RequestOutcome, usage: Option<Usage>, price: Option<Price>, took: Duration) {
         if let Some(obs) = self.obs.take() {
-            obs.finish(self.end(outcome, usage, price, took));
-        }
-        if let Some(u) = usage {
-            // Replace the estimates the limits were charged with by the real count.
-            for g in [self.limits.as_mut(), self.deployment_grant.as_mut()].into_iter().flatten() {
-                g.settle(u.total());
-            }
-            if let Some((m, _)) = self.served {
-                self.metrics.record_usage(m, &u, price);
-                if let (Some(p), Some(sp)) = (price, &self.spending) {
-                    let day = sluice_actors::rate_limiter::spend::today();
-                    let usd = crate::metrics::cost_usd(&u, &p);
-                    let model = sp.models.get(m).copied().unwrap_or(usize::MAX);
-                    for slot in std::iter::once(sp.key).chain(sp.team) {
-                        if let Some(rec) = sp.table.add(slot, model, usd, day) {
-                            sp.sink.push_spend(rec);
-                        }
-                    }
-                }
+            let end = self.end(outcome, usage, price, took);
+            match self.meeting.take() {
+                Some(m) => m.ended(obs, end),
+                None => obs.finish(end),
             }
         }
-        // Give back concurrency slots now, not when the record drops.
-        self.limits = None;
-        self.deployment_grant = None;
     }
 }
 
@@ -226,9 +218,13 @@ fn push_ms(s: &mut String, d: Duration) {
 impl Drop for Record {
     fn drop(&mut self) {
         // Dropped unfinished: the client went away (actix dropped the handler
-        // future or the response stream).
+        // future or the response stream). The charge, if still here, settles
+        // itself as a departure (see `Charge`'s drop).
         if !self.finished {
-            self.finish(RequestOutcome::ClientGone, None, None);
+            self.finished = true;
+            let took = self.started.elapsed();
+            self.metrics.record_request(self.endpoint, self.model, RequestOutcome::ClientGone, took);
+            self.report(RequestOutcome::ClientGone, None, None, took);
         }
     }
 }

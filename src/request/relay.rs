@@ -20,7 +20,6 @@ use super::record::Record;
 use crate::cache::answer;
 use crate::cache::flight::{Next, Subscriber};
 use crate::config::Price;
-use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::metrics::RequestOutcome;
 use crate::upstream::UpstreamStream;
@@ -47,7 +46,7 @@ pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> act
     if let Ok(v) = HeaderValue::try_from(timing) {
         b.insert_header((SERVER_TIMING, v));
     }
-    if let Some(g) = &rec.limits {
+    if let Some(g) = &rec.charge.limits {
         for (name, value) in crate::error::rate_limit::headers(&g.headroom()) {
             b.insert_header((name, value));
         }
@@ -101,77 +100,44 @@ pub struct StreamSpec {
     /// The client asked for `stream_options.include_usage`.
     pub client_wants_usage: bool,
     pub price: Option<Price>,
-    /// Prompt tokens as estimated, for a stream that reports no usage.
-    pub prompt_estimate: u64,
 }
 
 pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSpec) -> HttpResponse {
     if !spec.client_wants_usage {
         upstream.hide_usage_chunk();
     }
-    let text = (!upstream.provider_reports_usage()).then(crate::tokens::StreamText::default);
+    // The stream settles the request's charge — also if it is dropped
+    // because the client left mid-stream (see `UpstreamStream::bill`).
+    upstream.bill(rec.charge.take(), rec.served_model(), spec.price);
     head(&mut rec, StatusCode::OK)
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
         // Ask reverse proxies in front (nginx) not to buffer the stream.
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(Relay { rec: Some(rec), text, upstream, spec, done: false })
+        .streaming(Relay { rec, upstream, done: false })
 }
 
 /// The client-facing side of an upstream stream: turns an upstream failure
 /// into an error event in the client's protocol, and records the request
 /// when it ends — or, if the client leaves first, when actix drops it,
-/// which drops the [`UpstreamStream`] and so cancels the upstream request.
+/// which drops the [`UpstreamStream`] and so cancels the upstream request
+/// (and charges what it produced so far).
 struct Relay {
-    /// `None` once handed to the task counting an answer that came without usage.
-    rec: Option<Record>,
-    /// The answer's text, counted as it goes (bounded), only while the
-    /// provider is not known to report usage on streams.
-    text: Option<crate::tokens::StreamText>,
+    rec: Record,
     upstream: Box<UpstreamStream>,
-    spec: StreamSpec,
     done: bool,
 }
 
 impl Relay {
-    /// Record the end of the stream. Without usage from the upstream, the
-    /// kept text is counted with the tokenizer first (off the event loop).
-    fn finish(&mut self, outcome: RequestOutcome) {
-        let Some(mut rec) = self.rec.take() else { return };
-        let price = self.spec.price;
-        if let Some(u) = self.upstream.usage() {
-            rec.finish(outcome, Some(u), price);
-            return;
-        }
-        let prompt = self.spec.prompt_estimate;
-        match self.text.take() {
-            Some(text) => {
-                actix_web::rt::spawn(async move {
-                    let completion = text.count().await;
-                    rec.finish(
-                        outcome,
-                        Some(Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 }),
-                        price,
-                    );
-                });
-            }
-            None => rec.finish(outcome, Some(Usage { prompt_tokens: prompt, ..Default::default() }), price),
-        }
-    }
-
     /// The stream failed after its first byte (the driver told the
     /// deployment's breaker): end it with an error event.
     fn fail(&mut self, e: GatewayError) -> Bytes {
         self.done = true;
-        let request_id = self.rec.as_ref().map(|r| r.request_id.as_str()).unwrap_or("");
-        tracing::warn!(request_id = %request_id, error = %e, "stream failed after its first byte");
-        let endpoint = self.rec.as_ref().map_or(Endpoint::Chat, |r| r.endpoint);
-        if let Some(r) = self.rec.as_mut() {
-            r.error = Some(e.code());
-        }
-        self.finish(RequestOutcome::StreamError);
+        tracing::warn!(request_id = %self.rec.request_id, error = %e, "stream failed after its first byte");
+        self.rec.error = Some(e.code());
+        self.rec.finish(RequestOutcome::StreamError, None, None);
         // OpenAI's error event, or Anthropic's on /v1/messages.
-        crate::providers::messages::error_event(endpoint, &e)
+        crate::providers::messages::error_event(self.rec.endpoint, &e)
     }
 }
 
@@ -185,10 +151,7 @@ impl Stream for Relay {
         }
         match this.upstream.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(events))) => {
-                if let Some(t) = this.text.as_mut() {
-                    t.push(&events);
-                }
-                if let Some(o) = this.rec.as_ref().and_then(|r| r.obs.as_ref()) {
+                if let Some(o) = &this.rec.obs {
                     o.note_events(&events);
                 }
                 Poll::Ready(Some(Ok(events)))
@@ -196,7 +159,7 @@ impl Stream for Relay {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Ok(this.fail(e)))),
             Poll::Ready(None) => {
                 this.done = true;
-                this.finish(RequestOutcome::Status(200));
+                this.rec.finish(RequestOutcome::Status(200), None, None);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -205,7 +168,8 @@ impl Stream for Relay {
 }
 
 /// A stored (or shared, already complete) answer, in the shape asked for.
-/// No upstream tokens were spent for this request: none are recorded.
+/// No upstream tokens were spent for this request (or, for a shared call's
+/// leader, its call settles them): none are recorded here.
 pub fn stored(mut rec: Record, answer: StoredAnswer, stream: bool, include_usage: bool) -> HttpResponse {
     let mut b = head(&mut rec, StatusCode::OK);
     let resp = if stream {
@@ -225,19 +189,16 @@ pub fn stored(mut rec: Record, answer: StoredAnswer, stream: bool, include_usage
 pub struct FlightSpec {
     /// The client asked `stream_options.include_usage`.
     pub include_usage: bool,
-    /// This request led the call: its usage and spend are counted (a
-    /// follower's tokens were spent once, by the leader).
-    pub leader: bool,
-    pub price: Option<Price>,
 }
 
-/// A live stream shared through a flight.
+/// A live stream shared through a flight. Its tokens are charged by the
+/// flight's call (to the request that led it), never here.
 pub fn flight(mut rec: Record, sub: Subscriber, spec: FlightSpec) -> HttpResponse {
     head(&mut rec, StatusCode::OK)
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(FlightRelay { rec, sub, spec, usage: None, done: false })
+        .streaming(FlightRelay { rec, sub, spec, done: false })
 }
 
 /// One subscriber's view of a shared stream. Dropping it (the client went
@@ -246,7 +207,6 @@ struct FlightRelay {
     rec: Record,
     sub: Subscriber,
     spec: FlightSpec,
-    usage: Option<Usage>,
     done: bool,
 }
 
@@ -259,20 +219,15 @@ impl Stream for FlightRelay {
             match this.sub.poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Next::Events(events)) => {
-                    let (u, out) = usage::scan_events(events, !this.spec.include_usage);
-                    if u.is_some() {
-                        this.usage = u;
-                    }
+                    let (_, out) = usage::scan_events(events, !this.spec.include_usage);
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out)));
                     }
                 }
                 Poll::Ready(Next::End(end)) => {
                     this.done = true;
-                    let usage = this.usage.filter(|_| this.spec.leader);
-                    let price = this.spec.price.filter(|_| this.spec.leader);
                     let outcome = if end.is_ok() { RequestOutcome::Status(200) } else { RequestOutcome::StreamError };
-                    this.rec.finish(outcome, usage, price);
+                    this.rec.finish(outcome, None, None);
                 }
             }
         }

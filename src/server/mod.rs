@@ -149,6 +149,16 @@ where
         0 => KeepAlive::Disabled,
         ms => KeepAlive::Timeout(Duration::from_millis(ms)),
     })
+    // A client that closes its side of the connection has left: actix then
+    // drops the connection, and with it the request's future (an upstream
+    // call still waiting for its answer, a place in the limiter's queue) or
+    // its response stream — the upstream call is cancelled the moment the
+    // client is gone, not when a write to it fails (which, before the first
+    // byte or while the upstream is silent, would be never). With the
+    // default (`true`), actix keeps polling the handler to completion for a
+    // client that is no longer there. A client that half-closes and still
+    // waits for its answer is treated as gone, as nginx does by default.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(grace_s)
     .shutdown_signal(shutdown)
     .listen(listener)?

@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/spend", web::get().to(admin::spend::spend))
         .route("/admin/reload", web::post().to(admin::reload::reload));
     #[cfg(feature = "fault-injection")]
-    cfg.route("/admin/faults/panic", web::post().to(handlers::status::inject_panic));
+    cfg.route("/admin/faults/panic", web::post().to(handlers::status::inject_panic))
+        .route("/admin/faults/stall", web::post().to(handlers::status::inject_stall));
     cfg.default_service(web::to(handlers::not_found));
 }

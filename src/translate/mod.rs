@@ -22,6 +22,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod embeddings;
 pub mod gemini;
 pub mod messages;
 pub mod openai;

@@ -14,23 +14,12 @@
 //! - `usage.prompt_tokens` is the sum of each prediction's
 //!   `statistics.token_count`.
 
-use std::borrow::Cow;
-
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+pub use super::embeddings::Encoding;
+use super::embeddings::{EmbeddingsRequest, openai_list};
 use super::openai::Usage;
-use super::{StrOrVec, TranslateError, parse, write_json};
-
-#[derive(Deserialize)]
-struct EmbeddingsRequest<'a> {
-    #[serde(borrow)]
-    input: StrOrVec<'a, Cow<'a, str>>,
-    #[serde(default)]
-    dimensions: Option<u32>,
-    #[serde(borrow, default)]
-    encoding_format: Option<Cow<'a, str>>,
-}
+use super::{TranslateError, parse, write_json};
 
 #[derive(Serialize)]
 struct PredictRequest<'a> {
@@ -50,39 +39,11 @@ struct Parameters {
     output_dimensionality: u32,
 }
 
-/// Does the client want base64 vectors? Needed again for the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Float,
-    Base64,
-}
-
 /// The `:predict` body for an OpenAI embeddings request, and how the client
 /// wants the vectors encoded.
 pub fn request(body: &[u8]) -> Result<(Vec<u8>, Encoding), TranslateError> {
-    let r: EmbeddingsRequest<'_> = parse(body).map_err(|e| {
-        TranslateError::new(
-            format!("Invalid embeddings request for Vertex AI ({e}); `input` must be a string or an array of strings."),
-            None,
-        )
-    })?;
-    let encoding = match r.encoding_format.as_deref() {
-        None | Some("float") => Encoding::Float,
-        Some("base64") => Encoding::Base64,
-        Some(other) => {
-            return Err(TranslateError::new(
-                format!("Invalid 'encoding_format': expected 'float' or 'base64', got '{other}'."),
-                Some("encoding_format"),
-            ));
-        }
-    };
-    let instances: Vec<Instance<'_>> = match &r.input {
-        StrOrVec::Str(s) => vec![Instance { content: s }],
-        StrOrVec::Vec(v) => v.iter().map(|s| Instance { content: s }).collect(),
-    };
-    if instances.is_empty() {
-        return Err(TranslateError::new("Invalid 'input': it must not be empty.", Some("input")));
-    }
+    let (r, encoding) = EmbeddingsRequest::read(body, "Vertex AI")?;
+    let instances: Vec<Instance<'_>> = r.texts().into_iter().map(|content| Instance { content }).collect();
     let parameters = r.dimensions.map(|d| Parameters { output_dimensionality: d });
     let mut out = Vec::with_capacity(body.len() + 64);
     write_json(&mut out, &PredictRequest { instances, parameters });
@@ -114,60 +75,27 @@ struct Statistics {
     token_count: f64,
 }
 
-#[derive(Serialize)]
-struct List<'a> {
-    object: &'static str,
-    data: Vec<Item>,
-    model: &'a str,
-    usage: Usage,
-}
-
-#[derive(Serialize)]
-struct Item {
-    object: &'static str,
-    index: usize,
-    embedding: Vector,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Vector {
-    Float(Vec<f32>),
-    Base64(String),
-}
-
 /// A `:predict` answer as OpenAI's embeddings list; `model` names it.
 pub fn response(body: &[u8], model: &str, encoding: Encoding) -> Result<(Vec<u8>, Usage), String> {
     let r: PredictResponse = parse(body)?;
     let mut tokens = 0u64;
-    let data = r
+    let vectors: Vec<Vec<f32>> = r
         .predictions
         .into_iter()
-        .enumerate()
-        .map(|(index, p)| {
+        .map(|p| {
             let count = p.embeddings.statistics.map_or(0.0, |s| s.token_count);
             // A count is small and whole; anything else (negative, NaN) counts 0.
             tokens = tokens.saturating_add(if count.is_finite() && count > 0.0 { count as u64 } else { 0 });
-            let embedding = match encoding {
-                Encoding::Float => Vector::Float(p.embeddings.values),
-                Encoding::Base64 => {
-                    let raw: Vec<u8> = p.embeddings.values.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    Vector::Base64(base64::engine::general_purpose::STANDARD.encode(raw))
-                }
-            };
-            Item { object: "embedding", index, embedding }
+            p.embeddings.values
         })
         .collect();
-    let usage =
-        Usage { prompt_tokens: tokens, completion_tokens: 0, total_tokens: tokens, prompt_tokens_details: None };
-    let mut out = Vec::with_capacity(body.len() + 64);
-    write_json(&mut out, &List { object: "list", data, model, usage });
-    Ok((out, usage))
+    Ok(openai_list(vectors, model, encoding, tokens, body.len()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
     fn json(b: &[u8]) -> Value {

@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod attempt;
 pub mod capability;
+pub mod charge;
 pub mod fetch;
 pub mod outcomes;
 pub mod stream;

@@ -27,8 +27,10 @@ const FLUSH_AT: usize = 256;
 /// One worker's outcome buffer.
 pub struct OutcomeSink {
     buf: RefCell<Vec<AttemptOutcome>>,
-    /// Finished requests' costs, for the spend store (same batching).
-    spend: RefCell<Vec<SpendRecord>>,
+    /// Spend was handed over since the last flush: wake its writers then
+    /// (same batching: the records themselves are already in the outboxes,
+    /// so a flush that never runs loses nothing).
+    spend_pending: Cell<bool>,
     scheduled: Cell<bool>,
     breakers: BreakersHandle,
     availability: AvailabilityHandle,
@@ -39,7 +41,7 @@ impl OutcomeSink {
     pub fn new(breakers: BreakersHandle, availability: AvailabilityHandle, limiter: LimiterHandle) -> Rc<OutcomeSink> {
         Rc::new(OutcomeSink {
             buf: RefCell::new(Vec::new()),
-            spend: RefCell::new(Vec::new()),
+            spend_pending: Cell::new(false),
             scheduled: Cell::new(false),
             breakers,
             availability,
@@ -47,9 +49,12 @@ impl OutcomeSink {
         })
     }
 
-    /// Queue a finished request's cost for the spend store.
+    /// Hand a finished request's cost over to be persisted (lossless: see
+    /// `sluice_actors::rate_limiter::outbox`); its writers are woken with
+    /// the next flush.
     pub fn push_spend(self: &Rc<Self>, r: SpendRecord) {
-        self.spend.borrow_mut().push(r);
+        self.limiter.persist_spend(&r);
+        self.spend_pending.set(true);
         self.schedule();
     }
 
@@ -79,8 +84,9 @@ impl OutcomeSink {
 
     pub fn flush(&self) {
         self.scheduled.set(false);
-        let spend: Vec<SpendRecord> = std::mem::take(&mut *self.spend.borrow_mut());
-        self.limiter.record_spend(spend);
+        if self.spend_pending.replace(false) {
+            self.limiter.wake_spend_writers();
+        }
         let batch: Vec<AttemptOutcome> = std::mem::take(&mut *self.buf.borrow_mut());
         if batch.is_empty() {
             return;

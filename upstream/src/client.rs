@@ -71,6 +71,16 @@ pub enum ResponseBody {
 }
 
 impl ResponseBody {
+    /// How to tell the upstream to stop sending this body while what it
+    /// sent is still read (HTTP/1.1 bodies only; an HTTP/2 stream is simply
+    /// dropped).
+    pub fn stopper(&self) -> Option<crate::h1::Stopper> {
+        match self {
+            ResponseBody::H1(b) => Some(b.stopper()),
+            ResponseBody::Hyper(_) => None,
+        }
+    }
+
     /// The next piece of body data; `None` at its end. An error means the
     /// body was cut off or malformed.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, String>> {

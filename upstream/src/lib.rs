@@ -28,7 +28,7 @@ pub use client::{
     error_chain,
 };
 pub use connector::ConnectTimeout;
-pub use h1::{H1Target, plain_http_target};
+pub use h1::{H1Target, Stopper, plain_http_target};
 
 /// A `Retry-After` header as read: a delay (saturated), or why it is none.
 pub type RetryAfter = Result<std::time::Duration, retry_after::Invalid>;

@@ -31,6 +31,10 @@ pub trait LimiterBackend: Send + Sync + 'static {
     /// Replace a token estimate by the real count.
     fn correct(&self, scopes: &[usize], estimated: u64, actual: u64);
 
+    /// Give back the request an admission counted (its tokens go back
+    /// through [`LimiterBackend::correct`]): the admission was never used.
+    fn refund_request(&self, _scopes: &[usize]) {}
+
     /// The tightest remaining limits among `scopes`.
     fn headroom(&self, scopes: &[usize]) -> Headroom;
 
@@ -87,6 +91,21 @@ impl Grant {
             self.backend.correct(&self.scopes, self.estimated_tokens, actual_tokens);
             self.estimated_tokens = actual_tokens;
         }
+    }
+
+    /// Give back the concurrency slots now (the request is over), while
+    /// its token count is still to be settled.
+    pub fn release_slots(&mut self) {
+        if std::mem::replace(&mut self.holds_slots, false) {
+            self.backend.release(&self.scopes);
+        }
+    }
+
+    /// Undo the admission: its request and its tokens are given back, its
+    /// slots released (it was granted to a request that had already left).
+    pub fn refund(mut self) {
+        self.backend.refund_request(&self.scopes);
+        self.settle(0);
     }
 
     /// The limits left after this admission, for the response headers.

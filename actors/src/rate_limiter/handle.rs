@@ -8,7 +8,8 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use super::backend::{Grant, LimiterBackend};
-use super::messages::{Enqueue, QueueRefusal, RecordSpend, Released};
+use super::messages::{Enqueue, Left, QueueRefusal, Released};
+use super::outbox::SpendOutbox;
 use super::spend::{SpendRecord, SpendTable};
 use super::state::WaitQueue;
 use super::store::{SpendStore, StoreError};
@@ -33,7 +34,10 @@ pub struct LimiterHandle {
     table: Arc<LimiterTable>,
     backend: Arc<dyn LimiterBackend>,
     spend: Arc<SpendTable>,
-    /// Several replicas: spend also goes to Redis through this.
+    /// Where spend goes to be persisted: the store's outbox, and Redis's in
+    /// shared mode (lossless and bounded; see `outbox.rs`).
+    spend_outboxes: Vec<Arc<SpendOutbox>>,
+    /// Several replicas: limits wait on it.
     replicas: Option<crate::replicas::ReplicasHandle>,
     /// `[spend] store`, also read by the admin API (history, its records).
     store: Option<Arc<SpendStore>>,
@@ -60,14 +64,23 @@ impl LimiterHandle {
         let kept_store = store.clone();
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
+        let spend_outboxes: Vec<Arc<SpendOutbox>> = store
+            .as_ref()
+            .map(|s| s.outbox().clone())
+            .into_iter()
+            .chain(replicas.map(|r| r.spend_outbox().clone()))
+            .collect();
         let mut store = Some(store);
         let backend: Arc<dyn LimiterBackend> = match replicas {
             Some(s) => Arc::new(s.limiter(table.clone())),
             None => table.clone(),
         };
         let backend_name = backend.name();
+        let replicated_waiting: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let shared_waiting = replicated_waiting.clone();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| RateLimiter {
             backend_name,
+            shared_waiting: shared_waiting.clone(),
             table: t,
             spend: s,
             store: store.take().flatten(),
@@ -87,9 +100,10 @@ impl LimiterHandle {
             table,
             backend,
             spend,
+            spend_outboxes,
             replicas: replicas.cloned(),
             store: kept_store,
-            replicated_waiting: Arc::default(),
+            replicated_waiting,
             max_queue,
         })
     }
@@ -126,23 +140,24 @@ impl LimiterHandle {
             self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueueRefusal::Full);
         }
+        // Counted until this future ends, however it ends: a request whose
+        // client leaves mid-wait is dropped here, and must not keep a place.
+        let _waiting = Uncount(&self.replicated_waiting);
         let deadline = Instant::now() + max_wait;
         let mut refusal = first;
-        let result = loop {
+        loop {
             // A concurrency cap says nothing about when: look again soon.
             let retry = refusal.retry_after.unwrap_or(Duration::from_millis(10)).max(Duration::from_millis(1));
             let at = Instant::now() + retry;
             if at > deadline {
-                break Err(QueueRefusal::TimedOut(refusal));
+                return Err(QueueRefusal::TimedOut(refusal));
             }
             tokio::time::sleep_until(at).await;
             match super::backend::admit(&self.backend, scopes, tokens).await {
-                Ok(g) => break Ok(g),
+                Ok(g) => return Ok(g),
                 Err(r) => refusal = r,
             }
-        };
-        self.replicated_waiting.fetch_sub(1, Ordering::AcqRel);
-        result
+        }
     }
 
     pub fn table(&self) -> &Arc<LimiterTable> {
@@ -169,22 +184,64 @@ impl LimiterHandle {
     ) -> Result<Grant, QueueRefusal> {
         let deadline = Instant::now() + max_wait;
         let msg = Enqueue { scopes, tokens, priority, deadline, refusal: refusal.clone() };
-        match self.meta.ask(&self.addr, msg, max_wait + Duration::from_secs(1)).await {
-            Ok(r) => r,
-            Err(_) => Err(QueueRefusal::TimedOut(refusal)),
+        let rx = match self.meta.ask(&self.addr, msg, max_wait + Duration::from_secs(1)).await {
+            Ok(Ok(rx)) => rx,
+            Ok(Err(shed)) => return Err(shed),
+            Err(_) => return Err(QueueRefusal::TimedOut(refusal)),
+        };
+        // This future is dropped when the client leaves: the receiver goes
+        // with it (the queue will never admit it) and the actor is told, so
+        // that its place is free now rather than at the next wake-up.
+        let leaving = TellOnDrop { limiter: Some(self) };
+        let answer = tokio::time::timeout_at(deadline + Duration::from_secs(1), rx).await;
+        leaving.defuse();
+        match answer {
+            Ok(Ok(reply)) => reply,
+            _ => Err(QueueRefusal::TimedOut(refusal)),
         }
     }
 
-    /// Persist finished requests' costs (fire-and-forget).
-    pub fn record_spend(&self, records: Vec<SpendRecord>) {
-        if records.is_empty() {
-            return;
+    /// Hand a finished request's cost over to be persisted, without waking
+    /// the writers (the request path batches the wake-up: [`LimiterHandle::wake_spend_writers`]).
+    /// Never fails and never waits: see `outbox.rs`.
+    pub fn persist_spend(&self, record: &SpendRecord) {
+        for o in &self.spend_outboxes {
+            o.add_quietly(std::slice::from_ref(record));
         }
-        if let Some(s) = &self.replicas {
-            s.writer().send(crate::replicas::Job::Spend(records.clone()));
+    }
+
+    /// Wake the writers of the spend handed over.
+    pub fn wake_spend_writers(&self) {
+        for o in &self.spend_outboxes {
+            o.wake();
         }
-        {
-            self.meta.tell(&self.addr, RecordSpend { records });
+    }
+}
+
+/// Tells the queue a waiting request left, unless defused first.
+struct TellOnDrop<'a> {
+    limiter: Option<&'a LimiterHandle>,
+}
+
+impl TellOnDrop<'_> {
+    fn defuse(mut self) {
+        self.limiter = None;
+    }
+}
+
+impl Drop for TellOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.limiter {
+            l.meta.tell(&l.addr, Left);
         }
+    }
+}
+
+/// Takes one off a waiter count when dropped.
+struct Uncount<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }

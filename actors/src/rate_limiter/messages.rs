@@ -4,12 +4,14 @@ use actix::Message;
 use tokio::time::Instant;
 
 use super::backend::Grant;
-use super::spend::SpendRecord;
 use super::table::Refusal;
 
-/// Wait in the priority queue for the limits to admit this request (ask).
+/// Join the priority queue (ask). The reply is the receiver of the
+/// request's answer, handed back at once: the request waits on it itself,
+/// so a request that is dropped (its client left) drops the receiver and
+/// the queue sees it gone — rather than the actor waiting on its behalf.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Grant, QueueRefusal>")]
+#[rtype(result = "Result<tokio::sync::oneshot::Receiver<Result<Grant, QueueRefusal>>, QueueRefusal>")]
 pub struct Enqueue {
     pub scopes: Vec<usize>,
     pub tokens: u64,
@@ -29,14 +31,13 @@ pub enum QueueRefusal {
     TimedOut(Refusal),
 }
 
+/// A queued request left before its answer (its client went away): forget
+/// it now, so it holds no place in the queue (tell).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Left;
+
 /// A concurrency slot was freed while requests wait (tell).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Released;
-
-/// Costs of finished requests, to persist (tell).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct RecordSpend {
-    pub records: Vec<SpendRecord>,
-}

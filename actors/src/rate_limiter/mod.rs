@@ -6,13 +6,15 @@
 //! Admission itself runs on the request path against the limiter table
 //! (atomics; see `table.rs` for why), through [`LimiterHandle`]. The actor
 //! owns the queue of waiting requests (its logic in `state.rs`), the spend
-//! store and `/status`.
+//! store's lifetime and `/status`; spend itself never passes through its
+//! mailbox (see `outbox.rs`).
 
 pub mod backend;
 mod detail;
 pub mod gcra;
 mod handle;
 pub mod messages;
+pub mod outbox;
 pub mod spend;
 mod state;
 pub mod store;
@@ -27,19 +29,23 @@ pub use backend::{Grant, LimiterBackend, admit};
 pub use detail::LimiterDetail;
 pub use handle::{LimiterHandle, LimiterSpec};
 pub use messages::QueueRefusal;
+pub use outbox::SpendOutbox;
 pub use spend::{BudgetHit, Budgets, SpendKey, SpendRecord, SpendTable};
 pub use state::{QueueDetail, QueueReply, WaitQueue};
 pub use table::{Exceeded, Headroom, LimitSpec, LimiterTable, Refusal};
 
 use crate::supervision::ActorMeta;
 use crate::supervision::shell::{self, Shell, actor_shell};
-use messages::{Enqueue, RecordSpend, Released};
+use messages::{Enqueue, Left, Released};
 
 pub const NAME: &str = "rate_limiter";
 
 pub struct RateLimiter {
     /// `in-process`, or `redis` when the replicas share limits.
     backend_name: &'static str,
+    /// Shared mode: requests waiting for a shared limit on their own
+    /// (`LimiterHandle::replicated_wait`), shown with the queue's.
+    shared_waiting: Arc<std::sync::atomic::AtomicUsize>,
     table: Arc<LimiterTable>,
     spend: Arc<SpendTable>,
     store: Option<Arc<store::SpendStore>>,
@@ -68,15 +74,10 @@ impl RateLimiter {
         }
     }
 
-    fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> ResponseFuture<QueueReply> {
-        let refusal = msg.refusal.clone();
-        match self.queue.push(msg) {
-            Err(shed) => Box::pin(async move { Err(shed) }),
-            Ok(rx) => {
-                self.pump(ctx);
-                Box::pin(async move { rx.await.unwrap_or(Err(QueueRefusal::TimedOut(refusal))) })
-            }
-        }
+    fn enqueue(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> EnqueueReply {
+        let rx = self.queue.push(msg)?;
+        self.pump(ctx);
+        Ok(rx)
     }
 }
 
@@ -91,7 +92,11 @@ impl Shell for RateLimiter {
         LimiterDetail {
             backend: self.backend_name,
             scopes: (0..self.table.len()).filter_map(|i| self.table.detail(i)).collect(),
-            queue: self.queue.detail(),
+            queue: {
+                let mut q = self.queue.detail();
+                q.waiting += self.shared_waiting.load(std::sync::atomic::Ordering::Acquire);
+                q
+            },
             spend: self.spend.detail(spend::today()),
             spend_store: self.store.as_ref().map(|s| s.path().display().to_string()),
         }
@@ -109,13 +114,23 @@ impl Shell for RateLimiter {
 
 actor_shell!(RateLimiter);
 
+/// The queue's answer to [`Enqueue`]: where the request's grant will come.
+type EnqueueReply = Result<tokio::sync::oneshot::Receiver<QueueReply>, QueueRefusal>;
+
 impl Handler<Enqueue> for RateLimiter {
-    type Result = ResponseFuture<QueueReply>;
+    type Result = MessageResult<Enqueue>;
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) -> Self::Result {
-        let refusal = msg.refusal.clone();
-        let fallback: Self::Result = Box::pin(async move { Err(QueueRefusal::TimedOut(refusal)) });
-        shell::handle(self, ctx, fallback, |act, ctx| act.enqueue(msg, ctx))
+        let fallback = Err(QueueRefusal::TimedOut(msg.refusal.clone()));
+        MessageResult(shell::handle(self, ctx, fallback, |act, ctx| act.enqueue(msg, ctx)))
+    }
+}
+
+impl Handler<Left> for RateLimiter {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Left, ctx: &mut Self::Context) {
+        shell::handle(self, ctx, (), |act, ctx| act.pump(ctx))
     }
 }
 
@@ -124,17 +139,5 @@ impl Handler<Released> for RateLimiter {
 
     fn handle(&mut self, _msg: Released, ctx: &mut Self::Context) {
         shell::handle(self, ctx, (), |act, ctx| act.pump(ctx))
-    }
-}
-
-impl Handler<RecordSpend> for RateLimiter {
-    type Result = ();
-
-    fn handle(&mut self, msg: RecordSpend, ctx: &mut Self::Context) {
-        shell::handle(self, ctx, (), |act, _| {
-            if let Some(store) = &act.store {
-                store.write(msg.records);
-            }
-        })
     }
 }

@@ -88,6 +88,10 @@ impl WaitQueue {
     /// queue sheds it at once.
     pub fn push(&mut self, req: Enqueue) -> Result<oneshot::Receiver<QueueReply>, QueueRefusal> {
         if self.heap.len() >= self.max {
+            // Requests whose client left hold no place.
+            self.heap.retain(|w| !w.reply.is_closed());
+        }
+        if self.heap.len() >= self.max {
             self.shed += 1;
             return Err(QueueRefusal::Full);
         }
@@ -127,8 +131,12 @@ impl WaitQueue {
             match admit(&w.scopes, w.tokens) {
                 Ok(grant) => {
                     self.admitted += 1;
-                    // If the client left meanwhile, the grant comes back and drops.
-                    let _ = w.reply.send(Ok(grant));
+                    // The client left since `is_closed` above: the grant comes
+                    // back, and what it took is given back whole.
+                    if let Err(Ok(grant)) = w.reply.send(Ok(grant)) {
+                        self.admitted -= 1;
+                        grant.refund();
+                    }
                 }
                 Err(r) => {
                     let at = r.retry_after.map_or(w.deadline, |d| (now + d).min(w.deadline));

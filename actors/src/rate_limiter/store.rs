@@ -5,19 +5,21 @@
 //! compaction are exactly what redb already does); see docs/decisions/spend-store.md.
 //!
 //! Writes happen on a thread of their own (an actor must never block on
-//! disk): the actor hands over batches; the writer drains every batch
-//! waiting and commits them in one transaction (group commit), so the cost
-//! of the fsync is shared by everything that arrived meanwhile. A crash
-//! loses only records not yet committed: requests whose cost was still on
-//! its way from the request path to the store (at most a few milliseconds).
+//! disk): the request path adds spend to the store's [`SpendOutbox`]; the
+//! writer takes everything pending and commits it in one transaction (group
+//! commit), so the cost of the fsync is shared by everything that arrived
+//! meanwhile. A failed commit is put back and retried. A crash loses only
+//! records not yet committed: requests whose cost was still on its way from
+//! the request path to the store (at most a few milliseconds).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::outbox::SpendOutbox;
 use super::spend::{SpendRecord, SpendTable, month_of};
 
 /// (key name, model name) → nano-dollars, all time.
@@ -38,8 +40,11 @@ pub struct StoreError {
     pub message: String,
 }
 
+/// How long the writer waits before it retries a failed commit.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
 pub struct SpendStore {
-    tx: Option<mpsc::Sender<Vec<SpendRecord>>>,
+    outbox: Arc<SpendOutbox>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
     /// Shared with the admin API's records (`accounts::store`), which live
@@ -84,23 +89,28 @@ impl SpendStore {
             w.commit().map_err(|e| err(path, e))?;
         }
         load(&db, &spend, today).map_err(|e| err(path, e))?;
-        let (tx, rx) = mpsc::channel::<Vec<SpendRecord>>();
+        let outbox = Arc::new(SpendOutbox::default());
         let shown = path.display().to_string();
-        let (d, t) = (db.clone(), spend.clone());
+        let (d, t, pending) = (db.clone(), spend.clone(), outbox.clone());
         let writer = std::thread::Builder::new()
             .name("sluice-spend-store".into())
             .spawn(move || {
                 // A panic here would end persistence silently: guarded and restarted.
                 crate::supervision::task::keep_running_sync(&owner, "spend store writer", || {
-                    write_loop(&d, &rx, &t, &shown)
+                    write_loop(&d, &pending, &t, &shown)
                 })
             })
             .map_err(|e| err(path, e))?;
-        Ok(SpendStore { tx: Some(tx), writer: Some(writer), path: path.to_path_buf(), db, spend })
+        Ok(SpendStore { outbox, writer: Some(writer), path: path.to_path_buf(), db, spend })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where spend for this store is handed over (never blocks, never lost).
+    pub fn outbox(&self) -> &Arc<SpendOutbox> {
+        &self.outbox
     }
 
     /// The database, for the other records kept beside spend.
@@ -127,20 +137,16 @@ impl SpendStore {
         days(&self.db, keys, model, from, to).map_err(|e| err(&self.path, e))
     }
 
-    /// Queue records for the writer (never blocks).
+    /// Hand records to the writer (never blocks).
     pub fn write(&self, batch: Vec<SpendRecord>) {
-        if let Some(tx) = &self.tx
-            && tx.send(batch).is_err()
-        {
-            tracing::error!(store = %self.path.display(), "spend store writer is gone; spend is not persisted");
-        }
+        self.outbox.add(&batch);
     }
 }
 
 impl Drop for SpendStore {
-    /// Let the writer commit what is queued, then stop it.
+    /// Let the writer commit what is pending, then stop it.
     fn drop(&mut self) {
-        self.tx.take();
+        self.outbox.close();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -202,15 +208,19 @@ fn load(db: &Database, spend: &SpendTable, today: u32) -> Result<(), redb::Error
     Ok(())
 }
 
-fn write_loop(db: &Database, rx: &mpsc::Receiver<Vec<SpendRecord>>, spend: &SpendTable, shown: &str) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = first;
-        // Group commit: take everything that queued up meanwhile.
-        while let Ok(more) = rx.try_recv() {
-            batch.extend(more);
-        }
+fn write_loop(db: &Database, outbox: &SpendOutbox, spend: &SpendTable, shown: &str) {
+    // Group commit: each batch is everything that was pending.
+    while let Some(batch) = outbox.wait_blocking() {
         if let Err(e) = commit(db, &batch, spend) {
-            tracing::error!(store = %shown, error = %e, records = batch.len(), "cannot persist spend");
+            let nanos: u64 = batch.iter().map(|r| r.nanos).sum();
+            if outbox.is_closed() {
+                // Shutting down with the store failing: nothing is left to retry with.
+                tracing::error!(store = %shown, error = %e, usd = nanos as f64 / 1e9, "cannot persist spend; lost at shutdown");
+                return;
+            }
+            tracing::error!(store = %shown, error = %e, rows = batch.len(), "cannot persist spend; retrying");
+            outbox.put_back(&batch);
+            outbox.pause_blocking(RETRY_AFTER);
         }
     }
 }

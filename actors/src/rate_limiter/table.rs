@@ -268,23 +268,6 @@ impl LimiterTable {
         }
     }
 
-    /// Move each scope's token TAT by the difference between the estimate
-    /// and the real count (a refund when the answer was shorter).
-    pub fn correct_scopes(&self, scopes: &[usize], estimated: u64, actual: u64) {
-        for &i in scopes {
-            let Some(s) = self.scopes.get(i) else { continue };
-            let spec = s.spec.load();
-            let Some(rate) = &spec.tokens else { continue };
-            let per = rate.interval_ns();
-            if actual > estimated {
-                s.tok_tat.fetch_add((actual - estimated).saturating_mul(per), Ordering::AcqRel);
-            } else {
-                let refund = (estimated - actual).saturating_mul(per);
-                let _ = s.tok_tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_sub(refund)));
-            }
-        }
-    }
-
     /// The tightest remaining requests and tokens among `scopes`.
     pub fn headroom_of(&self, scopes: &[usize]) -> Headroom {
         let now = self.now();
@@ -461,6 +444,10 @@ impl LimiterBackend for LimiterTable {
         self.correct_scopes(scopes, estimated, actual);
     }
 
+    fn refund_request(&self, scopes: &[usize]) {
+        self.refund_request_scopes(scopes);
+    }
+
     fn headroom(&self, scopes: &[usize]) -> Headroom {
         self.headroom_of(scopes)
     }
@@ -495,5 +482,6 @@ fn take(cell: &AtomicU64, now: u64, cost: u64, rate: &Rate) -> Result<u64, Optio
     }
 }
 
+mod settle;
 #[cfg(test)]
 mod tests;

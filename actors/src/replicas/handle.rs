@@ -45,6 +45,8 @@ pub(super) struct Inner {
     pub(super) subscribed: Arc<AtomicBool>,
     /// The actor's own facts: its tasks' restarts count as its restarts.
     pub(super) meta: Arc<ActorMeta>,
+    /// Spend to write to Redis (lossless and bounded, never a dropped job).
+    pub(super) spend: Arc<crate::rate_limiter::SpendOutbox>,
     /// Runtime keys and teams heard of, for the gateway ([`ReplicasHandle::accounts_feed`]).
     pub(super) accounts_tx: mpsc::UnboundedSender<AccountsEvent>,
     pub(super) accounts_rx: Mutex<Option<mpsc::UnboundedReceiver<AccountsEvent>>>,
@@ -101,6 +103,7 @@ impl ReplicasHandle {
             cache_seed: AtomicU64::new(0),
             subscribed: Arc::default(),
             meta: meta.clone(),
+            spend: Arc::default(),
             accounts_tx,
             accounts_rx: Mutex::new(Some(accounts_rx)),
         });
@@ -119,6 +122,7 @@ impl ReplicasHandle {
         let i = &self.inner;
         let mut w = writer::WriteLoop::new(i.link.clone(), i.prefix.clone(), i.replica.clone(), spend, &i.writer);
         w.pending_gauge = i.pending.clone();
+        w.outbox = i.spend.clone();
         // Both run outside the actor's context, on its arbiter: guarded and
         // restarted on a panic (`supervision::task`), the writer with its
         // queue and pending rows kept.
@@ -207,6 +211,11 @@ impl ReplicasHandle {
 
     pub fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Where spend for Redis is handed over.
+    pub fn spend_outbox(&self) -> &Arc<crate::rate_limiter::SpendOutbox> {
+        &self.inner.spend
     }
 
     pub fn prefix(&self) -> &str {

@@ -223,8 +223,11 @@ impl LimiterBackend for RedisLimiter {
     }
 
     fn admit_later(&self, scopes: Vec<usize>, tokens: u64) -> AdmitFuture {
+        // Concurrency slots are taken before the call, and held by a guard
+        // until the decision: a request dropped while Redis answers (its
+        // client left) gives them back instead of leaking them for good.
         let slots = match self.table.take_slots(&scopes) {
-            Ok(s) => s,
+            Ok(held) => SlotGuard { table: self.table.clone(), scopes: scopes.clone(), held },
             Err(r) => return Box::pin(async move { Err(r) }),
         };
         let (table, link, script) = (self.table.clone(), self.link.clone(), self.admit.clone());
@@ -246,22 +249,14 @@ impl LimiterBackend for RedisLimiter {
                 Ok(reply) => decide(&table, &args, &scopes, sent_ns, &reply),
                 Err(_) => {
                     // Redis failed this request: decide it in process.
-                    if slots {
-                        table.release_scopes(&scopes);
-                    }
+                    drop(slots);
                     link.fell_back();
                     return table.admit_scopes(&scopes, tokens);
                 }
             };
-            match decided {
-                Ok(()) => Ok(slots),
-                Err(r) => {
-                    if slots {
-                        table.release_scopes(&scopes);
-                    }
-                    Err(r)
-                }
-            }
+            // Admitted: the grant holds the slots from here; refused: the
+            // guard gives them back.
+            decided.map(|()| slots.keep())
         })
     }
 
@@ -295,5 +290,27 @@ impl LimiterBackend for RedisLimiter {
 
     fn name(&self) -> &'static str {
         "redis"
+    }
+}
+
+/// Concurrency slots taken for a request whose decision is still on its way.
+struct SlotGuard {
+    table: Arc<LimiterTable>,
+    scopes: Vec<usize>,
+    held: bool,
+}
+
+impl SlotGuard {
+    /// Hand the slots over to the grant; whether any are held.
+    fn keep(mut self) -> bool {
+        std::mem::replace(&mut self.held, false)
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if self.held {
+            self.table.release_scopes(&self.scopes);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Writes no request waits for: token corrections, spend, cache entries and
-//! news, handed over through a bounded channel (`try_send`, drops counted)
-//! and written by one task on the `Replicas` thread.
+//! news, written by one task on the `Replicas` thread. Corrections, cache
+//! entries and news come through a bounded channel (`try_send`, drops
+//! counted); spend through the lossless, bounded [`SpendOutbox`].
 //!
 //! Spend is the one write that must not be lost: while Redis is down it is
 //! kept here, summed per key, model and day, and written when the link comes
@@ -19,7 +20,8 @@ use tokio::sync::{Notify, mpsc};
 
 use super::link::Link;
 use super::news::News;
-use crate::rate_limiter::spend::{SpendRecord, SpendTable, month_of};
+use crate::rate_limiter::SpendOutbox;
+use crate::rate_limiter::spend::{SpendTable, month_of};
 
 /// Raise hash fields to at least the given values (ARGV: field, value, ...).
 /// Idempotent, so every replica may run it: restores what a Redis that lost
@@ -78,7 +80,6 @@ pub enum Job {
         keys: Vec<String>,
         deltas_us: Vec<i64>,
     },
-    Spend(Vec<SpendRecord>),
     CachePut {
         key: String,
         value: Vec<u8>,
@@ -117,6 +118,8 @@ pub(super) struct WriteLoop {
     pub spend: Arc<SpendTable>,
     pub pending_gauge: Arc<AtomicUsize>,
     pub dropped: Arc<AtomicU64>,
+    /// Spend handed over by the request path.
+    pub outbox: Arc<SpendOutbox>,
     /// Spend not yet in Redis: (key, model, day) → nano-USD, summed
     /// until a write of it is first tried.
     pub pending: HashMap<(usize, usize, u32), u64>,
@@ -144,6 +147,7 @@ impl WriteLoop {
             spend,
             pending_gauge: Arc::default(),
             dropped: writer.dropped.clone(),
+            outbox: Arc::default(),
             pending: HashMap::new(),
             retrying: Vec::new(),
             seq: 0,
@@ -167,29 +171,19 @@ impl WriteLoop {
                     }
                     self.round(round).await;
                 }
+                _ = self.outbox.notified() => self.flush_spend().await,
                 _ = resync.notified() => self.resync().await,
             }
         }
     }
 
     async fn round(&mut self, jobs: Vec<Job>) {
-        let mut spent = false;
         for job in jobs {
-            match job {
-                Job::Spend(records) => {
-                    for r in records {
-                        *self.pending.entry((r.key, r.model, r.day)).or_insert(0) += r.nanos;
-                    }
-                    spent = true;
-                }
-                other if self.link.is_up() => self.write(other).await,
-                _ => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+            if self.link.is_up() {
+                self.write(job).await;
+            } else {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        if spent {
-            self.flush_spend().await;
         }
     }
 
@@ -221,7 +215,6 @@ impl WriteLoop {
                     .await
             }
             Job::Publish(news) => self.publish(&news).await,
-            Job::Spend(_) => Ok(()),
         };
         if r.is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -246,6 +239,10 @@ impl WriteLoop {
     /// Write every pending spend record; what fails is retried later,
     /// under the same id.
     async fn flush_spend(&mut self) {
+        for r in self.outbox.take() {
+            let row = self.pending.entry((r.key, r.model, r.day)).or_insert(0);
+            *row = row.saturating_add(r.nanos);
+        }
         if !self.link.is_up() {
             // Kept summed (one row per key, model and day however long
             // Redis stays away) until it is back.

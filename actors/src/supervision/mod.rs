@@ -51,6 +51,16 @@ pub const MAILBOX_CAPACITY: usize = 4096;
 #[rtype(result = "()")]
 pub struct InjectPanic;
 
+/// Test builds only: block the actor's thread for `ms` inside a handler, so
+/// its mailbox fills (`POST /admin/faults/stall`): what a burst against a
+/// busy actor looks like, made certain. `ms = 0` is a no-op message.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub struct InjectStall {
+    pub ms: u64,
+}
+
 /// Lifecycle of a supervised actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActorState {

@@ -20,6 +20,8 @@ struct RegistryEntry {
     status: Recipient<GetStatus>,
     #[cfg(feature = "fault-injection")]
     panic: Recipient<super::InjectPanic>,
+    #[cfg(feature = "fault-injection")]
+    stall: Recipient<super::InjectStall>,
 }
 
 impl ActorRegistry {
@@ -30,6 +32,8 @@ impl ActorRegistry {
             status: addr.clone().recipient(),
             #[cfg(feature = "fault-injection")]
             panic: addr.clone().recipient(),
+            #[cfg(feature = "fault-injection")]
+            stall: addr.clone().recipient(),
         });
     }
 
@@ -55,6 +59,20 @@ impl ActorRegistry {
             }
             None => false,
         }
+    }
+
+    /// Test builds only: block the actor called `name` for `ms`, then fill
+    /// its mailbox with no-op messages until it refuses one. The number of
+    /// messages queued, or `None` when no actor has that name.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_stall(&self, name: &str, ms: u64) -> Option<usize> {
+        let e = self.entries.iter().find(|e| e.meta.name() == name)?;
+        e.meta.tell_to(&e.stall, super::InjectStall { ms });
+        let mut queued = 0;
+        while queued <= 2 * super::MAILBOX_CAPACITY && e.meta.tell_to(&e.stall, super::InjectStall { ms: 0 }) {
+            queued += 1;
+        }
+        Some(queued)
     }
 
     /// Ask every actor for its live detail. An actor that does not answer in

@@ -63,9 +63,9 @@ pub trait Shell: Actor<Context = Context<Self>> + Supervised + ShellHandlers {
 
 /// The handlers the shell writes for every actor ([`actor_shell!`]).
 #[cfg(feature = "fault-injection")]
-pub trait ShellHandlers: Handler<GetStatus> + Handler<super::InjectPanic> {}
+pub trait ShellHandlers: Handler<GetStatus> + Handler<super::InjectPanic> + Handler<super::InjectStall> {}
 #[cfg(feature = "fault-injection")]
-impl<A: Handler<GetStatus> + Handler<super::InjectPanic>> ShellHandlers for A {}
+impl<A: Handler<GetStatus> + Handler<super::InjectPanic> + Handler<super::InjectStall>> ShellHandlers for A {}
 /// The handlers the shell writes for every actor ([`actor_shell!`]).
 #[cfg(not(feature = "fault-injection"))]
 pub trait ShellHandlers: Handler<GetStatus> {}
@@ -218,6 +218,17 @@ pub fn inject_panic<A: Shell>(act: &mut A, ctx: &mut Context<A>) {
     handle(act, ctx, (), |a, _| panic!("injected fault: {} panics on purpose", a.meta().name()))
 }
 
+/// The `InjectStall` handler, for [`actor_shell!`] (test builds only).
+#[cfg(feature = "fault-injection")]
+#[allow(clippy::disallowed_methods, reason = "test builds only: blocking the actor's thread is the fault")]
+pub fn inject_stall<A: Shell>(act: &mut A, ctx: &mut Context<A>, ms: u64) {
+    handle(act, ctx, (), |_, _| {
+        if ms > 0 {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+    })
+}
+
 /// Write an actor's `Actor`, `Supervised`, `GetStatus` and (test builds)
 /// `InjectPanic` impls over its [`Shell`] impl.
 macro_rules! actor_shell {
@@ -254,6 +265,15 @@ macro_rules! actor_shell {
 
             fn handle(&mut self, _msg: $crate::supervision::InjectPanic, ctx: &mut Self::Context) {
                 $crate::supervision::shell::inject_panic(self, ctx)
+            }
+        }
+
+        #[cfg(feature = "fault-injection")]
+        impl ::actix::Handler<$crate::supervision::InjectStall> for $actor {
+            type Result = ();
+
+            fn handle(&mut self, msg: $crate::supervision::InjectStall, ctx: &mut Self::Context) {
+                $crate::supervision::shell::inject_stall(self, ctx, msg.ms)
             }
         }
     };

@@ -8,6 +8,7 @@
 //!   own Messages body with `anthropic_version: "bedrock-2023-05-31"` and no
 //!   `model` or `stream` member (Bedrock refuses extraneous keys); the
 //!   stream wraps each Anthropic event as a `chunk` frame `{"bytes": base64}`.
+//! - `invoke` for Titan and Cohere embedding models: `bedrock_embed`.
 //!
 //! Every call's SigV4 signature is verified first (`mock::clouds::sigv4`).
 //! Shapes follow https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html,
@@ -129,6 +130,13 @@ pub(super) fn answer(
                 );
             }
             (converse_events(&g, tool, cached), EVENT_STREAM)
+        }
+        Action::Invoke | Action::InvokeStream if super::bedrock_embed::embeds(&call.model) => {
+            if call.action == Action::InvokeStream {
+                return validation("The model is unsupported for streaming.");
+            }
+            return super::bedrock_embed::answer(state, &call.model, &v, controls, fault)
+                .unwrap_or_else(|m| validation(&m));
         }
         Action::Invoke | Action::InvokeStream => {
             if !call.model.contains("anthropic.") {

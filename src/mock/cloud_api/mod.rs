@@ -12,7 +12,8 @@
 //!   `GET /openai/v1/models`; `api-key` or an Entra bearer token from
 //!   `POST /{tenant}/oauth2/v2.0/token`.
 //! - Bedrock: `POST /model/{id}/{converse|converse-stream|invoke|invoke-with-response-stream}`
-//!   (streams in `application/vnd.amazon.eventstream` framing), SigV4
+//!   (streams in `application/vnd.amazon.eventstream` framing; `invoke`
+//!   also for Titan and Cohere embedding models), SigV4
 //!   (service `bedrock`); STS `AssumeRoleWithWebIdentity` at `POST /`.
 //! - Vertex: `POST /v1/projects/{p}/locations/{l}/publishers/{google|anthropic}/models/{m}:{method}`,
 //!   bearer tokens from `POST /token` (JWT-bearer assertions).
@@ -24,6 +25,7 @@
 
 mod azure;
 mod bedrock;
+mod bedrock_embed;
 mod vertex;
 
 use std::collections::HashMap;

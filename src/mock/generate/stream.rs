@@ -72,6 +72,13 @@ impl StreamEvents {
         self.total
     }
 
+    /// Completion tokens among the events produced so far (one per token
+    /// event), for the mock's count of what it produced.
+    pub fn tokens_produced(&self) -> u32 {
+        let role = u32::from(self.endpoint == Endpoint::Chat);
+        self.next.saturating_sub(role).min(self.completion_tokens)
+    }
+
     fn kind(&self, i: u32) -> Ev {
         let role = u32::from(self.endpoint == Endpoint::Chat);
         let n = self.completion_tokens;

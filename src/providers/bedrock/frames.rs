@@ -153,8 +153,11 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, frames: FramesTo
         failed: Option<GatewayError>,
         done: bool,
     }
+    // A departed client's stream is half-closed and read to its end, so its
+    // tokens are counted (`upstream::stream`), as for every SSE provider.
+    let stopper = body.stopper();
     let st = State { body, frames, _permit: permit, failed: None, done: false };
-    futures_util::stream::unfold(st, |mut st| async move {
+    let runs = futures_util::stream::unfold(st, |mut st| async move {
         if let Some(e) = st.failed.take() {
             st.done = true;
             return Some((Err(e), st));
@@ -187,7 +190,8 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, frames: FramesTo
             }
         }
     })
-    .boxed_local()
+    .boxed_local();
+    EventStream::new(runs).with_stopper(stopper)
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@
 //!   "bedrock-2023-05-31"` and no `stream` in the body), the answer and its
 //!   events passed through as Anthropic's API sends them. `/v1/messages` to
 //!   other models goes through chat.
+//! - `/v1/embeddings` to Titan and Cohere embedding models: `InvokeModel`
+//!   in each family's own body, several calls run concurrently when the
+//!   model takes one text a call (`embed`).
 //!
 //! Bedrock's throttling and model-not-ready answers (HTTP 429, or a
 //! `throttlingException` frame before the first event) are 429s to the
@@ -19,6 +22,7 @@
 //! expired or rotated key: AWS signs its refusals 403) makes the provider
 //! look for new credentials once and, if they differ, re-sign and resend.
 
+mod embed;
 mod frames;
 
 use std::time::SystemTime;
@@ -159,10 +163,13 @@ impl Bedrock {
             .await
     }
 
-    /// An OpenAI chat request: Converse or ConverseStream, translated both ways.
+    /// An OpenAI chat request: Converse or ConverseStream, translated both
+    /// ways; an embeddings request: InvokeModel (`embed`).
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
-        if call.endpoint != Endpoint::Chat {
-            return Err(super::unsupported(p, call));
+        match call.endpoint {
+            Endpoint::Chat => {}
+            Endpoint::Embeddings => return self.embed(p, call, client).await,
+            _ => return Err(super::unsupported(p, call)),
         }
         let stream = call.peek.stream;
         let action = if stream { BedrockAction::ConverseStream } else { BedrockAction::Converse };

@@ -17,6 +17,7 @@
 //! https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html,
 //! https://docs.aws.amazon.com/bedrock/latest/userguide/tool-use-inference-call.html
 
+pub mod embed;
 mod media;
 pub mod request;
 pub mod response;

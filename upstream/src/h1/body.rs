@@ -3,6 +3,7 @@
 //! body ended cleanly; dropped before its end, the connection closes, which
 //! is how a disconnected client cancels its upstream request.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -34,12 +35,53 @@ pub struct H1Body {
     pub(super) framing: Framing,
     pub(super) keep_alive: bool,
     pub(super) pool: Rc<PoolInner>,
+    /// Set by a [`Stopper`]: half-close the connection before reading on.
+    pub(super) stop: Stopper,
+}
+
+/// Tells an upstream to stop sending a body, while what it already sent can
+/// still be read: the connection is half-closed (our side shuts its writing
+/// half: the upstream reads EOF, as from a client that left), then the body
+/// reads on until the upstream closes. How a departed client's stream is
+/// cancelled and still counted to the token: nothing the upstream wrote
+/// before it saw the close is lost in a socket buffer.
+#[derive(Clone, Debug, Default)]
+pub struct Stopper(Rc<Cell<StopState>>);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum StopState {
+    #[default]
+    Reading,
+    Asked,
+    HalfClosed,
+}
+
+impl Stopper {
+    /// Half-close at the body's next read.
+    pub fn stop(&self) {
+        if self.0.get() == StopState::Reading {
+            self.0.set(StopState::Asked);
+        }
+    }
 }
 
 impl H1Body {
+    /// The body's [`Stopper`].
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
+    }
+
     /// The next piece of body data; `None` at its end.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, H1Error>> {
         loop {
+            if self.stop.0.get() == StopState::Asked {
+                self.stop.0.set(StopState::HalfClosed);
+                // The connection cannot be reused after this.
+                self.keep_alive = false;
+                if let Some(c) = self.conn.as_mut() {
+                    c.shutdown_write();
+                }
+            }
             if self.framing == Framing::Done {
                 self.release();
                 return None;

@@ -48,6 +48,14 @@ impl Conn {
         Conn { io, buf: BytesMut::new(), window: MIN_WINDOW, _counted: counted }
     }
 
+    /// Shut the writing half of the socket (the peer reads EOF); reading
+    /// goes on. Immediate: a TCP shutdown does not wait.
+    pub(super) fn shutdown_write(&mut self) {
+        use tokio::io::AsyncWrite;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = std::pin::Pin::new(&mut self.io).poll_shutdown(&mut cx);
+    }
+
     /// Read once more into `buf`; `Ok(0)` at EOF. With nothing pending, a
     /// read is tried at once (the answer is often there already); if the
     /// socket has nothing yet, the buffer is let go before the wait (data

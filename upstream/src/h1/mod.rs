@@ -37,7 +37,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-pub use body::H1Body;
+pub use body::{H1Body, Stopper};
 use conn::{Conn, Counted};
 use head::{MAX_HEAD, encode_head, parse_head};
 pub use wire::{WholeResponse, read_response};
@@ -295,8 +295,13 @@ async fn exchange(
                         // An interim response (100 Continue): the real one follows.
                         continue;
                     }
-                    let body =
-                        H1Body { conn: Some(conn), framing: parsed.framing, keep_alive: parsed.keep_alive, pool };
+                    let body = H1Body {
+                        conn: Some(conn),
+                        framing: parsed.framing,
+                        keep_alive: parsed.keep_alive,
+                        pool,
+                        stop: Default::default(),
+                    };
                     return Ok(H1Response {
                         status: parsed.status,
                         event_stream: parsed.event_stream,

@@ -259,6 +259,32 @@ async fn dropping_a_body_closes_its_connection() {
 }
 
 #[tokio::test]
+async fn a_stopped_body_tells_the_server_and_still_reads_what_it_sent() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut tmp = [0u8; 4096];
+        let _ = s.read(&mut tmp).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n").await.unwrap();
+        // Told to stop (EOF on our reading half): write what was in hand,
+        // then close, as a server does for a client that left.
+        let n = s.read(&mut tmp).await.unwrap_or(1);
+        assert_eq!(n, 0, "the client half-closed");
+        s.write_all(b"5\r\nworld\r\n").await.unwrap();
+    });
+    let p = pool(port);
+    let mut r = p.send(&post(b"{}")).await.unwrap();
+    assert_eq!(&r.body.chunk().await.unwrap().unwrap()[..], b"hello");
+    r.body.stopper().stop();
+    // What the server sent after hearing is still read, then its close.
+    assert_eq!(&r.body.chunk().await.unwrap().unwrap()[..], b"world");
+    assert!(r.body.chunk().await.unwrap().is_err(), "cut off: the body never ended");
+    drop(r);
+    assert_eq!(p.idle_connections(), 0, "a half-closed connection is not reused");
+}
+
+#[tokio::test]
 async fn refused_connection_is_a_connect_error() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

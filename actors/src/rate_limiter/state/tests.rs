@@ -95,3 +95,38 @@ async fn a_full_queue_sheds_and_a_gone_client_leaves_it() {
     assert!(stays.try_recv().unwrap().is_ok());
     assert!(q.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_left_holds_no_place_in_a_full_queue_and_takes_nothing() {
+    let t = table(Some(60), Some(1));
+    let held = t.admit(&[0], 0).unwrap();
+    let mut q = WaitQueue::new(1);
+    let gone = q.push(enqueue(&t, 0, Duration::from_secs(5))).unwrap();
+    drop(gone);
+    // The queue is full of one request that left: a new one takes its place.
+    let mut next = q.push(enqueue(&t, 0, Duration::from_secs(5))).unwrap();
+    assert_eq!((q.len(), q.detail().shed_full), (1, 0));
+    drop(held);
+    pump(&mut q, &t);
+    assert!(next.try_recv().unwrap().is_ok());
+    // Two admissions of the 60 per minute so far (the holder's and the
+    // one from the queue); the request that left took none.
+    assert_eq!(t.detail(0).unwrap().requests.unwrap().remaining, 58);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_refunded_gives_back_its_request_tokens_and_slot() {
+    let t = LimiterTable::new(vec![LimitSpec {
+        name: "key:k".into(),
+        requests: Some(Rate::per_minute(10)),
+        tokens: Some(Rate::per_minute(1000)),
+        concurrency: Some(1),
+    }]);
+    let g = t.admit(&[0], 400).unwrap();
+    let d = t.detail(0).unwrap();
+    assert_eq!((d.requests.unwrap().remaining, d.tokens.unwrap().remaining), (9, 600));
+    g.refund();
+    let d = t.detail(0).unwrap();
+    assert_eq!((d.requests.unwrap().remaining, d.tokens.unwrap().remaining), (10, 1000));
+    assert_eq!(d.concurrency.unwrap().inflight, 0);
+}
