@@ -1,13 +1,44 @@
 //! Adaptive busy polling of a worker's event loop.
 //!
-//! On a VM, waking a sleeping thread on another core costs tens of
-//! microseconds (an inter-processor interrupt and a halt exit) — more than
-//! Sluice's own work per request. While requests are flowing, a worker
-//! therefore keeps polling its sockets instead of sleeping in `epoll_wait`:
-//! a spinner task yields in a loop, and tokio polls the I/O driver (with a
-//! zero timeout) before re-running a yielded task. After `window` without a
-//! request starting or finishing, the spinner parks until the next request,
-//! so an idle gateway uses no CPU.
+//! On a VM, waking a sleeping thread costs tens of microseconds (an
+//! inter-processor interrupt and a halt exit) of latency, and ~70 µs of the
+//! woken thread's CPU on the 2-vCPU test VM (docs/performance.md,
+//! "Wake-ups") — more than Sluice's own work per request. While requests
+//! are flowing densely, a worker therefore keeps polling its sockets
+//! instead of sleeping in `epoll_wait`: a spinner task yields in a loop, and
+//! tokio polls the I/O driver (with a zero timeout) before re-running a
+//! yielded task. After `window` without a request starting or finishing (or
+//! a stream event), the spinner parks until the next one.
+//!
+//! Spinning pays only when the next event comes within the window: then it
+//! replaces a wake-up (its latency and its CPU) by a shorter spin. When
+//! events are further apart than the window, every spin is pure waste —
+//! the worker spins the whole window, then sleeps and wakes anyway. That is
+//! the common case of LLM traffic (moderate rates, slow upstreams, streams
+//! whose events are tens of milliseconds apart), where spinning after every
+//! event made Sluice spend ~1.6× nginx's CPU per request at
+//! 200 req/s (docs/performance.md, "Busy polling at moderate rates"). So
+//! the spinner spins after an event only when most recent gaps after
+//! events of that kind were shorter than the window. There are two kinds,
+//! because they predict different waits: after a request went upstream (or
+//! a stream event was relayed) the worker waits for its upstream; after a
+//! request finished, for the client's next one. A fast upstream at a
+//! moderate rate is then spun for while the long wait for the next request
+//! is slept through.
+//!
+//! The hazard is in the evidence. A gap is the wait from when the spinner
+//! found the worker idle after an event (not from the event: the request's
+//! own processing follows it) to the next event. A gap measured while the
+//! worker slept includes its own wake-up (tens of µs here), so a sleeping
+//! worker sees every gap as long and would never start spinning again — at
+//! c=1 it stayed asleep between back-to-back requests. So a long gap counts
+//! against spinning only when the worker spun through the window first;
+//! a short one always counts for it; and while a kind's score says
+//! "sleep", one event in [`PROBE_EVERY`] is spun for anyway, to look. Each
+//! piece of evidence moves its kind's score (an exponential average,
+//! weight 1/4); below one half the spinner stays parked and touches do not
+//! wake it. Sustained back-to-back traffic turns spinning on within a few
+//! probes; a probe that finds a long gap costs one window.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -16,35 +47,116 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Fixed-point scale of [`Activity`]'s score (1.0).
+const ONE: u32 = 1024;
+/// While a kind's score says "sleep", one event of that kind in this many
+/// is spun for anyway: what keeps the score honest (see the module's
+/// comment). At 200 req/s a probe that finds a long gap costs one window
+/// per this many events.
+const PROBE_EVERY: u32 = 16;
+
+/// What the worker waits for after an event: each kind keeps its own score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A request is going upstream, or a stream event was relayed: the
+    /// upstream's answer or next event.
+    Upstream = 0,
+    /// A request finished: the client's next request.
+    Client = 1,
+}
+
 /// Per-worker activity signal shared by the handlers and the spinner.
-#[derive(Default)]
 pub struct Activity {
+    /// The spin window (`server.busy_poll_us`); zero turns polling off.
+    window: Duration,
     ticks: Cell<u64>,
+    last: Cell<Instant>,
+    /// When the spinner, running after the last event, found the worker
+    /// idle: the wait for the next event starts there, not at the event
+    /// (the request's own processing follows its touch).
+    idle_since: Cell<Instant>,
+    /// The kind of the last event: whose score the next gap updates.
+    last_kind: Cell<Next>,
+    /// Per kind, an exponential average (weight 1/4) of "the gap after an
+    /// event of this kind was within the window", in `ONE`ths. Starts at
+    /// zero: no spinning until events show they come close together.
+    score: [Cell<u32>; 2],
+    /// Per kind, events since the last probe while its score said "sleep".
+    since_probe: [Cell<u32>; 2],
+    /// The gap since the last event is being spun through (so a long one
+    /// is evidence), not slept through.
+    spinning: Cell<bool>,
     parked: Cell<bool>,
     wake: Notify,
 }
 
 impl Activity {
-    /// Called when a request starts or finishes: two Cell writes, plus one
-    /// notify when the spinner had parked.
-    pub fn touch(&self) {
+    pub fn new(window: Duration) -> Activity {
+        Activity {
+            window,
+            ticks: Cell::new(0),
+            last: Cell::new(Instant::now()),
+            idle_since: Cell::new(Instant::now()),
+            last_kind: Cell::new(Next::Client),
+            score: [Cell::new(0), Cell::new(0)],
+            since_probe: [Cell::new(0), Cell::new(0)],
+            spinning: Cell::new(false),
+            parked: Cell::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Called when a request starts or finishes and on each stream event,
+    /// saying what the worker waits for next: a clock read and a few Cell
+    /// writes, plus one notify when the spinner had parked and the wait
+    /// that starts now is to be spun through.
+    pub fn touch(&self, next: Next) {
+        if self.window.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        // The idle time since the last event when the spinner saw it start;
+        // otherwise (parked) the whole gap, processing and wake-up included.
+        let from = self.last.replace(now).max(self.idle_since.get());
+        let gap = now.saturating_duration_since(from);
+        let score = &self.score[self.last_kind.replace(next) as usize];
+        let s = score.get();
+        if gap <= self.window {
+            score.set(s + (ONE - s) / 4);
+        } else if self.spinning.get() {
+            score.set(s - s / 4);
+        }
+        let spin = self.score[next as usize].get() >= ONE / 2 || {
+            let n = &self.since_probe[next as usize];
+            n.set(n.get() + 1);
+            n.get() >= PROBE_EVERY && {
+                n.set(0);
+                true
+            }
+        };
+        self.spinning.set(spin);
         self.ticks.set(self.ticks.get().wrapping_add(1));
-        if self.parked.get() {
+        if spin && self.parked.get() {
             self.parked.set(false);
             self.wake.notify_one();
         }
     }
-}
 
-impl Activity {
-    /// Is the spinner asleep, waiting for the next request?
+    /// Is the wait that started with the last event to be spun through?
+    pub fn worth_spinning(&self) -> bool {
+        self.spinning.get()
+    }
+
+    /// Is the spinner asleep, waiting for events to come close together?
     pub fn is_parked(&self) -> bool {
         self.parked.get()
     }
 }
 
-/// Spin while there was activity within `window`; park otherwise.
-pub async fn spin(activity: Rc<Activity>, window: Duration) {
+/// Spin while there was activity within the window and spinning pays;
+/// park otherwise.
+pub async fn spin(activity: Rc<Activity>) {
+    let window = activity.window;
     let mut seen = activity.ticks.get();
     let mut last = Instant::now();
     loop {
@@ -52,11 +164,14 @@ pub async fn spin(activity: Rc<Activity>, window: Duration) {
         if now != seen {
             seen = now;
             last = Instant::now();
-        } else if last.elapsed() > window {
+            activity.idle_since.set(last);
+        }
+        if !activity.worth_spinning() || last.elapsed() > window {
             activity.parked.set(true);
             activity.wake.notified().await;
             seen = activity.ticks.get();
             last = Instant::now();
+            activity.idle_since.set(last);
             continue;
         }
         // Let other threads that share this core (actors, timers) run now
@@ -72,33 +187,131 @@ pub async fn spin(activity: Rc<Activity>, window: Duration) {
 mod tests {
     use super::*;
 
+    const WINDOW: Duration = Duration::from_micros(100);
+
+    async fn settle() {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn after(us: u64, a: &Activity, next: Next) {
+        tokio::time::advance(Duration::from_micros(us)).await;
+        a.touch(next);
+        settle().await;
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn spins_while_active_parks_when_idle_wakes_on_touch() {
+    async fn spins_while_events_come_close_together_parks_when_they_spread() {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
-                let a = Rc::new(Activity::default());
-                tokio::task::spawn_local(spin(a.clone(), Duration::from_micros(100)));
-                tokio::task::yield_now().await;
-                assert!(!a.is_parked(), "spinning right after start");
-                // Activity inside the window keeps it spinning.
-                tokio::time::advance(Duration::from_micros(60)).await;
-                a.touch();
-                tokio::time::advance(Duration::from_micros(60)).await;
-                tokio::task::yield_now().await;
+                let a = Rc::new(Activity::new(WINDOW));
+                tokio::task::spawn_local(spin(a.clone()));
+                settle().await;
+                assert!(a.is_parked(), "no spinning before events show it pays");
+                // Back-to-back requests (c=1): start and end 60 µs apart,
+                // the next request 40 µs later. Spinning starts within a
+                // few requests.
+                for _ in 0..3 {
+                    after(40, &a, Next::Upstream).await;
+                    after(60, &a, Next::Client).await;
+                }
+                assert!(!a.is_parked(), "spinning once events come close together");
+                after(40, &a, Next::Upstream).await;
                 assert!(!a.is_parked());
                 // A quiet window: it parks.
                 tokio::time::advance(Duration::from_micros(150)).await;
-                tokio::task::yield_now().await;
-                tokio::task::yield_now().await;
+                settle().await;
                 assert!(a.is_parked());
-                // The next request wakes it.
-                a.touch();
-                assert!(!a.is_parked());
-                tokio::task::yield_now().await;
-                tokio::task::yield_now().await;
+                // That upstream took 200 µs, but the request's end wakes
+                // it: lately, the next request has come quickly.
+                after(50, &a, Next::Client).await;
                 assert!(!a.is_parked());
             })
             .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_moderate_rate_spins_for_a_fast_upstream_only() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let a = Rc::new(Activity::new(WINDOW));
+                tokio::task::spawn_local(spin(a.clone()));
+                // 200 req/s: a request every 5 ms, its upstream answering
+                // within 80 µs (inside the window).
+                let mut client_spins = 0;
+                for i in 0..64 {
+                    after(5000, &a, Next::Upstream).await;
+                    if i >= 3 {
+                        assert!(!a.is_parked(), "request {i}: the upstream's answer is worth spinning for");
+                    }
+                    after(80, &a, Next::Client).await;
+                    if !a.is_parked() {
+                        client_spins += 1;
+                    }
+                }
+                // The wait for the next request is spun for only by probes.
+                assert_eq!(client_spins, 64 / PROBE_EVERY as usize);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleeping_worker_finds_back_to_back_requests_by_probing() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let a = Rc::new(Activity::new(WINDOW));
+                tokio::task::spawn_local(spin(a.clone()));
+                settle().await;
+                // c=1 back to back: the upstream answers 60 µs after the
+                // request, the next request comes 60 µs after the answer.
+                // A sleeping worker sees each gap 80 µs later (its own
+                // wake-up), outside the window: only spinning shows them
+                // as they are.
+                let seen = |a: &Activity| if a.is_parked() { 140 } else { 60 };
+                for _ in 0..3 * PROBE_EVERY {
+                    after(seen(&a), &a, Next::Upstream).await;
+                    after(seen(&a), &a, Next::Client).await;
+                }
+                for i in 0..10 {
+                    after(60, &a, Next::Upstream).await;
+                    assert!(!a.is_parked(), "request {i}: spinning for the upstream");
+                    after(60, &a, Next::Client).await;
+                    assert!(!a.is_parked(), "request {i}: spinning for the next request");
+                }
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_upstreams_and_spread_stream_events_spin_only_to_probe() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let a = Rc::new(Activity::new(WINDOW));
+                tokio::task::spawn_local(spin(a.clone()));
+                let mut spins = 0;
+                for _ in 0..64 {
+                    // Stream events 20 ms apart.
+                    after(20_000, &a, Next::Upstream).await;
+                    if !a.is_parked() {
+                        spins += 1;
+                    }
+                }
+                assert_eq!(spins, 64 / PROBE_EVERY as usize);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_window_turns_polling_off() {
+        let a = Activity::new(Duration::ZERO);
+        for _ in 0..10 {
+            a.touch(Next::Upstream);
+        }
+        assert!(!a.worth_spinning());
     }
 }

@@ -190,6 +190,8 @@ pub struct StreamSide {
     pub events: u64,
     pub event_frames: u64,
     pub coalesced_frames: u64,
+    /// Events of paced streams held back and let go with the next (see `StreamRun`).
+    pub held_events: u64,
     pub errors: u64,
     pub cpu: RunCpu,
     pub per_stream: PerItem,
@@ -326,7 +328,7 @@ pub fn http_line(c: usize, t: Target, w: &WrkRun, cpu: &RunCpu, busy: &[f64]) ->
 pub fn stream_line(s: &StreamShape, t: Target, r: &StreamRun, busy: &[f64]) -> String {
     format!(
         "streams {}x{}ms c={:<3} {:<6} {:>7.1} streams/s  TTFC p50 {}  p99 {}  gap p50 {}  p99 {}  coalesced {}  \
-         errors {}  cores busy {}",
+         held {}  errors {}  cores busy {}",
         s.events,
         s.delay_ms,
         s.concurrency,
@@ -337,6 +339,7 @@ pub fn stream_line(s: &StreamShape, t: Target, r: &StreamRun, busy: &[f64]) -> S
         lat(r.gap_us.p50),
         lat(r.gap_us.p99),
         r.coalesced_frames,
+        r.held_events,
         r.errors,
         busy_str(busy)
     )
@@ -421,6 +424,7 @@ fn stream_side(t: Target, runs: &[&StreamRec], delay_us: f64) -> Option<StreamSi
         events: sum(|r| r.events),
         event_frames: sum(|r| r.event_frames),
         coalesced_frames: sum(|r| r.coalesced_frames),
+        held_events: sum(|r| r.held_events),
         errors: sum(|r| r.errors),
         per_stream: PerItem::new(t, &cpu, streams, secs),
         cpu,

@@ -71,6 +71,13 @@ pub struct StreamRun {
     pub event_frames: u64,
     /// Frames that carried more than one event (events held back and coalesced).
     pub coalesced_frames: u64,
+    /// Paced streams (a delay of 4 ms or more): events whose frame came less
+    /// than a quarter of the delay after the previous event's. The upstream
+    /// paces them, so such an event was held back somewhere and let go
+    /// together with the next one (a missed wake-up, or the client's own
+    /// scheduling: compare with the direct run).
+    #[serde(default)]
+    pub held_events: u64,
 }
 
 impl StreamRun {
@@ -180,7 +187,10 @@ async fn one_stream(s: &mut Sender, spec: &Spec, body: &Bytes, t: &mut Tally) ->
             if last.is_none() {
                 t.ttfc.push(ns)
             } else {
-                t.gaps.push(ns)
+                t.gaps.push(ns);
+                if spec.chunk_delay_ms >= 4 && ns < spec.chunk_delay_ms * 1_000_000 / 4 {
+                    t.run.held_events += n;
+                }
             }
             last = Some(now);
             t.run.events += n;
@@ -236,6 +246,7 @@ pub async fn stream_client(spec: Spec) -> Res<()> {
         all.run.events += t.run.events;
         all.run.event_frames += t.run.event_frames;
         all.run.coalesced_frames += t.run.coalesced_frames;
+        all.run.held_events += t.run.held_events;
         for e in t.run.error_samples.iter().cloned() {
             all.error(e);
         }

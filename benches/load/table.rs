@@ -122,9 +122,12 @@ impl Report<'_> {
     }
 
     fn print_streams(&self, streams: &[StreamAgg]) {
-        println!("\nStreams (gap-delay = gap minus the configured delay; coalesced = frames with > 1 event)");
         println!(
-            "{:>13}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}  {:>19} {:>9}",
+            "\nStreams (gap-delay = gap minus the configured delay; coalesced = frames with > 1 event; \
+             held = events of paced streams that came < delay/4 after the one before)"
+        );
+        println!(
+            "{:>13}  {:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>11}  {:>19} {:>9}",
             "events x ms@c",
             "",
             "streams/s",
@@ -135,6 +138,7 @@ impl Report<'_> {
             "p99",
             "gap-delay",
             "coalesced",
+            "held",
             "errors",
             "cpu0/1 busy",
             "gw CPU/stream",
@@ -145,7 +149,7 @@ impl Report<'_> {
             for t in Target::ALL {
                 let Some(s) = a.side.get(t) else { continue };
                 println!(
-                    "{sh:>13}  {:<8} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>11}  {:>19} {:>9}",
+                    "{sh:>13}  {:<8} {:>9.1} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>6} {:>11}  {:>19} {:>9}",
                     t.name(),
                     s.streams_per_s,
                     ms(s.ttfc_p50_us),
@@ -155,6 +159,7 @@ impl Report<'_> {
                     ms(s.gap_p99_us),
                     ms(s.gap_p50_minus_delay_us),
                     s.coalesced_frames,
+                    s.held_events,
                     s.errors,
                     busy_str(&s.cores_busy),
                     gw(&s.per_stream),

@@ -143,9 +143,9 @@ pub struct ServerConfig {
     pub shutdown_timeout_ms: u64,
     /// With no `[[keys]]`, refuse every client unless this is true.
     pub allow_anonymous: bool,
-    /// How long a worker keeps polling its sockets after a request starts or
-    /// ends before it sleeps; 0 turns busy polling off (see
-    /// `crate::busy_poll`).
+    /// The longest a worker keeps polling its sockets after a request starts
+    /// or ends, when it spins at all (`crate::busy_poll` decides); 0 turns
+    /// busy polling off.
     pub busy_poll_us: u64,
     /// How long a client has to send a request's head (slow-header clients
     /// are answered 408 and closed).

@@ -35,6 +35,7 @@ use bytes::Bytes;
 use sluice_actors::response_cache::StoredAnswer;
 use tokio::time::Instant;
 
+use crate::busy_poll::Next;
 use crate::cache::flight::Subscriber;
 use crate::config::Price;
 use crate::endpoint::Endpoint;
@@ -50,19 +51,23 @@ use relay::{FlightSpec, StreamSpec};
 
 /// Run one proxied request through every step.
 pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoint: Endpoint) -> HttpResponse {
-    state.upstream.activity.touch();
+    let activity = &state.upstream.activity;
+    activity.touch(Next::Upstream);
     let metrics = state.gateway.upstreams.metrics.clone();
     let mut rec = Record::new(endpoint, ingress::request_id(&req), metrics);
     rec.observe(state.gateway.telemetry.as_ref(), req.headers());
-    let resp = match steps(state, &req, payload, endpoint, &mut rec).await {
-        Ok(ClientReply::Complete { body, usage, price }) => relay::complete(rec, body, usage, price),
-        Ok(ClientReply::Stream { upstream, spec }) => relay::stream(rec, upstream, spec),
-        Ok(ClientReply::Template { body, stream }) => relay::template(rec, body, stream),
-        Ok(ClientReply::Stored { answer, stream, include_usage }) => relay::stored(rec, answer, stream, include_usage),
-        Ok(ClientReply::Flight { sub, spec }) => relay::flight(rec, sub, spec),
-        Err(e) => relay::error(rec, &e),
+    let (resp, next) = match steps(state, &req, payload, endpoint, &mut rec).await {
+        Ok(ClientReply::Complete { body, usage, price }) => (relay::complete(rec, body, usage, price), Next::Client),
+        // A live stream goes on: the worker waits for its next event.
+        Ok(ClientReply::Stream { upstream, spec }) => (relay::stream(rec, upstream, spec), Next::Upstream),
+        Ok(ClientReply::Template { body, stream }) => (relay::template(rec, body, stream), Next::Client),
+        Ok(ClientReply::Stored { answer, stream, include_usage }) => {
+            (relay::stored(rec, answer, stream, include_usage), Next::Client)
+        }
+        Ok(ClientReply::Flight { sub, spec }) => (relay::flight(rec, sub, spec), Next::Upstream),
+        Err(e) => (relay::error(rec, &e), Next::Client),
     };
-    state.upstream.activity.touch();
+    activity.touch(next);
     resp
 }
 

@@ -127,9 +127,9 @@ where
         // Each worker builds its own pools and joins UpstreamSessions'
         // registry, which has them warmed on this worker's runtime.
         let clients = sessions.join_worker();
-        let activity = std::rc::Rc::new(crate::busy_poll::Activity::default());
+        let activity = std::rc::Rc::new(crate::busy_poll::Activity::new(Duration::from_micros(busy_poll_us)));
         if busy_poll_us > 0 {
-            actix_web::rt::spawn(crate::busy_poll::spin(activity.clone(), Duration::from_micros(busy_poll_us)));
+            actix_web::rt::spawn(crate::busy_poll::spin(activity.clone()));
         }
         let outcomes = OutcomeSink::new(breakers.clone(), availability.clone(), limiter.clone());
         App::new()

@@ -1,11 +1,26 @@
 //! Outcomes: what each upstream attempt came to, told to the actors that
-//! learn from it (`CircuitBreakers`, `ModelAvailability`).
+//! learn from it (`CircuitBreakers`, `ModelAvailability`), and the
+//! wake-up of the spend store's writers.
 //!
-//! Outcomes are buffered per worker and sent as one batch about a
-//! millisecond later: a tell that has to wake an actor's sleeping thread
-//! costs the sender 5–14 µs on this kind of VM (docs/benchmarks/micro.md),
-//! and a request must not pay that. The breakers react within that
-//! millisecond, which is far below any cool-down.
+//! Both are buffered per worker and sent in batches: a tell that has to
+//! wake an actor's sleeping thread costs the sender 5–14 µs on this kind of
+//! VM (docs/benchmarks/micro.md), and the woken thread itself tens of µs of
+//! CPU (docs/performance.md, "Outcome batching"), so a request must not pay
+//! one each.
+//!
+//! How long an item waits depends on whether anyone needs it now
+//! ([`Batching`]). An outcome that changes a decision — a failure, a 429,
+//! any outcome of a deployment whose circuit is not plainly closed (a
+//! probe's result) — leaves at once with everything queued before it, so
+//! the breakers react within the request and see outcomes in order. A
+//! routine one (a success or a client error on a closed circuit) only feeds
+//! averages and counts: it rides along with the next batch, leaving when a
+//! later item finds the oldest one [`MAX_WAIT`] old, or by a timer after
+//! [`IDLE_FLUSH`] once traffic stops. A spend record is persisted at once
+//! (the limiter's outbox); only the wake-up of its writers is batched, and
+//! within [`SPEND_FLUSH`], as every batch was before. Before, the
+//! 1 ms timer fired once per request at a moderate rate, waking the worker
+//! and then the actors' thread for one outcome each time.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -13,25 +28,100 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_actors::availability::AvailabilityHandle;
-use sluice_actors::circuit_breakers::{BreakersHandle, Verdict};
+use sluice_actors::circuit_breakers::{BreakersHandle, GateView, Verdict};
 use sluice_actors::outcome::AttemptOutcome;
 use sluice_actors::rate_limiter::{LimiterHandle, SpendRecord};
+use tokio::time::Instant;
 
 use crate::error::GatewayError;
 
-/// How long outcomes wait to be sent together.
-const FLUSH_AFTER: Duration = Duration::from_millis(1);
+/// A routine outcome leaves with the first push that finds the batch this old.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+/// Once traffic stops, what is queued leaves after this long (a timer: the
+/// only wake-up routine outcomes add, at most one per this interval).
+const IDLE_FLUSH: Duration = Duration::from_millis(100);
+/// A spend record's writers are woken after at most this long (its own timer).
+const SPEND_FLUSH: Duration = Duration::from_millis(1);
 /// Send at once when this many are waiting.
 const FLUSH_AT: usize = 256;
+
+/// When a batch leaves: the pure part of [`OutcomeSink`].
+#[derive(Debug, Default)]
+pub struct Batching {
+    /// When the oldest queued item arrived; `None` when nothing is queued.
+    oldest: Option<Instant>,
+    queued: usize,
+    /// The [`IDLE_FLUSH`] timer is armed.
+    idle_armed: bool,
+    /// The [`SPEND_FLUSH`] timer is armed.
+    spend_armed: bool,
+}
+
+/// How soon a queued item must leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// It changes a decision: send it (and the batch) now.
+    Now,
+    /// A spend record: within [`SPEND_FLUSH`].
+    Soon,
+    /// Averages and counts: with a later batch.
+    Routine,
+}
+
+/// What to do after queueing one item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Send the batch now.
+    Flush,
+    /// Leave it queued and arm a timer that sends the batch after this long.
+    ArmTimer(Duration),
+    /// Leave it queued; the armed timer or a later push sends it.
+    Wait,
+}
+
+impl Batching {
+    /// One more item queued at `now`.
+    pub fn queued(&mut self, now: Instant, need: Need) -> Then {
+        self.queued += 1;
+        let oldest = *self.oldest.get_or_insert(now);
+        if need == Need::Now || self.queued >= FLUSH_AT || now.saturating_duration_since(oldest) >= MAX_WAIT {
+            Then::Flush
+        } else if need == Need::Soon && !self.spend_armed {
+            self.spend_armed = true;
+            Then::ArmTimer(SPEND_FLUSH)
+        } else if self.idle_armed || self.spend_armed {
+            Then::Wait
+        } else {
+            self.idle_armed = true;
+            Then::ArmTimer(IDLE_FLUSH)
+        }
+    }
+
+    /// The batch left.
+    pub fn flushed(&mut self) {
+        self.oldest = None;
+        self.queued = 0;
+    }
+
+    /// The timer armed for `after` fired (and the batch leaves).
+    pub fn timer_fired(&mut self, after: Duration) {
+        if after == SPEND_FLUSH {
+            self.spend_armed = false;
+        } else {
+            self.idle_armed = false;
+        }
+        self.flushed();
+    }
+}
 
 /// One worker's outcome buffer.
 pub struct OutcomeSink {
     buf: RefCell<Vec<AttemptOutcome>>,
     /// Spend was handed over since the last flush: wake its writers then
-    /// (same batching: the records themselves are already in the outboxes,
-    /// so a flush that never runs loses nothing).
+    /// (the records themselves are already in the outboxes, so a flush
+    /// that never runs loses nothing).
     spend_pending: Cell<bool>,
-    scheduled: Cell<bool>,
+    batching: RefCell<Batching>,
     breakers: BreakersHandle,
     availability: AvailabilityHandle,
     limiter: LimiterHandle,
@@ -42,7 +132,7 @@ impl OutcomeSink {
         Rc::new(OutcomeSink {
             buf: RefCell::new(Vec::new()),
             spend_pending: Cell::new(false),
-            scheduled: Cell::new(false),
+            batching: RefCell::new(Batching::default()),
             breakers,
             availability,
             limiter,
@@ -51,39 +141,44 @@ impl OutcomeSink {
 
     /// Hand a finished request's cost over to be persisted (lossless: see
     /// `sluice_actors::rate_limiter::outbox`); its writers are woken with
-    /// the next flush.
+    /// the next batch, within [`SPEND_FLUSH`].
     pub fn push_spend(self: &Rc<Self>, r: SpendRecord) {
         self.limiter.persist_spend(&r);
         self.spend_pending.set(true);
-        self.schedule();
+        self.then(Need::Soon);
     }
 
-    fn schedule(self: &Rc<Self>) {
-        if !self.scheduled.replace(true) {
-            let me = self.clone();
-            actix_web::rt::spawn(async move {
-                tokio::time::sleep(FLUSH_AFTER).await;
-                me.flush();
-            });
-        }
-    }
-
-    /// Queue one outcome; the batch leaves within [`FLUSH_AFTER`].
+    /// Queue one outcome; it leaves at once if it changes a decision, else
+    /// with a later batch (see the module's comment).
     pub fn push(self: &Rc<Self>, o: AttemptOutcome) {
-        let len = {
-            let mut b = self.buf.borrow_mut();
-            b.push(o);
-            b.len()
-        };
-        if len >= FLUSH_AT {
-            self.flush();
-        } else {
-            self.schedule();
+        let routine = matches!(o.verdict, Verdict::Success | Verdict::Neutral)
+            && self.breakers.gates().view(o.deployment) == GateView::Pass;
+        self.buf.borrow_mut().push(o);
+        self.then(if routine { Need::Routine } else { Need::Now });
+    }
+
+    fn then(self: &Rc<Self>, need: Need) {
+        let then = self.batching.borrow_mut().queued(Instant::now(), need);
+        match then {
+            Then::Flush => self.flush(),
+            Then::ArmTimer(after) => {
+                let me = self.clone();
+                actix_web::rt::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    me.batching.borrow_mut().timer_fired(after);
+                    me.send();
+                });
+            }
+            Then::Wait => {}
         }
     }
 
     pub fn flush(&self) {
-        self.scheduled.set(false);
+        self.batching.borrow_mut().flushed();
+        self.send();
+    }
+
+    fn send(&self) {
         if self.spend_pending.replace(false) {
             self.limiter.wake_spend_writers();
         }
@@ -145,6 +240,54 @@ pub fn verdict(e: &GatewayError) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn routine_outcomes_wait_urgent_ones_leave_at_once() {
+        let mut b = Batching::default();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // The first routine outcome arms the idle timer; later ones wait.
+        assert_eq!(b.queued(t0, Need::Routine), Then::ArmTimer(IDLE_FLUSH));
+        assert_eq!(b.queued(t0 + ms(5), Need::Routine), Then::Wait);
+        // A failure takes the whole batch at once.
+        assert_eq!(b.queued(t0 + ms(6), Need::Now), Then::Flush);
+        b.flushed();
+        // The timer is still armed: a new batch does not arm another.
+        assert_eq!(b.queued(t0 + ms(7), Need::Routine), Then::Wait);
+        // A push that finds the oldest MAX_WAIT old sends the batch with it.
+        assert_eq!(b.queued(t0 + ms(7) + MAX_WAIT - ms(1), Need::Routine), Then::Wait);
+        assert_eq!(b.queued(t0 + ms(7) + MAX_WAIT, Need::Routine), Then::Flush);
+        b.flushed();
+        // The timer fires; the next outcome arms a new one.
+        b.timer_fired(IDLE_FLUSH);
+        assert_eq!(b.queued(t0 + IDLE_FLUSH, Need::Routine), Then::ArmTimer(IDLE_FLUSH));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spend_records_leave_within_their_short_timer() {
+        let mut b = Batching::default();
+        let t0 = Instant::now();
+        assert_eq!(b.queued(t0, Need::Routine), Then::ArmTimer(IDLE_FLUSH));
+        // A spend record arms the short timer even with the idle one armed:
+        // it takes the routine outcomes along.
+        assert_eq!(b.queued(t0, Need::Soon), Then::ArmTimer(SPEND_FLUSH));
+        assert_eq!(b.queued(t0, Need::Soon), Then::Wait);
+        assert_eq!(b.queued(t0, Need::Routine), Then::Wait);
+        b.timer_fired(SPEND_FLUSH);
+        // Only the idle timer is left armed: the next spend record arms its own.
+        assert_eq!(b.queued(t0 + SPEND_FLUSH, Need::Routine), Then::Wait);
+        assert_eq!(b.queued(t0 + SPEND_FLUSH, Need::Soon), Then::ArmTimer(SPEND_FLUSH));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_leaves_at_once() {
+        let mut b = Batching::default();
+        let t0 = Instant::now();
+        for i in 1..FLUSH_AT {
+            assert_ne!(b.queued(t0, Need::Routine), Then::Flush, "item {i}");
+        }
+        assert_eq!(b.queued(t0, Need::Routine), Then::Flush);
+    }
 
     #[test]
     fn verdicts() {

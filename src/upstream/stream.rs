@@ -31,7 +31,7 @@ use tokio::time::{Instant, Sleep};
 use super::WorkerUpstreams;
 use super::charge::Charge;
 use super::outcomes::{OutcomeSink, verdict};
-use crate::busy_poll::Activity;
+use crate::busy_poll::{Activity, Next};
 use crate::config::Price;
 use crate::endpoint::Endpoint;
 use crate::error::{GatewayError, TimeoutPhase};
@@ -171,7 +171,7 @@ impl UpstreamStream {
 
     fn end(&mut self) {
         self.done = true;
-        self.activity.touch();
+        self.activity.touch(Next::Client);
         if self.usage.is_none() {
             // A stream that ended well without usage: this provider does not
             // report it (until it does again).
@@ -211,7 +211,7 @@ impl Stream for UpstreamStream {
         loop {
             match this.rest.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(events))) => {
-                    this.activity.touch();
+                    this.activity.touch(Next::Upstream);
                     let next_idle = (Instant::now() + this.source.timeouts.idle).min(this.deadline);
                     this.idle.as_mut().reset(next_idle);
                     let out = this.pass(events);
