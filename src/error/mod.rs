@@ -76,15 +76,21 @@ pub enum GatewayError {
     RouteNotFound { method: String, path: String },
     #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
     PayloadTooLarge { size: u64, limit: usize },
+    #[error(
+        "The request body did not arrive within {ms} ms (`server.body_read_timeout_ms`); {received} bytes came in time."
+    )]
+    BodyTimeout { ms: u64, received: u64 },
     #[error("Could not connect to the upstream provider `{provider}`: {detail}")]
     UpstreamConnect { provider: String, detail: String },
     #[error("The upstream provider `{provider}` did not answer in time ({} timeout of {ms} ms).", phase.as_str())]
     UpstreamTimeout { provider: String, phase: TimeoutPhase, ms: u64 },
     /// The upstream answered with an error status. `body` is already an
     /// OpenAI-shaped error (the upstream's own when it sent one), scrubbed of
-    /// provider secrets.
+    /// provider secrets. `retry_after` is its `Retry-After`, read
+    /// (`sluice_upstream::retry_after`): the client gets it in whole seconds,
+    /// never the upstream's raw text.
     #[error("The upstream provider `{provider}` answered with HTTP {upstream_status}.")]
-    UpstreamStatus { provider: String, upstream_status: u16, body: Bytes, retry_after: Option<String> },
+    UpstreamStatus { provider: String, upstream_status: u16, body: Bytes, retry_after: Option<std::time::Duration> },
     #[error("The upstream provider `{provider}` sent an invalid response: {detail}")]
     UpstreamProtocol { provider: String, detail: String },
     #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]
@@ -132,6 +138,7 @@ impl GatewayError {
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
             GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamCredentials { unavailable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -153,7 +160,8 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
-            | GatewayError::PayloadTooLarge { .. } => "invalid_request_error",
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. } => "invalid_request_error",
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
@@ -191,6 +199,7 @@ impl GatewayError {
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "unknown_url",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
+            GatewayError::BodyTimeout { .. } => "request_timeout",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
@@ -221,6 +230,7 @@ impl GatewayError {
             | GatewayError::AdminConflict { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -265,6 +275,7 @@ impl GatewayError {
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
             | GatewayError::RateLimited { .. }
@@ -288,6 +299,7 @@ impl GatewayError {
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::RateLimited { .. }
             | GatewayError::QuotaExceeded { .. } => Fault::Client,
             GatewayError::UpstreamConnect { .. }
@@ -318,6 +330,7 @@ impl GatewayError {
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "route_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::BodyTimeout { .. } => "body_timeout",
             GatewayError::UpstreamConnect { .. } => "upstream_connect",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamStatus { .. } => "upstream_status",
@@ -337,7 +350,10 @@ impl GatewayError {
     /// `retry-after` and, for rate limits, `x-ratelimit-*`.
     pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            GatewayError::UpstreamStatus { retry_after: Some(ra), .. } => vec![("retry-after", ra.clone())],
+            // Whole seconds, rounded up: never invite a retry too early.
+            GatewayError::UpstreamStatus { retry_after: Some(d), .. } => {
+                vec![("retry-after", d.as_secs_f64().ceil().to_string())]
+            }
             GatewayError::RateLimited { retry_after, headroom, .. } => {
                 let mut h = rate_limit::headers(headroom);
                 if let Some(d) = retry_after {

@@ -50,12 +50,12 @@ impl OpenAi {
         let headers = self.up.headers(call, call.peek.stream);
         let resp = self.up.send(p, call.timeouts, client, self.uri(call.endpoint), &headers, body).await?;
         if call.peek.stream && resp.event_stream {
-            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
+            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p)));
         }
         let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
-                .await?;
+            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
+        transport::check_answer(p, &bytes, self.up.secrets())?;
         let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
             provider: p.name.clone(),
             detail: format!("the response body is not valid JSON ({e})"),
