@@ -343,7 +343,7 @@ fn relay(chunks: &[Bytes], strip: bool) -> (Option<Usage>, usize) {
     let mut usage = None;
     let mut sent = 0;
     for c in chunks {
-        if let Some(events) = split.push(c.clone()) {
+        if let Ok(Some(events)) = split.push(c.clone()) {
             let (u, out) = scan_events(events, strip);
             if u.is_some() {
                 usage = u;
@@ -471,7 +471,11 @@ fn bench_sse(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("split_only", "one_event_per_chunk"), |b| {
         b.iter(|| {
             let mut split = SseSplitter::new();
-            black_box(&events).iter().filter_map(|c| split.push(c.clone())).map(|e| e.len()).sum::<usize>()
+            black_box(&events)
+                .iter()
+                .filter_map(|c| split.push(c.clone()).ok().flatten())
+                .map(|e| e.len())
+                .sum::<usize>()
         })
     });
     g.bench_function(BenchmarkId::new("relay_strip_usage", "one_event_per_chunk"), |b| {

@@ -57,9 +57,53 @@ pub fn nesting_exceeds(body: &[u8], max_depth: usize) -> bool {
     false
 }
 
+/// Why an upstream's answer (or stream event) cannot be passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    #[error("is not valid UTF-8")]
+    NotUtf8,
+    #[error("nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("is not valid JSON")]
+    NotJson,
+}
+
+/// Is `doc` one JSON value a client can read: UTF-8, not nested past
+/// [`MAX_DEPTH`], well formed? Upstream bytes are otherwise passed on
+/// untouched, so an SDK would be the first to choke on them. One pass of
+/// UTF-8 validation and one of sonic-rs (a few hundred MB/s and up).
+pub fn check(doc: &[u8]) -> Result<(), Unfit> {
+    if std::str::from_utf8(doc).is_err() {
+        return Err(Unfit::NotUtf8);
+    }
+    if nesting_exceeds(doc, MAX_DEPTH) {
+        return Err(Unfit::TooDeep);
+    }
+    sonic_rs::from_slice::<serde::de::IgnoredAny>(doc).map(drop).map_err(|_| Unfit::NotJson)
+}
+
+/// Is `doc` an object whose first member is `"error"` — an error object,
+/// OpenAI's `{"error": {...}}` shape, sent where an answer was expected?
+pub fn is_error_object(doc: &[u8]) -> bool {
+    let Some(rest) = doc.trim_ascii_start().strip_prefix(b"{") else { return false };
+    rest.trim_ascii_start().starts_with(b"\"error\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks() {
+        assert_eq!(check(br#"{"a":[1,2,{"b":"c"}]}"#), Ok(()));
+        assert_eq!(check(b"{\"a\":\"\xff\"}"), Err(Unfit::NotUtf8));
+        assert_eq!(check(br#"{"a":[1,2}"#), Err(Unfit::NotJson));
+        assert_eq!(check(br#"{"a":1} trailing"#), Err(Unfit::NotJson));
+        assert_eq!(check(&[b'['; 1000]), Err(Unfit::TooDeep));
+        assert!(is_error_object(br#" { "error" : {"message":"x"}}"#));
+        assert!(!is_error_object(br#"{"id":"x","error":null}"#));
+        assert!(!is_error_object(br#"{"type":"error","error":{}}"#));
+    }
 
     #[test]
     fn depth_scan() {

@@ -222,6 +222,14 @@ fn mock(args: MockArgs) -> ExitCode {
             }
         }
     }
+    let hostile = match args.hostile.as_deref().map(str::parse::<sluice::mock::Hostile>) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            eprintln!("error: --hostile: {e}");
+            return ExitCode::from(1);
+        }
+    };
     if !(0.0..=1.0).contains(&args.fail_rate) {
         eprintln!("error: --fail-rate must be between 0 and 1");
         return ExitCode::from(1);
@@ -235,6 +243,7 @@ fn mock(args: MockArgs) -> ExitCode {
         retry_after_s: args.retry_after_s,
         workers: args.workers,
         seed: args.seed,
+        hostile,
         clouds: Default::default(),
     };
     let listener = match TcpListener::bind(args.listen) {

@@ -36,6 +36,8 @@ pub const HEDGES_TOTAL: &str = "sluice_hedges_total";
 pub const HEDGE_WINS_TOTAL: &str = "sluice_hedge_wins_total";
 pub const TEMPLATE_ANSWERS: &str = "sluice_template_answers_total";
 pub const RATE_LIMITED_TOTAL: &str = "sluice_rate_limited_total";
+pub const RETRY_AFTER_INVALID: &str = "sluice_upstream_retry_after_invalid_total";
+pub const ALL_UNHEALTHY: &str = "sluice_all_unhealthy_total";
 pub const CONTENT_FILTERED_TOTAL: &str = "sluice_content_filtered_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 
@@ -129,6 +131,23 @@ fn describe() {
         "sluice_shared_news_total",
         "Shared mode: circuit-open and cool-down news from other replicas acted on, by kind."
     );
+    describe_counter!(
+        RETRY_AFTER_INVALID,
+        "Upstream Retry-After values that were not a delay (negative, NaN, unreadable), by provider and reason."
+    );
+    describe_counter!(
+        ALL_UNHEALTHY,
+        "Requests that found no deployment of their model or its fallbacks admitted, by model and what Sluice did (tried_one, waited, fail_fast, rate_limited)."
+    );
+    describe_counter!(
+        "sluice_upstream_resends_total",
+        "Requests re-sent on a fresh connection because they provably never reached the upstream, by provider."
+    );
+}
+
+/// An upstream's `Retry-After` was not a delay (rare: a counter macro is fine).
+pub fn record_invalid_retry_after(provider: &str, why: sluice_upstream::retry_after::Invalid) {
+    counter!(RETRY_AFTER_INVALID, "provider" => provider.to_string(), "reason" => why.label()).increment(1);
 }
 
 /// How a request ended, for `sluice_requests_total{status}` (an upstream

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use sluice_actors::availability::AvailTable;
 
 use crate::auth::KeyPolicy;
-use crate::config::{Config, HedgeConfig, Limits, ModelTimeouts, Price, Strategy};
+use crate::config::{Config, HedgeConfig, Limits, ModelTimeouts, OnAllUnhealthy, Price, Strategy};
 use crate::error::GatewayError;
 
 #[derive(Debug)]
@@ -48,6 +48,7 @@ pub struct ModelEntry {
     pub max_attempts: Option<u32>,
     pub deadline_ms: Option<u64>,
     pub fallback_response: Option<String>,
+    pub on_all_unhealthy: OnAllUnhealthy,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +132,7 @@ impl ModelTable {
                 max_attempts: m.max_attempts,
                 deadline_ms: m.deadline_ms,
                 fallback_response: m.fallback_response.clone(),
+                on_all_unhealthy: m.on_all_unhealthy,
             })
             .collect();
         ModelTable { models, by_name, by_id }
@@ -327,6 +329,7 @@ mod tests {
             max_attempts: None,
             deadline_ms: None,
             fallback_response: None,
+            on_all_unhealthy: OnAllUnhealthy::TryOne,
         }
     }
 

@@ -1,15 +1,43 @@
 //! Server-Sent Events: split a byte stream at event boundaries without
 //! copying, so each complete event is forwarded the moment it arrives and
 //! only an incomplete tail waits for the rest of its bytes.
+//!
+//! The tail is what an upstream controls: one that never sends a blank
+//! line would grow it without end (64 MiB without a boundary once grew the
+//! gateway by 228 MB). It is bounded by the largest event allowed
+//! (`max_event_bytes`, per provider; [`DEFAULT_MAX_EVENT`] by default):
+//! past it, the split fails and the stream ends with an error event.
 
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 
+/// The largest SSE event, by default: far above any LLM API's chunk (a
+/// delta is a few hundred bytes; whole candidate chunks with inline data
+/// reach a few MB).
+pub const DEFAULT_MAX_EVENT: usize = 8 * 1024 * 1024;
+
+/// An event grew past the largest allowed without its end arriving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "an event grew past {max} bytes without its blank line (the upstream's events must end within max_event_bytes)"
+)]
+pub struct EventTooLong {
+    pub max: usize,
+}
+
 /// Cuts an incoming byte stream into runs of whole SSE events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseSplitter {
     /// Bytes of an event whose end has not arrived yet.
     tail: BytesMut,
+    /// The most `tail` may hold.
+    max_event: usize,
+}
+
+impl Default for SseSplitter {
+    fn default() -> Self {
+        SseSplitter::with_max_event(DEFAULT_MAX_EVENT)
+    }
 }
 
 impl SseSplitter {
@@ -17,27 +45,55 @@ impl SseSplitter {
         SseSplitter::default()
     }
 
+    /// A splitter that fails once an incomplete event passes `max` bytes.
+    pub fn with_max_event(max: usize) -> Self {
+        SseSplitter { tail: BytesMut::new(), max_event: max.max(1) }
+    }
+
     /// Feed one chunk as read from the upstream. Returns every complete event
     /// it finishes (possibly several, in one buffer), or `None` if it only
     /// extended an incomplete event. When no tail is pending and the chunk
-    /// ends on a boundary — the common case — this is zero-copy.
-    pub fn push(&mut self, chunk: Bytes) -> Option<Bytes> {
+    /// ends on a boundary — the common case — this is zero-copy. An
+    /// incomplete event longer than the maximum is an error (and the
+    /// splitter holds no more than the maximum plus one chunk meanwhile).
+    pub fn push(&mut self, chunk: Bytes) -> Result<Option<Bytes>, EventTooLong> {
         if self.tail.is_empty() {
             let Some(end) = last_boundary_end(&chunk, 0) else {
-                self.tail.extend_from_slice(&chunk);
-                return None;
+                return self.keep(&chunk).map(|()| None);
             };
             if end < chunk.len() {
-                self.tail.extend_from_slice(&chunk[end..]);
+                self.keep(&chunk[end..])?;
             }
-            return Some(chunk.slice(..end));
+            return Ok(Some(chunk.slice(..end)));
         }
         // A boundary may straddle the old tail and the new chunk ("\n" | "\n").
         let search_from = self.tail.len().saturating_sub(3);
         self.tail.extend_from_slice(&chunk);
-        let end = last_boundary_end(&self.tail, search_from)?;
+        let Some(end) = last_boundary_end(&self.tail, search_from) else {
+            return self.check().map(|()| None);
+        };
         let complete = self.tail.split_to(end).freeze();
-        Some(complete)
+        self.check()?;
+        Ok(Some(complete))
+    }
+
+    /// Keep `rest` as the start of an incomplete event, within the maximum.
+    fn keep(&mut self, rest: &[u8]) -> Result<(), EventTooLong> {
+        if rest.len() > self.max_event {
+            return Err(self.overflow());
+        }
+        self.tail.extend_from_slice(rest);
+        Ok(())
+    }
+
+    fn check(&mut self) -> Result<(), EventTooLong> {
+        if self.tail.len() > self.max_event { Err(self.overflow()) } else { Ok(()) }
+    }
+
+    /// Let the tail go: the stream is over.
+    fn overflow(&mut self) -> EventTooLong {
+        self.tail = BytesMut::new();
+        EventTooLong { max: self.max_event }
     }
 
     /// Bytes left over when the stream ended (an unterminated last event).
@@ -131,7 +187,7 @@ mod tests {
         let mut s = SseSplitter::new();
         let mut out = Vec::new();
         for c in chunks {
-            if let Some(b) = s.push(Bytes::copy_from_slice(c)) {
+            if let Some(b) = s.push(Bytes::copy_from_slice(c)).unwrap() {
                 // Every emitted buffer holds whole events only.
                 assert!(b.ends_with(b"\n\n") || b.ends_with(b"\r\n\r\n"), "{b:?}");
                 out.extend_from_slice(&b);
@@ -156,7 +212,7 @@ mod tests {
     fn whole_chunk_is_zero_copy() {
         let chunk = Bytes::from_static(STREAM);
         let mut s = SseSplitter::new();
-        let out = s.push(chunk.clone()).unwrap();
+        let out = s.push(chunk.clone()).unwrap().unwrap();
         assert_eq!(out.as_ptr(), chunk.as_ptr());
     }
 
@@ -184,7 +240,32 @@ mod tests {
     #[test]
     fn unterminated_tail_is_remainder() {
         let mut s = SseSplitter::new();
-        assert_eq!(s.push(Bytes::from_static(b"data: 1\n\ndata: 2")).unwrap(), &b"data: 1\n\n"[..]);
+        assert_eq!(s.push(Bytes::from_static(b"data: 1\n\ndata: 2")).unwrap().unwrap(), &b"data: 1\n\n"[..]);
         assert_eq!(s.remainder().unwrap(), &b"data: 2"[..]);
+    }
+
+    #[test]
+    fn an_event_without_end_is_bounded() {
+        let mut s = SseSplitter::with_max_event(100);
+        assert_eq!(s.push(Bytes::from_static(b"data: 1\n\ndata: ")).unwrap().unwrap(), &b"data: 1\n\n"[..]);
+        for _ in 0..9 {
+            assert_eq!(s.push(Bytes::from(vec![b'x'; 10])), Ok(None));
+        }
+        assert_eq!(s.push(Bytes::from(vec![b'x'; 10])), Err(EventTooLong { max: 100 }));
+        assert!(s.tail.capacity() <= 256, "the tail was let go");
+        // One chunk alone longer than the maximum, with or without a boundary before it.
+        let mut s = SseSplitter::with_max_event(100);
+        assert!(s.push(Bytes::from(vec![b'x'; 101])).is_err());
+        let mut s = SseSplitter::with_max_event(100);
+        let mut chunk = b"data: 1\n\n".to_vec();
+        chunk.extend_from_slice(&[b'x'; 101]);
+        assert!(s.push(Bytes::from(chunk)).is_err());
+        // A complete event of exactly the maximum passes.
+        let mut s = SseSplitter::with_max_event(100);
+        let mut ev = vec![b'x'; 98];
+        assert_eq!(s.push(Bytes::from(ev.clone())), Ok(None));
+        ev.clear();
+        ev.extend_from_slice(b"\n\n");
+        assert_eq!(s.push(Bytes::from(ev)).unwrap().unwrap().len(), 100);
     }
 }

@@ -53,6 +53,9 @@ warm_connections = 0
 [[models]]
 name = "broken"
 deployments = [{{ provider = "dead", model = "nothing" }}]
+# An open circuit answers at once instead of trying the earliest-opened
+# deployment (the default, `try_one`), so a test can see it is skipped.
+on_all_unhealthy = "fail_fast"
 {models}
 {keys}
 "#

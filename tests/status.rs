@@ -160,3 +160,34 @@ async fn status_names_the_model_of_each_deployment() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_redis_password_in_a_unix_socket_url_never_shows() {
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    for (form, url) in [
+        ("pass", format!("redis+unix://{}/none.sock?db=2&pass=hunter2-unix-secret", dir.path().display())),
+        ("password", format!("unix://{}/none.sock?password=hunter2-unix-secret", dir.path().display())),
+    ] {
+        // Redis is not there: the link stays down, the gateway serves.
+        let cfg = format!("{}\n[shared]\nredis_url = \"{url}\"\nprobe_interval_ms = 20\n", config_for(mock.addr(), ""));
+        let gw = Gateway::start(&cfg);
+        let text = client().get(gw.url("/status")).send().await.unwrap().text().await.unwrap();
+        assert!(!text.contains("hunter2-unix-secret"), "{form}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let shown = actor_detail(&v, "shared_state")["redis"].as_str().unwrap().to_string();
+        assert!(shown.ends_with(&format!("{form}=***")), "{shown}");
+        for path in ["/health", "/metrics"] {
+            let t = client().get(gw.url(path)).send().await.unwrap().text().await.unwrap();
+            assert!(!t.contains("hunter2-unix-secret"), "{path}: {t}");
+        }
+        let r = client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(CLIENT_KEY)
+            .json(&chat_body("gpt-test", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}

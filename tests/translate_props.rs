@@ -268,7 +268,7 @@ fn translate_chunks(t: &mut dyn StreamTranslate, chunks: &[&[u8]]) -> Vec<u8> {
         all.extend_from_slice(&out.take());
     };
     for c in chunks {
-        if let Some(run) = split.push(Bytes::copy_from_slice(c)) {
+        if let Ok(Some(run)) = split.push(Bytes::copy_from_slice(c)) {
             feed(&run, &mut out, &mut all);
         }
     }

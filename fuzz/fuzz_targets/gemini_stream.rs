@@ -19,7 +19,7 @@ fn stream(data: &[u8], t: &mut dyn StreamTranslate) {
     let mut split = SseSplitter::new();
     let mut out = SseOut::new();
     for piece in [&rest[..at], &rest[at..]] {
-        if let Some(run) = split.push(Bytes::copy_from_slice(piece)) {
+        if let Ok(Some(run)) = split.push(Bytes::copy_from_slice(piece)) {
             for ev in events(&run) {
                 if t.event(ev.data, &mut out).is_err() {
                     return;

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let mut split = SseSplitter::new();
     let mut out = SseOut::new();
     for piece in [&rest[..at], &rest[at..]] {
-        if let Some(run) = split.push(Bytes::copy_from_slice(piece)) {
+        if let Ok(Some(run)) = split.push(Bytes::copy_from_slice(piece)) {
             for ev in events(&run) {
                 if let Err(e) = t.event(ev.data, &mut out) {
                     t.fail_with(&mut out, &e);

@@ -15,6 +15,8 @@
 //! wakers of the subscribers waiting on it. The upstream stream itself is
 //! `!Send` and stays in its task on the leader's worker; only `Bytes` cross.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -56,10 +58,32 @@ pub enum End {
     Cancelled,
 }
 
-#[derive(Default)]
+/// Where one subscriber stands in the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pos {
+    /// The index (from the stream's start) of the next event it reads.
+    At(usize),
+    /// It fell too far behind and was cut.
+    Cut,
+    /// It left.
+    Gone,
+}
+
 struct Inner {
     head: Option<Head>,
-    events: Vec<Bytes>,
+    /// Event runs not yet read by every subscriber (all of them, until the
+    /// flight overflows).
+    events: VecDeque<Bytes>,
+    /// The index (from the stream's start) of `events[0]`.
+    base: usize,
+    /// Bytes in `events`.
+    buffered: usize,
+    /// The most `events` may hold (`[cache] max_entry_bytes`).
+    max_bytes: usize,
+    /// The stream outgrew `max_bytes`: not stored, not joined any more.
+    overflowed: bool,
+    /// Each subscriber's place, by its slot.
+    positions: Vec<Pos>,
     end: Option<End>,
     /// Both shapes of a complete answer, for subscribers that want the
     /// other shape than the upstream gave.
@@ -69,12 +93,95 @@ struct Inner {
     wakers: Vec<Waker>,
 }
 
-#[derive(Default)]
 pub struct Flight {
     inner: Mutex<Inner>,
 }
 
+impl Inner {
+    fn new(max_bytes: usize) -> Inner {
+        Inner {
+            head: None,
+            events: VecDeque::new(),
+            base: 0,
+            buffered: 0,
+            max_bytes,
+            overflowed: false,
+            positions: Vec::new(),
+            end: None,
+            answer: None,
+            subscribers: 0,
+            abort: None,
+            wakers: Vec::new(),
+        }
+    }
+
+    /// A new subscriber, reading from the stream's start; its slot.
+    fn subscribe(&mut self) -> usize {
+        self.subscribers += 1;
+        self.positions.push(Pos::At(0));
+        self.positions.len() - 1
+    }
+
+    /// Once overflowed: drop what every subscriber has read, and cut the
+    /// slowest while the rest still exceeds the bound.
+    fn trim(&mut self) {
+        if !self.overflowed {
+            return;
+        }
+        loop {
+            let end = self.base + self.events.len();
+            let slowest = self.positions.iter().filter_map(|p| if let Pos::At(i) = p { Some(*i) } else { None }).min();
+            let keep_from = slowest.unwrap_or(end);
+            while self.base < keep_from {
+                let Some(e) = self.events.pop_front() else { break };
+                self.buffered -= e.len();
+                self.base += 1;
+            }
+            let Some(slowest) = slowest.filter(|_| self.buffered > self.max_bytes.saturating_mul(2)) else { return };
+            for p in &mut self.positions {
+                if *p == Pos::At(slowest) {
+                    *p = Pos::Cut;
+                }
+            }
+        }
+    }
+
+    /// What a subscriber reads next: an event, the end, or (`None`) wait.
+    fn next_for(&mut self, slot: usize) -> Option<Next> {
+        match self.positions.get(slot).copied() {
+            Some(Pos::At(i)) => {
+                if let Some(e) = i.checked_sub(self.base).and_then(|k| self.events.get(k)).cloned() {
+                    self.positions[slot] = Pos::At(i + 1);
+                    self.trim();
+                    return Some(Next::Events(e));
+                }
+            }
+            Some(Pos::Cut) => {
+                return Some(Next::End(Err(GatewayError::Internal {
+                    detail: format!(
+                        "this client read the shared stream too slowly: it fell more than {} bytes behind",
+                        self.max_bytes.saturating_mul(2)
+                    ),
+                })));
+            }
+            Some(Pos::Gone) | None => {}
+        }
+        match &self.end {
+            Some(End::Done) => Some(Next::End(Ok(()))),
+            Some(End::Failed(e) | End::StreamFailed(e)) => Some(Next::End(Err(e.clone()))),
+            Some(End::Cancelled) => {
+                Some(Next::End(Err(GatewayError::Internal { detail: "the shared upstream call was cancelled".into() })))
+            }
+            None => None,
+        }
+    }
+}
+
 impl Flight {
+    fn new(max_bytes: usize) -> Flight {
+        Flight { inner: Mutex::new(Inner::new(max_bytes)) }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock leaves plain data behind; go on.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -107,7 +214,14 @@ impl Flight {
 
     /// One run of whole SSE events.
     pub fn push(&self, events: Bytes) {
-        self.update(|g| g.events.push(events));
+        self.update(|g| {
+            g.buffered += events.len();
+            g.events.push_back(events);
+            if g.buffered > g.max_bytes {
+                g.overflowed = true;
+            }
+            g.trim();
+        });
     }
 
     pub fn finish(&self, end: End, answer: Option<StoredAnswer>) {
@@ -131,14 +245,23 @@ impl Flight {
         matches!(g.end, Some(End::Done)).then(|| g.answer.clone()).flatten()
     }
 
-    /// Every event so far, in one buffer (to assemble the stored answer).
-    pub fn all_events(&self) -> Vec<u8> {
+    /// Every event of the stream, in one buffer (to assemble the stored
+    /// answer); `None` once it outgrew the bound (it is not stored).
+    pub fn all_events(&self) -> Option<Vec<u8>> {
         let g = self.lock();
-        let mut out = Vec::with_capacity(g.events.iter().map(Bytes::len).sum());
+        if g.overflowed {
+            return None;
+        }
+        let mut out = Vec::with_capacity(g.buffered);
         for e in &g.events {
             out.extend_from_slice(e);
         }
-        out
+        Some(out)
+    }
+
+    /// Bytes of stream held for subscribers and storage.
+    pub fn buffered(&self) -> usize {
+        self.lock().buffered
     }
 
     pub fn subscribers(&self) -> usize {
@@ -147,9 +270,18 @@ impl Flight {
 }
 
 /// Every flight in progress, by key. Shared by all workers.
-#[derive(Default)]
 pub struct Flights {
     map: DashMap<CacheKey, Arc<Flight>>,
+    /// Each new flight's bound (`[cache] max_entry_bytes`). The table
+    /// outlives config snapshots, so a reload sets it; flights under way
+    /// keep the bound they started with.
+    max_bytes: AtomicUsize,
+}
+
+impl Default for Flights {
+    fn default() -> Self {
+        Flights::new(1024 * 1024)
+    }
 }
 
 /// Which part a request plays in its key's flight.
@@ -162,30 +294,40 @@ pub enum Role {
 }
 
 impl Flights {
+    pub fn new(max_bytes: usize) -> Flights {
+        Flights { map: DashMap::new(), max_bytes: AtomicUsize::new(max_bytes) }
+    }
+
+    /// The bound of flights started from now on.
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+    }
+
     pub fn join(self: &Arc<Self>, key: CacheKey) -> Role {
-        let sub = |flight: Arc<Flight>| Subscriber { flights: self.clone(), key, flight, pos: 0 };
+        let sub = |flight: Arc<Flight>, slot| Subscriber { flights: self.clone(), key, flight, slot };
         match self.map.entry(key) {
             Entry::Occupied(mut o) => {
                 let f = o.get().clone();
                 {
                     let mut g = f.lock();
-                    if !matches!(g.end, Some(End::Cancelled | End::Failed(_) | End::StreamFailed(_))) {
-                        g.subscribers += 1;
+                    // A flight past its bound can no longer replay from the start.
+                    if !g.overflowed && !matches!(g.end, Some(End::Cancelled | End::Failed(_) | End::StreamFailed(_))) {
+                        let slot = g.subscribe();
                         drop(g);
-                        return Role::Follow(sub(f));
+                        return Role::Follow(sub(f, slot));
                     }
                 }
-                // A dead flight still listed: start a new one in its place.
-                let fresh = Arc::new(Flight::default());
-                fresh.lock().subscribers = 1;
+                // A dead (or overflowed) flight still listed: start a new one in its place.
+                let fresh = Arc::new(Flight::new(self.max_bytes.load(Ordering::Relaxed)));
+                let slot = fresh.lock().subscribe();
                 o.insert(fresh.clone());
-                Role::Lead(sub(fresh))
+                Role::Lead(sub(fresh, slot))
             }
             Entry::Vacant(v) => {
-                let fresh = Arc::new(Flight::default());
-                fresh.lock().subscribers = 1;
+                let fresh = Arc::new(Flight::new(self.max_bytes.load(Ordering::Relaxed)));
+                let slot = fresh.lock().subscribe();
                 v.insert(fresh.clone());
-                Role::Lead(sub(fresh))
+                Role::Lead(sub(fresh, slot))
             }
         }
     }
@@ -226,7 +368,8 @@ pub struct Subscriber {
     flights: Arc<Flights>,
     key: CacheKey,
     flight: Arc<Flight>,
-    pos: usize,
+    /// Its place in the flight's `positions`.
+    slot: usize,
 }
 
 impl Subscriber {
@@ -295,17 +438,8 @@ impl Subscriber {
     /// the start), then live ones as the task appends them.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         let mut g = self.flight.lock();
-        if let Some(e) = g.events.get(self.pos) {
-            let e = e.clone();
-            self.pos += 1;
-            return Poll::Ready(Next::Events(e));
-        }
-        match &g.end {
-            Some(End::Done) => Poll::Ready(Next::End(Ok(()))),
-            Some(End::Failed(e) | End::StreamFailed(e)) => Poll::Ready(Next::End(Err(e.clone()))),
-            Some(End::Cancelled) => Poll::Ready(Next::End(Err(GatewayError::Internal {
-                detail: "the shared upstream call was cancelled".into(),
-            }))),
+        match g.next_for(self.slot) {
+            Some(next) => Poll::Ready(next),
             None => {
                 g.wakers.push(cx.waker().clone());
                 Poll::Pending
@@ -319,6 +453,10 @@ impl Drop for Subscriber {
         let abort = {
             let mut g = self.flight.lock();
             g.subscribers = g.subscribers.saturating_sub(1);
+            if let Some(p) = g.positions.get_mut(self.slot) {
+                *p = Pos::Gone;
+            }
+            g.trim();
             if g.subscribers > 0 || g.end.is_some() {
                 return;
             }
@@ -380,6 +518,32 @@ mod tests {
     }
 
     #[test]
+    fn past_its_bound_a_flight_keeps_only_unread_events_and_cuts_a_laggard() {
+        let t = Arc::new(Flights::new(100));
+        let Role::Lead(mut fast) = t.join(9) else { panic!() };
+        let Role::Follow(mut slow) = t.join(9) else { panic!() };
+        let f = fast.flight().clone();
+        let mut cx = noop_cx();
+        let mut read = 0;
+        for i in 0..20 {
+            f.push(Bytes::from(vec![b'x'; 30]));
+            while let Poll::Ready(Next::Events(_)) = fast.poll_next(&mut cx) {
+                read += 1;
+            }
+            // Never more than twice the bound (plus the run just pushed).
+            assert!(f.buffered() <= 230, "{} after {i} runs", f.buffered());
+        }
+        assert_eq!(read, 20, "the subscriber that keeps up gets every event");
+        assert!(f.all_events().is_none(), "past the bound: no copy to store");
+        // The one that read nothing fell behind and was cut, with an error.
+        assert!(matches!(slow.poll_next(&mut cx), Poll::Ready(Next::End(Err(_)))));
+        // A new identical request does not join a flight it could not replay.
+        assert!(matches!(t.join(9), Role::Lead(_)));
+        f.finish(End::Done, None);
+        assert!(matches!(fast.poll_next(&mut cx), Poll::Ready(Next::End(Ok(())))));
+    }
+
+    #[test]
     fn a_failed_flight_is_replaced_and_its_error_shared() {
         let t = Arc::new(Flights::default());
         let Role::Lead(lead) = t.join(3) else { panic!() };
@@ -393,11 +557,11 @@ mod tests {
     #[test]
     fn only_a_done_flight_offers_its_answer() {
         let answer = StoredAnswer { body: Bytes::from_static(b"{}"), events: Bytes::new(), usage_event: Bytes::new() };
-        let f = Flight::default();
+        let f = Flight::new(1 << 20);
         assert!(f.done_answer().is_none(), "in progress");
         f.finish(End::Done, Some(answer.clone()));
         assert_eq!(f.done_answer().map(|a| a.body), Some(answer.body.clone()));
-        let failed = Flight::default();
+        let failed = Flight::new(1 << 20);
         failed.finish(End::Failed(GatewayError::ShuttingDown), Some(answer));
         assert!(failed.done_answer().is_none());
     }

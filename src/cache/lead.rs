@@ -140,7 +140,8 @@ impl Lead {
                         }
                     }
                 }
-                let answer = answer::from_stream(self.endpoint, &flight.all_events());
+                // Past `max_entry_bytes` the flight kept no copy: not stored.
+                let answer = flight.all_events().and_then(|all| answer::from_stream(self.endpoint, &all));
                 flight.finish(End::Done, answer.clone());
                 answer
             }

@@ -78,6 +78,7 @@ impl CacheLayer {
         flights: Arc<Flights>,
     ) -> CacheLayer {
         describe();
+        flights.set_max_bytes(cfg.cache.max_entry_bytes);
         let policies = cfg
             .models
             .iter()

@@ -12,6 +12,7 @@ mod kind;
 mod locate;
 mod raw;
 mod responses;
+mod routing;
 mod telemetry;
 mod validate;
 
@@ -25,6 +26,7 @@ pub use cloud::CloudConfig;
 pub use interpolate::{Env, ProcessEnv};
 pub use kind::ProviderKind;
 pub use responses::ResponsesSettings;
+pub use routing::{BreakerSettings, HedgeConfig, ModelTimeouts, OnAllUnhealthy, RoutingConfig, Strategy};
 pub use telemetry::{LogTarget, OtlpConfig, RequestLogConfig, TelemetryConfig, TracesConfig};
 
 /// The default config, embedded so that `sluice serve` works with no file at all.
@@ -133,76 +135,6 @@ pub struct EmbeddingsBatch {
     pub max_inputs: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct BreakerSettings {
-    pub window_ms: u64,
-    pub min_requests: u32,
-    pub failure_count: u32,
-    pub failure_ratio: f64,
-    pub cooldown_ms: u64,
-    pub cooldown_max_ms: u64,
-    pub half_open_probes: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutingConfig {
-    /// Attempts per request, first one included, across deployments and fallbacks.
-    pub max_attempts: u32,
-    /// Overall deadline for all attempts before the first byte; 0 = none
-    /// beyond each attempt's own timeouts.
-    pub deadline_ms: u64,
-    /// Backoff before a retry after a network error / 5xx: full jitter in
-    /// [0, min(max, base·2^n)].
-    pub backoff_base_ms: u64,
-    /// The same after a 429.
-    pub backoff_429_base_ms: u64,
-    pub backoff_max_ms: u64,
-    /// Longest Retry-After honoured (waited for a retry of the same
-    /// deployment, and as its cool-down).
-    pub retry_after_cap_ms: u64,
-}
-
-/// How a model orders its deployments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// Random, in proportion to `weight`.
-    Weighted,
-    /// Fewest requests in flight first.
-    LeastInflight,
-    /// Power of two choices over the latency EWMA.
-    Latency,
-    /// Cheapest first (deployment price, else the model's).
-    Cost,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Weighted => "weighted",
-            Strategy::LeastInflight => "least_inflight",
-            Strategy::Latency => "latency",
-            Strategy::Cost => "cost",
-        }
-    }
-}
-
-/// Per-model overrides of the provider timeouts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ModelTimeouts {
-    pub first_byte_ms: Option<u64>,
-    pub idle_ms: Option<u64>,
-    pub total_ms: Option<u64>,
-}
-
-/// Hedged requests: when the first event has not arrived after `after_ms`
-/// (or, if unset, the deployment's observed p95 time to first token, at
-/// least `min_ms`), the request also goes to the next deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HedgeConfig {
-    pub after_ms: Option<u64>,
-    pub min_ms: u64,
-}
-
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -219,6 +151,15 @@ pub struct ServerConfig {
     /// or ends, when it spins at all (`crate::busy_poll` decides); 0 turns
     /// busy polling off.
     pub busy_poll_us: u64,
+    /// How long a client has to send a request's head (slow-header clients
+    /// are answered 408 and closed).
+    pub client_request_timeout_ms: u64,
+    /// How long a connection being closed may take to shut down.
+    pub client_disconnect_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept; 0 turns keep-alive off.
+    pub keep_alive_ms: u64,
+    /// How long a client has to send a request's whole body (408 after).
+    pub body_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +189,11 @@ pub struct ProviderConfig {
     /// Active health probe (`GET {base_url}/models`) every this many ms; 0 = off.
     pub health_probe_interval_ms: u64,
     pub health_probe_timeout_ms: u64,
+    /// The largest whole (non-stream) answer read from this provider.
+    pub max_response_bytes: usize,
+    /// The largest stream event; an event that grows past it without its
+    /// end ends the stream with an error.
+    pub max_event_bytes: usize,
     /// Settings of the built-in mock (only for `kind = "mock"`).
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).
@@ -315,6 +261,8 @@ pub struct ModelConfig {
     pub cache: Option<ModelCache>,
     /// Embeddings micro-batching, when on.
     pub embeddings_batch: Option<EmbeddingsBatch>,
+    /// What to do when no deployment of the model or its fallbacks is admitted.
+    pub on_all_unhealthy: OnAllUnhealthy,
 }
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,10 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT_MS: i64 = 30_000;
     pub const ALLOW_ANONYMOUS: bool = false;
     pub const BUSY_POLL_US: i64 = 50;
+    pub const CLIENT_REQUEST_TIMEOUT_MS: i64 = 5_000;
+    pub const CLIENT_DISCONNECT_TIMEOUT_MS: i64 = 1_000;
+    pub const KEEP_ALIVE_MS: i64 = 75_000;
+    pub const BODY_READ_TIMEOUT_MS: i64 = 30_000;
 
     pub const MAX_CONNECTIONS: i64 = 256;
     pub const CONNECT_TIMEOUT_MS: i64 = 2_000;
@@ -31,6 +35,9 @@ pub mod defaults {
     pub const MOCK_DELAY_MS: i64 = 0;
     pub const MOCK_CHUNK_DELAY_MS: i64 = 0;
     pub const MOCK_TOKENS: i64 = 16;
+
+    pub const MAX_RESPONSE_BYTES: i64 = 64 * 1024 * 1024;
+    pub const MAX_EVENT_BYTES: i64 = 8 * 1024 * 1024;
 
     pub const HEALTH_PROBE_INTERVAL_MS: i64 = 0;
     pub const HEALTH_PROBE_TIMEOUT_MS: i64 = 2_000;
@@ -264,6 +271,10 @@ pub struct RawServer {
     pub shutdown_timeout_ms: Option<i64>,
     pub allow_anonymous: Option<bool>,
     pub busy_poll_us: Option<i64>,
+    pub client_request_timeout_ms: Option<i64>,
+    pub client_disconnect_timeout_ms: Option<i64>,
+    pub keep_alive_ms: Option<i64>,
+    pub body_read_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +294,8 @@ pub struct RawProvider {
     pub warm_connections: Option<i64>,
     pub health_probe_interval_ms: Option<i64>,
     pub health_probe_timeout_ms: Option<i64>,
+    pub max_response_bytes: Option<i64>,
+    pub max_event_bytes: Option<i64>,
     pub mock: Option<RawMock>,
     pub anthropic: Option<RawAnthropic>,
     pub responses: Option<bool>,
@@ -366,6 +379,7 @@ pub struct RawModel {
     pub max_concurrent: Option<i64>,
     pub cache: Option<RawModelCache>,
     pub embeddings_batch: Option<RawEmbeddingsBatch>,
+    pub on_all_unhealthy: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -191,7 +191,34 @@ fn server(c: &mut Checker, s: RawServer) -> ServerConfig {
         busy_poll_us: c
             .u64("server.busy_poll_us", s.busy_poll_us, defaults::BUSY_POLL_US, 0, "(0 turns busy polling off)")
             .min(MAX_BUSY_POLL_US),
+        client_request_timeout_ms: ms(
+            c,
+            "server.client_request_timeout_ms",
+            s.client_request_timeout_ms,
+            defaults::CLIENT_REQUEST_TIMEOUT_MS,
+            1,
+        ),
+        client_disconnect_timeout_ms: ms(
+            c,
+            "server.client_disconnect_timeout_ms",
+            s.client_disconnect_timeout_ms,
+            defaults::CLIENT_DISCONNECT_TIMEOUT_MS,
+            0,
+        ),
+        keep_alive_ms: ms(c, "server.keep_alive_ms", s.keep_alive_ms, defaults::KEEP_ALIVE_MS, 0),
+        body_read_timeout_ms: ms(
+            c,
+            "server.body_read_timeout_ms",
+            s.body_read_timeout_ms,
+            defaults::BODY_READ_TIMEOUT_MS,
+            1,
+        ),
     }
+}
+
+/// A client-facing timeout: `min` to one hour.
+fn ms(c: &mut Checker, path: &str, v: Option<i64>, default: i64, min: i64) -> u64 {
+    u64::try_from(c.int(path, v, default, min, 3_600_000, "(milliseconds)")).unwrap_or(0)
 }
 
 /// A longer spin saves nothing more and burns a core between sparse requests.

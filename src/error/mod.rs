@@ -79,15 +79,21 @@ pub enum GatewayError {
     ResponseNotFound { id: String, param: Option<&'static str> },
     #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
     PayloadTooLarge { size: u64, limit: usize },
+    #[error(
+        "The request body did not arrive within {ms} ms (`server.body_read_timeout_ms`); {received} bytes came in time."
+    )]
+    BodyTimeout { ms: u64, received: u64 },
     #[error("Could not connect to the upstream provider `{provider}`: {detail}")]
     UpstreamConnect { provider: String, detail: String },
     #[error("The upstream provider `{provider}` did not answer in time ({} timeout of {ms} ms).", phase.as_str())]
     UpstreamTimeout { provider: String, phase: TimeoutPhase, ms: u64 },
     /// The upstream answered with an error status. `body` is already an
     /// OpenAI-shaped error (the upstream's own when it sent one), scrubbed of
-    /// provider secrets.
+    /// provider secrets. `retry_after` is its `Retry-After`, read
+    /// (`sluice_upstream::retry_after`): the client gets it in whole seconds,
+    /// never the upstream's raw text.
     #[error("The upstream provider `{provider}` answered with HTTP {upstream_status}.")]
-    UpstreamStatus { provider: String, upstream_status: u16, body: Bytes, retry_after: Option<String> },
+    UpstreamStatus { provider: String, upstream_status: u16, body: Bytes, retry_after: Option<std::time::Duration> },
     #[error("The upstream provider `{provider}` sent an invalid response: {detail}")]
     UpstreamProtocol { provider: String, detail: String },
     #[error("The upstream provider `{provider}` is at its connection limit (`max_connections`); try again shortly.")]
@@ -143,6 +149,7 @@ impl GatewayError {
             | GatewayError::RouteNotFound { .. }
             | GatewayError::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamCredentials { unavailable: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -165,7 +172,8 @@ impl GatewayError {
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::ResponseNotFound { .. }
-            | GatewayError::PayloadTooLarge { .. } => "invalid_request_error",
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. } => "invalid_request_error",
             GatewayError::MissingApiKey
             | GatewayError::InvalidApiKey
             | GatewayError::MalformedApiKey { .. }
@@ -205,6 +213,7 @@ impl GatewayError {
             GatewayError::ResponseNotFound { param: Some(_), .. } => "previous_response_not_found",
             GatewayError::ResponseNotFound { param: None, .. } => "response_not_found",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
+            GatewayError::BodyTimeout { .. } => "request_timeout",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamCredentials { .. } => "upstream_credentials",
@@ -235,6 +244,7 @@ impl GatewayError {
             | GatewayError::AdminConflict { .. }
             | GatewayError::RouteNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::UpstreamConnect { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::UpstreamStatus { .. }
@@ -280,6 +290,7 @@ impl GatewayError {
             | GatewayError::RouteNotFound { .. }
             | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::NoDeployment { .. }
             | GatewayError::ShuttingDown
             | GatewayError::RateLimited { .. }
@@ -304,6 +315,7 @@ impl GatewayError {
             | GatewayError::RouteNotFound { .. }
             | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::RateLimited { .. }
             | GatewayError::QuotaExceeded { .. } => Fault::Client,
             GatewayError::UpstreamConnect { .. }
@@ -335,6 +347,7 @@ impl GatewayError {
             GatewayError::RouteNotFound { .. } => "route_not_found",
             GatewayError::ResponseNotFound { .. } => "response_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::BodyTimeout { .. } => "body_timeout",
             GatewayError::UpstreamConnect { .. } => "upstream_connect",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
             GatewayError::UpstreamStatus { .. } => "upstream_status",
@@ -354,7 +367,10 @@ impl GatewayError {
     /// `retry-after` and, for rate limits, `x-ratelimit-*`.
     pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         match self {
-            GatewayError::UpstreamStatus { retry_after: Some(ra), .. } => vec![("retry-after", ra.clone())],
+            // Whole seconds, rounded up: never invite a retry too early.
+            GatewayError::UpstreamStatus { retry_after: Some(d), .. } => {
+                vec![("retry-after", d.as_secs_f64().ceil().to_string())]
+            }
             GatewayError::RateLimited { retry_after, headroom, .. } => {
                 let mut h = rate_limit::headers(headroom);
                 if let Some(d) = retry_after {

@@ -41,6 +41,8 @@ pub(crate) enum MockBody {
         flushed: bool,
     },
     Stream(Box<EventStream>),
+    /// A hostile answer, written past hyper (see `hostile`).
+    Raw(Box<super::hostile::Script>),
 }
 
 impl MockBody {
@@ -78,13 +80,14 @@ impl Body for MockBody {
                 Poll::Ready(Some(Err(Abort)))
             }
             MockBody::Stream(s) => s.poll_event(cx),
+            MockBody::Raw(s) => s.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             MockBody::Full(b) => b.is_none(),
-            MockBody::Cut { .. } => false,
+            MockBody::Cut { .. } | MockBody::Raw(_) => false,
             MockBody::Stream(s) => s.done,
         }
     }
@@ -93,7 +96,7 @@ impl Body for MockBody {
         match self {
             MockBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             MockBody::Cut { full_len, .. } => SizeHint::with_exact(*full_len),
-            MockBody::Stream(_) => SizeHint::default(),
+            MockBody::Stream(_) | MockBody::Raw(_) => SizeHint::default(),
         }
     }
 }

@@ -84,7 +84,13 @@ pub(crate) struct Controls {
     pub delay_ms: Option<u64>,
     pub chunk_delay_ms: Option<u64>,
     pub tokens: Option<u32>,
-    pub retry_after: Option<u64>,
+    /// `x-mock-retry-after`: the 429's `Retry-After`, sent as written
+    /// (`1e300`, `-1`, `NaN` and HTTP-dates included).
+    pub retry_after: Option<HeaderValue>,
+    /// `x-mock-hostile`: answer like a broken upstream (see `hostile`).
+    pub hostile: Option<super::hostile::Hostile>,
+    /// `x-mock-drip-ms`: pace of the `drip` hostile answer, per byte.
+    pub drip_ms: Option<u64>,
     pub cut_after: Option<u32>,
     pub gate: Option<HeaderValue>,
     /// `x-mock-usage: none`: answer without any usage.
@@ -137,8 +143,16 @@ impl Controls {
                     c.tokens.is_none().then_some("x-mock-tokens")
                 }
                 "retry-after" => {
-                    c.retry_after = num();
-                    c.retry_after.is_none().then_some("x-mock-retry-after")
+                    c.retry_after = Some(value.clone());
+                    None
+                }
+                "hostile" => {
+                    c.hostile = text.parse().ok();
+                    c.hostile.is_none().then_some("x-mock-hostile")
+                }
+                "drip-ms" => {
+                    c.drip_ms = num();
+                    c.drip_ms.is_none().then_some("x-mock-drip-ms")
                 }
                 "cut-after" => {
                     c.cut_after = text.parse().ok();
@@ -178,6 +192,7 @@ impl Controls {
                 let expected = match h {
                     "x-mock-fault" => "one of 429, 500, hang, cut, garbage, reset",
                     "x-mock-gate" => "a non-empty gate name",
+                    "x-mock-hostile" => "a hostile mode (see `sluice mock --help`)",
                     "x-mock-usage" => "none",
                     "x-mock-tool-call" => "a non-empty tool name",
                     "x-mock-content-filter" => "prompt or completion",

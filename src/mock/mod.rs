@@ -33,10 +33,13 @@ pub mod cloud_api;
 pub mod clouds;
 mod faults;
 pub mod generate;
+mod hostile;
+mod id;
 mod inspect;
 pub(crate) mod media;
 mod native;
 mod responses;
+mod route;
 mod server;
 mod stats;
 #[cfg(test)]
@@ -50,6 +53,7 @@ use std::thread::JoinHandle;
 use tokio::sync::watch;
 
 pub use faults::{Fault, ParseFaultError};
+pub use hostile::Hostile;
 pub use stats::{MockStatsSnapshot, RecordedRequest};
 
 use server::ServerState;
@@ -74,6 +78,8 @@ pub struct MockOptions {
     /// Seeds the random fault choice and response ids (per worker, so with
     /// one worker a run is reproducible).
     pub seed: Option<u64>,
+    /// Answer every request like a broken upstream (see [`Hostile`]).
+    pub hostile: Option<Hostile>,
     /// The identities the cloud routes accept (Azure key and Entra app, AWS
     /// keys, the Google service account) and how long issued tokens live.
     pub clouds: cloud_api::MockCloudOptions,
@@ -90,6 +96,7 @@ impl Default for MockOptions {
             retry_after_s: 1,
             workers: 0,
             seed: None,
+            hostile: None,
             clouds: cloud_api::MockCloudOptions::default(),
         }
     }
@@ -115,9 +122,17 @@ impl MockServer {
             n => n,
         };
         let seed = opts.seed;
+        let opts_hostile = opts.hostile;
         let dice = server::FaultDice::new(opts.fail_rate, opts.faults.clone());
         let clouds = cloud_api::MockClouds::new(&opts.clouds, addr);
-        let state = Arc::new(ServerState { opts, stats: Arc::default(), gates: Default::default(), dice, clouds });
+        let state = Arc::new(ServerState {
+            opts,
+            stats: Arc::default(),
+            gates: Default::default(),
+            dice,
+            hostile: std::sync::RwLock::new(opts_hostile),
+            clouds,
+        });
         let (stop, stop_rx) = watch::channel(false);
         let mut server = MockServer { addr, state, stop, threads: Vec::with_capacity(workers) };
         for i in 0..workers {
@@ -158,6 +173,15 @@ impl MockServer {
     /// Change the process-wide faults while serving (as `POST /mock/faults` does).
     pub fn set_faults(&self, fail_rate: f64, faults: Vec<Fault>) {
         self.state.dice.set(fail_rate, faults);
+    }
+
+    /// Answer every request like a broken upstream (as `POST
+    /// /mock/faults?hostile=MODE` does); `None` stops it. A request's
+    /// `x-mock-hostile` header wins.
+    pub fn set_hostile(&self, mode: Option<Hostile>) {
+        if let Ok(mut h) = self.state.hostile.write() {
+            *h = mode;
+        }
     }
 
     /// Stops accepting, closes every connection (in-flight requests and

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -25,7 +25,10 @@ use super::MockOptions;
 use super::body::{EventStream, Events, MockBody, StreamPlan};
 use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
-use super::native::{self, Native};
+use super::hostile::{self, Answer, ConnIo, Hostile, SharedConn};
+use super::id::Id;
+use super::native;
+use super::route::{Api, route};
 use super::stats::{Answering, Stats, add, bump};
 use super::vendors::{self, Vendor};
 
@@ -47,6 +50,8 @@ pub(crate) struct ServerState {
     /// The process-wide fault dice, changeable at run time
     /// (`POST /mock/faults`, `MockServer::set_faults`).
     pub dice: FaultDice,
+    /// A hostile answer for every request (`POST /mock/faults?hostile=`).
+    pub hostile: std::sync::RwLock<Option<Hostile>>,
     /// The clouds' identities and credentials (`cloud_api`).
     pub clouds: super::cloud_api::MockClouds,
 }
@@ -135,58 +140,20 @@ async fn serve_connection(stream: TcpStream, state: Arc<ServerState>) {
     // Small request/response pairs must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let state = &state;
-    let svc = service_fn(move |req| handle(state, req));
+    // Shared so that a hostile answer can write past hyper.
+    let conn = SharedConn::new(stream);
+    let io = ConnIo(conn.clone());
+    let conn = &conn;
+    let svc = service_fn(move |req| handle(state, conn, req));
     let conn = http1::Builder::new()
         // No per-request timer: the mock serves trusted local clients, and
         // a header timeout would cost a timer registration per request.
         .header_read_timeout(None)
         // Answers to pipelined requests go out in one write.
         .pipeline_flush(true)
-        .serve_connection(TokioIo::new(stream), svc);
+        .serve_connection(TokioIo::new(io), svc);
     // Errors here are peers going away or injected faults; nothing to report.
     let _ = conn.await;
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Api {
-    Chat,
-    Completions,
-    Embeddings,
-    Models,
-    Vendor(Vendor),
-    Native(Native),
-}
-
-/// The API route of a request, or the 404/405 to answer instead.
-fn route(method: &Method, path: &str) -> Result<Api, Box<Response<MockBody>>> {
-    // Accept the routes with and without the /v1 prefix: clients differ in
-    // whether their base URL ends in /v1.
-    let p = path.strip_prefix("/v1").unwrap_or(path);
-    let gemini = path.strip_prefix("/v1beta").unwrap_or(p).strip_prefix("/models/").and_then(|m| m.rsplit_once(':'));
-    let (want, api) = match (p, gemini) {
-        (_, Some((_, "generateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: false })),
-        (_, Some((_, "streamGenerateContent"))) => (Method::POST, Api::Vendor(Vendor::Gemini { stream: true })),
-        ("/messages", _) => (Method::POST, Api::Vendor(Vendor::Anthropic)),
-        (p, _) => match p {
-            "/chat/completions" => (Method::POST, Api::Chat),
-            "/completions" => (Method::POST, Api::Completions),
-            "/embeddings" => (Method::POST, Api::Embeddings),
-            "/models" => (Method::GET, Api::Models),
-            p if let Some(n) = Native::route(p) => (Method::POST, Api::Native(n)),
-            _ => {
-                let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
-                return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));
-            }
-        },
-    };
-    if *method == want {
-        return Ok(api);
-    }
-    let msg = format!("Method not allowed: {method} {path}; use {want}.");
-    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, &msg, "invalid_request_error", None);
-    let allow = if want == Method::POST { "POST" } else { "GET" };
-    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
-    Err(Box::new(r))
 }
 
 pub(super) fn respond(status: StatusCode, content_type: HeaderValue, body: MockBody) -> Response<MockBody> {
@@ -208,46 +175,27 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// `chatcmpl-mock<16 hex>` / `cmpl-mock<16 hex>`, formatted on the stack.
-struct Id {
-    buf: [u8; 32],
-    len: usize,
-}
-
-impl Id {
-    fn new(endpoint: Endpoint) -> Id {
-        let prefix: &[u8] = match endpoint {
-            Endpoint::Chat => b"chatcmpl-mock",
-            Endpoint::Completions => b"cmpl-mock",
-        };
-        let mut buf = [0u8; 32];
-        buf[..prefix.len()].copy_from_slice(prefix);
-        let mut n = fastrand::u64(..);
-        for i in (prefix.len()..prefix.len() + 16).rev() {
-            buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
-            n >>= 4;
-        }
-        Id { buf, len: prefix.len() + 16 }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("mock")
-    }
-}
-
-async fn handle(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
+async fn handle(
+    state: &Arc<ServerState>,
+    conn: &Arc<SharedConn>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Reset> {
     if let Some(rest) = req.uri().path().strip_prefix("/mock/") {
         return Ok(super::inspect::inspect(state, req.method(), rest, req.uri().query()));
     }
     // Dropped with this future (the peer closed the connection) before the
     // answer was made: counted as `client_gone`.
     let answering = Answering::new(&state.stats);
-    let r = answer(state, req).await;
+    let r = answer(state, conn, req).await;
     answering.done();
     r
 }
 
-async fn answer(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Response<MockBody>, Reset> {
+async fn answer(
+    state: &Arc<ServerState>,
+    conn: &Arc<SharedConn>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Reset> {
     let (parts, body) = req.into_parts();
     let controls = Controls::from_headers(&parts.headers);
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -310,6 +258,12 @@ async fn answer(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    let hostile = controls.hostile.or_else(|| state.hostile.read().ok().and_then(|h| *h));
+    if let Some(mode) = hostile {
+        stats.hostile(mode);
+        let drip = Duration::from_millis(controls.drip_ms.unwrap_or(1000));
+        return Ok(hostile_answer(conn, mode, api, &body, opts, drip));
+    }
     let fault = controls.fault.or_else(|| state.dice.roll());
     let vendor = match api {
         Api::Vendor(v) => Some(v),
@@ -319,14 +273,14 @@ async fn answer(state: &Arc<ServerState>, req: Request<Incoming>) -> Result<Resp
     match fault {
         Some(Fault::RateLimit) => {
             stats.fault(Fault::RateLimit);
-            let secs = controls.retry_after.unwrap_or(opts.retry_after_s);
+            let retry_after = controls.retry_after.clone().unwrap_or_else(|| HeaderValue::from(opts.retry_after_s));
             let message = "Rate limit reached for requests (mock). Please try again later.";
             let body = match vendor {
                 Some(v) => vendors::error_body(v, 429, message),
                 None => generate::error_body(message, "requests", None, Some("rate_limit_exceeded")),
             };
             let mut r = json(StatusCode::TOO_MANY_REQUESTS, body);
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut().insert(RETRY_AFTER, retry_after);
             return Ok(r);
         }
         Some(Fault::ServerError) => {
@@ -450,6 +404,42 @@ pub(super) fn reply(
             r
         }
     }
+}
+
+/// A hostile answer made of what `api` would have answered (the chat or
+/// completion the request asks for, else a small JSON body).
+fn hostile_answer(
+    conn: &Arc<SharedConn>,
+    mode: Hostile,
+    api: Api,
+    body: &Bytes,
+    opts: &MockOptions,
+    drip: Duration,
+) -> Response<MockBody> {
+    let endpoint = match api {
+        Api::Completions => Some(Endpoint::Completions),
+        Api::Chat => Some(Endpoint::Chat),
+        Api::Embeddings | Api::Models | Api::Vendor(_) | Api::Native(_) => None,
+    };
+    let parsed = endpoint.and_then(|e| generate::parse_request(e, body, opts.tokens, None).ok());
+    let script = match (parsed, api) {
+        (Some(g), _) => {
+            let id = Id::new(g.endpoint);
+            if g.stream {
+                let events: Vec<Bytes> = generate::stream_events(&g, id.as_str(), unix_now()).collect();
+                hostile::script(conn, mode, Answer::Events(&events), drip)
+            } else {
+                let b = generate::completion_body(&g, id.as_str(), unix_now());
+                hostile::script(conn, mode, Answer::Json(&b), drip)
+            }
+        }
+        (None, Api::Models) => {
+            let b = generate::models_body(MODELS, MODELS_CREATED);
+            hostile::script(conn, mode, Answer::Json(&b), drip)
+        }
+        (None, _) => hostile::script(conn, mode, Answer::Json(b"{\"object\":\"mock\"}"), drip),
+    };
+    respond(StatusCode::OK, JSON, MockBody::Raw(Box::new(script)))
 }
 
 /// What the mock answers a request with, before a fault may spoil it.

@@ -15,6 +15,7 @@ use http::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 
 use super::Fault;
+use super::hostile::Hostile;
 
 /// How many requests `recent` keeps.
 pub const RECENT_LEN: usize = 32;
@@ -87,6 +88,9 @@ pub struct MockStatsSnapshot {
     pub connections_active: u64,
     /// Fault name (`"429"`, `"500"`, `"hang"`, `"cut"`, `"garbage"`, `"reset"`) -> count.
     pub faults_injected: BTreeMap<String, u64>,
+    /// Hostile answer (`"drip"`, `"endless-line"`, ...) -> count.
+    #[serde(default)]
+    pub hostile_injected: BTreeMap<String, u64>,
     /// The last 32 requests, oldest first.
     pub recent: Vec<RecordedRequest>,
 }
@@ -123,6 +127,7 @@ pub(crate) struct Stats {
     pub connections_closed: AtomicU64,
     connections_active: AtomicU64,
     faults: [AtomicU64; Fault::ALL.len()],
+    hostile: [AtomicU64; Hostile::ALL.len()],
     recent: Mutex<VecDeque<RawRecord>>,
 }
 
@@ -133,6 +138,10 @@ pub(crate) fn bump(c: &AtomicU64) {
 impl Stats {
     pub fn fault(&self, f: Fault) {
         bump(&self.faults[f as usize]);
+    }
+
+    pub fn hostile(&self, h: Hostile) {
+        bump(&self.hostile[h as usize]);
     }
 
     /// Keeps the request in the ring. The evicted record is dropped after the
@@ -189,7 +198,7 @@ impl Stats {
         ] {
             c.store(0, Relaxed);
         }
-        for c in &self.faults {
+        for c in self.faults.iter().chain(&self.hostile) {
             c.store(0, Relaxed);
         }
         let old = match self.recent.lock() {
@@ -245,6 +254,10 @@ impl Stats {
             faults_injected: Fault::ALL
                 .iter()
                 .map(|f| (f.as_str().to_owned(), get(&self.faults[*f as usize])))
+                .collect(),
+            hostile_injected: Hostile::ALL
+                .iter()
+                .map(|h| (h.as_str().to_owned(), get(&self.hostile[*h as usize])))
                 .collect(),
             recent,
         }

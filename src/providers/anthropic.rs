@@ -126,12 +126,11 @@ pub(super) async fn translated_answer(
     secrets: &[String],
 ) -> Result<Reply, GatewayError> {
     if stream && resp.event_stream {
-        let raw = events::event_stream(resp.body, resp.permit, p.name.clone());
+        let raw = events::event_stream(resp.body, resp.permit, p);
         let t = StreamTranslator::new(created);
         return Ok(Reply::Stream(events::translated(raw, t, p.name.clone(), secrets.to_vec())));
     }
-    let bytes =
-        transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline).await?;
+    let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
     drop(resp.permit);
     let (body, usage) = anthropic::response::translate(&bytes, created).map_err(|e| {
         GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Messages resp ({e})") }
@@ -143,10 +142,9 @@ pub(super) async fn translated_answer(
 /// Claude on Vertex AI).
 pub(super) async fn native_answer(p: &Provider, resp: OkResponse, stream: bool) -> Result<Reply, GatewayError> {
     if stream && resp.event_stream {
-        return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
+        return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p)));
     }
-    let bytes =
-        transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline).await?;
+    let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
     drop(resp.permit);
     let usage = anthropic::usage_from_body(&bytes).map(Into::into);
     Ok(Reply::Complete { body: bytes, usage })

@@ -127,17 +127,10 @@ impl Azure {
             }
         };
         if call.peek.stream && resp.event_stream {
-            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p.name.clone())));
+            return Ok(Reply::Stream(events::event_stream(resp.body, resp.permit, p)));
         }
-        let bytes = http_transport::read_body(
-            p,
-            &resp.timeouts,
-            resp.body,
-            http_transport::MAX_RESPONSE_BYTES,
-            false,
-            resp.deadline,
-        )
-        .await?;
+        let bytes =
+            http_transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
         if let Some(v) = content_filter::filtered_completion(&bytes) {
             let source = match v.source {

@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use sluice_upstream::{InflightPermit, ResponseBody};
+use sonic_rs::JsonValueTrait;
 
 use super::EventStream;
 use crate::error::GatewayError;
@@ -12,7 +13,14 @@ use crate::translate::{SseOut, StreamTranslate};
 
 /// The upstream's SSE body as runs of whole events. The permit rides along
 /// so the provider's connection slot is held exactly as long as the stream.
-pub fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String) -> EventStream {
+///
+/// What the upstream sends is checked before it goes anywhere: an event
+/// longer than the provider's `max_event_bytes` without its end, data that
+/// is not UTF-8 or not JSON, or an error object (`{"error": ...}`) where a
+/// chunk was expected end the stream with an error — before the first
+/// event, a failed attempt another deployment may make good; after it, an
+/// error event for the client.
+pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provider) -> EventStream {
     /// The state of one SSE body being split.
     struct SseBody {
         body: ResponseBody,
@@ -21,26 +29,43 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String
         provider: String,
         done: bool,
     }
+    impl SseBody {
+        fn fail(&mut self, detail: String) -> GatewayError {
+            self.done = true;
+            GatewayError::UpstreamProtocol { provider: self.provider.clone(), detail }
+        }
+    }
     let stopper = body.stopper();
-    let st = SseBody { body, split: SseSplitter::new(), _permit: permit, provider, done: false };
+    let st = SseBody {
+        body,
+        split: SseSplitter::with_max_event(p.max_event_bytes),
+        _permit: permit,
+        provider: p.name.clone(),
+        done: false,
+    };
     let runs = futures_util::stream::unfold(st, |mut st| async move {
         if st.done {
             return None;
         }
         loop {
             match st.body.chunk().await {
-                Some(Ok(data)) => {
-                    if let Some(events) = st.split.push(data) {
+                Some(Ok(data)) => match st.split.push(data) {
+                    Ok(Some(events)) => {
+                        if let Err(detail) = check_events(&events) {
+                            let e = st.fail(detail);
+                            return Some((Err(e), st));
+                        }
                         return Some((Ok(events), st));
                     }
-                }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let e = st.fail(e.to_string());
+                        return Some((Err(e), st));
+                    }
+                },
                 Some(Err(e)) => {
-                    st.done = true;
-                    let err = GatewayError::UpstreamProtocol {
-                        provider: st.provider.clone(),
-                        detail: format!("the stream was cut off: {e}"),
-                    };
-                    return Some((Err(err), st));
+                    let e = st.fail(format!("the stream was cut off: {e}"));
+                    return Some((Err(e), st));
                 }
                 None => {
                     st.done = true;
@@ -49,13 +74,38 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, provider: String
                     let mut b = BytesMut::with_capacity(rest.len() + 2);
                     b.extend_from_slice(&rest);
                     b.extend_from_slice(b"\n\n");
-                    return Some((Ok(b.freeze()), st));
+                    let events = b.freeze();
+                    if let Err(detail) = check_events(&events) {
+                        return Some((Err(st.fail(detail)), st));
+                    }
+                    return Some((Ok(events), st));
                 }
             }
         }
     })
     .boxed_local();
     EventStream::new(runs).with_stopper(stopper)
+}
+
+/// Every event's data of a run is JSON a client can read, and no error
+/// object (`[DONE]` and comment-only events pass).
+fn check_events(run: &[u8]) -> Result<(), String> {
+    for ev in crate::sse::events(run) {
+        if ev.data.is_empty() || ev.data == b"[DONE]" {
+            continue;
+        }
+        if let Err(why) = crate::json::check(ev.data) {
+            return Err(format!("a stream event {why}"));
+        }
+        if crate::json::is_error_object(ev.data) {
+            let message = sonic_rs::get(ev.data, ["error", "message"])
+                .ok()
+                .and_then(|m| m.as_str().map(|s| s.chars().take(300).collect::<String>()))
+                .unwrap_or_default();
+            return Err(format!("the stream carried an error instead of a chunk: {message}"));
+        }
+    }
+    Ok(())
 }
 
 /// Run `t` over a stream of whole-event runs: each run becomes the events

@@ -70,12 +70,11 @@ pub(super) async fn answer(
     secrets: &[String],
 ) -> Result<Reply, GatewayError> {
     if stream && resp.event_stream {
-        let raw = events::event_stream(resp.body, resp.permit, p.name.clone());
+        let raw = events::event_stream(resp.body, resp.permit, p);
         let t = StreamTranslator::new(model, created);
         return Ok(Reply::Stream(events::translated(raw, t, p.name.clone(), secrets.to_vec())));
     }
-    let bytes =
-        transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline).await?;
+    let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
     drop(resp.permit);
     let (body, usage) = gemini::response::translate(&bytes, model, created).map_err(|e| {
         GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid Gemini resp ({e})") }

@@ -190,6 +190,10 @@ pub struct Provider {
     /// 2 no. While not known to, the relay keeps the answer's text to count
     /// its tokens when no usage comes.
     pub stream_usage: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    /// The largest whole (non-stream) answer read (`max_response_bytes`).
+    pub max_response_bytes: usize,
+    /// The largest stream event (`max_event_bytes`).
+    pub max_event_bytes: usize,
     protocol: Protocol,
 }
 
@@ -218,6 +222,8 @@ impl Provider {
             kind: cfg.kind,
             timeouts,
             stream_usage: Default::default(),
+            max_response_bytes: cfg.max_response_bytes,
+            max_event_bytes: cfg.max_event_bytes,
             protocol,
         })
     }

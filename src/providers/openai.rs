@@ -98,16 +98,19 @@ impl OpenAi {
         let headers = self.up.headers(call, call.peek.stream);
         let resp = self.up.send(p, call.timeouts, client, self.uri(p, call.endpoint)?, &headers, body).await?;
         if call.peek.stream && resp.event_stream {
-            let events = events::event_stream(resp.body, resp.permit, p.name.clone());
+            let events = events::event_stream(resp.body, resp.permit, p);
             return Ok(Reply::Stream(match continued {
                 Some(id) => previous_id_restored(events, id),
                 None => events,
             }));
         }
         let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, transport::MAX_RESPONSE_BYTES, false, resp.deadline)
-                .await?;
+            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
+        // Audio is not JSON; everything else must be a well-formed answer.
+        if call.endpoint != Endpoint::Speech {
+            transport::check_answer(p, &bytes, self.up.secrets())?;
+        }
         let bytes = match continued {
             Some(id) => restore_previous_id(bytes, id),
             None => bytes,

@@ -9,7 +9,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use sluice_upstream::{
-    InflightPermit, Outgoing, ResponseBody, SendError, SessionSpec, UpstreamClient, WarmRequest, plain_http_target,
+    InflightPermit, Outgoing, ResponseBody, RetryAfter, SendError, SessionSpec, UpstreamClient, WarmRequest,
+    plain_http_target,
 };
 use tokio::time::{Instant, timeout_at};
 
@@ -18,8 +19,6 @@ use super::{Call, HeaderForward, Provider, Timeouts};
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::{GatewayError, TimeoutPhase};
 
-/// Upper bound on a whole (non-stream) upstream body kept in memory.
-pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// How much of an upstream error body is read and shown.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -196,6 +195,16 @@ impl HttpUpstream {
             }
             Err(_) => return Err(timeout(p, &t, TimeoutPhase::FirstByte)),
         };
+        if resp.resends > 0 {
+            // Only requests that provably never reached the upstream are
+            // sent again (sluice_upstream::h1): worth a line per attempt.
+            tracing::info!(
+                provider = %p.name,
+                request_id = %call_id(headers),
+                resends = resp.resends,
+                "re-sent on a fresh connection: the pooled one had closed before any byte of the request left"
+            );
+        }
         let status = resp.status;
         if !(200..300).contains(&status) {
             let bytes = read_body(p, &t, resp.body, MAX_ERROR_BYTES, true, deadline).await.unwrap_or_default();
@@ -212,10 +221,32 @@ impl HttpUpstream {
     /// Everything else is the gateway's error (`upstream_error` /
     /// `rate_limit_exceeded`) quoting the upstream's message, since the
     /// client's request was not the problem.
-    pub fn status_error(&self, p: &Provider, status: u16, body: Bytes, retry_after: Option<String>) -> GatewayError {
+    pub fn status_error(
+        &self,
+        p: &Provider,
+        status: u16,
+        body: Bytes,
+        retry_after: Option<RetryAfter>,
+    ) -> GatewayError {
         let body = map_status_error(self.style, &p.name, status, scrub(body, &self.secrets));
+        let retry_after = retry_after.and_then(|r| match r {
+            Ok(d) => Some(d),
+            Err(why) => {
+                // Counted and logged, then treated as no Retry-After (the
+                // deployment cools for the default second): see
+                // `sluice_upstream::retry_after` for why not zero.
+                crate::metrics::record_invalid_retry_after(&p.name, why);
+                tracing::warn!(provider = %p.name, status, reason = %why, "ignored an invalid Retry-After");
+                None
+            }
+        });
         GatewayError::UpstreamStatus { provider: p.name.clone(), upstream_status: status, body, retry_after }
     }
+}
+
+/// The request id among the headers sent upstream, for logs.
+fn call_id(headers: &[(HeaderName, HeaderValue)]) -> &str {
+    headers.iter().find(|(n, _)| n.as_str() == "x-request-id").and_then(|(_, v)| v.to_str().ok()).unwrap_or("")
 }
 
 pub fn timeout(p: &Provider, t: &Timeouts, phase: TimeoutPhase) -> GatewayError {
@@ -226,6 +257,29 @@ pub fn timeout(p: &Provider, t: &Timeouts, phase: TimeoutPhase) -> GatewayError 
         TimeoutPhase::Total => t.total,
     };
     GatewayError::UpstreamTimeout { provider: p.name.clone(), phase, ms: d.as_millis() as u64 }
+}
+
+/// A whole 2xx answer a client can be given: JSON (UTF-8, not too deep,
+/// well formed) and not an error object in a 200's clothing, which some
+/// OpenAI-compatible servers send when they fail. Otherwise a protocol
+/// error (502, retryable, a failure for the breaker), quoting the
+/// upstream's message scrubbed of `secrets`.
+pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<(), GatewayError> {
+    let protocol = |detail: String| GatewayError::UpstreamProtocol { provider: p.name.clone(), detail };
+    if let Err(why) = crate::json::check(body) {
+        return Err(protocol(format!("the response body {why}")));
+    }
+    if crate::json::is_error_object(body) {
+        let mut message = sonic_rs::get(body, ["error", "message"])
+            .ok()
+            .and_then(|m| sonic_rs::JsonValueTrait::as_str(&m).map(|s| s.chars().take(300).collect::<String>()))
+            .unwrap_or_default();
+        for s in secrets {
+            message = message.replace(s.as_str(), "***");
+        }
+        return Err(protocol(format!("it answered 200 with an error object: {message}")));
+    }
+    Ok(())
 }
 
 /// Read a whole body with the idle timeout between frames and an overall

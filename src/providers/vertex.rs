@@ -175,15 +175,9 @@ impl Vertex {
         let uri = self.uri(p, model, Method::Predict)?;
         let (body, encoding) = embeddings::request(call.body)?;
         let resp = self.post(p, call, client, &uri, Bytes::from(body)).await?;
-        let bytes = super::transport::read_body(
-            p,
-            &resp.timeouts,
-            resp.body,
-            super::transport::MAX_RESPONSE_BYTES,
-            false,
-            resp.deadline,
-        )
-        .await?;
+        let bytes =
+            super::transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline)
+                .await?;
         drop(resp.permit);
         let (body, usage) = embeddings::response(&bytes, model, encoding).map_err(|e| {
             GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("invalid predict answer ({e})") }

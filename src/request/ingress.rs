@@ -29,8 +29,29 @@ pub fn new_request_id() -> String {
 }
 
 /// Read the whole body, refusing it with 413 as soon as it passes `limit`
-/// (at once from `Content-Length` when the client sent one).
-pub async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) -> Result<Bytes, GatewayError> {
+/// (at once from `Content-Length` when the client sent one), and with 408
+/// when it has not all arrived within `timeout`: a client that sends a
+/// head and then trickles (or never finishes) its body must not hold a
+/// worker's request slot, and its buffer, for ever.
+pub async fn read_body(
+    req: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
+    let received = std::cell::Cell::new(0u64);
+    match tokio::time::timeout(timeout, read_within(req, payload, limit, &received)).await {
+        Ok(r) => r,
+        Err(_) => Err(GatewayError::BodyTimeout { ms: timeout.as_millis() as u64, received: received.get() }),
+    }
+}
+
+async fn read_within(
+    req: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+    received: &std::cell::Cell<u64>,
+) -> Result<Bytes, GatewayError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -47,6 +68,7 @@ pub async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) ->
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| GatewayError::invalid(format!("Could not read the request body: {e}"), None))?;
         size += chunk.len();
+        received.set(size as u64);
         if size > limit {
             return Err(GatewayError::PayloadTooLarge { size: size as u64, limit });
         }

@@ -122,7 +122,8 @@ async fn steps(
     let policy = gw.keys.authenticate(req.headers())?;
     rec.set_key(&policy.name, policy.team.as_deref());
     rec.charge.spending = Some(budget::check(state, &policy)?);
-    let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes).await?;
+    let body_timeout = std::time::Duration::from_millis(gw.config.server.body_read_timeout_ms);
+    let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
     let peek = Peek::read(&body, endpoint)?;
     if endpoint == Endpoint::Speech {
         rec.media_type = Some(relay::speech_media_type(&body)?);

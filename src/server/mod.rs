@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix_web::http::KeepAlive;
 use actix_web::{App, HttpServer, web};
 use sluice_actors::accounts::store::AccountsStore;
 use sluice_actors::availability::AvailabilitySpec;
@@ -72,6 +73,7 @@ pub async fn run_with<S>(listener: TcpListener, config: Config, shutdown: S, opt
 where
     S: Future<Output = ()> + Send + 'static,
 {
+    widen_backlog(&listener);
     let metrics = crate::metrics::install().map_err(RunError::Metrics)?;
     let actors = Actors::start(actors_spec(&config))?;
     spawn_metrics_upkeep(&actors, metrics.clone());
@@ -93,6 +95,11 @@ where
     let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
     let max_body = config.server.max_body_bytes;
     let busy_poll_us = config.server.busy_poll_us;
+    let timeouts = ClientTimeouts {
+        request_head_ms: config.server.client_request_timeout_ms,
+        disconnect_ms: config.server.client_disconnect_timeout_ms,
+        keep_alive_ms: config.server.keep_alive_ms,
+    };
     let loaded = Loaded { digest, at_unix: unix_now() };
     let first = builder.build(Arc::new(config), loaded, &accounts).await.map_err(RunError::Provider)?.first();
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(8);
@@ -131,9 +138,17 @@ where
             .configure(routes::configure)
     })
     .workers(workers)
-    .backlog(4096)
+    .backlog(BACKLOG as u32)
     .tcp_nodelay(true)
-    .keep_alive(Duration::from_secs(75))
+    // Every phase of a client's request is bounded ([server] in
+    // docs/configuration.md): its head, its body (request::ingress), an
+    // idle keep-alive connection, and the close.
+    .client_request_timeout(Duration::from_millis(timeouts.request_head_ms))
+    .client_disconnect_timeout(Duration::from_millis(timeouts.disconnect_ms))
+    .keep_alive(match timeouts.keep_alive_ms {
+        0 => KeepAlive::Disabled,
+        ms => KeepAlive::Timeout(Duration::from_millis(ms)),
+    })
     // A client that closes its side of the connection has left: actix then
     // drops the connection, and with it the request's future (an upstream
     // call still waiting for its answer, a place in the limiter's queue) or
@@ -160,6 +175,30 @@ where
         o.close(Duration::from_secs(5));
     }
     result.map_err(RunError::Io)
+}
+
+/// How many connections may wait to be accepted. `std::net::TcpListener`
+/// listens with a backlog of 128, and actix's own `backlog()` applies only
+/// to sockets it binds itself; with 128, a burst of connections (10,000
+/// clients opening at once) overflows the queue, the kernel drops SYNs and
+/// clients wait out a 1 s retransmit. `listen()` again on a listening
+/// socket updates its backlog (capped by `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+fn widen_backlog(listener: &TcpListener) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::net::listen(listener, BACKLOG) {
+        tracing::warn!(error = %e, "cannot widen the listen backlog; it stays at the default");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = listener;
+}
+
+/// The client-facing timeouts actix enforces.
+struct ClientTimeouts {
+    request_head_ms: u64,
+    disconnect_ms: u64,
+    keep_alive_ms: u64,
 }
 
 /// Reload on every SIGHUP, for as long as the gateway runs; the outcome
@@ -197,6 +236,7 @@ fn actors_spec(config: &Config) -> ActorsSpec {
         cooldown_max: Duration::from_millis(b.cooldown_max_ms),
         half_open_probes: b.half_open_probes,
         retry_after_cap: Duration::from_millis(config.routing.retry_after_cap_ms),
+        probe_timeout: longest_attempt(config) + Duration::from_secs(1),
     };
     let availability = AvailabilitySpec {
         labels: Vec::<String>::new().into(),
@@ -238,6 +278,15 @@ fn actors_spec(config: &Config) -> ActorsSpec {
     ActorsSpec { sessions: vec![], breaker, availability, limiter, cache, conversations, replicas }
 }
 
+/// The longest one upstream attempt may take, by the configured timeouts:
+/// a half-open probe silent for longer than that is lost, not slow.
+fn longest_attempt(config: &Config) -> Duration {
+    let providers = config.providers.iter().map(|p| p.total_timeout_ms.max(p.first_byte_timeout_ms));
+    let models =
+        config.models.iter().map(|m| m.timeouts.total_ms.unwrap_or(0).max(m.timeouts.first_byte_ms.unwrap_or(0)));
+    Duration::from_millis(providers.chain(models).max().unwrap_or(0))
+}
+
 /// The Prometheus exporter folds histogram samples only when asked; do it
 /// periodically on the actor thread so memory stays bounded between scrapes.
 fn spawn_metrics_upkeep(actors: &Actors, handle: metrics_exporter_prometheus::PrometheusHandle) {
@@ -245,7 +294,11 @@ fn spawn_metrics_upkeep(actors: &Actors, handle: metrics_exporter_prometheus::Pr
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            handle.run_upkeep();
+            // Caught, so one bad fold cannot end upkeep (and let histogram
+            // memory grow) for the rest of the process.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.run_upkeep())).is_err() {
+                tracing::error!("metrics upkeep panicked; it runs again at the next tick");
+            }
         }
     });
 }

@@ -37,6 +37,15 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     check(old.server.workers != new.server.workers, "server.workers");
     check(old.server.shutdown_timeout_ms != new.server.shutdown_timeout_ms, "server.shutdown_timeout_ms");
     check(old.server.busy_poll_us != new.server.busy_poll_us, "server.busy_poll_us");
+    check(
+        old.server.client_request_timeout_ms != new.server.client_request_timeout_ms,
+        "server.client_request_timeout_ms",
+    );
+    check(
+        old.server.client_disconnect_timeout_ms != new.server.client_disconnect_timeout_ms,
+        "server.client_disconnect_timeout_ms",
+    );
+    check(old.server.keep_alive_ms != new.server.keep_alive_ms, "server.keep_alive_ms");
     check(old.shared != new.shared, "shared");
     check(old.spend_store != new.spend_store, "spend.store");
     check(old.breaker != new.breaker, "breaker");

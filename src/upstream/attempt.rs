@@ -11,13 +11,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::{Either, select};
 use sluice_actors::availability::InflightGuard;
-use sluice_actors::circuit_breakers::{Admission, Verdict};
+use sluice_actors::circuit_breakers::Verdict;
 use sluice_actors::outcome::AttemptOutcome;
 use sluice_actors::rate_limiter::Grant;
 use sluice_actors::upstream_sessions::UpstreamErrorKind;
 use tokio::time::Instant;
 
 use super::WorkerUpstreams;
+use super::admission::{Asker, Next, Scan};
 use super::outcomes::{OutcomeSink, verdict};
 use crate::config::{HedgeConfig, RoutingConfig};
 use crate::error::{GatewayError, TimeoutPhase};
@@ -78,24 +79,28 @@ enum Backoff {
 pub async fn run(w: &WorkerUpstreams, call: &Call<'_>, plan: &Plan<'_>) -> Result<Winner, GatewayError> {
     let up = &w.upstreams;
     let mut errors: Vec<(String, GatewayError)> = Vec::new();
-    let mut skipped: Vec<(String, &'static str)> = Vec::new();
-    let mut cursor = Cursor::default();
+    let mut scan = Scan::default();
     let mut attempts = 0u32;
     let mut last: Option<Backoff> = None;
+    let cap = Duration::from_millis(plan.routing.retry_after_cap_ms);
     while attempts < plan.max_attempts {
-        let Some((c, grant)) = next_admitted(w, plan, &mut cursor, &mut skipped, attempts).await else { break };
-        if let Some(kind) = last {
+        let Some(next) = scan.next(w, plan, Asker::Attempt).await else { break };
+        let (c, grant) = (next.candidate, next.grant);
+        // After waiting out a cool-down, the wait was the backoff.
+        if let Some(kind) = last.filter(|_| !next.waited) {
             let wait = backoff(kind, attempts, plan.routing);
             if plan.deadline.is_some_and(|d| Instant::now() + wait >= d) {
                 release_probe(w, c);
                 break;
             }
             tokio::time::sleep(wait).await;
+        }
+        if last.is_some() {
             up.metrics.record_retry(c.model);
         }
         attempts += 1;
         let result = match plan.hedge.filter(|_| attempts == 1) {
-            Some(h) => hedged(w, call, plan, (c, grant), h, &mut cursor, &mut skipped, &mut attempts).await,
+            Some(h) => hedged(w, call, plan, (c, grant), h, &mut scan, &mut attempts).await,
             None => with_deadline(plan.deadline, try_deployment(w, call, c, grant)).await,
         };
         match result {
@@ -103,7 +108,17 @@ pub async fn run(w: &WorkerUpstreams, call: &Call<'_>, plan: &Plan<'_>) -> Resul
                 winner.attempts = attempts;
                 return Ok(winner);
             }
-            Err((label, e)) => {
+            Err((label, mut e, id)) => {
+                if let GatewayError::UpstreamStatus { upstream_status: 429, retry_after, .. } = &mut e {
+                    // The upstream's wait (1 s without a usable one): this
+                    // request does not call it again before it is over —
+                    // waiting for it if that fits the cap and the deadline,
+                    // else answering 429 at once — and every other request
+                    // skips it for as long, within the cap, from now on.
+                    let d = *retry_after.get_or_insert(DEFAULT_COOL_DOWN);
+                    scan.cool(id, d);
+                    up.breakers.gates().cool_now(id, d.min(cap));
+                }
                 if !e.retryable() {
                     return Err(e);
                 }
@@ -116,99 +131,15 @@ pub async fn run(w: &WorkerUpstreams, call: &Call<'_>, plan: &Plan<'_>) -> Resul
         }
     }
     let model = plan.candidates.first().and_then(|c| up.models.get(c.model)).map(|m| m.name.as_str());
-    Err(give_up(model.unwrap_or_default(), errors, skipped))
+    Err(scan.give_up(model.unwrap_or_default(), errors))
 }
 
-/// Where the scan over the candidates stands. After one full pass, the scan
-/// starts over (a lone deployment gets its retries too).
-#[derive(Default)]
-struct Cursor {
-    next: usize,
-    /// Deployments tried or skipped in the current pass.
-    in_pass: usize,
-}
-
-/// The next candidate whose circuit admits a call. When every candidate is
-/// open or cooling, wait for the soonest to come back if that is within the
-/// Retry-After cap and the deadline (that is how a 429's Retry-After is
-/// honoured), else give up.
-async fn next_admitted(
-    w: &WorkerUpstreams,
-    plan: &Plan<'_>,
-    cur: &mut Cursor,
-    skipped: &mut Vec<(String, &'static str)>,
-    attempts: u32,
-) -> Option<(Candidate, Option<Grant>)> {
-    let n = plan.candidates.len();
-    if n == 0 {
-        return None;
-    }
-    let breakers = &w.upstreams.breakers;
-    let mut waited = false;
-    loop {
-        let mut soonest: Option<Duration> = None;
-        for _ in 0..n {
-            let c = plan.candidates[cur.next % n];
-            cur.next += 1;
-            cur.in_pass += 1;
-            if cur.in_pass > n {
-                cur.in_pass = 1;
-            }
-            let admission = breakers.admit(c.id).await;
-            if matches!(admission, Admission::Allowed | Admission::Probe) {
-                // The deployment's own caps: reroute (or wait) rather than
-                // send traffic its provider would refuse.
-                let Some(scope) = w.upstreams.scopes.for_deployment(c.id) else { return Some((c, None)) };
-                match w.upstreams.limiter.admit_deployment(scope, plan.tokens).await {
-                    Ok(g) => return Some((c, Some(g))),
-                    Err(r) => {
-                        if admission == Admission::Probe {
-                            release_probe(w, c);
-                        }
-                        if let Some(d) = w.upstreams.models.deployment(c)
-                            && !skipped.iter().any(|(l, _)| *l == d.label)
-                        {
-                            skipped.push((d.label.clone(), "at its rpm/tpm cap"));
-                        }
-                        if let Some(b) = r.retry_after {
-                            soonest = Some(soonest.map_or(b, |s| s.min(b)));
-                        }
-                        continue;
-                    }
-                }
-            }
-            match admission {
-                Admission::Allowed | Admission::Probe => {}
-                Admission::Denied => {
-                    if let Some(d) = w.upstreams.models.deployment(c) {
-                        let reason = breakers.gates().denial(c.id).reason();
-                        if !skipped.iter().any(|(l, _)| *l == d.label) {
-                            skipped.push((d.label.clone(), reason));
-                        }
-                    }
-                    if let Some(b) = breakers.gates().blocked_for(c.id) {
-                        soonest = Some(soonest.map_or(b, |s| s.min(b)));
-                    }
-                }
-            }
-        }
-        // Nothing admitted. Wait for the soonest deployment to come back, once.
-        let wait = soonest?;
-        let cap = Duration::from_millis(plan.routing.retry_after_cap_ms);
-        if waited
-            || attempts >= plan.max_attempts
-            || wait > cap
-            || plan.deadline.is_some_and(|d| Instant::now() + wait >= d)
-        {
-            return None;
-        }
-        waited = true;
-        tokio::time::sleep(wait).await;
-    }
-}
+/// How long a 429 without a usable Retry-After cools its deployment (the
+/// breakers' default too).
+const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(1);
 
 /// A probe slot taken but not used: give it back through a neutral outcome.
-fn release_probe(w: &WorkerUpstreams, c: Candidate) {
+pub(super) fn release_probe(w: &WorkerUpstreams, c: Candidate) {
     w.outcomes.push(AttemptOutcome {
         deployment: c.id,
         verdict: Verdict::Neutral,
@@ -228,9 +159,12 @@ fn backoff(kind: Backoff, retry: u32, r: &RoutingConfig) -> Duration {
     Duration::from_millis(fastrand::u64(0..=ceiling))
 }
 
-async fn with_deadline<F>(deadline: Option<Instant>, f: F) -> Result<Winner, (String, GatewayError)>
+/// A failed attempt: the deployment's label, the error, the deployment's id.
+type Failed = (String, GatewayError, usize);
+
+async fn with_deadline<F>(deadline: Option<Instant>, f: F) -> Result<Winner, Failed>
 where
-    F: std::future::Future<Output = Result<Winner, (String, GatewayError)>>,
+    F: std::future::Future<Output = Result<Winner, Failed>>,
 {
     match deadline {
         None => f.await,
@@ -243,6 +177,7 @@ where
                     phase: TimeoutPhase::Total,
                     ms: d.saturating_duration_since(Instant::now()).as_millis() as u64,
                 },
+                usize::MAX,
             )),
         },
     }
@@ -258,10 +193,9 @@ async fn hedged(
     plan: &Plan<'_>,
     (primary, primary_grant): (Candidate, Option<Grant>),
     h: HedgeConfig,
-    cur: &mut Cursor,
-    skipped: &mut Vec<(String, &'static str)>,
+    scan: &mut Scan,
     attempts: &mut u32,
-) -> Result<Winner, (String, GatewayError)> {
+) -> Result<Winner, Failed> {
     let delay = Duration::from_millis(h.after_ms.unwrap_or_else(|| {
         let p95 = w.upstreams.availability.table().ttft_p95_us(primary.id).map(|us| us / 1000);
         p95.unwrap_or(HEDGE_DELAY_WITHOUT_DATA_MS).max(h.min_ms)
@@ -275,7 +209,7 @@ async fn hedged(
     if *attempts >= plan.max_attempts {
         return first.await;
     }
-    let Some((second_c, second_grant)) = next_admitted(w, plan, cur, skipped, *attempts).await else {
+    let Some(Next { candidate: second_c, grant: second_grant, .. }) = scan.next(w, plan, Asker::Hedge).await else {
         return first.await;
     };
     if second_c.id == primary.id {
@@ -329,15 +263,16 @@ async fn try_deployment(
     call: &Call<'_>,
     c: Candidate,
     deployment_grant: Option<Grant>,
-) -> Result<Winner, (String, GatewayError)> {
+) -> Result<Winner, Failed> {
     let up = &w.upstreams;
     let (Some(model), Some(dep)) = (up.models.get(c.model), up.models.deployment(c)) else {
-        return Err(("?".into(), GatewayError::Internal { detail: "a route points at no deployment".into() }));
+        return Err(("?".into(), GatewayError::Internal { detail: "a route points at no deployment".into() }, c.id));
     };
     let Some(provider) = up.providers.get(dep.provider) else {
         return Err((
             dep.label.clone(),
             GatewayError::Internal { detail: "a deployment points at no provider".into() },
+            c.id,
         ));
     };
     let t = model.timeouts;
@@ -419,7 +354,7 @@ async fn try_deployment(
             up.metrics.record_attempt(c.model, c.deployment, Err(e.label()), took);
             report(w, dep.provider, &e);
             tracing::debug!(deployment = %dep.label, error = %e, "attempt failed");
-            Err((dep.label.clone(), e))
+            Err((dep.label.clone(), e, c.id))
         }
     }
 }
@@ -435,38 +370,4 @@ fn report(w: &WorkerUpstreams, provider: usize, e: &GatewayError) {
         _ => return,
     };
     w.upstreams.sessions.record_error(provider, kind, e.to_string());
-}
-
-/// Every attempt failed, or none could be made. Attempts at a single
-/// deployment only (its retries): its last error says most (502, 504, ...).
-/// All rate limits: a 429, so SDKs back off. Otherwise — several
-/// deployments failed, or open circuits left none to try — 503
-/// `no_deployment_available`, naming what each deployment did.
-fn give_up(
-    model: &str,
-    mut errors: Vec<(String, GatewayError)>,
-    mut skipped: Vec<(String, &'static str)>,
-) -> GatewayError {
-    // A deployment skipped once (cooling) and tried later is not "unavailable".
-    skipped.retain(|(label, _)| !errors.iter().any(|(l, _)| l == label));
-    let one_deployment = errors.first().is_some_and(|(first, _)| errors.iter().all(|(l, _)| l == first));
-    if one_deployment
-        && skipped.is_empty()
-        && let Some((_, e)) = errors.pop()
-    {
-        return e;
-    }
-    let all_429 = !errors.is_empty()
-        && errors.iter().all(|(_, e)| matches!(e, GatewayError::UpstreamStatus { upstream_status: 429, .. }));
-    if all_429 && let Some((_, e)) = errors.pop() {
-        return e;
-    }
-    let mut parts: Vec<String> = errors.iter().map(|(label, e)| format!("{label}: {}", e.label())).collect();
-    parts.extend(skipped.into_iter().map(|(label, reason)| format!("{label}: {reason}")));
-    let reason = if parts.is_empty() {
-        "it has no deployments".to_string()
-    } else {
-        format!("every deployment failed or is unavailable ({})", parts.join("; "))
-    };
-    GatewayError::NoDeployment { model: model.to_string(), reason }
 }

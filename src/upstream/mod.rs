@@ -1,7 +1,8 @@
 //! Calling upstream for one request. [`fetch()`] is the one way there: the
 //! model's candidates in order ([`crate::route`]), those whose protocol can
-//! serve the route ([`capability`]), tried one by one ([`attempt`]: circuit
-//! gates, the deployments' own caps, backoff, an optional hedge), then the
+//! serve the route ([`capability`]), tried one by one ([`attempt`]: backoff,
+//! an optional hedge; [`admission`]: circuit gates, 429 cool-downs, the
+//! deployments' own caps, and what to do when none is admitted), then the
 //! fallback counted, the answer priced at the deployment that served, and
 //! its usage known. A streamed answer comes back as an [`UpstreamStream`],
 //! the one driver of an upstream stream (timeouts, usage, failure
@@ -11,6 +12,7 @@
 //! embeddings batcher (`crate::cache`) all call [`fetch()`] with a worker's
 //! [`WorkerUpstreams`]; nothing here knows them.
 
+pub mod admission;
 pub mod attempt;
 pub mod capability;
 pub mod charge;

@@ -202,7 +202,7 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         // circuit open rather than keep trying it.
         | GatewayError::UpstreamCredentials { .. } => Verdict::Failure,
         GatewayError::UpstreamStatus { upstream_status: 429, retry_after, .. } => {
-            Verdict::RateLimited { retry_after: retry_after.as_deref().and_then(parse_retry_after) }
+            Verdict::RateLimited { retry_after: *retry_after }
         }
         // The deployment itself is unusable (its credentials, its model name)
         // or failing; other 4xx were the request's fault.
@@ -228,6 +228,7 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::RouteNotFound { .. }
         | GatewayError::ResponseNotFound { .. }
         | GatewayError::PayloadTooLarge { .. }
+        | GatewayError::BodyTimeout { .. }
         | GatewayError::NoDeployment { .. }
         | GatewayError::ShuttingDown
         | GatewayError::RateLimited { .. }
@@ -235,16 +236,6 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::Overloaded
         | GatewayError::Internal { .. } => Verdict::Neutral,
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare from LLM APIs and
-/// treated as absent).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
-    }
-    v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -300,27 +291,16 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
-    }
-
-    #[test]
     fn verdicts() {
-        let status = |s: u16, ra: Option<&str>| GatewayError::UpstreamStatus {
+        let status = |s: u16, ra: Option<u64>| GatewayError::UpstreamStatus {
             provider: "p".into(),
             upstream_status: s,
             body: bytes::Bytes::new(),
-            retry_after: ra.map(str::to_string),
+            retry_after: ra.map(Duration::from_secs),
         };
         assert_eq!(verdict(&status(500, None)), Verdict::Failure);
         assert_eq!(verdict(&status(400, None)), Verdict::Neutral);
-        assert_eq!(
-            verdict(&status(429, Some("2"))),
-            Verdict::RateLimited { retry_after: Some(Duration::from_secs(2)) }
-        );
+        assert_eq!(verdict(&status(429, Some(2))), Verdict::RateLimited { retry_after: Some(Duration::from_secs(2)) });
         assert_eq!(verdict(&GatewayError::UpstreamSaturated { provider: "p".into() }), Verdict::Neutral);
     }
 }

@@ -11,6 +11,7 @@
 //! (rustls, HTTP/2 by ALPN).
 
 use std::cell::RefCell;
+use std::error::Error as _;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +56,12 @@ pub struct UpstreamResponse {
     pub status: u16,
     /// `content-type` is `text/event-stream`.
     pub event_stream: bool,
-    pub retry_after: Option<String>,
+    /// The `Retry-After` header, read ([`crate::retry_after`]).
+    pub retry_after: Option<crate::RetryAfter>,
     pub body: ResponseBody,
+    /// Times the request was sent again, on another connection, because it
+    /// provably never reached the upstream (counted in the pool's stats too).
+    pub resends: u32,
 }
 
 /// A response body from either transport.
@@ -173,29 +178,45 @@ impl UpstreamClient {
                     event_stream: r.event_stream,
                     retry_after: r.retry_after,
                     body: ResponseBody::H1(r.body),
+                    resends: r.resends,
                 })
             }
             Transport::Hyper(client) => {
-                let mut r = http::Request::new(Full::new(req.body));
-                *r.method_mut() = req.method;
-                *r.uri_mut() = req.uri.clone();
-                let h = r.headers_mut();
-                for (n, v) in req.headers {
-                    h.append(n.clone(), v.clone());
-                }
-                let resp = client.request(r).await.map_err(|e| classify(&e))?;
+                // hyper's own retry of "canceled" requests is off (see
+                // `hyper_client`): the same rule is applied here, counted.
+                let mut resends = 0;
+                let resp = loop {
+                    let mut r = http::Request::new(Full::new(req.body.clone()));
+                    *r.method_mut() = req.method.clone();
+                    *r.uri_mut() = req.uri.clone();
+                    let h = r.headers_mut();
+                    for (n, v) in req.headers {
+                        h.append(n.clone(), v.clone());
+                    }
+                    match client.request(r).await {
+                        Ok(resp) => break resp,
+                        Err(e) if never_sent(&e) && resends < MAX_RESENDS => {
+                            resends += 1;
+                            self.session.stats.resent();
+                        }
+                        Err(e) => return Err(classify(&e)),
+                    }
+                };
                 let event_stream = resp
                     .headers()
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.starts_with("text/event-stream"));
-                let retry_after =
-                    resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let retry_after = resp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .map(|v| crate::retry_after::parse(v.as_bytes(), std::time::SystemTime::now()));
                 Ok(UpstreamResponse {
                     status: resp.status().as_u16(),
                     event_stream,
                     retry_after,
                     body: ResponseBody::Hyper(resp.into_body()),
+                    resends,
                 })
             }
         }
@@ -252,11 +273,30 @@ fn hyper_client(session: &ProviderSession, tls: &rustls::ClientConfig) -> Client
         .enable_all_versions()
         .wrap_connector(counting);
     Client::builder(TokioExecutor::new())
+        // Re-sent by `UpstreamClient::send` instead, so each one is counted.
+        .retry_canceled_requests(false)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(session.spec.idle_timeout)
         .pool_max_idle_per_host(session.spec.max_connections)
         .build(https)
+}
+
+/// Re-sends of one request, at most.
+const MAX_RESENDS: u32 = 4;
+
+/// Did hyper give the request up before writing any of it (its connection
+/// closed while the request waited for it)? hyper calls that "canceled",
+/// and returns it unsent: the one case a POST may be sent again.
+fn never_sent(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            return h.is_canceled();
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// Sort a hyper client error by its typed causes, never by message text.
@@ -405,7 +445,7 @@ mod tests {
                 let mut r = c.send(req).await.unwrap();
                 assert_eq!(r.status, 200);
                 assert!(r.event_stream);
-                assert_eq!(r.retry_after.as_deref(), Some("3"));
+                assert_eq!(r.retry_after, Some(Ok(Duration::from_secs(3))));
                 let mut body = Vec::new();
                 while let Some(chunk) = r.body.chunk().await {
                     body.extend_from_slice(&chunk.unwrap());

@@ -8,7 +8,8 @@
 //!   and hyper + rustls (HTTP/2 by ALPN) for `https://`;
 //! - [`connector`]: the TCP connector under hyper that counts connections
 //!   and bounds the connect;
-//! - [`tls`]: the TLS configuration every https pool shares.
+//! - [`tls`]: the TLS configuration every https pool shares;
+//! - [`retry_after`]: the one reading of an upstream's `Retry-After`.
 //!
 //! No actors here: the `UpstreamSessions` actor (crate `sluice-actors`) owns
 //! the session table, drives warm-up and keeps the error log; the request
@@ -18,6 +19,7 @@
 pub mod client;
 pub mod connector;
 pub mod h1;
+pub mod retry_after;
 pub mod session;
 pub mod tls;
 
@@ -27,5 +29,8 @@ pub use client::{
 };
 pub use connector::ConnectTimeout;
 pub use h1::{H1Target, Stopper, plain_http_target};
+
+/// A `Retry-After` header as read: a delay (saturated), or why it is none.
+pub type RetryAfter = Result<std::time::Duration, retry_after::Invalid>;
 pub use session::{PoolDetail, PoolStats, ProviderSession, SessionSpec, SessionTable, WarmRequest};
 pub use tls::TlsError;

@@ -66,8 +66,10 @@ pub struct PoolStats {
     inflight: AtomicI64,
     warm_ok: AtomicU64,
     warm_failed: AtomicU64,
+    resends_total: AtomicU64,
     inflight_gauge: metrics::Gauge,
     connect_errors: metrics::Counter,
+    resends: metrics::Counter,
 }
 
 /// The pool as `/status` shows it (`upstream_sessions` → `providers[].pool`).
@@ -84,6 +86,9 @@ pub struct PoolDetail {
     pub inflight: i64,
     pub warm_ok: u64,
     pub warm_failed: u64,
+    /// Requests sent again on another connection because they provably
+    /// never reached the upstream (see `h1` and `client`).
+    pub resends_total: u64,
 }
 
 impl PoolStats {
@@ -98,8 +103,10 @@ impl PoolStats {
             inflight: AtomicI64::new(0),
             warm_ok: AtomicU64::new(0),
             warm_failed: AtomicU64::new(0),
+            resends_total: AtomicU64::new(0),
             inflight_gauge: metrics::gauge!("sluice_upstream_inflight", "provider" => label.clone()),
-            connect_errors: metrics::counter!("sluice_upstream_connect_errors_total", "provider" => label),
+            connect_errors: metrics::counter!("sluice_upstream_connect_errors_total", "provider" => label.clone()),
+            resends: metrics::counter!("sluice_upstream_resends_total", "provider" => label),
         }
     }
 
@@ -127,6 +134,16 @@ impl PoolStats {
     pub fn request_ended(&self) {
         self.inflight.fetch_sub(1, Ordering::Relaxed);
         self.inflight_gauge.decrement(1.0);
+    }
+
+    /// A request sent again because it never reached the upstream.
+    pub fn resent(&self) {
+        self.resends_total.fetch_add(1, Ordering::Relaxed);
+        self.resends.increment(1);
+    }
+
+    pub fn resends_total(&self) -> u64 {
+        self.resends_total.load(Ordering::Relaxed)
     }
 
     pub fn warmed(&self, ok: bool) {
@@ -171,6 +188,7 @@ impl PoolStats {
             inflight,
             warm_ok: self.warm_ok.load(Ordering::Relaxed),
             warm_failed: self.warm_failed.load(Ordering::Relaxed),
+            resends_total: self.resends_total(),
         }
     }
 }

@@ -44,6 +44,7 @@ impl AvailabilityHandle {
             table: t,
             labels: spec.labels.to_vec(),
             provider_names: spec.provider_names.to_vec(),
+            probing: vec![false; spec.probes.len()],
             probes: spec.probes.into_iter().map(Some).collect(),
             timers: Vec::new(),
             sessions,

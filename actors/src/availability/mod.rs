@@ -51,6 +51,8 @@ pub struct ModelAvailability {
     /// Armed probes; `None` once its provider left the config (its timer
     /// is cancelled, and a restart does not re-arm it).
     probes: Vec<Option<ProbeSpec>>,
+    /// Probe `i` is waiting for its upstream: the next tick sends none.
+    probing: Vec<bool>,
     timers: Vec<Option<SpawnHandle>>,
     sessions: SessionsHandle,
     /// This actor thread's own pooled clients, for probes.
@@ -79,10 +81,19 @@ impl ModelAvailability {
     }
 
     /// Send probe `i` (I/O, off the actor: its result comes back through
-    /// [`ModelAvailability::probed`]).
+    /// [`ModelAvailability::probed`]). One probe per provider at a time:
+    /// while one hangs, the ticks that come due send no other (each would
+    /// hold a connection of the upstream that is already struggling). The
+    /// whole probe — response head and body, read to its end and thrown
+    /// away — runs under the probe's timeout, so an upstream that answers
+    /// its head and then drips its body is unhealthy, not forever probed.
     fn probe(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.probing.get(i).copied().unwrap_or(true) {
+            return;
+        }
         let Some(Some(spec)) = self.probes.get(i).cloned() else { return };
         let Some(client) = self.clients.as_ref().and_then(|c| c.get(spec.provider)) else { return };
+        self.probing[i] = true;
         let fut = async move {
             let req = Outgoing {
                 method: Method::GET,
@@ -90,21 +101,29 @@ impl ModelAvailability {
                 headers: &spec.request.headers,
                 body: Bytes::new(),
             };
-            match tokio::time::timeout(spec.timeout, client.send(req)).await {
-                Ok(Ok(mut resp)) => {
-                    while let Some(Ok(_)) = resp.body.chunk().await {}
-                    if (200..300).contains(&resp.status) {
-                        Ok(())
-                    } else {
-                        Err(format!("probe answered HTTP {}", resp.status))
-                    }
+            let whole = async {
+                let mut resp = client.send(req).await.map_err(|e| e.to_string())?;
+                while let Some(chunk) = resp.body.chunk().await {
+                    chunk.map_err(|e| format!("probe answer cut off: {e}"))?;
                 }
-                Ok(Err(e)) => Err(e.to_string()),
+                if (200..300).contains(&resp.status) {
+                    Ok(())
+                } else {
+                    Err(format!("probe answered HTTP {}", resp.status))
+                }
+            };
+            match tokio::time::timeout(spec.timeout, whole).await {
+                Ok(r) => r,
                 Err(_) => Err(format!("probe timed out after {:?}", spec.timeout)),
             }
         };
         let provider = spec.provider;
-        shell::spawn(ctx, fut, move |result, act: &mut Self, _| act.probed(provider, result));
+        shell::spawn(ctx, fut, move |result, act: &mut Self, _| {
+            if let Some(p) = act.probing.get_mut(i) {
+                *p = false;
+            }
+            act.probed(provider, result);
+        });
     }
 
     fn arm(&mut self, i: usize, ctx: &mut Context<Self>) {
@@ -153,6 +172,7 @@ impl ModelAvailability {
         for (provider, spec) in wanted {
             if !armed.contains(&provider) {
                 self.probes.push(Some(spec.clone()));
+                self.probing.push(false);
                 self.timers.push(None);
                 self.arm(self.probes.len() - 1, ctx);
             }
@@ -198,6 +218,11 @@ impl Shell for ModelAvailability {
             self.arm(i, ctx);
         }
         self.publish_all();
+    }
+
+    /// The probes in flight were dropped with the other spawned work.
+    fn on_restart(&mut self) {
+        self.probing.iter_mut().for_each(|p| *p = false);
     }
 }
 

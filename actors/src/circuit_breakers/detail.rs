@@ -23,6 +23,7 @@ pub struct ConfigDetail {
     pub cooldown_s: f64,
     pub cooldown_max_s: f64,
     pub half_open_probes: u32,
+    pub probe_timeout_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -37,6 +38,7 @@ pub struct CircuitDetail {
     pub failures_total: u64,
     pub successes_total: u64,
     pub rate_limited_total: u64,
+    pub probes_lost_total: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +81,7 @@ impl BreakersDetail {
                     failures_total: b.failures_total,
                     successes_total: b.successes_total,
                     rate_limited_total: b.rate_limited_total,
+                    probes_lost_total: b.probes_lost_total,
                 }
             })
             .collect();
@@ -91,6 +94,7 @@ impl BreakersDetail {
                 cooldown_s: cfg.cooldown.as_secs_f64(),
                 cooldown_max_s: cfg.cooldown_max.as_secs_f64(),
                 half_open_probes: cfg.half_open_probes,
+                probe_timeout_s: cfg.probe_timeout.as_secs_f64(),
             },
             deployments,
             remote_holds_total,

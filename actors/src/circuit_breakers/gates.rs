@@ -1,7 +1,14 @@
 //! The breakers' read-only snapshot: one gate per deployment, read by the
 //! request path without a message round trip (an actor ask costs ~3 µs, and
 //! far more when it has to wake the actor's thread; an atomic load ~2 ns —
-//! docs/benchmarks/micro.md). Only the `CircuitBreakers` actor writes it.
+//! docs/benchmarks/micro.md). Only the `CircuitBreakers` actor writes it,
+//! with one exception: [`Gates::cool_now`], by which the request that just
+//! got a 429 makes its cool-down seen at once by every other request —
+//! the actor learns of it ~1 ms later, in the next outcome batch, and a
+//! request arriving in that millisecond must not hit the deployment again.
+//! It can only lengthen a cool-down (a `fetch_max`), and the actor's own
+//! publication keeps the longer of the two, so the actor's word is never
+//! shortened by it and never shortens it.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -47,6 +54,8 @@ struct Gate {
     open_until_ms: AtomicU64,
     /// 429 cool-down end (ms since `origin`), 0 if none.
     cooling_until_ms: AtomicU64,
+    /// When the circuit last opened (ms since `origin`).
+    opened_at_ms: AtomicU64,
 }
 
 /// Every deployment's gate, by deployment id. Append-only: ids are given
@@ -101,6 +110,31 @@ impl Gates {
         (until > now).then(|| std::time::Duration::from_millis(until - now))
     }
 
+    /// `deployment` answered 429 and asked for `for_` of quiet (already
+    /// capped): cool it from now on, before the actor hears of it.
+    pub fn cool_now(&self, deployment: usize, for_: std::time::Duration) {
+        let Some(g) = self.gates.get(deployment) else { return };
+        let until = self.ms(Instant::now() + for_) + 1;
+        g.cooling_until_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// How long `deployment` still cools after a 429 (its own or another
+    /// replica's), whatever its circuit says.
+    pub fn cooling_for(&self, deployment: usize) -> Option<std::time::Duration> {
+        let g = self.gates.get(deployment)?;
+        let now = self.ms(Instant::now());
+        let until = g.cooling_until_ms.load(Ordering::Acquire);
+        (until > now).then(|| std::time::Duration::from_millis(until - now))
+    }
+
+    /// When `deployment`'s circuit last opened (ms on the gates' clock), if
+    /// it is open or half-open now: the earliest opened is the one a
+    /// request tries when no deployment is admitted.
+    pub fn opened_at(&self, deployment: usize) -> Option<u64> {
+        let g = self.gates.get(deployment)?;
+        (g.state.load(Ordering::Acquire) != 0).then(|| g.opened_at_ms.load(Ordering::Acquire))
+    }
+
     /// Why `deployment` was just denied: a closed circuit that denies is
     /// cooling; any other state is the circuit itself.
     pub fn denial(&self, deployment: usize) -> Denial {
@@ -131,7 +165,10 @@ impl Gates {
         let open_until = self.ms(b.open_until()) + 1;
         let cooling = b.cooling_until(now).map_or(0, |u| self.ms(u) + 1);
         g.open_until_ms.store(open_until, Ordering::Release);
-        g.cooling_until_ms.store(cooling, Ordering::Release);
+        // The longer of the actor's cool-down and a request's `cool_now`
+        // (a cool-down only ever grows until it ends).
+        g.cooling_until_ms.fetch_max(cooling, Ordering::AcqRel);
+        g.opened_at_ms.store(self.ms(b.opened_at()), Ordering::Release);
         g.state.store(b.state().as_u8(), Ordering::Release);
     }
 }

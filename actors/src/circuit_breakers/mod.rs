@@ -13,6 +13,7 @@ pub mod messages;
 mod state;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
@@ -30,6 +31,11 @@ use crate::topology::Topology;
 use messages::{Admit, RecordOutcomes, RemoteHold};
 
 pub const NAME: &str = "circuit_breakers";
+
+/// How often time alone moves the breakers: a tenth of the window (or
+/// probe timeout), within these bounds.
+const TICK_MIN: Duration = Duration::from_millis(10);
+const TICK_MAX: Duration = Duration::from_secs(1);
 
 pub struct CircuitBreakers {
     cfg: BreakerConfig,
@@ -155,6 +161,20 @@ impl CircuitBreakers {
         }
     }
 
+    /// Let time alone move every breaker (cool-downs over, probes lost,
+    /// half-open circuits idle), so the gates, gauges and `/status` follow
+    /// without traffic.
+    fn tick_all(&mut self) {
+        let now = Instant::now();
+        for d in 0..self.breakers.len() {
+            let Some(b) = self.breakers.get_mut(d) else { continue };
+            let t = b.tick(&self.cfg, now);
+            if t.is_some() {
+                self.after(d, t, now);
+            }
+        }
+    }
+
     fn admit(&mut self, msg: Admit) -> Admission {
         let now = Instant::now();
         let Some(b) = self.breakers.get_mut(msg.deployment) else { return Admission::Allowed };
@@ -178,7 +198,7 @@ impl Shell for CircuitBreakers {
     /// The breakers are kept across a restart (a restart must not forget
     /// which deployments are failing); the gates and gauges are re-synced
     /// from them.
-    fn on_start(&mut self, _ctx: &mut Context<Self>) {
+    fn on_start(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         for (i, b) in self.breakers.iter().enumerate() {
             self.gates.publish(i, b, now);
@@ -186,6 +206,8 @@ impl Shell for CircuitBreakers {
                 g.set(f64::from(b.state().as_u8()));
             }
         }
+        let every = (self.cfg.window.min(self.cfg.probe_timeout) / 10).clamp(TICK_MIN, TICK_MAX);
+        shell::run_interval(ctx, every, |act, _| act.tick_all());
     }
 }
 

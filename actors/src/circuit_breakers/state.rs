@@ -9,6 +9,14 @@
 //! calls may go through; a probe's success closes it, a failure re-opens it.
 //! A 429 "cools" the deployment for its Retry-After (capped) without
 //! counting as a failure: the provider is healthy, only busy.
+//!
+//! Half-open never lasts forever. A probe that has not reported within
+//! `probe_timeout` (the longest an attempt may take) is lost — its outcome
+//! was dropped, or it hangs past every timeout — and counts as a failure:
+//! the circuit re-opens. A half-open circuit that sees no traffic for a
+//! whole `window` closes: the failures that opened it have aged out of the
+//! window, just as they would have in the closed state. The actor ticks
+//! every breaker so both happen without traffic.
 
 use std::time::Duration;
 
@@ -27,6 +35,8 @@ pub struct BreakerConfig {
     pub half_open_probes: u32,
     /// Longest Retry-After honoured for a 429 cool-down.
     pub retry_after_cap: Duration,
+    /// A half-open probe not reported within this long is lost (a failure).
+    pub probe_timeout: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -40,6 +50,7 @@ impl Default for BreakerConfig {
             cooldown_max: Duration::from_secs(120),
             half_open_probes: 1,
             retry_after_cap: Duration::from_secs(60),
+            probe_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -116,16 +127,25 @@ pub struct Breaker {
     buckets: [Bucket; BUCKETS],
     /// Open until then (Open), or when the last open began (for status).
     open_until: Instant,
+    /// When the circuit last opened.
+    opened_at: Instant,
     /// Opens since the circuit last closed: the cool-down doubles with each.
     consecutive_opens: u32,
     probes_left: u32,
     probes_inflight: u32,
+    /// Half-open: when a probe was last admitted or reported (or the
+    /// circuit turned half-open), for the probe and idle timeouts.
+    half_open_activity: Instant,
+    /// Half-open: when the latest probe still in flight was admitted.
+    probe_admitted: Instant,
     /// 429 cool-down: skipped until then, whatever the circuit says.
     cooling_until: Option<Instant>,
     pub opens_total: u64,
     pub failures_total: u64,
     pub successes_total: u64,
     pub rate_limited_total: u64,
+    /// Half-open probes that never reported (counted as failures).
+    pub probes_lost_total: u64,
     last_change: Instant,
     origin: Instant,
 }
@@ -136,14 +156,18 @@ impl Breaker {
             state: CircuitState::Closed,
             buckets: [Bucket::default(); BUCKETS],
             open_until: now,
+            opened_at: now,
             consecutive_opens: 0,
             probes_left: 0,
             probes_inflight: 0,
+            half_open_activity: now,
+            probe_admitted: now,
             cooling_until: None,
             opens_total: 0,
             failures_total: 0,
             successes_total: 0,
             rate_limited_total: 0,
+            probes_lost_total: 0,
             last_change: now,
             origin: now,
         }
@@ -155,6 +179,11 @@ impl Breaker {
 
     pub fn open_until(&self) -> Instant {
         self.open_until
+    }
+
+    /// When the circuit last opened (meaningful while open or half-open).
+    pub fn opened_at(&self) -> Instant {
+        self.opened_at
     }
 
     pub fn cooling_until(&self, now: Instant) -> Option<Instant> {
@@ -228,6 +257,7 @@ impl Breaker {
         let cooldown = cfg.cooldown.saturating_mul(factor).min(cfg.cooldown_max);
         self.consecutive_opens = self.consecutive_opens.saturating_add(1);
         self.open_until = now + cooldown;
+        self.opened_at = now;
         self.opens_total += 1;
         self.probes_left = 0;
         self.probes_inflight = 0;
@@ -242,14 +272,39 @@ impl Breaker {
         self.change(CircuitState::Closed, now)
     }
 
-    /// Move Open → HalfOpen once the cool-down is over.
+    /// Move on with time alone: Open → HalfOpen once the cool-down is over;
+    /// HalfOpen → Open when a probe is lost, → Closed after a window with
+    /// no traffic (see the module's doc).
     pub fn tick(&mut self, cfg: &BreakerConfig, now: Instant) -> Option<Transition> {
-        if self.state == CircuitState::Open && now >= self.open_until {
-            self.probes_left = cfg.half_open_probes.max(1);
-            self.probes_inflight = 0;
-            return self.change(CircuitState::HalfOpen, now);
+        match self.state {
+            CircuitState::Open if now >= self.open_until => {
+                self.probes_left = cfg.half_open_probes.max(1);
+                self.probes_inflight = 0;
+                self.half_open_activity = now;
+                self.change(CircuitState::HalfOpen, now)
+            }
+            CircuitState::HalfOpen if self.probes_inflight > 0 => {
+                if now.saturating_duration_since(self.probe_admitted) >= cfg.probe_timeout {
+                    self.failures_total += 1;
+                    self.probes_lost_total += 1;
+                    return self.open(cfg, now);
+                }
+                None
+            }
+            CircuitState::HalfOpen if now.saturating_duration_since(self.half_open_activity) >= cfg.window => {
+                self.close(now)
+            }
+            CircuitState::Closed | CircuitState::Open | CircuitState::HalfOpen => None,
         }
-        None
+    }
+
+    /// A probe slot given back (its attempt told nothing about the deployment).
+    fn probe_returned(&mut self, cfg: &BreakerConfig, now: Instant) {
+        if self.state == CircuitState::HalfOpen {
+            self.probes_inflight = self.probes_inflight.saturating_sub(1);
+            self.probes_left = self.probes_left.saturating_add(1).min(cfg.half_open_probes.max(1));
+            self.half_open_activity = now;
+        }
     }
 
     /// May a request go to this deployment now? Takes a probe slot when
@@ -266,6 +321,8 @@ impl Breaker {
                 if self.probes_left > 0 {
                     self.probes_left -= 1;
                     self.probes_inflight += 1;
+                    self.probe_admitted = now;
+                    self.half_open_activity = now;
                     Admission::Probe
                 } else {
                     Admission::Denied
@@ -280,11 +337,8 @@ impl Breaker {
         let t0 = self.tick(cfg, now);
         let t = match v {
             Verdict::Neutral => {
-                if self.state == CircuitState::HalfOpen {
-                    // A probe that told us nothing: let another one through.
-                    self.probes_inflight = self.probes_inflight.saturating_sub(1);
-                    self.probes_left = self.probes_left.saturating_add(1).min(cfg.half_open_probes.max(1));
-                }
+                // A probe that told us nothing: let another one through.
+                self.probe_returned(cfg, now);
                 None
             }
             Verdict::RateLimited { retry_after } => {
@@ -292,10 +346,7 @@ impl Breaker {
                 let d = retry_after.unwrap_or(Duration::from_secs(1)).min(cfg.retry_after_cap);
                 let until = now + d;
                 self.cooling_until = Some(self.cooling_until.map_or(until, |u| u.max(until)));
-                if self.state == CircuitState::HalfOpen {
-                    self.probes_inflight = self.probes_inflight.saturating_sub(1);
-                    self.probes_left = self.probes_left.saturating_add(1).min(cfg.half_open_probes.max(1));
-                }
+                self.probe_returned(cfg, now);
                 None
             }
             Verdict::Success => {

@@ -56,12 +56,12 @@ impl LimiterHandle {
     ) -> Result<LimiterHandle, StoreError> {
         let table = LimiterTable::new(spec.scopes);
         let spend = Arc::new(spec.spend);
+        let meta = ActorMeta::new(NAME);
         let store = match &spec.store {
-            Some(p) => Some(Arc::new(SpendStore::open(p, spend.clone(), super::spend::today())?)),
+            Some(p) => Some(Arc::new(SpendStore::open(p, spend.clone(), super::spend::today(), meta.clone())?)),
             None => None,
         };
         let kept_store = store.clone();
-        let meta = ActorMeta::new(NAME);
         let (t, s, m) = (table.clone(), spend.clone(), meta.clone());
         let max_queue = spec.max_queue;
         let spend_outboxes: Vec<Arc<SpendOutbox>> = store

@@ -69,7 +69,12 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
 impl SpendStore {
     /// Open (or create) the store, load what it holds into `spend` for
     /// `today`, and start the writer thread.
-    pub fn open(path: &Path, spend: Arc<SpendTable>, today: u32) -> Result<SpendStore, StoreError> {
+    pub fn open(
+        path: &Path,
+        spend: Arc<SpendTable>,
+        today: u32,
+        owner: Arc<crate::supervision::ActorMeta>,
+    ) -> Result<SpendStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(path, e))?;
         }
@@ -89,7 +94,12 @@ impl SpendStore {
         let (d, t, pending) = (db.clone(), spend.clone(), outbox.clone());
         let writer = std::thread::Builder::new()
             .name("sluice-spend-store".into())
-            .spawn(move || write_loop(&d, &pending, &t, &shown))
+            .spawn(move || {
+                // A panic here would end persistence silently: guarded and restarted.
+                crate::supervision::task::keep_running_sync(&owner, "spend store writer", || {
+                    write_loop(&d, &pending, &t, &shown)
+                })
+            })
             .map_err(|e| err(path, e))?;
         Ok(SpendStore { outbox, writer: Some(writer), path: path.to_path_buf(), db, spend })
     }
@@ -260,7 +270,7 @@ mod tests {
         let day = 20_000;
         {
             let t = Arc::new(table());
-            let store = SpendStore::open(&path, t.clone(), day).unwrap();
+            let store = SpendStore::open(&path, t.clone(), day, crate::supervision::ActorMeta::new("t")).unwrap();
             let recs: Vec<SpendRecord> = [(0, 0, 0.5), (0, 1, 0.25), (1, 0, 1.0)]
                 .iter()
                 .filter_map(|&(k, m, usd)| t.add(k, m, usd, day))
@@ -270,7 +280,7 @@ mod tests {
             store.write(t.add(0, 0, 2.0, day - 1).into_iter().collect());
         }
         let t = Arc::new(table());
-        let store = SpendStore::open(&path, t.clone(), day).unwrap();
+        let store = SpendStore::open(&path, t.clone(), day, crate::supervision::ActorMeta::new("t")).unwrap();
         assert!((t.key_total_usd(0) - 2.75).abs() < 1e-9);
         assert!((t.key_total_usd(1) - 1.0).abs() < 1e-9);
         let d = sonic_rs::to_string(&t.detail(day)).unwrap();

@@ -18,7 +18,7 @@ use crate::accounts::AccountRecord;
 use crate::rate_limiter::SpendTable;
 use crate::response_cache::replica_tier;
 use crate::response_cache::{CacheKey, StoredAnswer};
-use crate::supervision::{ActorMeta, ActorRegistry};
+use crate::supervision::{ActorMeta, ActorRegistry, task};
 use redis::Script;
 
 #[derive(Clone)]
@@ -43,6 +43,8 @@ pub(super) struct Inner {
     pub(super) cache_seed: AtomicU64,
     /// Listening to the other replicas' news right now.
     pub(super) subscribed: Arc<AtomicBool>,
+    /// The actor's own facts: its tasks' restarts count as its restarts.
+    pub(super) meta: Arc<ActorMeta>,
     /// Spend to write to Redis (lossless and bounded, never a dropped job).
     pub(super) spend: Arc<crate::rate_limiter::SpendOutbox>,
     /// Runtime keys and teams heard of, for the gateway ([`ReplicasHandle::accounts_feed`]).
@@ -84,6 +86,7 @@ impl ReplicasHandle {
         let link = Link::new(connector, spec.timeout);
         let (writer, rx) = Writer::channel();
         let replica = format!("{:08x}-{}", fastrand_u32(), std::process::id());
+        let meta = ActorMeta::new(NAME);
         let (accounts_tx, accounts_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             link: link.clone(),
@@ -99,12 +102,12 @@ impl ReplicasHandle {
             cache_misses: AtomicU64::new(0),
             cache_seed: AtomicU64::new(0),
             subscribed: Arc::default(),
+            meta: meta.clone(),
             spend: Arc::default(),
             accounts_tx,
             accounts_rx: Mutex::new(Some(accounts_rx)),
         });
         let handle = ReplicasHandle { inner };
-        let meta = ActorMeta::new(NAME);
         let (h, m) = (handle.clone(), meta.clone());
         let addr =
             Supervisor::start_in_arbiter(arbiter, move |_| Replicas { handle: h, shown, meta: m, probing: false });
@@ -120,16 +123,24 @@ impl ReplicasHandle {
         let mut w = writer::WriteLoop::new(i.link.clone(), i.prefix.clone(), i.replica.clone(), spend, &i.writer);
         w.pending_gauge = i.pending.clone();
         w.outbox = i.spend.clone();
-        i.arbiter.spawn(w.run(rx, i.resync.clone()));
-        let channel = format!("{}:news", i.prefix);
-        i.arbiter.spawn(news::listen(
-            i.link.clone(),
-            channel,
-            sinks,
-            i.probe_interval,
-            i.resync.clone(),
-            i.subscribed.clone(),
-        ));
+        // Both run outside the actor's context, on its arbiter: guarded and
+        // restarted on a panic (`supervision::task`), the writer with its
+        // queue and pending rows kept.
+        let writer = Arc::new(tokio::sync::Mutex::new((w, rx)));
+        let resync = i.resync.clone();
+        i.arbiter.spawn(task::keep_running(i.meta.clone(), "redis writer", move || {
+            let (writer, resync) = (writer.clone(), resync.clone());
+            async move {
+                let mut g = writer.lock().await;
+                let (w, rx) = &mut *g;
+                w.run(rx, &resync).await;
+            }
+        }));
+        let (link, sinks, retry) = (i.link.clone(), Arc::new(sinks), i.probe_interval);
+        let (channel, resync, subscribed) = (format!("{}:news", i.prefix), i.resync.clone(), i.subscribed.clone());
+        i.arbiter.spawn(task::keep_running(i.meta.clone(), "news listener", move || {
+            news::listen(link.clone(), channel.clone(), sinks.clone(), retry, resync.clone(), subscribed.clone())
+        }));
     }
 
     /// Where the news listener sends runtime keys and teams it hears of.

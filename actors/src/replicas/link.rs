@@ -318,18 +318,50 @@ pub fn url_host(url: &str) -> Option<String> {
     }
 }
 
-/// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`: the
-/// URL as logs, errors and `/status` may show it.
+/// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`, and
+/// `redis+unix:///run/redis.sock?db=1&pass=secret` →
+/// `redis+unix:///run/redis.sock?db=1&pass=***`: the URL as logs, errors
+/// and `/status` may show it. redis-rs reads a password from the userinfo
+/// of a TCP URL and from the `pass` (or `password`) query parameter of a
+/// unix socket URL; both are masked, whatever the scheme.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return if url.contains('@') { "***".into() } else { url.to_string() };
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &url[..scheme_end + 3], &rest[at..]),
-        None => url.to_string(),
+    let mut out = match head.find("://") {
+        None if head.contains('@') => "***".to_string(),
+        None => head.to_string(),
+        Some(scheme_end) => {
+            let rest = &head[scheme_end + 3..];
+            let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{}***{}", &head[..scheme_end + 3], &rest[at..]),
+                None => head.to_string(),
+            }
+        }
+    };
+    if let Some(q) = query {
+        out.push('?');
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
+                None if is_secret_param(pair) => pair.to_string(),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
     }
+    out
+}
+
+/// A query parameter that may carry a password: `pass` and `password` as
+/// redis-rs reads them, in any case, and anything else that looks like one
+/// (masking too much is harmless).
+fn is_secret_param(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("pass") || k.contains("%70as") || k.contains("secret") || k.contains("token")
 }
 
 #[cfg(test)]
@@ -342,6 +374,14 @@ mod tests {
         assert_eq!(redact_url("redis://:hunter2@redis:6379/0"), "redis://***@redis:6379/0");
         assert_eq!(redact_url("rediss://user:p@ss@host/1"), "rediss://***@host/1");
         assert_eq!(redact_url("user:pw@host"), "***");
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(redact_url("unix:///tmp/r.sock?password=hunter2&db=3"), "unix:///tmp/r.sock?password=***&db=3");
+        assert_eq!(redact_url("unix:///tmp/r.sock?PASS=hunter2"), "unix:///tmp/r.sock?PASS=***");
+        assert_eq!(redact_url("redis://:pw@host/0?password=x"), "redis://***@host/0?password=***");
+        assert_eq!(redact_url("/tmp/r.sock?pass=hunter2"), "/tmp/r.sock?pass=***");
     }
 
     #[tokio::test(start_paused = true)]

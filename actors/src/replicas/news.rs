@@ -105,7 +105,7 @@ fn kind(n: &News) -> &'static str {
 pub async fn listen(
     link: Arc<Link>,
     channel: String,
-    sinks: Sinks,
+    sinks: Arc<Sinks>,
     retry: Duration,
     resync: Arc<tokio::sync::Notify>,
     subscribed: Arc<std::sync::atomic::AtomicBool>,

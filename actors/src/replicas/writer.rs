@@ -157,7 +157,7 @@ impl WriteLoop {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Job>, resync: Arc<Notify>) {
+    pub async fn run(&mut self, rx: &mut mpsc::Receiver<Job>, resync: &Notify) {
         loop {
             tokio::select! {
                 job = rx.recv() => {

@@ -12,6 +12,10 @@
 //! same actor value, same mailbox — which calls `restarting()` and
 //! `started()` again.
 //!
+//! Work an actor owns outside its context (a writer thread, a task on
+//! another arbiter) runs under [`task::keep_running`], with the same
+//! restart accounting.
+//!
 //! Restarts are budgeted ([`RESTART_BUDGET`]): an actor that panics more
 //! than that is not restarted again but marked [`ActorState::Failed`].
 //!
@@ -22,6 +26,7 @@
 mod budget;
 mod registry;
 pub mod shell;
+pub mod task;
 
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

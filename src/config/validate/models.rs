@@ -107,6 +107,8 @@ pub(super) fn check_models(
         let limits = super::routing::limits(c, &at, m.rpm, m.tpm, m.max_concurrent);
         let cache = super::cache::model_cache(c, &at, m.cache);
         let embeddings_batch = super::cache::embeddings_batch(c, &at, m.embeddings_batch);
+        let on_all_unhealthy =
+            super::routing::on_all_unhealthy(c, &join_key(&at, "on_all_unhealthy"), m.on_all_unhealthy.as_ref());
         out.push(ModelConfig {
             name: m.name.value,
             deployments,
@@ -122,6 +124,7 @@ pub(super) fn check_models(
             limits,
             cache,
             embeddings_batch,
+            on_all_unhealthy,
         });
     }
 

@@ -212,12 +212,20 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
             1,
             "",
         ),
+        max_response_bytes: bytes(c, &path("max_response_bytes"), p.max_response_bytes, defaults::MAX_RESPONSE_BYTES),
+        max_event_bytes: bytes(c, &path("max_event_bytes"), p.max_event_bytes, defaults::MAX_EVENT_BYTES),
         mock,
         anthropic,
         responses,
         cloud,
         cloud_env: Default::default(),
     }
+}
+
+/// A size in bytes an upstream may fill: 1 KiB to 4 GiB.
+fn bytes(c: &mut Checker, path: &str, v: Option<i64>, default: i64) -> usize {
+    let n = c.int(path, v, default, 1024, 1 << 32, "(bytes)");
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// Check a base URL and strip its trailing slashes (Sluice appends

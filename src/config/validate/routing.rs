@@ -3,7 +3,9 @@
 
 use super::super::locate::join_key;
 use super::super::raw::{RawBreaker, RawHedge, RawModelTimeouts, RawPrice, RawQueue, RawRouting, Text, defaults};
-use super::super::{BreakerSettings, HedgeConfig, Limits, ModelTimeouts, Price, QueueConfig, RoutingConfig, Strategy};
+use super::super::{
+    BreakerSettings, HedgeConfig, Limits, ModelTimeouts, OnAllUnhealthy, Price, QueueConfig, RoutingConfig, Strategy,
+};
 use super::Checker;
 
 /// Longest any configurable wait may be: a day is a typo, not a timeout.
@@ -81,6 +83,18 @@ pub(super) fn strategy(c: &mut Checker, path: &str, s: Option<&Text>) -> Strateg
             let shown = s.map(Text::shown).unwrap_or_default();
             c.err(path, format!("unknown strategy {shown}; expected one of: weighted, least_inflight, latency, cost"));
             Strategy::Weighted
+        }
+    }
+}
+
+pub(super) fn on_all_unhealthy(c: &mut Checker, path: &str, s: Option<&Text>) -> OnAllUnhealthy {
+    match s.map(|t| t.value.as_str()) {
+        None | Some("try_one") => OnAllUnhealthy::TryOne,
+        Some("fail_fast") => OnAllUnhealthy::FailFast,
+        Some(_) => {
+            let shown = s.map(Text::shown).unwrap_or_default();
+            c.err(path, format!("unknown on_all_unhealthy {shown}; expected one of: try_one, fail_fast"));
+            OnAllUnhealthy::TryOne
         }
     }
 }

@@ -226,15 +226,8 @@ impl Bedrock {
 }
 
 async fn read(p: &Provider, resp: OkResponse) -> Result<Bytes, GatewayError> {
-    let bytes = http_transport::read_body(
-        p,
-        &resp.timeouts,
-        resp.body,
-        http_transport::MAX_RESPONSE_BYTES,
-        false,
-        resp.deadline,
-    )
-    .await?;
+    let bytes =
+        http_transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
     drop(resp.permit);
     Ok(bytes)
 }

@@ -124,7 +124,7 @@ impl H1Body {
     }
 }
 
-enum Step {
+pub(super) enum Step {
     Data(Bytes),
     /// State advanced without data; go on.
     Again,
@@ -133,7 +133,7 @@ enum Step {
 }
 
 impl Framing {
-    fn step(&mut self, buf: &mut BytesMut) -> Result<Step, H1Error> {
+    pub(super) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, H1Error> {
         match *self {
             Framing::Done => Ok(Step::Again),
             Framing::Close => {

@@ -6,6 +6,7 @@ use bytes::BytesMut;
 
 use super::body::{Chunk, Framing};
 use super::{H1Error, H1Request, H1Target};
+use crate::RetryAfter;
 
 /// Response heads longer than this are refused.
 pub(super) const MAX_HEAD: usize = 64 * 1024;
@@ -39,7 +40,7 @@ pub(super) struct ParsedHead {
     pub(super) framing: Framing,
     pub(super) keep_alive: bool,
     pub(super) event_stream: bool,
-    pub(super) retry_after: Option<String>,
+    pub(super) retry_after: Option<RetryAfter>,
 }
 
 pub(super) fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, H1Error> {
@@ -85,7 +86,7 @@ pub(super) fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, H1Error> {
         } else if name.eq_ignore_ascii_case("content-type") {
             event_stream = h.value.trim_ascii_start().starts_with(b"text/event-stream");
         } else if name.eq_ignore_ascii_case("retry-after") {
-            retry_after = std::str::from_utf8(h.value).ok().map(|s| s.trim().to_string());
+            retry_after = Some(crate::retry_after::parse(h.value, std::time::SystemTime::now()));
         }
     }
     let framing = if status == 204 || status == 304 || (100..200).contains(&status) {

@@ -15,12 +15,14 @@
 //! https upstreams keep using hyper (TLS, HTTP/2 by ALPN).
 //!
 //! Split by responsibility: [`conn`] (a socket and its read buffer),
-//! [`head`] (request head out, response head in), [`body`] (body framing);
-//! this file holds the pool and one request/response exchange.
+//! [`head`] (request head out, response head in), [`body`] (body framing),
+//! [`wire`] (the same parse over bytes in memory, for the fuzzer); this
+//! file holds the pool and one request/response exchange.
 
 mod body;
 mod conn;
 mod head;
+mod wire;
 
 use std::cell::RefCell;
 use std::io;
@@ -38,12 +40,13 @@ use tokio::time::Instant;
 pub use body::{H1Body, Stopper};
 use conn::{Conn, Counted};
 use head::{MAX_HEAD, encode_head, parse_head};
+pub use wire::{WholeResponse, read_response};
 
 use crate::session::PoolStats;
 
-/// Idle this long, a pooled connection is checked for a close from the
-/// server before reuse (one non-blocking read); busier ones are reused as is.
-const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// Re-sends of one request, at most (each on another connection; see
+/// [`H1Pool::send`]).
+const MAX_RESENDS: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum H1Error {
@@ -115,8 +118,10 @@ pub struct H1Response {
     pub status: u16,
     /// `content-type: text/event-stream`.
     pub event_stream: bool,
-    pub retry_after: Option<String>,
+    pub retry_after: Option<crate::RetryAfter>,
     pub body: H1Body,
+    /// Times the request was sent again because it never reached the upstream.
+    pub resends: u32,
 }
 
 impl H1Pool {
@@ -144,44 +149,58 @@ impl H1Pool {
         self.inner.idle.borrow().len()
     }
 
-    /// Send one request. A pooled connection the server had already closed
-    /// is retried once on a fresh one, when nothing of a response arrived.
+    /// Send one request.
+    ///
+    /// A POST to an LLM is a paid call: it is sent again only when it
+    /// provably never reached the upstream — on a reused connection whose
+    /// very first write failed, so not one byte of the request left this
+    /// host (the server had closed the connection while it idled in the
+    /// pool). A request that may have been received — any byte written,
+    /// then a reset or a close before the answer — is an error for the
+    /// attempt loop to judge, never a silent second call. Every re-send is
+    /// counted (`sluice_upstream_resends_total`, the pool's `/status`) and
+    /// reported in the response's `resends`.
     pub async fn send(&self, req: &H1Request<'_>) -> Result<H1Response, H1Error> {
         let head = encode_head(&self.inner.target, req);
+        let mut resends = 0;
         loop {
             let (conn, reused) = match self.checkout() {
                 Some(c) => (c, true),
                 None => (self.connect().await?, false),
             };
             match exchange(conn, &head, req.body, self.inner.clone()).await {
-                Ok(r) => return Ok(r),
-                Err((e, nothing_received)) => {
-                    if reused && nothing_received && matches!(e, H1Error::Closed | H1Error::Io(_)) {
-                        continue;
-                    }
-                    return Err(e);
+                Ok(mut r) => {
+                    r.resends = resends;
+                    return Ok(r);
                 }
+                Err((e, Reached::No)) if reused && resends < MAX_RESENDS => {
+                    drop(e);
+                    resends += 1;
+                    self.inner.stats.resent();
+                }
+                Err((e, _)) => return Err(e),
             }
         }
     }
 
+    /// An idle connection still fit for a request. Each is checked before
+    /// reuse with one non-blocking read: `Ok(0)` is the server's close, and
+    /// data is bytes no request asked for — say, the excess of a body longer
+    /// than its `content-length`, which read as the next request's answer
+    /// would hand one client another's response. Either way the connection
+    /// is dropped. (`WouldBlock` — open and quiet — costs no syscall when
+    /// tokio already knows the socket is not readable.)
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.inner.idle.borrow_mut();
         while let Some(i) = idle.pop() {
-            let age = i.since.elapsed();
-            if age > self.inner.idle_timeout {
+            if i.since.elapsed() > self.inner.idle_timeout {
                 continue;
             }
-            if age > CHECK_AFTER_IDLE {
-                // Did the server close it meanwhile? (Ok(0) = FIN, data = protocol
-                // garbage; WouldBlock = still open and quiet.)
-                let mut probe = [0u8; 1];
-                match i.conn.io.try_read(&mut probe) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    _ => continue,
-                }
+            let mut probe = [0u8; 1];
+            match i.conn.io.try_read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(i.conn),
+                _ => continue,
             }
-            return Some(i.conn);
         }
         None
     }
@@ -234,27 +253,39 @@ impl PoolInner {
     }
 }
 
+/// Did any byte of a request leave this host?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    /// Not one byte was written: the upstream cannot have received it.
+    No,
+    /// Some or all of it was written: it may have been received.
+    Maybe,
+}
+
 /// Write the request and read the response head. On error, also says
-/// whether any response byte had arrived (for the stale-connection retry).
+/// whether any of the request was written (for the re-send rule).
 async fn exchange(
     mut conn: Conn,
     head: &[u8],
     body: &[u8],
     pool: Rc<PoolInner>,
-) -> Result<H1Response, (H1Error, bool)> {
+) -> Result<H1Response, (H1Error, Reached)> {
     // Small bodies go out in the same write as the head: one segment.
-    let written = if body.len() <= 16 * 1024 {
+    let mut written = 0usize;
+    let result = if body.len() <= 16 * 1024 {
         let mut one = BytesMut::with_capacity(head.len() + body.len());
         one.extend_from_slice(head);
         one.extend_from_slice(body);
-        conn.io.write_all(&one).await
+        write_counted(&mut conn, &one, &mut written).await
     } else {
-        match conn.io.write_all(head).await {
-            Ok(()) => conn.io.write_all(body).await,
+        match write_counted(&mut conn, head, &mut written).await {
+            Ok(()) => write_counted(&mut conn, body, &mut written).await,
             Err(e) => Err(e),
         }
     };
-    written.map_err(|e| (H1Error::Io(e), true))?;
+    if let Err(e) = result {
+        return Err((H1Error::Io(e), if written == 0 { Reached::No } else { Reached::Maybe }));
+    }
     loop {
         if !conn.buf.is_empty() {
             match parse_head(&conn.buf) {
@@ -276,22 +307,38 @@ async fn exchange(
                         event_stream: parsed.event_stream,
                         retry_after: parsed.retry_after,
                         body,
+                        resends: 0,
                     });
                 }
                 Ok(None) if conn.buf.len() > MAX_HEAD => {
-                    return Err((H1Error::Invalid("response head too large".into()), false));
+                    return Err((H1Error::Invalid("response head too large".into()), Reached::Maybe));
                 }
                 Ok(None) => {}
-                Err(e) => return Err((e, false)),
+                Err(e) => return Err((e, Reached::Maybe)),
             }
         }
-        let nothing_yet = conn.buf.is_empty();
         match conn.fill().await {
-            Ok(0) => return Err((H1Error::Closed, nothing_yet)),
+            Ok(0) => return Err((H1Error::Closed, Reached::Maybe)),
             Ok(_) => {}
-            Err(e) => return Err((H1Error::Io(e), nothing_yet)),
+            Err(e) => return Err((H1Error::Io(e), Reached::Maybe)),
         }
     }
+}
+
+/// `write_all`, counting what the socket took: an error with `written ==
+/// 0` proves the upstream got nothing.
+async fn write_counted(conn: &mut Conn, mut buf: &[u8], written: &mut usize) -> io::Result<()> {
+    while !buf.is_empty() {
+        match conn.io.write(buf).await {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the connection took no bytes")),
+            Ok(n) => {
+                *written += n;
+                buf = &buf[n..];
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ fn cfg() -> BreakerConfig {
         cooldown_max: Duration::from_secs(5),
         half_open_probes: 1,
         retry_after_cap: Duration::from_secs(30),
+        probe_timeout: Duration::from_secs(60),
     }
 }
 
@@ -154,4 +155,56 @@ async fn cooling_news_is_sent_once_per_change() {
     n.heard(1, Some(now + Duration::from_secs(9)));
     assert!(!n.due(1, now + Duration::from_secs(9)));
     assert!(!n.due(7, now), "an unknown deployment is never news");
+}
+
+/// Open the breaker with failures and wait out its cool-down: half-open.
+async fn half_open(c: &BreakerConfig) -> Breaker {
+    let mut b = Breaker::new(Instant::now());
+    for _ in 0..4 {
+        b.on_outcome(c, Instant::now(), Verdict::Failure);
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+    let now = step(c.cooldown).await;
+    assert_eq!(b.tick(c, now), Some(Transition { from: CircuitState::Open, to: CircuitState::HalfOpen }));
+    b
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_never_reports_reopens_the_circuit() {
+    let c = cfg();
+    let mut b = half_open(&c).await;
+    assert_eq!(b.admit(&c, Instant::now()).0, Admission::Probe);
+    // Its outcome is lost: every other caller is turned away meanwhile...
+    let now = step(c.probe_timeout - Duration::from_millis(1)).await;
+    assert_eq!(b.tick(&c, now), None);
+    assert_eq!(b.admit(&c, now).0, Admission::Denied);
+    // ...until the probe timeout: lost, a failure, the circuit re-opens
+    // with a doubled cool-down, then probes again.
+    let now = step(Duration::from_millis(1)).await;
+    assert_eq!(b.tick(&c, now), Some(Transition { from: CircuitState::HalfOpen, to: CircuitState::Open }));
+    assert_eq!(b.probes_lost_total, 1);
+    assert_eq!(b.open_until(), now + Duration::from_secs(4));
+    let now = step(Duration::from_secs(4)).await;
+    assert_eq!(b.admit(&c, now).0, Admission::Probe);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_circuit_without_traffic_closes_after_a_window() {
+    let c = cfg();
+    let mut b = half_open(&c).await;
+    let now = step(c.window - Duration::from_millis(1)).await;
+    assert_eq!(b.tick(&c, now), None);
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    let now = step(Duration::from_millis(1)).await;
+    assert_eq!(b.tick(&c, now), Some(Transition { from: CircuitState::HalfOpen, to: CircuitState::Closed }));
+    assert_eq!(b.admit(&c, now).0, Admission::Allowed);
+    // A probe given back (neutral) counts as traffic: the window restarts.
+    let mut b = half_open(&c).await;
+    assert_eq!(b.admit(&c, Instant::now()).0, Admission::Probe);
+    let now = step(Duration::from_secs(5)).await;
+    b.on_outcome(&c, now, Verdict::Neutral);
+    let now = step(c.window - Duration::from_millis(1)).await;
+    assert_eq!(b.tick(&c, now), None, "5 s + window - 1 ms since it began, window - 1 ms since its last probe");
+    let now = step(Duration::from_millis(1)).await;
+    assert_eq!(b.tick(&c, now), Some(Transition { from: CircuitState::HalfOpen, to: CircuitState::Closed }));
 }
