@@ -85,6 +85,7 @@ fn bench_actors(c: &mut Criterion) {
             max_queue: 1,
         },
         cache: Default::default(),
+        conversations: Default::default(),
         replicas: None,
     };
     let actors = Actors::start(spec).expect("actors start");

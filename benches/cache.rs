@@ -140,6 +140,7 @@ fn bench_cache(c: &mut Criterion) {
             max_queue: 1,
         },
         cache: Default::default(),
+        conversations: Default::default(),
         replicas: None,
     };
     let actors = sys.block_on(async { Actors::start(spec) }).expect("actors start");

@@ -2,17 +2,76 @@
 //! needs to know it (the body peek, the providers, the cache key, metrics),
 //! so it sits at the bottom with no dependency of its own.
 
-/// The operations Sluice proxies: OpenAI's three, and Anthropic's Messages
-/// (the `/v1/messages` ingress, whose requests and replies are Anthropic-shaped).
+/// The operations Sluice proxies: OpenAI's chat, legacy completions,
+/// embeddings and Responses API; Anthropic's Messages (the `/v1/messages`
+/// ingress, whose requests and replies are Anthropic-shaped); and the two
+/// token counters, Anthropic's `count_tokens` and OpenAI's
+/// `responses/input_tokens`, answered by an upstream that has them or
+/// estimated with the tokenizer. Besides, OpenAI's other JSON routes
+/// (images, moderations, speech), served by `openai`-kind deployments only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Chat,
     Completions,
     Embeddings,
     Messages,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `POST /v1/responses/input_tokens`.
+    InputTokens,
+    /// `POST /v1/images/generations`.
+    Images,
+    /// `POST /v1/moderations`.
+    Moderations,
+    /// `POST /v1/audio/speech`: the answer is audio, not JSON.
+    Speech,
+}
+
+/// The wire protocol a client of an endpoint speaks: what its answers,
+/// stream events and errors look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// OpenAI's chat (and legacy completions, embeddings) shapes.
+    OpenAi,
+    /// Anthropic's Messages shapes.
+    Anthropic,
+    /// OpenAI's Responses API: a Response object, typed stream events.
+    Responses,
 }
 
 impl Endpoint {
+    /// Every endpoint, in [`Endpoint::index`] order.
+    pub const ALL: [Endpoint; 10] = [
+        Endpoint::Chat,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Messages,
+        Endpoint::CountTokens,
+        Endpoint::Responses,
+        Endpoint::InputTokens,
+        Endpoint::Images,
+        Endpoint::Moderations,
+        Endpoint::Speech,
+    ];
+
+    /// Position in [`Endpoint::ALL`] (per-route metric slots).
+    pub fn index(self) -> usize {
+        match self {
+            Endpoint::Chat => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+            Endpoint::Messages => 3,
+            Endpoint::CountTokens => 4,
+            Endpoint::Responses => 5,
+            Endpoint::InputTokens => 6,
+            Endpoint::Images => 7,
+            Endpoint::Moderations => 8,
+            Endpoint::Speech => 9,
+        }
+    }
+
     /// Path below the provider's base URL (and below `/v1` on ingress).
     pub fn path(self) -> &'static str {
         match self {
@@ -20,6 +79,12 @@ impl Endpoint {
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Messages => "/messages",
+            Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::Responses => "/responses",
+            Endpoint::InputTokens => "/responses/input_tokens",
+            Endpoint::Images => "/images/generations",
+            Endpoint::Moderations => "/moderations",
+            Endpoint::Speech => "/audio/speech",
         }
     }
 
@@ -30,26 +95,121 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+            Endpoint::Responses => "responses",
+            Endpoint::InputTokens => "input_tokens",
+            Endpoint::Images => "images",
+            Endpoint::Moderations => "moderations",
+            Endpoint::Speech => "speech",
+        }
+    }
+
+    pub fn protocol(self) -> ClientProtocol {
+        match self {
+            Endpoint::Chat
+            | Endpoint::Completions
+            | Endpoint::Embeddings
+            | Endpoint::InputTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => ClientProtocol::OpenAi,
+            Endpoint::Messages | Endpoint::CountTokens => ClientProtocol::Anthropic,
+            Endpoint::Responses => ClientProtocol::Responses,
         }
     }
 
     pub fn streams(self) -> bool {
         match self {
-            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => true,
-            Endpoint::Embeddings => false,
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages | Endpoint::Responses => true,
+            Endpoint::Embeddings
+            | Endpoint::CountTokens
+            | Endpoint::InputTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => false,
         }
+    }
+
+    /// Does a stream of this endpoint report usage only when asked
+    /// (`stream_options.include_usage`, which Sluice then adds)? The
+    /// Responses API and Anthropic always report it.
+    pub fn asks_stream_usage(self) -> bool {
+        match self {
+            Endpoint::Chat | Endpoint::Completions => true,
+            Endpoint::Embeddings
+            | Endpoint::Messages
+            | Endpoint::CountTokens
+            | Endpoint::Responses
+            | Endpoint::InputTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => false,
+        }
+    }
+
+    /// Does the answer hold generated text, which the tokenizer can count
+    /// when the upstream reports no usage? (An embedding, image, verdict
+    /// or sound does not: only the prompt is counted then.)
+    pub fn answers_text(self) -> bool {
+        !matches!(self, Endpoint::Embeddings | Endpoint::Images | Endpoint::Moderations | Endpoint::Speech)
+    }
+
+    /// OpenAI's routes that only `openai`-kind deployments (and the
+    /// built-in mock) serve: there is nothing to translate them to.
+    pub fn openai_only(self) -> bool {
+        matches!(self, Endpoint::Images | Endpoint::Moderations | Endpoint::Speech)
+    }
+
+    /// A token counter: it spends no tokens, and is estimated where no
+    /// deployment of the model serves it.
+    pub fn counts_tokens(self) -> bool {
+        matches!(self, Endpoint::CountTokens | Endpoint::InputTokens)
     }
 
     /// The fields each request must carry besides `model`, with their
     /// allowed JSON types. (`prompt` is optional in OpenAI's legacy
-    /// completions; Anthropic requires `max_tokens`.)
+    /// completions; Anthropic requires `max_tokens` on Messages but not on
+    /// `count_tokens`; a Responses request may continue a stored
+    /// conversation instead of sending `input`.)
     pub fn required_fields(self) -> &'static [(&'static str, &'static [sonic_rs::JsonType])] {
         use sonic_rs::JsonType;
         match self {
             Endpoint::Chat => &[("messages", &[JsonType::Array])],
-            Endpoint::Completions => &[],
+            Endpoint::Completions | Endpoint::Responses | Endpoint::InputTokens => &[],
             Endpoint::Embeddings => &[("input", &[JsonType::String, JsonType::Array])],
             Endpoint::Messages => &[("messages", &[JsonType::Array]), ("max_tokens", &[JsonType::Number])],
+            Endpoint::CountTokens => &[("messages", &[JsonType::Array])],
+            Endpoint::Images => &[("prompt", &[JsonType::String])],
+            Endpoint::Moderations => &[("input", &[JsonType::String, JsonType::Array])],
+            Endpoint::Speech => &[("input", &[JsonType::String]), ("voice", &[JsonType::String, JsonType::Object])],
+        }
+    }
+
+    /// Members whose size makes up the prompt estimate, besides the
+    /// required ones (the Responses API's `input` and `instructions`).
+    pub fn prompt_fields(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::Completions => &["prompt"],
+            Endpoint::Responses | Endpoint::InputTokens => &["input", "instructions"],
+            Endpoint::Chat
+            | Endpoint::Embeddings
+            | Endpoint::Messages
+            | Endpoint::CountTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_follow_all() {
+        for (i, e) in Endpoint::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
         }
     }
 }

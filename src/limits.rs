@@ -11,7 +11,6 @@ use sluice_actors::rate_limiter::{self, Grant, LimitSpec, LimiterHandle, Limiter
 use crate::auth::KeyPolicy;
 use crate::config::{Config, Limits, QueueConfig};
 use crate::error::GatewayError;
-use crate::peek::Peek;
 use crate::route::ModelTable;
 
 /// Scope ids of the models' and deployments' limits in one snapshot (the
@@ -90,18 +89,18 @@ impl LimitScopes {
 }
 
 /// The rate-limit step of a request: the limits of its key, its key and
-/// model, and its model, charged with its token estimate ([`admit`]).
+/// model, and its model, charged with its token estimate `tokens` ([`admit`]).
 pub async fn admit_request(
     limiter: &LimiterHandle,
     scopes: &LimitScopes,
     policy: &KeyPolicy,
     model: usize,
-    peek: &Peek,
+    tokens: u64,
     queue: &QueueConfig,
 ) -> Result<Option<Grant>, GatewayError> {
     let scopes = scopes.for_request(policy, model);
     let max_wait = Duration::from_millis(queue.max_wait_ms);
-    admit(limiter, &scopes, peek.estimated_tokens(), policy.priority, max_wait).await
+    admit(limiter, &scopes, tokens, policy.priority, max_wait).await
 }
 
 /// Admit a request, or wait for its limits in the queue when `[queue]`

@@ -240,7 +240,7 @@ struct RouteMetrics {
 
 struct ModelMetrics {
     /// Per route, indexed like [`ROUTES`].
-    requests: [StatusCounters; 4],
+    requests: [StatusCounters; Endpoint::ALL.len()],
     retries: Counter,
     hedges: Counter,
     hedge_wins: Counter,
@@ -270,20 +270,15 @@ pub struct DeploymentMetrics {
     attempts_ok: Counter,
 }
 
-const ROUTES: [Endpoint; 4] = [Endpoint::Chat, Endpoint::Completions, Endpoint::Embeddings, Endpoint::Messages];
+const ROUTES: [Endpoint; Endpoint::ALL.len()] = Endpoint::ALL;
 
 fn route_slot(e: Endpoint) -> usize {
-    match e {
-        Endpoint::Chat => 0,
-        Endpoint::Completions => 1,
-        Endpoint::Embeddings => 2,
-        Endpoint::Messages => 3,
-    }
+    e.index()
 }
 
 /// Every handle the request path records into, built once per gateway.
 pub struct MetricsTable {
-    routes: [RouteMetrics; 4],
+    routes: [RouteMetrics; Endpoint::ALL.len()],
     models: Vec<ModelMetrics>,
     /// `[model][deployment]`, like the config.
     deployments: Vec<Vec<DeploymentMetrics>>,

@@ -26,9 +26,10 @@ pub struct Peek {
     pub include_usage: bool,
     /// Byte range of the `stream_options` value, when present.
     pub stream_options_span: Option<Range<usize>>,
-    /// Bytes of the prompt (`messages`, `prompt` or `input`), for a token estimate.
+    /// Bytes of the prompt (`messages`, `prompt` or `input`, and the
+    /// Responses API's `instructions`), for a token estimate.
     pub prompt_bytes: usize,
-    /// `max_completion_tokens` or `max_tokens`, when given.
+    /// `max_completion_tokens`, `max_tokens` or `max_output_tokens`, when given.
     pub max_tokens: Option<u64>,
 }
 
@@ -150,7 +151,7 @@ impl Peek {
                         p.prompt_bytes = value.as_raw_str().len();
                     }
                 }
-                "max_tokens" | "max_completion_tokens" => match value.get_type() {
+                "max_tokens" | "max_completion_tokens" | "max_output_tokens" => match value.get_type() {
                     JsonType::Null => {}
                     JsonType::Number => {
                         let n = value.as_u64().ok_or_else(|| {
@@ -165,8 +166,8 @@ impl Peek {
                         ));
                     }
                 },
-                "prompt" if required.is_empty() => {
-                    p.prompt_bytes = value.as_raw_str().len();
+                k if endpoint.prompt_fields().contains(&k) => {
+                    p.prompt_bytes += value.as_raw_str().len();
                 }
                 _ => {}
             }

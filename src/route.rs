@@ -30,6 +30,8 @@ pub struct Deployment {
     pub label: String,
     /// What the deployment's provider allows (its own rpm/tpm caps).
     pub limits: Limits,
+    /// The model takes reasoning settings (`reasoning = true`).
+    pub reasoning: bool,
 }
 
 #[derive(Debug)]
@@ -117,6 +119,7 @@ impl ModelTable {
                             price: d.price.or(m.price).or_else(|| crate::pricing::builtin(&d.model)),
                             label,
                             limits: d.limits,
+                            reasoning: d.reasoning,
                         }
                     })
                     .collect(),
@@ -309,6 +312,7 @@ mod tests {
             price: price.map(|p| Price { input_per_mtok: p, output_per_mtok: p, cached_input_per_mtok: None }),
             label: format!("p/{id}"),
             limits: Limits::default(),
+            reasoning: false,
         }
     }
 

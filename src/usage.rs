@@ -26,6 +26,13 @@ impl From<crate::translate::openai::Usage> for Usage {
     }
 }
 
+/// A Response's usage (the Responses API), as the gateway counts it.
+impl From<crate::translate::responses::Usage> for Usage {
+    fn from(u: crate::translate::responses::Usage) -> Usage {
+        Usage { prompt_tokens: u.input_tokens, completion_tokens: u.output_tokens, cached_tokens: u.cached_tokens }
+    }
+}
+
 impl Usage {
     /// Saturating: the counts come from the upstream, which may report anything.
     pub fn total(&self) -> u64 {
@@ -48,7 +55,7 @@ pub fn parse_usage_object(raw: &[u8]) -> Option<Usage> {
                 usage.completion_tokens = v.as_u64().unwrap_or(0);
                 any = true;
             }
-            "prompt_tokens_details" => {
+            "prompt_tokens_details" | "input_tokens_details" => {
                 if let Ok(c) = sonic_rs::get(v.as_raw_str(), ["cached_tokens"]) {
                     usage.cached_tokens = c.as_u64().unwrap_or(0);
                 }
@@ -195,29 +202,103 @@ pub fn scan_events(buf: Bytes, strip_usage_chunk: bool) -> (Option<Usage>, Bytes
 }
 
 /// Usage capture over a stream in the client's protocol: OpenAI chunks
-/// ([`scan_events`]), or Anthropic events on `/v1/messages`, where input
+/// ([`scan_events`]); Anthropic events on `/v1/messages`, where input
 /// counts arrive in `message_start` and output counts (cumulative) in
-/// `message_delta`, so they are merged as they pass.
+/// `message_delta`, so they are merged as they pass; or the Responses
+/// API's events, whose usage is in the final Response (and whose stream
+/// the relay also needs to follow, [`ResponsesWatch`]).
 pub enum StreamUsage {
     OpenAi,
     Anthropic(crate::translate::anthropic::Usage),
+    Responses(Box<ResponsesWatch>),
+}
+
+/// What the relay knows of a Responses stream as it passes: enough to end
+/// it with its own `response.failed` (the id and the next sequence
+/// number), whether its terminal event already went out, and the final
+/// Response, which Sluice stores for `previous_response_id`.
+#[derive(Debug, Default)]
+pub struct ResponsesWatch {
+    /// `response.id` of the first event (`response.created`).
+    pub id: Option<String>,
+    pub created_at: u64,
+    pub model: String,
+    /// Events seen: the next event's sequence number (streams number from 0).
+    pub events: u64,
+    /// A terminal event (`response.completed`, `.incomplete`, `.failed`) passed.
+    pub ended: bool,
+    /// The Response carried by `response.completed` or `response.incomplete`.
+    pub response: Option<Bytes>,
+}
+
+static RESPONSE_EVENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"response."));
+
+impl ResponsesWatch {
+    /// Follow one run of events; the usage of a terminal event, if one passed.
+    fn scan(&mut self, buf: &[u8]) -> Option<Usage> {
+        let mut usage = None;
+        for ev in sse::events(buf) {
+            self.events += 1;
+            let data = ev.data;
+            // Only the lifecycle events matter here; deltas (most events)
+            // hold no `"response.` type and are skipped without a parse.
+            if RESPONSE_EVENT.find(data).is_none() || crate::json::nesting_exceeds(data, crate::json::MAX_DEPTH) {
+                continue;
+            }
+            let Some(kind) = sonic_rs::get(data, ["type"]).ok().and_then(|t| t.as_str().map(str::to_owned)) else {
+                continue;
+            };
+            match kind.as_str() {
+                "response.created" if self.id.is_none() => {
+                    let field = |k: &str| sonic_rs::get(data, ["response", k]).ok();
+                    self.id = field("id").and_then(|v| v.as_str().map(str::to_owned));
+                    self.created_at = field("created_at").and_then(|v| v.as_u64()).unwrap_or(0);
+                    self.model = field("model").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                }
+                "response.completed" | "response.incomplete" | "response.failed" => {
+                    self.ended = true;
+                    if let Some(u) = crate::translate::responses::history::usage_from_event(data) {
+                        usage = Some(u.into());
+                    }
+                    if kind != "response.failed"
+                        && let Ok(r) = sonic_rs::get(data, ["response"])
+                    {
+                        self.response = Some(Bytes::copy_from_slice(r.as_raw_str().as_bytes()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        usage
+    }
 }
 
 impl StreamUsage {
     pub fn for_endpoint(e: crate::endpoint::Endpoint) -> StreamUsage {
-        match e {
-            crate::endpoint::Endpoint::Messages => StreamUsage::Anthropic(Default::default()),
-            crate::endpoint::Endpoint::Chat
-            | crate::endpoint::Endpoint::Completions
-            | crate::endpoint::Endpoint::Embeddings => StreamUsage::OpenAi,
+        match e.protocol() {
+            crate::endpoint::ClientProtocol::Anthropic => StreamUsage::Anthropic(Default::default()),
+            crate::endpoint::ClientProtocol::OpenAi => StreamUsage::OpenAi,
+            crate::endpoint::ClientProtocol::Responses => StreamUsage::Responses(Box::default()),
+        }
+    }
+
+    /// The Responses stream followed so far (`None` for other protocols).
+    pub fn responses(&self) -> Option<&ResponsesWatch> {
+        match self {
+            StreamUsage::Responses(w) => Some(w),
+            StreamUsage::OpenAi | StreamUsage::Anthropic(_) => None,
         }
     }
 
     /// The usage so far (if this buffer held any) and the buffer to forward.
-    /// Anthropic events are never changed.
+    /// Anthropic and Responses events are never changed.
     pub fn scan(&mut self, buf: Bytes, strip_usage_chunk: bool) -> (Option<Usage>, Bytes) {
         let acc = match self {
             StreamUsage::OpenAi => return scan_events(buf, strip_usage_chunk),
+            StreamUsage::Responses(w) => {
+                let u = w.scan(&buf);
+                return (u, buf);
+            }
             StreamUsage::Anthropic(acc) => acc,
         };
         if !has_usage_object(&buf) {
@@ -284,6 +365,30 @@ mod tests {
         let delta = Bytes::from_static(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n");
         let (u, _) = s.scan(delta, true);
         assert_eq!(u, Some(Usage { prompt_tokens: 14, completion_tokens: 15, cached_tokens: 4 }));
+    }
+
+    #[test]
+    fn responses_streams_are_followed() {
+        let mut s = StreamUsage::for_endpoint(crate::endpoint::Endpoint::Responses);
+        let run = Bytes::from_static(b"event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"created_at\":7,\"model\":\"m\",\"usage\":null}}\n\nevent: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"\\\"response.completed\\\"\"}\n\n");
+        let (u, out) = s.scan(run.clone(), true);
+        assert_eq!((u, out), (None, run));
+        let w = s.responses().unwrap();
+        assert_eq!(
+            (w.id.as_deref(), w.created_at, w.model.as_str(), w.events, w.ended),
+            (Some("resp_1"), 7, "m", 2, false)
+        );
+        let done = Bytes::from_static(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"output\":[],\"usage\":{\"input_tokens\":3,\"input_tokens_details\":{\"cached_tokens\":1},\"output_tokens\":4,\"total_tokens\":7}}}\n\n");
+        let (u, _) = s.scan(done, true);
+        assert_eq!(u, Some(Usage { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 1 }));
+        let w = s.responses().unwrap();
+        assert!(w.ended);
+        assert_eq!(w.events, 3);
+        assert!(w.response.as_deref().unwrap().starts_with(b"{\"id\":\"resp_1\""));
+        assert_eq!(
+            from_body(br#"{"usage":{"input_tokens":5,"input_tokens_details":{"cached_tokens":2},"output_tokens":1}}"#),
+            Ok(Some(Usage { prompt_tokens: 5, completion_tokens: 1, cached_tokens: 2 }))
+        );
     }
 
     #[test]

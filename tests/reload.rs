@@ -3,7 +3,7 @@
 //! changed limit applies at once, an invalid file is refused with file:line
 //! errors while the old config keeps serving, a stream started before a
 //! reload finishes on the old config, and an open circuit of an unchanged
-//! deployment stays open.
+//! deployment stays open; a stored Responses conversation continues.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -317,4 +317,45 @@ async fn sighup_reloads_the_file_and_a_bad_file_is_logged_not_taken() {
     assert_eq!(status(&p.url("/status")).await["config"]["digest"], want);
     assert_eq!(chat_p("b").await, 200);
     p.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_conversation_continues_after_a_reload() {
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let dead = dead_addr();
+    std::fs::write(&path, file(mock.addr(), dead, MODEL_A, &tester(""))).unwrap();
+    let gw = Gateway::start_file(&path);
+    let create = |body: Value| {
+        let url = gw.url("/v1/responses");
+        async move { client().post(url).bearer_auth(CLIENT_KEY).json(&body).send().await.unwrap() }
+    };
+    let first: Value =
+        create(serde_json::json!({"model": "a", "input": "My name is Ada."})).await.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+
+    // A changed [responses] cannot apply without a restart, and says so;
+    // the rest of the file is applied.
+    let models = format!("{MODEL_A}{MODEL_B}\n[responses]\nttl_ms = 60000\n");
+    std::fs::write(&path, file(mock.addr(), dead, &models, &tester(""))).unwrap();
+    let r = reload(&gw).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    // (`server.workers` too: the test harness sets it apart from the file.)
+    let later = body["restart_required"].as_array().unwrap();
+    assert!(later.contains(&Value::from("responses")), "{body}");
+
+    // The conversation kept before the reload continues on a model added by it.
+    let r = create(serde_json::json!({"model": "b", "input": "What is my name?", "previous_response_id": id})).await;
+    assert_eq!(r.status(), 200);
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(second["previous_response_id"], id.as_str());
+    let sent = last_request(&mock.stats()).body.clone();
+    assert!(sent.contains("My name is Ada."), "the earlier turn was sent: {sent}");
+    assert_eq!(
+        client().get(gw.url(&format!("/v1/responses/{id}"))).bearer_auth(CLIENT_KEY).send().await.unwrap().status(),
+        200
+    );
+    gw.shutdown();
 }

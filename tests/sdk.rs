@@ -46,17 +46,45 @@ fn python_with(module: &str) -> String {
     }
 }
 
+/// The vendor config (an OpenAI-compatible `gpt-test`, Anthropic `claude`,
+/// Gemini `gemini`, the built-in `local`) plus `native`, a provider that
+/// serves the Responses API itself.
+fn sdk_config(mock: std::net::SocketAddr) -> String {
+    vendor_config(
+        mock,
+        &format!(
+            r#"
+[[providers]]
+name = "native"
+kind = "openai"
+base_url = "http://{mock}/v1"
+api_key = "${{UPSTREAM_KEY}}"
+forward_headers = ["x-mock-*"]
+responses = true
+
+[[models]]
+name = "native"
+deployments = [{{ provider = "native", model = "gpt-native" }}]
+"#
+        ),
+    )
+}
+
 #[test]
 #[ignore = "needs the OpenAI Python SDK: ./scripts/test installs it and runs this"]
 fn official_python_sdk_works_unchanged() {
     let python = python_with("openai");
     let mock = start_mock();
-    let gw = Gateway::start(&config_for(mock.addr(), ""));
+    let gw = Gateway::start(&sdk_config(mock.addr()));
     let mut cmd = Command::new(python);
+    // Responses: gpt-test translated to chat, native passed through, claude translated to Anthropic.
     cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_python.py")).args([
         gw.url("/v1"),
         CLIENT_KEY.to_string(),
         "gpt-test".to_string(),
+        "gpt-test".to_string(),
+        "native".to_string(),
+        "claude".to_string(),
     ]);
     run(cmd, "Python SDK check");
 }
@@ -68,11 +96,18 @@ fn official_node_sdk_works_unchanged() {
     let sdk = std::path::Path::new(&modules).join("openai/package.json");
     assert!(sdk.is_file(), "{} is missing: run ./scripts/test, which installs the Node SDK", sdk.display());
     let mock = start_mock();
-    let gw = Gateway::start(&config_for(mock.addr(), ""));
+    let gw = Gateway::start(&sdk_config(mock.addr()));
     let mut cmd = Command::new("node");
     cmd.env("SLUICE_SDK_NODE_MODULES", modules)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_node.mjs"))
-        .args([gw.url("/v1"), CLIENT_KEY.to_string(), "gpt-test".to_string()]);
+        .args([
+            gw.url("/v1"),
+            CLIENT_KEY.into(),
+            "gpt-test".into(),
+            "gpt-test".into(),
+            "native".into(),
+            "gemini".into(),
+        ]);
     run(cmd, "Node SDK check");
 }
 

@@ -431,6 +431,55 @@ async fn redis_killed_mid_run_fails_nothing_and_shared_state_resumes_when_it_ret
     assert!((nanos as f64 / 1e9 - total).abs() <= n * 1e-9, "redis has {nanos} nano-USD, answers cost {total}");
 }
 
+/// The Responses API's conversations live in Redis: a conversation one
+/// replica stored is continued, read and deleted on another; the byte
+/// bound holds across replicas (the oldest go first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conversations_continue_on_another_replica() {
+    let redis = RedisServer::start().await;
+    let mock = start_mock();
+    let cfg = config(mock.addr(), &redis.url(), "", "[responses]\nmax_bytes = 65536\nmax_entry_bytes = 16384");
+    let (a, b) = (Replica::spawn(&cfg), Replica::spawn(&cfg));
+    for r in [&a, &b] {
+        r.wait_shared().await;
+    }
+    let post = |r: &Replica, body: Value| {
+        let url = r.url("/v1/responses");
+        async move { client().post(url).bearer_auth(KEY_A).json(&body).send().await.unwrap() }
+    };
+    let first: Value = post(&a, json!({"model": "m", "input": "My name is Ada."})).await.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    let next = post(&b, json!({"model": "m", "input": "Who am I?", "previous_response_id": id})).await;
+    assert_eq!(next.status(), 200);
+    let up: Value = serde_json::from_str(&last_request(&mock.stats()).body).unwrap();
+    assert!(up["messages"].to_string().contains("My name is Ada."), "{up}");
+    let get = |r: &Replica, key: &'static str| {
+        let url = r.url(&format!("/v1/responses/{id}"));
+        async move { client().get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    assert_eq!(get(&b, KEY_A).await.json::<Value>().await.unwrap(), first);
+    assert_eq!(get(&b, KEY_B).await.status(), 404, "another key's");
+    let del = client().delete(b.url(&format!("/v1/responses/{id}"))).bearer_auth(KEY_A).send().await.unwrap();
+    assert_eq!(del.status(), 200);
+    assert_eq!(get(&a, KEY_A).await.status(), 404, "deleted everywhere");
+    assert_eq!(actor(&a.status().await, "conversations")["stored_shared"], 1);
+
+    // 64 KiB for every conversation together: the oldest go first.
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let r = if i % 2 == 0 { &a } else { &b };
+        let v: Value = post(r, json!({"model": "m", "input": "x ".repeat(1000)})).await.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let used: u64 = redis::cmd("GET").arg("sluice:responses:bytes").query_async(&mut conn).await.unwrap();
+    assert!(used <= 65536, "{used}");
+    let oldest = client().get(a.url(&format!("/v1/responses/{}", ids[0]))).bearer_auth(KEY_A).send().await.unwrap();
+    assert_eq!(oldest.status(), 404);
+    let newest = client().get(a.url(&format!("/v1/responses/{}", ids[39]))).bearer_auth(KEY_A).send().await.unwrap();
+    assert_eq!(newest.status(), 200);
+}
+
 /// Send a whole chat request on a fresh connection and return it unread:
 /// dropping it is a client that leaves.
 async fn send_raw(to: SocketAddr, key: &str) -> tokio::net::TcpStream {

@@ -38,7 +38,14 @@ async fn status_needs_the_admin_key_and_shows_pool_stats() {
     let names: Vec<&str> = actors.iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        vec!["upstream_sessions", "circuit_breakers", "model_availability", "rate_limiter", "response_cache"]
+        vec![
+            "upstream_sessions",
+            "circuit_breakers",
+            "model_availability",
+            "rate_limiter",
+            "response_cache",
+            "conversations"
+        ]
     );
     assert!(actors.iter().all(|a| a["state"] == "running"), "{v}");
     let s = &actors[0];

@@ -175,7 +175,7 @@ async fn every_actor_is_restarted_after_a_panic() {
     let s = status(&gw).await;
     let names: Vec<String> =
         s["actors"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names.len(), 5, "{s}");
+    assert_eq!(names.len(), 6, "{s}");
     for name in &names {
         let r = client().post(gw.url(&format!("/admin/faults/panic?actor={name}"))).send().await.unwrap();
         assert_eq!(r.status(), 202, "{name}");

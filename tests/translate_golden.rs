@@ -315,11 +315,17 @@ fn messages_errors() {
 
 const RESPONSE_ID: &str = "resp_test";
 
+/// The translation for a deployment that takes reasoning settings
+/// (`reasoning = true`), so `reasoning.effort` is carried over.
+fn reasoning_opts() -> responses::request::Options {
+    responses::request::Options { reasoning_effort: true, ..Default::default() }
+}
+
 /// The answer translators' context for a fixture, built from its
 /// `# request:` directive (a Responses request on one line).
 fn responses_context(f: &Fixture) -> responses::Context {
     let req = f.directive("request").unwrap_or_else(|| panic!("{}: no `# request:`", f.path.display()));
-    let t = responses::request::translate(req.as_bytes(), MODEL, None, &responses::request::Options::default())
+    let t = responses::request::translate(req.as_bytes(), MODEL, None, &reasoning_opts())
         .unwrap_or_else(|e| panic!("{}: {e}", f.path.display()));
     t.context(RESPONSE_ID.into(), CREATED)
 }
@@ -328,8 +334,7 @@ fn responses_context(f: &Fixture) -> responses::Context {
 fn responses_requests() {
     for f in fixtures("responses/request") {
         let history = f.directive("history").map(str::as_bytes);
-        match responses::request::translate(f.input.as_bytes(), MODEL, history, &responses::request::Options::default())
-        {
+        match responses::request::translate(f.input.as_bytes(), MODEL, history, &reasoning_opts()) {
             Ok(t) => check_json(&f, &t.body),
             Err(e) => check_json(&f, serde_json::json!({"error": e.message, "param": e.param}).to_string().as_bytes()),
         }
@@ -396,7 +401,7 @@ fn codex_requests_translate() {
     let read = |name: &str| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents").join(name);
         let body = std::fs::read(&path).unwrap();
-        let t = responses::request::translate(&body, MODEL, None, &responses::request::Options::default())
+        let t = responses::request::translate(&body, MODEL, None, &reasoning_opts())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let v: serde_json::Value = serde_json::from_slice(&t.body).unwrap();
         v
@@ -425,4 +430,55 @@ fn codex_requests_translate() {
     assert_eq!(schema["reasoning_effort"], "high");
     assert_eq!(schema["response_format"]["json_schema"]["name"], "codex_output_schema");
     assert_eq!(schema["response_format"]["json_schema"]["strict"], true);
+    // A deployment not known to reason gets no effort: OpenAI refuses it there.
+    let body = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents/codex_output_schema_request.json"),
+    )
+    .unwrap();
+    let t = responses::request::translate(&body, MODEL, None, &responses::request::Options::default()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&t.body).unwrap();
+    assert!(v.get("reasoning_effort").is_none(), "{v}");
+}
+
+/// Claude Code's real requests (captured from Claude Code 2.1.197, long
+/// texts replaced by placeholders: tests/fixtures/agents/,
+/// docs/notes/agents.md) translate for a chat deployment: its mid-
+/// conversation `system` message stays in place (this was a 400 before),
+/// its billing line is dropped, its 24 tools pass, and its effort reaches
+/// only a deployment that takes reasoning settings.
+#[test]
+fn claude_code_requests_translate() {
+    let read = |name: &str, reasoning: bool| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents").join(name);
+        let body = std::fs::read(&path).unwrap();
+        let opts = messages::request::Options { reasoning };
+        let (out, stream) =
+            messages::request::translate_with(&body, MODEL, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        (v, stream)
+    };
+    let roles = |v: &serde_json::Value| -> Vec<String> {
+        v["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect()
+    };
+    let (first, stream) = read("claude_code_request.json", false);
+    assert!(stream);
+    assert_eq!(roles(&first), ["system", "user", "system"]);
+    let system = first["messages"][0]["content"].as_str().unwrap();
+    assert!(!system.contains("x-anthropic-billing-header"), "{system}");
+    assert_eq!(first["tools"].as_array().unwrap().len(), 24);
+    assert!(first.get("reasoning_effort").is_none() && first.get("max_completion_tokens").is_none());
+    assert_eq!(first["max_tokens"], 32000);
+    assert!(first["user"].as_str().unwrap().contains("device_id"));
+    let (reasoning, _) = read("claude_code_request.json", true);
+    assert_eq!(reasoning["reasoning_effort"], "high");
+    assert_eq!(reasoning["max_completion_tokens"], 32000);
+    assert!(reasoning.get("max_tokens").is_none());
+
+    let (next, _) = read("claude_code_tool_result_request.json", false);
+    let r = roles(&next);
+    assert_eq!(r[..3], ["system", "user", "system"]);
+    let assistant = next["messages"].as_array().unwrap().iter().find(|m| m["role"] == "assistant").unwrap();
+    let call_id = assistant["tool_calls"][0]["id"].as_str().unwrap();
+    let tool = next["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").unwrap();
+    assert_eq!(tool["tool_call_id"], call_id);
 }

@@ -611,8 +611,17 @@ proptest! {
             for tool in v["tools"].as_array().into_iter().flatten() {
                 prop_assert!(tool["function"]["parameters"].is_object());
             }
+            // The pipeline reads the same input items without translating.
+            let items = responses::request::input_items(&body).unwrap();
+            prop_assert_eq!(valid_json(&items), valid_json(&t.input_items));
             // What is stored for the next turn reads back as the same turn.
             let history = responses::history::conversation(None, &t.input_items, b"[]").unwrap();
+            // A Responses server gets the stored turns in front of this one's input.
+            let expanded = valid_json(&responses::history::expand(&body, &history, "srv").unwrap());
+            prop_assert_eq!(&expanded["model"], "srv");
+            prop_assert!(expanded.get("previous_response_id").is_none());
+            let n = valid_json(&items).as_array().unwrap().len();
+            prop_assert_eq!(expanded["input"].as_array().unwrap().len(), 2 * n);
             let again = responses::request::translate(br#"{"model":"m","input":[]}"#, "up", Some(&history), &Default::default()).unwrap();
             let v2 = valid_json(&again.body);
             let instructions = req.get("instructions").is_some_and(|i| !i.as_str().unwrap().is_empty());

@@ -15,6 +15,7 @@
 pub mod accounts;
 pub mod availability;
 pub mod circuit_breakers;
+pub mod conversations;
 pub mod outcome;
 pub mod rate_limiter;
 pub mod replicas;
@@ -40,6 +41,7 @@ pub struct Actors {
     pub availability: availability::AvailabilityHandle,
     pub limiter: rate_limiter::LimiterHandle,
     pub cache: response_cache::CacheHandle,
+    pub conversations: conversations::ConversationsHandle,
     /// Several replicas sharing state through Redis (`[shared] redis_url`):
     /// the Redis link, on a thread of its own.
     pub replicas: Option<replicas::ReplicasHandle>,
@@ -54,6 +56,8 @@ pub struct ActorsSpec {
     pub limiter: rate_limiter::LimiterSpec,
     /// Limits of the response cache (`[cache]`).
     pub cache: response_cache::StoreLimits,
+    /// The Responses API's stored conversations (`[responses]`).
+    pub conversations: conversations::ConversationsSpec,
     /// `[shared]`; `None`: everything stays in process.
     pub replicas: Option<replicas::ReplicasSpec>,
 }
@@ -67,6 +71,8 @@ pub enum StartError {
     Store(#[from] rate_limiter::store::StoreError),
     #[error(transparent)]
     Replicas(#[from] replicas::ReplicasError),
+    #[error(transparent)]
+    Conversations(#[from] conversations::disk::DiskError),
 }
 
 impl Actors {
@@ -99,6 +105,12 @@ impl Actors {
         let limiter =
             rate_limiter::LimiterHandle::start(spec.limiter, &arbiter.handle(), &mut registry, replicas.as_ref())?;
         let cache = response_cache::CacheHandle::start(spec.cache, &arbiter.handle(), &mut registry);
+        let conversations = conversations::ConversationsHandle::start(
+            spec.conversations,
+            replicas.as_ref(),
+            &arbiter.handle(),
+            &mut registry,
+        )?;
         if let Some(s) = &replicas {
             let spend = limiter.spend().clone();
             let sinks = replicas::Sinks {
@@ -110,7 +122,18 @@ impl Actors {
             };
             s.run(spend, sinks);
         }
-        Ok(Actors { arbiter, registry, sessions, breakers, availability, limiter, cache, replicas, replicas_arbiter })
+        Ok(Actors {
+            arbiter,
+            registry,
+            sessions,
+            breakers,
+            availability,
+            limiter,
+            cache,
+            conversations,
+            replicas,
+            replicas_arbiter,
+        })
     }
 
     pub fn arbiter(&self) -> ArbiterHandle {

@@ -274,8 +274,11 @@ impl Job {
             peek: &peek,
             upstream_model: "",
             client_headers: &self.headers,
+            client_query: "",
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
+            reasoning: false,
+            turn: None,
             // Several requests share this call: it belongs to no one trace.
             obs: None,
             trace_headers: None,

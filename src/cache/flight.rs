@@ -238,6 +238,13 @@ impl Flight {
         self.lock().end.is_some()
     }
 
+    /// The whole answer of a flight that is done, which its leader is
+    /// about to publish to the store (the flight stays listed until then).
+    pub fn done_answer(&self) -> Option<StoredAnswer> {
+        let g = self.lock();
+        matches!(g.end, Some(End::Done)).then(|| g.answer.clone()).flatten()
+    }
+
     /// Every event of the stream, in one buffer (to assemble the stored
     /// answer); `None` once it outgrew the bound (it is not stored).
     pub fn all_events(&self) -> Option<Vec<u8>> {
@@ -545,5 +552,17 @@ mod tests {
         let mut cx = noop_cx();
         assert!(matches!(follow.poll_ready(&mut cx), Poll::Ready(Ready::Failed(GatewayError::ShuttingDown))));
         assert!(matches!(t.join(3), Role::Lead(_)), "a failed flight still listed is not joined");
+    }
+
+    #[test]
+    fn only_a_done_flight_offers_its_answer() {
+        let answer = StoredAnswer { body: Bytes::from_static(b"{}"), events: Bytes::new(), usage_event: Bytes::new() };
+        let f = Flight::new(1 << 20);
+        assert!(f.done_answer().is_none(), "in progress");
+        f.finish(End::Done, Some(answer.clone()));
+        assert_eq!(f.done_answer().map(|a| a.body), Some(answer.body.clone()));
+        let failed = Flight::new(1 << 20);
+        failed.finish(End::Failed(GatewayError::ShuttingDown), Some(answer));
+        assert!(failed.done_answer().is_none());
     }
 }

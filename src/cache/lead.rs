@@ -90,8 +90,11 @@ impl Lead {
             peek: &self.peek,
             upstream_model: "",
             client_headers: self.req.headers(),
+            client_query: self.req.query_string(),
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
+            reasoning: false,
+            turn: None,
             obs: self.obs.as_deref(),
             trace_headers: None,
         };

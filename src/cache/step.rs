@@ -95,9 +95,14 @@ pub async fn lookup(
         CacheCounters::bump(&counters.bypasses);
         Lookup::Bypass
     };
-    // Stored answers are OpenAI-shaped and replayed as OpenAI chunks; the
-    // Anthropic-shaped ingress is not cached (yet).
-    if control.no_store || endpoint == Endpoint::Messages {
+    // Stored answers are OpenAI-shaped and replayed as OpenAI chunks, so
+    // only the OpenAI routes are cached. The others bypass, on purpose
+    // (docs/decisions/cache.md): a Response carries an id of its own that
+    // `store` and `previous_response_id` key on (a replay would hand two
+    // clients one id), and agents' Messages requests differ turn by turn
+    // (a session id in `metadata`, a growing history), so they would only
+    // fill the store.
+    if control.no_store || !matches!(endpoint, Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings) {
         return bypass();
     }
     let Ok(key) =
@@ -117,15 +122,27 @@ pub async fn lookup(
         CacheCounters::bump(&counters.hits);
         return Lookup::Hit(answer);
     }
-    policy.misses.increment(1);
-    CacheCounters::bump(&counters.misses);
     let sub = match layer.flights.join(key) {
         Role::Follow(sub) => {
+            // Done, and only not yet in the store: its leader is publishing
+            // it. A stored answer in all but name, so a HIT; without this a
+            // request right after a MISS could be a MISS again under load.
+            if let Some(answer) = sub.flight().done_answer() {
+                policy.hits.increment(1);
+                CacheCounters::bump(&counters.hits);
+                return Lookup::Hit(answer);
+            }
+            policy.misses.increment(1);
+            CacheCounters::bump(&counters.misses);
             policy.coalesced.increment(1);
             CacheCounters::bump(&counters.coalesced);
             return Lookup::Miss(from_flight(sub, false, peek).await);
         }
-        Role::Lead(sub) => sub,
+        Role::Lead(sub) => {
+            policy.misses.increment(1);
+            CacheCounters::bump(&counters.misses);
+            sub
+        }
     };
     // A second look, now that the flight is listed: an answer stored
     // between the first look and the listing is found here, so no request

@@ -179,6 +179,9 @@ pub fn interpolate(raw: &mut RawConfig, env: &dyn Env) -> Vec<Issue> {
     if let Some(s) = raw.spend.as_mut() {
         w.opt(join_key("spend", "store"), s.store.as_mut());
     }
+    if let Some(r) = raw.responses.as_mut() {
+        w.opt(join_key("responses", "store"), r.store.as_mut());
+    }
     if let Some(s) = raw.shared.as_mut() {
         w.opt(join_key("shared", "redis_url"), s.redis_url.as_mut());
         w.opt(join_key("shared", "prefix"), s.prefix.as_mut());

@@ -11,6 +11,7 @@ mod interpolate;
 mod kind;
 mod locate;
 mod raw;
+mod responses;
 mod routing;
 mod telemetry;
 mod validate;
@@ -24,6 +25,7 @@ pub use crate::translate::anthropic::PromptCaching;
 pub use cloud::CloudConfig;
 pub use interpolate::{Env, ProcessEnv};
 pub use kind::ProviderKind;
+pub use responses::ResponsesSettings;
 pub use routing::{BreakerSettings, HedgeConfig, ModelTimeouts, OnAllUnhealthy, RoutingConfig, Strategy};
 pub use telemetry::{LogTarget, OtlpConfig, RequestLogConfig, TelemetryConfig, TracesConfig};
 
@@ -58,6 +60,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// State shared by replicas through Redis (`[shared]`); `None`: all in process.
     pub shared: Option<SharedConfig>,
+    /// The Responses API's stored conversations (`[responses]`).
+    pub responses: ResponsesSettings,
     /// Traces and the request log (`[telemetry]`); off unless written.
     pub telemetry: TelemetryConfig,
 }
@@ -194,6 +198,10 @@ pub struct ProviderConfig {
     pub mock: MockProviderConfig,
     /// Anthropic settings (only for `kind = "anthropic"`).
     pub anthropic: AnthropicProviderConfig,
+    /// The upstream serves OpenAI's Responses API (`POST {base_url}/responses`):
+    /// `/v1/responses` goes there as the client wrote it, instead of being
+    /// translated to chat (only for `kind = "openai"`).
+    pub responses: bool,
     /// Azure, Bedrock or Vertex settings (only for those kinds).
     pub cloud: CloudConfig,
     /// Bedrock and Vertex: the environment their credential chain reads, as loaded.
@@ -269,6 +277,12 @@ pub struct DeploymentConfig {
     /// What this deployment's provider allows (rpm, tpm): Sluice reroutes or
     /// waits rather than send more.
     pub limits: Limits,
+    /// The model takes reasoning settings: a translated request may carry
+    /// `reasoning_effort` (from Anthropic `thinking`/`output_config.effort`,
+    /// or the Responses API's `reasoning.effort`) and uses
+    /// `max_completion_tokens`. Off by default: OpenAI refuses
+    /// `reasoning_effort` on models that do not reason.
+    pub reasoning: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

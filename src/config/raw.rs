@@ -78,6 +78,9 @@ pub mod defaults {
     pub const SHARED_PROBE_INTERVAL_MS: i64 = 500;
     pub const SHARED_PREFIX: &str = "sluice";
 
+    pub const RESPONSES_TTL_MS: i64 = 86_400_000;
+    pub const RESPONSES_MAX_BYTES: i64 = 268_435_456;
+    pub const RESPONSES_MAX_ENTRY_BYTES: i64 = 8_388_608;
     pub const OTLP_SERVICE_NAME: &str = "sluice";
     pub const OTLP_TIMEOUT_MS: i64 = 10_000;
     pub const OTLP_EXPORT_INTERVAL_MS: i64 = 1_000;
@@ -150,7 +153,19 @@ pub struct RawConfig {
     pub spend: Option<RawSpend>,
     pub cache: Option<RawCache>,
     pub shared: Option<RawShared>,
+    pub responses: Option<RawResponses>,
     pub telemetry: Option<RawTelemetry>,
+}
+
+/// `[responses]`: the conversations Sluice keeps for the Responses API
+/// (`store`, `previous_response_id`, `GET /v1/responses/{id}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResponses {
+    pub ttl_ms: Option<i64>,
+    pub max_bytes: Option<i64>,
+    pub max_entry_bytes: Option<i64>,
+    pub store: Option<Text>,
 }
 
 /// `[telemetry]`: the OTLP collector, traces and the request log.
@@ -283,6 +298,7 @@ pub struct RawProvider {
     pub max_event_bytes: Option<i64>,
     pub mock: Option<RawMock>,
     pub anthropic: Option<RawAnthropic>,
+    pub responses: Option<bool>,
     pub azure: Option<RawAzure>,
     pub bedrock: Option<RawBedrock>,
     pub vertex: Option<RawVertex>,
@@ -390,6 +406,7 @@ pub struct RawDeployment {
     pub price: Option<RawPrice>,
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
+    pub reasoning: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

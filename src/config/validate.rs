@@ -104,6 +104,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         );
     }
     let cache = cache::settings(&mut c, raw.cache);
+    let responses = cache::responses(&mut c, raw.responses);
     let telemetry = telemetry::settings(&mut c, raw.telemetry);
 
     if models.is_empty() {
@@ -133,6 +134,7 @@ fn check(raw: RawConfig, file: &str) -> (Config, Vec<Issue>) {
         spend_store,
         cache,
         shared,
+        responses,
         telemetry,
     };
     (config, c.issues)

@@ -72,8 +72,11 @@ pub enum GatewayError {
         "This model's maximum context length is {window} tokens, and the request needs about {tokens} (prompt estimate plus requested output); no fallback model is large enough. Shorten the messages or lower max_tokens."
     )]
     ContextLengthExceeded { model: String, window: u64, tokens: u64 },
-    #[error("Unknown request URL: {method} {path}. See the README for the routes Sluice serves.")]
+    #[error("Unknown request URL: {method} {path}. Sluice serves: {ROUTES_SERVED}.")]
     RouteNotFound { method: String, path: String },
+    /// A stored Response (`/v1/responses/{id}`, `previous_response_id`) this key does not have.
+    #[error("{} with id '{id}' not found.", if param.is_some() { "Previous response" } else { "Response" })]
+    ResponseNotFound { id: String, param: Option<&'static str> },
     #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
     PayloadTooLarge { size: u64, limit: usize },
     #[error(
@@ -121,6 +124,12 @@ pub enum GatewayError {
     Internal { detail: String },
 }
 
+/// What Sluice serves (`server::routes`, the README's list), for the 404 of any other URL.
+pub const ROUTES_SERVED: &str = "POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, \
+GET /v1/models, POST /v1/responses, GET|DELETE /v1/responses/{id}, POST /v1/responses/input_tokens, \
+POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/images/generations, POST /v1/moderations, \
+POST /v1/audio/speech, GET /health, GET /ready, GET /metrics, GET /status";
+
 impl GatewayError {
     pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
         GatewayError::InvalidRequest { message: message.into(), param }
@@ -136,7 +145,9 @@ impl GatewayError {
             GatewayError::AdminNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::AdminConflict { .. } => StatusCode::CONFLICT,
             GatewayError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
-            GatewayError::ModelNotFound { .. } | GatewayError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::ModelNotFound { .. }
+            | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => StatusCode::BAD_GATEWAY,
@@ -160,6 +171,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::BodyTimeout { .. } => "invalid_request_error",
             GatewayError::MissingApiKey
@@ -198,6 +210,8 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "unknown_url",
+            GatewayError::ResponseNotFound { param: Some(_), .. } => "previous_response_not_found",
+            GatewayError::ResponseNotFound { param: None, .. } => "response_not_found",
             GatewayError::PayloadTooLarge { .. } => "request_too_large",
             GatewayError::BodyTimeout { .. } => "request_timeout",
             GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamProtocol { .. } => "upstream_error",
@@ -219,7 +233,7 @@ impl GatewayError {
 
     pub fn param(&self) -> Option<&'static str> {
         match self {
-            GatewayError::InvalidRequest { param, .. } => *param,
+            GatewayError::InvalidRequest { param, .. } | GatewayError::ResponseNotFound { param, .. } => *param,
             GatewayError::ModelNotAllowed { .. } | GatewayError::ModelNotFound { .. } => Some("model"),
             GatewayError::ContextLengthExceeded { .. } => Some("messages"),
             GatewayError::MissingApiKey
@@ -274,6 +288,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::BodyTimeout { .. }
             | GatewayError::NoDeployment { .. }
@@ -298,6 +313,7 @@ impl GatewayError {
             | GatewayError::ModelNotFound { .. }
             | GatewayError::ContextLengthExceeded { .. }
             | GatewayError::RouteNotFound { .. }
+            | GatewayError::ResponseNotFound { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::BodyTimeout { .. }
             | GatewayError::RateLimited { .. }
@@ -329,6 +345,7 @@ impl GatewayError {
             GatewayError::ModelNotFound { .. } => "model_not_found",
             GatewayError::ContextLengthExceeded { .. } => "context_length_exceeded",
             GatewayError::RouteNotFound { .. } => "route_not_found",
+            GatewayError::ResponseNotFound { .. } => "response_not_found",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::BodyTimeout { .. } => "body_timeout",
             GatewayError::UpstreamConnect { .. } => "upstream_connect",

@@ -57,6 +57,9 @@ pub struct Gateway {
     pub prometheus: PrometheusHandle,
     /// Response cache, single-flight and embeddings batching.
     pub cache: Arc<CacheLayer>,
+    /// The Responses API's stored conversations (process-long: a reload
+    /// keeps them).
+    pub conversations: sluice_actors::conversations::ConversationsHandle,
     /// Replicas mode (`[shared]`): the Redis link, for `/health`.
     pub replicas: Option<sluice_actors::replicas::ReplicasHandle>,
     /// Traces and the request log (`[telemetry]`); `None` when both are off.
@@ -73,7 +76,11 @@ impl Gateway {
         upstreams: Arc<Upstreams>,
         keys: Arc<KeyTable>,
         cache: Arc<CacheLayer>,
-        (registry, replicas): (ActorRegistry, Option<sluice_actors::replicas::ReplicasHandle>),
+        (registry, replicas, conversations): (
+            ActorRegistry,
+            Option<sluice_actors::replicas::ReplicasHandle>,
+            sluice_actors::conversations::ConversationsHandle,
+        ),
         prometheus: PrometheusHandle,
         loaded: Loaded,
         started: Instant,
@@ -88,6 +95,7 @@ impl Gateway {
             registry,
             prometheus,
             cache,
+            conversations,
             replicas,
             telemetry,
             started,
@@ -115,6 +123,7 @@ impl Gateway {
             loaded,
             registry: self.registry.clone(),
             prometheus: self.prometheus.clone(),
+            conversations: self.conversations.clone(),
             replicas: self.replicas.clone(),
             telemetry: self.telemetry.clone(),
             started: self.started,

@@ -3,7 +3,10 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings`, `GET /v1/models` (the `/v1` prefix is optional),
-//! Anthropic's `POST /v1/messages`, Gemini's
+//! the Responses API's `POST /v1/responses` and
+//! `POST /v1/responses/input_tokens` (see `responses`), Anthropic's
+//! `POST /v1/messages` (with `thinking` blocks when asked) and
+//! `POST /v1/messages/count_tokens`, Gemini's
 //! `POST /v1beta/models/{model}:generateContent` and
 //! `:streamGenerateContent?alt=sse` (see `vendors`),
 //! plus inspection routes that are neither counted nor recorded:
@@ -33,6 +36,9 @@ pub mod generate;
 mod hostile;
 mod id;
 mod inspect;
+pub(crate) mod media;
+mod native;
+mod responses;
 mod route;
 mod server;
 mod stats;

@@ -4,6 +4,7 @@ use http::header::HeaderValue;
 use http::{Method, Response, StatusCode};
 
 use super::body::MockBody;
+use super::native::Native;
 use super::server::error;
 use super::vendors::Vendor;
 
@@ -14,6 +15,7 @@ pub(super) enum Api {
     Embeddings,
     Models,
     Vendor(Vendor),
+    Native(Native),
 }
 
 /// The API route of a request, or the 404/405 to answer instead.
@@ -31,6 +33,7 @@ pub(super) fn route(method: &Method, path: &str) -> Result<Api, Box<Response<Moc
             "/completions" => (Method::POST, Api::Completions),
             "/embeddings" => (Method::POST, Api::Embeddings),
             "/models" => (Method::GET, Api::Models),
+            p if let Some(n) = Native::route(p) => (Method::POST, Api::Native(n)),
             _ => {
                 let msg = format!("Unknown request URL: {method} {path}. Please check the URL for typos.");
                 return Err(Box::new(error(StatusCode::NOT_FOUND, &msg, "invalid_request_error", Some("unknown_url"))));

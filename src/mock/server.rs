@@ -27,6 +27,7 @@ use super::faults::{Controls, Fault, GARBAGE_BODY, Gates};
 use super::generate::{self, Endpoint, GenRequest};
 use super::hostile::{self, Answer, ConnIo, Hostile, SharedConn};
 use super::id::Id;
+use super::native;
 use super::route::{Api, route};
 use super::stats::{Answering, Stats, add, bump};
 use super::vendors::{self, Vendor};
@@ -237,6 +238,7 @@ async fn answer(
         Ok(Api::Models) => bump(&stats.models_total),
         Ok(Api::Vendor(Vendor::Anthropic)) => bump(&stats.messages_total),
         Ok(Api::Vendor(Vendor::Gemini { .. })) => bump(&stats.gemini_total),
+        Ok(Api::Native(n)) => n.count(stats),
         Err(_) => {}
     }
     // Gemini names the model in the path, which `record` takes.
@@ -265,6 +267,7 @@ async fn answer(
     let fault = controls.fault.or_else(|| state.dice.roll());
     let vendor = match api {
         Api::Vendor(v) => Some(v),
+        Api::Native(n) => n.vendor(),
         Api::Chat | Api::Completions | Api::Embeddings | Api::Models => None,
     };
     match fault {
@@ -320,7 +323,7 @@ async fn answer(
                     let tool = controls.tool_call.as_deref().filter(|_| r.has_tools);
                     let cached = controls.cached_tokens.unwrap_or(0);
                     let out = match v {
-                        Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached),
+                        Vendor::Anthropic => vendors::anthropic(&r.request, tool, cached, r.thinking),
                         Vendor::Gemini { .. } => vendors::gemini(&r.request, tool, cached),
                     };
                     (StatusCode::OK, listed(out), r.request.completion_tokens)
@@ -343,6 +346,12 @@ async fn answer(
             Err(e) => (StatusCode::BAD_REQUEST, MockReply::Full(e.body()), 0),
         },
         Api::Models => (StatusCode::OK, MockReply::Full(generate::models_body(MODELS, MODELS_CREATED)), 0),
+        // Not in `completion_tokens`: that counter covers chat, completions
+        // and Messages, what the accounting tests drive.
+        Api::Native(n) => match native::answer(n, &body, opts, &controls) {
+            Ok((status, answer)) => (status, answer, 0),
+            Err(typed) => return Ok(*typed),
+        },
     };
     // A whole answer cut short or replaced by garbage delivers nothing usable.
     if !matches!(fault, Some(Fault::Cut | Fault::Garbage)) || matches!(answer, MockReply::Stream(_)) {
@@ -410,7 +419,7 @@ fn hostile_answer(
     let endpoint = match api {
         Api::Completions => Some(Endpoint::Completions),
         Api::Chat => Some(Endpoint::Chat),
-        Api::Embeddings | Api::Models | Api::Vendor(_) => None,
+        Api::Embeddings | Api::Models | Api::Vendor(_) | Api::Native(_) => None,
     };
     let parsed = endpoint.and_then(|e| generate::parse_request(e, body, opts.tokens, None).ok());
     let script = match (parsed, api) {

@@ -50,6 +50,12 @@ pub struct MockStatsSnapshot {
     /// Gemini `generateContent` / `streamGenerateContent` requests.
     #[serde(default)]
     pub gemini_total: u64,
+    /// OpenAI Responses API requests (`/v1/responses`, `/v1/responses/input_tokens`).
+    #[serde(default)]
+    pub responses_total: u64,
+    /// Anthropic `POST /v1/messages/count_tokens` requests.
+    #[serde(default)]
+    pub count_tokens_total: u64,
     /// Calls to the Azure OpenAI routes (authenticated or not).
     #[serde(default)]
     pub azure_total: u64,
@@ -106,6 +112,8 @@ pub(crate) struct Stats {
     pub models_total: AtomicU64,
     pub messages_total: AtomicU64,
     pub gemini_total: AtomicU64,
+    pub responses_total: AtomicU64,
+    pub count_tokens_total: AtomicU64,
     pub azure_total: AtomicU64,
     pub bedrock_total: AtomicU64,
     pub vertex_total: AtomicU64,
@@ -174,6 +182,8 @@ impl Stats {
             &self.models_total,
             &self.messages_total,
             &self.gemini_total,
+            &self.responses_total,
+            &self.count_tokens_total,
             &self.azure_total,
             &self.bedrock_total,
             &self.vertex_total,
@@ -227,6 +237,8 @@ impl Stats {
             models_total: get(&self.models_total),
             messages_total: get(&self.messages_total),
             gemini_total: get(&self.gemini_total),
+            responses_total: get(&self.responses_total),
+            count_tokens_total: get(&self.count_tokens_total),
             azure_total: get(&self.azure_total),
             bedrock_total: get(&self.bedrock_total),
             vertex_total: get(&self.vertex_total),

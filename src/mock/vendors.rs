@@ -33,10 +33,13 @@ pub(crate) enum Vendor {
 pub(crate) struct VendorRequest {
     pub request: GenRequest,
     pub has_tools: bool,
+    /// Anthropic `thinking` is on (`enabled` or `adaptive`): the answer
+    /// starts with a thinking block.
+    pub thinking: bool,
 }
 
 /// Deepest nesting read (like the OpenAI routes).
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 fn fnv(h: u64, s: &str) -> u64 {
     s.bytes().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
@@ -44,7 +47,7 @@ fn fnv(h: u64, s: &str) -> u64 {
 
 /// Count and hash the prompt text of a JSON value: `"text"` strings, and
 /// `"content"` given as a plain string (Anthropic's shorthand).
-fn texts(v: &sonic_rs::Value, words: &mut u64, hash: &mut u64) {
+pub(crate) fn texts(v: &sonic_rs::Value, words: &mut u64, hash: &mut u64) {
     if let Some(o) = v.as_object() {
         for (k, x) in o.iter() {
             match (k, x.as_str()) {
@@ -103,7 +106,13 @@ pub(crate) fn parse(
     let system = [v.get("system"), v.get("systemInstruction")];
     let request = gen_request(model, stream, cap, prompt, &system, default_tokens, tokens);
     let has_tools = v.get("tools").and_then(|t| t.as_array()).is_some_and(|a| !a.is_empty());
-    Ok(VendorRequest { request, has_tools })
+    let thinking = vendor == Vendor::Anthropic && thinking_on(&v);
+    Ok(VendorRequest { request, has_tools, thinking })
+}
+
+/// Does an Anthropic Messages body turn `thinking` on (`enabled`, `adaptive`)?
+pub(crate) fn thinking_on(v: &sonic_rs::Value) -> bool {
+    matches!(v.get("thinking").and_then(|t| t.get("type")).and_then(|t| t.as_str()), Some("enabled" | "adaptive"))
 }
 
 /// The generator's request for a vendor body already read: the model, the
@@ -235,12 +244,18 @@ pub(crate) fn halves(s: &str) -> [&str; 2] {
 
 // ------------------------------------------------------------- Anthropic
 
-/// A whole Messages answer (`Ok`), or its stream events (`Err`).
-pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Result<Bytes, Vec<Bytes>> {
+/// The thinking a `thinking` request's answer starts with, and its words.
+const THINKING: &str = "Thinking it over briefly.";
+const THINKING_WORDS: u64 = 4;
+
+/// A whole Messages answer (`Ok`), or its stream events (`Err`). With
+/// `thinking`, a `thinking` block (its text and a signature) comes first.
+pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64, thinking: bool) -> Result<Bytes, Vec<Bytes>> {
     let id = format!("msg_mock{:016x}", g.seed);
     let cached = cached.min(u64::from(g.prompt_tokens));
     let input = u64::from(g.prompt_tokens) - cached;
-    let out_tokens = u64::from(g.completion_tokens);
+    let out_tokens = u64::from(g.completion_tokens) + if thinking { THINKING_WORDS } else { 0 };
+    let signature = format!("mock-signature-{:016x}", g.seed);
     let stop = match (tool, g.finish_reason) {
         (Some(_), _) => "tool_use",
         (None, "length") => "max_tokens",
@@ -268,16 +283,17 @@ pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Resu
         ])
     };
     if !g.stream {
-        let content = match tool {
-            Some(name) => J::A(vec![o(vec![
-                ("type", s("tool_use")),
-                ("id", s(&tool_id)),
-                ("name", s(name)),
-                ("input", tool_args(g)),
-            ])]),
-            None => J::A(vec![o(vec![("type", s("text")), ("text", s(generate::answer_text(g)))])]),
-        };
-        return Ok(Bytes::from(json(&message(content, s(stop), out_tokens))));
+        let mut content = Vec::new();
+        if thinking {
+            content.push(o(vec![("type", s("thinking")), ("thinking", s(THINKING)), ("signature", s(&signature))]));
+        }
+        content.push(match tool {
+            Some(name) => {
+                o(vec![("type", s("tool_use")), ("id", s(&tool_id)), ("name", s(name)), ("input", tool_args(g))])
+            }
+            None => o(vec![("type", s("text")), ("text", s(generate::answer_text(g)))]),
+        });
+        return Ok(Bytes::from(json(&message(J::A(content), s(stop), out_tokens))));
     }
     let mut ev = Vec::new();
     event(
@@ -286,26 +302,40 @@ pub(crate) fn anthropic(g: &GenRequest, tool: Option<&str>, cached: u64) -> Resu
         &o(vec![("type", s("message_start")), ("message", message(J::A(vec![]), J::Null, 1))]),
     );
     event(&mut ev, "ping", &o(vec![("type", s("ping"))]));
-    let start = |block: J| o(vec![("type", s("content_block_start")), ("index", J::N(0)), ("content_block", block)]);
-    let delta = |d: J| o(vec![("type", s("content_block_delta")), ("index", J::N(0)), ("delta", d)]);
+    let index = u64::from(thinking);
+    let start = move |i: u64, block: J| {
+        o(vec![("type", s("content_block_start")), ("index", J::N(i)), ("content_block", block)])
+    };
+    let delta = move |i: u64, d: J| o(vec![("type", s("content_block_delta")), ("index", J::N(i)), ("delta", d)]);
+    let stop_block = |i: u64| o(vec![("type", s("content_block_stop")), ("index", J::N(i))]);
+    if thinking {
+        let block = o(vec![("type", s("thinking")), ("thinking", s("")), ("signature", s(""))]);
+        event(&mut ev, "content_block_start", &start(0, block));
+        let d = o(vec![("type", s("thinking_delta")), ("thinking", s(THINKING))]);
+        event(&mut ev, "content_block_delta", &delta(0, d));
+        let d = o(vec![("type", s("signature_delta")), ("signature", s(&signature))]);
+        event(&mut ev, "content_block_delta", &delta(0, d));
+        event(&mut ev, "content_block_stop", &stop_block(0));
+    }
     match tool {
         Some(name) => {
             let block = o(vec![("type", s("tool_use")), ("id", s(&tool_id)), ("name", s(name)), ("input", o(vec![]))]);
-            event(&mut ev, "content_block_start", &start(block));
+            event(&mut ev, "content_block_start", &start(index, block));
             let input = tool_input(g);
             for piece in halves(&input) {
                 let d = o(vec![("type", s("input_json_delta")), ("partial_json", s(piece))]);
-                event(&mut ev, "content_block_delta", &delta(d));
+                event(&mut ev, "content_block_delta", &delta(index, d));
             }
         }
         None => {
-            event(&mut ev, "content_block_start", &start(o(vec![("type", s("text")), ("text", s(""))])));
+            event(&mut ev, "content_block_start", &start(index, o(vec![("type", s("text")), ("text", s(""))])));
             for t in tokens(g) {
-                event(&mut ev, "content_block_delta", &delta(o(vec![("type", s("text_delta")), ("text", s(t))])));
+                let d = o(vec![("type", s("text_delta")), ("text", s(t))]);
+                event(&mut ev, "content_block_delta", &delta(index, d));
             }
         }
     }
-    event(&mut ev, "content_block_stop", &o(vec![("type", s("content_block_stop")), ("index", J::N(0))]));
+    event(&mut ev, "content_block_stop", &stop_block(index));
     let md = o(vec![
         ("type", s("message_delta")),
         ("delta", o(vec![("stop_reason", s(stop)), ("stop_sequence", J::Null)])),

@@ -14,9 +14,13 @@ impl RequestObs {
     pub fn note_request(&self, body: &[u8], endpoint: Endpoint) {
         let Some(limit) = self.content_limit().filter(|_| self.wants_response()) else { return };
         let field = match endpoint {
-            Endpoint::Chat | Endpoint::Messages => "messages",
-            Endpoint::Completions => "prompt",
-            Endpoint::Embeddings => "input",
+            Endpoint::Chat | Endpoint::Messages | Endpoint::CountTokens => "messages",
+            Endpoint::Completions | Endpoint::Images => "prompt",
+            Endpoint::Embeddings
+            | Endpoint::Responses
+            | Endpoint::InputTokens
+            | Endpoint::Moderations
+            | Endpoint::Speech => "input",
         };
         if let Ok(v) = sonic_rs::get(body, [field]) {
             self.response().input = Some(cut(v.as_raw_str(), limit).to_string());

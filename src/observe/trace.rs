@@ -101,12 +101,17 @@ impl TraceCtx {
     }
 }
 
-/// `gen_ai.operation.name` of a route.
+/// `gen_ai.operation.name` of a route: the conventions' well-known
+/// values where one fits (a Responses turn is a chat turn; images and
+/// speech generate content), else the route's own name.
 pub fn operation(endpoint: Endpoint) -> &'static str {
     match endpoint {
-        Endpoint::Chat | Endpoint::Messages => "chat",
+        Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => "chat",
         Endpoint::Completions => "text_completion",
         Endpoint::Embeddings => "embeddings",
+        Endpoint::Images | Endpoint::Speech => "generate_content",
+        Endpoint::CountTokens | Endpoint::InputTokens => "count_tokens",
+        Endpoint::Moderations => "moderations",
     }
 }
 

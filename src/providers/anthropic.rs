@@ -2,11 +2,13 @@
 //! (`crate::translate::anthropic`) and answers come back as OpenAI bodies
 //! and chunks; requests that arrived on the Anthropic-shaped ingress
 //! (`/v1/messages`) go out as the client wrote them, with only `model`
-//! renamed, and come back untouched. Sends `x-api-key` and
-//! `anthropic-version`.
+//! renamed, and come back untouched — with the client's query string
+//! (`?beta=true`) and its `anthropic-beta` and `anthropic-version` headers,
+//! which make the newer request members legal upstream. Sends `x-api-key`
+//! and `anthropic-version` (the client's, else the configured one).
 
 use bytes::Bytes;
-use http::Uri;
+use http::{HeaderName, HeaderValue, Uri};
 use sluice_upstream::{SessionSpec, UpstreamClient};
 
 use super::errors::ErrorStyle;
@@ -22,16 +24,29 @@ use crate::translate::anthropic::{self, request::Options, stream::StreamTranslat
 pub struct Anthropic {
     up: HttpUpstream,
     uri: Uri,
+    /// `/messages/count_tokens`.
+    count_uri: Uri,
     opts: Options,
+    /// `anthropic-version` is pinned in the provider's `headers`: the
+    /// operator's choice wins over the client's.
+    version_pinned: bool,
 }
+
+/// Client headers an Anthropic upstream needs to accept what the client
+/// sent: the betas that make newer request members legal, and the API
+/// version the client was written for.
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
 impl Anthropic {
     pub fn new(cfg: &ProviderConfig) -> Result<Anthropic, String> {
         let a = &cfg.anthropic;
         let up = HttpUpstream::new(cfg, &[("anthropic-version", &a.version)], ErrorStyle::Anthropic)?;
         let uri = up.uri(&cfg.name, "/messages")?;
+        let count_uri = up.uri(&cfg.name, Endpoint::CountTokens.path())?;
         let opts = Options { default_max_tokens: a.default_max_tokens, prompt_caching: a.prompt_caching };
-        Ok(Anthropic { up, uri, opts })
+        let version_pinned = cfg.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("anthropic-version"));
+        Ok(Anthropic { up, uri, count_uri, opts, version_pinned })
     }
 
     pub fn secrets(&self) -> &[String] {
@@ -55,8 +70,9 @@ impl Anthropic {
         translated_answer(p, resp, call.peek.stream, created, self.up.secrets()).await
     }
 
-    /// A `/v1/messages` request: the client's bytes (model renamed when the
-    /// deployment's name differs) out, the upstream's bytes back.
+    /// A `/v1/messages` (or `count_tokens`) request: the client's bytes
+    /// (model renamed when the deployment's name differs), query string and
+    /// Anthropic headers out, the upstream's bytes back.
     pub async fn send_native(
         &self,
         p: &Provider,
@@ -64,9 +80,39 @@ impl Anthropic {
         client: &UpstreamClient,
     ) -> Result<Reply, GatewayError> {
         let body = rewrite(call.body, call.peek, call.upstream_model, false);
-        let headers = self.up.headers(call, call.peek.stream);
-        let resp = self.up.send(p, call.timeouts, client, &self.uri, &headers, body).await?;
+        let mut headers = self.up.headers(call, call.peek.stream);
+        self.client_headers(call, &mut headers);
+        let base = if call.endpoint == Endpoint::CountTokens { &self.count_uri } else { &self.uri };
+        let with_query;
+        let uri = match call.client_query {
+            "" => base,
+            q => {
+                with_query = format!("{base}?{q}")
+                    .parse::<Uri>()
+                    .map_err(|_| GatewayError::invalid("The query string is not valid in a URL.", None))?;
+                &with_query
+            }
+        };
+        let resp = self.up.send(p, call.timeouts, client, uri, &headers, body).await?;
         native_answer(p, resp, call.peek.stream).await
+    }
+
+    /// The client's `anthropic-beta` (added) and `anthropic-version`
+    /// (replacing the configured default, unless `headers` pins it).
+    fn client_headers(&self, call: &Call<'_>, headers: &mut Vec<(HeaderName, HeaderValue)>) {
+        if let Some(v) = call.client_headers.get(ANTHROPIC_VERSION.as_str()).filter(|_| !self.version_pinned)
+            && let Ok(v) = HeaderValue::from_bytes(v.as_bytes())
+        {
+            headers.retain(|(n, _)| *n != ANTHROPIC_VERSION);
+            headers.push((ANTHROPIC_VERSION, v));
+        }
+        if !headers.iter().any(|(n, _)| *n == ANTHROPIC_BETA) {
+            for v in call.client_headers.get_all(ANTHROPIC_BETA.as_str()) {
+                if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                    headers.push((ANTHROPIC_BETA, v));
+                }
+            }
+        }
     }
 }
 

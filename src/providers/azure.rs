@@ -92,6 +92,14 @@ impl Azure {
             Endpoint::Chat | Endpoint::Messages => Operation::ChatCompletions,
             Endpoint::Completions => Operation::Completions,
             Endpoint::Embeddings => Operation::Embeddings,
+            // Responses arrive translated to chat; the others are not
+            // served here (`Provider::serves`).
+            Endpoint::Responses
+            | Endpoint::CountTokens
+            | Endpoint::InputTokens
+            | Endpoint::Images
+            | Endpoint::Moderations
+            | Endpoint::Speech => return Err(super::unsupported(p, call)),
         };
         let url = az::url(&self.up.base, &self.api, call.upstream_model, op)
             .map_err(|e| GatewayError::Internal { detail: format!("provider `{}`: {e}", p.name) })?;

@@ -129,20 +129,30 @@ pub fn translated<T: StreamTranslate + 'static>(
         secrets: Vec<String>,
         /// An error to yield after the events translated before it.
         failed: Option<GatewayError>,
+        /// Events went out: a failure now ends the stream in the client's
+        /// protocol. (Before the first item the error must come first, so
+        /// the attempt fails and another deployment may still be tried.)
+        emitted: bool,
         done: bool,
     }
-    impl<T> Translating<T> {
+    impl<T: StreamTranslate> Translating<T> {
+        /// The translator writes its protocol's failure events (if it has
+        /// any), then the error follows them.
         fn fail(&mut self, e: crate::translate::StreamError) -> Option<Bytes> {
+            if self.emitted || !self.out.is_empty() {
+                self.t.fail(&e, &mut self.out);
+            }
             let mut detail = e.to_string();
             for s in &self.secrets {
                 detail = detail.replace(s.as_str(), "***");
             }
             self.failed = Some(GatewayError::UpstreamProtocol { provider: self.provider.clone(), detail });
-            (!self.out.is_empty()).then(|| self.out.take())
+            // The failure events may quote the upstream's message: scrubbed too.
+            (!self.out.is_empty()).then(|| super::errors::scrub(self.out.take(), &self.secrets))
         }
     }
     let stopper = raw.stopper();
-    let st = Translating { raw, t, out: SseOut::new(), provider, secrets, failed: None, done: false };
+    let st = Translating { raw, t, out: SseOut::new(), provider, secrets, failed: None, emitted: false, done: false };
     let runs = futures_util::stream::unfold(st, move |mut st| async move {
         if let Some(e) = st.failed.take() {
             st.done = true;
@@ -167,13 +177,23 @@ pub fn translated<T: StreamTranslate + 'static>(
                         }
                     }
                     if !st.out.is_empty() {
+                        st.emitted = true;
                         let b = st.out.take();
                         return Some((Ok(b), st));
                     }
                 }
                 Some(Err(e)) => {
                     st.done = true;
-                    return Some((Err(e), st));
+                    // The translator closes the stream in its protocol first.
+                    if st.emitted {
+                        st.t.fail(&crate::translate::StreamError::Invalid(e.to_string()), &mut st.out);
+                    }
+                    if st.out.is_empty() {
+                        return Some((Err(e), st));
+                    }
+                    st.failed = Some(e);
+                    let before = super::errors::scrub(st.out.take(), &st.secrets);
+                    return Some((Ok(before), st));
                 }
                 None => {
                     st.done = true;

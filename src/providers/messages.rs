@@ -9,13 +9,14 @@ use bytes::Bytes;
 use sluice_upstream::UpstreamClient;
 
 use super::{Call, Provider, Reply, events};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{ClientProtocol, Endpoint};
 use crate::error::GatewayError;
 use crate::peek::Peek;
 use crate::translate::messages::{self, stream::StreamTranslator};
 
 pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
-    let (chat, stream) = messages::request::translate(call.body, call.upstream_model)?;
+    let opts = messages::request::Options { reasoning: call.reasoning };
+    let (chat, stream) = messages::request::translate_with(call.body, call.upstream_model, &opts)?;
     let chat = Bytes::from(chat);
     // The translated body already names the upstream model and asks for
     // usage, so the provider's own rewrite leaves it as it is.
@@ -35,20 +36,23 @@ pub async fn send(p: &Provider, call: &Call<'_>, client: Option<&UpstreamClient>
     }
 }
 
-/// The error body for a client of `endpoint`: OpenAI's shape, or
-/// Anthropic's on `/v1/messages`.
+/// The error body for a client of `endpoint`: OpenAI's shape (the
+/// Responses API's errors are OpenAI's too), or Anthropic's on
+/// `/v1/messages` and `count_tokens`.
 pub fn error_body(endpoint: Endpoint, e: &GatewayError) -> Bytes {
-    match endpoint {
-        Endpoint::Messages => anthropic_error_body(e),
-        Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => e.body(),
+    match endpoint.protocol() {
+        ClientProtocol::Anthropic => anthropic_error_body(e),
+        ClientProtocol::OpenAi | ClientProtocol::Responses => e.body(),
     }
 }
 
-/// The error event that ends a stream on `endpoint`.
+/// The error event that ends a stream on `endpoint` (a Responses stream
+/// ends with `response.failed`, which needs the stream's state: the relay
+/// writes it).
 pub fn error_event(endpoint: Endpoint, e: &GatewayError) -> Bytes {
-    match endpoint {
-        Endpoint::Messages => messages::error_event(&anthropic_error_body(e)),
-        Endpoint::Chat | Endpoint::Completions | Endpoint::Embeddings => e.sse_event(),
+    match endpoint.protocol() {
+        ClientProtocol::Anthropic => messages::error_event(&anthropic_error_body(e)),
+        ClientProtocol::OpenAi | ClientProtocol::Responses => e.sse_event(),
     }
 }
 

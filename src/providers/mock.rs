@@ -71,8 +71,27 @@ impl MockProvider {
                 let usage = crate::usage::from_body(&body).ok().flatten();
                 Ok(Reply::Complete { body, usage })
             }
-            // `Messages` arrives here already translated to `Chat` (providers::messages).
-            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages => {
+            Endpoint::Images | Endpoint::Moderations | Endpoint::Speech => {
+                let body = rewrite(call.body, call.peek, call.upstream_model, false);
+                let body = match call.endpoint {
+                    Endpoint::Images => crate::mock::media::images(&body),
+                    Endpoint::Moderations => crate::mock::media::moderations(&body),
+                    _ => crate::mock::media::speech(&body).map(|(audio, _)| audio),
+                }
+                .map_err(invalid)?;
+                let usage = match call.endpoint {
+                    Endpoint::Speech => None,
+                    _ => crate::usage::from_body(&body).ok().flatten(),
+                };
+                Ok(Reply::Complete { body, usage })
+            }
+            // The other routes never reach this provider (`Provider::send`
+            // translates Messages and Responses to Chat first, and the
+            // mock serves no token counter).
+            Endpoint::Messages | Endpoint::Responses | Endpoint::CountTokens | Endpoint::InputTokens => {
+                Err(super::unsupported(p, call))
+            }
+            Endpoint::Chat | Endpoint::Completions => {
                 // Same body the openai provider would send: renamed model,
                 // usage requested on streams.
                 let body = rewrite(call.body, call.peek, call.upstream_model, true);

@@ -21,6 +21,7 @@ pub mod gemini;
 pub mod messages;
 pub mod mock;
 pub mod openai;
+pub mod responses;
 pub mod rewrite;
 pub mod transport;
 pub mod vertex;
@@ -98,9 +99,18 @@ pub struct Call<'a> {
     /// The model name the deployment's upstream knows.
     pub upstream_model: &'a str,
     pub client_headers: &'a HeaderMap,
+    /// The client's query string (`beta=true`), passed on where the
+    /// deployment speaks the client's protocol.
+    pub client_query: &'a str,
     pub request_id: &'a str,
     /// This attempt's waits: the provider's, overridden per model.
     pub timeouts: Timeouts,
+    /// The deployment's model takes reasoning settings (`reasoning = true`
+    /// on the deployment): translations may send `reasoning_effort`.
+    pub reasoning: bool,
+    /// A Responses API request's turn (its id, the conversation it
+    /// continues); `None` on every other route.
+    pub turn: Option<&'a responses::Turn>,
     /// The request's telemetry (`[telemetry]` on): the attempt loop notes
     /// each attempt in it.
     pub obs: Option<&'a crate::observe::RequestObs>,
@@ -235,14 +245,24 @@ impl Provider {
     /// Can this provider serve `endpoint`? Anthropic and Gemini have no
     /// legacy completions or embeddings here, Vertex and Bedrock no legacy
     /// completions; their deployments are skipped for those routes (see
-    /// `upstream::capability`).
+    /// `upstream::capability`). OpenAI's images, moderations and speech are
+    /// served by `openai` deployments (and the mock) only. The token
+    /// counters are served only where the upstream has them (Anthropic's
+    /// `count_tokens`, a Responses server's `input_tokens`); elsewhere the
+    /// gateway estimates instead of calling anyone.
     pub fn serves(&self, endpoint: Endpoint) -> bool {
+        if endpoint.openai_only() {
+            return matches!(self.protocol, Protocol::OpenAi(_) | Protocol::Mock(_));
+        }
         match (&self.protocol, endpoint) {
             (
                 Protocol::Anthropic(_) | Protocol::Gemini(_) | Protocol::Vertex(_) | Protocol::Bedrock(_),
                 Endpoint::Completions,
             )
             | (Protocol::Anthropic(_) | Protocol::Gemini(_), Endpoint::Embeddings) => false,
+            (Protocol::Anthropic(_), Endpoint::CountTokens) => true,
+            (Protocol::OpenAi(p), Endpoint::InputTokens) => p.serves_responses(),
+            (_, Endpoint::CountTokens | Endpoint::InputTokens) => false,
             (
                 Protocol::OpenAi(_)
                 | Protocol::Azure(_)
@@ -251,7 +271,14 @@ impl Provider {
                 | Protocol::Vertex(_)
                 | Protocol::Bedrock(_)
                 | Protocol::Mock(_),
-                _,
+                Endpoint::Chat
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+                | Endpoint::Messages
+                | Endpoint::Responses
+                | Endpoint::Images
+                | Endpoint::Moderations
+                | Endpoint::Speech,
             ) => true,
         }
     }
@@ -260,20 +287,38 @@ impl Provider {
     /// (`None` for in-process providers). Waits at most the first-byte
     /// timeout for the upstream's response head.
     ///
-    /// Replies are OpenAI-shaped, except on [`Endpoint::Messages`], where
-    /// they are Anthropic-shaped: the upstream's own from an `anthropic`
-    /// provider (bytes untouched both ways), translated from any other.
+    /// Replies are in the client's protocol: OpenAI-shaped, except on the
+    /// Anthropic routes ([`Endpoint::Messages`], `CountTokens`), where they
+    /// are Anthropic-shaped, and on [`Endpoint::Responses`], where they are
+    /// Responses. A provider that speaks the client's protocol gets the
+    /// client's bytes (only `model` renamed) and returns its own untouched;
+    /// any other is translated through chat.
     pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
         match (&self.protocol, call.endpoint) {
-            (Protocol::Anthropic(p), Endpoint::Messages) => p.send_native(self, call, self.client(client)?).await,
+            (Protocol::Anthropic(p), Endpoint::Messages | Endpoint::CountTokens) => {
+                p.send_native(self, call, self.client(client)?).await
+            }
             (Protocol::Vertex(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
                 p.send_native(self, call, self.client(client)?).await
             }
             (Protocol::Bedrock(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
                 p.send_native(self, call, self.client(client)?).await
             }
+            (Protocol::OpenAi(p), Endpoint::Responses | Endpoint::InputTokens) if p.serves_responses() => {
+                p.send(self, call, self.client(client)?).await
+            }
             (_, Endpoint::Messages) => messages::send(self, call, client).await,
-            _ => self.send_openai(call, client).await,
+            (_, Endpoint::Responses) => responses::send(self, call, client).await,
+            (_, Endpoint::CountTokens | Endpoint::InputTokens) => Err(unsupported(self, call)),
+            (
+                _,
+                Endpoint::Chat
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+                | Endpoint::Images
+                | Endpoint::Moderations
+                | Endpoint::Speech,
+            ) => self.send_openai(call, client).await,
         }
     }
 
@@ -344,6 +389,14 @@ pub(crate) fn unsupported(p: &Provider, call: &Call<'_>) -> GatewayError {
             p.name,
             call.endpoint.path()
         ),
+        Some("model"),
+    )
+}
+
+/// [`unsupported`], where only the route is known.
+pub(crate) fn unsupported_endpoint(p: &Provider, e: Endpoint) -> GatewayError {
+    GatewayError::invalid(
+        format!("The {} provider `{}` does not support /v1{}.", p.kind.as_str(), p.name, e.path()),
         Some("model"),
     )
 }

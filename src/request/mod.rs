@@ -10,20 +10,28 @@
 //! 6. `route` (`ModelTable::resolve`) — model name → table entry (404); may the key use it (403)
 //! 7. `limits::admit_request`  — rpm / tpm / concurrency of key, key and model, model:
 //!    admitted, queued (`[queue]`), or refused (429, or 503 when the queue is full)
-//! 8. `cache::step`            — a stored answer (HIT), or a share of an identical
-//!    request's upstream call (single-flight), or lead one and store it
-//! 9. `fetch` → `upstream::fetch` — the model's deployments, then its fallbacks,
-//!    tried until one answers before the first byte (embeddings batched when
-//!    the model batches them)
-//! 10. `template::instead_of_failure` — every deployment failed: the model's template answer
-//! 11. `relay`                 — the body, or the SSE stream event by event, back
-//! 12. `record`                — metrics, `server-timing`, tokens, spend
+//! 8. `conversation::turn`     — Responses API: the stored conversation that
+//!    `previous_response_id` continues, the new response's id
+//! 9. `count::estimate`        — a token counter no deployment of the model
+//!    serves: the tokenizer's count, no upstream call
+//! 10. `cache::step`           — a stored answer (HIT), or a share of an identical
+//!     request's upstream call (single-flight), or lead one and store it
+//! 11. `fetch` → `upstream::fetch` — the model's deployments, then its fallbacks,
+//!     tried until one answers before the first byte (embeddings batched when
+//!     the model batches them)
+//! 12. `template::instead_of_failure` — every deployment failed: the model's template answer
+//! 13. `conversation::Save`    — Responses API: the answer and the conversation
+//!     so far, kept for the next turn (a stream's, as its final event passes)
+//! 14. `relay`                 — the body, or the SSE stream event by event, back
+//! 15. `record`                — metrics, `server-timing`, tokens, spend
 //!
 //! Auth and budgets run before the body is read, so an unauthenticated or
 //! spent client cannot make the gateway buffer `max_body_bytes`.
 
 pub mod budget;
 pub mod cache;
+pub mod conversation;
+mod count;
 pub mod ingress;
 pub mod record;
 pub mod relay;
@@ -43,8 +51,9 @@ use crate::error::GatewayError;
 use crate::gateway::WorkerState;
 use crate::limits;
 use crate::peek::Peek;
+use crate::providers::responses::Turn;
 use crate::providers::{Call, Timeouts};
-use crate::upstream::{Fetched, FetchedBody, UpstreamStream};
+use crate::upstream::{Fetched, FetchedBody, UpstreamStream, capability};
 use crate::usage::Usage;
 use record::Record;
 use relay::{FlightSpec, StreamSpec};
@@ -116,19 +125,46 @@ async fn steps(
     let body_timeout = std::time::Duration::from_millis(gw.config.server.body_read_timeout_ms);
     let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
     let peek = Peek::read(&body, endpoint)?;
+    if endpoint == Endpoint::Speech {
+        rec.media_type = Some(relay::speech_media_type(&body)?);
+    }
     rec.set_request(&peek, &body);
     let model = up.models.resolve(&peek.model, &policy)?;
     rec.set_model(model);
     rec.charge.set_request(model, up.models.likely_price(model), peek.prompt_estimate());
-    rec.charge.limits = limits::admit_request(&up.limiter, &up.scopes, &policy, model, &peek, &gw.config.queue).await?;
+    // A token counter spends no tokens: it counts against rpm only.
+    let tokens = if endpoint.counts_tokens() { 0 } else { peek.estimated_tokens() };
+    rec.charge.limits =
+        limits::admit_request(&up.limiter, &up.scopes, &policy, model, tokens, &gw.config.queue).await?;
+    let (turn, save) = conversation::turn(&gw.conversations, &policy.name, &body, endpoint).await?;
+    if endpoint.counts_tokens() && !capability::any_serves(up, model, endpoint) {
+        let body = count::estimate(&body, endpoint, turn.as_ref()).await;
+        return Ok(ClientReply::Complete { body, usage: Some(Usage::default()), price: None });
+    }
     let reply = match cache::step(state, req, &body, &peek, endpoint, model, rec).await {
         Some(reply) => reply,
-        None => fetch(state, req, &body, &peek, endpoint, model, rec).await,
+        None => fetch(state, req, &body, &peek, endpoint, model, turn.as_ref(), rec).await,
     };
-    template::instead_of_failure(reply, up, endpoint, model, &peek, &rec.request_id)
+    let reply = template::instead_of_failure(reply, up, endpoint, model, &peek, &rec.request_id)?;
+    Ok(match (reply, save) {
+        (ClientReply::Complete { body, usage, price }, Some(save)) => {
+            save.run(body.clone(), &rec.request_id).await;
+            ClientReply::Complete { body, usage, price }
+        }
+        (ClientReply::Template { body, stream: false }, Some(save)) => {
+            save.run(body.clone(), &rec.request_id).await;
+            ClientReply::Template { body, stream: false }
+        }
+        (ClientReply::Stream { upstream, mut spec }, save) => {
+            spec.save = save.map(Box::new);
+            ClientReply::Stream { upstream, spec }
+        }
+        (reply, _) => reply,
+    })
 }
 
 /// The upstream call (`upstream::fetch`, or the model's embeddings batch).
+#[allow(clippy::too_many_arguments)]
 async fn fetch(
     state: &WorkerState,
     req: &HttpRequest,
@@ -136,6 +172,7 @@ async fn fetch(
     peek: &Peek,
     endpoint: Endpoint,
     model: usize,
+    turn: Option<&Turn>,
     rec: &mut Record,
 ) -> Result<ClientReply, GatewayError> {
     let request_id = rec.request_id.clone();
@@ -146,8 +183,11 @@ async fn fetch(
         peek,
         upstream_model: "",
         client_headers: req.headers(),
+        client_query: req.query_string(),
         request_id: &request_id,
         timeouts: Timeouts::default(),
+        reasoning: false,
+        turn,
         obs: obs.as_deref(),
         trace_headers: None,
     };
@@ -167,7 +207,7 @@ fn reply(fetched: Fetched, peek: &Peek, rec: &mut Record) -> ClientReply {
     match fetched.body {
         FetchedBody::Complete { body, usage } => ClientReply::Complete { body, usage, price },
         FetchedBody::Stream(upstream) => {
-            let spec = StreamSpec { client_wants_usage: peek.include_usage, price };
+            let spec = StreamSpec { client_wants_usage: peek.include_usage, price, save: None };
             ClientReply::Stream { upstream, spec }
         }
     }

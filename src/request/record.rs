@@ -39,6 +39,8 @@ pub struct Record {
     finished: bool,
     /// `x-sluice-cache` (`HIT` / `MISS` / `BYPASS`) for models with caching on.
     pub cache: Option<&'static str>,
+    /// The answer's media type when it is not JSON (`/v1/audio/speech`).
+    pub media_type: Option<&'static str>,
     /// Traces and the request log (`[telemetry]`); `None` when both are off.
     pub obs: Option<Rc<RequestObs>>,
     /// Where the end meets the charge's settling (with `obs` only).
@@ -65,6 +67,7 @@ impl Record {
             upstream: Duration::ZERO,
             finished: false,
             cache: None,
+            media_type: None,
             obs: None,
             meeting: None,
             key: None,

@@ -6,6 +6,7 @@
 //! replayed in the shape asked for.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,10 +17,12 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sluice_actors::response_cache::StoredAnswer;
 
+use super::conversation::Save;
 use super::record::Record;
 use crate::cache::answer;
 use crate::cache::flight::{Next, Subscriber};
 use crate::config::Price;
+use crate::endpoint::ClientProtocol;
 use crate::error::GatewayError;
 use crate::metrics::RequestOutcome;
 use crate::upstream::UpstreamStream;
@@ -61,9 +64,36 @@ pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Optio
     if let Some(o) = &rec.obs {
         o.note_answer(&body);
     }
-    let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, JSON)).body(body);
+    let media_type = rec.media_type.map_or(JSON, HeaderValue::from_static);
+    let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, media_type)).body(body);
     rec.finish(RequestOutcome::Status(200), usage, price);
     resp
+}
+
+/// The media type of `/v1/audio/speech`'s answer: the one OpenAI sends
+/// for the `response_format` asked (mp3 by default). Taken from the
+/// request, so that every provider's answer (the built-in mock's too) is
+/// labelled alike. The answer is relayed whole: `stream_format: "sse"`
+/// (speech as events) is refused rather than labelled as audio.
+pub fn speech_media_type(body: &[u8]) -> Result<&'static str, GatewayError> {
+    use sonic_rs::JsonValueTrait;
+    let stream_format = sonic_rs::get(body, ["stream_format"]).ok();
+    if stream_format.as_ref().and_then(|f| f.as_str()) == Some("sse") {
+        return Err(GatewayError::invalid(
+            "Sluice relays speech as audio: 'stream_format' 'sse' is not supported.",
+            Some("stream_format"),
+        ));
+    }
+    let format = sonic_rs::get(body, ["response_format"]).ok();
+    Ok(match format.as_ref().and_then(|f| f.as_str()) {
+        None | Some("mp3") => "audio/mpeg",
+        Some("opus") => "audio/opus",
+        Some("aac") => "audio/aac",
+        Some("flac") => "audio/flac",
+        Some("wav") => "audio/wav",
+        Some("pcm") => "audio/pcm",
+        Some(_) => "application/octet-stream",
+    })
 }
 
 /// A model's template answer, marked as such.
@@ -100,6 +130,9 @@ pub struct StreamSpec {
     /// The client asked for `stream_options.include_usage`.
     pub client_wants_usage: bool,
     pub price: Option<Price>,
+    /// A Responses stream to keep for the next turn: saved as its final
+    /// event passes, which is held back until then.
+    pub save: Option<Box<Save>>,
 }
 
 pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSpec) -> HttpResponse {
@@ -114,8 +147,11 @@ pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSp
         .insert_header((CACHE_CONTROL, "no-cache"))
         // Ask reverse proxies in front (nginx) not to buffer the stream.
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(Relay { rec, upstream, done: false })
+        .streaming(Relay { rec, upstream, spec, saving: None, done: false })
 }
+
+/// The final run of a Responses stream, held while its conversation is stored.
+type Saving = (Pin<Box<dyn Future<Output = ()>>>, Bytes);
 
 /// The client-facing side of an upstream stream: turns an upstream failure
 /// into an error event in the client's protocol, and records the request
@@ -125,19 +161,52 @@ pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSp
 struct Relay {
     rec: Record,
     upstream: Box<UpstreamStream>,
+    spec: StreamSpec,
+    saving: Option<Saving>,
     done: bool,
 }
 
 impl Relay {
+    /// The run that carried a Responses stream's final Response: if it is
+    /// to be kept, start storing it and hold the run until that is done.
+    fn hold_for_save(&mut self, events: Bytes) -> Result<Bytes, Saving> {
+        let response = match self.upstream.responses().and_then(|w| w.response.clone()) {
+            Some(r) if self.spec.save.is_some() => r,
+            _ => return Ok(events),
+        };
+        let Some(save) = self.spec.save.take() else { return Ok(events) };
+        let request_id = self.rec.request_id.clone();
+        Err((Box::pin(async move { save.run(response, &request_id).await }), events))
+    }
+
     /// The stream failed after its first byte (the driver told the
-    /// deployment's breaker): end it with an error event.
+    /// deployment's breaker): end it with the client protocol's error
+    /// event — unless the stream already ended in its protocol (a
+    /// translated Responses stream closes itself with `response.failed`).
     fn fail(&mut self, e: GatewayError) -> Bytes {
         self.done = true;
         tracing::warn!(request_id = %self.rec.request_id, error = %e, "stream failed after its first byte");
         self.rec.error = Some(e.code());
         self.rec.finish(RequestOutcome::StreamError, None, None);
-        // OpenAI's error event, or Anthropic's on /v1/messages.
-        crate::providers::messages::error_event(self.rec.endpoint, &e)
+        let endpoint = self.rec.endpoint;
+        match (endpoint.protocol(), self.upstream.responses()) {
+            (ClientProtocol::Responses, Some(w)) if w.ended => Bytes::new(),
+            (ClientProtocol::Responses, Some(w)) => {
+                let mut out = crate::translate::SseOut::new();
+                crate::translate::responses::stream::failed_event(
+                    &mut out,
+                    w.events,
+                    w.id.as_deref().unwrap_or(""),
+                    w.created_at,
+                    &w.model,
+                    crate::translate::responses::error_code(e.code()),
+                    &e.to_string(),
+                );
+                out.take()
+            }
+            // OpenAI's error event, or Anthropic's on /v1/messages.
+            _ => crate::providers::messages::error_event(endpoint, &e),
+        }
     }
 }
 
@@ -146,6 +215,14 @@ impl Stream for Relay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some((saving, _)) = this.saving.as_mut() {
+            if saving.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some((_, held)) = this.saving.take() {
+                return Poll::Ready(Some(Ok(held)));
+            }
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -154,9 +231,19 @@ impl Stream for Relay {
                 if let Some(o) = &this.rec.obs {
                     o.note_events(&events);
                 }
-                Poll::Ready(Some(Ok(events)))
+                match this.hold_for_save(events) {
+                    Ok(events) => Poll::Ready(Some(Ok(events))),
+                    Err(saving) => {
+                        this.saving = Some(saving);
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    }
+                }
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Ok(this.fail(e)))),
+            Poll::Ready(Some(Err(e))) => match this.fail(e) {
+                b if b.is_empty() => Poll::Ready(None),
+                b => Poll::Ready(Some(Ok(b))),
+            },
             Poll::Ready(None) => {
                 this.done = true;
                 this.rec.finish(RequestOutcome::Status(200), None, None);

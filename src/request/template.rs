@@ -1,7 +1,7 @@
 //! Template answers: a model's static `fallback_response`, served (and
 //! marked `x-sluice-fallback: template`) when every deployment failed, in
-//! the shape the client asked for — chat or legacy completion, whole or
-//! streamed.
+//! the shape the client asked for — chat, legacy completion, Messages or
+//! a Response, whole or streamed.
 
 use bytes::Bytes;
 
@@ -125,6 +125,13 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
             Err(_) => chat,
         };
     }
+    if endpoint == Endpoint::Responses {
+        let chat = body(Endpoint::Chat, model, text);
+        return match crate::translate::responses::response::translate(&chat, &response_context(model)) {
+            Ok(a) => Bytes::from(a.body),
+            Err(_) => chat,
+        };
+    }
     let id = format!("sluice-template-{:016x}", fastrand::u64(..));
     // No upstream ran: zero tokens, written as OpenAI writes `usage`.
     let usage = Usage::default();
@@ -138,7 +145,16 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
             choices: [TextChoice { index: 0, text, logprobs: None, finish_reason: "stop" }],
             usage,
         }),
-        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => json(&Whole {
+        // Only streaming routes get a template (`instead_of_failure`).
+        Endpoint::Chat
+        | Endpoint::Embeddings
+        | Endpoint::Messages
+        | Endpoint::CountTokens
+        | Endpoint::Responses
+        | Endpoint::InputTokens
+        | Endpoint::Images
+        | Endpoint::Moderations
+        | Endpoint::Speech => json(&Whole {
             id: &id,
             object: "chat.completion",
             created,
@@ -168,6 +184,17 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         }
         return out.take();
     }
+    if endpoint == Endpoint::Responses {
+        let chat = stream(Endpoint::Chat, model, text);
+        let mut t = crate::translate::responses::stream::StreamTranslator::new(response_context(model));
+        let mut out = crate::translate::SseOut::new();
+        for ev in crate::sse::events(&chat) {
+            if t.event(ev.data, &mut out).is_err() {
+                break;
+            }
+        }
+        return out.take();
+    }
     let id = format!("sluice-template-{:016x}", fastrand::u64(..));
     let created = now();
     let mut out = Vec::new();
@@ -184,7 +211,15 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
                 event(&mut out, &json(&c));
             }
         }
-        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => {
+        Endpoint::Chat
+        | Endpoint::Embeddings
+        | Endpoint::Messages
+        | Endpoint::CountTokens
+        | Endpoint::Responses
+        | Endpoint::InputTokens
+        | Endpoint::Images
+        | Endpoint::Moderations
+        | Endpoint::Speech => {
             let deltas = [
                 (Delta { role: Some("assistant"), content: Some("") }, None),
                 (Delta { role: None, content: Some(text) }, None),
@@ -204,6 +239,14 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
     }
     event(&mut out, b"[DONE]");
     Bytes::from(out)
+}
+
+/// A template Response's context: a fresh id, the model as asked.
+fn response_context(model: &str) -> crate::translate::responses::Context {
+    let id =
+        crate::translate::responses::response_id(u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..)));
+    let echo = crate::translate::responses::Echo { model: model.to_owned(), ..Default::default() };
+    crate::translate::responses::Context { id, created_at: now(), echo, ..Default::default() }
 }
 
 #[cfg(test)]

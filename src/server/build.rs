@@ -76,6 +76,7 @@ struct Handles {
     availability: sluice_actors::availability::AvailabilityHandle,
     limiter: sluice_actors::rate_limiter::LimiterHandle,
     cache: sluice_actors::response_cache::CacheHandle,
+    conversations: sluice_actors::conversations::ConversationsHandle,
     replicas: Option<sluice_actors::replicas::ReplicasHandle>,
 }
 
@@ -124,6 +125,7 @@ impl Builder {
                 availability: actors.availability.clone(),
                 limiter: actors.limiter.clone(),
                 cache: actors.cache.clone(),
+                conversations: actors.conversations.clone(),
                 replicas: actors.replicas.clone(),
             },
             flights: Arc::default(),
@@ -192,7 +194,7 @@ impl Builder {
             upstreams,
             Arc::new(built_keys.table),
             cache,
-            (a.registry.clone(), a.replicas.clone()),
+            (a.registry.clone(), a.replicas.clone(), a.conversations.clone()),
             self.prometheus.clone(),
             loaded,
             self.started,

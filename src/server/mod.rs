@@ -266,7 +266,16 @@ fn actors_spec(config: &Config) -> ActorsSpec {
             master_name: m.clone(),
         }),
     });
-    ActorsSpec { sessions: vec![], breaker, availability, limiter, cache, replicas }
+    let r = &config.responses;
+    let conversations = sluice_actors::conversations::ConversationsSpec {
+        limits: sluice_actors::conversations::Limits {
+            ttl: Duration::from_millis(r.ttl_ms),
+            max_bytes: r.max_bytes,
+            max_entry_bytes: r.max_entry_bytes,
+        },
+        path: r.store.clone(),
+    };
+    ActorsSpec { sessions: vec![], breaker, availability, limiter, cache, conversations, replicas }
 }
 
 /// The longest one upstream attempt may take, by the configured timeouts:

@@ -50,6 +50,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     check(old.spend_store != new.spend_store, "spend.store");
     check(old.breaker != new.breaker, "breaker");
     check(old.cache != new.cache, "cache");
+    check(old.responses != new.responses, "responses");
     check(old.queue.max_size != new.queue.max_size, "queue.max_size");
     // The exporter's and the log writer's threads, queues and file.
     check(old.telemetry != new.telemetry, "telemetry");

@@ -24,6 +24,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod embeddings;
 pub mod gemini;
+pub mod lenient;
 pub mod messages;
 pub mod openai;
 pub mod responses;
@@ -82,6 +83,12 @@ impl std::fmt::Display for StreamError {
 pub trait StreamTranslate {
     fn event(&mut self, data: &[u8], out: &mut SseOut) -> Result<(), StreamError>;
     fn end(&mut self, out: &mut SseOut) -> Result<(), StreamError>;
+    /// The stream failed with `e` (the translator's own error, or the
+    /// upstream's): write the protocol's own closing events, for protocols
+    /// whose failure carries the answer so far (the Responses API's
+    /// `response.failed`). By default nothing: the relay then ends the
+    /// stream with the client protocol's error event.
+    fn fail(&mut self, _e: &StreamError, _out: &mut SseOut) {}
 }
 
 /// Parse untrusted JSON into `T`, borrowing strings from `body` where they

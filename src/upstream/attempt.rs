@@ -286,7 +286,13 @@ async fn try_deployment(
     // `traceparent` for the upstream.
     let span = call.obs.map(|o| o.attempt(c.model, c.deployment, c.id));
     let trace_headers = span.as_ref().and_then(|s| call.obs?.traceparent(s.span_id));
-    let call = Call { upstream_model: &dep.model, timeouts, trace_headers: trace_headers.as_ref(), ..*call };
+    let call = Call {
+        upstream_model: &dep.model,
+        timeouts,
+        reasoning: dep.reasoning,
+        trace_headers: trace_headers.as_ref(),
+        ..*call
+    };
     let inflight = up.availability.table().start(c.id);
     let mut pending = Pending { sink: w.outcomes.clone(), id: c.id, done: false };
     let started = Instant::now();

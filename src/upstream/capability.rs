@@ -10,6 +10,14 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::route::Candidate;
 
+/// Can any of `model`'s own deployments serve `endpoint`? (The token
+/// counters are estimated when none can.)
+pub fn any_serves(up: &Upstreams, model: usize, endpoint: Endpoint) -> bool {
+    up.models
+        .get(model)
+        .is_some_and(|m| m.deployments.iter().any(|d| up.providers.get(d.provider).is_some_and(|p| p.serves(endpoint))))
+}
+
 pub fn serving(
     up: &Upstreams,
     model: usize,

@@ -86,7 +86,9 @@ pub async fn fetch(w: &WorkerUpstreams, call: &Call<'_>, model: usize) -> Result
             // No usage from the upstream: count the answer with a real tokenizer.
             let usage = match usage {
                 Some(u) => Some(u),
-                None if call.endpoint != Endpoint::Embeddings => Some(Usage {
+                // Counting tokens spends none.
+                None if call.endpoint.counts_tokens() => Some(Usage::default()),
+                None if call.endpoint.answers_text() => Some(Usage {
                     prompt_tokens: call.peek.prompt_estimate(),
                     completion_tokens: crate::tokens::count(crate::tokens::answer_text(&body)).await,
                     cached_tokens: 0,

@@ -226,6 +226,7 @@ pub fn verdict(e: &GatewayError) -> Verdict {
         | GatewayError::ModelNotFound { .. }
         | GatewayError::ContextLengthExceeded { .. }
         | GatewayError::RouteNotFound { .. }
+        | GatewayError::ResponseNotFound { .. }
         | GatewayError::PayloadTooLarge { .. }
         | GatewayError::BodyTimeout { .. }
         | GatewayError::NoDeployment { .. }

@@ -125,6 +125,11 @@ impl UpstreamStream {
         self.usage
     }
 
+    /// A Responses stream as followed so far (`None` on other routes).
+    pub fn responses(&self) -> Option<&crate::usage::ResponsesWatch> {
+        self.scan.responses()
+    }
+
     /// Has this stream's provider been seen to report usage on streams? If
     /// not (or not yet), a caller that needs the count keeps the text.
     pub fn provider_reports_usage(&self) -> bool {

@@ -1,8 +1,9 @@
 """The official Anthropic Python SDK, unchanged, against Sluice's /v1/messages.
 
 Usage: python anthropic_python.py BASE_URL API_KEY MODEL [MODEL ...]
-Every model is checked (an Anthropic deployment is passed through, any other
-translated). Exits non-zero (with a traceback) on the first failed check.
+Every model is checked; the first must be an Anthropic deployment (passed
+through), the others are translated. Exits non-zero (with a traceback) on
+the first failed check.
 """
 import sys
 
@@ -50,6 +51,33 @@ for model in models:
     raw = client.messages.with_raw_response.create(model=model, max_tokens=8,
                                                    messages=[{"role": "user", "content": "x"}])
     assert raw.headers.get("x-sluice-deployment"), dict(raw.headers)
+
+    # Token counting: Anthropic counts, Sluice estimates for the others; never 0.
+    n = client.messages.count_tokens(model=model, system="Be brief.", tools=tools,
+                                     messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    assert n.input_tokens > 5, n
+
+    # Thinking and tools, streamed, with Claude Code's newer members: an
+    # Anthropic deployment thinks out loud (a thinking block, then the tool
+    # call); a translated one answers the tool call.
+    with client.messages.stream(model=model, max_tokens=2048, tools=tools,
+                                thinking={"type": "enabled", "budget_tokens": 1024},
+                                messages=[{"role": "user", "content": "Weather in Paris?"}],
+                                extra_body={"context_management": {"edits": []}, "output_config": {"effort": "high"}},
+                                extra_headers={"x-mock-tool-call": "get_weather"}) as s:
+        final = s.get_final_message()
+    kinds = [b.type for b in final.content]
+    assert kinds[-1] == "tool_use" and final.stop_reason == "tool_use", final
+    if model == models[0]:
+        assert kinds[0] == "thinking" and final.content[0].thinking and final.content[0].signature, final
+        # The thinking block goes back with the tool's result, as Claude Code sends it.
+        m = client.messages.create(model=model, max_tokens=2048, tools=tools,
+                                   thinking={"type": "enabled", "budget_tokens": 1024},
+                                   messages=[{"role": "user", "content": "Weather in Paris?"},
+                                             {"role": "assistant", "content": final.content},
+                                             {"role": "user", "content": [{"type": "tool_result",
+                                              "tool_use_id": final.content[-1].id, "content": "Sunny"}]}])
+        assert m.content[-1].type == "text", m
 
 # Errors arrive as the SDK's typed exceptions, parsed from Anthropic's error shape.
 try:

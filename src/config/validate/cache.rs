@@ -1,8 +1,8 @@
 //! `[cache]` and each model's `cache` and `embeddings_batch`.
 
 use super::super::locate::join_key;
-use super::super::raw::{RawCache, RawEmbeddingsBatch, RawModelCache, defaults};
-use super::super::{CacheSettings, EmbeddingsBatch, ModelCache};
+use super::super::raw::{RawCache, RawEmbeddingsBatch, RawModelCache, RawResponses, defaults};
+use super::super::{CacheSettings, EmbeddingsBatch, ModelCache, ResponsesSettings};
 use super::Checker;
 
 /// A cache bigger than this is a typo (64 GiB).
@@ -28,6 +28,31 @@ pub(super) fn settings(c: &mut Checker, raw: Option<RawCache>) -> CacheSettings 
         );
     }
     CacheSettings { max_bytes, max_entry_bytes }
+}
+
+/// `[responses]`: the Responses API's stored conversations.
+pub(super) fn responses(c: &mut Checker, raw: Option<RawResponses>) -> ResponsesSettings {
+    let raw = raw.unwrap_or_default();
+    let key = |k: &str| join_key("responses", k);
+    let ttl_ms = c.int(&key("ttl_ms"), raw.ttl_ms, defaults::RESPONSES_TTL_MS, 1_000, MAX_TTL_MS, "(30 days at most)");
+    let bytes = |c: &mut Checker, k: &str, v, d| {
+        usize::try_from(c.int(&key(k), v, d, 1024, MAX_CACHE_BYTES, "(bytes)")).unwrap_or(0)
+    };
+    let max_bytes = bytes(c, "max_bytes", raw.max_bytes, defaults::RESPONSES_MAX_BYTES);
+    let max_entry_bytes = bytes(c, "max_entry_bytes", raw.max_entry_bytes, defaults::RESPONSES_MAX_ENTRY_BYTES);
+    if max_entry_bytes > max_bytes {
+        c.err(
+            key("max_entry_bytes"),
+            format!("must be at most responses.max_bytes ({max_bytes}): a conversation that large could never be kept"),
+        );
+    }
+    let store = raw.store.map(|t| {
+        if t.value.is_empty() {
+            c.err(key("store"), "store is empty; write a file path, e.g. \"data/responses.redb\", or remove the line");
+        }
+        std::path::PathBuf::from(t.value)
+    });
+    ResponsesSettings { ttl_ms: u64::try_from(ttl_ms).unwrap_or(1_000), max_bytes, max_entry_bytes, store }
 }
 
 pub(super) fn model_cache(c: &mut Checker, at: &str, raw: Option<RawModelCache>) -> Option<ModelCache> {

@@ -61,7 +61,8 @@ pub(super) fn check_models(
             );
             let price = super::routing::price(c, &dat, d.price);
             let limits = super::routing::limits(c, &dat, d.rpm, d.tpm, None);
-            deployments.push(DeploymentConfig { provider, model: d.model.value, weight, price, limits });
+            let reasoning = d.reasoning.unwrap_or(false);
+            deployments.push(DeploymentConfig { provider, model: d.model.value, weight, price, limits, reasoning });
         }
 
         let fb_at = join_key(&at, "fallbacks");

@@ -157,6 +157,20 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         _ => AnthropicProviderConfig::default(),
     };
 
+    let responses = match (p.responses, kind) {
+        (Some(true), Some(k)) if k != ProviderKind::OpenAi => {
+            c.err(
+                path("responses"),
+                format!(
+                    "`responses = true` says an OpenAI-compatible server serves the Responses API \
+                     itself; a provider of kind \"{}\" is translated instead, so remove it",
+                    k.as_str()
+                ),
+            );
+            false
+        }
+        (r, _) => r.unwrap_or(false),
+    };
     super::clouds::cross_checks(c, at, kind, &cloud, api_key.is_some(), &headers, p.health_probe_interval_ms);
 
     ProviderConfig {
@@ -202,6 +216,7 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         max_event_bytes: bytes(c, &path("max_event_bytes"), p.max_event_bytes, defaults::MAX_EVENT_BYTES),
         mock,
         anthropic,
+        responses,
         cloud,
         cloud_env: Default::default(),
     }

@@ -168,7 +168,7 @@ pub(super) fn answer(
             );
             let has_tools = v.get("tools").and_then(|t| t.as_array()).is_some_and(|a| !a.is_empty());
             let tool = controls.tool_call.as_deref().filter(|_| has_tools);
-            match vendors::anthropic(&g, tool, cached) {
+            match vendors::anthropic(&g, tool, cached, vendors::thinking_on(&v)) {
                 Ok(body) => return reply(state, StatusCode::OK, MockReply::Full(body), fault, controls, EVENT_STREAM),
                 Err(sse) => (sse.iter().filter_map(|ev| chunk_frame(ev, &g)).collect(), EVENT_STREAM),
             }

@@ -102,7 +102,14 @@ pub(super) fn answer(
             );
             let has_tools = v.get("tools").and_then(|t| t.as_array()).is_some_and(|a| !a.is_empty());
             let tool = controls.tool_call.as_deref().filter(|_| has_tools);
-            reply(state, StatusCode::OK, listed(vendors::anthropic(&g, tool, cached)), fault, controls, SSE)
+            reply(
+                state,
+                StatusCode::OK,
+                listed(vendors::anthropic(&g, tool, cached, vendors::thinking_on(&v))),
+                fault,
+                controls,
+                SSE,
+            )
         }
         (Publisher::Google, "predict") => match predict(&call.model, &req.body) {
             Ok(out) => reply(state, StatusCode::OK, MockReply::Full(out), fault, controls, SSE),

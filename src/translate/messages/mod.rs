@@ -8,6 +8,7 @@
 //! bytes go upstream untouched (only `model` renamed) and the upstream's
 //! come back untouched.
 
+mod read;
 pub mod request;
 pub mod response;
 pub mod settings;

@@ -1,7 +1,5 @@
 //! Anthropic generation settings that have an OpenAI counterpart, for the
-//! `/v1/messages` translation (not wired yet: `request.rs` still ignores
-//! these members; the follow-up adds them to its request struct and to
-//! the chat body it writes).
+//! `/v1/messages` translation (`request.rs`).
 //!
 //! - `thinking` and `output_config.effort` → chat `reasoning_effort`.
 //!   `output_config.effort` is the explicit knob and wins (it applies with
@@ -15,11 +13,10 @@
 //!   `output_format`) `{"type": "json_schema", "schema": ..}` → chat
 //!   `response_format` with a `json_schema`.
 //!
-//! Hazard for the follow-up: Claude Code sends `output_config.effort` on
-//! every turn (`high` by default), and OpenAI answers 400 to
-//! `reasoning_effort` on models that do not reason (gpt-4o, gpt-4.1). So
-//! send it only to deployments known to reason, not to every OpenAI-shaped
-//! one.
+//! Hazard: Claude Code sends `output_config.effort` on every turn (`high`
+//! by default), and OpenAI answers 400 to `reasoning_effort` on models that
+//! do not reason (gpt-4o, gpt-4.1). So it goes only to deployments marked
+//! `reasoning = true`, never to every OpenAI-shaped one.
 //!
 //! References: https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking,
 //! https://docs.anthropic.com/en/docs/build-with-claude/effort,

@@ -33,10 +33,50 @@ pub fn conversation(previous: Option<&[u8]>, input: &[u8], output: &[u8]) -> Res
     Ok(out)
 }
 
+/// A Responses request continuing a conversation Sluice keeps, for a
+/// deployment that serves the Responses API itself but may never have seen
+/// the earlier turns: `history` (the stored items) goes in front of the
+/// request's own `input`, `previous_response_id` is dropped, and `model`
+/// becomes the upstream's name. Every other member is copied as sent.
+pub fn expand(body: &[u8], history: &[u8], model: &str) -> Result<Vec<u8>, String> {
+    if crate::json::nesting_exceeds(body, crate::translate::MAX_DEPTH) {
+        return Err(format!("the JSON nests deeper than {} levels", crate::translate::MAX_DEPTH));
+    }
+    let input = super::request::input_items(body).ok_or("'input' must be a string or an array of items")?;
+    let items = conversation(Some(history), &input, b"[]")?;
+    let mut out = Vec::with_capacity(body.len() + items.len() + 16);
+    out.push(b'{');
+    let push = |out: &mut Vec<u8>, key: &str, value: &[u8]| {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        crate::translate::write_json(out, &key);
+        out.push(b':');
+        out.extend_from_slice(value);
+    };
+    for member in sonic_rs::to_object_iter(body) {
+        let (k, v) = member.map_err(|e| format!("the body is not a JSON object ({e})"))?;
+        match &*k {
+            "previous_response_id" | "input" => {}
+            "model" => {
+                let mut name = Vec::with_capacity(model.len() + 2);
+                crate::translate::write_json(&mut name, &model);
+                push(&mut out, "model", &name);
+            }
+            key => push(&mut out, key, v.as_raw_str().as_bytes()),
+        }
+    }
+    push(&mut out, "input", &items);
+    out.push(b'}');
+    Ok(out)
+}
+
 /// The members of a JSON array, without its brackets and outer spaces;
 /// `None` if `b` is not one valid array.
 fn array_body(b: &[u8]) -> Option<&[u8]> {
-    if crate::json::nesting_exceeds(b, crate::translate::MAX_DEPTH) {
+    // sonic-rs's lazy reader does not check UTF-8, and its strings assume
+    // it (a debug assertion, unchecked in release): check it first.
+    if crate::json::nesting_exceeds(b, crate::translate::MAX_DEPTH) || std::str::from_utf8(b).is_err() {
         return None;
     }
     let v: sonic_rs::LazyValue<'_> = sonic_rs::from_slice(b).ok()?;
@@ -109,6 +149,32 @@ mod tests {
         assert!(conversation(None, br#"{"a":1}"#, b"[]").is_err());
         assert!(conversation(None, b"[1,", b"[]").is_err());
         assert!(conversation(None, b"", b"[]").is_err());
+        assert!(conversation(None, b"[\"\xff\"]", b"[]").is_err(), "invalid UTF-8 is refused");
+    }
+
+    #[test]
+    fn expanded_requests_carry_the_history() {
+        let body = br#"{"model":"alias","previous_response_id":"resp_1","input":"c","store":true,"tools":[{"type":"web_search"}]}"#;
+        let history =
+            br#"[{"type":"message","role":"user","content":"a"},{"type":"message","role":"assistant","content":[]}]"#;
+        let out = expand(body, history, "gpt-x").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "gpt-x");
+        assert!(v.get("previous_response_id").is_none());
+        assert_eq!(v["store"], true);
+        assert_eq!(v["tools"][0]["type"], "web_search");
+        let input = v["input"].as_array().unwrap();
+        assert_eq!(input.len(), 3);
+        assert_eq!(
+            input[2],
+            json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "c"}]})
+        );
+        // No input of its own: the history alone.
+        let out = expand(br#"{"model":"m","previous_response_id":"r"}"#, history, "m").unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["input"].as_array().unwrap().len(), 2);
+        assert!(expand(br#"{"model":"m","input":5}"#, history, "m").is_err());
+        assert!(expand(b"[1]", history, "m").is_err());
     }
 
     #[test]

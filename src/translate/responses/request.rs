@@ -42,6 +42,10 @@ pub enum MaxTokensField {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     pub max_tokens_field: MaxTokensField,
+    /// Send `reasoning.effort` on as `reasoning_effort`. Only for models
+    /// known to reason: OpenAI answers 400 to it on the others, and agents
+    /// send an effort whatever the model (the deployment's `reasoning`).
+    pub reasoning_effort: bool,
 }
 
 /// A translated request.
@@ -160,6 +164,39 @@ struct InputText<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     text: &'a str,
+}
+
+/// This turn's input as a JSON array of items: a string input becomes one
+/// user message.
+fn items_of(text: Option<&str>, raw: Option<&str>) -> Vec<u8> {
+    match (text, raw) {
+        (Some(t), _) => {
+            let mut b = Vec::with_capacity(t.len() + 80);
+            let item =
+                StringInputItem { kind: "message", role: "user", content: [InputText { kind: "input_text", text: t }] };
+            crate::translate::write_json(&mut b, &[item]);
+            b
+        }
+        (None, Some(raw)) => raw.as_bytes().to_vec(),
+        (None, None) => b"[]".to_vec(),
+    }
+}
+
+/// The `input` of a Responses request `body` as a JSON array of items (see
+/// [`Translated::input_items`]), without translating the rest; `None` when
+/// the body is not a JSON object or `input` is neither a string nor an array.
+pub fn input_items(body: &[u8]) -> Option<Vec<u8>> {
+    if crate::json::nesting_exceeds(body, crate::translate::MAX_DEPTH) {
+        return None;
+    }
+    match sonic_rs::get(body, ["input"]) {
+        Ok(v) if v.is_null() => Some(b"[]".to_vec()),
+        Ok(v) if v.is_str() => Some(items_of(v.as_str(), None)),
+        Ok(v) if v.is_array() => Some(compact(v.as_raw_str()).as_bytes().to_vec()),
+        Ok(_) => None,
+        Err(e) if e.is_not_found() => Some(b"[]".to_vec()),
+        Err(_) => None,
+    }
 }
 
 fn invalid(e: String) -> TranslateError {
@@ -298,24 +335,14 @@ pub fn translate(
         parallel_tool_calls: if has_tools { req.parallel_tool_calls } else { None },
         tools: chat_tools,
         response_format,
-        reasoning_effort: reasoning.as_ref().and_then(|r| r.effort.as_deref()),
+        reasoning_effort: reasoning.as_ref().and_then(|r| r.effort.as_deref()).filter(|_| opts.reasoning_effort),
         verbosity: text.as_ref().and_then(|t| t.verbosity.as_deref()),
         user: req.user.as_deref().or(req.safety_identifier.as_deref()),
     };
     let mut buf = Vec::with_capacity(body.len() / 2 + 256);
     crate::translate::write_json(&mut buf, &out);
 
-    let input_items = match (input_text, input_raw) {
-        (Some(t), _) => {
-            let mut b = Vec::with_capacity(t.len() + 80);
-            let item =
-                StringInputItem { kind: "message", role: "user", content: [InputText { kind: "input_text", text: t }] };
-            crate::translate::write_json(&mut b, &[item]);
-            b
-        }
-        (None, Some(raw)) => raw.as_bytes().to_vec(),
-        (None, None) => b"[]".to_vec(),
-    };
+    let input_items = items_of(input_text, input_raw);
     let echo = Echo {
         model: req.model.as_deref().unwrap_or(model).to_owned(),
         instructions: req.instructions.as_deref().map(str::to_owned),
@@ -360,7 +387,7 @@ mod tests {
     #[test]
     fn max_completion_tokens_when_asked() {
         let body = json!({"model": "m", "input": "Hi", "max_output_tokens": 9}).to_string();
-        let opts = Options { max_tokens_field: MaxTokensField::MaxCompletionTokens };
+        let opts = Options { max_tokens_field: MaxTokensField::MaxCompletionTokens, ..Options::default() };
         let t = translate(body.as_bytes(), "up", None, &opts).unwrap();
         let v: Value = serde_json::from_slice(&t.body).unwrap();
         assert_eq!(v["max_completion_tokens"], 9);

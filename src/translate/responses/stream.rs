@@ -416,6 +416,30 @@ impl StreamTranslate for StreamTranslator {
     fn end(&mut self, out: &mut SseOut) -> Result<(), StreamError> {
         StreamTranslator::end(self, out)
     }
+    fn fail(&mut self, e: &StreamError, out: &mut SseOut) {
+        self.fail_with(out, e)
+    }
+}
+
+/// `response.failed`, for a gateway failure on a stream the translator does
+/// not write (a deployment that serves the Responses API natively), or one
+/// the translator never saw (a timeout in the relay): the Response as far
+/// as the gateway followed it — its id, creation time and model — with
+/// `error`. `sequence_number` continues the stream's numbering. (Codex
+/// reads `response.failed` and retries; it ignores a bare `error` event.)
+pub fn failed_event(
+    out: &mut SseOut,
+    sequence_number: u64,
+    id: &str,
+    created_at: u64,
+    model: &str,
+    code: &str,
+    message: &str,
+) {
+    let ctx = Context { id: id.to_owned(), created_at, ..Context::default() };
+    let err = ResponseError { code: code.to_owned(), message: message.to_owned() };
+    let response = write::response(&ctx, model, Status::Failed(&err), &[], None);
+    out.event("response.failed", &ResponseEvent { kind: "response.failed", sequence_number, response });
 }
 
 /// An `error` event, for a gateway failure on a stream the translator does

@@ -1,0 +1,23 @@
+//! OpenAI's other JSON routes, `POST /v1/images/generations`,
+//! `/v1/moderations` and `/v1/audio/speech`: proxied through the request
+//! pipeline to `openai`-kind deployments (and the built-in mock), with
+//! auth, model access, limits, fallbacks, spend and metrics as for chat.
+
+use actix_web::web::Payload;
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::endpoint::Endpoint;
+use crate::gateway::WorkerState;
+use crate::request;
+
+pub async fn images(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
+    request::run(&state, req, payload, Endpoint::Images).await
+}
+
+pub async fn moderations(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
+    request::run(&state, req, payload, Endpoint::Moderations).await
+}
+
+pub async fn speech(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
+    request::run(&state, req, payload, Endpoint::Speech).await
+}
