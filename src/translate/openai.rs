@@ -76,6 +76,20 @@ pub struct Message<'a> {
     pub cache_control: Option<LazyValue<'a>>,
 }
 
+impl<'a> Message<'a> {
+    /// The text of a message (a tool result, say): its string, or its text
+    /// parts joined.
+    pub fn text(&'a self) -> Cow<'a, str> {
+        match &self.content {
+            None => Cow::Borrowed(""),
+            Some(StrOrVec::Str(s)) => Cow::Borrowed(s),
+            Some(StrOrVec::Vec(parts)) => {
+                Cow::Owned(parts.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join(""))
+            }
+        }
+    }
+}
+
 /// One content part. Read flat (one struct, `type` as a field) rather than
 /// as a tagged enum: tagged enums buffer their input, which loses the raw
 /// `LazyValue`s, and flat is faster.

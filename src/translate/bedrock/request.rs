@@ -279,7 +279,7 @@ fn build<'a>(req: &'a ChatRequest<'a>) -> Result<ConverseRequest<'a>, TranslateE
                         ));
                     }
                 };
-                let result = ToolResult { tool_use_id: id, content: vec![ResultText { text: text_of(m) }] };
+                let result = ToolResult { tool_use_id: id, content: vec![ResultText { text: m.text() }] };
                 ("user", vec![Block { tool_result: Some(result), ..Block::default() }])
             }
             other => {
@@ -408,17 +408,6 @@ fn tool_use<'a>(id: Cow<'a, str>, name: &'a str, arguments: &str, i: usize) -> R
         }
     };
     Ok(Block { tool_use: Some(ToolUse { tool_use_id: id, name: Cow::Borrowed(name), input }), ..Block::default() })
-}
-
-/// The text of a message (tool results): its string, or its text parts joined.
-fn text_of<'a>(m: &'a Message<'a>) -> Cow<'a, str> {
-    match &m.content {
-        None => Cow::Borrowed(""),
-        Some(StrOrVec::Str(s)) => Cow::Borrowed(s),
-        Some(StrOrVec::Vec(parts)) => {
-            Cow::Owned(parts.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join(""))
-        }
-    }
 }
 
 fn parts<'a>(m: &'a Message<'a>, i: usize, documents: &mut usize) -> Result<Vec<Block<'a>>, TranslateError> {

@@ -167,7 +167,7 @@ fn build<'a>(req: &'a ChatRequest<'a>) -> Result<GenerateContentRequest<'a>, Tra
                         ));
                     }
                 };
-                let text = text_of(m);
+                let text = m.text();
                 let mut response = Vec::with_capacity(text.len() + 16);
                 crate::translate::write_json(&mut response, &Output { output: &text });
                 let response = String::from_utf8(response).ok().and_then(|s| RawJson::parse_owned(&s));
@@ -281,17 +281,6 @@ fn call<'a>(name: &'a str, arguments: &str, i: usize) -> Result<FunctionCall<'a>
         }
     };
     Ok(FunctionCall { id: None, name: Cow::Borrowed(name), args: Some(args) })
-}
-
-/// The text of a message (tool results): its string, or its text parts joined.
-fn text_of<'a>(m: &'a Message<'a>) -> Cow<'a, str> {
-    match &m.content {
-        None => Cow::Borrowed(""),
-        Some(StrOrVec::Str(s)) => Cow::Borrowed(s),
-        Some(StrOrVec::Vec(parts)) => {
-            Cow::Owned(parts.iter().filter_map(|p| p.text.as_deref()).collect::<Vec<_>>().join(""))
-        }
-    }
 }
 
 fn parts<'a>(m: &'a Message<'a>, i: usize) -> Result<Vec<Part<'a>>, TranslateError> {
