@@ -88,6 +88,20 @@ impl<'a> Message<'a> {
             }
         }
     }
+
+    /// The tool call a `tool` message (its `tool_call_id`) or a legacy
+    /// `function` message (the last legacy call, `legacy_call`) answers;
+    /// `i` is its index, for the error.
+    pub fn answered_call(&'a self, i: usize, legacy_call: Option<&str>) -> Result<Cow<'a, str>, super::TranslateError> {
+        match (&*self.role, &self.tool_call_id, legacy_call) {
+            ("tool", Some(id), _) => Ok(Cow::Borrowed(&**id)),
+            ("function", _, Some(id)) => Ok(Cow::Owned(id.to_owned())),
+            _ => Err(super::TranslateError::new(
+                format!("Invalid 'messages[{i}]': a '{}' message must answer a tool call ('tool_call_id').", self.role),
+                Some("messages"),
+            )),
+        }
+    }
 }
 
 /// One content part. Read flat (one struct, `type` as a field) rather than

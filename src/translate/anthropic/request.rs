@@ -141,19 +141,7 @@ fn build<'a>(req: &'a ChatRequest<'a>, model: &'a str, opts: &Options) -> Result
                 ("assistant", blocks)
             }
             "tool" | "function" => {
-                let id = match (&*m.role, &m.tool_call_id, &legacy_call) {
-                    ("tool", Some(id), _) => Cow::Borrowed(&**id),
-                    ("function", _, Some(id)) => Cow::Owned(id.clone()),
-                    _ => {
-                        return Err(TranslateError::new(
-                            format!(
-                                "Invalid 'messages[{i}]': a '{}' message must answer a tool call ('tool_call_id').",
-                                m.role
-                            ),
-                            Some("messages"),
-                        ));
-                    }
-                };
+                let id = m.answered_call(i, legacy_call.as_deref())?;
                 let content = tool_result_content(m, keep_cache)?;
                 let block = Block {
                     kind: Cow::Borrowed("tool_result"),
