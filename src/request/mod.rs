@@ -65,7 +65,10 @@ pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoi
     let metrics = state.gateway.upstreams.metrics.clone();
     let mut rec = Record::new(endpoint, ingress::request_id(&req), metrics);
     rec.observe(state.gateway.telemetry.as_ref(), req.headers());
-    let (resp, next) = match steps(state, &req, payload, endpoint, &mut rec).await {
+    // The steps' future is boxed: it holds every step's state (kilobytes),
+    // and actix-web moves the handler's future three times before polling
+    // it, each move a copy of its whole size (docs/performance.md, issue 14).
+    let (resp, next) = match Box::pin(steps(state, &req, payload, endpoint, &mut rec)).await {
         Ok(ClientReply::Complete { body, usage, price }) => (relay::complete(rec, body, usage, price), Next::Client),
         // A live stream goes on: the worker waits for its next event.
         Ok(ClientReply::Stream { upstream, spec }) => (relay::stream(rec, upstream, spec), Next::Upstream),

@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::future::{Either, select};
+use futures_util::{FutureExt, StreamExt};
 use sluice_actors::availability::InflightGuard;
 use sluice_actors::circuit_breakers::Verdict;
 use sluice_actors::outcome::AttemptOutcome;
@@ -162,24 +162,31 @@ fn backoff(kind: Backoff, retry: u32, r: &RoutingConfig) -> Duration {
 /// A failed attempt: the deployment's label, the error, the deployment's id.
 type Failed = (String, GatewayError, usize);
 
-async fn with_deadline<F>(deadline: Option<Instant>, f: F) -> Result<Winner, Failed>
+/// `f`, failed with a `deadline` timeout if the deadline passes first.
+///
+/// A plain function returning a combinator, not an `async fn`: an async fn
+/// keeps its future argument and the awaited copy side by side in its state
+/// (rustc#62958), which doubled this wrapper to twice an attempt's size and
+/// every move of the request future copied it (docs/performance.md, issue 14).
+fn with_deadline<F>(deadline: Option<Instant>, f: F) -> impl std::future::Future<Output = Result<Winner, Failed>>
 where
     F: std::future::Future<Output = Result<Winner, Failed>>,
 {
     match deadline {
-        None => f.await,
-        Some(d) => match tokio::time::timeout_at(d, f).await {
-            Ok(r) => r,
-            Err(_) => Err((
-                "deadline".into(),
-                GatewayError::UpstreamTimeout {
-                    provider: "(all)".into(),
-                    phase: TimeoutPhase::Total,
-                    ms: d.saturating_duration_since(Instant::now()).as_millis() as u64,
-                },
-                usize::MAX,
-            )),
-        },
+        None => Either::Left(f),
+        Some(d) => Either::Right(tokio::time::timeout_at(d, f).map(move |r| {
+            r.unwrap_or_else(|_| {
+                Err((
+                    "deadline".into(),
+                    GatewayError::UpstreamTimeout {
+                        provider: "(all)".into(),
+                        phase: TimeoutPhase::Total,
+                        ms: d.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    },
+                    usize::MAX,
+                ))
+            })
+        })),
     }
 }
 
