@@ -34,6 +34,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use sluice::auth::KeyTable;
 use sluice::config::{Config, Env, Price};
 use sluice::endpoint::Endpoint;
+use sluice::json;
 use sluice::metrics::RequestOutcome;
 use sluice::peek::Peek;
 use sluice::providers::rewrite::rewrite;
@@ -480,6 +481,18 @@ fn bench_sse(c: &mut Criterion) {
     });
     g.bench_function(BenchmarkId::new("relay_strip_usage", "one_event_per_chunk"), |b| {
         b.iter(|| relay(black_box(&events), true))
+    });
+    // What the stream driver does to every run of events besides (issue 13):
+    // each event found, its data checked to be JSON a client can read.
+    g.bench_function(BenchmarkId::new("check_events", "whole_stream_one_chunk"), |b| {
+        b.iter(|| {
+            sse::events(black_box(&whole))
+                .filter(|e| !e.data.is_empty() && e.data != b"[DONE]")
+                .all(|e| json::check(e.data).is_ok())
+        })
+    });
+    g.bench_function(BenchmarkId::new("events_only", "whole_stream_one_chunk"), |b| {
+        b.iter(|| sse::events(black_box(&whole)).map(|e| e.data.len()).sum::<usize>())
     });
     // The two event kinds on their own: a plain content chunk (fast path),
     // and the usage chunk (parsed, and dropped when the client did not ask).

@@ -153,28 +153,48 @@ impl<'a> Iterator for EventIter<'a> {
         }
         let start = self.pos;
         let rest = &self.buf[start..];
-        let (len, body_len) = match memmem::find(rest, b"\n\n") {
-            Some(i) => {
-                // Prefer a CRLF blank line if it comes first.
-                match memmem::find(&rest[..i + 2], b"\n\r\n") {
-                    Some(j) if j < i => (j + 3, j),
-                    _ => (i + 2, i),
-                }
-            }
-            None => match memmem::find(rest, b"\n\r\n") {
-                Some(j) => (j + 3, j),
-                None => (rest.len(), rest.len()),
-            },
-        };
+        let (len, body_len) = blank_line(rest).unwrap_or((rest.len(), rest.len()));
         self.pos = start + len;
-        let body = &rest[..body_len];
-        let data = body
-            .split(|&b| b == b'\n')
-            .find_map(|line| line.strip_prefix(b"data:"))
-            .map(|d| d.trim_ascii())
-            .unwrap_or(&[]);
+        let data = data_line(&rest[..body_len]);
         Some(Event { start, end: start + len, data })
     }
+}
+
+/// The payload of the first `data:` line of an event's lines, trimmed.
+/// Lines are found with memchr: a byte-at-a-time split cost more than the
+/// rest of the event's handling together (docs/performance.md, issue 14).
+fn data_line(mut lines: &[u8]) -> &[u8] {
+    loop {
+        let (line, next) = match memchr::memchr(b'\n', lines) {
+            Some(i) => (&lines[..i], Some(&lines[i + 1..])),
+            None => (lines, None),
+        };
+        if let Some(d) = line.strip_prefix(b"data:") {
+            return d.trim_ascii();
+        }
+        match next {
+            Some(n) => lines = n,
+            None => return &[],
+        }
+    }
+}
+
+/// The first blank line of `rest` (`\n\n` or `\n\r\n`, whichever comes
+/// first): the event's length through it, and where it starts. One memchr
+/// walk over the line ends, not a memmem search per kind: building a memmem
+/// searcher for each event was the larger part of the stream path's event
+/// splitting (docs/performance.md, issue 14).
+fn blank_line(rest: &[u8]) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &rest[from..]) {
+        let at = from + i;
+        match rest.get(at + 1) {
+            Some(b'\n') => return Some((at + 2, at)),
+            Some(b'\r') if rest.get(at + 2) == Some(&b'\n') => return Some((at + 3, at)),
+            _ => from = at + 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
