@@ -21,6 +21,7 @@ pub mod connector;
 pub mod h1;
 pub mod retry_after;
 pub mod session;
+pub mod streamed;
 pub mod tls;
 
 pub use client::{
@@ -28,6 +29,7 @@ pub use client::{
     error_chain,
 };
 pub use connector::ConnectTimeout;
+pub use streamed::{BodyAbort, StreamedBody, StreamedRequest};
 pub use h1::{H1Target, Stopper, plain_http_target};
 
 /// A `Retry-After` header as read: a delay (saturated), or why it is none.
