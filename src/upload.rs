@@ -71,7 +71,10 @@ pub struct Upload {
     pub file: Option<FileInfo>,
     /// The body's length, when known (declared by the client, or spooled).
     pub len: Option<u64>,
-    source: RefCell<Option<Source>>,
+    /// Shared with a live body handed out: taken from here only when the
+    /// body is first read, so an attempt that failed before sending any of
+    /// it (a refused connection) leaves it for the next one.
+    source: Rc<RefCell<Option<Source>>>,
     /// Set by a live body's reader when the client's side failed, so the
     /// failed upstream call is reported for what it was.
     pub failure: Rc<Cell<Option<Failure>>>,
@@ -83,7 +86,7 @@ impl Upload {
             Source::Spool { len, .. } => Some(*len),
             Source::Live { .. } => len,
         };
-        Upload { content_type, model: None, fields: Vec::new(), file: None, len, source: RefCell::new(Some(source)), failure }
+        Upload { content_type, model: None, fields: Vec::new(), file: None, len, source: Rc::new(RefCell::new(Some(source))), failure }
     }
 
     /// A text field read before routing.
@@ -102,14 +105,23 @@ impl Upload {
     }
 
     /// The body to send, with the `model` field's value replaced by
-    /// `rename` when given. A live body is handed out once; `None` after.
+    /// `rename` when given. A live body is read once: `None` once a body
+    /// handed out has begun to be read.
     pub fn body(&self, rename: Option<&str>) -> Option<StreamedBody> {
-        let mut slot = self.source.borrow_mut();
-        let (chunks, len): (LocalBoxStream<'static, Result<Bytes, String>>, Option<u64>) = match slot.take()? {
-            Source::Live { prefix, rest } => (futures_util::stream::once(async move { Ok(prefix) }).chain(rest).boxed_local(), self.len),
-            Source::Spool { path, len } => {
-                *slot = Some(Source::Spool { path: path.clone(), len });
-                (read_file(path), Some(len))
+        let (chunks, len): (LocalBoxStream<'static, Result<Bytes, String>>, Option<u64>) = match &*self.source.borrow() {
+            None => return None,
+            Some(Source::Spool { path, len }) => (read_file(path.clone()), Some(*len)),
+            Some(Source::Live { .. }) => {
+                let slot = self.source.clone();
+                // Lazy: the source leaves the slot at the first read, not here.
+                let taken = futures_util::stream::once(async move { slot.borrow_mut().take() });
+                let chunks = taken.flat_map(|source| match source {
+                    Some(Source::Live { prefix, rest }) => {
+                        futures_util::stream::once(async move { Ok(prefix) }).chain(rest).boxed_local()
+                    }
+                    _ => futures_util::stream::once(async { Err("the upload was already sent".to_string()) }).boxed_local(),
+                });
+                (chunks.boxed_local(), self.len)
             }
         };
         let (chunks, len) = match (rename, &self.model) {

@@ -106,6 +106,8 @@ fn clock(s: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sonic_rs::JsonValueTrait;
+
     use super::*;
 
     #[tokio::test]
