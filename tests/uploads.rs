@@ -266,6 +266,7 @@ async fn a_40_mib_upload_passes_without_sluice_holding_it() {
         assert_eq!(v["text"], format!("Mock transcription of talk.wav: {SIZE} bytes of audio."));
     }
     let grew_mib = (vm_hwm_kib(p.pid()) - before) / 1024;
+    eprintln!("VmHWM before the 40 MiB uploads: {before} KiB; grew by {grew_mib} MiB");
     assert!(grew_mib < 16, "Sluice's peak memory grew by {grew_mib} MiB for a 40 MiB upload");
     assert_eq!(spool_files(spool.path()), 0);
     p.stop();
