@@ -126,8 +126,14 @@ impl Scanner {
                             at += pad + 2;
                             self.state = State::Head;
                         }
-                        Some(_) => return Err(MultipartError("a multipart boundary is followed by neither a line break nor `--`".into())),
-                        None if rest.len() > 256 => return Err(MultipartError("a multipart boundary line is too long".into())),
+                        Some(_) => {
+                            return Err(MultipartError(
+                                "a multipart boundary is followed by neither a line break nor `--`".into(),
+                            ));
+                        }
+                        None if rest.len() > 256 => {
+                            return Err(MultipartError("a multipart boundary line is too long".into()));
+                        }
                         None => break,
                     }
                 }
@@ -146,7 +152,9 @@ impl Scanner {
                         self.state = State::Content { name, file, start, keep };
                     }
                     None if rest.len() > MAX_PART_HEAD => {
-                        return Err(MultipartError(format!("a multipart part's headers are longer than {MAX_PART_HEAD} bytes")));
+                        return Err(MultipartError(format!(
+                            "a multipart part's headers are longer than {MAX_PART_HEAD} bytes"
+                        )));
                     }
                     None => break,
                 },
@@ -157,7 +165,9 @@ impl Scanner {
                     };
                     if let Some(k) = keep {
                         if k.len() + upto > MAX_FIELD {
-                            return Err(MultipartError(format!("the multipart field `{name}` is longer than {MAX_FIELD} bytes")));
+                            return Err(MultipartError(format!(
+                                "the multipart field `{name}` is longer than {MAX_FIELD} bytes"
+                            )));
                         }
                         k.extend_from_slice(&rest[..upto]);
                     }

@@ -81,12 +81,25 @@ pub struct Upload {
 }
 
 impl Upload {
-    pub fn new(content_type: HeaderValue, source: Source, len: Option<u64>, failure: Rc<Cell<Option<Failure>>>) -> Upload {
+    pub fn new(
+        content_type: HeaderValue,
+        source: Source,
+        len: Option<u64>,
+        failure: Rc<Cell<Option<Failure>>>,
+    ) -> Upload {
         let len = match &source {
             Source::Spool { len, .. } => Some(*len),
             Source::Live { .. } => len,
         };
-        Upload { content_type, model: None, fields: Vec::new(), file: None, len, source: Rc::new(RefCell::new(Some(source))), failure }
+        Upload {
+            content_type,
+            model: None,
+            fields: Vec::new(),
+            file: None,
+            len,
+            source: Rc::new(RefCell::new(Some(source))),
+            failure,
+        }
     }
 
     /// A text field read before routing.
@@ -108,7 +121,8 @@ impl Upload {
     /// `rename` when given. A live body is read once: `None` once a body
     /// handed out has begun to be read.
     pub fn body(&self, rename: Option<&str>) -> Option<StreamedBody> {
-        let (chunks, len): (LocalBoxStream<'static, Result<Bytes, String>>, Option<u64>) = match &*self.source.borrow() {
+        let (chunks, len): (LocalBoxStream<'static, Result<Bytes, String>>, Option<u64>) = match &*self.source.borrow()
+        {
             None => return None,
             Some(Source::Spool { path, len }) => (read_file(path.clone()), Some(*len)),
             Some(Source::Live { .. }) => {
@@ -119,7 +133,8 @@ impl Upload {
                     Some(Source::Live { prefix, rest }) => {
                         futures_util::stream::once(async move { Ok(prefix) }).chain(rest).boxed_local()
                     }
-                    _ => futures_util::stream::once(async { Err("the upload was already sent".to_string()) }).boxed_local(),
+                    _ => futures_util::stream::once(async { Err("the upload was already sent".to_string()) })
+                        .boxed_local(),
                 });
                 (chunks.boxed_local(), self.len)
             }
@@ -177,7 +192,10 @@ pub fn splice(
             pos = end;
             if end <= span.start || start >= span.end {
                 // Untouched; an empty span is inserted at its offset.
-                if span.is_empty() && span.start == start && let Some(w) = with.take() {
+                if span.is_empty()
+                    && span.start == start
+                    && let Some(w) = with.take()
+                {
                     let mut out = BytesMut::with_capacity(w.len() + c.len());
                     out.extend_from_slice(&w);
                     out.extend_from_slice(&c);
@@ -208,7 +226,11 @@ mod tests {
         let span = 10..17;
         for step in 1..body.len() {
             let chunks: Vec<Result<Bytes, String>> = body.chunks(step).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-            let out = splice(futures_util::stream::iter(chunks).boxed_local(), span.clone(), Bytes::from_static(b"whisper-1"));
+            let out = splice(
+                futures_util::stream::iter(chunks).boxed_local(),
+                span.clone(),
+                Bytes::from_static(b"whisper-1"),
+            );
             let got: Vec<u8> = out.map(|c| c.unwrap().to_vec()).concat().await;
             assert_eq!(got, b"0123model=whisper-1;rest of it", "step {step}");
         }

@@ -126,13 +126,14 @@ async fn round_trip(gw: &Gateway, provider: Option<&str>) -> String {
         assert!(seen.len() < 10, "the batch never completed: {seen:?}");
     };
     assert_eq!(done["request_counts"]["completed"], 3);
-    let out = req(gw, Method::GET, &format!("/v1/files/{}/content", done["output_file_id"].as_str().unwrap()), provider)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let out =
+        req(gw, Method::GET, &format!("/v1/files/{}/content", done["output_file_id"].as_str().unwrap()), provider)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
     let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[1]["custom_id"], "req-1");

@@ -131,8 +131,8 @@ async fn model_first_uploads_are_relayed_with_the_model_renamed_and_usage_priced
     assert_eq!(spool_files(spool.path()), 0, "a model-first upload is never spooled");
 
     // Text formats come back as text.
-    let r = upload(&gw.url("/v1/audio/translations"), form(Some("local"), 10, true, &[("response_format", "text")]))
-        .await;
+    let r =
+        upload(&gw.url("/v1/audio/translations"), form(Some("local"), 10, true, &[("response_format", "text")])).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(r.text().await.unwrap(), "Mock translation of talk.wav: 10 bytes of audio.\n");

@@ -90,12 +90,19 @@ pub(crate) fn answer(h: &Heard, translate: bool) -> Result<(Bytes, &'static str)
             (Bytes::from(body), "application/json")
         }
         "text" => (Bytes::from(format!("{text}\n")), "text/plain; charset=utf-8"),
-        "srt" => (Bytes::from(format!("1\n00:00:00,000 --> {},000\n{text}\n\n", clock(seconds))), "text/plain; charset=utf-8"),
+        "srt" => (
+            Bytes::from(format!("1\n00:00:00,000 --> {},000\n{text}\n\n", clock(seconds))),
+            "text/plain; charset=utf-8",
+        ),
         "vtt" => (
             Bytes::from(format!("WEBVTT\n\n00:00:00.000 --> {}.000\n{text}\n\n", clock(seconds))),
             "text/plain; charset=utf-8",
         ),
-        other => return Err(format!("'{other}' is not one of ['json', 'text', 'srt', 'verbose_json', 'vtt'] - 'response_format'")),
+        other => {
+            return Err(format!(
+                "'{other}' is not one of ['json', 'text', 'srt', 'verbose_json', 'vtt'] - 'response_format'"
+            ));
+        }
     })
 }
 
@@ -113,7 +120,8 @@ mod tests {
     #[tokio::test]
     async fn an_upload_is_heard_and_answered() {
         let body = "--b\r\ncontent-disposition: form-data; name=\"file\"; filename=\"x.wav\"\r\n\r\n0123456789\r\n--b\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-transcribe\r\n--b--\r\n";
-        let chunks = futures_util::stream::iter(body.as_bytes().chunks(5).map(|c| Ok::<_, String>(Bytes::copy_from_slice(c))));
+        let chunks =
+            futures_util::stream::iter(body.as_bytes().chunks(5).map(|c| Ok::<_, String>(Bytes::copy_from_slice(c))));
         let h = hear("multipart/form-data; boundary=b", chunks).await.unwrap();
         assert_eq!((h.filename.as_str(), h.size, h.model.as_str()), ("x.wav", 10, "gpt-4o-transcribe"));
         let (b, ct) = answer(&h, false).unwrap();

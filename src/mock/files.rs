@@ -200,7 +200,9 @@ fn upload(s: &mut Inner, content_type: &str, body: &[u8]) -> Answer {
             _ => {}
         }
     }
-    let Some(purpose) = purpose else { return Answer::error(400, "Missing required parameter: 'purpose'.", Some("purpose")) };
+    let Some(purpose) = purpose else {
+        return Answer::error(400, "Missing required parameter: 'purpose'.", Some("purpose"));
+    };
     let (Some(filename), Some(span)) = (filename, span) else {
         return Answer::error(400, "Missing required parameter: 'file'.", Some("file"));
     };
@@ -241,7 +243,11 @@ fn create_batch(s: &mut Inner, body: &[u8]) -> Answer {
     };
     let endpoint = field("endpoint").unwrap_or_default();
     if !BATCH_ENDPOINTS.contains(&endpoint.as_str()) {
-        return Answer::error(400, &format!("Invalid endpoint '{endpoint}'; use one of {BATCH_ENDPOINTS:?}."), Some("endpoint"));
+        return Answer::error(
+            400,
+            &format!("Invalid endpoint '{endpoint}'; use one of {BATCH_ENDPOINTS:?}."),
+            Some("endpoint"),
+        );
     }
     match s.files.get(&input_file_id) {
         Some(f) if f.purpose == "batch" => {}
@@ -274,7 +280,8 @@ fn run_batch(s: &mut Inner, id: &str) {
     for (n, line) in input.split(|c| *c == b'\n').filter(|l| !l.trim_ascii().is_empty()).enumerate() {
         counts.0 += 1;
         let req: Option<Value> = sonic_rs::from_slice(line).ok();
-        let custom_id = req.as_ref().and_then(|r| r.get("custom_id")).and_then(|c| c.as_str()).unwrap_or("").to_string();
+        let custom_id =
+            req.as_ref().and_then(|r| r.get("custom_id")).and_then(|c| c.as_str()).unwrap_or("").to_string();
         match run_line(req.as_ref(), &endpoint, n) {
             Ok(body) => {
                 counts.1 += 1;
@@ -296,7 +303,12 @@ fn run_batch(s: &mut Inner, id: &str) {
                 text.push('\n');
             }
             let fid = s.id("file");
-            let f = StoredFile { filename: format!("{id}_{name}.jsonl"), purpose: "batch_output".into(), created_at: now(), bytes: Bytes::from(text) };
+            let f = StoredFile {
+                filename: format!("{id}_{name}.jsonl"),
+                purpose: "batch_output".into(),
+                created_at: now(),
+                bytes: Bytes::from(text),
+            };
             s.files.insert(fid.clone(), f);
             fid
         })
@@ -316,14 +328,19 @@ fn run_line(req: Option<&Value>, endpoint: &str, n: usize) -> Result<Value, GenE
     let req = req.ok_or_else(|| GenError::new("the line is not JSON", None))?;
     let url = req.get("url").and_then(|u| u.as_str()).unwrap_or("");
     if url != endpoint {
-        return Err(GenError::new(format!("the line's url '{url}' is not the batch's endpoint '{endpoint}'"), Some("url")));
+        return Err(GenError::new(
+            format!("the line's url '{url}' is not the batch's endpoint '{endpoint}'"),
+            Some("url"),
+        ));
     }
-    let body = req.get("body").filter(|b| b.is_object()).ok_or_else(|| GenError::new("the line has no body", Some("body")))?;
+    let body =
+        req.get("body").filter(|b| b.is_object()).ok_or_else(|| GenError::new("the line has no body", Some("body")))?;
     let bytes = body.to_string();
     let answer = match endpoint {
         "/v1/embeddings" => generate::embeddings_body(bytes.as_bytes())?,
         _ => {
-            let e = if endpoint == "/v1/completions" { generate::Endpoint::Completions } else { generate::Endpoint::Chat };
+            let e =
+                if endpoint == "/v1/completions" { generate::Endpoint::Completions } else { generate::Endpoint::Chat };
             let g = generate::parse_request(e, bytes.as_bytes(), BATCH_TOKENS, None)?;
             generate::completion_body(&g, &format!("chatcmpl-batch{n}"), now())
         }
@@ -339,13 +356,16 @@ mod tests {
     fn a_batch_runs_its_lines_and_writes_its_output() {
         let store = FileStore::default();
         let input = "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}}\n{\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/embeddings\",\"body\":{}}\n";
-        let body = format!("--q\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--q\r\ncontent-disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{input}\r\n--q--\r\n");
+        let body = format!(
+            "--q\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--q\r\ncontent-disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{input}\r\n--q--\r\n"
+        );
         let a = store.handle(&Op::Upload, "multipart/form-data; boundary=q", body.as_bytes());
         assert_eq!(a.status, 200);
         let f: Value = sonic_rs::from_slice(&a.body).unwrap();
         let fid = f["id"].as_str().unwrap().to_string();
         assert_eq!(f["bytes"].as_u64(), Some(input.len() as u64));
-        let create = format!(r#"{{"input_file_id":"{fid}","endpoint":"/v1/chat/completions","completion_window":"24h"}}"#);
+        let create =
+            format!(r#"{{"input_file_id":"{fid}","endpoint":"/v1/chat/completions","completion_window":"24h"}}"#);
         let b: Value = sonic_rs::from_slice(&store.handle(&Op::CreateBatch, "", create.as_bytes()).body).unwrap();
         assert_eq!(b["status"].as_str(), Some("validating"));
         let bid = b["id"].as_str().unwrap().to_string();

@@ -72,7 +72,14 @@ pub(super) async fn answer(state: &Arc<ServerState>, route: Route, parts: Parts,
         Route::Resource(op) => {
             let body = match Limited::new(body, MAX_FILE).collect().await {
                 Ok(c) => c.to_bytes(),
-                Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "The body is too large or was cut off.", "invalid_request_error", None),
+                Err(_) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "The body is too large or was cut off.",
+                        "invalid_request_error",
+                        None,
+                    );
+                }
             };
             state.stats.record(parts.method, parts.uri, parts.headers, &body);
             let a = state.files.handle(&op, &content_type, &body);

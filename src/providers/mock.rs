@@ -169,7 +169,8 @@ impl MockProvider {
             ResourceBody::Upload(u) => {
                 // The mock keeps files in memory: the upload is read whole here.
                 let ct = u.content_type.to_str().unwrap_or_default().to_string();
-                let mut chunks = u.body(None).map(|b| b.chunks).unwrap_or_else(|| futures_util::stream::empty().boxed_local());
+                let mut chunks =
+                    u.body(None).map(|b| b.chunks).unwrap_or_else(|| futures_util::stream::empty().boxed_local());
                 let mut all = bytes::BytesMut::new();
                 while let Some(c) = chunks.next().await {
                     match c {

@@ -77,7 +77,9 @@ impl Provider {
         client: Option<&UpstreamClient>,
     ) -> Result<ResourceReply, GatewayError> {
         match &self.protocol {
-            Protocol::OpenAi(p) if p.serves_files() => self.send_resource(p.upstream(), call, self.client(client)?).await,
+            Protocol::OpenAi(p) if p.serves_files() => {
+                self.send_resource(p.upstream(), call, self.client(client)?).await
+            }
             Protocol::Mock(m) => m.resource(call).await,
             Protocol::OpenAi(_)
             | Protocol::Azure(_)
@@ -113,7 +115,9 @@ impl Provider {
             }
             ResourceBody::Upload(u) => {
                 headers.push((CONTENT_TYPE, u.content_type.clone()));
-                let body = u.body(None).ok_or_else(|| GatewayError::Internal { detail: "the upload was already sent".into() })?;
+                let body = u
+                    .body(None)
+                    .ok_or_else(|| GatewayError::Internal { detail: "the upload was already sent".into() })?;
                 upload = Some(u);
                 OutBody::Streamed(body)
             }
@@ -153,7 +157,10 @@ fn relay(
                 }
                 Ok(None) => None,
                 Ok(Some(Err(e))) => Some((
-                    Err(GatewayError::UpstreamProtocol { provider, detail: format!("the response body was cut off: {e}") }),
+                    Err(GatewayError::UpstreamProtocol {
+                        provider,
+                        detail: format!("the response body was cut off: {e}"),
+                    }),
                     None,
                 )),
                 Ok(Some(Ok(b))) => Some((Ok(b), Some((body, permit, deadline)))),

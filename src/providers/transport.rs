@@ -211,10 +211,15 @@ impl HttpUpstream {
             OutBody::Streamed(_) => deadline,
         };
         let sent = match body {
-            OutBody::Whole(body) => futures_util::future::Either::Left(client.send(Outgoing { method, uri, headers, body })),
-            OutBody::Streamed(body) => {
-                futures_util::future::Either::Right(client.send_streamed(StreamedRequest { method, uri, headers, body }))
+            OutBody::Whole(body) => {
+                futures_util::future::Either::Left(client.send(Outgoing { method, uri, headers, body }))
             }
+            OutBody::Streamed(body) => futures_util::future::Either::Right(client.send_streamed(StreamedRequest {
+                method,
+                uri,
+                headers,
+                body,
+            })),
         };
         let resp = match timeout_at(head_by, sent).await {
             Ok(Ok(r)) => r,

@@ -32,8 +32,7 @@ pub async fn send(
     // The client's side failing (too large, too slow, gone) cut the
     // upstream request: that, not the upstream, is what to answer.
     let resp = sent.map_err(|e| u.failure.take().map_or(e, crate::upload::Failure::error))?;
-    let bytes =
-        transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
+    let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
     drop(resp.permit);
     if !bytes.trim_ascii_start().starts_with(b"{") {
         // A transcript as text: no usage in it.

@@ -49,7 +49,12 @@ pub struct Limits {
 
 /// The client's multipart body, read up to its `model` field when
 /// `routed` (spooled if need be), else not at all: live from its start.
-pub async fn receive(req: &HttpRequest, payload: Payload, limits: &Limits, routed: bool) -> Result<Upload, GatewayError> {
+pub async fn receive(
+    req: &HttpRequest,
+    payload: Payload,
+    limits: &Limits,
+    routed: bool,
+) -> Result<Upload, GatewayError> {
     // actix speaks http 0.2, the upstream client http 1: same bytes.
     let content_type = req
         .headers()
@@ -106,7 +111,8 @@ pub async fn receive(req: &HttpRequest, payload: Payload, limits: &Limits, route
                 if model.is_some() && file.is_none() {
                     // Routable, and nothing large read yet: relay the rest as it comes.
                     let rest = live(payload, size, limits.clone(), failure.clone());
-                    let mut u = Upload::new(content_type, Source::Live { prefix: prefix.freeze(), rest }, declared, failure);
+                    let mut u =
+                        Upload::new(content_type, Source::Live { prefix: prefix.freeze(), rest }, declared, failure);
                     (u.model, u.fields, u.file) = (model, fields, file);
                     return Ok(u);
                 }
@@ -142,7 +148,11 @@ pub async fn receive(req: &HttpRequest, payload: Payload, limits: &Limits, route
 }
 
 /// The client's next piece of body, within the idle wait.
-async fn next(payload: &mut actix_web::dev::Payload, idle: Duration, received: u64) -> Result<Option<Bytes>, GatewayError> {
+async fn next(
+    payload: &mut actix_web::dev::Payload,
+    idle: Duration,
+    received: u64,
+) -> Result<Option<Bytes>, GatewayError> {
     match tokio::time::timeout(idle, payload.next()).await {
         Err(_) => Err(GatewayError::BodyTimeout { ms: idle.as_millis() as u64, received }),
         Ok(None) => Ok(None),
@@ -175,7 +185,11 @@ fn live(
                 Ok(Some(Ok(c))) => {
                     let read = read + c.len() as u64;
                     if read > limits.max_bytes {
-                        return fail(Failure::TooLarge { size: read, limit: limits.max_bytes, setting: limits.setting });
+                        return fail(Failure::TooLarge {
+                            size: read,
+                            limit: limits.max_bytes,
+                            setting: limits.setting,
+                        });
                     }
                     Some((Ok(c), Some((payload, read))))
                 }

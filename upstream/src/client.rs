@@ -258,7 +258,13 @@ pub(crate) fn hyper_response(resp: http::Response<hyper::body::Incoming>, resend
         .headers()
         .get(http::header::RETRY_AFTER)
         .map(|v| crate::retry_after::parse(v.as_bytes(), std::time::SystemTime::now()));
-    UpstreamResponse { status: resp.status().as_u16(), event_stream, retry_after, body: ResponseBody::Hyper(resp.into_body()), resends }
+    UpstreamResponse {
+        status: resp.status().as_u16(),
+        event_stream,
+        retry_after,
+        body: ResponseBody::Hyper(resp.into_body()),
+        resends,
+    }
 }
 
 fn hyper_client(session: &ProviderSession, tls: &rustls::ClientConfig) -> Client<Connector, HyperBody> {

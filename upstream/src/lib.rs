@@ -29,8 +29,8 @@ pub use client::{
     error_chain,
 };
 pub use connector::ConnectTimeout;
-pub use streamed::{BodyAbort, StreamedBody, StreamedRequest};
 pub use h1::{H1Target, Stopper, plain_http_target};
+pub use streamed::{BodyAbort, StreamedBody, StreamedRequest};
 
 /// A `Retry-After` header as read: a delay (saturated), or why it is none.
 pub type RetryAfter = Result<std::time::Duration, retry_after::Invalid>;

@@ -50,11 +50,13 @@ impl UpstreamClient {
         match &*self.transport {
             Transport::H1(pool) => {
                 let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                let r = pool.send_streamed(req.method.as_str(), path, req.headers, req.body).await.map_err(|e| match e {
-                    H1Error::ConnectTimeout(d) => SendError::ConnectTimeout(d),
-                    H1Error::Connect(e) => SendError::Connect(e.to_string()),
-                    other => SendError::Failed(other.to_string()),
-                })?;
+                let r = pool.send_streamed(req.method.as_str(), path, req.headers, req.body).await.map_err(
+                    |e| match e {
+                        H1Error::ConnectTimeout(d) => SendError::ConnectTimeout(d),
+                        H1Error::Connect(e) => SendError::Connect(e.to_string()),
+                        other => SendError::Failed(other.to_string()),
+                    },
+                )?;
                 Ok(UpstreamResponse {
                     status: r.status,
                     event_stream: r.event_stream,
@@ -105,5 +107,4 @@ impl UpstreamClient {
             }
         }
     }
-
 }

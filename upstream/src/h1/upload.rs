@@ -67,7 +67,9 @@ impl H1Pool {
             }
         }
         match (framing, body.len) {
-            (BodyFraming::Chunked, _) => write_counted(&mut conn, b"0\r\n\r\n", &mut written).await.map_err(H1Error::Io)?,
+            (BodyFraming::Chunked, _) => {
+                write_counted(&mut conn, b"0\r\n\r\n", &mut written).await.map_err(H1Error::Io)?
+            }
             (_, Some(l)) if sent != l => {
                 return Err(H1Error::Body(format!("the body ended after {sent} of its declared {l} bytes")));
             }
