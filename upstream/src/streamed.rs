@@ -108,3 +108,114 @@ impl UpstreamClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::WorkerClients;
+    use crate::h1::plain_http_target;
+    use crate::session::{SessionSpec, SessionTable};
+
+    /// A server that reads one request per connection to its end (by
+    /// content-length or chunked framing) and answers with the raw body
+    /// bytes it got, framing included.
+    async fn echo_server() -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 8192];
+                    loop {
+                        let n = s.read(&mut tmp).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&tmp[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let body = &buf[end + 4..];
+                        let done = match head.lines().find_map(|l| l.strip_prefix("content-length: ")) {
+                            Some(n) => body.len() >= n.trim().parse::<usize>().unwrap(),
+                            None => body.ends_with(b"0\r\n\r\n"),
+                        };
+                        if done {
+                            let mut out =
+                                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+                            out.extend_from_slice(body);
+                            let _ = s.write_all(&out).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn client(port: u16, inline_h1: bool) -> (UpstreamClient, Uri) {
+        let uri: Uri = format!("http://127.0.0.1:{port}/v1/audio/transcriptions").parse().unwrap();
+        let spec = SessionSpec {
+            name: "p".into(),
+            connect_timeout: Duration::from_secs(1),
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(90),
+            warm_connections: 0,
+            warm_request: None,
+            plain_http: if inline_h1 { plain_http_target(&uri) } else { None },
+        };
+        let table = Arc::new(SessionTable::new(vec![Some(spec)]).unwrap());
+        (WorkerClients::build(&table).get(0).unwrap(), uri)
+    }
+
+    fn body(len: Option<u64>, fail: bool) -> StreamedBody {
+        // A failing source fails before its end (the client left mid-body).
+        let parts: Vec<Result<Bytes, String>> = match fail {
+            false => vec![Ok(Bytes::from_static(b"hello ")), Ok(Bytes::from_static(b"world"))],
+            true => vec![Ok(Bytes::from_static(b"hello ")), Err("the client left".into())],
+        };
+        StreamedBody { chunks: futures_util::stream::iter(parts).boxed_local(), len }
+    }
+
+    async fn read(mut r: UpstreamResponse) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = r.body.chunk().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn streamed_bodies_go_out_framed_on_both_transports() {
+        for inline_h1 in [true, false] {
+            let (c, uri) = client(echo_server().await, inline_h1);
+            let req = StreamedRequest { method: Method::POST, uri: &uri, headers: &[], body: body(Some(11), false) };
+            let got = read(c.send_streamed(req).await.unwrap()).await;
+            assert_eq!(got, b"hello world", "inline_h1={inline_h1}");
+            let req = StreamedRequest { method: Method::POST, uri: &uri, headers: &[], body: body(None, false) };
+            let got = read(c.send_streamed(req).await.unwrap()).await;
+            assert_eq!(got, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n", "inline_h1={inline_h1}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_or_short_source_fails_the_request() {
+        for inline_h1 in [true, false] {
+            let (c, uri) = client(echo_server().await, inline_h1);
+            let req = StreamedRequest { method: Method::POST, uri: &uri, headers: &[], body: body(Some(11), true) };
+            assert!(c.send_streamed(req).await.is_err(), "inline_h1={inline_h1}");
+            let req = StreamedRequest { method: Method::POST, uri: &uri, headers: &[], body: body(None, true) };
+            assert!(c.send_streamed(req).await.is_err(), "inline_h1={inline_h1}");
+        }
+        // A declared length the source does not keep (inline client: refused before the answer).
+        let (c, uri) = client(echo_server().await, true);
+        let req = StreamedRequest { method: Method::POST, uri: &uri, headers: &[], body: body(Some(40), false) };
+        assert!(c.send_streamed(req).await.is_err());
+    }
+}
