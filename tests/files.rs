@@ -191,6 +191,13 @@ async fn files_routes_refuse_unknown_providers_keys_and_excess() {
     assert_eq!(slow(&gw).await.unwrap().status(), 200);
     assert_eq!(slow(&gw).await.unwrap().status(), 429, "rpm applies");
 
+    // An id that is not a plain name never goes upstream.
+    for bad in ["/v1/files/%2e%2e", "/v1/files/a%2Fb/content", "/v1/batches/.."] {
+        let r = client().get(gw.url(bad)).bearer_auth(CLIENT_KEY).send().await.unwrap();
+        assert!(r.status() == 400 || r.status() == 404, "{bad}: {}", r.status());
+    }
+    assert!(!mock.stats().recent.iter().any(|r| r.path.contains("%2") || r.path.contains("..")));
+
     // Any other /v1 path: a 404 that lists what Sluice serves.
     let r = client().get(gw.url("/v1/fine_tuning/jobs")).bearer_auth(CLIENT_KEY).send().await.unwrap();
     assert_eq!(r.status(), 404);

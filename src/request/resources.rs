@@ -66,6 +66,15 @@ async fn steps(
     rec.charge.spending = Some(budget::check(state, &policy)?);
     let max_wait = std::time::Duration::from_millis(gw.config.queue.max_wait_ms);
     rec.charge.limits = crate::limits::admit(&up.limiter, &policy.scopes, 0, policy.priority, max_wait).await?;
+    let below = req.path().strip_prefix("/v1").unwrap_or(req.path());
+    // The path goes upstream with the provider's credentials: ids are plain
+    // names, never `..` or an encoded `/` that could reach another route.
+    let plain = |s: &str| {
+        !s.is_empty() && s != "." && s != ".." && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    if !below.split('/').skip(1).all(plain) {
+        return Err(GatewayError::invalid(format!("Invalid file or batch id in {}.", req.path()), None));
+    }
     let (id, provider) = choose(state, req)?;
     let server = &gw.config.server;
     let idle = std::time::Duration::from_millis(server.body_read_timeout_ms);
@@ -83,7 +92,6 @@ async fn steps(
     } else {
         ResourceBody::Json(ingress::read_body(req, payload, server.max_body_bytes, idle).await?)
     };
-    let below = req.path().strip_prefix("/v1").unwrap_or(req.path());
     let path = match req.query_string() {
         "" => below.to_string(),
         q => format!("{below}?{q}"),
