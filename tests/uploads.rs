@@ -17,7 +17,8 @@ use tokio::io::AsyncWriteExt;
 
 const BOUNDARY: &str = "sluice-test-boundary-7d1";
 
-fn config(mock: std::net::SocketAddr, spool: &std::path::Path) -> String {
+/// `flaky`: a mock that answers every audio upload 500 once it has read it.
+fn config(mock: std::net::SocketAddr, flaky: std::net::SocketAddr, spool: &std::path::Path) -> String {
     format!(
         r#"
 [server]
@@ -39,6 +40,12 @@ base_url = "http://{mock}/v1"
 api_key = "${{UPSTREAM_KEY}}"
 
 [[providers]]
+name = "flaky"
+kind = "openai"
+base_url = "http://{flaky}/v1"
+api_key = "${{UPSTREAM_KEY}}"
+
+[[providers]]
 name = "local"
 kind = "mock"
 
@@ -47,9 +54,24 @@ name = "transcribe"
 deployments = [{{ provider = "up", model = "gpt-4o-transcribe" }}]
 price = {{ input_per_mtok = 6.0, output_per_mtok = 10.0 }}
 
+# Fallbacks, not a second deployment: the failing one is always tried first.
 [[models]]
 name = "whisper"
-deployments = [{{ provider = "dead", model = "whisper-1" }}, {{ provider = "up", model = "whisper-1" }}]
+deployments = [{{ provider = "dead", model = "whisper-1" }}]
+fallbacks = ["whisper-up"]
+
+[[models]]
+name = "whisper-up"
+deployments = [{{ provider = "up", model = "whisper-1" }}]
+
+[[models]]
+name = "flaky"
+deployments = [{{ provider = "flaky", model = "gpt-4o-transcribe" }}]
+fallbacks = ["transcribe-2"]
+
+[[models]]
+name = "transcribe-2"
+deployments = [{{ provider = "up", model = "gpt-4o-transcribe" }}]
 
 [[models]]
 name = "local"
@@ -88,6 +110,27 @@ fn form(model: Option<&str>, size: usize, model_first: bool, extra: &[(&str, &st
     b
 }
 
+fn flaky_mock() -> sluice::mock::MockServer {
+    start_mock_with(sluice::mock::MockOptions {
+        fail_rate: 1.0,
+        faults: vec![sluice::mock::Fault::ServerError],
+        ..Default::default()
+    })
+}
+
+/// Audio uploads a mock has received (its warm-up requests left out).
+fn audio_requests(m: &sluice::mock::MockServer) -> usize {
+    m.stats().recent.iter().filter(|r| r.path == "/v1/audio/transcriptions").count()
+}
+
+/// `sluice_uploads_total{mode}` in a metrics page.
+fn uploads_metric(m: &str, mode: &str) -> u64 {
+    m.lines()
+        .find(|l| l.starts_with("sluice_uploads_total") && l.contains(&format!("mode=\"{mode}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |v| v.parse().unwrap())
+}
+
 async fn upload(url: &str, body: Vec<u8>) -> reqwest::Response {
     client()
         .post(url)
@@ -112,8 +155,8 @@ fn heard(mock: &sluice::mock::MockServer) -> Value {
 #[tokio::test]
 async fn model_first_uploads_are_relayed_with_the_model_renamed_and_usage_priced() {
     let spool = tempfile::tempdir().unwrap();
-    let mock = start_mock();
-    let gw = Gateway::start(&config(mock.addr(), spool.path()));
+    let (mock, flaky) = (start_mock(), flaky_mock());
+    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
     let r = upload(&gw.url("/v1/audio/transcriptions"), form(Some("transcribe"), 300_000, true, &[])).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-sluice-deployment"], "up/gpt-4o-transcribe");
@@ -128,7 +171,6 @@ async fn model_first_uploads_are_relayed_with_the_model_renamed_and_usage_priced
     assert!(m.contains("route=\"transcriptions\",model=\"transcribe\",status=\"200\"} 1"), "{m}");
     assert_eq!(tokens_metric(&m, "transcribe", "input"), Some(300), "{m}");
     assert!(m.contains("sluice_cost_usd_total{key=\"tester\",model=\"transcribe\"}"), "spend: {m}");
-    assert_eq!(spool_files(spool.path()), 0, "a model-first upload is never spooled");
 
     // Text formats come back as text.
     let r =
@@ -142,8 +184,8 @@ async fn model_first_uploads_are_relayed_with_the_model_renamed_and_usage_priced
 #[tokio::test]
 async fn uploads_fall_back_past_a_dead_deployment_live_and_spooled() {
     let spool = tempfile::tempdir().unwrap();
-    let mock = start_mock();
-    let gw = Gateway::start(&config(mock.addr(), spool.path()));
+    let (mock, flaky) = (start_mock(), flaky_mock());
+    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
     for model_first in [true, false] {
         let r = upload(&gw.url("/v1/audio/transcriptions"), form(Some("whisper"), 70_000, model_first, &[])).await;
         assert_eq!(r.status(), 200, "model_first={model_first}");
@@ -152,15 +194,40 @@ async fn uploads_fall_back_past_a_dead_deployment_live_and_spooled() {
         assert_eq!(v["usage"]["type"], "duration");
         assert_eq!(heard(&mock)["size"], 70_000);
     }
+    let m = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("sluice_fallbacks_total{from=\"whisper\",to=\"whisper-up\"} 2"), "{m}");
     assert_eq!(spool_files(spool.path()), 0, "the spooled upload's file is gone");
+    gw.shutdown();
+}
+
+#[tokio::test]
+async fn only_a_spooled_upload_is_sent_again_after_an_upstream_read_it() {
+    let spool = tempfile::tempdir().unwrap();
+    let (mock, flaky) = (start_mock(), flaky_mock());
+    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
+    let url = gw.url("/v1/audio/transcriptions");
+    // File first: spooled, so after the 500 the fallback gets it from disk.
+    let r = upload(&url, form(Some("flaky"), 50_000, false, &[])).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-sluice-deployment"], "up/gpt-4o-transcribe");
+    assert_eq!(heard(&flaky)["size"], 50_000, "the failing upstream read it all");
+    assert_eq!(heard(&mock)["size"], 50_000, "and the fallback got it whole again");
+    // Model first: relayed live and consumed by the failing upstream; no second try.
+    let r = upload(&url, form(Some("flaky"), 50_000, true, &[])).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("mock fault"), "{v}");
+    assert_eq!(audio_requests(&flaky), 2, "each upload reached the failing upstream");
+    assert_eq!(audio_requests(&mock), 1, "the live upload was not sent twice");
+    assert_eq!(spool_files(spool.path()), 0);
     gw.shutdown();
 }
 
 #[tokio::test]
 async fn bad_uploads_get_clear_errors_and_leave_no_file() {
     let spool = tempfile::tempdir().unwrap();
-    let mock = start_mock();
-    let gw = Gateway::start(&config(mock.addr(), spool.path()));
+    let (mock, flaky) = (start_mock(), flaky_mock());
+    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
     let url = gw.url("/v1/audio/transcriptions");
     let err = |v: &Value| v["error"]["message"].as_str().unwrap_or_default().to_string();
 
@@ -211,8 +278,8 @@ async fn bad_uploads_get_clear_errors_and_leave_no_file() {
 #[tokio::test]
 async fn a_client_leaving_mid_upload_leaves_no_spool_file() {
     let spool = tempfile::tempdir().unwrap();
-    let mock = start_mock();
-    let gw = Gateway::start(&config(mock.addr(), spool.path()));
+    let (mock, flaky) = (start_mock(), flaky_mock());
+    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
     let body = form(Some("transcribe"), 900_000, false, &[]);
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let head = format!(
@@ -266,6 +333,9 @@ async fn a_40_mib_upload_passes_without_sluice_holding_it() {
         assert_eq!(v["text"], format!("Mock transcription of talk.wav: {SIZE} bytes of audio."));
     }
     let grew_mib = (vm_hwm_kib(p.pid()) - before) / 1024;
+    // This process's own counters: two uploads each way.
+    let m = client().get(p.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!((uploads_metric(&m, "live"), uploads_metric(&m, "spooled")), (2, 2), "{m}");
     eprintln!("VmHWM before the 40 MiB uploads: {before} KiB; grew by {grew_mib} MiB");
     assert!(grew_mib < 16, "Sluice's peak memory grew by {grew_mib} MiB for a 40 MiB upload");
     assert_eq!(spool_files(spool.path()), 0);

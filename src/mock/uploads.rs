@@ -1,8 +1,10 @@
 //! The mock server's multipart and resource routes: the audio uploads
 //! (`/v1/audio/transcriptions`, `/v1/audio/translations`), scanned as
 //! they arrive and never held ([`super::audio`]), and the Files and Batch
-//! APIs ([`super::files`]), whose files it keeps in memory. Faults and
-//! delays do not apply to these routes.
+//! APIs ([`super::files`]), whose files it keeps in memory. On the audio
+//! routes the `429` and `500` faults (`x-mock-fault`, or the server's
+//! fail rate) answer after the whole upload was read, as a server that
+//! failed while transcribing; delays and the other faults do not apply.
 //!
 //! An audio upload is recorded (`/mock/stats`) with a summary of what was
 //! heard — `{"model":..,"filename":..,"size":..}` — in place of its body,
@@ -19,6 +21,7 @@ use http_body_util::{BodyExt, BodyStream, Limited};
 use hyper::body::Incoming;
 
 use super::body::MockBody;
+use super::faults::Fault;
 use super::files::Op;
 use super::server::{ServerState, error, respond};
 
@@ -47,6 +50,7 @@ pub(super) async fn answer(state: &Arc<ServerState>, route: Route, parts: Parts,
     super::stats::bump(&state.stats.requests_total);
     match route {
         Route::Audio { translate } => {
+            let fault = super::faults::Controls::from_headers(&parts.headers).fault.or_else(|| state.dice.roll());
             let chunks = BodyStream::new(body).filter_map(|f| async move {
                 match f {
                     Ok(f) => f.into_data().ok().map(Ok),
@@ -64,6 +68,20 @@ pub(super) async fn answer(state: &Arc<ServerState>, route: Route, parts: Parts,
                 Err(_) => String::new(),
             };
             state.stats.record(parts.method, parts.uri, parts.headers, &Bytes::from(summary));
+            match fault {
+                Some(f @ Fault::RateLimit) => {
+                    state.stats.fault(f);
+                    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Rate limit reached (mock).", "requests", None);
+                    r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(state.opts.retry_after_s));
+                    return r;
+                }
+                Some(f @ Fault::ServerError) => {
+                    state.stats.fault(f);
+                    let message = "The server had an error while processing your request (mock fault).";
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, message, "server_error", None);
+                }
+                _ => {}
+            }
             match heard.and_then(|h| super::audio::answer(&h, translate)) {
                 Ok((b, ct)) => respond(StatusCode::OK, HeaderValue::from_static(ct), MockBody::full(b)),
                 Err(e) => error(StatusCode::BAD_REQUEST, &e, "invalid_request_error", None),

@@ -79,6 +79,8 @@ pub async fn receive(
     let mut prefix = BytesMut::new();
     let mut fields = Vec::new();
     let mut model = None;
+    // Did `model` come before any file part (then the rest can be relayed live)?
+    let mut model_first = false;
     let mut file: Option<FileInfo> = None;
     let mut spool: Option<(tokio::fs::File, tempfile::TempPath)> = None;
     let mut size = 0u64;
@@ -94,7 +96,10 @@ pub async fn receive(
         scanner.feed(&chunk, &mut parts).map_err(|e| malformed(&e.0))?;
         for p in parts.drain(..) {
             match p {
-                Part::Field { name, value, span } if name == "model" => model = Some((value, span)),
+                Part::Field { name, value, span } if name == "model" => {
+                    model_first = file.is_none();
+                    model = Some((value, span));
+                }
                 Part::Field { name, value, .. } => fields.push((name, value)),
                 Part::FileStart { filename, .. } => file = Some(FileInfo { filename, size: None }),
                 Part::FileEnd { span, .. } => {
@@ -108,15 +113,16 @@ pub async fn receive(
             Some((f, _)) => f.write_all(&chunk).await.map_err(spool_error)?,
             None => {
                 prefix.extend_from_slice(&chunk);
-                if model.is_some() && file.is_none() {
+                if model.is_some() && model_first {
                     // Routable, and nothing large read yet: relay the rest as it comes.
+                    metrics::counter!(crate::metrics::UPLOADS_TOTAL, "mode" => "live").increment(1);
                     let rest = live(payload, size, limits.clone(), failure.clone());
                     let mut u =
                         Upload::new(content_type, Source::Live { prefix: prefix.freeze(), rest }, declared, failure);
                     (u.model, u.fields, u.file) = (model, fields, file);
                     return Ok(u);
                 }
-                if file.is_some() || prefix.len() > MAX_PREFIX {
+                if (file.is_some() && !model_first) || prefix.len() > MAX_PREFIX {
                     let (f, path) = tempfile::Builder::new()
                         .prefix("sluice-upload-")
                         .tempfile_in(&limits.spool_dir)
@@ -137,10 +143,14 @@ pub async fn receive(
     let source = match spool {
         Some((mut f, path)) => {
             f.flush().await.map_err(spool_error)?;
+            metrics::counter!(crate::metrics::UPLOADS_TOTAL, "mode" => "spooled").increment(1);
             Source::Spool { path: Rc::new(path), len: size }
         }
         // The whole body was small and in memory (a field-only form).
-        None => Source::Live { prefix: prefix.freeze(), rest: futures_util::stream::empty().boxed_local() },
+        None => {
+            metrics::counter!(crate::metrics::UPLOADS_TOTAL, "mode" => "live").increment(1);
+            Source::Live { prefix: prefix.freeze(), rest: futures_util::stream::empty().boxed_local() }
+        }
     };
     let mut u = Upload::new(content_type, source, Some(size), failure);
     (u.model, u.fields, u.file) = (model, fields, file);
