@@ -38,6 +38,7 @@ name = "up"
 kind = "openai"
 base_url = "http://{mock}/v1"
 api_key = "${{UPSTREAM_KEY}}"
+warm_connections = 0
 
 [[providers]]
 name = "flaky"
@@ -293,6 +294,33 @@ async fn a_client_leaving_mid_upload_leaves_no_spool_file() {
     wait_until(Duration::from_secs(10), || spool_files(&dir) == 1).await;
     drop(s);
     wait_until(Duration::from_secs(10), || spool_files(&dir) == 0).await;
+    gw.shutdown();
+}
+
+#[tokio::test]
+async fn a_client_leaving_a_live_upload_ends_the_upstream_request() {
+    let spool = tempfile::tempdir().unwrap();
+    let (mock, flaky) = (start_mock(), flaky_mock());
+    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
+    let body = form(Some("transcribe"), 900_000, true, &[]);
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
+         content-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..300_000]).await.unwrap();
+    // The upstream request is under way (`up` opens no warm-up connection,
+    // so this is the upload, its body arriving at the mock)...
+    wait_until(Duration::from_secs(10), || mock.stats().requests_total == 1).await;
+    drop(s);
+    // ...and ends with the client: the mock sees the upload cut off, nothing hangs.
+    wait_until(Duration::from_secs(10), || {
+        mock.stats().recent.iter().any(|r| r.path == "/v1/audio/transcriptions" && r.body.is_empty())
+    })
+    .await;
+    assert_eq!(spool_files(spool.path()), 0, "a live upload is never spooled");
     gw.shutdown();
 }
 
