@@ -182,4 +182,9 @@ fn official_node_sdk_uploads_files_and_batches() {
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_node_uploads.mjs"))
         .args([gw.url("/v1"), CLIENT_KEY.into(), "whisper".into(), "files-up".into()]);
     run(cmd, "Node SDK uploads check");
+    // `{ file, model }`: the Node SDK writes the file first, so Sluice spooled it.
+    // (No other test of this binary spools: the Python SDK sends `model` first.)
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let metrics = rt.block_on(async { client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap() });
+    assert!(metrics.lines().any(|l| l.starts_with("sluice_uploads_total{mode=\"spooled\"}")), "{metrics}");
 }
