@@ -369,3 +369,52 @@ async fn a_40_mib_upload_passes_without_sluice_holding_it() {
     assert_eq!(spool_files(spool.path()), 0);
     p.stop();
 }
+
+#[tokio::test]
+async fn a_40_mib_file_goes_up_and_comes_back_without_sluice_holding_it() {
+    const SIZE: usize = 40 << 20;
+    let mock = start_mock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let cfg = format!(
+        "[server]\nworkers = 1\n\n\
+         [[providers]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\napi_key = \"k-upstream-1\"\nfiles = true\n\n\
+         [[models]]\nname = \"m\"\ndeployments = [{{ provider = \"up\", model = \"m\" }}]\n\n\
+         [[keys]]\nname = \"t\"\nkey = \"{CLIENT_KEY}\"\n",
+        mock.addr()
+    );
+    std::fs::write(&path, cfg).unwrap();
+    let p = SluiceProcess::spawn(&path);
+    p.wait_ready(false).await;
+    let file = |size: usize| {
+        let mut b = format!(
+            "--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{BOUNDARY}\r\n\
+             content-disposition: form-data; name=\"file\"; filename=\"big.jsonl\"\r\n\r\n"
+        )
+        .into_bytes();
+        b.extend((0..size).map(|i| b'a' + (i % 26) as u8));
+        b.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        b
+    };
+    let round_trip = |size: usize| {
+        let url = p.url("/v1/files");
+        let body = file(size);
+        async move {
+            let r = upload(&url, body).await;
+            assert_eq!(r.status(), 200);
+            let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+            let r = client().get(format!("{url}/{id}/content")).bearer_auth(CLIENT_KEY).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let got = r.bytes().await.unwrap();
+            assert_eq!(got.len(), size);
+            assert!(got.iter().enumerate().all(|(i, b)| *b == b'a' + (i % 26) as u8), "the content came back intact");
+        }
+    };
+    round_trip(1000).await;
+    let before = vm_hwm_kib(p.pid());
+    round_trip(SIZE).await;
+    let grew_mib = (vm_hwm_kib(p.pid()) - before) / 1024;
+    eprintln!("VmHWM before the 40 MiB file: {before} KiB; grew by {grew_mib} MiB");
+    assert!(grew_mib < 16, "Sluice's peak memory grew by {grew_mib} MiB for a 40 MiB file up and down");
+    p.stop();
+}
