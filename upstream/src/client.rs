@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Uri};
-use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Either, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -34,7 +33,7 @@ type Connector = HttpsConnector<CountingConnector<HttpConnector>>;
 
 /// hyper's request body: whole, or streamed through a channel
 /// ([`UpstreamClient::send_streamed`]).
-pub(crate) type HyperBody = Either<Full<Bytes>, Channel<Bytes, crate::BodyAbort>>;
+pub(crate) type HyperBody = Either<Full<Bytes>, crate::streamed::PulledBody>;
 
 /// One request to send upstream.
 pub struct Outgoing<'a> {

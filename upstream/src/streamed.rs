@@ -4,7 +4,12 @@
 //! Both transports take the same [`StreamedBody`]: the inline HTTP/1.1
 //! client writes each chunk to the socket as it comes (length-delimited
 //! when the length is known, else chunked); hyper reads it through a
-//! bounded channel that this task fills while hyper sends.
+//! bounded channel that this task fills while hyper sends. Either way the
+//! source is first read once the request's head is on its way: a request
+//! whose connection failed has read none of it (the caller may still send
+//! the body elsewhere).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -12,7 +17,7 @@ use futures_util::future::{Either as Raced, select};
 use futures_util::stream::LocalBoxStream;
 use http::{HeaderName, HeaderValue, Method, Uri};
 use http_body_util::Either;
-use http_body_util::channel::Channel;
+use hyper::body::{Frame, SizeHint};
 
 use crate::client::{SendError, Transport, UpstreamClient, UpstreamResponse, classify, hyper_response};
 use crate::h1::H1Error;
@@ -37,10 +42,35 @@ pub struct StreamedRequest<'a> {
     pub body: StreamedBody,
 }
 
-/// Why a streamed body stopped: the error hyper's channel body carries.
+/// Why a streamed body stopped: the error hyper's body carries.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BodyAbort(pub String);
+
+/// hyper's side of a streamed body: chunks from the task that reads the
+/// source, which waits for the first poll (`pulled`) before reading it.
+pub(crate) struct PulledBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, BodyAbort>>,
+    pulled: std::sync::Arc<tokio::sync::Notify>,
+    len: Option<u64>,
+}
+
+impl hyper::body::Body for PulledBody {
+    type Data = Bytes;
+    type Error = BodyAbort;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BodyAbort>>> {
+        self.pulled.notify_one();
+        self.rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.len.map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
 
 impl UpstreamClient {
     /// Send a request whose body is streamed from its source (an upload),
@@ -67,8 +97,10 @@ impl UpstreamClient {
             }
             Transport::Hyper(client) => {
                 // Two chunks in flight: the channel is the only buffer.
-                let (mut tx, channel) = Channel::new(2);
-                let mut r = http::Request::new(Either::Right(channel));
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                let pulled = Arc::new(tokio::sync::Notify::new());
+                let body = PulledBody { rx, pulled: pulled.clone(), len: req.body.len };
+                let mut r = http::Request::new(Either::Right(body));
                 *r.method_mut() = req.method.clone();
                 *r.uri_mut() = req.uri.clone();
                 let h = r.headers_mut();
@@ -82,17 +114,12 @@ impl UpstreamClient {
                 // This task feeds the channel while hyper sends: the source
                 // may be `!Send` (the client's own upload).
                 let pump = Box::pin(async move {
+                    // Not before hyper asks for the body: its connection is made.
+                    pulled.notified().await;
                     while let Some(c) = chunks.next().await {
-                        match c {
-                            Ok(b) => {
-                                if tx.send_data(b).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                tx.abort(BodyAbort(e));
-                                return;
-                            }
+                        let failed = c.is_err();
+                        if tx.send(c.map_err(BodyAbort)).await.is_err() || failed {
+                            return;
                         }
                     }
                 });
@@ -201,6 +228,29 @@ mod tests {
             let req = StreamedRequest { method: Method::POST, uri: &uri, headers: &[], body: body(None, false) };
             let got = read(c.send_streamed(req).await.unwrap()).await;
             assert_eq!(got, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n", "inline_h1={inline_h1}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_reads_none_of_the_source() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        for inline_h1 in [true, false] {
+            let (c, uri) = client(port, inline_h1);
+            let touched = std::rc::Rc::new(std::cell::Cell::new(false));
+            let t = touched.clone();
+            let chunks = futures_util::stream::once(async move {
+                t.set(true);
+                Ok(Bytes::from_static(b"x"))
+            })
+            .boxed_local();
+            let req = StreamedRequest {
+                method: Method::POST,
+                uri: &uri,
+                headers: &[],
+                body: StreamedBody { chunks, len: Some(1) },
+            };
+            assert!(matches!(c.send_streamed(req).await, Err(SendError::Connect(_))), "inline_h1={inline_h1}");
+            assert!(!touched.get(), "inline_h1={inline_h1}: the source was read for a request that never connected");
         }
     }
 
