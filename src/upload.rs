@@ -53,22 +53,11 @@ pub enum Source {
     Spool { path: Rc<TempPath>, len: u64 },
 }
 
-/// A file part, as far as the scan saw it.
-#[derive(Debug, Clone, Default)]
-pub struct FileInfo {
-    pub filename: String,
-    /// Known once the whole body has been read (a spooled upload).
-    pub size: Option<u64>,
-}
-
 pub struct Upload {
     /// The client's `content-type` (with its boundary), sent on unchanged.
     pub content_type: HeaderValue,
     /// The `model` field's value and its byte range in the body.
     pub model: Option<(String, Range<u64>)>,
-    /// The other text fields read before routing (`response_format`, `purpose`, ...).
-    pub fields: Vec<(String, String)>,
-    pub file: Option<FileInfo>,
     /// The body's length, when known (declared by the client, or spooled).
     pub len: Option<u64>,
     /// Shared with a live body handed out: taken from here only when the
@@ -91,30 +80,12 @@ impl Upload {
             Source::Spool { len, .. } => Some(*len),
             Source::Live { .. } => len,
         };
-        Upload {
-            content_type,
-            model: None,
-            fields: Vec::new(),
-            file: None,
-            len,
-            source: Rc::new(RefCell::new(Some(source))),
-            failure,
-        }
-    }
-
-    /// A text field read before routing.
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        Upload { content_type, model: None, len, source: Rc::new(RefCell::new(Some(source))), failure }
     }
 
     /// Can the body (still) be sent: spooled, or live and not yet taken?
     pub fn can_send(&self) -> bool {
         self.source.borrow().is_some()
-    }
-
-    /// Is it on disk (so fallbacks can send it again)?
-    pub fn replayable(&self) -> bool {
-        matches!(&*self.source.borrow(), Some(Source::Spool { .. }))
     }
 
     /// The body to send, with the `model` field's value replaced by

@@ -32,6 +32,7 @@ pub const PROVIDER_HEADER: &str = "x-sluice-provider";
 pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoint: Endpoint) -> HttpResponse {
     let metrics = state.gateway.upstreams.metrics.clone();
     let mut rec = Record::new(endpoint, ingress::request_id(&req), metrics);
+    rec.observe(state.gateway.telemetry.as_ref(), req.headers());
     match steps(state, &req, payload, &mut rec).await {
         Ok((reply, provider)) => {
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);

@@ -27,14 +27,14 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::GatewayError;
 use crate::multipart::{Part, Scanner};
-use crate::upload::{Failure, FileInfo, Source, Upload};
+use crate::upload::{Failure, Source, Upload};
 
 /// The most bytes kept in memory while looking for `model`; past it, the
 /// body is spooled to disk.
 const MAX_PREFIX: usize = 256 * 1024;
 
-/// The fields read on the way (the rest pass through unread).
-const FIELDS: &[&str] = &["model", "response_format", "purpose"];
+/// The field read on the way (the rest pass through unread).
+const FIELDS: &[&str] = &["model"];
 
 /// Limits of one upload route.
 #[derive(Clone)]
@@ -77,11 +77,10 @@ pub async fn receive(
     let mut scanner = Scanner::new(&boundary, FIELDS);
     let mut parts = Vec::new();
     let mut prefix = BytesMut::new();
-    let mut fields = Vec::new();
     let mut model = None;
     // Did `model` come before any file part (then the rest can be relayed live)?
     let mut model_first = false;
-    let mut file: Option<FileInfo> = None;
+    let mut file_seen = false;
     let mut spool: Option<(tokio::fs::File, tempfile::TempPath)> = None;
     let mut size = 0u64;
     loop {
@@ -97,16 +96,12 @@ pub async fn receive(
         for p in parts.drain(..) {
             match p {
                 Part::Field { name, value, span } if name == "model" => {
-                    model_first = file.is_none();
+                    model_first = !file_seen;
                     model = Some((value, span));
                 }
-                Part::Field { name, value, .. } => fields.push((name, value)),
-                Part::FileStart { filename, .. } => file = Some(FileInfo { filename, size: None }),
-                Part::FileEnd { span, .. } => {
-                    if let Some(f) = &mut file {
-                        f.size = Some(span.end - span.start);
-                    }
-                }
+                Part::Field { .. } => {}
+                Part::FileStart { .. } => file_seen = true,
+                Part::FileEnd { .. } => {}
             }
         }
         match &mut spool {
@@ -119,10 +114,10 @@ pub async fn receive(
                     let rest = live(payload, size, limits.clone(), failure.clone());
                     let mut u =
                         Upload::new(content_type, Source::Live { prefix: prefix.freeze(), rest }, declared, failure);
-                    (u.model, u.fields, u.file) = (model, fields, file);
+                    u.model = model;
                     return Ok(u);
                 }
-                if (file.is_some() && !model_first) || prefix.len() > MAX_PREFIX {
+                if file_seen || prefix.len() > MAX_PREFIX {
                     let (f, path) = tempfile::Builder::new()
                         .prefix("sluice-upload-")
                         .tempfile_in(&limits.spool_dir)
@@ -153,7 +148,7 @@ pub async fn receive(
         }
     };
     let mut u = Upload::new(content_type, source, Some(size), failure);
-    (u.model, u.fields, u.file) = (model, fields, file);
+    u.model = model;
     Ok(u)
 }
 
