@@ -8,7 +8,10 @@
 /// token counters, Anthropic's `count_tokens` and OpenAI's
 /// `responses/input_tokens`, answered by an upstream that has them or
 /// estimated with the tokenizer. Besides, OpenAI's other JSON routes
-/// (images, moderations, speech), served by `openai`-kind deployments only.
+/// (images, moderations, speech), served by `openai`-kind deployments only;
+/// the audio uploads (transcriptions, translations: multipart bodies routed
+/// by their `model` field); and the Files and Batch APIs, which name no
+/// model and go to a provider instead (`x-sluice-provider`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Chat,
@@ -27,6 +30,14 @@ pub enum Endpoint {
     Moderations,
     /// `POST /v1/audio/speech`: the answer is audio, not JSON.
     Speech,
+    /// `POST /v1/audio/transcriptions` (multipart).
+    Transcriptions,
+    /// `POST /v1/audio/translations` (multipart).
+    Translations,
+    /// `/v1/files…`: no model; routed to a provider.
+    Files,
+    /// `/v1/batches…`: no model; routed to a provider.
+    Batches,
 }
 
 /// The wire protocol a client of an endpoint speaks: what its answers,
@@ -43,7 +54,7 @@ pub enum ClientProtocol {
 
 impl Endpoint {
     /// Every endpoint, in [`Endpoint::index`] order.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Chat,
         Endpoint::Completions,
         Endpoint::Embeddings,
@@ -54,6 +65,10 @@ impl Endpoint {
         Endpoint::Images,
         Endpoint::Moderations,
         Endpoint::Speech,
+        Endpoint::Transcriptions,
+        Endpoint::Translations,
+        Endpoint::Files,
+        Endpoint::Batches,
     ];
 
     /// Position in [`Endpoint::ALL`] (per-route metric slots).
@@ -69,6 +84,10 @@ impl Endpoint {
             Endpoint::Images => 7,
             Endpoint::Moderations => 8,
             Endpoint::Speech => 9,
+            Endpoint::Transcriptions => 10,
+            Endpoint::Translations => 11,
+            Endpoint::Files => 12,
+            Endpoint::Batches => 13,
         }
     }
 
@@ -85,6 +104,10 @@ impl Endpoint {
             Endpoint::Images => "/images/generations",
             Endpoint::Moderations => "/moderations",
             Endpoint::Speech => "/audio/speech",
+            Endpoint::Transcriptions => "/audio/transcriptions",
+            Endpoint::Translations => "/audio/translations",
+            Endpoint::Files => "/files",
+            Endpoint::Batches => "/batches",
         }
     }
 
@@ -101,6 +124,10 @@ impl Endpoint {
             Endpoint::Images => "images",
             Endpoint::Moderations => "moderations",
             Endpoint::Speech => "speech",
+            Endpoint::Transcriptions => "transcriptions",
+            Endpoint::Translations => "translations",
+            Endpoint::Files => "files",
+            Endpoint::Batches => "batches",
         }
     }
 
@@ -112,7 +139,11 @@ impl Endpoint {
             | Endpoint::InputTokens
             | Endpoint::Images
             | Endpoint::Moderations
-            | Endpoint::Speech => ClientProtocol::OpenAi,
+            | Endpoint::Speech
+            | Endpoint::Transcriptions
+            | Endpoint::Translations
+            | Endpoint::Files
+            | Endpoint::Batches => ClientProtocol::OpenAi,
             Endpoint::Messages | Endpoint::CountTokens => ClientProtocol::Anthropic,
             Endpoint::Responses => ClientProtocol::Responses,
         }
@@ -126,7 +157,11 @@ impl Endpoint {
             | Endpoint::InputTokens
             | Endpoint::Images
             | Endpoint::Moderations
-            | Endpoint::Speech => false,
+            | Endpoint::Speech
+            | Endpoint::Transcriptions
+            | Endpoint::Translations
+            | Endpoint::Files
+            | Endpoint::Batches => false,
         }
     }
 
@@ -143,7 +178,11 @@ impl Endpoint {
             | Endpoint::InputTokens
             | Endpoint::Images
             | Endpoint::Moderations
-            | Endpoint::Speech => false,
+            | Endpoint::Speech
+            | Endpoint::Transcriptions
+            | Endpoint::Translations
+            | Endpoint::Files
+            | Endpoint::Batches => false,
         }
     }
 
@@ -151,13 +190,38 @@ impl Endpoint {
     /// when the upstream reports no usage? (An embedding, image, verdict
     /// or sound does not: only the prompt is counted then.)
     pub fn answers_text(self) -> bool {
-        !matches!(self, Endpoint::Embeddings | Endpoint::Images | Endpoint::Moderations | Endpoint::Speech)
+        !matches!(
+            self,
+            Endpoint::Embeddings
+                | Endpoint::Images
+                | Endpoint::Moderations
+                | Endpoint::Speech
+                | Endpoint::Transcriptions
+                | Endpoint::Translations
+                | Endpoint::Files
+                | Endpoint::Batches
+        )
     }
 
     /// OpenAI's routes that only `openai`-kind deployments (and the
     /// built-in mock) serve: there is nothing to translate them to.
     pub fn openai_only(self) -> bool {
-        matches!(self, Endpoint::Images | Endpoint::Moderations | Endpoint::Speech)
+        matches!(
+            self,
+            Endpoint::Images
+                | Endpoint::Moderations
+                | Endpoint::Speech
+                | Endpoint::Transcriptions
+                | Endpoint::Translations
+                | Endpoint::Files
+                | Endpoint::Batches
+        )
+    }
+
+    /// A `multipart/form-data` upload routed by its `model` field
+    /// (`crate::upload`), never read whole into memory.
+    pub fn multipart(self) -> bool {
+        matches!(self, Endpoint::Transcriptions | Endpoint::Translations)
     }
 
     /// A token counter: it spends no tokens, and is estimated where no
@@ -182,6 +246,8 @@ impl Endpoint {
             Endpoint::Images => &[("prompt", &[JsonType::String])],
             Endpoint::Moderations => &[("input", &[JsonType::String, JsonType::Array])],
             Endpoint::Speech => &[("input", &[JsonType::String]), ("voice", &[JsonType::String, JsonType::Object])],
+            // Not JSON: read by `crate::multipart`, or not read at all.
+            Endpoint::Transcriptions | Endpoint::Translations | Endpoint::Files | Endpoint::Batches => &[],
         }
     }
 
@@ -197,7 +263,11 @@ impl Endpoint {
             | Endpoint::CountTokens
             | Endpoint::Images
             | Endpoint::Moderations
-            | Endpoint::Speech => &[],
+            | Endpoint::Speech
+            | Endpoint::Transcriptions
+            | Endpoint::Translations
+            | Endpoint::Files
+            | Endpoint::Batches => &[],
         }
     }
 }

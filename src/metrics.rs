@@ -40,6 +40,7 @@ pub const RETRY_AFTER_INVALID: &str = "sluice_upstream_retry_after_invalid_total
 pub const ALL_UNHEALTHY: &str = "sluice_all_unhealthy_total";
 pub const CONTENT_FILTERED_TOTAL: &str = "sluice_content_filtered_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
+pub const UPLOADS_TOTAL: &str = "sluice_uploads_total";
 
 /// Count an answer a provider's content filter acted on. Rare, so the
 /// labels are built per call rather than pre-registered.
@@ -138,6 +139,10 @@ fn describe() {
     describe_counter!(
         ALL_UNHEALTHY,
         "Requests that found no deployment of their model or its fallbacks admitted, by model and what Sluice did (tried_one, waited, fail_fast, rate_limited)."
+    );
+    describe_counter!(
+        UPLOADS_TOTAL,
+        "Audio uploads by how they went upstream: relayed live, or spooled to disk first."
     );
     describe_counter!(
         "sluice_upstream_resends_total",

@@ -130,3 +130,61 @@ fn official_anthropic_python_sdk_works_unchanged() {
     ]);
     run(cmd, "Anthropic Python SDK check");
 }
+
+/// The vendor config plus `files-up`, an OpenAI-compatible provider that
+/// serves files (the built-in `local` mock, first, is the default one),
+/// and `whisper`, an audio model upstream.
+fn uploads_config(mock: std::net::SocketAddr) -> String {
+    vendor_config(
+        mock,
+        &format!(
+            r#"
+[[providers]]
+name = "files-up"
+kind = "openai"
+base_url = "http://{mock}/v1"
+api_key = "${{UPSTREAM_KEY}}"
+files = true
+
+[[models]]
+name = "whisper"
+deployments = [{{ provider = "up", model = "whisper-1" }}]
+"#
+        ),
+    )
+}
+
+#[test]
+#[ignore = "needs the OpenAI Python SDK: ./scripts/test installs it and runs this"]
+fn official_python_sdk_uploads_files_and_batches() {
+    let python = python_with("openai");
+    let mock = start_mock();
+    let gw = Gateway::start(&uploads_config(mock.addr()));
+    let mut cmd = Command::new(python);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_python_uploads.py")).args([
+        gw.url("/v1"),
+        CLIENT_KEY.to_string(),
+        "whisper".to_string(),
+        "files-up".to_string(),
+    ]);
+    run(cmd, "Python SDK uploads check");
+    assert!(mock.stats().recent.iter().any(|r| r.path == "/v1/batches"), "files-up served a batch upstream");
+}
+
+#[test]
+#[ignore = "needs node and the OpenAI Node SDK: ./scripts/test installs them and runs this"]
+fn official_node_sdk_uploads_files_and_batches() {
+    let modules = required_env("SLUICE_SDK_NODE_MODULES", "the OpenAI Node SDK (a node_modules holding `openai`)");
+    let mock = start_mock();
+    let gw = Gateway::start(&uploads_config(mock.addr()));
+    let mut cmd = Command::new("node");
+    cmd.env("SLUICE_SDK_NODE_MODULES", modules)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_node_uploads.mjs"))
+        .args([gw.url("/v1"), CLIENT_KEY.into(), "whisper".into(), "files-up".into()]);
+    run(cmd, "Node SDK uploads check");
+    // `{ file, model }`: the Node SDK writes the file first, so Sluice spooled it.
+    // (No other test of this binary spools: the Python SDK sends `model` first.)
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let metrics = rt.block_on(async { client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap() });
+    assert!(metrics.lines().any(|l| l.starts_with("sluice_uploads_total{mode=\"spooled\"}")), "{metrics}");
+}

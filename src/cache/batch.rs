@@ -279,6 +279,7 @@ impl Job {
             timeouts: Timeouts::default(),
             reasoning: false,
             turn: None,
+            upload: None,
             // Several requests share this call: it belongs to no one trace.
             obs: None,
             trace_headers: None,

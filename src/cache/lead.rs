@@ -95,6 +95,7 @@ impl Lead {
             timeouts: Timeouts::default(),
             reasoning: false,
             turn: None,
+            upload: None,
             obs: self.obs.as_deref(),
             trace_headers: None,
         };

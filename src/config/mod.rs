@@ -158,8 +158,16 @@ pub struct ServerConfig {
     pub client_disconnect_timeout_ms: u64,
     /// How long an idle keep-alive connection is kept; 0 turns keep-alive off.
     pub keep_alive_ms: u64,
-    /// How long a client has to send a request's whole body (408 after).
+    /// How long a client has to send a request's whole body (408 after);
+    /// for uploads, the longest wait for the body's next piece.
     pub body_read_timeout_ms: u64,
+    /// The largest audio upload (`/v1/audio/transcriptions`, `translations`).
+    pub max_upload_bytes: u64,
+    /// The largest `/v1/files` upload.
+    pub max_file_bytes: u64,
+    /// Where an upload whose `model` field comes after its file is kept
+    /// until it has all arrived (the system's temporary directory by default).
+    pub spool_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +210,9 @@ pub struct ProviderConfig {
     /// `/v1/responses` goes there as the client wrote it, instead of being
     /// translated to chat (only for `kind = "openai"`).
     pub responses: bool,
+    /// The upstream serves OpenAI's Files and Batch APIs (`/v1/files`,
+    /// `/v1/batches`; only for `kind = "openai"`; the mock always does).
+    pub files: bool,
     /// Azure, Bedrock or Vertex settings (only for those kinds).
     pub cloud: CloudConfig,
     /// Bedrock and Vertex: the environment their credential chain reads, as loaded.

@@ -24,6 +24,10 @@ pub mod defaults {
     pub const CLIENT_DISCONNECT_TIMEOUT_MS: i64 = 1_000;
     pub const KEEP_ALIVE_MS: i64 = 75_000;
     pub const BODY_READ_TIMEOUT_MS: i64 = 30_000;
+    /// OpenAI's own limit on audio files.
+    pub const MAX_UPLOAD_BYTES: i64 = 25 * 1024 * 1024;
+    /// OpenAI's own limit on files (`/v1/files`).
+    pub const MAX_FILE_BYTES: i64 = 512 * 1024 * 1024;
 
     pub const MAX_CONNECTIONS: i64 = 256;
     pub const CONNECT_TIMEOUT_MS: i64 = 2_000;
@@ -275,6 +279,9 @@ pub struct RawServer {
     pub client_disconnect_timeout_ms: Option<i64>,
     pub keep_alive_ms: Option<i64>,
     pub body_read_timeout_ms: Option<i64>,
+    pub max_upload_bytes: Option<i64>,
+    pub max_file_bytes: Option<i64>,
+    pub spool_dir: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +306,7 @@ pub struct RawProvider {
     pub mock: Option<RawMock>,
     pub anthropic: Option<RawAnthropic>,
     pub responses: Option<bool>,
+    pub files: Option<bool>,
     pub azure: Option<RawAzure>,
     pub bedrock: Option<RawBedrock>,
     pub vertex: Option<RawVertex>,

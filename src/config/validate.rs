@@ -213,6 +213,24 @@ fn server(c: &mut Checker, s: RawServer) -> ServerConfig {
             defaults::BODY_READ_TIMEOUT_MS,
             1,
         ),
+        max_upload_bytes: c.u64("server.max_upload_bytes", s.max_upload_bytes, defaults::MAX_UPLOAD_BYTES, 1, ""),
+        max_file_bytes: c.u64("server.max_file_bytes", s.max_file_bytes, defaults::MAX_FILE_BYTES, 1, ""),
+        spool_dir: spool_dir(c, s.spool_dir),
+    }
+}
+
+/// `server.spool_dir`: an existing directory (the system's temporary one by default).
+fn spool_dir(c: &mut Checker, v: Option<Text>) -> std::path::PathBuf {
+    match v {
+        Some(t) if t.unresolved => std::env::temp_dir(),
+        Some(t) => {
+            let p = std::path::PathBuf::from(&t.value);
+            if !p.is_dir() {
+                c.err("server.spool_dir", format!("`{}` is not a directory", t.value));
+            }
+            p
+        }
+        None => std::env::temp_dir(),
     }
 }
 

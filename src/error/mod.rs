@@ -77,8 +77,8 @@ pub enum GatewayError {
     /// A stored Response (`/v1/responses/{id}`, `previous_response_id`) this key does not have.
     #[error("{} with id '{id}' not found.", if param.is_some() { "Previous response" } else { "Response" })]
     ResponseNotFound { id: String, param: Option<&'static str> },
-    #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`server.max_body_bytes`).")]
-    PayloadTooLarge { size: u64, limit: usize },
+    #[error("Request body of {size} bytes is larger than the limit of {limit} bytes (`{setting}`).")]
+    PayloadTooLarge { size: u64, limit: usize, setting: &'static str },
     #[error(
         "The request body did not arrive within {ms} ms (`server.body_read_timeout_ms`); {received} bytes came in time."
     )]
@@ -128,7 +128,9 @@ pub enum GatewayError {
 pub const ROUTES_SERVED: &str = "POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings, \
 GET /v1/models, POST /v1/responses, GET|DELETE /v1/responses/{id}, POST /v1/responses/input_tokens, \
 POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/images/generations, POST /v1/moderations, \
-POST /v1/audio/speech, GET /health, GET /ready, GET /metrics, GET /status";
+POST /v1/audio/speech, POST /v1/audio/transcriptions, POST /v1/audio/translations, POST|GET /v1/files, \
+GET|DELETE /v1/files/{id}, GET /v1/files/{id}/content, POST|GET /v1/batches, GET /v1/batches/{id}, \
+POST /v1/batches/{id}/cancel, GET /health, GET /ready, GET /metrics, GET /status";
 
 impl GatewayError {
     pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {

@@ -1,7 +1,9 @@
-//! OpenAI's other JSON routes, `POST /v1/images/generations`,
-//! `/v1/moderations` and `/v1/audio/speech`: proxied through the request
-//! pipeline to `openai`-kind deployments (and the built-in mock), with
-//! auth, model access, limits, fallbacks, spend and metrics as for chat.
+//! OpenAI's other routes, `POST /v1/images/generations`,
+//! `/v1/moderations` and `/v1/audio/speech`, and the audio uploads
+//! `/v1/audio/transcriptions` and `/v1/audio/translations` (multipart,
+//! streamed through): proxied through the request pipeline to
+//! `openai`-kind deployments (and the built-in mock), with auth, model
+//! access, limits, fallbacks, spend and metrics as for chat.
 
 use actix_web::web::Payload;
 use actix_web::{HttpRequest, HttpResponse};
@@ -16,6 +18,14 @@ pub async fn images(state: WorkerState, req: HttpRequest, payload: Payload) -> H
 
 pub async fn moderations(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
     request::run(&state, req, payload, Endpoint::Moderations).await
+}
+
+pub async fn transcriptions(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
+    request::run(&state, req, payload, Endpoint::Transcriptions).await
+}
+
+pub async fn translations(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
+    request::run(&state, req, payload, Endpoint::Translations).await
 }
 
 pub async fn speech(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {

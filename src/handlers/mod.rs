@@ -6,6 +6,7 @@ pub mod chat;
 pub mod completions;
 pub mod dashboard;
 pub mod embeddings;
+pub mod files;
 pub mod health;
 pub mod media;
 pub mod messages;

@@ -6,7 +6,9 @@
 //! the Responses API's `POST /v1/responses` and
 //! `POST /v1/responses/input_tokens` (see `responses`), Anthropic's
 //! `POST /v1/messages` (with `thinking` blocks when asked) and
-//! `POST /v1/messages/count_tokens`, Gemini's
+//! `POST /v1/messages/count_tokens`, the audio uploads
+//! `POST /v1/audio/transcriptions` and `/v1/audio/translations` and the
+//! Files and Batch APIs (`/v1/files…`, `/v1/batches…`; see `uploads`), Gemini's
 //! `POST /v1beta/models/{model}:generateContent` and
 //! `:streamGenerateContent?alt=sse` (see `vendors`),
 //! plus inspection routes that are neither counted nor recorded:
@@ -28,10 +30,12 @@
 //! model. Answers come from [`generate`], which the gateway's in-process
 //! `mock` provider reuses.
 
+pub(crate) mod audio;
 mod body;
 pub mod cloud_api;
 pub mod clouds;
 mod faults;
+pub(crate) mod files;
 pub mod generate;
 mod hostile;
 mod id;
@@ -44,6 +48,7 @@ mod server;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod uploads;
 pub(crate) mod vendors;
 
 use std::net::{SocketAddr, TcpListener};
@@ -132,6 +137,7 @@ impl MockServer {
             dice,
             hostile: std::sync::RwLock::new(opts_hostile),
             clouds,
+            files: Default::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut server = MockServer { addr, state, stop, threads: Vec::with_capacity(workers) };

@@ -54,6 +54,8 @@ pub(crate) struct ServerState {
     pub hostile: std::sync::RwLock<Option<Hostile>>,
     /// The clouds' identities and credentials (`cloud_api`).
     pub clouds: super::cloud_api::MockClouds,
+    /// The Files and Batch APIs' store (`files`).
+    pub files: super::files::FileStore,
 }
 
 /// `fail_rate` and `faults`, readable without a lock when the rate is 0.
@@ -197,6 +199,10 @@ async fn answer(
     req: Request<Incoming>,
 ) -> Result<Response<MockBody>, Reset> {
     let (parts, body) = req.into_parts();
+    // Uploads are scanned as they arrive, not read whole first.
+    if let Some(r) = super::uploads::route(&parts.method, parts.uri.path()) {
+        return Ok(super::uploads::answer(state, r, parts, body).await);
+    }
     let controls = Controls::from_headers(&parts.headers);
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),

@@ -21,6 +21,8 @@ impl RequestObs {
             | Endpoint::InputTokens
             | Endpoint::Moderations
             | Endpoint::Speech => "input",
+            // Multipart, or no prompt at all: nothing to note.
+            Endpoint::Transcriptions | Endpoint::Translations | Endpoint::Files | Endpoint::Batches => return,
         };
         if let Ok(v) = sonic_rs::get(body, [field]) {
             self.response().input = Some(cut(v.as_raw_str(), limit).to_string());

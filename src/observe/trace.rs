@@ -112,6 +112,10 @@ pub fn operation(endpoint: Endpoint) -> &'static str {
         Endpoint::Images | Endpoint::Speech => "generate_content",
         Endpoint::CountTokens | Endpoint::InputTokens => "count_tokens",
         Endpoint::Moderations => "moderations",
+        Endpoint::Transcriptions => "transcriptions",
+        Endpoint::Translations => "translations",
+        Endpoint::Files => "files",
+        Endpoint::Batches => "batches",
     }
 }
 

@@ -99,7 +99,11 @@ impl Azure {
             | Endpoint::InputTokens
             | Endpoint::Images
             | Endpoint::Moderations
-            | Endpoint::Speech => return Err(super::unsupported(p, call)),
+            | Endpoint::Speech
+            | Endpoint::Transcriptions
+            | Endpoint::Translations
+            | Endpoint::Files
+            | Endpoint::Batches => return Err(super::unsupported(p, call)),
         };
         let url = az::url(&self.up.base, &self.api, call.upstream_model, op)
             .map_err(|e| GatewayError::Internal { detail: format!("provider `{}`: {e}", p.name) })?;

@@ -26,6 +26,8 @@ use crate::usage::Usage;
 pub struct MockProvider {
     cfg: MockProviderConfig,
     forward: HeaderForward,
+    /// The Files and Batch APIs' files and batches (in memory, per provider).
+    store: crate::mock::files::FileStore,
 }
 
 /// Longest delay a client may ask of the built-in mock.
@@ -33,7 +35,7 @@ const MAX_DELAY_MS: u64 = 60_000;
 
 impl MockProvider {
     pub fn new(cfg: MockProviderConfig, forward: HeaderForward) -> Self {
-        MockProvider { cfg, forward }
+        MockProvider { cfg, forward, store: Default::default() }
     }
 
     fn header_u64(&self, h: &HeaderMap, name: &str) -> Option<u64> {
@@ -85,12 +87,32 @@ impl MockProvider {
                 };
                 Ok(Reply::Complete { body, usage })
             }
-            // The other routes never reach this provider (`Provider::send`
-            // translates Messages and Responses to Chat first, and the
-            // mock serves no token counter).
-            Endpoint::Messages | Endpoint::Responses | Endpoint::CountTokens | Endpoint::InputTokens => {
-                Err(super::unsupported(p, call))
+            Endpoint::Transcriptions | Endpoint::Translations => {
+                let u = call.upload.ok_or_else(|| super::unsupported(p, call))?;
+                let body = u.body(Some(call.upstream_model)).ok_or_else(|| GatewayError::Internal {
+                    detail: "the upload was already relayed to another deployment".into(),
+                })?;
+                let ct = u.content_type.to_str().unwrap_or_default();
+                let heard = crate::mock::audio::hear(ct, body.chunks).await;
+                // The client's side failing cut the upload: answer that.
+                if let Some(f) = u.failure.take() {
+                    return Err(f.error());
+                }
+                let heard = heard.map_err(|e| GatewayError::invalid(e, None))?;
+                let (body, _) = crate::mock::audio::answer(&heard, call.endpoint == Endpoint::Translations)
+                    .map_err(|e| GatewayError::invalid(e, Some("response_format")))?;
+                let usage = crate::usage::from_body(&body).ok().flatten();
+                Ok(Reply::Complete { body, usage })
             }
+            // The other routes never reach this provider (`Provider::send`
+            // translates Messages and Responses to Chat first, the mock
+            // serves no token counter, and files go to `resource`).
+            Endpoint::Messages
+            | Endpoint::Responses
+            | Endpoint::CountTokens
+            | Endpoint::InputTokens
+            | Endpoint::Files
+            | Endpoint::Batches => Err(super::unsupported(p, call)),
             Endpoint::Chat | Endpoint::Completions => {
                 // Same body the openai provider would send: renamed model,
                 // usage requested on streams.
@@ -127,6 +149,50 @@ impl MockProvider {
                 }
             }
         }
+    }
+}
+
+impl MockProvider {
+    /// A Files or Batch API request, answered from this provider's store.
+    pub async fn resource(
+        &self,
+        call: super::resources::ResourceCall<'_>,
+    ) -> Result<super::resources::ResourceReply, GatewayError> {
+        use super::resources::{ResourceBody, ResourceReply};
+        let path = call.path.split('?').next().unwrap_or("");
+        let Some(op) = crate::mock::files::Op::route(call.method.as_str(), path) else {
+            return Err(GatewayError::RouteNotFound { method: call.method.to_string(), path: format!("/v1{path}") });
+        };
+        let (content_type, body) = match call.body {
+            ResourceBody::None => (String::new(), Bytes::new()),
+            ResourceBody::Json(b) => (String::new(), b),
+            ResourceBody::Upload(u) => {
+                // The mock keeps files in memory: the upload is read whole here.
+                let ct = u.content_type.to_str().unwrap_or_default().to_string();
+                let mut chunks =
+                    u.body(None).map(|b| b.chunks).unwrap_or_else(|| futures_util::stream::empty().boxed_local());
+                let mut all = bytes::BytesMut::new();
+                while let Some(c) = chunks.next().await {
+                    match c {
+                        Ok(c) => all.extend_from_slice(&c),
+                        Err(e) => {
+                            return Err(u.failure.take().map_or_else(|| GatewayError::invalid(e, None), |f| f.error()));
+                        }
+                    }
+                }
+                (ct, all.freeze())
+            }
+        };
+        let a = self.store.handle(&op, &content_type, &body);
+        if a.status >= 400 {
+            return Err(GatewayError::UpstreamStatus {
+                provider: "mock".into(),
+                upstream_status: a.status,
+                body: super::errors::map_status_error(super::errors::ErrorStyle::OpenAi, "mock", a.status, a.body),
+                retry_after: None,
+            });
+        }
+        Ok(ResourceReply::whole(a.status, a.content_type, a.body))
     }
 }
 

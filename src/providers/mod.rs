@@ -21,9 +21,11 @@ pub mod gemini;
 pub mod messages;
 pub mod mock;
 pub mod openai;
+pub mod resources;
 pub mod responses;
 pub mod rewrite;
 pub mod transport;
+pub mod upload;
 pub mod vertex;
 
 use std::time::Duration;
@@ -111,6 +113,8 @@ pub struct Call<'a> {
     /// A Responses API request's turn (its id, the conversation it
     /// continues); `None` on every other route.
     pub turn: Option<&'a responses::Turn>,
+    /// A multipart upload's body (`Endpoint::multipart`); `body` is empty then.
+    pub upload: Option<&'a crate::upload::Upload>,
     /// The request's telemetry (`[telemetry]` on): the attempt loop notes
     /// each attempt in it.
     pub obs: Option<&'a crate::observe::RequestObs>,
@@ -251,6 +255,9 @@ impl Provider {
     /// `count_tokens`, a Responses server's `input_tokens`); elsewhere the
     /// gateway estimates instead of calling anyone.
     pub fn serves(&self, endpoint: Endpoint) -> bool {
+        if matches!(endpoint, Endpoint::Files | Endpoint::Batches) {
+            return self.serves_files();
+        }
         if endpoint.openai_only() {
             return matches!(self.protocol, Protocol::OpenAi(_) | Protocol::Mock(_));
         }
@@ -263,6 +270,8 @@ impl Provider {
             (Protocol::Anthropic(_), Endpoint::CountTokens) => true,
             (Protocol::OpenAi(p), Endpoint::InputTokens) => p.serves_responses(),
             (_, Endpoint::CountTokens | Endpoint::InputTokens) => false,
+            // Not routed by model: see `Provider::serves_files`.
+            (_, Endpoint::Files | Endpoint::Batches) => false,
             (
                 Protocol::OpenAi(_)
                 | Protocol::Azure(_)
@@ -278,7 +287,9 @@ impl Provider {
                 | Endpoint::Responses
                 | Endpoint::Images
                 | Endpoint::Moderations
-                | Endpoint::Speech,
+                | Endpoint::Speech
+                | Endpoint::Transcriptions
+                | Endpoint::Translations,
             ) => true,
         }
     }
@@ -309,7 +320,9 @@ impl Provider {
             }
             (_, Endpoint::Messages) => messages::send(self, call, client).await,
             (_, Endpoint::Responses) => responses::send(self, call, client).await,
-            (_, Endpoint::CountTokens | Endpoint::InputTokens) => Err(unsupported(self, call)),
+            (_, Endpoint::CountTokens | Endpoint::InputTokens | Endpoint::Files | Endpoint::Batches) => {
+                Err(unsupported(self, call))
+            }
             (
                 _,
                 Endpoint::Chat
@@ -317,7 +330,9 @@ impl Provider {
                 | Endpoint::Embeddings
                 | Endpoint::Images
                 | Endpoint::Moderations
-                | Endpoint::Speech,
+                | Endpoint::Speech
+                | Endpoint::Transcriptions
+                | Endpoint::Translations,
             ) => self.send_openai(call, client).await,
         }
     }

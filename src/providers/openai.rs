@@ -26,10 +26,12 @@ use crate::usage;
 
 pub struct OpenAi {
     up: HttpUpstream,
-    /// Chat, completions, embeddings, images, moderations, speech.
-    uris: [Uri; 6],
+    /// Chat, completions, embeddings, images, moderations, speech,
+    /// transcriptions, translations.
+    uris: [Uri; 8],
     /// `/responses` and `/responses/input_tokens`, when the upstream serves them.
     responses: Option<[Uri; 2]>,
+    files: bool,
 }
 
 impl OpenAi {
@@ -43,12 +45,24 @@ impl OpenAi {
             uri(Endpoint::Images)?,
             uri(Endpoint::Moderations)?,
             uri(Endpoint::Speech)?,
+            uri(Endpoint::Transcriptions)?,
+            uri(Endpoint::Translations)?,
         ];
         let responses = match cfg.responses {
             true => Some([uri(Endpoint::Responses)?, uri(Endpoint::InputTokens)?]),
             false => None,
         };
-        Ok(OpenAi { up, uris, responses })
+        Ok(OpenAi { up, uris, responses, files: cfg.files })
+    }
+
+    /// Does the upstream serve the Files and Batch APIs (`files = true`)?
+    pub fn serves_files(&self) -> bool {
+        self.files
+    }
+
+    /// Its credentials and headers, for the Files and Batch APIs.
+    pub fn upstream(&self) -> &HttpUpstream {
+        &self.up
     }
 
     /// Does the upstream serve the Responses API (`responses = true`)?
@@ -64,13 +78,15 @@ impl OpenAi {
             Endpoint::Images => Ok(&self.uris[3]),
             Endpoint::Moderations => Ok(&self.uris[4]),
             Endpoint::Speech => Ok(&self.uris[5]),
+            Endpoint::Transcriptions => Ok(&self.uris[6]),
+            Endpoint::Translations => Ok(&self.uris[7]),
             Endpoint::Responses | Endpoint::InputTokens => {
                 let [responses, input_tokens] = self.responses.as_ref().ok_or_else(|| GatewayError::Internal {
                     detail: format!("provider `{}` does not serve the Responses API", p.name),
                 })?;
                 Ok(if e == Endpoint::Responses { responses } else { input_tokens })
             }
-            Endpoint::CountTokens => Err(super::unsupported_endpoint(p, e)),
+            Endpoint::CountTokens | Endpoint::Files | Endpoint::Batches => Err(super::unsupported_endpoint(p, e)),
         }
     }
 
@@ -84,6 +100,9 @@ impl OpenAi {
     }
 
     pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
+        if let Some(u) = call.upload {
+            return super::upload::send(&self.up, p, call, client, self.uri(p, call.endpoint)?, u).await;
+        }
         // The id of a conversation spliced in: the answer must still say it
         // continued it, though the upstream was not told.
         let continued = call.turn.filter(|t| t.history.is_some()).and_then(|t| t.previous_id.as_deref());

@@ -9,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use sluice_upstream::{
-    InflightPermit, Outgoing, ResponseBody, RetryAfter, SendError, SessionSpec, UpstreamClient, WarmRequest,
-    plain_http_target,
+    InflightPermit, Outgoing, ResponseBody, RetryAfter, SendError, SessionSpec, StreamedBody, StreamedRequest,
+    UpstreamClient, WarmRequest, plain_http_target,
 };
 use tokio::time::{Instant, timeout_at};
 
@@ -31,6 +31,12 @@ pub struct HttpUpstream {
     /// Strings that must never reach a client: scrubbed from upstream errors.
     secrets: Vec<String>,
     style: ErrorStyle,
+}
+
+/// A request body: whole, or streamed from its source (an upload).
+pub enum OutBody {
+    Whole(Bytes),
+    Streamed(StreamedBody),
 }
 
 /// An upstream answer with a 2xx status, its connection permit still held.
@@ -176,6 +182,21 @@ impl HttpUpstream {
         headers: &[(HeaderName, HeaderValue)],
         body: Bytes,
     ) -> Result<OkResponse, GatewayError> {
+        self.send_request(p, t, client, Method::POST, uri, headers, OutBody::Whole(body)).await
+    }
+
+    /// [`HttpUpstream::send`] with any method and body.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_request(
+        &self,
+        p: &Provider,
+        t: Timeouts,
+        client: &UpstreamClient,
+        method: Method,
+        uri: &Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        body: OutBody,
+    ) -> Result<OkResponse, GatewayError> {
         let started = Instant::now();
         let first_byte = started + t.first_byte;
         let deadline = started + t.total;
@@ -183,8 +204,24 @@ impl HttpUpstream {
             .await
             .map_err(|_| GatewayError::UpstreamSaturated { provider: p.name.clone() })?
             .map_err(|_| GatewayError::ShuttingDown)?;
-        let req = Outgoing { method: Method::POST, uri, headers, body };
-        let resp = match timeout_at(first_byte, client.send(req)).await {
+        // An upload is sent at the client's pace: the first byte of the
+        // answer is awaited from the end of the body, within the total timeout.
+        let head_by = match &body {
+            OutBody::Whole(_) => first_byte,
+            OutBody::Streamed(_) => deadline,
+        };
+        let sent = match body {
+            OutBody::Whole(body) => {
+                futures_util::future::Either::Left(client.send(Outgoing { method, uri, headers, body }))
+            }
+            OutBody::Streamed(body) => futures_util::future::Either::Right(client.send_streamed(StreamedRequest {
+                method,
+                uri,
+                headers,
+                body,
+            })),
+        };
+        let resp = match timeout_at(head_by, sent).await {
             Ok(Ok(r)) => r,
             Ok(Err(SendError::ConnectTimeout(_))) => return Err(timeout(p, &t, TimeoutPhase::Connect)),
             Ok(Err(SendError::Connect(detail))) => {

@@ -60,7 +60,7 @@ async fn read_within(
     if let Some(len) = declared
         && len > limit as u64
     {
-        return Err(GatewayError::PayloadTooLarge { size: len, limit });
+        return Err(GatewayError::PayloadTooLarge { size: len, limit, setting: "server.max_body_bytes" });
     }
     let mut first: Option<Bytes> = None;
     let mut buf: Option<BytesMut> = None;
@@ -70,7 +70,7 @@ async fn read_within(
         size += chunk.len();
         received.set(size as u64);
         if size > limit {
-            return Err(GatewayError::PayloadTooLarge { size: size as u64, limit });
+            return Err(GatewayError::PayloadTooLarge { size: size as u64, limit, setting: "server.max_body_bytes" });
         }
         // Most bodies arrive in one chunk: keep it as is, copy only when a
         // second chunk shows up.

@@ -5,7 +5,9 @@
 //! 1. `ingress::request_id`    — the client's `x-request-id`, or a new one
 //! 2. `auth` (`KeyTable::authenticate`) — client key → policy (401)
 //! 3. `budget::check`          — daily / monthly spend left (429 `insufficient_quota`)
-//! 4. `ingress::read_body`     — the body, refused past `max_body_bytes` (413)
+//! 4. `ingress::read_body`     — the body, refused past `max_body_bytes` (413);
+//!    an upload: `upload::receive`, read only up to its `model` field
+//!    (spooled to disk when its file comes first; 413 past `max_upload_bytes`)
 //! 5. `peek` (`Peek::read`)    — one lazy read of `model`, `stream`, … (400)
 //! 6. `route` (`ModelTable::resolve`) — model name → table entry (404); may the key use it (403)
 //! 7. `limits::admit_request`  — rpm / tpm / concurrency of key, key and model, model:
@@ -35,7 +37,9 @@ mod count;
 pub mod ingress;
 pub mod record;
 pub mod relay;
+pub mod resources;
 pub mod template;
+pub mod upload;
 
 use actix_web::web::Payload;
 use actix_web::{HttpRequest, HttpResponse};
@@ -126,8 +130,21 @@ async fn steps(
     rec.set_key(&policy.name, policy.team.as_deref());
     rec.charge.spending = Some(budget::check(state, &policy)?);
     let body_timeout = std::time::Duration::from_millis(gw.config.server.body_read_timeout_ms);
-    let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
-    let peek = Peek::read(&body, endpoint)?;
+    let (body, peek, upload) = if endpoint.multipart() {
+        let limits = upload::Limits {
+            max_bytes: gw.config.server.max_upload_bytes,
+            setting: "server.max_upload_bytes",
+            idle: body_timeout,
+            spool_dir: gw.config.server.spool_dir.clone(),
+        };
+        let u = upload::receive(req, payload, &limits, true).await?;
+        let model = u.model.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
+        (Bytes::new(), Peek { model, ..Peek::default() }, Some(u))
+    } else {
+        let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
+        let peek = Peek::read(&body, endpoint)?;
+        (body, peek, None)
+    };
     if endpoint == Endpoint::Speech {
         rec.media_type = Some(relay::speech_media_type(&body)?);
     }
@@ -144,10 +161,20 @@ async fn steps(
         let body = count::estimate(&body, endpoint, turn.as_ref()).await;
         return Ok(ClientReply::Complete { body, usage: Some(Usage::default()), price: None });
     }
-    let reply = match cache::step(state, req, &body, &peek, endpoint, model, rec).await {
-        Some(reply) => reply,
-        None => fetch(state, req, &body, &peek, endpoint, model, turn.as_ref(), rec).await,
+    let reply = match upload {
+        // An upload is neither cached nor shared: its body is not in hand.
+        Some(u) => fetch(state, req, &body, &peek, endpoint, model, turn.as_ref(), Some(&u), rec).await,
+        None => match cache::step(state, req, &body, &peek, endpoint, model, rec).await {
+            Some(reply) => reply,
+            None => fetch(state, req, &body, &peek, endpoint, model, turn.as_ref(), None, rec).await,
+        },
     };
+    if endpoint.multipart()
+        && let Ok(ClientReply::Complete { body, .. }) = &reply
+    {
+        // Transcripts come as JSON or as text (`response_format` text, srt, vtt).
+        rec.media_type = (!body.trim_ascii_start().starts_with(b"{")).then_some("text/plain; charset=utf-8");
+    }
     let reply = template::instead_of_failure(reply, up, endpoint, model, &peek, &rec.request_id)?;
     Ok(match (reply, save) {
         (ClientReply::Complete { body, usage, price }, Some(save)) => {
@@ -176,6 +203,7 @@ async fn fetch(
     endpoint: Endpoint,
     model: usize,
     turn: Option<&Turn>,
+    upload: Option<&crate::upload::Upload>,
     rec: &mut Record,
 ) -> Result<ClientReply, GatewayError> {
     let request_id = rec.request_id.clone();
@@ -191,6 +219,7 @@ async fn fetch(
         timeouts: Timeouts::default(),
         reasoning: false,
         turn,
+        upload,
         obs: obs.as_deref(),
         trace_headers: None,
     };

@@ -154,7 +154,11 @@ pub fn body(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         | Endpoint::InputTokens
         | Endpoint::Images
         | Endpoint::Moderations
-        | Endpoint::Speech => json(&Whole {
+        | Endpoint::Speech
+        | Endpoint::Transcriptions
+        | Endpoint::Translations
+        | Endpoint::Files
+        | Endpoint::Batches => json(&Whole {
             id: &id,
             object: "chat.completion",
             created,
@@ -219,7 +223,11 @@ pub fn stream(endpoint: Endpoint, model: &str, text: &str) -> Bytes {
         | Endpoint::InputTokens
         | Endpoint::Images
         | Endpoint::Moderations
-        | Endpoint::Speech => {
+        | Endpoint::Speech
+        | Endpoint::Transcriptions
+        | Endpoint::Translations
+        | Endpoint::Files
+        | Endpoint::Batches => {
             let deltas = [
                 (Delta { role: Some("assistant"), content: Some("") }, None),
                 (Delta { role: None, content: Some(text) }, None),

@@ -271,6 +271,11 @@ impl Scan {
 /// of this request with its wait brought up to date, or one of our own
 /// when the deployments were already cooling before this request.
 fn rate_limited(model: &str, last: Option<GatewayError>, left: Duration) -> GatewayError {
+    // The gates round a cool-down's end up by a millisecond, so that a gate
+    // never reopens early; the client is told the wait without it (else a
+    // request within a millisecond of an upstream's `Retry-After: 5` would
+    // be told 6 s: tests/retry_after.rs saw it).
+    let left = left.saturating_sub(Duration::from_millis(1)).max(Duration::from_millis(1));
     match last {
         Some(GatewayError::UpstreamStatus { provider, upstream_status, body, .. }) => {
             GatewayError::UpstreamStatus { provider, upstream_status, body, retry_after: Some(left) }

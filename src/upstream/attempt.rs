@@ -119,7 +119,9 @@ pub async fn run(w: &WorkerUpstreams, call: &Call<'_>, plan: &Plan<'_>) -> Resul
                     scan.cool(id, d);
                     up.breakers.gates().cool_now(id, d.min(cap));
                 }
-                if !e.retryable() {
+                // An upload relayed live was consumed by this attempt: it
+                // cannot be sent to another deployment.
+                if !e.retryable() || call.upload.is_some_and(|u| !u.can_send()) {
                     return Err(e);
                 }
                 last = Some(match &e {

@@ -32,6 +32,11 @@ impl SluiceProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The process id (to read its /proc entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Wait until it answers `/health` (and, with `shared`, hears the news channel).
     pub async fn wait_ready(&self, shared: bool) {
         for _ in 0..1000 {

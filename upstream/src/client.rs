@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,6 +30,10 @@ use crate::h1::{H1Body, H1Error, H1Pool, H1Request};
 use crate::session::{PoolStats, ProviderSession, SessionTable};
 
 type Connector = HttpsConnector<CountingConnector<HttpConnector>>;
+
+/// hyper's request body: whole, or streamed through a channel
+/// ([`UpstreamClient::send_streamed`]).
+pub(crate) type HyperBody = Either<Full<Bytes>, crate::streamed::PulledBody>;
 
 /// One request to send upstream.
 pub struct Outgoing<'a> {
@@ -100,15 +104,15 @@ impl ResponseBody {
     }
 }
 
-enum Transport {
-    Hyper(Box<Client<Connector, Full<Bytes>>>),
+pub(crate) enum Transport {
+    Hyper(Box<Client<Connector, HyperBody>>),
     H1(H1Pool),
 }
 
 /// One provider's pooled client on one worker (cheap to clone: shares the pool).
 #[derive(Clone)]
 pub struct UpstreamClient {
-    transport: Rc<Transport>,
+    pub(crate) transport: Rc<Transport>,
     session: Arc<ProviderSession>,
 }
 
@@ -186,7 +190,7 @@ impl UpstreamClient {
                 // `hyper_client`): the same rule is applied here, counted.
                 let mut resends = 0;
                 let resp = loop {
-                    let mut r = http::Request::new(Full::new(req.body.clone()));
+                    let mut r = http::Request::new(Either::Left(Full::new(req.body.clone())));
                     *r.method_mut() = req.method.clone();
                     *r.uri_mut() = req.uri.clone();
                     let h = r.headers_mut();
@@ -202,22 +206,7 @@ impl UpstreamClient {
                         Err(e) => return Err(classify(&e)),
                     }
                 };
-                let event_stream = resp
-                    .headers()
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("text/event-stream"));
-                let retry_after = resp
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .map(|v| crate::retry_after::parse(v.as_bytes(), std::time::SystemTime::now()));
-                Ok(UpstreamResponse {
-                    status: resp.status().as_u16(),
-                    event_stream,
-                    retry_after,
-                    body: ResponseBody::Hyper(resp.into_body()),
-                    resends,
-                })
+                Ok(hyper_response(resp, resends))
             }
         }
     }
@@ -257,7 +246,27 @@ impl UpstreamClient {
     }
 }
 
-fn hyper_client(session: &ProviderSession, tls: &rustls::ClientConfig) -> Client<Connector, Full<Bytes>> {
+/// A hyper response as the transport-neutral [`UpstreamResponse`].
+pub(crate) fn hyper_response(resp: http::Response<hyper::body::Incoming>, resends: u32) -> UpstreamResponse {
+    let event_stream = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .map(|v| crate::retry_after::parse(v.as_bytes(), std::time::SystemTime::now()));
+    UpstreamResponse {
+        status: resp.status().as_u16(),
+        event_stream,
+        retry_after,
+        body: ResponseBody::Hyper(resp.into_body()),
+        resends,
+    }
+}
+
+fn hyper_client(session: &ProviderSession, tls: &rustls::ClientConfig) -> Client<Connector, HyperBody> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     // Every event of a stream must leave at once: Nagle would hold small
@@ -300,7 +309,7 @@ fn never_sent(e: &hyper_util::client::legacy::Error) -> bool {
 }
 
 /// Sort a hyper client error by its typed causes, never by message text.
-fn classify(e: &hyper_util::client::legacy::Error) -> SendError {
+pub(crate) fn classify(e: &hyper_util::client::legacy::Error) -> SendError {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(t) = c.downcast_ref::<ConnectTimeout>() {

@@ -21,6 +21,7 @@ pub mod connector;
 pub mod h1;
 pub mod retry_after;
 pub mod session;
+pub mod streamed;
 pub mod tls;
 
 pub use client::{
@@ -29,6 +30,7 @@ pub use client::{
 };
 pub use connector::ConnectTimeout;
 pub use h1::{H1Target, Stopper, plain_http_target};
+pub use streamed::{BodyAbort, StreamedBody, StreamedRequest};
 
 /// A `Retry-After` header as read: a delay (saturated), or why it is none.
 pub type RetryAfter = Result<std::time::Duration, retry_after::Invalid>;

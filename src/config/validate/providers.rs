@@ -171,6 +171,20 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         }
         (r, _) => r.unwrap_or(false),
     };
+    let files = match (p.files, kind) {
+        (Some(true), Some(k)) if k != ProviderKind::OpenAi => {
+            c.err(
+                path("files"),
+                format!(
+                    "`files = true` says an OpenAI-compatible server serves the Files and Batch APIs; \
+                     a provider of kind \"{}\" does not (the mock always does), so remove it",
+                    k.as_str()
+                ),
+            );
+            false
+        }
+        (f, _) => f.unwrap_or(false),
+    };
     super::clouds::cross_checks(c, at, kind, &cloud, api_key.is_some(), &headers, p.health_probe_interval_ms);
 
     ProviderConfig {
@@ -217,6 +231,7 @@ fn provider(c: &mut Checker, at: &str, p: RawProvider) -> ProviderConfig {
         mock,
         anthropic,
         responses,
+        files,
         cloud,
         cloud_env: Default::default(),
     }

@@ -139,6 +139,8 @@ fn defaults_apply() {
     assert_eq!(c.server.max_body_bytes, 33_554_432);
     assert_eq!(c.server.workers, 0);
     assert_eq!(c.server.shutdown_timeout_ms, 30_000);
+    assert_eq!((c.server.max_upload_bytes, c.server.max_file_bytes), (25 << 20, 512 << 20));
+    assert_eq!(c.server.spool_dir, std::env::temp_dir());
     let p = &c.providers[0];
     assert_eq!(p.max_connections, 256);
     assert_eq!(p.connect_timeout_ms, 2_000);

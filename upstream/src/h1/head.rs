@@ -12,7 +12,26 @@ use crate::RetryAfter;
 pub(super) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 96;
 
+/// How a request's body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyFraming {
+    /// No body and no length (a GET without one).
+    None,
+    Length(u64),
+    /// A streamed body of unknown length.
+    Chunked,
+}
+
 pub(super) fn encode_head(t: &H1Target, req: &H1Request<'_>) -> BytesMut {
+    let framing = if !req.body.is_empty() || req.method != "GET" {
+        BodyFraming::Length(req.body.len() as u64)
+    } else {
+        BodyFraming::None
+    };
+    encode_framed_head(t, req, framing)
+}
+
+pub(super) fn encode_framed_head(t: &H1Target, req: &H1Request<'_>, framing: BodyFraming) -> BytesMut {
     let extra: usize = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     let mut h = BytesMut::with_capacity(64 + req.path.len() + t.authority.len() + extra);
     h.extend_from_slice(req.method.as_bytes());
@@ -20,9 +39,13 @@ pub(super) fn encode_head(t: &H1Target, req: &H1Request<'_>) -> BytesMut {
     h.extend_from_slice(req.path.as_bytes());
     h.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     h.extend_from_slice(t.authority.as_bytes());
-    if !req.body.is_empty() || req.method != "GET" {
-        h.extend_from_slice(b"\r\ncontent-length: ");
-        h.extend_from_slice(req.body.len().to_string().as_bytes());
+    match framing {
+        BodyFraming::None => {}
+        BodyFraming::Length(n) => {
+            h.extend_from_slice(b"\r\ncontent-length: ");
+            h.extend_from_slice(n.to_string().as_bytes());
+        }
+        BodyFraming::Chunked => h.extend_from_slice(b"\r\ntransfer-encoding: chunked"),
     }
     for (n, v) in req.headers {
         h.extend_from_slice(b"\r\n");

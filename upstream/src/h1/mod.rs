@@ -22,6 +22,7 @@
 mod body;
 mod conn;
 mod head;
+mod upload;
 mod wire;
 
 use std::cell::RefCell;
@@ -60,6 +61,9 @@ pub enum H1Error {
     Closed,
     #[error("invalid response: {0}")]
     Invalid(String),
+    /// A streamed request body failed at its source (see [`crate::StreamedBody`]).
+    #[error("the request body failed: {0}")]
+    Body(String),
 }
 
 /// Where and how to connect.
@@ -286,6 +290,11 @@ async fn exchange(
     if let Err(e) = result {
         return Err((H1Error::Io(e), if written == 0 { Reached::No } else { Reached::Maybe }));
     }
+    read_head(conn, pool).await.map_err(|e| (e, Reached::Maybe))
+}
+
+/// Read the response head of a request that was written whole.
+async fn read_head(mut conn: Conn, pool: Rc<PoolInner>) -> Result<H1Response, H1Error> {
     loop {
         if !conn.buf.is_empty() {
             match parse_head(&conn.buf) {
@@ -311,16 +320,16 @@ async fn exchange(
                     });
                 }
                 Ok(None) if conn.buf.len() > MAX_HEAD => {
-                    return Err((H1Error::Invalid("response head too large".into()), Reached::Maybe));
+                    return Err(H1Error::Invalid("response head too large".into()));
                 }
                 Ok(None) => {}
-                Err(e) => return Err((e, Reached::Maybe)),
+                Err(e) => return Err(e),
             }
         }
         match conn.fill().await {
-            Ok(0) => return Err((H1Error::Closed, Reached::Maybe)),
+            Ok(0) => return Err(H1Error::Closed),
             Ok(_) => {}
-            Err(e) => return Err((H1Error::Io(e), Reached::Maybe)),
+            Err(e) => return Err(H1Error::Io(e)),
         }
     }
 }

@@ -173,6 +173,12 @@ fn provider_rules() {
         ),
         ("kind = \"mock\"\nmock = { tokens = 0 }\n", "providers[1].mock.tokens", "mock =", "must be at least 1"),
         (
+            "kind = \"anthropic\"\napi_key = \"k\"\nfiles = true\n",
+            "providers[1].files",
+            "files",
+            "Files and Batch APIs",
+        ),
+        (
             "kind = \"mock\"\nmax_connections = 0\n",
             "providers[1].max_connections",
             "max_connections",
@@ -306,4 +312,12 @@ fn model_and_key_rules() {
         assert!(e[0].message.contains(msg), "{:?} lacks {msg:?}", e[0].message);
         assert!(e[0].line.is_some_and(|l| l > BASE.lines().count()), "{e:#?}");
     }
+}
+
+#[test]
+fn a_spool_dir_must_be_a_directory() {
+    let text =
+        BASE.replace("allow_anonymous = true\n", "allow_anonymous = true\nspool_dir = \"/no/such/dir/for/sluice\"\n");
+    let e = one(&text);
+    check(&e, &text, "server.spool_dir", "spool_dir", &["is not a directory"]);
 }
