@@ -33,10 +33,14 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
     {
         return Bytes::from(m.body);
     }
-    // Parse only bodies that cannot overflow the parser's stack.
-    let parseable = !crate::json::nesting_exceeds(&body, crate::json::MAX_DEPTH);
+    // Parse only bodies that are UTF-8 (nothing before checked an error
+    // body, and sonic-rs reads object keys without checking) and cannot
+    // overflow the parser's stack; the others are quoted lossily below.
+    let text =
+        std::str::from_utf8(&body).ok().filter(|t| !crate::json::nesting_exceeds(t.as_bytes(), crate::json::MAX_DEPTH));
+    let parseable = text.is_some();
     let field = |path: &[&str]| -> Option<String> {
-        let v = sonic_rs::get(&body[..], path).ok()?;
+        let v = sonic_rs::get(text?, path).ok()?;
         v.as_str().map(str::to_string)
     };
     // (OpenAI error type, message) of the upstream's own error.
@@ -113,5 +117,23 @@ mod tests {
         assert_eq!(&out[..], b"bad key *** and ***!");
         let clean = Bytes::from_static(b"nothing here");
         assert_eq!(scrub(clean.clone(), &s).as_ptr(), clean.as_ptr());
+    }
+
+    #[test]
+    fn an_error_body_that_is_not_utf8_is_quoted_not_parsed() {
+        // A client's fault, in OpenAI's style: a readable error passes as is.
+        let good = Bytes::from_static(br#"{"error":{"k":1,"message":"bad model"}}"#);
+        assert_eq!(map_status_error(ErrorStyle::OpenAi, "p", 400, good.clone()), good);
+        // With a key that is not UTF-8 it is not parsed (nor passed on): the
+        // gateway's own error quotes it, lossily, as valid JSON.
+        let bad = Bytes::from_static(b"{\"error\":{\"k\x80\":1,\"message\":\"bad model\"}}");
+        for style in
+            [ErrorStyle::OpenAi, ErrorStyle::Anthropic, ErrorStyle::Gemini, ErrorStyle::Vertex, ErrorStyle::Bedrock]
+        {
+            let out = map_status_error(style, "p", 400, bad.clone());
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with("The upstream provider `p` answered with HTTP 400: {"), "{message}");
+        }
     }
 }

@@ -27,8 +27,9 @@ pub(super) struct EmbeddingsRequest<'a> {
 }
 
 impl<'a> EmbeddingsRequest<'a> {
-    /// The request, for `cloud` (named in the error when `input` is not text).
-    pub fn read(body: &'a [u8], cloud: &str) -> Result<(EmbeddingsRequest<'a>, Encoding), TranslateError> {
+    /// The request, for `cloud` (named in the error when `input` is not
+    /// text). Text, not bytes: its callers have checked UTF-8 ([`super::utf8`]).
+    pub fn read(body: &'a str, cloud: &str) -> Result<(EmbeddingsRequest<'a>, Encoding), TranslateError> {
         let r: EmbeddingsRequest<'_> = parse(body).map_err(|e| {
             TranslateError::new(
                 format!(

@@ -10,8 +10,8 @@
 //! and events.
 //!
 //! Everything here is deterministic (time and ids come in through
-//! arguments), parses untrusted input only after
-//! [`crate::json::nesting_exceeds`] has cleared it, and returns errors
+//! arguments), parses untrusted input only after [`utf8`] and
+//! [`crate::json::nesting_exceeds`] have cleared it, and returns errors
 //! instead of panicking on any input.
 //!
 //! It uses nothing of the gateway but [`crate::json`]: its own types (each
@@ -29,6 +29,8 @@ pub mod messages;
 pub mod openai;
 pub mod responses;
 mod sse;
+#[cfg(test)]
+mod utf8_tests;
 pub mod vertex;
 
 use std::borrow::Cow;
@@ -91,20 +93,38 @@ pub trait StreamTranslate {
     fn fail(&mut self, _e: &StreamError, _out: &mut SseOut) {}
 }
 
+/// `body` as text, or why not: the first thing every entry point that
+/// parses bytes from outside does.
+///
+/// sonic-rs reads object keys (and `LazyValue::as_str`) from a byte slice
+/// without checking UTF-8 (it only reports invalid UTF-8 after the whole
+/// parse, and keys have a `debug_assert!` alone): a key like `"propert\x80"`
+/// nested in `tools` became a `&str` that is not UTF-8. The gateway checks
+/// client bodies (`crate::peek`) and upstream answers (`crate::json::check`)
+/// before translating, but the translators are public and fuzzed on their
+/// own, so they refuse such bytes themselves. It costs nothing extra: the
+/// `&str` is handed to sonic-rs's `from_str`/`get`, which skip the UTF-8
+/// pass `from_slice` makes over the whole input, so the one pass here
+/// replaces it.
+pub fn utf8(body: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(body).map_err(|e| format!("the JSON is not valid UTF-8 (at byte {})", e.valid_up_to()))
+}
+
 /// Parse untrusted JSON into `T`, borrowing strings from `body` where they
 /// need no unescaping. Refuses bodies that nest deeper than [`MAX_DEPTH`]
 /// (sonic-rs would overflow its stack on them, see `crate::json`). The
 /// error names the path of the offending value (`messages[2].content`).
-pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
-    if crate::json::nesting_exceeds(body, MAX_DEPTH) {
+/// Takes text, not bytes: see [`utf8`].
+pub fn parse<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, String> {
+    if crate::json::nesting_exceeds(body.as_bytes(), MAX_DEPTH) {
         return Err(format!("the JSON nests arrays/objects deeper than {MAX_DEPTH} levels"));
     }
     // Fast path without path tracking; only a failure pays for a second,
     // path-tracking pass that says where the bad value is.
-    if let Ok(v) = sonic_rs::from_slice(body) {
+    if let Ok(v) = sonic_rs::from_str(body) {
         return Ok(v);
     }
-    let mut de = sonic_rs::Deserializer::from_slice(body);
+    let mut de = sonic_rs::Deserializer::from_str(body);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => Ok(v),
         Err(e) => {
@@ -183,13 +203,14 @@ mod tests {
 
     #[test]
     fn str_or_vec() {
-        let v: StrOrVec<'_, u32> = parse(br#""a\"b""#).unwrap();
+        let v: StrOrVec<'_, u32> = parse(r#""a\"b""#).unwrap();
         assert_eq!(v, StrOrVec::Str(Cow::Owned("a\"b".into())));
-        let v: StrOrVec<'_, u32> = parse(b"[1,2]").unwrap();
+        let v: StrOrVec<'_, u32> = parse("[1,2]").unwrap();
         assert_eq!(v, StrOrVec::Vec(vec![1, 2]));
-        assert!(parse::<StrOrVec<'_, u32>>(b"{}").is_err());
+        assert!(parse::<StrOrVec<'_, u32>>("{}").is_err());
         let deep = "[".repeat(1000);
-        assert!(parse::<StrOrVec<'_, u32>>(deep.as_bytes()).unwrap_err().contains("deeper"));
+        assert!(parse::<StrOrVec<'_, u32>>(&deep).unwrap_err().contains("deeper"));
+        assert!(utf8(b"{\"a\x80\":1}").unwrap_err().contains("UTF-8 (at byte 3)"));
     }
 
     #[test]

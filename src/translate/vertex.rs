@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use super::embeddings::Encoding;
 use super::embeddings::{EmbeddingsRequest, openai_list};
 use super::openai::Usage;
-use super::{TranslateError, parse, write_json};
+use super::{TranslateError, parse, utf8, write_json};
 
 #[derive(Serialize)]
 struct PredictRequest<'a> {
@@ -42,7 +42,8 @@ struct Parameters {
 /// The `:predict` body for an OpenAI embeddings request, and how the client
 /// wants the vectors encoded.
 pub fn request(body: &[u8]) -> Result<(Vec<u8>, Encoding), TranslateError> {
-    let (r, encoding) = EmbeddingsRequest::read(body, "Vertex AI")?;
+    let text = utf8(body).map_err(|e| TranslateError::new(format!("Invalid embeddings request: {e}"), None))?;
+    let (r, encoding) = EmbeddingsRequest::read(text, "Vertex AI")?;
     let instances: Vec<Instance<'_>> = r.texts().into_iter().map(|content| Instance { content }).collect();
     let parameters = r.dimensions.map(|d| Parameters { output_dimensionality: d });
     let mut out = Vec::with_capacity(body.len() + 64);
@@ -77,7 +78,7 @@ struct Statistics {
 
 /// A `:predict` answer as OpenAI's embeddings list; `model` names it.
 pub fn response(body: &[u8], model: &str, encoding: Encoding) -> Result<(Vec<u8>, Usage), String> {
-    let r: PredictResponse = parse(body)?;
+    let r: PredictResponse = utf8(body).and_then(parse)?;
     let mut tokens = 0u64;
     let vectors: Vec<Vec<f32>> = r
         .predictions

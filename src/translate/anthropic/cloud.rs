@@ -29,7 +29,8 @@ pub enum Cloud {
 /// `body` (a Messages request object) rewritten for `cloud`.
 pub fn body(body: &[u8], cloud: Cloud) -> Result<Vec<u8>, TranslateError> {
     let invalid = |e: String| TranslateError::new(format!("Invalid Messages request: {e}"), None);
-    if crate::json::nesting_exceeds(body, MAX_DEPTH) {
+    let body = crate::translate::utf8(body).map_err(invalid)?;
+    if crate::json::nesting_exceeds(body.as_bytes(), MAX_DEPTH) {
         return Err(invalid(format!("the JSON nests deeper than {MAX_DEPTH} levels")));
     }
     let (version, drop_stream) = match cloud {

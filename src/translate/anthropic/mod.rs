@@ -250,7 +250,8 @@ impl Usage {
 
 /// The usage of a whole Messages answer, in OpenAI's terms.
 pub fn usage_from_body(body: &[u8]) -> Option<openai::Usage> {
-    if crate::json::nesting_exceeds(body, super::MAX_DEPTH) {
+    let body = super::utf8(body).ok()?;
+    if crate::json::nesting_exceeds(body.as_bytes(), super::MAX_DEPTH) {
         return None;
     }
     let raw = sonic_rs::get(body, ["usage"]).ok()?;

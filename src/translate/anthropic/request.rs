@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::{Block, PromptCaching, RawJson, Source};
 use crate::translate::openai::{ChatRequest, Message, Part, ToolChoice};
-use crate::translate::{StrOrVec, TranslateError, parse, split_data_url};
+use crate::translate::{StrOrVec, TranslateError, parse, split_data_url, utf8};
 
 /// Per-provider settings the translation needs.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +105,7 @@ fn ephemeral<'b>() -> RawJson<'b> {
 /// Translate `body` (an OpenAI chat request) for the upstream model `model`.
 pub fn translate(body: &[u8], model: &str, opts: &Options) -> Result<Vec<u8>, TranslateError> {
     let req: ChatRequest<'_> =
-        parse(body).map_err(|e| TranslateError::new(format!("Invalid chat request: {e}"), None))?;
+        utf8(body).and_then(parse).map_err(|e| TranslateError::new(format!("Invalid chat request: {e}"), None))?;
     let out = build(&req, model, opts)?;
     let mut buf = Vec::with_capacity(body.len() + 128);
     crate::translate::write_json(&mut buf, &out);

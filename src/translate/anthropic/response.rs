@@ -13,11 +13,11 @@ use std::borrow::Cow;
 
 use super::{ErrorBody, MessagesResponse, finish_reason};
 use crate::translate::openai::{AssistantMessage, ChatCompletion, Choice, OutFunction, OutToolCall, Usage};
-use crate::translate::parse;
+use crate::translate::{parse, utf8};
 
 /// Translate `body`; `created` is the timestamp to stamp (Anthropic sends none).
 pub fn translate(body: &[u8], created: u64) -> Result<(Vec<u8>, Usage), String> {
-    let r: MessagesResponse<'_> = parse(body)?;
+    let r: MessagesResponse<'_> = utf8(body).and_then(parse)?;
     let mut text = String::new();
     let mut calls = Vec::new();
     for b in &r.content {
@@ -64,6 +64,6 @@ pub fn translate(body: &[u8], created: u64) -> Result<(Vec<u8>, Usage), String> 
 
 /// `(type, message)` of an Anthropic error body, if it is one.
 pub fn error_parts(body: &[u8]) -> Option<(String, String)> {
-    let e: ErrorBody<'_> = parse(body).ok()?;
+    let e: ErrorBody<'_> = utf8(body).and_then(parse).ok()?;
     Some((e.error.kind.into_owned(), e.error.message.into_owned()))
 }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{Block, MessagesResponse, Usage, finish_reason};
 use crate::translate::openai::ChunkWriter;
-use crate::translate::{SseOut, StreamError, StreamTranslate, parse};
+use crate::translate::{SseOut, StreamError, StreamTranslate, parse, utf8};
 
 #[derive(Debug, Deserialize)]
 struct Event<'a> {
@@ -78,8 +78,9 @@ impl StreamTranslator {
         if data.is_empty() || self.done {
             return Ok(());
         }
-        let ev: Event<'_> =
-            parse(data).map_err(|e| StreamError::Invalid(format!("an event is not valid JSON ({e})")))?;
+        let ev: Event<'_> = utf8(data)
+            .and_then(parse)
+            .map_err(|e| StreamError::Invalid(format!("an event is not valid JSON ({e})")))?;
         match &*ev.kind {
             "message_start" => {
                 if let Some(m) = ev.message {

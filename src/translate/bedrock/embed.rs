@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::translate::embeddings::{EmbeddingsRequest, Encoding, openai_list};
 use crate::translate::openai::Usage;
-use crate::translate::{TranslateError, parse, write_json};
+use crate::translate::{TranslateError, parse, utf8, write_json};
 
 /// Most texts in one Cohere Embed call (Bedrock's limit).
 pub const COHERE_MAX_TEXTS: usize = 96;
@@ -103,6 +103,7 @@ struct CohereBody<'a> {
 
 /// The InvokeModel bodies for an OpenAI embeddings request to `family`.
 pub fn request(body: &[u8], family: Family) -> Result<Plan, TranslateError> {
+    let body = utf8(body).map_err(|e| TranslateError::new(format!("Invalid embeddings request: {e}"), None))?;
     let (r, encoding) = EmbeddingsRequest::read(body, "Bedrock")?;
     let texts = r.texts();
     if texts.len() > MAX_INPUTS {
@@ -208,11 +209,11 @@ struct BilledUnits {
 pub fn answer(family: Family, body: &[u8], inputs: usize) -> Result<Answer, String> {
     let a = match family {
         Family::TitanV2 | Family::TitanG1 => {
-            let t: TitanAnswer = parse(body)?;
+            let t: TitanAnswer = utf8(body).and_then(parse)?;
             Answer { vectors: vec![t.embedding], tokens: t.input_text_token_count }
         }
         Family::Cohere => {
-            let c: CohereAnswer = parse(body)?;
+            let c: CohereAnswer = utf8(body).and_then(parse)?;
             let vectors = match c.embeddings {
                 CohereEmbeddings::Floats(v) | CohereEmbeddings::ByType { float: v } => v,
             };

@@ -102,7 +102,7 @@ struct ErrorBody<'a> {
 /// The message of a Bedrock error body (`{"message": "..."}`; some services
 /// write `Message`).
 pub fn error_message(body: &[u8]) -> Option<String> {
-    let e: ErrorBody<'_> = super::parse(body).ok()?;
+    let e: ErrorBody<'_> = super::utf8(body).and_then(super::parse).ok()?;
     e.message.map(Cow::into_owned)
 }
 
@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn usage_counts_cache_reads_and_writes_as_prompt() {
         let u: TokenUsage = crate::translate::parse(
-            br#"{"inputTokens":10,"outputTokens":5,"totalTokens":45,"cacheReadInputTokens":20,"cacheWriteInputTokens":10}"#,
+            r#"{"inputTokens":10,"outputTokens":5,"totalTokens":45,"cacheReadInputTokens":20,"cacheWriteInputTokens":10}"#,
         )
         .unwrap();
         let o = u.to_openai();

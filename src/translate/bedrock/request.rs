@@ -37,7 +37,7 @@ use serde::Serialize;
 use super::media::{document_format, document_name, guess_mime, image_format};
 use crate::translate::anthropic::RawJson;
 use crate::translate::openai::{ChatRequest, FunctionDef, Message, Part as OaPart, ToolChoice};
-use crate::translate::{StrOrVec, TranslateError, parse, split_data_url};
+use crate::translate::{StrOrVec, TranslateError, parse, split_data_url, utf8};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -214,7 +214,7 @@ struct ToolChoiceOut {
 /// Translate `body` (an OpenAI chat request). The model goes in the URL.
 pub fn translate(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     let req: ChatRequest<'_> =
-        parse(body).map_err(|e| TranslateError::new(format!("Invalid chat request: {e}"), None))?;
+        utf8(body).and_then(parse).map_err(|e| TranslateError::new(format!("Invalid chat request: {e}"), None))?;
     let out = build(&req)?;
     let mut buf = Vec::with_capacity(body.len() + 128);
     crate::translate::write_json(&mut buf, &out);

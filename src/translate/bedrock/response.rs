@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{OutBlock, TokenUsage, finish_reason};
 use crate::translate::openai::{AssistantMessage, ChatCompletion, Choice, OutFunction, OutToolCall, Usage};
-use crate::translate::parse;
+use crate::translate::{parse, utf8};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,7 +42,7 @@ struct OutMessage<'a> {
 
 /// Translate `body`: `id` and `created` stamp the answer, `model` names it.
 pub fn translate(body: &[u8], id: &str, model: &str, created: u64) -> Result<(Vec<u8>, Usage), String> {
-    let r: ConverseResponse<'_> = parse(body)?;
+    let r: ConverseResponse<'_> = utf8(body).and_then(parse)?;
     let usage = r.usage.unwrap_or_default().to_openai();
     let mut text = String::new();
     let mut calls = Vec::new();

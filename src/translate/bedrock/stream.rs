@@ -23,7 +23,7 @@ use serde::de::IgnoredAny;
 
 use super::{TokenUsage, finish_reason};
 use crate::translate::openai::ChunkWriter;
-use crate::translate::{SseOut, StreamError, StreamTranslate, parse};
+use crate::translate::{SseOut, StreamError, StreamTranslate, parse, utf8};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,15 +139,19 @@ impl StreamTranslator {
         if data.is_empty() || self.done {
             return Ok(());
         }
-        if let Some(kind) = EXCEPTIONS.iter().find(|k| data.starts_with(format!("{{\"{k}\"").as_bytes())) {
-            let message = sonic_rs::get(data, [*kind, "message"])
-                .ok()
+        let invalid = |e: String| StreamError::Invalid(format!("an event is not valid JSON ({e})"));
+        let data = utf8(data).map_err(invalid)?;
+        if let Some(kind) = EXCEPTIONS.iter().find(|k| data.starts_with(&format!("{{\"{k}\""))) {
+            // sonic-rs's `get` recurses over what it skips: bound the depth first.
+            let readable = !crate::json::nesting_exceeds(data.as_bytes(), crate::translate::MAX_DEPTH);
+            let message = readable
+                .then(|| sonic_rs::get(data, [*kind, "message"]).ok())
+                .flatten()
                 .and_then(|m| sonic_rs::from_str::<String>(m.as_raw_str()).ok())
                 .unwrap_or_default();
             return Err(StreamError::Upstream { kind: (*kind).to_owned(), message });
         }
-        let ev: Event<'_> =
-            parse(data).map_err(|e| StreamError::Invalid(format!("an event is not valid JSON ({e})")))?;
+        let ev: Event<'_> = parse(data).map_err(invalid)?;
         if ev.message_start.is_some() {
             self.open(out);
         }

@@ -184,6 +184,11 @@ struct ErrorDetail<'a> {
 /// `(status, message)` of a Gemini error body
 /// (`{"error":{"code":429,"message":..,"status":"RESOURCE_EXHAUSTED"}}`).
 pub fn error_parts(body: &[u8]) -> Option<(String, String)> {
+    read_error(super::utf8(body).ok()?)
+}
+
+/// [`error_parts`] of text already checked.
+fn read_error(body: &str) -> Option<(String, String)> {
     let e: ErrorBody<'_> = super::parse(body).ok()?;
     Some((e.error.status.into_owned(), e.error.message.into_owned()))
 }

@@ -13,12 +13,12 @@ use std::borrow::Cow;
 
 use super::{GenerateContentResponse, call_id, finish_reason};
 use crate::translate::openai::{AssistantMessage, ChatCompletion, Choice, OutFunction, OutToolCall, Usage};
-use crate::translate::parse;
+use crate::translate::{parse, utf8};
 
 /// Translate `body`. `model` names the model when Gemini does not
 /// (`modelVersion`), `created` stamps the answer.
 pub fn translate(body: &[u8], model: &str, created: u64) -> Result<(Vec<u8>, Usage), String> {
-    let r: GenerateContentResponse<'_> = parse(body)?;
+    let r: GenerateContentResponse<'_> = utf8(body).and_then(parse)?;
     let usage = r.usage_metadata.unwrap_or_default().to_openai();
     let rid = r.response_id.as_deref();
     let mut choices = Vec::with_capacity(r.candidates.len().max(1));

@@ -11,7 +11,7 @@
 
 use super::{GenerateContentResponse, call_id, finish_reason};
 use crate::translate::openai::{ChunkWriter, Usage};
-use crate::translate::{SseOut, StreamError, StreamTranslate, parse};
+use crate::translate::{SseOut, StreamError, StreamTranslate, parse, utf8};
 
 #[derive(Debug, Default)]
 pub struct StreamTranslator {
@@ -42,14 +42,15 @@ impl StreamTranslator {
         if data.is_empty() || self.done {
             return Ok(());
         }
+        let invalid = |e: String| StreamError::Invalid(format!("an event is not valid JSON ({e})"));
+        let data = utf8(data).map_err(invalid)?;
         // A failure mid-stream arrives as an error object instead of a response.
-        if data.starts_with(b"{\"error\"")
-            && let Some((status, message)) = super::error_parts(data)
+        if data.starts_with("{\"error\"")
+            && let Some((status, message)) = super::read_error(data)
         {
             return Err(StreamError::Upstream { kind: status, message });
         }
-        let r: GenerateContentResponse<'_> =
-            parse(data).map_err(|e| StreamError::Invalid(format!("an event is not valid JSON ({e})")))?;
+        let r: GenerateContentResponse<'_> = parse(data).map_err(invalid)?;
         if self.w.id.is_empty() {
             self.response_id = r.response_id.as_deref().map(str::to_owned);
             self.w.id = format!("chatcmpl-{}", r.response_id.as_deref().unwrap_or("gemini"));

@@ -67,7 +67,9 @@ pub fn error_event(body: &[u8]) -> Bytes {
 
 fn read_openai_error(body: &[u8]) -> Option<(String, String)> {
     use sonic_rs::JsonValueTrait;
-    if crate::json::nesting_exceeds(body, super::MAX_DEPTH) {
+    // An upstream's own error body may reach here untouched.
+    let body = super::utf8(body).ok()?;
+    if crate::json::nesting_exceeds(body.as_bytes(), super::MAX_DEPTH) {
         return None;
     }
     let err = sonic_rs::get(body, ["error"]).ok()?;

@@ -38,7 +38,7 @@ use super::settings::{self, ResponseFormat};
 use crate::translate::anthropic::RawJson;
 use crate::translate::lenient::Content;
 use crate::translate::openai::{OutFunction, OutToolCall};
-use crate::translate::{StrOrVec, TranslateError, parse};
+use crate::translate::{StrOrVec, TranslateError, parse, utf8};
 
 /// How the deployment takes the request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -173,7 +173,7 @@ pub fn translate(body: &[u8], model: &str) -> Result<(Vec<u8>, bool), TranslateE
 /// [`translate`] for a deployment described by `opts`.
 pub fn translate_with(body: &[u8], model: &str, opts: &Options) -> Result<(Vec<u8>, bool), TranslateError> {
     let req: MessagesRequest<'_> =
-        parse(body).map_err(|e| TranslateError::new(format!("Invalid Messages request: {e}"), None))?;
+        utf8(body).and_then(parse).map_err(|e| TranslateError::new(format!("Invalid Messages request: {e}"), None))?;
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(text) = system_text(&req.system, true) {
         messages.push(MessageOut { role: "system", content: Some(StrOrVec::Str(text)), ..MessageOut::default() });

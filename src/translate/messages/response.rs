@@ -8,11 +8,11 @@ use std::borrow::Cow;
 
 use crate::translate::anthropic::{Block, MessagesResponse, RawJson, Usage, stop_reason};
 use crate::translate::openai::ChatCompletion;
-use crate::translate::parse;
+use crate::translate::{parse, utf8};
 
 /// Translate `body`; returns the Anthropic body and the answer's OpenAI usage.
 pub fn translate(body: &[u8]) -> Result<(Vec<u8>, Option<crate::translate::openai::Usage>), String> {
-    let r: ChatCompletion<'_> = parse(body)?;
+    let r: ChatCompletion<'_> = utf8(body).and_then(parse)?;
     let choice = r.choices.iter().find(|c| c.index == 0).or(r.choices.first());
     let mut content = Vec::new();
     let mut finish = None;

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::translate::anthropic::{MessagesResponse, Usage, stop_reason};
 use crate::translate::openai::{self, Chunk};
-use crate::translate::{SseOut, StreamError, StreamTranslate, parse};
+use crate::translate::{SseOut, StreamError, StreamTranslate, parse, utf8};
 
 #[derive(Serialize)]
 struct MessageStart<'a> {
@@ -131,17 +131,19 @@ impl StreamTranslator {
         if data.is_empty() || self.done {
             return Ok(());
         }
-        if data == b"[DONE]" {
+        let invalid = |e: String| StreamError::Invalid(format!("a chunk is not valid JSON ({e})"));
+        let data = utf8(data).map_err(invalid)?;
+        if data == "[DONE]" {
             return self.close(out);
         }
         // OpenAI-compatible servers (vLLM, ...) report a failure mid-stream
         // as a chunk `{"error": {...}}`.
-        if memchr::memmem::find(data, b"\"error\"").is_some()
+        if memchr::memmem::find(data.as_bytes(), b"\"error\"").is_some()
             && let Some((kind, message)) = upstream_error(data)
         {
             return Err(StreamError::Upstream { kind, message });
         }
-        let c: Chunk<'_> = parse(data).map_err(|e| StreamError::Invalid(format!("a chunk is not valid JSON ({e})")))?;
+        let c: Chunk<'_> = parse(data).map_err(invalid)?;
         if !self.started {
             self.started = true;
             let message = MessagesResponse {
@@ -252,9 +254,9 @@ impl StreamTranslator {
 }
 
 /// `(type, message)` of a `{"error": {...}}` chunk.
-fn upstream_error(data: &[u8]) -> Option<(String, String)> {
+fn upstream_error(data: &str) -> Option<(String, String)> {
     use sonic_rs::JsonValueTrait;
-    if crate::json::nesting_exceeds(data, crate::translate::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(data.as_bytes(), crate::translate::MAX_DEPTH) {
         return None;
     }
     let err = sonic_rs::get(data, ["error"]).ok()?;

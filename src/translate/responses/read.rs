@@ -135,9 +135,9 @@ impl ChatUsage {
 
 /// `(code or type, message)` of a chat error body or a mid-stream
 /// `{"error": {...}}` chunk (vLLM and others report failures that way).
-pub fn upstream_error(data: &[u8]) -> Option<(String, String)> {
+pub fn upstream_error(data: &str) -> Option<(String, String)> {
     use sonic_rs::JsonValueTrait;
-    if crate::json::nesting_exceeds(data, crate::translate::MAX_DEPTH) {
+    if crate::json::nesting_exceeds(data.as_bytes(), crate::translate::MAX_DEPTH) {
         return None;
     }
     let err = sonic_rs::get(data, ["error"]).ok()?;
@@ -168,26 +168,26 @@ mod tests {
 
     #[test]
     fn lenient_readers_skip_what_they_do_not_use() {
-        let t: T<'_> = parse(br#"{"a": {"x": [1, {"y": 2}]}, "c": {"type": "computer_screenshot"}}"#).unwrap();
+        let t: T<'_> = parse(r#"{"a": {"x": [1, {"y": 2}]}, "c": {"type": "computer_screenshot"}}"#).unwrap();
         assert_eq!(t.a, Text(None));
         assert_eq!(t.c, Content::None);
-        let t: T<'_> = parse(br#"{"a": "q\"s", "c": [1, 2]}"#).unwrap();
+        let t: T<'_> = parse(r#"{"a": "q\"s", "c": [1, 2]}"#).unwrap();
         assert_eq!(t.a.as_deref(), Some("q\"s"));
         assert_eq!(t.c, Content::Parts(vec![1, 2]));
-        let t: T<'_> = parse(br#"{"a": null, "c": "s"}"#).unwrap();
+        let t: T<'_> = parse(r#"{"a": null, "c": "s"}"#).unwrap();
         assert_eq!(t.a, Text(None));
         assert_eq!(t.c, Content::Str(Cow::Borrowed("s")));
-        let t: T<'_> = parse(br#"{"a": 1.5, "c": true}"#).unwrap();
+        let t: T<'_> = parse(r#"{"a": 1.5, "c": true}"#).unwrap();
         assert_eq!((t.a, t.c), (Text(None), Content::None));
     }
 
     #[test]
     fn upstream_errors() {
         let e =
-            upstream_error(br#"{"error": {"message": "boom", "type": "server_error", "code": "rate_limit_exceeded"}}"#);
+            upstream_error(r#"{"error": {"message": "boom", "type": "server_error", "code": "rate_limit_exceeded"}}"#);
         assert_eq!(e, Some(("rate_limit_exceeded".into(), "boom".into())));
-        assert_eq!(upstream_error(br#"{"error": "plain"}"#), Some(("error".into(), "plain".into())));
-        assert_eq!(upstream_error(br#"{"error": null}"#), None);
-        assert_eq!(upstream_error(br#"{"choices": []}"#), None);
+        assert_eq!(upstream_error(r#"{"error": "plain"}"#), Some(("error".into(), "plain".into())));
+        assert_eq!(upstream_error(r#"{"error": null}"#), None);
+        assert_eq!(upstream_error(r#"{"choices": []}"#), None);
     }
 }

@@ -26,7 +26,7 @@ use super::input::{self, Item, MessageOut};
 use super::read::Text;
 use super::tools::{self, ReasoningIn, ResponseFormatOut, TextIn, ToolChoiceOut, ToolIn, ToolOut};
 use super::{Context, Echo, ToolNames};
-use crate::translate::{TranslateError, parse};
+use crate::translate::{TranslateError, parse, utf8};
 
 /// Which chat member carries the output limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -186,7 +186,12 @@ fn items_of(text: Option<&str>, raw: Option<&str>) -> Vec<u8> {
 /// [`Translated::input_items`]), without translating the rest; `None` when
 /// the body is not a JSON object or `input` is neither a string nor an array.
 pub fn input_items(body: &[u8]) -> Option<Vec<u8>> {
-    if crate::json::nesting_exceeds(body, crate::translate::MAX_DEPTH) {
+    input_items_of(utf8(body).ok()?)
+}
+
+/// [`input_items`] of text already checked.
+pub(super) fn input_items_of(body: &str) -> Option<Vec<u8>> {
+    if crate::json::nesting_exceeds(body.as_bytes(), crate::translate::MAX_DEPTH) {
         return None;
     }
     match sonic_rs::get(body, ["input"]) {
@@ -261,7 +266,7 @@ pub fn translate(
     history: Option<&[u8]>,
     opts: &Options,
 ) -> Result<Translated, TranslateError> {
-    let req: RequestIn<'_> = parse(body).map_err(invalid)?;
+    let req: RequestIn<'_> = utf8(body).and_then(parse).map_err(invalid)?;
     if req.background == Some(true) {
         return Err(refuse("background", "background"));
     }
@@ -274,7 +279,7 @@ pub fn translate(
 
     // Items: the stored conversation, then this turn's input.
     let stored: Vec<Item<'_>> = match history {
-        Some(h) => parse(h).map_err(|e| invalid(format!("stored conversation: {e}")))?,
+        Some(h) => utf8(h).and_then(parse).map_err(|e| invalid(format!("stored conversation: {e}")))?,
         None => Vec::new(),
     };
     let raw_input = req.input.as_ref().filter(|v| !v.is_null());
@@ -282,7 +287,7 @@ pub fn translate(
     let input_raw = raw_input.map(|v| v.as_raw_str());
     let listed: Vec<Item<'_>> = match (input_text, input_raw) {
         (Some(_), _) | (None, None) => Vec::new(),
-        (None, Some(raw)) => parse(raw.as_bytes()).map_err(|e| invalid(format!("input: {e}")))?,
+        (None, Some(raw)) => parse(raw).map_err(|e| invalid(format!("input: {e}")))?,
     };
     let single = input_text.map(Item::user_text);
     let mut items: Vec<&Item<'_>> = stored.iter().collect();
@@ -293,7 +298,7 @@ pub fn translate(
     }
 
     let tool_list: Vec<ToolIn<'_>> = match req.tools.as_ref().filter(|v| !v.is_null()) {
-        Some(raw) => parse(raw.as_raw_str().as_bytes()).map_err(|e| invalid(format!("tools: {e}")))?,
+        Some(raw) => parse(raw.as_raw_str()).map_err(|e| invalid(format!("tools: {e}")))?,
         None => Vec::new(),
     };
     let mut names = ToolNames::default();
@@ -303,7 +308,7 @@ pub fn translate(
         None => None,
     };
     let text: Option<TextIn<'_>> = match req.text.as_ref().filter(|v| !v.is_null()) {
-        Some(raw) => Some(parse(raw.as_raw_str().as_bytes()).map_err(|e| invalid(format!("text: {e}")))?),
+        Some(raw) => Some(parse(raw.as_raw_str()).map_err(|e| invalid(format!("text: {e}")))?),
         None => None,
     };
     let response_format = match &text {
@@ -311,7 +316,7 @@ pub fn translate(
         None => None,
     };
     let reasoning: Option<ReasoningIn<'_>> = match req.reasoning.as_ref().filter(|v| !v.is_null()) {
-        Some(raw) => Some(parse(raw.as_raw_str().as_bytes()).map_err(|e| invalid(format!("reasoning: {e}")))?),
+        Some(raw) => Some(parse(raw.as_raw_str()).map_err(|e| invalid(format!("reasoning: {e}")))?),
         None => None,
     };
 

@@ -11,7 +11,7 @@
 use super::read::{Completion, Message};
 use super::write::{self, OutputItem, Part, Status};
 use super::{Context, Usage};
-use crate::translate::parse;
+use crate::translate::{parse, utf8};
 
 /// A translated answer.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub struct Answer {
 
 /// Translate `body` (a chat completion) into the Response for `ctx`.
 pub fn translate(body: &[u8], ctx: &Context) -> Result<Answer, String> {
-    let c: Completion<'_> = parse(body)?;
+    let c: Completion<'_> = utf8(body).and_then(parse)?;
     let choices = c.choices.as_deref().unwrap_or(&[]);
     let choice = choices.iter().find(|ch| ch.index.unwrap_or(0) == 0).or(choices.first());
     let finish = choice.and_then(|ch| ch.finish_reason.as_deref());

@@ -31,7 +31,7 @@ use super::write::{
     self, CallDelta, ErrorEvent, ItemEvent, OutputItem, Part, PartEvent, ResponseEvent, Status, TextDelta,
 };
 use super::{Context, ResponseError, Usage};
-use crate::translate::{SseOut, StreamError, StreamTranslate, parse};
+use crate::translate::{SseOut, StreamError, StreamTranslate, parse, utf8};
 
 /// How the response ended, kept for [`StreamTranslator::response_body`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,19 +119,21 @@ impl StreamTranslator {
         if data.is_empty() || self.end.is_some() {
             return Ok(());
         }
-        if data == b"[DONE]" {
+        let invalid = |e: String| StreamError::Invalid(format!("a chunk is not valid JSON ({e})"));
+        let data = utf8(data).map_err(invalid)?;
+        if data == "[DONE]" {
             if !self.started {
                 return Err(StreamError::Invalid("the stream ended before its first chunk".into()));
             }
             self.complete(out);
             return Ok(());
         }
-        if memchr::memmem::find(data, b"\"error\"").is_some()
+        if memchr::memmem::find(data.as_bytes(), b"\"error\"").is_some()
             && let Some((kind, message)) = upstream_error(data)
         {
             return Err(StreamError::Upstream { kind, message });
         }
-        let c: Chunk<'_> = parse(data).map_err(|e| StreamError::Invalid(format!("a chunk is not valid JSON ({e})")))?;
+        let c: Chunk<'_> = parse(data).map_err(invalid)?;
         if !self.started {
             self.model = c.model.as_deref().unwrap_or("").to_owned();
             self.start(out);
