@@ -126,7 +126,7 @@ mod tests {
     }
 
     fn effort(body: &str) -> Option<&'static str> {
-        let r: Req<'_> = parse(&body).unwrap();
+        let r: Req<'_> = parse(body).unwrap();
         reasoning_effort(r.thinking.as_ref(), r.output_config.as_ref())
     }
 
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn structured_output_formats() {
         let body = r#"{"output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}"#;
-        let r: Req<'_> = parse(&body).unwrap();
+        let r: Req<'_> = parse(body).unwrap();
         let f = response_format(r.output_config.as_ref(), r.output_format.as_ref()).unwrap();
         let mut out = Vec::new();
         crate::translate::write_json(&mut out, &f);
@@ -161,10 +161,10 @@ mod tests {
             r#"{"type":"json_schema","json_schema":{"name":"output","schema":{"type": "object"},"strict":true}}"#
         );
         let legacy = r#"{"output_format": {"type": "json_schema", "schema": {"type": "object"}}}"#;
-        let r: Req<'_> = parse(&legacy).unwrap();
+        let r: Req<'_> = parse(legacy).unwrap();
         assert!(response_format(r.output_config.as_ref(), r.output_format.as_ref()).is_some());
         let effort_only = r#"{"output_config": {"effort": "low"}}"#;
-        let r: Req<'_> = parse(&effort_only).unwrap();
+        let r: Req<'_> = parse(effort_only).unwrap();
         assert!(response_format(r.output_config.as_ref(), r.output_format.as_ref()).is_none());
     }
 }
