@@ -224,6 +224,14 @@ pub fn last_request(stats: &MockStatsSnapshot) -> &sluice::mock::RecordedRequest
     stats.recent.iter().rev().find(|r| r.method == "POST").expect("the mock saw no POST")
 }
 
+/// How many POSTs the mock has seen, for tests that assert the gateway
+/// called no upstream: its warm-up GETs of `/models` arrive whenever its
+/// connections open, so `requests_total` races with them.
+pub fn posts_seen(stats: &MockStatsSnapshot) -> usize {
+    assert_eq!(stats.recent.len() as u64, stats.requests_total, "the ring of recent requests has dropped some");
+    stats.recent.iter().filter(|r| r.method == "POST").count()
+}
+
 /// An address nothing listens on.
 pub fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
