@@ -98,6 +98,14 @@ impl FramesToSse {
                 for b in json.iter_mut().filter(|b| **b == b'\n' || **b == b'\r') {
                     *b = b' ';
                 }
+                // The event goes to the client as it is and is read below: it
+                // passes the checks every SSE provider's events pass
+                // (`events::check_events`). Without them a key that is not
+                // UTF-8 reached the client, and nesting skipped over on the way
+                // to `type` could overflow sonic-rs's stack.
+                if let Err(why) = crate::json::check(&json) {
+                    return Err(self.protocol(format!("a stream event {why}")));
+                }
                 let kind = sonic_rs::get(&json[..], ["type"])
                     .ok()
                     .and_then(|t| sonic_rs::from_str::<String>(t.as_raw_str()).ok())
@@ -240,6 +248,28 @@ mod tests {
         let (out, err) = FramesToSse::new(Mode::Invoke, "p".into(), vec![]).push(&wire);
         assert!(err.is_none());
         assert_eq!(std::str::from_utf8(&out).unwrap(), format!("event: content_block_delta\ndata: {event}\n\n"));
+    }
+
+    #[test]
+    fn invoke_chunks_that_are_not_readable_json_end_the_stream() {
+        use base64::Engine;
+        let deep = format!(r#"{{"x":{}1{},"type":"ping"}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let not_utf8 = b"{\"type\":\"ping\",\"k\x80\":1}".to_vec();
+        for event in [deep.into_bytes(), not_utf8, b"{\"type\":".to_vec()] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&event);
+            let wire = frames(&[("chunk", &format!(r#"{{"bytes":"{b64}"}}"#))]);
+            let (out, err) = FramesToSse::new(Mode::Invoke, "p".into(), vec![]).push(&wire);
+            assert!(out.is_empty());
+            assert!(matches!(err, Some(GatewayError::UpstreamProtocol { .. })), "{err:?}");
+        }
+        // The `{"bytes": ...}` wrapper itself, too deep or not UTF-8.
+        let deep = format!(r#"{{"x":{}1{},"bytes":""}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        for payload in [deep.into_bytes(), b"{\"k\x80\":1,\"bytes\":\"\"}".to_vec()] {
+            let wire = encode_event("chunk", &payload).unwrap();
+            let (out, err) = FramesToSse::new(Mode::Invoke, "p".into(), vec![]).push(&wire);
+            assert!(out.is_empty());
+            assert!(matches!(err, Some(GatewayError::UpstreamProtocol { .. })), "{err:?}");
+        }
     }
 
     #[test]
