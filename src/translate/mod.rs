@@ -100,9 +100,10 @@ pub trait StreamTranslate {
 /// without checking UTF-8 (it only reports invalid UTF-8 after the whole
 /// parse, and keys have a `debug_assert!` alone): a key like `"propert\x80"`
 /// nested in `tools` became a `&str` that is not UTF-8. The gateway checks
-/// client bodies (`crate::peek`) and upstream answers (`crate::json::check`)
-/// before translating, but the translators are public and fuzzed on their
-/// own, so they refuse such bytes themselves. It costs nothing extra: the
+/// client bodies (`crate::peek`) and SSE events (`crate::json::check`), but
+/// translated providers' whole answers and upstream error bodies come here
+/// unchecked, and the translators are public and fuzzed on their own: so
+/// they refuse such bytes themselves, once. It costs nothing extra: the
 /// `&str` is handed to sonic-rs's `from_str`/`get`, which skip the UTF-8
 /// pass `from_slice` makes over the whole input, so the one pass here
 /// replaces it.
