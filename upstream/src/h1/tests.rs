@@ -118,6 +118,26 @@ async fn chunked_body_at_every_split() {
     }
 }
 
+/// Chunks that one read brought come out as one piece (one pass through
+/// the relay, one chunk to the client), not one piece each; a bad chunk
+/// after good ones is still reported, after their data.
+#[tokio::test]
+async fn chunks_already_read_come_out_joined() {
+    let (port, _) = server(vec![CHUNKED_REPLY], 1 << 20).await;
+    let mut r = pool(port).send(&post(b"{}")).await.unwrap();
+    let mut pieces = Vec::new();
+    while let Some(c) = r.body.chunk().await {
+        pieces.push(c.unwrap());
+    }
+    assert_eq!(pieces, vec![bytes::Bytes::from_static(b"data: 1\n\ndata: 2\n\n")]);
+
+    const BAD_AFTER_GOOD: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\nzz\r\n";
+    let (port, _) = server(vec![BAD_AFTER_GOOD], 1 << 20).await;
+    let mut r = pool(port).send(&post(b"{}")).await.unwrap();
+    assert_eq!(&r.body.chunk().await.unwrap().unwrap()[..], b"abcde");
+    assert!(matches!(r.body.chunk().await, Some(Err(H1Error::Invalid(_)))));
+}
+
 #[tokio::test]
 async fn close_delimited_body_is_not_reused() {
     let (port, accepts) =
