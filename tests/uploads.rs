@@ -276,12 +276,9 @@ async fn bad_uploads_get_clear_errors_and_leave_no_file() {
     gw.shutdown();
 }
 
-#[tokio::test]
-async fn a_client_leaving_mid_upload_leaves_no_spool_file() {
-    let spool = tempfile::tempdir().unwrap();
-    let (mock, flaky) = (start_mock(), flaky_mock());
-    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
-    let body = form(Some("transcribe"), 900_000, false, &[]);
+/// A client that sends a transcription's head (for the whole `body`) and
+/// only its first `sent` bytes, over a raw connection it can drop.
+async fn upload_part(gw: &Gateway, body: &[u8], sent: usize) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let head = format!(
         "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
@@ -289,7 +286,17 @@ async fn a_client_leaving_mid_upload_leaves_no_spool_file() {
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&body[..400_000]).await.unwrap();
+    s.write_all(&body[..sent]).await.unwrap();
+    s
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_upload_leaves_no_spool_file() {
+    let spool = tempfile::tempdir().unwrap();
+    let (mock, flaky) = (start_mock(), flaky_mock());
+    let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
+    let body = form(Some("transcribe"), 900_000, false, &[]);
+    let s = upload_part(&gw, &body, 400_000).await;
     let dir = spool.path().to_path_buf();
     wait_until(Duration::from_secs(10), || spool_files(&dir) == 1).await;
     drop(s);
@@ -303,14 +310,7 @@ async fn a_client_leaving_a_live_upload_ends_the_upstream_request() {
     let (mock, flaky) = (start_mock(), flaky_mock());
     let gw = Gateway::start(&config(mock.addr(), flaky.addr(), spool.path()));
     let body = form(Some("transcribe"), 900_000, true, &[]);
-    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let head = format!(
-        "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
-         content-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&body[..300_000]).await.unwrap();
+    let s = upload_part(&gw, &body, 300_000).await;
     // The upstream request is under way (`up` opens no warm-up connection,
     // so this is the upload, its body arriving at the mock)...
     wait_until(Duration::from_secs(10), || mock.stats().requests_total == 1).await;
