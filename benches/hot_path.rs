@@ -491,6 +491,16 @@ fn bench_sse(c: &mut Criterion) {
                 .all(|e| json::check(e.data).is_ok())
         })
     });
+    // The same, as the stream driver checks them: each event from where it
+    // stops agreeing with the one before (json::StreamCheck).
+    g.bench_function(BenchmarkId::new("check_events_resumed", "whole_stream_one_chunk"), |b| {
+        b.iter(|| {
+            let mut check = json::StreamCheck::default();
+            sse::events(black_box(&whole))
+                .filter(|e| !e.data.is_empty() && e.data != b"[DONE]")
+                .all(|e| check.check(e.data).is_ok())
+        })
+    });
     g.bench_function(BenchmarkId::new("events_only", "whole_stream_one_chunk"), |b| {
         b.iter(|| sse::events(black_box(&whole)).map(|e| e.data.len()).sum::<usize>())
     });

@@ -335,6 +335,18 @@ fn spoil_utf8(text: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// The event `ev` (`data: {...}\n\n`) with a comma before its data's last
+/// `}`: the same bytes up to there, then not JSON.
+fn spoil_tail(ev: &[u8]) -> Option<Bytes> {
+    let data = ev.strip_suffix(b"\n\n")?;
+    let last = memchr::memrchr(b'}', data)?;
+    let mut out = Vec::with_capacity(ev.len() + 1);
+    out.extend_from_slice(&data[..last]);
+    out.push(b',');
+    out.extend_from_slice(&ev[last..]);
+    Some(Bytes::from(out))
+}
+
 /// The script of `mode` for `answer`. `drip` paces [`Hostile::Drip`].
 pub(crate) fn script(conn: &Arc<SharedConn>, mode: Hostile, answer: Answer<'_>, drip: Duration) -> Script {
     let events: Vec<Bytes> = match answer {
@@ -378,15 +390,28 @@ pub(crate) fn script(conn: &Arc<SharedConn>, mode: Hostile, answer: Answer<'_>, 
         }
         Hostile::ShortBody => vec![Step::Write(concat(&[&head, &body[..body.len() / 2]]))],
         Hostile::BadUtf8 => vec![Step::Write(head), Step::Write(spoil_utf8(&body))],
-        Hostile::BadJson if stream => vec![
-            // The first event is fine; the next one is not JSON.
-            Step::Write(concat(&[&head, &first])),
-            Step::Pause(Duration::from_millis(20)),
-            Step::Write(concat(&[
-                b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}, nope\n\n",
-                &body[first.len()..],
-            ])),
-        ],
+        Hostile::BadJson if stream => {
+            // Two events go out fine; the third breaks only at its end (a
+            // trailing comma), after the start it shares with the second:
+            // the gateway checks each event from where it stops agreeing
+            // with the one before (json::StreamCheck) and must still see
+            // it. A stream of fewer events: one goes out, then one that is
+            // not JSON at all.
+            let (good, bad, skip) = match events.get(2).and_then(|e| spoil_tail(e)) {
+                Some(bad) => (&events[..2], bad, 3),
+                None => {
+                    let one = events.len().min(1);
+                    let bad = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}, nope\n\n";
+                    (&events[..one], Bytes::from_static(bad), one)
+                }
+            };
+            let rest: usize = events[..skip].iter().map(Bytes::len).sum();
+            vec![
+                Step::Write(concat(&[&head, &concat(&good.iter().map(|b| b.as_ref()).collect::<Vec<_>>())])),
+                Step::Pause(Duration::from_millis(20)),
+                Step::Write(concat(&[&bad, &body[rest.min(body.len())..]])),
+            ]
+        }
         Hostile::BadJson => {
             let spoiled: &[u8] =
                 br#"{"id":"x","object":"chat.completion","choices":[{"message":{"content":"x"}}, nope],"usage":null}"#;

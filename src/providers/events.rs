@@ -27,6 +27,8 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
         split: SseSplitter,
         _permit: InflightPermit,
         provider: String,
+        /// The events' JSON, checked as one stream's.
+        json: crate::json::StreamCheck,
         done: bool,
     }
     impl SseBody {
@@ -41,6 +43,7 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
         split: SseSplitter::with_max_event(p.max_event_bytes),
         _permit: permit,
         provider: p.name.clone(),
+        json: crate::json::StreamCheck::default(),
         done: false,
     };
     let runs = futures_util::stream::unfold(st, |mut st| async move {
@@ -51,7 +54,7 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
             match st.body.chunk().await {
                 Some(Ok(data)) => match st.split.push(data) {
                     Ok(Some(events)) => {
-                        if let Err(detail) = check_events(&events) {
+                        if let Err(detail) = check_events(&mut st.json, &events) {
                             let e = st.fail(detail);
                             return Some((Err(e), st));
                         }
@@ -75,7 +78,7 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
                     b.extend_from_slice(&rest);
                     b.extend_from_slice(b"\n\n");
                     let events = b.freeze();
-                    if let Err(detail) = check_events(&events) {
+                    if let Err(detail) = check_events(&mut st.json, &events) {
                         return Some((Err(st.fail(detail)), st));
                     }
                     return Some((Ok(events), st));
@@ -89,12 +92,12 @@ pub fn event_stream(body: ResponseBody, permit: InflightPermit, p: &super::Provi
 
 /// Every event's data of a run is JSON a client can read, and no error
 /// object (`[DONE]` and comment-only events pass).
-fn check_events(run: &[u8]) -> Result<(), String> {
+fn check_events(json: &mut crate::json::StreamCheck, run: &[u8]) -> Result<(), String> {
     for ev in crate::sse::events(run) {
         if ev.data.is_empty() || ev.data == b"[DONE]" {
             continue;
         }
-        if let Err(why) = crate::json::check(ev.data) {
+        if let Err(why) = json.check(ev.data) {
             return Err(format!("a stream event {why}"));
         }
         if crate::json::is_error_object(ev.data) {

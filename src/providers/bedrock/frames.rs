@@ -37,11 +37,13 @@ pub struct FramesToSse {
     mode: Mode,
     provider: String,
     secrets: Vec<String>,
+    /// Claude's events (Invoke), checked as one stream's.
+    json: crate::json::StreamCheck,
 }
 
 impl FramesToSse {
     pub fn new(mode: Mode, provider: String, secrets: Vec<String>) -> FramesToSse {
-        FramesToSse { decoder: Decoder::default(), mode, provider, secrets }
+        FramesToSse { decoder: Decoder::default(), mode, provider, secrets, json: Default::default() }
     }
 
     /// The SSE events of every frame `chunk` completes (empty while a frame
@@ -81,7 +83,7 @@ impl FramesToSse {
         self.decoder.finish().err().map(|e| self.protocol(e.to_string()))
     }
 
-    fn write(&self, out: &mut BytesMut, event_type: &str, payload: &[u8]) -> Result<(), GatewayError> {
+    fn write(&mut self, out: &mut BytesMut, event_type: &str, payload: &[u8]) -> Result<(), GatewayError> {
         match self.mode {
             Mode::Converse => {
                 out.extend_from_slice(b"data: {\"");
@@ -103,7 +105,7 @@ impl FramesToSse {
                 // (`events::check_events`). Without them a key that is not
                 // UTF-8 reached the client, and nesting skipped over on the way
                 // to `type` could overflow sonic-rs's stack.
-                if let Err(why) = crate::json::check(&json) {
+                if let Err(why) = self.json.check(&json) {
                     return Err(self.protocol(format!("a stream event {why}")));
                 }
                 let kind = sonic_rs::get(&json[..], ["type"])
