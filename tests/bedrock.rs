@@ -571,3 +571,19 @@ async fn missing_credentials_are_named_at_check_request_and_health() {
     assert!(health["reasons"].to_string().contains("provider `br`: credentials failing"), "{health}");
     assert_eq!(mock.stats().bedrock_total, 0);
 }
+
+/// Claude's own answer through InvokeModel (`/v1/messages`) reaches the
+/// client only as JSON it can read: a body that is not JSON is a 502 naming
+/// it, as every other provider's answer is.
+#[tokio::test]
+async fn a_native_claude_answer_that_is_not_json_is_a_502() {
+    let mock = mock();
+    let gw = Gateway::start_config(config(&bedrock_config(mock.addr(), ""), &env_keys()));
+    let m = json!({"model": "claude", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+    let good = post(&gw, "/v1/messages", &m, &[]).await;
+    assert_eq!(good.status(), 200);
+    let bad = post(&gw, "/v1/messages", &m, &[("x-mock-hostile", sluice::mock::Hostile::BadJson.as_str())]).await;
+    assert_eq!(bad.status(), 502);
+    let body = bad.text().await.unwrap();
+    assert!(body.contains("not valid JSON"), "{body}");
+}

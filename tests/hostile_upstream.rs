@@ -334,3 +334,78 @@ max_entry_bytes = 4096
         assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "each client gets its whole stream");
     }
 }
+
+/// Whole answers passed on in the upstream's own protocol are checked as
+/// OpenAI's are: a body that is not JSON is a 502 naming it, not a 200 that
+/// an SDK is the first to choke on. Anthropic's Messages (the same code
+/// serves Claude on Vertex) and Azure OpenAI; a good answer still passes.
+#[tokio::test]
+async fn native_answers_that_are_not_json_are_clean_errors() {
+    let mock = start_mock();
+    let m = mock.addr();
+    let key = sluice::mock::cloud_api::MOCK_AZURE_API_KEY;
+    // Appended to the file's config (after its keys): an Anthropic and an
+    // Azure provider, one model each.
+    let gw = Gateway::start(&config(
+        m,
+        "",
+        &format!(
+            r#"
+[[providers]]
+name = "anth"
+kind = "anthropic"
+base_url = "http://{m}/v1"
+forward_headers = ["x-mock-*"]
+warm_connections = 0
+
+[[providers]]
+name = "az"
+kind = "azure"
+base_url = "http://{m}"
+api_key = "{key}"
+forward_headers = ["x-mock-*"]
+warm_connections = 0
+azure = {{ api_version = "2024-10-21" }}
+
+[[models]]
+name = "claude"
+deployments = [{{ provider = "anth", model = "claude-mock" }}]
+max_attempts = 1
+
+[[models]]
+name = "gpt-az"
+deployments = [{{ provider = "az", model = "gpt-4o-dep" }}]
+max_attempts = 1
+"#
+        ),
+    ));
+    let hostile = [("x-mock-hostile", Hostile::BadJson.as_str())];
+    let messages = |headers: &[(&str, &str)]| {
+        let mut r = client()
+            .post(gw.url("/v1/messages"))
+            .header("x-api-key", CLIENT_KEY)
+            .header("anthropic-version", "2023-06-01")
+            .json(&json!({"model": "claude", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    let chat = |headers: &[(&str, &str)]| {
+        let mut r =
+            client().post(gw.url("/v1/chat/completions")).bearer_auth(CLIENT_KEY).json(&chat_body("gpt-az", false));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    for (what, good, bad) in [
+        ("anthropic", messages(&[]).await.unwrap(), messages(&hostile).await.unwrap()),
+        ("azure", chat(&[]).await.unwrap(), chat(&hostile).await.unwrap()),
+    ] {
+        assert_eq!(good.status(), 200, "{what}");
+        assert_eq!(bad.status(), 502, "{what}");
+        let body = bad.text().await.unwrap();
+        assert!(body.contains("not valid JSON"), "{what}: {body}");
+    }
+}

@@ -229,6 +229,18 @@ async fn answer(
             headers: parts.headers.clone(),
             body: body.clone(),
         };
+        // Azure OpenAI answers as an OpenAI server does, so it can answer
+        // with the same hostile bytes (`x-mock-hostile`; credentials are not
+        // checked first: the mode is about the answer). Bedrock too: a whole
+        // JSON answer's modes apply to its non-stream calls as they are.
+        if let (Some(mode), super::cloud_api::CloudRoute::Azure(_) | super::cloud_api::CloudRoute::Bedrock(_)) =
+            (controls.hostile, &cloud)
+        {
+            stats.hostile(mode);
+            let api = if parts.uri.path().ends_with("/chat/completions") { Api::Chat } else { Api::Embeddings };
+            let drip = Duration::from_millis(controls.drip_ms.unwrap_or(1000));
+            return Ok(hostile_answer(conn, mode, api, &body, &state.opts, drip));
+        }
         stats.record(parts.method, parts.uri, parts.headers, &body);
         if let Some((header, expected)) = controls.bad {
             let msg = format!("Invalid {header} header: expected {expected}.");

@@ -146,6 +146,7 @@ pub(super) async fn native_answer(p: &Provider, resp: OkResponse, stream: bool) 
     }
     let bytes = transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
     drop(resp.permit);
+    transport::check_json(p, &bytes)?;
     let usage = anthropic::usage_from_body(&bytes).map(Into::into);
     Ok(Reply::Complete { body: bytes, usage })
 }

@@ -136,6 +136,8 @@ impl Azure {
         let bytes =
             http_transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
+        // Azure OpenAI answers as OpenAI does, and is checked as OpenAI's are.
+        crate::providers::transport::check_answer(p, &bytes, self.up.secrets())?;
         if let Some(v) = content_filter::filtered_completion(&bytes) {
             let source = match v.source {
                 FilterSource::Prompt => "prompt",

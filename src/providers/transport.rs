@@ -296,6 +296,16 @@ pub fn timeout(p: &Provider, t: &Timeouts, phase: TimeoutPhase) -> GatewayError 
     GatewayError::UpstreamTimeout { provider: p.name.clone(), phase, ms: d.as_millis() as u64 }
 }
 
+/// A whole answer passed on in the upstream's own protocol (Anthropic's
+/// Messages, also on Bedrock and Vertex) is JSON a client can read; else a
+/// protocol error, as [`check_answer`] gives.
+pub fn check_json(p: &Provider, body: &[u8]) -> Result<(), GatewayError> {
+    crate::json::check(body).map_err(|why| GatewayError::UpstreamProtocol {
+        provider: p.name.clone(),
+        detail: format!("the response body {why}"),
+    })
+}
+
 /// A whole 2xx answer a client can be given: JSON (UTF-8, not too deep,
 /// well formed) and not an error object in a 200's clothing, which some
 /// OpenAI-compatible servers send when they fail. Otherwise a protocol
@@ -303,9 +313,7 @@ pub fn timeout(p: &Provider, t: &Timeouts, phase: TimeoutPhase) -> GatewayError 
 /// upstream's message scrubbed of `secrets`.
 pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<(), GatewayError> {
     let protocol = |detail: String| GatewayError::UpstreamProtocol { provider: p.name.clone(), detail };
-    if let Err(why) = crate::json::check(body) {
-        return Err(protocol(format!("the response body {why}")));
-    }
+    check_json(p, body)?;
     if crate::json::is_error_object(body) {
         let mut message = sonic_rs::get(body, ["error", "message"])
             .ok()

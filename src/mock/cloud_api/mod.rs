@@ -19,7 +19,9 @@
 //!   bearer tokens from `POST /token` (JWT-bearer assertions).
 //!
 //! Controls besides the common ones: `x-mock-content-filter: prompt|completion`
-//! (Azure), `x-mock-aws-error: <Exception>` and `x-mock-stream-exception:
+//! and `x-mock-hostile` (Azure and Bedrock; answered as for any OpenAI
+//! route, before credentials are checked: for Bedrock only the whole-JSON
+//! modes make sense), `x-mock-aws-error: <Exception>` and `x-mock-stream-exception:
 //! <exceptionType>` (Bedrock). Faults `429` and `500` answer in each cloud's
 //! own error shape.
 

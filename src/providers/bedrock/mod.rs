@@ -212,6 +212,7 @@ impl Bedrock {
             return Ok(Reply::Stream(frames::event_stream(resp.body, resp.permit, frames)));
         }
         let bytes = read(p, resp).await?;
+        crate::providers::transport::check_json(p, &bytes)?;
         let usage = crate::translate::anthropic::usage_from_body(&bytes).map(Into::into);
         Ok(Reply::Complete { body: bytes, usage })
     }
