@@ -36,8 +36,7 @@ pub fn map_status_error(style: ErrorStyle, provider: &str, status: u16, body: By
     // Parse only bodies that are UTF-8 (nothing before checked an error
     // body, and sonic-rs reads object keys without checking) and cannot
     // overflow the parser's stack; the others are quoted lossily below.
-    let text =
-        std::str::from_utf8(&body).ok().filter(|t| !crate::json::nesting_exceeds(t.as_bytes(), crate::json::MAX_DEPTH));
+    let text = crate::translate::readable(&body).ok();
     let parseable = text.is_some();
     let field = |path: &[&str]| -> Option<String> {
         let v = sonic_rs::get(text?, path).ok()?;

@@ -111,6 +111,17 @@ pub fn utf8(body: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(body).map_err(|e| format!("the JSON is not valid UTF-8 (at byte {})", e.valid_up_to()))
 }
 
+/// `body` as text sonic-rs's lazy readers (`get`, `LazyValue`) may be
+/// given: UTF-8 ([`utf8`]) and nested no deeper than [`MAX_DEPTH`] (they
+/// recurse over what they skip). [`parse`] bounds the depth itself.
+pub fn readable(body: &[u8]) -> Result<&str, String> {
+    let text = utf8(body)?;
+    if crate::json::nesting_exceeds(body, MAX_DEPTH) {
+        return Err(format!("the JSON nests deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(text)
+}
+
 /// Parse untrusted JSON into `T`, borrowing strings from `body` where they
 /// need no unescaping. Refuses bodies that nest deeper than [`MAX_DEPTH`]
 /// (sonic-rs would overflow its stack on them, see `crate::json`). The

@@ -202,11 +202,7 @@ pub fn chunk_bytes(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     // Checked here, then parsed as text: sonic-rs reads keys from bytes
     // without checking UTF-8 (its `from_slice` reports it only afterwards),
     // and recurses over the members it skips.
-    let text =
-        std::str::from_utf8(payload).map_err(|_| FrameError::Malformed("chunk payload is not UTF-8".to_owned()))?;
-    if crate::json::nesting_exceeds(payload, crate::json::MAX_DEPTH) {
-        return Err(FrameError::Malformed("chunk payload nests too deeply".to_owned()));
-    }
+    let text = crate::translate::readable(payload).map_err(|e| FrameError::Malformed(format!("chunk payload: {e}")))?;
     let chunk: Chunk<'_> = sonic_rs::from_str(text)
         .map_err(|e| FrameError::Malformed(format!("chunk payload is not {{\"bytes\":…}}: {e}")))?;
     base64::engine::general_purpose::STANDARD

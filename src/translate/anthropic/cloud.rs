@@ -12,7 +12,7 @@
 //! https://docs.anthropic.com/en/api/claude-on-amazon-bedrock,
 //! https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-anthropic-claude-messages.html
 
-use crate::translate::{MAX_DEPTH, TranslateError};
+use crate::translate::TranslateError;
 
 /// Vertex AI's `anthropic_version`.
 pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
@@ -29,10 +29,7 @@ pub enum Cloud {
 /// `body` (a Messages request object) rewritten for `cloud`.
 pub fn body(body: &[u8], cloud: Cloud) -> Result<Vec<u8>, TranslateError> {
     let invalid = |e: String| TranslateError::new(format!("Invalid Messages request: {e}"), None);
-    let body = crate::translate::utf8(body).map_err(invalid)?;
-    if crate::json::nesting_exceeds(body.as_bytes(), MAX_DEPTH) {
-        return Err(invalid(format!("the JSON nests deeper than {MAX_DEPTH} levels")));
-    }
+    let body = crate::translate::readable(body).map_err(invalid)?;
     let (version, drop_stream) = match cloud {
         Cloud::Vertex => (VERTEX_VERSION, false),
         Cloud::Bedrock => (BEDROCK_VERSION, true),

@@ -250,10 +250,7 @@ impl Usage {
 
 /// The usage of a whole Messages answer, in OpenAI's terms.
 pub fn usage_from_body(body: &[u8]) -> Option<openai::Usage> {
-    let body = super::utf8(body).ok()?;
-    if crate::json::nesting_exceeds(body.as_bytes(), super::MAX_DEPTH) {
-        return None;
-    }
+    let body = super::readable(body).ok()?;
     let raw = sonic_rs::get(body, ["usage"]).ok()?;
     let u: Usage = sonic_rs::from_str(raw.as_raw_str()).ok()?;
     Some(u.to_openai())

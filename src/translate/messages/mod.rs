@@ -68,10 +68,7 @@ pub fn error_event(body: &[u8]) -> Bytes {
 fn read_openai_error(body: &[u8]) -> Option<(String, String)> {
     use sonic_rs::JsonValueTrait;
     // An upstream's own error body may reach here untouched.
-    let body = super::utf8(body).ok()?;
-    if crate::json::nesting_exceeds(body.as_bytes(), super::MAX_DEPTH) {
-        return None;
-    }
+    let body = super::readable(body).ok()?;
     let err = sonic_rs::get(body, ["error"]).ok()?;
     let raw = err.as_raw_str();
     let message = sonic_rs::get(raw, ["message"]).ok().and_then(|m| m.as_str().map(str::to_owned))?;

@@ -39,10 +39,7 @@ pub fn conversation(previous: Option<&[u8]>, input: &[u8], output: &[u8]) -> Res
 /// request's own `input`, `previous_response_id` is dropped, and `model`
 /// becomes the upstream's name. Every other member is copied as sent.
 pub fn expand(body: &[u8], history: &[u8], model: &str) -> Result<Vec<u8>, String> {
-    let body = crate::translate::utf8(body)?;
-    if crate::json::nesting_exceeds(body.as_bytes(), crate::translate::MAX_DEPTH) {
-        return Err(format!("the JSON nests deeper than {} levels", crate::translate::MAX_DEPTH));
-    }
+    let body = crate::translate::readable(body)?;
     let input = super::request::input_items_of(body).ok_or("'input' must be a string or an array of items")?;
     let items = conversation(Some(history), &input, b"[]")?;
     let mut out = Vec::with_capacity(body.len() + items.len() + 16);
@@ -75,10 +72,7 @@ pub fn expand(body: &[u8], history: &[u8], model: &str) -> Result<Vec<u8>, Strin
 /// The members of a JSON array, without its brackets and outer spaces;
 /// `None` if `b` is not one valid array.
 fn array_body(b: &[u8]) -> Option<&[u8]> {
-    let text = crate::translate::utf8(b).ok()?;
-    if crate::json::nesting_exceeds(b, crate::translate::MAX_DEPTH) {
-        return None;
-    }
+    let text = crate::translate::readable(b).ok()?;
     let v: sonic_rs::LazyValue<'_> = sonic_rs::from_str(text).ok()?;
     if !v.is_array() {
         return None;
@@ -91,20 +85,14 @@ fn array_body(b: &[u8]) -> Option<&[u8]> {
 /// The `output` array of a Response object (from a deployment that serves
 /// the Responses API), for [`conversation`].
 pub fn output_items(response: &[u8]) -> Option<Vec<u8>> {
-    let response = crate::translate::utf8(response).ok()?;
-    if crate::json::nesting_exceeds(response.as_bytes(), crate::translate::MAX_DEPTH) {
-        return None;
-    }
+    let response = crate::translate::readable(response).ok()?;
     let v = sonic_rs::get(response, ["output"]).ok()?;
     v.is_array().then(|| v.as_raw_str().as_bytes().to_vec())
 }
 
 /// Usage of a Response object (a non-streamed answer).
 pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
-    let body = crate::translate::utf8(body).ok()?;
-    if crate::json::nesting_exceeds(body.as_bytes(), crate::translate::MAX_DEPTH) {
-        return None;
-    }
+    let body = crate::translate::readable(body).ok()?;
     let u = sonic_rs::get(body, ["usage"]).ok()?;
     read_usage(u.as_raw_str())
 }
@@ -114,10 +102,7 @@ pub fn usage_from_body(body: &[u8]) -> Option<Usage> {
 pub fn usage_from_event(data: &[u8]) -> Option<Usage> {
     // Only the final events carry usage; skip the rest without parsing.
     memchr::memmem::find(data, b"\"usage\"")?;
-    let data = crate::translate::utf8(data).ok()?;
-    if crate::json::nesting_exceeds(data.as_bytes(), crate::translate::MAX_DEPTH) {
-        return None;
-    }
+    let data = crate::translate::readable(data).ok()?;
     let kind = sonic_rs::get(data, ["type"]).ok()?;
     if !matches!(kind.as_str(), Some("response.completed" | "response.incomplete" | "response.failed")) {
         return None;
