@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, KeyConfig};
@@ -171,7 +171,10 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 /// else what is wrong with the one that was. The messages never quote the
 /// header: a key sent the wrong way is still a secret.
 fn read_key(headers: &HeaderMap) -> Result<&str, Option<&'static str>> {
-    let bearer = headers.get("authorization").map(|v| {
+    // Named by constants: actix's `HeaderMap::get("x-api-key")` parses the
+    // name, and allocates a copy of it, on every lookup.
+    const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    let bearer = headers.get(AUTHORIZATION).map(|v| {
         let v = v.to_str().map_err(|_| NOT_TEXT)?.trim();
         match v.split_once([' ', '\t']) {
             Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => Ok(key.trim()),
@@ -182,7 +185,7 @@ fn read_key(headers: &HeaderMap) -> Result<&str, Option<&'static str>> {
             Some(_) => Err(OTHER_SCHEME),
         }
     });
-    let api_key = headers.get("x-api-key").map(|v| match v.to_str().map(str::trim) {
+    let api_key = headers.get(X_API_KEY).map(|v| match v.to_str().map(str::trim) {
         Ok("") => Err(EMPTY_X_API_KEY),
         Ok(k) => Ok(k),
         Err(_) => Err(NOT_TEXT_X_API_KEY),

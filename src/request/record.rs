@@ -5,7 +5,6 @@
 //! until the response head went out). `server-timing` shows both, so anyone
 //! can see the gateway's own overhead per request.
 
-use std::fmt::Write;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -212,10 +211,16 @@ impl Record {
 }
 
 /// Milliseconds with three decimals, by integer arithmetic (float
-/// formatting costs more than the rest of the header).
+/// formatting costs more than the rest of the header; `write!` with
+/// `{}.{:03}` was ~0.7k instructions a call, this ~0.1k).
 fn push_ms(s: &mut String, d: Duration) {
     let us = d.as_micros();
-    let _ = write!(s, "{}.{:03}", us / 1000, us % 1000);
+    s.push_str(itoa::Buffer::new().format(us / 1000));
+    let frac = (us % 1000) as u32;
+    s.push('.');
+    for div in [100, 10, 1] {
+        s.push(char::from(b'0' + ((frac / div) % 10) as u8));
+    }
 }
 
 impl Drop for Record {
@@ -244,5 +249,8 @@ mod tests {
         s.clear();
         push_ms(&mut s, Duration::from_nanos(54_999));
         assert_eq!(s, "0.054");
+        s.clear();
+        push_ms(&mut s, Duration::from_micros(7_000_009));
+        assert_eq!(s, "7000.009");
     }
 }

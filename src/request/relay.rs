@@ -28,7 +28,7 @@ use crate::metrics::RequestOutcome;
 use crate::upstream::UpstreamStream;
 use crate::usage::{self, Usage};
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use super::ingress::X_REQUEST_ID;
 const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const X_SLUICE_FALLBACK: HeaderName = HeaderName::from_static("x-sluice-fallback");
