@@ -148,15 +148,30 @@ impl Framing {
             return first;
         }
         let mut joined: Option<BytesMut> = None;
+        let mut push = |data: &[u8], more: usize| {
+            joined
+                .get_or_insert_with(|| {
+                    let mut j = BytesMut::with_capacity(first.len() + data.len() + more);
+                    j.extend_from_slice(&first);
+                    j
+                })
+                .extend_from_slice(data)
+        };
         while *self != Framing::Done {
+            // A chunk's data is copied straight from `buf`: splitting it off
+            // as `Bytes` first (as `step` does) costs a reference count up
+            // and down per chunk, for bytes that are copied anyway.
+            if let Framing::Chunked(Chunk::Data(left)) = *self
+                && !buf.is_empty()
+            {
+                let (n, next) = chunk_data(left, buf.len());
+                push(&buf[..n], buf.len() - n);
+                buf.advance(n);
+                *self = Framing::Chunked(next);
+                continue;
+            }
             match self.step(buf) {
-                Ok(Step::Data(b)) => joined
-                    .get_or_insert_with(|| {
-                        let mut j = BytesMut::with_capacity(first.len() + b.len() + buf.len());
-                        j.extend_from_slice(&first);
-                        j
-                    })
-                    .extend_from_slice(&b),
+                Ok(Step::Data(b)) => push(&b, buf.len()),
                 Ok(Step::Again) => {}
                 Ok(Step::NeedMore) | Err(_) => break,
             }
@@ -206,9 +221,8 @@ impl Framing {
                     if buf.is_empty() {
                         return Ok(Step::NeedMore);
                     }
-                    let n = (buf.len() as u64).min(left) as usize;
-                    let left = left - n as u64;
-                    *self = Framing::Chunked(if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) });
+                    let (n, next) = chunk_data(left, buf.len());
+                    *self = Framing::Chunked(next);
                     Ok(Step::Data(buf.split_to(n).freeze()))
                 }
                 Chunk::DataEnd => {
@@ -239,6 +253,14 @@ impl Framing {
             },
         }
     }
+}
+
+/// Of a chunk with `left` bytes of data to come, how many of the `avail`
+/// buffered bytes are its data, and the state after them.
+fn chunk_data(left: u64, avail: usize) -> (usize, Chunk) {
+    let n = (avail as u64).min(left) as usize;
+    let left = left - n as u64;
+    (n, if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) })
 }
 
 fn invalid(what: &str) -> H1Error {
