@@ -18,6 +18,7 @@ use futures_util::{Stream, StreamExt};
 use sluice_actors::response_cache::StoredAnswer;
 
 use super::conversation::Save;
+use super::ingress::X_REQUEST_ID;
 use super::record::Record;
 use crate::cache::answer;
 use crate::cache::flight::{Next, Subscriber};
@@ -28,7 +29,6 @@ use crate::metrics::RequestOutcome;
 use crate::upstream::UpstreamStream;
 use crate::usage::{self, Usage};
 
-use super::ingress::X_REQUEST_ID;
 const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deployment");
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const X_SLUICE_FALLBACK: HeaderName = HeaderName::from_static("x-sluice-fallback");
