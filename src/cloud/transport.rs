@@ -107,8 +107,12 @@ pub(crate) fn check_status(
         return Ok(response);
     }
     let body = response.body();
-    let message = sonic_rs::from_slice::<OAuthError>(body)
+    // Only text that is UTF-8 and nested no deeper than `json::MAX_DEPTH`
+    // goes to sonic-rs: it skips the members it does not want recursively,
+    // so a deeply nested answer would overflow the stack (here and below).
+    let message = crate::translate::readable(body)
         .ok()
+        .and_then(|text| sonic_rs::from_str::<OAuthError>(text).ok())
         .map(|e| match e.error_description {
             Some(d) => format!("{}: {}", e.error, d),
             None => e.error,
@@ -116,6 +120,10 @@ pub(crate) fn check_status(
         .unwrap_or_else(|| super::error::excerpt(body, 300));
     Err(CredentialError::Rejected { endpoint: endpoint.to_owned(), status, message })
 }
+
+/// The longest life an OAuth answer's `expires_in` is believed for: a day
+/// (Google's and Entra's tokens last an hour or so; a later refresh costs nothing).
+const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
 
 #[derive(serde::Deserialize)]
 struct OAuthError {
@@ -140,14 +148,18 @@ pub(crate) fn oauth_token(
     response: http::Response<Bytes>,
 ) -> Result<super::token::Token<crate::config::Secret>, CredentialError> {
     let response = check_status(endpoint, response)?;
-    let parsed: OAuthToken = sonic_rs::from_slice(response.body()).map_err(|e| CredentialError::Transport {
+    let not_oauth = |e: String| CredentialError::Transport {
         endpoint: endpoint.to_owned(),
         message: format!("the token answer is not OAuth JSON: {e}"),
-    })?;
+    };
+    let text = crate::translate::readable(response.body()).map_err(not_oauth)?;
+    let parsed: OAuthToken = sonic_rs::from_str(text).map_err(|e| not_oauth(e.to_string()))?;
     if parsed.access_token.is_empty() {
         return Err(CredentialError::Transport { endpoint: endpoint.to_owned(), message: "empty access_token".into() });
     }
-    let ttl = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+    // The endpoint's number, capped: `Instant + Duration` panics past the
+    // clock's range (`"expires_in": 18446744073709551615` did).
+    let ttl = Duration::from_secs(parsed.expires_in.unwrap_or(3600).min(MAX_TOKEN_TTL_SECS));
     Ok(super::token::Token::valid_for(crate::config::Secret::new(parsed.access_token), ttl))
 }
 
@@ -253,6 +265,33 @@ mod tests {
         let err = oauth_token(&endpoint, resp).unwrap_err().to_string();
         assert!(err.contains("HTTP 400") && err.contains("invalid_grant: Bad JWT"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    fn answer(status: u16, body: String) -> http::Response<Bytes> {
+        http::Response::builder().status(status).body(Bytes::from(body)).unwrap()
+    }
+
+    #[test]
+    fn a_huge_expires_in_is_capped_not_a_panic() {
+        // `Instant::now() + 2^64 - 1 s` panicked ("overflow when adding duration to instant").
+        let body = r#"{"access_token":"t","expires_in":18446744073709551615}"#.to_string();
+        let token = oauth_token("e", answer(200, body)).unwrap();
+        let left = token.expires_at.unwrap() - tokio::time::Instant::now();
+        assert!(left <= Duration::from_secs(MAX_TOKEN_TTL_SECS) && left > Duration::from_secs(3600), "{left:?}");
+    }
+
+    #[test]
+    fn deeply_nested_answers_are_errors_not_a_stack_overflow() {
+        // sonic-rs skips unknown members recursively: 200k levels overflowed the stack.
+        let deep = format!(r#"{{"error":"e","x":{}1{}}}"#, "[".repeat(200_000), "]".repeat(200_000));
+        let err = check_status("e", answer(400, deep.clone())).unwrap_err().to_string();
+        assert!(err.contains("HTTP 400") && err.contains("[[["), "{err}");
+        let deep = deep.replacen(r#""error":"e""#, r#""access_token":"t""#, 1);
+        let err = oauth_token("e", answer(200, deep)).unwrap_err().to_string();
+        assert!(err.contains("not OAuth JSON") && err.contains("deeper"), "{err}");
+        // Shallow ones read as before.
+        let err = check_status("e", answer(400, r#"{"error":"e","x":[[1]]}"#.into())).unwrap_err().to_string();
+        assert!(err.ends_with("(HTTP 400): e"), "{err}");
     }
 
     #[tokio::test]

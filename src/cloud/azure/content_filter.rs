@@ -38,7 +38,10 @@ pub struct MappedError {
 /// `Some` when `body` is Azure's content-filter refusal; `None` for every
 /// other error, which the caller maps as usual.
 pub fn map_error(status: u16, body: &[u8]) -> Option<MappedError> {
-    let v: Value = sonic_rs::from_slice(body).ok()?;
+    // An upstream's error body, unchecked until here: sonic-rs builds a
+    // `Value` recursively, so a deeply nested one would overflow the stack.
+    let text = crate::translate::readable(body).ok()?;
+    let v: Value = sonic_rs::from_str(text).ok()?;
     let error = v.get("error")?;
     let inner = error.get("innererror");
     let is_filter = error.get("code").and_then(|c| c.as_str()) == Some("content_filter")

@@ -45,7 +45,10 @@ use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
 use crate::translate::anthropic::cloud::{self as claude_cloud, Cloud};
 use crate::translate::bedrock::{request, response, stream::StreamTranslator};
-use frames::{FramesToSse, Mode};
+/// Frames → SSE: public for the fuzz target `bedrock_frames` (the bytes a
+/// Bedrock upstream controls on a stream), not an interface of the gateway.
+#[doc(hidden)]
+pub use frames::{FramesToSse, Mode};
 
 pub struct Bedrock {
     up: HttpUpstream,

@@ -103,3 +103,14 @@ fn filtered_completion_is_read_but_not_rewritten() {
     assert_eq!(filtered_completion(CLEAN.as_bytes()), None);
     assert_eq!(filtered_completion(b"{}"), None);
 }
+
+#[test]
+fn a_deeply_nested_error_body_is_not_parsed() {
+    // Parsed into a `Value` as it was, this overflowed the stack (an abort,
+    // not an error) before anything looked at its `code`.
+    let deep =
+        format!(r#"{{"error":{{"code":"content_filter","x":{}1{}}}}}"#, "[".repeat(200_000), "]".repeat(200_000));
+    assert_eq!(map_error(400, deep.as_bytes()), None);
+    let shallow = format!(r#"{{"error":{{"code":"content_filter","x":{}1{}}}}}"#, "[".repeat(20), "]".repeat(20));
+    assert!(map_error(400, shallow.as_bytes()).is_some());
+}
