@@ -86,10 +86,22 @@ impl FramesToSse {
     fn write(&mut self, out: &mut BytesMut, event_type: &str, payload: &[u8]) -> Result<(), GatewayError> {
         match self.mode {
             Mode::Converse => {
+                // The event type becomes a JSON key as it is: Bedrock's are
+                // camelCase words, and anything else (a `"`, a line break)
+                // would break the event for the translator reading it.
+                if event_type.is_empty() || !event_type.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(self.protocol("a stream event's type is not a word".to_owned()));
+                }
                 out.extend_from_slice(b"data: {\"");
                 out.extend_from_slice(event_type.as_bytes());
                 out.extend_from_slice(b"\":");
+                let start = out.len();
                 out.extend_from_slice(if payload.is_empty() { b"{}" } else { payload });
+                // As for Claude's events below: a line break in valid JSON is
+                // whitespace between tokens; blanked, the event stays one line.
+                for b in out[start..].iter_mut().filter(|b| **b == b'\n' || **b == b'\r') {
+                    *b = b' ';
+                }
                 out.extend_from_slice(b"}\n\n");
             }
             Mode::Invoke if event_type == "chunk" => {
@@ -238,6 +250,25 @@ mod tests {
             let (b, e2) = f.push(&wire[cut..]);
             assert!(e1.is_none() && e2.is_none() && f.finish().is_none());
             assert_eq!([a, b].concat(), whole.0.to_vec(), "cut at {cut}");
+        }
+    }
+
+    /// A payload with line breaks between its tokens stays one event; an
+    /// event type that is not a word ends the stream with a protocol error.
+    #[test]
+    fn converse_payload_line_breaks_and_odd_event_types() {
+        let wire = frames(&[("contentBlockDelta", "{\"contentBlockIndex\":0,\r\n\n\"delta\":{\"text\":\"Hi\"}}")]);
+        let (out, err) = FramesToSse::new(Mode::Converse, "p".into(), vec![]).push(&wire);
+        assert!(err.is_none());
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "data: {\"contentBlockDelta\":{\"contentBlockIndex\":0,   \"delta\":{\"text\":\"Hi\"}}}\n\n"
+        );
+        for odd in ["a\"b", "x\n\ndata: y", ""] {
+            let wire = frames(&[("messageStart", r#"{"role":"assistant"}"#), (odd, "{}")]);
+            let (out, err) = FramesToSse::new(Mode::Converse, "p".into(), vec![]).push(&wire);
+            assert!(out.starts_with(b"data: {\"messageStart\"") && out.ends_with(b"}\n\n"), "{odd:?}");
+            assert!(matches!(err, Some(GatewayError::UpstreamProtocol { .. })), "{odd:?}: {err:?}");
         }
     }
 
