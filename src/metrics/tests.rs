@@ -23,3 +23,20 @@ fn every_status_has_a_slot() {
 fn escapes_labels() {
     assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
 }
+
+#[test]
+fn a_fold_is_asked_for_every_nth_request() {
+    let n = std::cell::Cell::new(0);
+    let asked: Vec<u32> = (1..=10).filter(|_| fold_due(&n, 4)).collect::<Vec<_>>();
+    // `filter` sees the requests in order, so the asks are the 4th and 8th.
+    assert_eq!(asked, vec![4, 8]);
+    assert_eq!(n.get(), 2);
+}
+
+#[test]
+fn enough_requests_on_a_thread_wake_the_upkeep() {
+    use futures_util::FutureExt;
+    std::thread::spawn(|| (0..FOLD_EVERY).for_each(|_| count_for_fold())).join().ok();
+    // The ask is kept as a permit until the upkeep waits, so it is ready now.
+    assert!(fold_wanted().now_or_never().is_some(), "no fold asked for");
+}

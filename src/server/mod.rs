@@ -287,13 +287,18 @@ fn longest_attempt(config: &Config) -> Duration {
     Duration::from_millis(providers.chain(models).max().unwrap_or(0))
 }
 
-/// The Prometheus exporter folds histogram samples only when asked; do it
-/// periodically on the actor thread so memory stays bounded between scrapes.
+/// The Prometheus exporter folds histogram samples only when asked; do it on
+/// the actor thread every 5 s, and sooner when the workers have recorded
+/// enough requests ([`crate::metrics::fold_wanted`]), so that the samples
+/// waiting for a fold stay a few hundred KB under any load.
 fn spawn_metrics_upkeep(actors: &Actors, handle: metrics_exporter_prometheus::PrometheusHandle) {
     actors.arbiter().spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = crate::metrics::fold_wanted() => tick.reset(),
+            }
             // Caught, so one bad fold cannot end upkeep (and let histogram
             // memory grow) for the rest of the process.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.run_upkeep())).is_err() {
