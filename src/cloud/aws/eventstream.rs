@@ -21,6 +21,9 @@ const MIN_FRAME: usize = PRELUDE + 4;
 /// of model output each (a few KB); AWS caps an event-stream message at
 /// 16 MiB, and so do we.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// The most a declared frame length makes the decoder reserve ahead of the
+/// bytes that have arrived.
+const RESERVE_AHEAD: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
@@ -38,7 +41,8 @@ pub enum FrameError {
 }
 
 /// Incremental decoder: feed bytes as they arrive, take messages out.
-/// Memory is bounded by one frame (at most `max_frame`) plus the last chunk fed.
+/// Memory is bounded by one frame (at most `max_frame`) plus the last chunk
+/// fed, and follows the bytes that arrived, not the length a prelude declares.
 #[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
@@ -107,8 +111,12 @@ impl Decoder {
             return Err(FrameError::TooLarge { len: total, max: self.max_frame });
         }
         if self.buf.len() < total {
-            // Reserve once for the whole frame instead of growing chunk by chunk.
-            self.buf.reserve(total - self.buf.len());
+            // Room for the rest of a frame of ordinary size at once, but not
+            // for whatever the prelude declares: an upstream that declares
+            // 16 MiB frames and sends a trickle would make every stream hold
+            // (and, under strict overcommit, commit) 16 MiB. Beyond this the
+            // buffer grows as bytes arrive.
+            self.buf.reserve((total - self.buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let frame = self.buf.split_to(total).freeze();

@@ -137,6 +137,31 @@ fn an_oversized_frame_is_refused_from_its_prelude_alone() {
 }
 
 #[test]
+fn a_declared_length_does_not_reserve_the_frame() {
+    // A valid prelude declaring the largest allowed frame, then a trickle:
+    // the buffer stays near what arrived, and the frame still decodes whole.
+    let frame = encode_event("chunk", &vec![b'x'; 300 * 1024]).unwrap();
+    let mut d = Decoder::default();
+    d.push(&frame[..PRELUDE]);
+    assert!(d.next_message().unwrap().is_none());
+    assert!(d.buf.capacity() <= PRELUDE + RESERVE_AHEAD, "reserved {}", d.buf.capacity());
+    let mut declared = frame[..PRELUDE].to_vec();
+    declared[..4].copy_from_slice(&(DEFAULT_MAX_FRAME as u32).to_be_bytes());
+    let crc = crc32fast::hash(&declared[..8]);
+    declared[8..].copy_from_slice(&crc.to_be_bytes());
+    let mut hostile = Decoder::default();
+    hostile.push(&declared);
+    hostile.push(&[0u8; 1000]);
+    assert!(hostile.next_message().unwrap().is_none());
+    assert!(hostile.buf.capacity() < 2 * RESERVE_AHEAD, "reserved {}", hostile.buf.capacity());
+    for piece in frame[PRELUDE..].chunks(4096) {
+        d.push(piece);
+    }
+    assert!(d.next_message().unwrap().is_some());
+    assert_eq!(d.buffered(), 0);
+}
+
+#[test]
 fn a_length_below_the_minimum_is_refused() {
     let mut prelude = 8u32.to_be_bytes().to_vec();
     prelude.extend_from_slice(&0u32.to_be_bytes());
