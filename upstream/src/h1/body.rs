@@ -96,7 +96,7 @@ impl H1Body {
                     return Some(Err(e));
                 }
             }
-            match conn.fill().await {
+            match conn.fill(matches!(self.framing, Framing::Length(_))).await {
                 Ok(0) => {
                     if self.framing == Framing::Close {
                         self.framing = Framing::Done;

@@ -13,6 +13,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -62,8 +63,10 @@ impl Conn {
     /// already handed out as `Bytes` keeps its own share alive) and a new
     /// one is taken once the socket is readable: a connection waiting on a
     /// slow upstream owns no read buffer. A partial head, chunk line or frame
-    /// stays in `buf`.
-    pub(super) async fn fill(&mut self) -> io::Result<usize> {
+    /// stays in `buf`. `drain`: the read is likely an answer's last (a head,
+    /// or a body of known length), so a short read should leave tokio
+    /// knowing that the socket is empty.
+    pub(super) async fn fill(&mut self, drain: bool) -> io::Result<usize> {
         if !self.buf.is_empty() {
             self.buf.reserve(self.window);
             let room = self.buf.capacity() - self.buf.len();
@@ -74,16 +77,34 @@ impl Conn {
         loop {
             self.buf.reserve(self.window);
             let room = self.buf.capacity() - self.buf.len();
-            match self.io.try_read_buf(&mut self.buf) {
-                Ok(n) => {
+            let read = if drain {
+                // One poll of tokio's `read_buf`: after a read that leaves
+                // room unused, tokio's `poll_read` marks the socket drained
+                // (edge-triggered readiness comes back with new data), so
+                // the pool's check of this connection before its next
+                // request costs no system call. `try_read_buf` leaves the
+                // readiness set, and that check then read the socket to
+                // learn it was empty: one `recvfrom` per request under load.
+                self.io.read_buf(&mut self.buf).now_or_never()
+            } else {
+                // A stream's next event is often there already; with the
+                // readiness kept, this read finds it without a round
+                // through the reactor (fewer task wake-ups per event).
+                match self.io.try_read_buf(&mut self.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                    r => Some(r),
+                }
+            };
+            match read {
+                Some(Ok(n)) => {
                     self.adapt(n, room);
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                None => {
                     self.buf = BytesMut::new();
                     self.io.readable().await?;
                 }
-                Err(e) => return Err(e),
+                Some(Err(e)) => return Err(e),
             }
         }
     }

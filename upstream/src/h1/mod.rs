@@ -166,13 +166,14 @@ impl H1Pool {
     /// reported in the response's `resends`.
     pub async fn send(&self, req: &H1Request<'_>) -> Result<H1Response, H1Error> {
         let head = encode_head(&self.inner.target, req);
+        let drain = !asks_for_event_stream(req.headers);
         let mut resends = 0;
         loop {
             let (conn, reused) = match self.checkout() {
                 Some(c) => (c, true),
                 None => (self.connect().await?, false),
             };
-            match exchange(conn, &head, req.body, self.inner.clone()).await {
+            match exchange(conn, &head, req.body, self.inner.clone(), drain).await {
                 Ok(mut r) => {
                     r.resends = resends;
                     return Ok(r);
@@ -192,18 +193,20 @@ impl H1Pool {
     /// data is bytes no request asked for — say, the excess of a body longer
     /// than its `content-length`, which read as the next request's answer
     /// would hand one client another's response. Either way the connection
-    /// is dropped. (`WouldBlock` — open and quiet — costs no syscall when
-    /// tokio already knows the socket is not readable.)
+    /// is dropped. The read costs no system call when tokio knows the
+    /// socket has nothing (the answer's last read drained it: `Conn::fill`).
+    /// A connection idle for longer than [`KERNEL_CHECK_AFTER`] is also
+    /// asked of the kernel: a busy worker's reactor may not yet have seen a
+    /// close or bytes that arrived while it idled.
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.inner.idle.borrow_mut();
         while let Some(i) = idle.pop() {
-            if i.since.elapsed() > self.inner.idle_timeout {
+            let idled = i.since.elapsed();
+            if idled > self.inner.idle_timeout {
                 continue;
             }
-            let mut probe = [0u8; 1];
-            match i.conn.io.try_read(&mut probe) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(i.conn),
-                _ => continue,
+            if quiet(&i.conn.io, idled >= KERNEL_CHECK_AFTER) {
+                return Some(i.conn);
             }
         }
         None
@@ -246,6 +249,27 @@ impl H1Pool {
     }
 }
 
+/// Below this idle time a connection is taken on tokio's word that its
+/// socket is quiet; from it on, the kernel is asked too (one `recv` with
+/// `MSG_PEEK`). Under load connections idle for microseconds, and the
+/// system call was one in five of Sluice's per request.
+const KERNEL_CHECK_AFTER: Duration = Duration::from_millis(1);
+
+/// True when nothing waits to be read on an idle connection: no close, no
+/// stray bytes. `ask_kernel` adds a peek that does not rely on the reactor.
+fn quiet(io: &TcpStream, ask_kernel: bool) -> bool {
+    let mut probe = [0u8; 1];
+    match io.try_read(&mut probe) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        _ => return false,
+    }
+    if !ask_kernel {
+        return true;
+    }
+    let mut peek = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(socket2::SockRef::from(io).peek(&mut peek), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
 impl PoolInner {
     fn checkin(&self, mut conn: Conn) {
         let mut idle = self.idle.borrow_mut();
@@ -273,6 +297,7 @@ async fn exchange(
     head: &[u8],
     body: &[u8],
     pool: Rc<PoolInner>,
+    drain: bool,
 ) -> Result<H1Response, (H1Error, Reached)> {
     // Small bodies go out in the same write as the head: one segment.
     let mut written = 0usize;
@@ -290,11 +315,18 @@ async fn exchange(
     if let Err(e) = result {
         return Err((H1Error::Io(e), if written == 0 { Reached::No } else { Reached::Maybe }));
     }
-    read_head(conn, pool).await.map_err(|e| (e, Reached::Maybe))
+    read_head(conn, pool, drain).await.map_err(|e| (e, Reached::Maybe))
 }
 
-/// Read the response head of a request that was written whole.
-async fn read_head(mut conn: Conn, pool: Rc<PoolInner>) -> Result<H1Response, H1Error> {
+/// Did the request ask for `text/event-stream`? Then its head is read
+/// without `drain` ([`Conn::fill`]): the first events often follow at once.
+fn asks_for_event_stream(headers: &[(HeaderName, HeaderValue)]) -> bool {
+    headers.iter().any(|(n, v)| *n == http::header::ACCEPT && v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// Read the response head of a request that was written whole. `drain`:
+/// the answer is likely whole once its head is in (see [`Conn::fill`]).
+async fn read_head(mut conn: Conn, pool: Rc<PoolInner>, drain: bool) -> Result<H1Response, H1Error> {
     loop {
         if !conn.buf.is_empty() {
             match parse_head(&conn.buf) {
@@ -326,7 +358,7 @@ async fn read_head(mut conn: Conn, pool: Rc<PoolInner>) -> Result<H1Response, H1
                 Err(e) => return Err(e),
             }
         }
-        match conn.fill().await {
+        match conn.fill(drain).await {
             Ok(0) => return Err(H1Error::Closed),
             Ok(_) => {}
             Err(e) => return Err(H1Error::Io(e)),

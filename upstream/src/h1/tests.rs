@@ -393,3 +393,59 @@ async fn a_stream_waiting_for_its_next_event_holds_no_read_buffer() {
     assert_eq!(read_all(&mut r.body).await.unwrap(), b"data: 2\n\n");
     assert_eq!(p.idle_connections(), 1);
 }
+
+/// A connected pair: our side as a pool's [`Conn`], the server's as a
+/// blocking std socket the test writes on.
+async fn conn_pair() -> (Conn, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let io = TcpStream::connect(addr).await.unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (Conn::new(io, conn::Counted(Arc::new(PoolStats::new("t")))), server)
+}
+
+/// Each case below runs without an `.await` between the server's write and
+/// the check, so the runtime's reactor cannot have seen the new bytes: what
+/// tokio knows is only what the last read told it.
+#[tokio::test]
+async fn a_drained_read_leaves_tokio_knowing_the_socket_is_empty() {
+    use std::io::Write;
+    for drain in [true, false] {
+        let (mut conn, mut server) = conn_pair().await;
+        server.write_all(LEN_REPLY).unwrap();
+        assert_eq!(conn.fill(drain).await.unwrap(), LEN_REPLY.len());
+        server.write_all(b"x").unwrap();
+        let mut probe = [0u8; 1];
+        let seen = conn.io.try_read(&mut probe);
+        if drain {
+            // The short read marked the socket drained: no read is tried.
+            assert_eq!(seen.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        } else {
+            // Readiness kept: the read goes to the socket and finds the byte.
+            assert_eq!(seen.unwrap(), 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_check_that_asks_the_kernel_sees_what_the_reactor_has_not() {
+    use std::io::Write;
+    let (mut conn, mut server) = conn_pair().await;
+    server.write_all(LEN_REPLY).unwrap();
+    conn.fill(true).await.unwrap();
+    assert!(quiet(&conn.io, true), "nothing was sent after the answer");
+    // Stray bytes, then a close: both seen by the kernel's peek at once.
+    server.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
+    assert!(!quiet(&conn.io, true));
+    let (conn, server) = conn_pair().await;
+    drop(server);
+    let mut closed = false;
+    for _ in 0..1000 {
+        if !quiet(&conn.io, true) {
+            closed = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(closed, "the server's close was not seen");
+}

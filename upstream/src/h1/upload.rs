@@ -75,7 +75,7 @@ impl H1Pool {
             }
             _ => {}
         }
-        let mut r = read_head(conn, self.inner.clone()).await?;
+        let mut r = read_head(conn, self.inner.clone(), true).await?;
         r.resends = resends;
         Ok(r)
     }
