@@ -587,3 +587,38 @@ async fn a_native_claude_answer_that_is_not_json_is_a_502() {
     let body = bad.text().await.unwrap();
     assert!(body.contains("not valid JSON"), "{body}");
 }
+
+#[tokio::test]
+async fn a_spoiled_stream_frame_ends_the_stream_in_an_error_event_and_the_gateway_goes_on() {
+    let mock = mock();
+    let gw = Gateway::start_config(config(&bedrock_config(mock.addr(), ""), &env_keys()));
+    for (model, path, body) in [
+        ("llama", "/v1/chat/completions", chat_body("llama", true)),
+        (
+            "claude",
+            "/v1/messages",
+            serde_json::json!({
+                "model": "claude", "max_tokens": 64, "stream": true,
+                "messages": [{"role": "user", "content": "Say hello to the test suite"}]
+            }),
+        ),
+    ] {
+        for (bad, why) in
+            [("crc", "message checksum"), ("huge", "over the 16777216-byte limit"), ("cut", "ended inside a frame")]
+        {
+            let resp = post(&gw, path, &body, &[("x-mock-bad-frame", bad), ("x-mock-cut-after", "3")]).await;
+            assert_eq!(resp.status(), 200, "{model} {bad}");
+            let text = resp.text().await.unwrap();
+            let data = sse_data(&text);
+            assert!(data.len() >= 2, "{model} {bad}: {text}");
+            assert_ne!(data.last().map(String::as_str), Some("[DONE]"), "{model} {bad}: {text}");
+            let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+            let message = last["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("`br`") && message.contains(why), "{model} {bad}: {text}");
+        }
+    }
+    // Nothing is left hanging: the same connection pool answers whole streams.
+    let resp = post(&gw, "/v1/chat/completions", &chat_body("llama", true), &[]).await;
+    let text = resp.text().await.unwrap();
+    assert_eq!(sse_data(&text).last().map(String::as_str), Some("[DONE]"), "{text}");
+}

@@ -108,6 +108,9 @@ pub(crate) struct Controls {
     /// `x-mock-stream-exception: <exceptionType>` (Bedrock streams): after
     /// `x-mock-cut-after` events (default 0), send that exception frame.
     pub stream_exception: Option<String>,
+    /// `x-mock-bad-frame: crc | huge | cut` (Bedrock streams): after
+    /// `x-mock-cut-after` events (default 1), a frame a decoder must refuse.
+    pub bad_frame: Option<BadFrame>,
     /// A control header whose value could not be read; the request gets a 400.
     pub bad: Option<(&'static str, &'static str)>,
 }
@@ -186,6 +189,15 @@ impl Controls {
                     c.stream_exception = (!text.is_empty()).then(|| text.to_owned());
                     c.stream_exception.is_none().then_some("x-mock-stream-exception")
                 }
+                "bad-frame" => {
+                    c.bad_frame = match text.to_ascii_lowercase().as_str() {
+                        "crc" => Some(BadFrame::Crc),
+                        "huge" => Some(BadFrame::Huge),
+                        "cut" => Some(BadFrame::Cut),
+                        _ => None,
+                    };
+                    c.bad_frame.is_none().then_some("x-mock-bad-frame")
+                }
                 _ => None,
             };
             if let Some(h) = bad {
@@ -197,6 +209,7 @@ impl Controls {
                     "x-mock-tool-call" => "a non-empty tool name",
                     "x-mock-content-filter" => "prompt or completion",
                     "x-mock-aws-error" | "x-mock-stream-exception" => "an AWS exception name",
+                    "x-mock-bad-frame" => "crc, huge or cut",
                     _ => "a non-negative integer",
                 };
                 c.bad.get_or_insert((h, expected));
@@ -204,6 +217,18 @@ impl Controls {
         }
         c
     }
+}
+
+/// A Bedrock stream frame spoiled on purpose (`x-mock-bad-frame`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadFrame {
+    /// A byte of the frame flipped: its message CRC no longer matches.
+    Crc,
+    /// A well-formed prelude declaring a frame over AWS's 16 MiB cap, then
+    /// nothing more.
+    Huge,
+    /// The stream ends halfway through the frame.
+    Cut,
 }
 
 /// What Azure's content filter does to a request (`x-mock-content-filter`).

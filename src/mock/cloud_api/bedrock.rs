@@ -26,11 +26,11 @@ use http::{Response, StatusCode};
 use sonic_rs::{JsonContainerTrait, JsonValueMutTrait, JsonValueTrait};
 
 use super::{CloudRequest, MockClouds};
-use crate::cloud::aws::eventstream::{encode_event, encode_exception};
+use crate::cloud::aws::eventstream::{DEFAULT_MAX_FRAME, encode_event, encode_exception};
 use crate::mock::body::{Events, MockBody};
 use crate::mock::clouds::Rejection;
 use crate::mock::clouds::sigv4::{self, MockAwsKey, SigV4Policy, SignedRequest};
-use crate::mock::faults::{Controls, Fault};
+use crate::mock::faults::{BadFrame, Controls, Fault};
 use crate::mock::generate::GenRequest;
 use crate::mock::server::{MockReply, ServerState, json, reply};
 use crate::mock::vendors;
@@ -183,9 +183,39 @@ pub(super) fn answer(
             events.push(frame);
         }
     }
+    if let Some(bad) = controls.bad_frame {
+        spoil_frame(&mut events, bad, controls.cut_after.map_or(1, |n| n as usize));
+    }
     let answer = MockReply::Stream(Events::List(events.into_iter()));
     // A `cut` fault here counts events, as for SSE streams.
     reply(state, StatusCode::OK, answer, fault, controls, stream_type)
+}
+
+/// `x-mock-bad-frame`: frame `at` (or, past the end, one more) spoiled;
+/// the frames after it are dropped, as nothing could be read past it.
+fn spoil_frame(events: &mut Vec<Bytes>, bad: BadFrame, at: usize) {
+    let at = at.min(events.len());
+    events.truncate(at + 1);
+    let frame = events.pop().unwrap_or_else(|| encode_event("chunk", b"{}").unwrap_or_default());
+    match bad {
+        BadFrame::Crc => {
+            // The last byte before the message CRC: a payload (or header) byte.
+            let mut v = frame.to_vec();
+            if let Some(i) = v.len().checked_sub(5) {
+                v[i] ^= 0x01;
+            }
+            events.push(Bytes::from(v));
+        }
+        BadFrame::Huge => {
+            let total = (DEFAULT_MAX_FRAME as u32).saturating_add(1);
+            let mut prelude = total.to_be_bytes().to_vec();
+            prelude.extend_from_slice(&0u32.to_be_bytes());
+            let crc = crc32fast::hash(&prelude);
+            prelude.extend_from_slice(&crc.to_be_bytes());
+            events.push(Bytes::from(prelude));
+        }
+        BadFrame::Cut => events.push(frame.slice(..frame.len() / 2)),
+    }
 }
 
 /// What Bedrock checks of a Converse body that the gateway's translation

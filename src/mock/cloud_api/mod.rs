@@ -21,9 +21,9 @@
 //! Controls besides the common ones: `x-mock-content-filter: prompt|completion`
 //! and `x-mock-hostile` (Azure and Bedrock; answered as for any OpenAI
 //! route, before credentials are checked: for Bedrock only the whole-JSON
-//! modes make sense), `x-mock-aws-error: <Exception>` and `x-mock-stream-exception:
-//! <exceptionType>` (Bedrock). Faults `429` and `500` answer in each cloud's
-//! own error shape.
+//! modes make sense), `x-mock-aws-error: <Exception>`, `x-mock-stream-exception:
+//! <exceptionType>` and `x-mock-bad-frame: crc|huge|cut` (Bedrock). Faults
+//! `429` and `500` answer in each cloud's own error shape.
 
 mod azure;
 mod bedrock;
