@@ -9,11 +9,11 @@
 //! they stay small), and its data leaves as `Bytes` that share it, so with
 //! 10,000 open streams only the few being relayed at that moment hold one.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use futures_util::FutureExt;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -74,39 +74,54 @@ impl Conn {
             self.adapt(n, room);
             return Ok(n);
         }
+        if drain {
+            return self.fill_draining().await;
+        }
         loop {
             self.buf.reserve(self.window);
             let room = self.buf.capacity() - self.buf.len();
-            let read = if drain {
-                // One poll of tokio's `read_buf`: after a read that leaves
-                // room unused, tokio's `poll_read` marks the socket drained
-                // (edge-triggered readiness comes back with new data), so
-                // the pool's check of this connection before its next
-                // request costs no system call. `try_read_buf` leaves the
-                // readiness set, and that check then read the socket to
-                // learn it was empty: one `recvfrom` per request under load.
-                self.io.read_buf(&mut self.buf).now_or_never()
-            } else {
-                // A stream's next event is often there already; with the
-                // readiness kept, this read finds it without a round
-                // through the reactor (fewer task wake-ups per event).
-                match self.io.try_read_buf(&mut self.buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                    r => Some(r),
-                }
-            };
-            match read {
-                Some(Ok(n)) => {
+            // A stream's next event is often there already; with the
+            // readiness kept (`try_read_buf` does not clear it after a short
+            // read), this read finds it without a round through the reactor.
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(n) => {
                     self.adapt(n, room);
                     return Ok(n);
                 }
-                None => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.buf = BytesMut::new();
                     self.io.readable().await?;
                 }
-                Some(Err(e)) => return Err(e),
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// [`Conn::fill`] through tokio's `poll_read`: after a read that leaves
+    /// room unused, it marks the socket drained (edge-triggered readiness
+    /// comes back with new data), so the pool's check of this connection
+    /// before its next request costs no system call. (`try_read_buf` leaves
+    /// the readiness set, and that check then read the socket to learn it
+    /// was empty: one `recvfrom` per request under load.) Polled with the
+    /// task's own waker, and `Pending` goes back to the executor: tokio's
+    /// cooperative budget may answer `Pending` with data waiting, and only a
+    /// yield renews it (a loop on `readable()`, which is ready at once then,
+    /// would spin).
+    async fn fill_draining(&mut self) -> io::Result<usize> {
+        let mut room = 0;
+        let n = std::future::poll_fn(|cx| {
+            self.buf.reserve(self.window);
+            room = self.buf.capacity() - self.buf.len();
+            let polled = std::pin::pin!(self.io.read_buf(&mut self.buf)).poll(cx);
+            if polled.is_pending() {
+                // Nothing to read: hold no buffer while waiting.
+                self.buf = BytesMut::new();
+            }
+            polled
+        })
+        .await?;
+        self.adapt(n, room);
+        Ok(n)
     }
 
     /// Grow the window while reads fill it; shrink it when they use little.

@@ -449,3 +449,34 @@ async fn an_idle_check_that_asks_the_kernel_sees_what_the_reactor_has_not() {
     }
     assert!(closed, "the server's close was not seen");
 }
+
+/// A long body read in one task, with data always waiting: tokio's
+/// cooperative budget runs out mid-body and answers `Pending` with data
+/// there. The read must then yield to the executor (an earlier version
+/// looped on `readable()`, ready at once, and spun forever). Run on its own
+/// thread, so a spin fails the test instead of hanging it.
+#[test]
+fn a_long_body_read_in_one_task_yields_when_the_budget_runs_out() {
+    use std::io::Write;
+    let len = 16 << 20;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = [0u8; 1024];
+        let _ = std::io::Read::read(&mut s, &mut head);
+        let _ = s.write_all(big_reply(len, false));
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let got = rt.block_on(async {
+            let p = pool(port);
+            let mut r = p.send(&post(b"{}")).await.unwrap();
+            read_all(&mut r.body).await.map(|b| b.len())
+        });
+        let _ = done_tx.send(got);
+    });
+    let got = done_rx.recv_timeout(Duration::from_secs(60)).expect("the body read spun or hung");
+    assert_eq!(got.unwrap(), len);
+}
