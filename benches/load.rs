@@ -4,8 +4,9 @@
 //! this bench) and nginx as a plain reverse proxy (issue 14's yardstick,
 //! when installed) on loopback ports, and measures the same traffic sent
 //! directly to the mock, through nginx and through Sluice, alternating: wrk
-//! for non-stream latency and throughput, our own client for stream timing,
-//! h2load for fixed request rates; then Sluice alone under overload and with
+//! for non-stream latency and throughput, our own clients for stream timing
+//! and for evenly paced fixed request rates (or h2load, `--rate-tool
+//! h2load`); then Sluice alone under overload and with
 //! many open streams. Prints progress, tables, the budgets (issue 3's, and
 //! issue 14's as ratios to nginx), and writes JSON. See the README's
 //! "Performance" section and docs/performance.md.
@@ -28,6 +29,8 @@ mod nginx;
 mod opts;
 #[path = "load/overload.rs"]
 mod overload;
+#[path = "load/paced.rs"]
+mod paced;
 #[path = "load/phases.rs"]
 mod phases;
 #[path = "load/procs.rs"]
@@ -69,6 +72,22 @@ fn main() -> ExitCode {
         Some("--open-streams") => return child(&rt, args.get(1), streams::open_streams),
         Some("--overload-client") => return child(&rt, args.get(1), overload::overload_client),
         Some("--soak-client") => return child(&rt, args.get(1), soak::soak_client),
+        // Paces with blocking sleeps and drives its own runtime between them.
+        Some("--paced-client") => {
+            return match args.get(1).map(|s| serde_json::from_str(s)) {
+                Some(Ok(spec)) => match paced::paced_client(spec) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("load: paced client: {e}");
+                        ExitCode::from(2)
+                    }
+                },
+                _ => {
+                    eprintln!("load: paced client: missing or bad spec");
+                    ExitCode::from(2)
+                }
+            };
+        }
         _ => {}
     }
     let opts = match opts::parse(&args) {
@@ -253,8 +272,9 @@ fn tools(opts: &opts::Options) -> Res<Tools> {
     } else {
         None
     };
-    let h2load = if opts.runs(Phase::Rate) { h2load::version() } else { None };
-    if opts.runs(Phase::Rate) && h2load.is_none() {
+    let wants_h2load = opts.runs(Phase::Rate) && opts.rate_tool == opts::RateTool::H2load;
+    let h2load = if wants_h2load { h2load::version() } else { None };
+    if wants_h2load && h2load.is_none() {
         notes.push(
             "h2load not found: the fixed-rate phase is skipped. Install it with scripts/bench-deps \
              (Debian/Ubuntu: apt-get install nghttp2-client)"
@@ -269,7 +289,7 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let nofile = procs::raise_nofile();
     let tools = tools(&opts)?;
-    if tools.h2load.is_none() {
+    if tools.h2load.is_none() && opts.rate_tool == opts::RateTool::H2load {
         opts.phases.retain(|&p| p != Phase::Rate);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -14,7 +14,8 @@ to the mock, through nginx and through Sluice, alternating the three.
 Phases (all by default, in this order):
   http      non-stream requests with wrk, per --concurrency
   streams   SSE streams with our client, per --streams
-  rate      fixed request rates with h2load (--rates): CPU per request
+  rate      fixed request rates (--rates), evenly paced by our own client
+            (or h2load, --rate-tool): CPU per request
   overload  through Sluice only: the limiter's queue far past capacity
   memory    through Sluice only: RSS with many open streams
   soak      only when named (--only soak): a Sluice and a mock of its own,
@@ -34,7 +35,11 @@ Phases (all by default, in this order):
                                               [64x1@1,64x1@64,50x0@64,20x20@64]
   --rates LIST               total req/s of the fixed-rate runs (empty: skip)
                                                                 [200,2000]
-  --rate-connections N       h2load connections at a fixed rate [1]
+  --rate-connections N       connections at a fixed rate        [1]
+  --rate-tool paced|h2load   who paces the fixed rates: our own client,
+                             request i at start + i/rate; or h2load --rps,
+                             which sends in bursts (docs/performance.md,
+                             section Fixed rates)               [paced]
   --rate-duration S          seconds per fixed-rate run         [10]
   --duration S               seconds per http and stream run    [5]
   --rounds N                 alternations of the targets        [2]
@@ -115,6 +120,15 @@ impl std::fmt::Display for StreamShape {
     }
 }
 
+/// Who paces the fixed-rate phase's requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RateTool {
+    /// Our own client (`paced.rs`): evenly spaced requests.
+    Paced,
+    /// `h2load --rps`: bursts of back-to-back requests, then idle.
+    H2load,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Options {
     pub phases: Vec<Phase>,
@@ -125,6 +139,7 @@ pub struct Options {
     pub rates: Vec<usize>,
     pub rate_connections: usize,
     pub rate_duration_s: u64,
+    pub rate_tool: RateTool,
     pub overload_concurrency: Vec<usize>,
     pub duration_s: u64,
     pub rounds: usize,
@@ -150,6 +165,7 @@ impl Default for Options {
             rates: vec![200, 2000],
             rate_connections: 1,
             rate_duration_s: 10,
+            rate_tool: RateTool::Paced,
             overload_concurrency: vec![256],
             duration_s: 5,
             rounds: 2,
@@ -305,6 +321,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--rates" => o.rates = list_or_empty(flag, &value()?)?,
             "--rate-connections" => o.rate_connections = num(flag, &value()?)?,
             "--rate-duration" => o.rate_duration_s = num(flag, &value()?)?,
+            "--rate-tool" => {
+                o.rate_tool = match value()?.as_str() {
+                    "paced" => RateTool::Paced,
+                    "h2load" => RateTool::H2load,
+                    v => return Err(format!("--rate-tool: expected paced or h2load, got {v:?}")),
+                }
+            }
             "--overload-concurrency" => o.overload_concurrency = list_or_empty(flag, &value()?)?,
             "--duration" => o.duration_s = num(flag, &value()?)?,
             "--rounds" => o.rounds = num(flag, &value()?)?,

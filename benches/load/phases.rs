@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::cpu::{self, CpuSnap};
 use crate::nginx::Nginx;
-use crate::opts::{Options, Target};
+use crate::opts::{Options, RateTool, Target};
 use crate::procs::{self, Proc, Res, vm_bytes};
 use crate::report::{self, HttpRec, RateRec, RunCpu, StreamRec};
-use crate::{CLIENT_KEY, Pinning, h2load, memory, overload, streams, wrk};
+use crate::{CLIENT_KEY, Pinning, h2load, memory, overload, paced, streams, wrk};
 
 pub struct Harness {
     pub sluice_bin: PathBuf,
@@ -196,8 +196,8 @@ pub async fn stream_phase(h: &mut Harness, opts: &Options) -> Res<Vec<StreamRec>
     Ok(out)
 }
 
-/// Fixed request rates with h2load: what each process spends per request
-/// when it is not saturated.
+/// Fixed request rates, paced by our own client (or h2load): what each
+/// process spends per request when it is not saturated.
 pub async fn rate_phase(h: &mut Harness, opts: &Options) -> Res<Vec<RateRec>> {
     let mut out = Vec::new();
     for &rate in &opts.rates {
@@ -207,7 +207,22 @@ pub async fn rate_phase(h: &mut Harness, opts: &Options) -> Res<Vec<RateRec>> {
                 let url = format!("http://{}/v1/chat/completions", h.addr(t)?);
                 let (snap, ticks0) = (h.snap(), procs::cpu_ticks());
                 let conns = opts.rate_connections;
-                let r = h2load::run(&url, &h.body, CLIENT_KEY, rate, conns, opts.rate_duration_s, h.pin.load).await?;
+                let r = match opts.rate_tool {
+                    RateTool::Paced => {
+                        let spec = paced::Spec {
+                            addr: h.addr(t)?,
+                            key: CLIENT_KEY.into(),
+                            body: h.body.clone(),
+                            rate,
+                            connections: conns,
+                            duration_ms: opts.rate_duration_s * 1000,
+                        };
+                        paced::run_client(&h.self_exe, &spec, h.pin.load).await?
+                    }
+                    RateTool::H2load => {
+                        h2load::run(&url, &h.body, CLIENT_KEY, rate, conns, opts.rate_duration_s, h.pin.load).await?
+                    }
+                };
                 let (cpu, cores_busy) = (h.since(&snap), procs::busy_between(&ticks0, &procs::cpu_ticks()));
                 if r.succeeded == 0 {
                     return Err(format!("rate {rate}/s {}: no successful request ({r:?})", t.name()));

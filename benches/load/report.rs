@@ -220,7 +220,7 @@ pub struct RateSide {
     pub requests: u64,
     pub elapsed_s: f64,
     pub rps: f64,
-    /// Median over the rounds of h2load's mean latency.
+    /// Median over the rounds of the mean latency (our paced client's or h2load's).
     pub mean_us: f64,
     pub max_us: f64,
     pub errors: u64,

@@ -1,7 +1,7 @@
 //! The tables printed at the end of a run.
 
 use crate::compare::{Budget, Row};
-use crate::opts::Target;
+use crate::opts::{RateTool, Target};
 use crate::procs::{busy_str, mb};
 use crate::report::{HttpAgg, PerItem, RateAgg, Report, StreamAgg, ms, pf, thousands};
 
@@ -184,8 +184,12 @@ impl Report<'_> {
 
     fn print_rates(&self, rates: &[RateAgg]) {
         let o = self.opts;
+        let tool = match o.rate_tool {
+            RateTool::Paced => "evenly paced by the bench's own client",
+            RateTool::H2load => "h2load --rps, which sends in bursts",
+        };
         println!(
-            "\nFixed rate (h2load --rps, {} connection(s), {}-s runs; latency = h2load's mean, in ms)",
+            "\nFixed rate ({tool}, {} connection(s), {}-s runs; latency = the mean, in ms)",
             o.rate_connections, o.rate_duration_s
         );
         println!(
