@@ -45,7 +45,7 @@ pub async fn run_client(exe: &Path, spec: &Spec, core: Option<usize>) -> Res<Rat
     streams::run_child(exe, "--paced-client", PREFIX, spec, spec.duration_ms, core).await
 }
 
-/// One request on one connection: when it is due, and its connection.
+/// A connection, and when its next request is due.
 struct Conn {
     sender: Sender,
     next_due: Instant,
