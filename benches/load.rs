@@ -46,7 +46,6 @@ mod table;
 #[path = "load/wrk.rs"]
 mod wrk;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,26 +67,16 @@ fn main() -> ExitCode {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     // Re-executed as a load-generating child.
     match args.first().map(String::as_str) {
-        Some("--stream-client") => return child(&rt, args.get(1), streams::stream_client),
-        Some("--open-streams") => return child(&rt, args.get(1), streams::open_streams),
-        Some("--overload-client") => return child(&rt, args.get(1), overload::overload_client),
-        Some("--soak-client") => return child(&rt, args.get(1), soak::soak_client),
-        // Paces with blocking sleeps and drives its own runtime between them.
-        Some("--paced-client") => {
-            return match args.get(1).map(|s| serde_json::from_str(s)) {
-                Some(Ok(spec)) => match paced::paced_client(spec) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("load: paced client: {e}");
-                        ExitCode::from(2)
-                    }
-                },
-                _ => {
-                    eprintln!("load: paced client: missing or bad spec");
-                    ExitCode::from(2)
-                }
-            };
+        Some("--stream-client") => {
+            return child("stream client", args.get(1), |s| rt.block_on(streams::stream_client(s)));
         }
+        Some("--open-streams") => return child("open streams", args.get(1), |s| rt.block_on(streams::open_streams(s))),
+        Some("--overload-client") => {
+            return child("overload client", args.get(1), |s| rt.block_on(overload::overload_client(s)));
+        }
+        Some("--soak-client") => return child("soak client", args.get(1), |s| rt.block_on(soak::soak_client(s))),
+        // Paces with blocking sleeps and drives a runtime of its own between them.
+        Some("--paced-client") => return child("paced client", args.get(1), paced::paced_client),
         _ => {}
     }
     let opts = match opts::parse(&args) {
@@ -118,24 +107,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn child<S, F, Fut>(rt: &tokio::runtime::Runtime, spec: Option<&String>, f: F) -> ExitCode
+/// Runs `f` on the JSON spec a load-generating child was started with.
+fn child<S, F>(name: &str, spec: Option<&String>, f: F) -> ExitCode
 where
     S: serde::de::DeserializeOwned,
-    F: FnOnce(S) -> Fut,
-    Fut: Future<Output = Res<()>>,
+    F: FnOnce(S) -> Res<()>,
 {
     procs::raise_nofile();
     let spec = match spec.map(|s| serde_json::from_str(s)) {
         Some(Ok(s)) => s,
         _ => {
-            eprintln!("load: stream client: missing or bad spec");
+            eprintln!("load: {name}: missing or bad spec");
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(f(spec)) {
+    match f(spec) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("load: stream client: {e}");
+            eprintln!("load: {name}: {e}");
             ExitCode::from(2)
         }
     }
