@@ -272,6 +272,21 @@ impl Endpoint {
     }
 }
 
+/// What the pipeline reads of a request's head: from actix-web's
+/// `HttpRequest`, or from the fast ingress's own parse (`server::fast`).
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
+    pub headers: &'a actix_web::http::header::HeaderMap,
+    /// The query string, without its `?` (empty when there is none).
+    pub query: &'a str,
+}
+
+impl<'a> Head<'a> {
+    pub fn of(req: &'a actix_web::HttpRequest) -> Self {
+        Head { headers: req.headers(), query: req.query_string() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sluice_actors::response_cache::{CacheHandle, CacheKey, StoredAnswer};
@@ -38,7 +37,9 @@ pub(super) struct Lead {
     /// Replicas mode: Redis, the second tier.
     pub tier2: Option<sluice_actors::replicas::ReplicasHandle>,
     pub max_entry_bytes: usize,
-    pub req: HttpRequest,
+    /// The leading request's headers and query, for the upstream call.
+    pub headers: actix_web::http::header::HeaderMap,
+    pub query: String,
     pub body: Bytes,
     pub peek: Peek,
     pub endpoint: Endpoint,
@@ -89,8 +90,8 @@ impl Lead {
             body: &self.body,
             peek: &self.peek,
             upstream_model: "",
-            client_headers: self.req.headers(),
-            client_query: self.req.query_string(),
+            client_headers: &self.headers,
+            client_query: &self.query,
             request_id: &self.request_id,
             timeouts: Timeouts::default(),
             reasoning: false,

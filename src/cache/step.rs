@@ -17,7 +17,6 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
 use bytes::Bytes;
 use sluice_actors::response_cache::{CacheCounters, StoredAnswer};
 use tokio::time::Instant;
@@ -78,7 +77,7 @@ pub enum FlightAnswer {
 pub async fn lookup(
     layer: &CacheLayer,
     w: &WorkerUpstreams,
-    req: &HttpRequest,
+    req: crate::endpoint::Head<'_>,
     body: &Bytes,
     peek: &Peek,
     endpoint: Endpoint,
@@ -89,7 +88,7 @@ pub async fn lookup(
 ) -> Lookup {
     let Some(policy) = layer.policy(model) else { return Lookup::Off };
     let counters = layer.handle.counters();
-    let control = key::control(req.headers());
+    let control = key::control(req.headers);
     let bypass = || {
         policy.bypasses.increment(1);
         CacheCounters::bump(&counters.bypasses);
@@ -106,7 +105,7 @@ pub async fn lookup(
         return bypass();
     }
     let Ok(key) =
-        key::compute(endpoint, &policy.key_model, body, req.headers(), &policy.forward, policy.only_deterministic)
+        key::compute(endpoint, &policy.key_model, body, req.headers, &policy.forward, policy.only_deterministic)
     else {
         return bypass();
     };
@@ -160,7 +159,7 @@ pub async fn lookup(
             endpoint,
             &policy.key_model,
             body,
-            req.headers(),
+            req.headers,
             &policy.forward,
             policy.only_deterministic,
         )
@@ -189,7 +188,8 @@ pub async fn lookup(
         store: layer.handle.clone(),
         tier2: layer.tier2.clone(),
         max_entry_bytes: layer.max_entry_bytes,
-        req: req.clone(),
+        headers: req.headers.clone(),
+        query: req.query.to_string(),
         body: body.clone(),
         peek: peek.clone(),
         endpoint,

@@ -13,21 +13,21 @@ use crate::gateway::WorkerState;
 use crate::request;
 
 pub async fn images(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, req, payload, Endpoint::Images).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Images).await
 }
 
 pub async fn moderations(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, req, payload, Endpoint::Moderations).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Moderations).await
 }
 
 pub async fn transcriptions(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, req, payload, Endpoint::Transcriptions).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Transcriptions).await
 }
 
 pub async fn translations(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, req, payload, Endpoint::Translations).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Translations).await
 }
 
 pub async fn speech(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, req, payload, Endpoint::Speech).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Speech).await
 }

@@ -1,7 +1,6 @@
 //! The cache step of the pipeline: what `crate::cache::step` found, as the
 //! client's reply, marked in `x-sluice-cache` and in the request's record.
 
-use actix_web::HttpRequest;
 use bytes::Bytes;
 
 use super::ClientReply;
@@ -18,7 +17,7 @@ use crate::peek::Peek;
 /// pipeline then goes on as without a cache); otherwise the request's reply.
 pub(super) async fn step(
     state: &WorkerState,
-    req: &HttpRequest,
+    req: super::Head<'_>,
     body: &Bytes,
     peek: &Peek,
     endpoint: Endpoint,

@@ -1,9 +1,8 @@
 //! Ingress: the request id, and the body under its size limit. What the
 //! gateway reads from the body is `crate::peek`.
 
-use actix_web::HttpRequest;
-use actix_web::http::header::HeaderName;
-use actix_web::web::Payload;
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderMap, HeaderName};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
@@ -16,8 +15,8 @@ const MAX_REQUEST_ID: usize = 128;
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The client's `x-request-id` if it is sane, else a fresh one.
-pub fn request_id(req: &HttpRequest) -> String {
-    if let Some(v) = req.headers().get(X_REQUEST_ID)
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(X_REQUEST_ID)
         && let Ok(s) = v.to_str()
         && !s.is_empty()
         && s.len() <= MAX_REQUEST_ID
@@ -48,26 +47,25 @@ pub fn new_request_id() -> String {
 /// head and then trickles (or never finishes) its body must not hold a
 /// worker's request slot, and its buffer, for ever.
 pub async fn read_body(
-    req: &HttpRequest,
+    headers: &HeaderMap,
     payload: Payload,
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
     let received = std::cell::Cell::new(0u64);
-    match tokio::time::timeout(timeout, read_within(req, payload, limit, &received)).await {
+    match tokio::time::timeout(timeout, read_within(headers, payload, limit, &received)).await {
         Ok(r) => r,
         Err(_) => Err(GatewayError::BodyTimeout { ms: timeout.as_millis() as u64, received: received.get() }),
     }
 }
 
 async fn read_within(
-    req: &HttpRequest,
+    headers: &HeaderMap,
     mut payload: Payload,
     limit: usize,
     received: &std::cell::Cell<u64>,
 ) -> Result<Bytes, GatewayError> {
-    let declared = req
-        .headers()
+    let declared = headers
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());

@@ -41,8 +41,8 @@ pub mod resources;
 pub mod template;
 pub mod upload;
 
-use actix_web::web::Payload;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
+use actix_web::dev::Payload;
 use bytes::Bytes;
 use sluice_actors::response_cache::StoredAnswer;
 use tokio::time::Instant;
@@ -51,6 +51,7 @@ use crate::busy_poll::Next;
 use crate::cache::flight::Subscriber;
 use crate::config::Price;
 use crate::endpoint::Endpoint;
+pub use crate::endpoint::Head;
 use crate::error::GatewayError;
 use crate::gateway::WorkerState;
 use crate::limits;
@@ -63,16 +64,16 @@ use record::Record;
 use relay::{FlightSpec, StreamSpec};
 
 /// Run one proxied request through every step.
-pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoint: Endpoint) -> HttpResponse {
+pub async fn run(state: &WorkerState, req: Head<'_>, payload: Payload, endpoint: Endpoint) -> HttpResponse {
     let activity = &state.upstream.activity;
     activity.touch(Next::Upstream);
     let metrics = state.gateway.upstreams.metrics.clone();
-    let mut rec = Record::new(endpoint, ingress::request_id(&req), metrics);
-    rec.observe(state.gateway.telemetry.as_ref(), req.headers());
+    let mut rec = Record::new(endpoint, ingress::request_id(req.headers), metrics);
+    rec.observe(state.gateway.telemetry.as_ref(), req.headers);
     // The steps' future is boxed: it holds every step's state (kilobytes),
     // and actix-web moves the handler's future three times before polling
     // it, each move a copy of its whole size (docs/performance.md, issue 14).
-    let (resp, next) = match Box::pin(steps(state, &req, payload, endpoint, &mut rec)).await {
+    let (resp, next) = match Box::pin(steps(state, req, payload, endpoint, &mut rec)).await {
         Ok(ClientReply::Complete { body, usage, price }) => (relay::complete(rec, body, usage, price), Next::Client),
         // A live stream goes on: the worker waits for its next event.
         Ok(ClientReply::Stream { upstream, spec }) => (relay::stream(rec, upstream, spec), Next::Upstream),
@@ -117,7 +118,7 @@ enum ClientReply {
 
 async fn steps(
     state: &WorkerState,
-    req: &HttpRequest,
+    req: Head<'_>,
     payload: Payload,
     endpoint: Endpoint,
     rec: &mut Record,
@@ -126,7 +127,7 @@ async fn steps(
     if gw.is_shutting_down() {
         return Err(GatewayError::ShuttingDown);
     }
-    let policy = gw.keys.authenticate(req.headers())?;
+    let policy = gw.keys.authenticate(req.headers)?;
     rec.set_key(&policy.name, policy.team.as_deref());
     rec.charge.spending = Some(budget::check(state, &policy)?);
     let body_timeout = std::time::Duration::from_millis(gw.config.server.body_read_timeout_ms);
@@ -137,11 +138,11 @@ async fn steps(
             idle: body_timeout,
             spool_dir: gw.config.server.spool_dir.clone(),
         };
-        let u = upload::receive(req, payload, &limits, true).await?;
+        let u = upload::receive(req.headers, payload, &limits, true).await?;
         let model = u.model.as_ref().map(|(m, _)| m.clone()).unwrap_or_default();
         (Bytes::new(), Peek { model, ..Peek::default() }, Some(u))
     } else {
-        let body = ingress::read_body(req, payload, gw.config.server.max_body_bytes, body_timeout).await?;
+        let body = ingress::read_body(req.headers, payload, gw.config.server.max_body_bytes, body_timeout).await?;
         let peek = Peek::read(&body, endpoint)?;
         (body, peek, None)
     };
@@ -197,7 +198,7 @@ async fn steps(
 #[allow(clippy::too_many_arguments)]
 async fn fetch(
     state: &WorkerState,
-    req: &HttpRequest,
+    req: Head<'_>,
     body: &Bytes,
     peek: &Peek,
     endpoint: Endpoint,
@@ -213,8 +214,8 @@ async fn fetch(
         body,
         peek,
         upstream_model: "",
-        client_headers: req.headers(),
-        client_query: req.query_string(),
+        client_headers: req.headers,
+        client_query: req.query,
         request_id: &request_id,
         timeouts: Timeouts::default(),
         reasoning: false,

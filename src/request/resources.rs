@@ -31,7 +31,7 @@ pub const PROVIDER_HEADER: &str = "x-sluice-provider";
 /// Run one Files or Batch API request.
 pub async fn run(state: &WorkerState, req: HttpRequest, payload: Payload, endpoint: Endpoint) -> HttpResponse {
     let metrics = state.gateway.upstreams.metrics.clone();
-    let mut rec = Record::new(endpoint, ingress::request_id(&req), metrics);
+    let mut rec = Record::new(endpoint, ingress::request_id(req.headers()), metrics);
     rec.observe(state.gateway.telemetry.as_ref(), req.headers());
     match steps(state, &req, payload, &mut rec).await {
         Ok((reply, provider)) => {
@@ -89,9 +89,9 @@ async fn steps(
             idle,
             spool_dir: server.spool_dir.clone(),
         };
-        ResourceBody::Upload(upload::receive(req, payload, &limits, false).await?)
+        ResourceBody::Upload(upload::receive(req.headers(), payload.into_inner(), &limits, false).await?)
     } else {
-        ResourceBody::Json(ingress::read_body(req, payload, server.max_body_bytes, idle).await?)
+        ResourceBody::Json(ingress::read_body(req.headers(), payload.into_inner(), server.max_body_bytes, idle).await?)
     };
     let path = match req.query_string() {
         "" => below.to_string(),

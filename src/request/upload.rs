@@ -17,9 +17,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix_web::HttpRequest;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use actix_web::web::Payload;
+use actix_web::dev::Payload;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::LocalBoxStream;
@@ -50,26 +49,25 @@ pub struct Limits {
 /// The client's multipart body, read up to its `model` field when
 /// `routed` (spooled if need be), else not at all: live from its start.
 pub async fn receive(
-    req: &HttpRequest,
+    headers: &HeaderMap,
     payload: Payload,
     limits: &Limits,
     routed: bool,
 ) -> Result<Upload, GatewayError> {
     // actix speaks http 0.2, the upstream client http 1: same bytes.
-    let content_type = req
-        .headers()
+    let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
         .unwrap_or_else(|| http::HeaderValue::from_static(""));
     let boundary = content_type.to_str().ok().and_then(Scanner::boundary).ok_or_else(|| {
         GatewayError::invalid("The request must be multipart/form-data with a boundary (an upload).", None)
     })?;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
     if let Some(len) = declared.filter(|l| *l > limits.max_bytes) {
         return Err(too_large(len, limits));
     }
     let failure: Rc<Cell<Option<Failure>>> = Rc::default();
-    let mut payload = payload.into_inner();
+    let mut payload = payload;
     if !routed {
         let rest = live(payload, 0, limits.clone(), failure.clone());
         return Ok(Upload::new(content_type, Source::Live { prefix: Bytes::new(), rest }, declared, failure));
