@@ -30,6 +30,7 @@ pub const UPSTREAM_ATTEMPTS: &str = "sluice_upstream_attempts_total";
 pub const TOKENS_TOTAL: &str = "sluice_tokens_total";
 pub const COST_USD_TOTAL: &str = "sluice_cost_usd_total";
 pub const CLIENT_DISCONNECTS: &str = "sluice_client_disconnects_total";
+pub const INGRESS_HANDOVERS: &str = "sluice_ingress_handovers_total";
 pub const RETRIES_TOTAL: &str = "sluice_retries_total";
 pub const FALLBACKS_TOTAL: &str = "sluice_fallbacks_total";
 pub const HEDGES_TOTAL: &str = "sluice_hedges_total";
@@ -127,6 +128,10 @@ fn describe() {
         "Tokens by serving model and direction (input, output), as the upstream reported them."
     );
     describe_counter!(CLIENT_DISCONNECTS, "Requests whose client went away before the end.");
+    describe_counter!(
+        INGRESS_HANDOVERS,
+        "Client connections the fast ingress handed to actix-http, by why: its first request it does not serve is another route (route), another HTTP framing (protocol), a head it cannot read (head); off: server.fast_ingress is false."
+    );
     describe_counter!(
         CONTENT_FILTERED_TOTAL,
         "Answers an Azure OpenAI content filter cut or flagged, by provider and source (prompt, completion)."

@@ -151,6 +151,10 @@ pub struct ServerConfig {
     /// or ends, when it spins at all (`crate::busy_poll` decides); 0 turns
     /// busy polling off.
     pub busy_poll_us: u64,
+    /// Serve the proxied routes' HTTP/1.1 requests on Sluice's own
+    /// connection loop (`crate::server::fast`); everything else, and every
+    /// connection when false, goes through actix-http.
+    pub fast_ingress: bool,
     /// How long a client has to send a request's head (slow-header clients
     /// are answered 408 and closed).
     pub client_request_timeout_ms: u64,

@@ -23,6 +23,7 @@ pub mod defaults {
     pub const CLIENT_REQUEST_TIMEOUT_MS: i64 = 5_000;
     pub const CLIENT_DISCONNECT_TIMEOUT_MS: i64 = 1_000;
     pub const KEEP_ALIVE_MS: i64 = 75_000;
+    pub const FAST_INGRESS: bool = true;
     pub const BODY_READ_TIMEOUT_MS: i64 = 30_000;
     /// OpenAI's own limit on audio files.
     pub const MAX_UPLOAD_BYTES: i64 = 25 * 1024 * 1024;
@@ -275,6 +276,7 @@ pub struct RawServer {
     pub shutdown_timeout_ms: Option<i64>,
     pub allow_anonymous: Option<bool>,
     pub busy_poll_us: Option<i64>,
+    pub fast_ingress: Option<bool>,
     pub client_request_timeout_ms: Option<i64>,
     pub client_disconnect_timeout_ms: Option<i64>,
     pub keep_alive_ms: Option<i64>,

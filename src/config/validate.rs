@@ -191,6 +191,7 @@ fn server(c: &mut Checker, s: RawServer) -> ServerConfig {
         busy_poll_us: c
             .u64("server.busy_poll_us", s.busy_poll_us, defaults::BUSY_POLL_US, 0, "(0 turns busy polling off)")
             .min(MAX_BUSY_POLL_US),
+        fast_ingress: s.fast_ingress.unwrap_or(defaults::FAST_INGRESS),
         client_request_timeout_ms: ms(
             c,
             "server.client_request_timeout_ms",

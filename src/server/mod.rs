@@ -3,6 +3,7 @@
 //! [`reload`].
 
 pub mod build;
+pub mod fast;
 pub mod reload;
 pub mod routes;
 
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use sluice_actors::accounts::store::AccountsStore;
 use sluice_actors::availability::AvailabilitySpec;
 use sluice_actors::circuit_breakers::BreakerConfig;
@@ -95,6 +96,7 @@ where
     let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
     let max_body = config.server.max_body_bytes;
     let busy_poll_us = config.server.busy_poll_us;
+    let config_fast_ingress = config.server.fast_ingress;
     let timeouts = ClientTimeouts {
         request_head_ms: config.server.client_request_timeout_ms,
         disconnect_ms: config.server.client_disconnect_timeout_ms,
@@ -123,46 +125,87 @@ where
     let sessions = actors.sessions.clone();
     let (breakers, availability, limiter) =
         (actors.breakers.clone(), actors.availability.clone(), actors.limiter.clone());
-    let server = HttpServer::new(move || {
-        // Each worker builds its own pools and joins UpstreamSessions'
-        // registry, which has them warmed on this worker's runtime.
-        let clients = sessions.join_worker();
-        let activity = std::rc::Rc::new(crate::busy_poll::Activity::new(Duration::from_micros(busy_poll_us)));
-        if busy_poll_us > 0 {
-            actix_web::rt::spawn(crate::busy_poll::spin(activity.clone()));
-        }
-        let outcomes = OutcomeSink::new(breakers.clone(), availability.clone(), limiter.clone());
-        App::new()
-            .app_data(web::Data::new(Worker { live: live.clone(), clients, outcomes, activity }))
-            .app_data(web::PayloadConfig::new(max_body))
-            .configure(routes::configure)
-    })
-    .workers(workers)
-    .backlog(BACKLOG as u32)
-    .tcp_nodelay(true)
-    // Every phase of a client's request is bounded ([server] in
-    // docs/configuration.md): its head, its body (request::ingress), an
-    // idle keep-alive connection, and the close.
-    .client_request_timeout(Duration::from_millis(timeouts.request_head_ms))
-    .client_disconnect_timeout(Duration::from_millis(timeouts.disconnect_ms))
-    .keep_alive(match timeouts.keep_alive_ms {
-        0 => KeepAlive::Disabled,
-        ms => KeepAlive::Timeout(Duration::from_millis(ms)),
-    })
-    // A client that closes its side of the connection has left: actix then
-    // drops the connection, and with it the request's future (an upstream
-    // call still waiting for its answer, a place in the limiter's queue) or
-    // its response stream — the upstream call is cancelled the moment the
-    // client is gone, not when a write to it fails (which, before the first
-    // byte or while the upstream is silent, would be never). With the
-    // default (`true`), actix keeps polling the handler to completion for a
-    // client that is no longer there. A client that half-closes and still
-    // waits for its answer is treated as gone, as nginx does by default.
-    .h1_allow_half_closed(false)
-    .shutdown_timeout(grace_s)
-    .shutdown_signal(shutdown)
-    .listen(listener)?
-    .run();
+    // actix-web's `HttpServer`, taken apart: actix-server's accept loop and
+    // workers, and on each connection the fast ingress (`fast`), which
+    // hands actix-http's HTTP/1 dispatcher, with the actix-web routes, every
+    // connection whose requests it does not serve itself.
+    let acceptor = actix_server::Server::build();
+    let graceful = acceptor.graceful_shutdown_signal();
+    let fast_on = config_fast_ingress;
+    let server = acceptor
+        .workers(workers)
+        .backlog(BACKLOG as u32)
+        .shutdown_timeout(grace_s)
+        .shutdown_signal(shutdown)
+        .listen("sluice", listener, move || {
+            // Each worker builds its own pools and joins UpstreamSessions'
+            // registry, which has them warmed on this worker's runtime.
+            let clients = sessions.join_worker();
+            let activity = std::rc::Rc::new(crate::busy_poll::Activity::new(Duration::from_micros(busy_poll_us)));
+            if busy_poll_us > 0 {
+                actix_web::rt::spawn(crate::busy_poll::spin(activity.clone()));
+            }
+            let outcomes = OutcomeSink::new(breakers.clone(), availability.clone(), limiter.clone());
+            let worker = web::Data::new(Worker { live: live.clone(), clients, outcomes, activity });
+            let app = App::new()
+                .app_data(worker.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .configure(routes::configure);
+            let signal = graceful.clone();
+            let h1 = actix_http::HttpService::build()
+                // Every phase of a client's request is bounded ([server] in
+                // docs/configuration.md): its head, its body
+                // (request::ingress), an idle keep-alive connection, and the
+                // close.
+                .client_request_timeout(Duration::from_millis(timeouts.request_head_ms))
+                .client_disconnect_timeout(Duration::from_millis(timeouts.disconnect_ms))
+                .keep_alive(match timeouts.keep_alive_ms {
+                    0 => KeepAlive::Disabled,
+                    ms => KeepAlive::Timeout(Duration::from_millis(ms)),
+                })
+                // A client that closes its side of the connection has left:
+                // actix then drops the connection, and with it the
+                // request's future (an upstream call still waiting for its
+                // answer, a place in the limiter's queue) or its response
+                // stream — the upstream call is cancelled the moment the
+                // client is gone, not when a write to it fails (which,
+                // before the first byte or while the upstream is silent,
+                // would be never). With the default (`true`), actix keeps
+                // polling the handler to completion for a client that is
+                // no longer there. A client that half-closes and still
+                // waits for its answer is treated as gone, as nginx does by
+                // default. The fast ingress does the same.
+                .h1_allow_half_closed(false)
+                .graceful_shutdown_signal(move || {
+                    let signal = signal.clone();
+                    async move { signal.notified().await }
+                })
+                .h1(actix_service::map_config(actix_service::IntoServiceFactory::into_factory(app), |_| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            let shutdown = graceful.clone();
+            actix_service::fn_factory(move || {
+                let h1 = actix_service::ServiceFactory::new_service(&h1, ());
+                let (worker, shutdown) = (worker.clone(), shutdown.clone());
+                async move {
+                    let h1 =
+                        h1.await.map_err(|e| tracing::error!(error = ?e, "cannot start a worker's HTTP service"))?;
+                    let fast = std::rc::Rc::new(fast::Fast {
+                        worker,
+                        h1,
+                        on: fast_on,
+                        request_timeout: Duration::from_millis(timeouts.request_head_ms),
+                        keep_alive: (timeouts.keep_alive_ms > 0).then(|| Duration::from_millis(timeouts.keep_alive_ms)),
+                        disconnect_timeout: Duration::from_millis(timeouts.disconnect_ms),
+                        shutdown,
+                    });
+                    Ok::<_, ()>(actix_service::fn_service(move |io: actix_rt::net::TcpStream| {
+                        fast::serve(io, fast.clone())
+                    }))
+                }
+            })
+        })?
+        .run();
 
     tracing::info!(workers, "sluice is serving");
     let result = server.await;
@@ -194,7 +237,8 @@ fn widen_backlog(listener: &TcpListener) {
     let _ = listener;
 }
 
-/// The client-facing timeouts actix enforces.
+/// The client-facing timeouts (the fast ingress's and actix-http's).
+#[derive(Clone, Copy)]
 struct ClientTimeouts {
     request_head_ms: u64,
     disconnect_ms: u64,

@@ -46,6 +46,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
         "server.client_disconnect_timeout_ms",
     );
     check(old.server.keep_alive_ms != new.server.keep_alive_ms, "server.keep_alive_ms");
+    check(old.server.fast_ingress != new.server.fast_ingress, "server.fast_ingress");
     check(old.shared != new.shared, "shared");
     check(old.spend_store != new.spend_store, "spend.store");
     check(old.breaker != new.breaker, "breaker");
