@@ -227,6 +227,34 @@ async fn a_body_that_follows_its_head_in_pieces_is_read() {
 }
 
 #[tokio::test]
+async fn a_large_body_sent_after_its_head_is_read_whole() {
+    let mock = start_mock();
+    // ~60 KB of content, under config_for's max_body_bytes of 65,536.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": "x".repeat(60_000)}]
+    }))
+    .unwrap();
+    for fast in [true, false] {
+        let gw = gateway(mock.addr(), fast, None);
+        let mut c = Conn::open(gw.addr).await;
+        let req = post("/v1/chat/completions", CLIENT_KEY, "", &body);
+        let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        c.send(&req[..head_end]).await;
+        c.s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for part in req[head_end..].chunks(7_000) {
+            c.send(part).await;
+        }
+        let a = c.answer().await;
+        assert_eq!(a.status, 200, "fast {fast}: {a:?}");
+        assert_eq!(json(&a)["object"], "chat.completion");
+        let seen = mock.stats();
+        assert!(last_request(&seen).body.contains(&"x".repeat(60_000)), "fast {fast}: the upstream got the whole body");
+    }
+}
+
+#[tokio::test]
 async fn an_error_before_the_body_arrived_is_answered_then_the_connection_closes() {
     let mock = start_mock();
     for fast in [true, false] {

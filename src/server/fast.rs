@@ -58,6 +58,8 @@ pub const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// What one read asks the kernel for, at least.
 const READ_CHUNK: usize = 4096;
+/// What one read of a body still to come asks for, at most.
+const MAX_BODY_READ: usize = 256 * 1024;
 /// Pipelined bytes read ahead while a request runs (to see the client
 /// leave); past this the loop stops reading until the answer is out.
 const MAX_READ_AHEAD: usize = 64 * 1024;
@@ -88,12 +90,12 @@ pub async fn serve<S>(io: TcpStream, fast: Rc<Fast<S>>) -> Result<(), ()>
 where
     S: Service<(Handed, Option<SocketAddr>), Response = ()>,
 {
-    let peer = io.peer_addr().ok();
     if let Err(e) = io.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
     }
     if !fast.on {
         handed_over(Why::Off);
+        let peer = io.peer_addr().ok();
         return fast.h1.call((Handed::new(io, Bytes::new()), peer)).await.map_err(drop);
     }
     let conn =
@@ -107,6 +109,7 @@ where
                 handed_over(why);
                 let rest = conn.rbuf.replace(BytesMut::new()).freeze();
                 let Ok(conn) = Rc::try_unwrap(conn) else { return Err(()) };
+                let peer = conn.io.peer_addr().ok();
                 return fast.h1.call((Handed::new(conn.io, rest), peer)).await.map_err(drop);
             }
             Next::Close => return Ok(()),
@@ -144,6 +147,12 @@ impl Conn {
     /// bytes, `Ready(Ok(0))` at the client's close, `Pending` when the
     /// socket has nothing (the task is woken when it has).
     fn poll_fill(&self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.poll_fill_for(cx, READ_CHUNK)
+    }
+
+    /// [`Conn::poll_fill`], making room for `want` bytes first (up to
+    /// [`MAX_BODY_READ`]): a large body is read in large reads.
+    fn poll_fill_for(&self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         if self.eof.get() {
             return Poll::Ready(Ok(0));
         }
@@ -154,8 +163,9 @@ impl Conn {
                 Poll::Ready(Ok(())) => {}
             }
             let mut buf = self.rbuf.borrow_mut();
-            if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-                buf.reserve(READ_CHUNK);
+            let want = want.clamp(READ_CHUNK, MAX_BODY_READ);
+            if buf.capacity() - buf.len() < want / 2 {
+                buf.reserve(want);
             }
             let room = buf.capacity() - buf.len();
             match self.io.try_read_buf(&mut *buf) {
@@ -512,7 +522,7 @@ impl Stream for Body {
                     return Poll::Ready(Some(Ok(buf.split_to(n as usize).freeze())));
                 }
             }
-            match conn.poll_fill(cx) {
+            match conn.poll_fill_for(cx, usize::try_from(left).unwrap_or(usize::MAX)) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                     // The client left mid-body: not a bad request but a
                     // client gone. The body never ends; `serve_one` sees

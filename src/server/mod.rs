@@ -96,7 +96,7 @@ where
     let grace_s = config.server.shutdown_timeout_ms.div_ceil(1000);
     let max_body = config.server.max_body_bytes;
     let busy_poll_us = config.server.busy_poll_us;
-    let config_fast_ingress = config.server.fast_ingress;
+    let fast_on = config.server.fast_ingress;
     let timeouts = ClientTimeouts {
         request_head_ms: config.server.client_request_timeout_ms,
         disconnect_ms: config.server.client_disconnect_timeout_ms,
@@ -131,7 +131,6 @@ where
     // connection whose requests it does not serve itself.
     let acceptor = actix_server::Server::build();
     let graceful = acceptor.graceful_shutdown_signal();
-    let fast_on = config_fast_ingress;
     let server = acceptor
         .workers(workers)
         .backlog(BACKLOG as u32)
