@@ -180,6 +180,14 @@ async fn one_connection(addr: SocketAddr) -> Vec<Answer> {
     got
 }
 
+/// A long non-stream answer: past the size the fast ingress copies behind
+/// its head, so it goes out as head and body in one `writev`.
+async fn long_answer(addr: SocketAddr) -> Answer {
+    let mut c = Conn::open(addr).await;
+    c.send(&post("/v1/chat/completions", CLIENT_KEY, "x-mock-tokens: 6000\r\n", &chat(false))).await;
+    c.answer().await
+}
+
 #[tokio::test]
 async fn both_ingresses_answer_alike_on_one_keep_alive_connection() {
     let mock = start_mock();
@@ -204,6 +212,11 @@ async fn both_ingresses_answer_alike_on_one_keep_alive_connection() {
     assert_eq!(f[1].header("content-type"), Some("text/event-stream"));
     assert_eq!(json(&f[2])["object"], "list");
     assert_eq!(json(&f[3])["object"], "chat.completion");
+    let (fl, al) = (long_answer(fast.addr).await, long_answer(actix.addr).await);
+    assert_eq!((fl.status, al.status), (200, 200));
+    assert!(fl.body.len() > 16 * 1024, "{} bytes: not past the copy limit", fl.body.len());
+    assert_eq!(json(&fl)["choices"], json(&al)["choices"]);
+    assert_eq!(fl.names(), al.names());
 }
 
 #[tokio::test]

@@ -362,7 +362,7 @@ fn parse(buf: &mut BytesMut) -> Parse {
         return Parse::Other(Why::Route);
     }
     let Some(target) = req.path else { return Parse::Other(Why::Head) };
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
     let Some(endpoint) = endpoint(path.as_bytes()) else { return Parse::Other(Why::Route) };
     if req.version != Some(1) {
         return Parse::Other(Why::Protocol);
@@ -376,8 +376,8 @@ fn parse(buf: &mut BytesMut) -> Parse {
         let start = (s.as_ptr() as usize).checked_sub(base)?;
         (start + s.len() <= end).then_some(start..start + s.len())
     };
-    let query = match target.split_once('?') {
-        Some((_, q)) => match span(q.as_bytes()) {
+    let query = match query {
+        Some(q) => match span(q.as_bytes()) {
             Some(r) => r,
             None => return Parse::Other(Why::Head),
         },
