@@ -273,6 +273,28 @@ fn tools(opts: &opts::Options) -> Res<Tools> {
     Ok(Tools { wrk, nginx, h2load, notes })
 }
 
+/// A note when the measured binary's code is not laid out by
+/// link/sluice.order (`scripts/orderfile --check`): its names are another
+/// build's, so resident text and CPU are not what a release build's are
+/// (docs/performance.md, "Function order"). None when it is, or when the
+/// check cannot run (no python3 or nm).
+fn function_order_note(bin: &Path) -> Option<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join("scripts/orderfile"))
+        .args(["--check", "--bin"])
+        .arg(bin)
+        .output()
+        .ok()?;
+    (out.status.code() == Some(1)).then(|| {
+        format!(
+            "the gateway binary is not laid out by link/sluice.order ({}); run scripts/orderfile again \
+             (docs/performance.md, \"Function order\")",
+            String::from_utf8_lossy(&out.stdout).trim()
+        )
+    })
+}
+
 async fn run(mut opts: opts::Options) -> Res<bool> {
     let started = Instant::now();
     let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -429,6 +451,9 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     }
     if let Some(log) = h.nginx.as_ref().map(|n| n.error_log()).filter(|l| !l.is_empty()) {
         notes.push(format!("nginx's error log is not empty; it ends:\n{log}"));
+    }
+    if let Some(note) = function_order_note(Path::new(env!("CARGO_BIN_EXE_sluice"))) {
+        notes.push(note);
     }
     machine["loadavg_after"] = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().into();
 
