@@ -305,21 +305,28 @@ impl Provider {
     /// client's bytes (only `model` renamed) and returns its own untouched;
     /// any other is translated through chat.
     pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
+        // Every branch but OpenAI's own is boxed: an `async fn`'s future is
+        // as large as its largest branch, and it sits inside every proxied
+        // request's future for the request's whole life. Inline, the
+        // translated and cloud branches made that future 8.2 KB (mimalloc's
+        // 10 KiB class) for requests that never take them; boxed, each of
+        // their requests pays one allocation instead (docs/performance.md,
+        // "A smaller request future").
         match (&self.protocol, call.endpoint) {
             (Protocol::Anthropic(p), Endpoint::Messages | Endpoint::CountTokens) => {
-                p.send_native(self, call, self.client(client)?).await
+                Box::pin(p.send_native(self, call, self.client(client)?)).await
             }
             (Protocol::Vertex(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
-                p.send_native(self, call, self.client(client)?).await
+                Box::pin(p.send_native(self, call, self.client(client)?)).await
             }
             (Protocol::Bedrock(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
-                p.send_native(self, call, self.client(client)?).await
+                Box::pin(p.send_native(self, call, self.client(client)?)).await
             }
             (Protocol::OpenAi(p), Endpoint::Responses | Endpoint::InputTokens) if p.serves_responses() => {
                 p.send(self, call, self.client(client)?).await
             }
-            (_, Endpoint::Messages) => messages::send(self, call, client).await,
-            (_, Endpoint::Responses) => responses::send(self, call, client).await,
+            (_, Endpoint::Messages) => Box::pin(messages::send(self, call, client)).await,
+            (_, Endpoint::Responses) => Box::pin(responses::send(self, call, client)).await,
             (_, Endpoint::CountTokens | Endpoint::InputTokens | Endpoint::Files | Endpoint::Batches) => {
                 Err(unsupported(self, call))
             }
@@ -337,7 +344,9 @@ impl Provider {
         }
     }
 
-    /// An OpenAI-shaped request (`call.endpoint` is not `Messages`).
+    /// An OpenAI-shaped request (`call.endpoint` is not `Messages`). The
+    /// providers that translate, sign or fetch tokens are boxed, as in
+    /// [`Provider::send`].
     pub(crate) async fn send_openai(
         &self,
         call: &Call<'_>,
@@ -345,12 +354,12 @@ impl Provider {
     ) -> Result<Reply, GatewayError> {
         match &self.protocol {
             Protocol::OpenAi(p) => p.send(self, call, self.client(client)?).await,
-            Protocol::Azure(p) => p.send(self, call, self.client(client)?).await,
-            Protocol::Anthropic(p) => p.send(self, call, self.client(client)?).await,
-            Protocol::Gemini(p) => p.send(self, call, self.client(client)?).await,
-            Protocol::Vertex(p) => p.send(self, call, self.client(client)?).await,
-            Protocol::Bedrock(p) => p.send(self, call, self.client(client)?).await,
-            Protocol::Mock(p) => p.send(self, call).await,
+            Protocol::Azure(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+            Protocol::Anthropic(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+            Protocol::Gemini(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+            Protocol::Vertex(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+            Protocol::Bedrock(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+            Protocol::Mock(p) => Box::pin(p.send(self, call)).await,
         }
     }
 

@@ -214,12 +214,16 @@ impl HttpUpstream {
             OutBody::Whole(body) => {
                 futures_util::future::Either::Left(client.send(Outgoing { method, uri, headers, body }))
             }
-            OutBody::Streamed(body) => futures_util::future::Either::Right(client.send_streamed(StreamedRequest {
-                method,
-                uri,
-                headers,
-                body,
-            })),
+            // Boxed: an upload's send is the larger future, and an inline
+            // one would size every request's future by it.
+            OutBody::Streamed(body) => {
+                futures_util::future::Either::Right(Box::pin(client.send_streamed(StreamedRequest {
+                    method,
+                    uri,
+                    headers,
+                    body,
+                })))
+            }
         };
         let resp = match timeout_at(head_by, sent).await {
             Ok(Ok(r)) => r,

@@ -24,13 +24,14 @@ use crate::providers::responses::Turn;
 use crate::translate::responses::{self, history};
 
 /// The turn of a Responses request (`None` on other routes), and how to
-/// save what it answers (`None` when it must not be kept).
+/// save what it answers (`None` when it must not be kept). The save is
+/// boxed: it is held across the upstream call, inside every request's future.
 pub(super) async fn turn(
     store: &ConversationsHandle,
     owner: &str,
     body: &Bytes,
     endpoint: Endpoint,
-) -> Result<(Option<Turn>, Option<Save>), GatewayError> {
+) -> Result<(Option<Turn>, Option<Box<Save>>), GatewayError> {
     if !matches!(endpoint, Endpoint::Responses | Endpoint::InputTokens) {
         return Ok((None, None));
     }
@@ -59,12 +60,12 @@ pub(super) async fn turn(
     // `store` defaults to true in the Responses API.
     let keep = endpoint == Endpoint::Responses && field("store").and_then(|v| v.as_bool()) != Some(false);
     let save = match (keep, responses::request::input_items(body)) {
-        (true, Some(input)) => Some(Save {
+        (true, Some(input)) => Some(Box::new(Save {
             store: store.clone(),
             owner: owner.to_owned(),
             previous: turn.history.clone(),
             input: Bytes::from(input),
-        }),
+        })),
         _ => None,
     };
     Ok((Some(turn), save))
