@@ -58,6 +58,17 @@ pub const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// What one read asks the kernel for, at least.
 const READ_CHUNK: usize = 4096;
+/// The worker's buffer for reads of a head (and of what a client sends
+/// while its request runs): a head up to [`MAX_HEAD`] in one read.
+const SCRATCH_LEN: usize = MAX_HEAD;
+
+thread_local! {
+    /// Heads are read here, and only the bytes that came are copied into the
+    /// connection's buffer: a connection holds its request's ~300 bytes (and
+    /// nothing between requests) instead of a 4 KiB read buffer for its whole
+    /// life (docs/performance.md, "Reads into one buffer per worker").
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
 /// What one read of a body still to come asks for, at most.
 const MAX_BODY_READ: usize = 256 * 1024;
 /// Pipelined bytes read ahead while a request runs (to see the client
@@ -164,11 +175,24 @@ impl Conn {
             }
             let mut buf = self.rbuf.borrow_mut();
             let want = want.clamp(READ_CHUNK, MAX_BODY_READ);
-            if buf.capacity() - buf.len() < want / 2 {
-                buf.reserve(want);
-            }
-            let room = buf.capacity() - buf.len();
-            match self.io.try_read_buf(&mut *buf) {
+            let mut room = buf.capacity() - buf.len();
+            let read = if want <= READ_CHUNK && room < READ_CHUNK / 2 {
+                // A head, or bytes during a request: through the scratch.
+                SCRATCH.with_borrow_mut(|scratch| {
+                    room = scratch.len();
+                    let n = self.io.try_read(scratch)?;
+                    buf.extend_from_slice(&scratch[..n]);
+                    Ok(n)
+                })
+            } else {
+                // A body still to come: straight into the buffer, sized for it.
+                if room < want / 2 {
+                    buf.reserve(want);
+                    room = buf.capacity() - buf.len();
+                }
+                self.io.try_read_buf(&mut *buf)
+            };
+            match read {
                 Ok(0) => {
                     self.eof.set(true);
                     return Poll::Ready(Ok(0));
@@ -450,7 +474,7 @@ async fn serve_one<S>(conn: &Rc<Conn>, fast: &Fast<S>, p: Parsed) -> After {
     let state = fast.worker.state();
     let payload = {
         let mut buf = conn.rbuf.borrow_mut();
-        if p.content_length == 0 {
+        let payload = if p.content_length == 0 {
             Payload::None
         } else if buf.len() as u64 >= p.content_length {
             Payload::from(buf.split_to(p.content_length as usize).freeze())
@@ -458,7 +482,13 @@ async fn serve_one<S>(conn: &Rc<Conn>, fast: &Fast<S>, p: Parsed) -> After {
             conn.body_left.set(p.content_length);
             let body: actix_http::BoxedPayloadStream = Box::pin(Body { conn: conn.clone() });
             Payload::from(body)
+        };
+        if buf.is_empty() {
+            // Let go of the allocation the head and body came in (they keep
+            // their own share of it while the request runs).
+            *buf = BytesMut::new();
         }
+        payload
     };
     let query = std::str::from_utf8(&p.head[p.query.clone()]).unwrap_or("");
     let head = Head { headers: &p.headers, query };
