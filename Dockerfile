@@ -34,7 +34,8 @@ RUN touch src/main.rs src/lib.rs actors/src/lib.rs upstream/src/lib.rs \
  && cp target/release/sluice /sluice \
  && mkdir -p /var/lib/sluice
 
-# glibc, libgcc and CA roots, no shell, uid 65532 ("nonroot").
+# glibc, libgcc and CA roots, no shell, uid 65532 ("nonroot"). Its glibc
+# (2.36) reads the packed relocations build.rs asks lld for (DT_RELR, 2.36+).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /sluice /usr/local/bin/sluice
 COPY config/sluice.toml /etc/sluice/sluice.toml
