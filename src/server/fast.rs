@@ -56,19 +56,12 @@ use crate::request::{self, Head};
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Headers this loop parses; a request with more is actix-http's.
 const MAX_HEADERS: usize = 64;
-/// What one read asks the kernel for, at least.
+/// A read asking for no more than this is a head's (or what a client sends
+/// while its request runs) and goes through [`SCRATCH`]; a body still to
+/// come is read straight into the connection's buffer, at least this much.
 const READ_CHUNK: usize = 4096;
-/// The worker's buffer for reads of a head (and of what a client sends
-/// while its request runs): a head up to [`MAX_HEAD`] in one read.
+/// The worker's buffer for reads of a head: a head up to [`MAX_HEAD`] in one read.
 const SCRATCH_LEN: usize = MAX_HEAD;
-
-thread_local! {
-    /// Heads are read here, and only the bytes that came are copied into the
-    /// connection's buffer: a connection holds its request's ~300 bytes (and
-    /// nothing between requests) instead of a 4 KiB read buffer for its whole
-    /// life (docs/performance.md, "Reads into one buffer per worker").
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
-}
 /// What one read of a body still to come asks for, at most.
 const MAX_BODY_READ: usize = 256 * 1024;
 /// Pipelined bytes read ahead while a request runs (to see the client
@@ -79,6 +72,14 @@ const MAX_WRITE_BATCH: usize = 64 * 1024;
 /// A whole answer up to this size goes out in one copy-and-write; a larger
 /// one in two slices of one `writev`.
 const COPY_BODY_UP_TO: usize = 16 * 1024;
+
+thread_local! {
+    /// Heads are read here, and only the bytes that came are copied into the
+    /// connection's buffer: a connection holds its request's ~300 bytes (and
+    /// nothing between requests) instead of a 4 KiB read buffer for its whole
+    /// life (docs/performance.md, "Reads into one buffer per worker").
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
 
 /// One worker's part of the ingress: the state its requests run on, and
 /// actix-http's dispatcher for the connections it hands over.
@@ -176,7 +177,8 @@ impl Conn {
             let mut buf = self.rbuf.borrow_mut();
             let want = want.clamp(READ_CHUNK, MAX_BODY_READ);
             let mut room = buf.capacity() - buf.len();
-            let read = if want <= READ_CHUNK && room < READ_CHUNK / 2 {
+            // `want` is READ_CHUNK (a head) unless a body is still to come.
+            let read = if want == READ_CHUNK && room < READ_CHUNK / 2 {
                 // A head, or bytes during a request: through the scratch.
                 SCRATCH.with_borrow_mut(|scratch| {
                     room = scratch.len();
