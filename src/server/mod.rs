@@ -6,9 +6,11 @@ pub mod build;
 pub mod fast;
 pub mod reload;
 pub mod routes;
+pub mod startup_code;
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +53,10 @@ pub struct RunOptions {
     /// Reload on SIGHUP (the binary; tests that run several gateways in
     /// one process leave it off).
     pub sighup: bool,
+    /// Once every worker serves, let the start-up-only code go from the
+    /// resident set ([`startup_code`]): the release binary, whose layout
+    /// puts that code apart.
+    pub release_startup_code: bool,
 }
 
 /// Run the gateway on `listener` until `shutdown` resolves, then stop taking
@@ -125,6 +131,8 @@ where
     let sessions = actors.sessions.clone();
     let (breakers, availability, limiter) =
         (actors.breakers.clone(), actors.availability.clone(), actors.limiter.clone());
+    // Workers still starting; the last one up lets the start-up code go.
+    let starting = Arc::new(std::sync::atomic::AtomicUsize::new(if opts.release_startup_code { workers } else { 0 }));
     // actix-web's `HttpServer`, taken apart: actix-server's accept loop and
     // workers, and on each connection the fast ingress (`fast`), which
     // hands actix-http's HTTP/1 dispatcher, with the actix-web routes, every
@@ -183,12 +191,19 @@ where
                     actix_web::dev::AppConfig::default()
                 }));
             let shutdown = graceful.clone();
+            let starting = starting.clone();
             actix_service::fn_factory(move || {
                 let h1 = actix_service::ServiceFactory::new_service(&h1, ());
-                let (worker, shutdown) = (worker.clone(), shutdown.clone());
+                let (worker, shutdown, starting) = (worker.clone(), shutdown.clone(), starting.clone());
                 async move {
                     let h1 =
                         h1.await.map_err(|e| tracing::error!(error = ?e, "cannot start a worker's HTTP service"))?;
+                    // The last of the first workers to start (a worker
+                    // restarted later finds the count at 0 and does nothing).
+                    let left = starting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+                    if left == Ok(1) {
+                        startup_code::release_soon();
+                    }
                     let fast = std::rc::Rc::new(fast::Fast {
                         worker,
                         h1,
