@@ -10,12 +10,12 @@
 //! puts [`sluice_startup_code_begin`] and [`sluice_startup_code_end`] around
 //! that last group, and once every worker serves (and [`SETTLE`] later),
 //! [`release`] tells the kernel the pages between them are not needed
-//! (`MADV_DONTNEED`):
-//! they leave the process's resident set, and stay in the page cache as the
-//! binary's clean file pages, first in line when memory is reclaimed. Code
-//! among them that runs again (a config reload parses and checks a file
-//! again) is mapped back from the page cache on its first call, as after
-//! any reclaim: the same bytes, a minor fault per page.
+//! (`MADV_DONTNEED`): they leave the process's resident set, and stay in
+//! the page cache as the binary's clean file pages, first in line when
+//! memory is reclaimed. Code among them that runs again (a config reload
+//! parses and checks a file again) is mapped back from the page cache on
+//! its first call, as after any reclaim: the same bytes, a minor fault per
+//! page.
 //! docs/performance.md ("Start-up code let go") has the numbers.
 
 /// First of the start-up-only functions in the release binary's layout.
@@ -81,6 +81,11 @@ pub fn release() -> usize {
         tracing::debug!("start-up code not laid out apart (no order file): kept");
         return 0;
     };
+    // Logged before, not after: the log's formatting code ran only at
+    // start-up too, so it lies among the pages let go, and logging after
+    // the call mapped ~0.3 MiB of them back (text 2,524 kB after, against
+    // 2,192 kB when logged before).
+    tracing::info!(kib = len / 1024, "letting start-up code go from the resident set");
     // SAFETY: the range lies strictly between two functions of the
     // binary's text, so it is only text: a private, read-only mapping of
     // the executable that nothing writes (the binary has no text
@@ -88,11 +93,6 @@ pub fn release() -> usize {
     // only; the next execution of any of it faults the same bytes back in
     // from the file. No Rust value lives there, so nothing observes a
     // change.
-    // Logged before, not after: the log's formatting code ran only at
-    // start-up too, so it lies among the pages let go, and logging after
-    // the call mapped ~0.3 MiB of them back (text 2,524 kB after, against
-    // 2,192 kB when logged before).
-    tracing::info!(kib = len / 1024, "letting start-up code go from the resident set");
     #[allow(unsafe_code)]
     let done = unsafe { rustix::mm::madvise(start as *mut std::ffi::c_void, len, rustix::mm::Advice::LinuxDontNeed) };
     match done {
