@@ -50,7 +50,8 @@ fn span(begin: usize, end: usize, page: usize) -> Option<(usize, usize)> {
     }
     let start = begin.checked_add(page - 1)? & !(page - 1);
     let stop = end & !(page - 1);
-    (stop > start).then_some((start, stop - start))
+    // Markers within a page of each other round to stop < start.
+    stop.checked_sub(start).filter(|&len| len > 0).map(|len| (start, len))
 }
 
 /// How long after the last worker is up [`release`] waits: start-up goes on
