@@ -60,7 +60,7 @@ fn span(begin: usize, end: usize, page: usize) -> Option<(usize, usize)> {
 /// already let go maps that page's 64 KiB neighbourhood back (the kernel's
 /// fault-around). Released the moment the last worker was up, the text was
 /// back to its full size by the first `/ready`.
-pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// [`release`], [`SETTLE`] from now, on the calling thread's runtime.
 pub fn release_soon() {
@@ -70,17 +70,17 @@ pub fn release_soon() {
     });
 }
 
-/// Drop the start-up-only functions' pages from the resident set; returns
-/// the bytes let go (0 when the layout is not there or the call failed,
-/// which changes nothing but the memory kept).
+/// Drop the start-up-only functions' pages from the resident set. Nothing
+/// is done when the layout is not there, and a failed call changes nothing
+/// but the memory kept.
 #[cfg(target_os = "linux")]
-pub fn release() -> usize {
+fn release() {
     let begin = sluice_startup_code_begin as *const () as usize;
     let end = sluice_startup_code_end as *const () as usize;
     let page = rustix::param::page_size();
     let Some((start, len)) = span(begin, end, page) else {
         tracing::debug!("start-up code not laid out apart (no order file): kept");
-        return 0;
+        return;
     };
     // Logged before, not after: the log's formatting code ran only at
     // start-up too, so it lies among the pages let go, and logging after
@@ -96,19 +96,13 @@ pub fn release() -> usize {
     // change.
     #[allow(unsafe_code)]
     let done = unsafe { rustix::mm::madvise(start as *mut std::ffi::c_void, len, rustix::mm::Advice::LinuxDontNeed) };
-    match done {
-        Ok(()) => len,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot let start-up code go; it stays resident");
-            0
-        }
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "cannot let start-up code go; it stays resident");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn release() -> usize {
-    0
-}
+fn release() {}
 
 #[cfg(test)]
 mod tests {
