@@ -38,19 +38,22 @@ use crate::usage::Usage;
 
 /// The upstream call of one request: merged into its model's embeddings
 /// batch when `batcher` can take it, else alone (`upstream::fetch`).
-pub async fn fetch(
+#[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+pub fn fetch(
     batcher: Option<&Arc<Batcher>>,
     w: &WorkerUpstreams,
     call: &Call<'_>,
     model: usize,
-) -> Result<Fetched, GatewayError> {
-    if call.endpoint == Endpoint::Embeddings
-        && let Some(b) = batcher
-        && let Some(got) = b.submit(w, call, model).await
-    {
-        return got.map(Fetched::from);
+) -> impl Future<Output = Result<Fetched, GatewayError>> {
+    async move {
+        if call.endpoint == Endpoint::Embeddings
+            && let Some(b) = batcher
+            && let Some(got) = b.submit(w, call, model).await
+        {
+            return got.map(Fetched::from);
+        }
+        upstream::fetch(w, call, model).await
     }
-    upstream::fetch(w, call, model).await
 }
 
 /// One caller's part of a batched answer. (Sent across workers, so it holds

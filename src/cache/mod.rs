@@ -140,8 +140,18 @@ impl CacheLayer {
 
     /// A request's upstream call: in its model's embeddings batch when it
     /// can be, else alone (`upstream::fetch`).
-    pub async fn fetch(&self, w: &WorkerUpstreams, call: &Call<'_>, model: usize) -> Result<Fetched, GatewayError> {
-        batch::fetch(self.batcher(model), w, call, model).await
+    ///
+    /// A plain function returning `batch::fetch`'s future: an `async fn`
+    /// around it would store its arguments beside it, in every request's
+    /// future (docs/performance.md, "Async functions that store their
+    /// arguments twice").
+    pub fn fetch(
+        &self,
+        w: &WorkerUpstreams,
+        call: &Call<'_>,
+        model: usize,
+    ) -> impl Future<Output = Result<Fetched, GatewayError>> {
+        batch::fetch(self.batcher(model), w, call, model)
     }
 }
 

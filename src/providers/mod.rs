@@ -304,62 +304,79 @@ impl Provider {
     /// Responses. A provider that speaks the client's protocol gets the
     /// client's bytes (only `model` renamed) and returns its own untouched;
     /// any other is translated through chat.
-    pub async fn send(&self, call: &Call<'_>, client: Option<&UpstreamClient>) -> Result<Reply, GatewayError> {
-        // Every branch but OpenAI's own is boxed: an `async fn`'s future is
-        // as large as its largest branch, and it sits inside every proxied
-        // request's future for the request's whole life. Inline, the
-        // translated and cloud branches made that future 8.2 KB (mimalloc's
-        // 10 KiB class) for requests that never take them; boxed, each of
-        // their requests pays one allocation instead (docs/performance.md,
-        // "A smaller request future").
-        match (&self.protocol, call.endpoint) {
-            (Protocol::Anthropic(p), Endpoint::Messages | Endpoint::CountTokens) => {
-                Box::pin(p.send_native(self, call, self.client(client)?)).await
+    #[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+    pub fn send(
+        &self,
+        call: &Call<'_>,
+        client: Option<&UpstreamClient>,
+    ) -> impl Future<Output = Result<Reply, GatewayError>> {
+        async move {
+            // Every branch but OpenAI's own is boxed: an `async fn`'s future is
+            // as large as its largest branch, and it sits inside every proxied
+            // request's future for the request's whole life. Inline, the
+            // translated and cloud branches made that future 8.2 KB (mimalloc's
+            // 10 KiB class) for requests that never take them; boxed, each of
+            // their requests pays one allocation instead (docs/performance.md,
+            // "A smaller request future").
+            match (&self.protocol, call.endpoint) {
+                (Protocol::Anthropic(p), Endpoint::Messages | Endpoint::CountTokens) => {
+                    Box::pin(p.send_native(self, call, self.client(client)?)).await
+                }
+                (Protocol::Vertex(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
+                    Box::pin(p.send_native(self, call, self.client(client)?)).await
+                }
+                (Protocol::Bedrock(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
+                    Box::pin(p.send_native(self, call, self.client(client)?)).await
+                }
+                (Protocol::OpenAi(p), Endpoint::Responses | Endpoint::InputTokens) if p.serves_responses() => {
+                    let client = self.client(client)?;
+                    p.send(self, call, client).await
+                }
+                (_, Endpoint::Messages) => Box::pin(messages::send(self, call, client)).await,
+                (_, Endpoint::Responses) => Box::pin(responses::send(self, call, client)).await,
+                (_, Endpoint::CountTokens | Endpoint::InputTokens | Endpoint::Files | Endpoint::Batches) => {
+                    Err(unsupported(self, call))
+                }
+                (
+                    _,
+                    Endpoint::Chat
+                    | Endpoint::Completions
+                    | Endpoint::Embeddings
+                    | Endpoint::Images
+                    | Endpoint::Moderations
+                    | Endpoint::Speech
+                    | Endpoint::Transcriptions
+                    | Endpoint::Translations,
+                ) => self.send_openai(call, client).await,
             }
-            (Protocol::Vertex(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
-                Box::pin(p.send_native(self, call, self.client(client)?)).await
-            }
-            (Protocol::Bedrock(p), Endpoint::Messages) if p.native_messages(call.upstream_model) => {
-                Box::pin(p.send_native(self, call, self.client(client)?)).await
-            }
-            (Protocol::OpenAi(p), Endpoint::Responses | Endpoint::InputTokens) if p.serves_responses() => {
-                p.send(self, call, self.client(client)?).await
-            }
-            (_, Endpoint::Messages) => Box::pin(messages::send(self, call, client)).await,
-            (_, Endpoint::Responses) => Box::pin(responses::send(self, call, client)).await,
-            (_, Endpoint::CountTokens | Endpoint::InputTokens | Endpoint::Files | Endpoint::Batches) => {
-                Err(unsupported(self, call))
-            }
-            (
-                _,
-                Endpoint::Chat
-                | Endpoint::Completions
-                | Endpoint::Embeddings
-                | Endpoint::Images
-                | Endpoint::Moderations
-                | Endpoint::Speech
-                | Endpoint::Transcriptions
-                | Endpoint::Translations,
-            ) => self.send_openai(call, client).await,
         }
     }
 
     /// An OpenAI-shaped request (`call.endpoint` is not `Messages`). The
     /// providers that translate, sign or fetch tokens are boxed, as in
     /// [`Provider::send`].
-    pub(crate) async fn send_openai(
+    #[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+    pub(crate) fn send_openai(
         &self,
         call: &Call<'_>,
         client: Option<&UpstreamClient>,
-    ) -> Result<Reply, GatewayError> {
-        match &self.protocol {
-            Protocol::OpenAi(p) => p.send(self, call, self.client(client)?).await,
-            Protocol::Azure(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
-            Protocol::Anthropic(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
-            Protocol::Gemini(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
-            Protocol::Vertex(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
-            Protocol::Bedrock(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
-            Protocol::Mock(p) => Box::pin(p.send(self, call)).await,
+    ) -> impl Future<Output = Result<Reply, GatewayError>> {
+        async move {
+            match &self.protocol {
+                // The client looked up in a statement of its own: a `?` inside
+                // the awaited call keeps its 80-byte result alive in the future
+                // for the whole wait.
+                Protocol::OpenAi(p) => {
+                    let client = self.client(client)?;
+                    p.send(self, call, client).await
+                }
+                Protocol::Azure(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+                Protocol::Anthropic(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+                Protocol::Gemini(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+                Protocol::Vertex(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+                Protocol::Bedrock(p) => Box::pin(p.send(self, call, self.client(client)?)).await,
+                Protocol::Mock(p) => Box::pin(p.send(self, call)).await,
+            }
         }
     }
 

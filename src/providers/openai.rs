@@ -99,54 +99,64 @@ impl OpenAi {
         self.up.session_spec(cfg, warm, &self.uris[0])
     }
 
-    pub async fn send(&self, p: &Provider, call: &Call<'_>, client: &UpstreamClient) -> Result<Reply, GatewayError> {
-        if let Some(u) = call.upload {
-            return super::upload::send(&self.up, p, call, client, self.uri(p, call.endpoint)?, u).await;
+    #[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+    pub fn send(
+        &self,
+        p: &Provider,
+        call: &Call<'_>,
+        client: &UpstreamClient,
+    ) -> impl Future<Output = Result<Reply, GatewayError>> {
+        async move {
+            if let Some(u) = call.upload {
+                let uri = self.uri(p, call.endpoint)?;
+                return super::upload::send(&self.up, p, call, client, uri, u).await;
+            }
+            // The id of a conversation spliced in: the answer must still say it
+            // continued it, though the upstream was not told.
+            let continued = call.turn.filter(|t| t.history.is_some()).and_then(|t| t.previous_id.as_deref());
+            let body = match call.turn.and_then(|t| t.history.as_ref()) {
+                // A conversation Sluice keeps: sent whole, under the upstream's model name.
+                Some(h) => Bytes::from(
+                    history::expand(call.body, h, call.upstream_model)
+                        .map_err(|e| GatewayError::invalid(format!("Invalid Responses request: {e}"), Some("input")))?,
+                ),
+                None => rewrite(call.body, call.peek, call.upstream_model, call.endpoint.asks_stream_usage()),
+            };
+            let headers = self.up.headers(call, call.peek.stream);
+            let uri = self.uri(p, call.endpoint)?;
+            let resp = self.up.send(p, call.timeouts, client, uri, &headers, body).await?;
+            if call.peek.stream && resp.event_stream {
+                let events = events::event_stream(resp.body, resp.permit, p);
+                return Ok(Reply::Stream(match continued {
+                    Some(id) => previous_id_restored(events, id),
+                    None => events,
+                }));
+            }
+            let bytes =
+                transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
+            drop(resp.permit);
+            // Audio is not JSON; everything else must be a well-formed answer.
+            if call.endpoint != Endpoint::Speech {
+                transport::check_answer(p, &bytes, self.up.secrets())?;
+            }
+            let bytes = match continued {
+                Some(id) => restore_previous_id(bytes, id),
+                None => bytes,
+            };
+            let usage = match call.endpoint {
+                // A Response object's `usage` is read by its path: `metadata`
+                // and the echoed request members may follow it.
+                Endpoint::Responses => history::usage_from_body(&bytes).map(Into::into),
+                Endpoint::InputTokens => Some(usage::Usage::default()),
+                // Audio: no usage in it (the gateway counts the input).
+                Endpoint::Speech => None,
+                _ => usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
+                    provider: p.name.clone(),
+                    detail: format!("the response body is not valid JSON ({e})"),
+                })?,
+            };
+            Ok(Reply::Complete { body: bytes, usage })
         }
-        // The id of a conversation spliced in: the answer must still say it
-        // continued it, though the upstream was not told.
-        let continued = call.turn.filter(|t| t.history.is_some()).and_then(|t| t.previous_id.as_deref());
-        let body = match call.turn.and_then(|t| t.history.as_ref()) {
-            // A conversation Sluice keeps: sent whole, under the upstream's model name.
-            Some(h) => Bytes::from(
-                history::expand(call.body, h, call.upstream_model)
-                    .map_err(|e| GatewayError::invalid(format!("Invalid Responses request: {e}"), Some("input")))?,
-            ),
-            None => rewrite(call.body, call.peek, call.upstream_model, call.endpoint.asks_stream_usage()),
-        };
-        let headers = self.up.headers(call, call.peek.stream);
-        let resp = self.up.send(p, call.timeouts, client, self.uri(p, call.endpoint)?, &headers, body).await?;
-        if call.peek.stream && resp.event_stream {
-            let events = events::event_stream(resp.body, resp.permit, p);
-            return Ok(Reply::Stream(match continued {
-                Some(id) => previous_id_restored(events, id),
-                None => events,
-            }));
-        }
-        let bytes =
-            transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
-        drop(resp.permit);
-        // Audio is not JSON; everything else must be a well-formed answer.
-        if call.endpoint != Endpoint::Speech {
-            transport::check_answer(p, &bytes, self.up.secrets())?;
-        }
-        let bytes = match continued {
-            Some(id) => restore_previous_id(bytes, id),
-            None => bytes,
-        };
-        let usage = match call.endpoint {
-            // A Response object's `usage` is read by its path: `metadata`
-            // and the echoed request members may follow it.
-            Endpoint::Responses => history::usage_from_body(&bytes).map(Into::into),
-            Endpoint::InputTokens => Some(usage::Usage::default()),
-            // Audio: no usage in it (the gateway counts the input).
-            Endpoint::Speech => None,
-            _ => usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
-                provider: p.name.clone(),
-                detail: format!("the response body is not valid JSON ({e})"),
-            })?,
-        };
-        Ok(Reply::Complete { body: bytes, usage })
     }
 }
 

@@ -173,85 +173,98 @@ impl HttpUpstream {
 
     /// Send one request and wait (at most the first-byte timeout) for a 2xx
     /// head. Non-2xx statuses become errors here, their bodies read and mapped.
-    pub async fn send(
-        &self,
-        p: &Provider,
+    ///
+    /// A plain function returning [`HttpUpstream::send_request`]'s future,
+    /// not an `async fn` around it: that would store its arguments beside
+    /// the future it awaits, 152 bytes more in every request's future
+    /// (docs/performance.md, "Async functions that store their arguments twice").
+    pub fn send<'a>(
+        &'a self,
+        p: &'a Provider,
         t: Timeouts,
-        client: &UpstreamClient,
-        uri: &Uri,
-        headers: &[(HeaderName, HeaderValue)],
+        client: &'a UpstreamClient,
+        uri: &'a Uri,
+        headers: &'a [(HeaderName, HeaderValue)],
         body: Bytes,
-    ) -> Result<OkResponse, GatewayError> {
-        self.send_request(p, t, client, Method::POST, uri, headers, OutBody::Whole(body)).await
+    ) -> impl Future<Output = Result<OkResponse, GatewayError>> + 'a {
+        self.send_request(p, t, client, Method::POST, uri, headers, OutBody::Whole(body))
     }
 
     /// [`HttpUpstream::send`] with any method and body.
+    ///
+    /// An `async` block, not an `async fn`: the block uses its captured
+    /// arguments where they are, where an `async fn` also moves each into a
+    /// local of its own, and both copies stay in the future while it waits
+    /// (docs/performance.md, "Async functions that store their arguments twice").
     #[allow(clippy::too_many_arguments)]
-    pub async fn send_request(
-        &self,
-        p: &Provider,
+    #[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+    pub fn send_request<'a>(
+        &'a self,
+        p: &'a Provider,
         t: Timeouts,
-        client: &UpstreamClient,
+        client: &'a UpstreamClient,
         method: Method,
-        uri: &Uri,
-        headers: &[(HeaderName, HeaderValue)],
+        uri: &'a Uri,
+        headers: &'a [(HeaderName, HeaderValue)],
         body: OutBody,
-    ) -> Result<OkResponse, GatewayError> {
-        let started = Instant::now();
-        let first_byte = started + t.first_byte;
-        let deadline = started + t.total;
-        let permit = timeout_at(first_byte, client.acquire())
-            .await
-            .map_err(|_| GatewayError::UpstreamSaturated { provider: p.name.clone() })?
-            .map_err(|_| GatewayError::ShuttingDown)?;
-        // An upload is sent at the client's pace: the first byte of the
-        // answer is awaited from the end of the body, within the total timeout.
-        let head_by = match &body {
-            OutBody::Whole(_) => first_byte,
-            OutBody::Streamed(_) => deadline,
-        };
-        let sent = match body {
-            OutBody::Whole(body) => {
-                futures_util::future::Either::Left(client.send(Outgoing { method, uri, headers, body }))
+    ) -> impl Future<Output = Result<OkResponse, GatewayError>> + 'a {
+        async move {
+            let started = Instant::now();
+            let first_byte = started + t.first_byte;
+            let deadline = started + t.total;
+            let permit = timeout_at(first_byte, client.acquire())
+                .await
+                .map_err(|_| GatewayError::UpstreamSaturated { provider: p.name.clone() })?
+                .map_err(|_| GatewayError::ShuttingDown)?;
+            // An upload is sent at the client's pace: the first byte of the
+            // answer is awaited from the end of the body, within the total timeout.
+            let head_by = match &body {
+                OutBody::Whole(_) => first_byte,
+                OutBody::Streamed(_) => deadline,
+            };
+            let sent = match body {
+                OutBody::Whole(body) => {
+                    futures_util::future::Either::Left(client.send(Outgoing { method, uri, headers, body }))
+                }
+                // Boxed: an upload's send is the larger future, and an inline
+                // one would size every request's future by it.
+                OutBody::Streamed(body) => {
+                    futures_util::future::Either::Right(Box::pin(client.send_streamed(StreamedRequest {
+                        method,
+                        uri,
+                        headers,
+                        body,
+                    })))
+                }
+            };
+            let resp = match timeout_at(head_by, sent).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(SendError::ConnectTimeout(_))) => return Err(timeout(p, &t, TimeoutPhase::Connect)),
+                Ok(Err(SendError::Connect(detail))) => {
+                    return Err(GatewayError::UpstreamConnect { provider: p.name.clone(), detail });
+                }
+                Ok(Err(SendError::Failed(detail))) => {
+                    return Err(GatewayError::UpstreamProtocol { provider: p.name.clone(), detail });
+                }
+                Err(_) => return Err(timeout(p, &t, TimeoutPhase::FirstByte)),
+            };
+            if resp.resends > 0 {
+                // Only requests that provably never reached the upstream are
+                // sent again (sluice_upstream::h1): worth a line per attempt.
+                tracing::info!(
+                    provider = %p.name,
+                    request_id = %call_id(headers),
+                    resends = resp.resends,
+                    "re-sent on a fresh connection: the pooled one had closed before any byte of the request left"
+                );
             }
-            // Boxed: an upload's send is the larger future, and an inline
-            // one would size every request's future by it.
-            OutBody::Streamed(body) => {
-                futures_util::future::Either::Right(Box::pin(client.send_streamed(StreamedRequest {
-                    method,
-                    uri,
-                    headers,
-                    body,
-                })))
+            let status = resp.status;
+            if !(200..300).contains(&status) {
+                let bytes = read_body(p, &t, resp.body, MAX_ERROR_BYTES, true, deadline).await.unwrap_or_default();
+                return Err(self.status_error(p, status, bytes, resp.retry_after));
             }
-        };
-        let resp = match timeout_at(head_by, sent).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(SendError::ConnectTimeout(_))) => return Err(timeout(p, &t, TimeoutPhase::Connect)),
-            Ok(Err(SendError::Connect(detail))) => {
-                return Err(GatewayError::UpstreamConnect { provider: p.name.clone(), detail });
-            }
-            Ok(Err(SendError::Failed(detail))) => {
-                return Err(GatewayError::UpstreamProtocol { provider: p.name.clone(), detail });
-            }
-            Err(_) => return Err(timeout(p, &t, TimeoutPhase::FirstByte)),
-        };
-        if resp.resends > 0 {
-            // Only requests that provably never reached the upstream are
-            // sent again (sluice_upstream::h1): worth a line per attempt.
-            tracing::info!(
-                provider = %p.name,
-                request_id = %call_id(headers),
-                resends = resp.resends,
-                "re-sent on a fresh connection: the pooled one had closed before any byte of the request left"
-            );
+            Ok(OkResponse { body: resp.body, event_stream: resp.event_stream, permit, deadline, timeouts: t })
         }
-        let status = resp.status;
-        if !(200..300).contains(&status) {
-            let bytes = read_body(p, &t, resp.body, MAX_ERROR_BYTES, true, deadline).await.unwrap_or_default();
-            return Err(self.status_error(p, status, bytes, resp.retry_after));
-        }
-        Ok(OkResponse { body: resp.body, event_stream: resp.event_stream, permit, deadline, timeouts: t })
     }
 
     /// An upstream error status as an OpenAI-shaped error, scrubbed of this

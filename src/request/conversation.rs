@@ -24,14 +24,14 @@ use crate::providers::responses::Turn;
 use crate::translate::responses::{self, history};
 
 /// The turn of a Responses request (`None` on other routes), and how to
-/// save what it answers (`None` when it must not be kept). The save is
-/// boxed: it is held across the upstream call, inside every request's future.
+/// save what it answers (`None` when it must not be kept). Both are boxed:
+/// they are held across the upstream call, inside every request's future.
 pub(super) async fn turn(
     store: &ConversationsHandle,
     owner: &str,
     body: &Bytes,
     endpoint: Endpoint,
-) -> Result<(Option<Turn>, Option<Box<Save>>), GatewayError> {
+) -> Result<(Option<Box<Turn>>, Option<Box<Save>>), GatewayError> {
     if !matches!(endpoint, Endpoint::Responses | Endpoint::InputTokens) {
         return Ok((None, None));
     }
@@ -68,7 +68,7 @@ pub(super) async fn turn(
         })),
         _ => None,
     };
-    Ok((Some(turn), save))
+    Ok((Some(Box::new(turn)), save))
 }
 
 /// What saving a turn's answer needs, besides the answer.

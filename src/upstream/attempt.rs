@@ -76,64 +76,72 @@ enum Backoff {
 
 /// Try the plan. Returns the first success, or the error that best explains
 /// why none worked.
-pub async fn run(w: &WorkerUpstreams, call: &Call<'_>, plan: &Plan<'_>) -> Result<Winner, GatewayError> {
-    let up = &w.upstreams;
-    let mut errors: Vec<(String, GatewayError)> = Vec::new();
-    let mut scan = Scan::default();
-    let mut attempts = 0u32;
-    let mut last: Option<Backoff> = None;
-    let cap = Duration::from_millis(plan.routing.retry_after_cap_ms);
-    while attempts < plan.max_attempts {
-        let Some(next) = scan.next(w, plan, Asker::Attempt).await else { break };
-        let (c, grant) = (next.candidate, next.grant);
-        // After waiting out a cool-down, the wait was the backoff.
-        if let Some(kind) = last.filter(|_| !next.waited) {
-            let wait = backoff(kind, attempts, plan.routing);
-            if plan.deadline.is_some_and(|d| Instant::now() + wait >= d) {
-                release_probe(w, c);
-                break;
-            }
-            tokio::time::sleep(wait).await;
-        }
-        if last.is_some() {
-            up.metrics.record_retry(c.model);
-        }
-        attempts += 1;
-        let result = match plan.hedge.filter(|_| attempts == 1) {
-            Some(h) => hedged(w, call, plan, (c, grant), h, &mut scan, &mut attempts).await,
-            None => with_deadline(plan.deadline, try_deployment(w, call, c, grant)).await,
-        };
-        match result {
-            Ok(mut winner) => {
-                winner.attempts = attempts;
-                return Ok(winner);
-            }
-            Err((label, mut e, id)) => {
-                if let GatewayError::UpstreamStatus { upstream_status: 429, retry_after, .. } = &mut e {
-                    // The upstream's wait (1 s without a usable one): this
-                    // request does not call it again before it is over —
-                    // waiting for it if that fits the cap and the deadline,
-                    // else answering 429 at once — and every other request
-                    // skips it for as long, within the cap, from now on.
-                    let d = *retry_after.get_or_insert(DEFAULT_COOL_DOWN);
-                    scan.cool(id, d);
-                    up.breakers.gates().cool_now(id, d.min(cap));
+#[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+pub fn run(
+    w: &WorkerUpstreams,
+    call: &Call<'_>,
+    plan: &Plan<'_>,
+) -> impl Future<Output = Result<Winner, GatewayError>> {
+    async move {
+        let up = &w.upstreams;
+        let mut errors: Vec<(String, GatewayError)> = Vec::new();
+        let mut scan = Scan::default();
+        let mut attempts = 0u32;
+        let mut last: Option<Backoff> = None;
+        let cap = Duration::from_millis(plan.routing.retry_after_cap_ms);
+        while attempts < plan.max_attempts {
+            // Taken apart at once: a `Next` kept whole stays in the future
+            // through the attempt, its fields moved out or not.
+            let Some(Next { candidate: c, grant, waited }) = scan.next(w, plan, Asker::Attempt).await else { break };
+            // After waiting out a cool-down, the wait was the backoff.
+            if let Some(kind) = last.filter(|_| !waited) {
+                let wait = backoff(kind, attempts, plan.routing);
+                if plan.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                    release_probe(w, c);
+                    break;
                 }
-                // An upload relayed live was consumed by this attempt: it
-                // cannot be sent to another deployment.
-                if !e.retryable() || call.upload.is_some_and(|u| !u.can_send()) {
-                    return Err(e);
+                tokio::time::sleep(wait).await;
+            }
+            if last.is_some() {
+                up.metrics.record_retry(c.model);
+            }
+            attempts += 1;
+            let result = match plan.hedge.filter(|_| attempts == 1) {
+                Some(h) => hedged(w, call, plan, (c, grant), h, &mut scan, &mut attempts).await,
+                None => with_deadline(plan.deadline, try_deployment(w, call, c, grant)).await,
+            };
+            match result {
+                Ok(mut winner) => {
+                    winner.attempts = attempts;
+                    return Ok(winner);
                 }
-                last = Some(match &e {
-                    GatewayError::UpstreamStatus { upstream_status: 429, .. } => Backoff::RateLimited,
-                    _ => Backoff::Network,
-                });
-                errors.push((label, e));
+                Err((label, mut e, id)) => {
+                    if let GatewayError::UpstreamStatus { upstream_status: 429, retry_after, .. } = &mut e {
+                        // The upstream's wait (1 s without a usable one): this
+                        // request does not call it again before it is over —
+                        // waiting for it if that fits the cap and the deadline,
+                        // else answering 429 at once — and every other request
+                        // skips it for as long, within the cap, from now on.
+                        let d = *retry_after.get_or_insert(DEFAULT_COOL_DOWN);
+                        scan.cool(id, d);
+                        up.breakers.gates().cool_now(id, d.min(cap));
+                    }
+                    // An upload relayed live was consumed by this attempt: it
+                    // cannot be sent to another deployment.
+                    if !e.retryable() || call.upload.is_some_and(|u| !u.can_send()) {
+                        return Err(e);
+                    }
+                    last = Some(match &e {
+                        GatewayError::UpstreamStatus { upstream_status: 429, .. } => Backoff::RateLimited,
+                        _ => Backoff::Network,
+                    });
+                    errors.push((label, e));
+                }
             }
         }
+        let model = plan.candidates.first().and_then(|c| up.models.get(c.model)).map(|m| m.name.as_str());
+        Err(scan.give_up(model.unwrap_or_default(), errors))
     }
-    let model = plan.candidates.first().and_then(|c| up.models.get(c.model)).map(|m| m.name.as_str());
-    Err(scan.give_up(model.unwrap_or_default(), errors))
 }
 
 /// How long a 429 without a usable Retry-After cools its deployment (the
@@ -267,103 +275,116 @@ impl Drop for Pending {
 }
 
 /// One attempt at one deployment; reports its outcome.
-async fn try_deployment(
-    w: &WorkerUpstreams,
-    call: &Call<'_>,
+///
+/// Its future sits in every request's future for the upstream call, so
+/// it is kept small (docs/performance.md, "Async functions that store
+/// their arguments twice"): an `async` block, which uses its captured
+/// arguments in place where an `async fn` would keep a second copy of
+/// each; the attempt's `traceparent` boxed (telemetry is usually off);
+/// the timeouts read back from the rewritten call, not kept beside it.
+#[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+fn try_deployment<'a>(
+    w: &'a WorkerUpstreams,
+    call: &'a Call<'_>,
     c: Candidate,
     deployment_grant: Option<Grant>,
-) -> Result<Winner, Failed> {
-    let up = &w.upstreams;
-    let (Some(model), Some(dep)) = (up.models.get(c.model), up.models.deployment(c)) else {
-        return Err(("?".into(), GatewayError::Internal { detail: "a route points at no deployment".into() }, c.id));
-    };
-    let Some(provider) = up.providers.get(dep.provider) else {
-        return Err((
-            dep.label.clone(),
-            GatewayError::Internal { detail: "a deployment points at no provider".into() },
-            c.id,
-        ));
-    };
-    let t = model.timeouts;
-    let timeouts = Timeouts {
-        connect: provider.timeouts.connect,
-        first_byte: t.first_byte_ms.map_or(provider.timeouts.first_byte, Duration::from_millis),
-        idle: t.idle_ms.map_or(provider.timeouts.idle, Duration::from_millis),
-        total: t.total_ms.map_or(provider.timeouts.total, Duration::from_millis),
-    };
-    // Telemetry (off: `None`, one branch): this attempt's span, and its
-    // `traceparent` for the upstream.
-    let span = call.obs.map(|o| o.attempt(c.model, c.deployment, c.id));
-    let trace_headers = span.as_ref().and_then(|s| call.obs?.traceparent(s.span_id));
-    let call = Call {
-        upstream_model: &dep.model,
-        timeouts,
-        reasoning: dep.reasoning,
-        trace_headers: trace_headers.as_ref(),
-        ..*call
-    };
-    let inflight = up.availability.table().start(c.id);
-    let mut pending = Pending { sink: w.outcomes.clone(), id: c.id, done: false };
-    let started = Instant::now();
-    let result = match provider.send(&call, w.clients.get(dep.provider).as_ref()).await {
-        Ok(Reply::Complete { body, usage }) => Ok(Served::Complete { body, usage }),
-        Ok(Reply::Stream(mut rest)) => {
-            let left = timeouts.first_byte.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, rest.next()).await {
-                Ok(Some(Ok(first))) => Ok(Served::Stream { first, rest }),
-                Ok(Some(Err(e))) => Err(e),
-                Ok(None) => Err(GatewayError::UpstreamProtocol {
+) -> impl Future<Output = Result<Winner, Failed>> + 'a {
+    async move {
+        let up = &w.upstreams;
+        let (Some(model), Some(dep)) = (up.models.get(c.model), up.models.deployment(c)) else {
+            return Err((
+                "?".into(),
+                GatewayError::Internal { detail: "a route points at no deployment".into() },
+                c.id,
+            ));
+        };
+        let Some(provider) = up.providers.get(dep.provider) else {
+            return Err((
+                dep.label.clone(),
+                GatewayError::Internal { detail: "a deployment points at no provider".into() },
+                c.id,
+            ));
+        };
+        let t = model.timeouts;
+        // Telemetry (off: `None`, one branch): this attempt's span, and its
+        // `traceparent` for the upstream.
+        let span = call.obs.map(|o| o.attempt(c.model, c.deployment, c.id));
+        let trace_headers = span.as_ref().and_then(|s| call.obs?.traceparent(s.span_id)).map(Box::new);
+        let call = Call {
+            upstream_model: &dep.model,
+            timeouts: Timeouts {
+                connect: provider.timeouts.connect,
+                first_byte: t.first_byte_ms.map_or(provider.timeouts.first_byte, Duration::from_millis),
+                idle: t.idle_ms.map_or(provider.timeouts.idle, Duration::from_millis),
+                total: t.total_ms.map_or(provider.timeouts.total, Duration::from_millis),
+            },
+            reasoning: dep.reasoning,
+            trace_headers: trace_headers.as_deref(),
+            ..*call
+        };
+        let inflight = up.availability.table().start(c.id);
+        let mut pending = Pending { sink: w.outcomes.clone(), id: c.id, done: false };
+        let started = Instant::now();
+        let result = match provider.send(&call, w.clients.get(dep.provider).as_ref()).await {
+            Ok(Reply::Complete { body, usage }) => Ok(Served::Complete { body, usage }),
+            Ok(Reply::Stream(mut rest)) => {
+                let left = call.timeouts.first_byte.saturating_sub(started.elapsed());
+                match tokio::time::timeout(left, rest.next()).await {
+                    Ok(Some(Ok(first))) => Ok(Served::Stream { first, rest }),
+                    Ok(Some(Err(e))) => Err(e),
+                    Ok(None) => Err(GatewayError::UpstreamProtocol {
+                        provider: provider.name.clone(),
+                        detail: "the stream ended before its first event".into(),
+                    }),
+                    Err(_) => Err(GatewayError::UpstreamTimeout {
+                        provider: provider.name.clone(),
+                        phase: TimeoutPhase::FirstByte,
+                        ms: call.timeouts.first_byte.as_millis() as u64,
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let took = started.elapsed();
+        pending.done = true;
+        match result {
+            Ok(served) => {
+                let ttft = matches!(served, Served::Stream { .. }).then_some(took);
+                if let Some(s) = span {
+                    s.end(Ok(()), ttft);
+                }
+                w.outcomes.push(AttemptOutcome {
+                    deployment: c.id,
+                    verdict: Verdict::Success,
+                    latency: took,
+                    ttft,
+                    error: None,
+                });
+                up.metrics.record_attempt(c.model, c.deployment, Ok(()), took);
+                Ok(Winner {
+                    candidate: c,
+                    served,
                     provider: provider.name.clone(),
-                    detail: "the stream ended before its first event".into(),
-                }),
-                Err(_) => Err(GatewayError::UpstreamTimeout {
-                    provider: provider.name.clone(),
-                    phase: TimeoutPhase::FirstByte,
-                    ms: timeouts.first_byte.as_millis() as u64,
-                }),
+                    stream_usage: provider.stream_usage.clone(),
+                    timeouts: call.timeouts,
+                    started,
+                    inflight,
+                    attempts: 1,
+                    deployment_grant,
+                })
             }
-        }
-        Err(e) => Err(e),
-    };
-    let took = started.elapsed();
-    pending.done = true;
-    match result {
-        Ok(served) => {
-            let ttft = matches!(served, Served::Stream { .. }).then_some(took);
-            if let Some(s) = span {
-                s.end(Ok(()), ttft);
+            Err(e) => {
+                if let Some(s) = span {
+                    s.end(Err(e.label()), None);
+                }
+                let v = verdict(&e);
+                let error = (v != Verdict::Neutral).then(|| (e.label(), e.to_string()));
+                w.outcomes.push(AttemptOutcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
+                up.metrics.record_attempt(c.model, c.deployment, Err(e.label()), took);
+                report(w, dep.provider, &e);
+                tracing::debug!(deployment = %dep.label, error = %e, "attempt failed");
+                Err((dep.label.clone(), e, c.id))
             }
-            w.outcomes.push(AttemptOutcome {
-                deployment: c.id,
-                verdict: Verdict::Success,
-                latency: took,
-                ttft,
-                error: None,
-            });
-            up.metrics.record_attempt(c.model, c.deployment, Ok(()), took);
-            Ok(Winner {
-                candidate: c,
-                served,
-                provider: provider.name.clone(),
-                stream_usage: provider.stream_usage.clone(),
-                timeouts,
-                started,
-                inflight,
-                attempts: 1,
-                deployment_grant,
-            })
-        }
-        Err(e) => {
-            if let Some(s) = span {
-                s.end(Err(e.label()), None);
-            }
-            let v = verdict(&e);
-            let error = (v != Verdict::Neutral).then(|| (e.label(), e.to_string()));
-            w.outcomes.push(AttemptOutcome { deployment: c.id, verdict: v, latency: took, ttft: None, error });
-            up.metrics.record_attempt(c.model, c.deployment, Err(e.label()), took);
-            report(w, dep.provider, &e);
-            tracing::debug!(deployment = %dep.label, error = %e, "attempt failed");
-            Err((dep.label.clone(), e, c.id))
         }
     }
 }

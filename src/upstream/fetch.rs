@@ -71,46 +71,53 @@ pub fn plan<'a>(
 /// Call upstream for a request to `model`: the first deployment that
 /// answers (before any byte reached the client), or the error that best
 /// says why none did.
-pub async fn fetch(w: &WorkerUpstreams, call: &Call<'_>, model: usize) -> Result<Fetched, GatewayError> {
-    let up = &w.upstreams;
-    let plan = plan(w, model, call.endpoint, call.peek)?;
-    let winner = attempt::run(w, call, &plan).await?;
-    if winner.candidate.model != model {
-        up.metrics.record_fallback(model, winner.candidate.model);
-    }
-    // Spend is priced at the deployment that served (a fallback may cost more).
-    let price = up.models.deployment(winner.candidate).and_then(|d| d.price);
-    let (served, deployment_grant) = (winner.candidate, winner.deployment_grant);
-    let body = match winner.served {
-        Served::Complete { body, usage } => {
-            // No usage from the upstream: count the answer with a real tokenizer.
-            let usage = match usage {
-                Some(u) => Some(u),
-                // Counting tokens spends none.
-                None if call.endpoint.counts_tokens() => Some(Usage::default()),
-                None if call.endpoint.answers_text() => Some(Usage {
-                    prompt_tokens: call.peek.prompt_estimate(),
-                    completion_tokens: crate::tokens::count(crate::tokens::answer_text(&body)).await,
-                    cached_tokens: 0,
-                }),
-                None => Some(Usage { prompt_tokens: call.peek.prompt_estimate(), ..Default::default() }),
-            };
-            FetchedBody::Complete { body, usage }
+#[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
+pub fn fetch(
+    w: &WorkerUpstreams,
+    call: &Call<'_>,
+    model: usize,
+) -> impl Future<Output = Result<Fetched, GatewayError>> {
+    async move {
+        let up = &w.upstreams;
+        let plan = plan(w, model, call.endpoint, call.peek)?;
+        let winner = attempt::run(w, call, &plan).await?;
+        if winner.candidate.model != model {
+            up.metrics.record_fallback(model, winner.candidate.model);
         }
-        Served::Stream { first, rest } => FetchedBody::Stream(Box::new(UpstreamStream::new(
-            w,
-            call.endpoint,
-            first,
-            rest,
-            stream::Source {
-                deployment: winner.candidate.id,
-                provider: winner.provider,
-                timeouts: winner.timeouts,
-                started: winner.started,
-                inflight: winner.inflight,
-                stream_usage: winner.stream_usage,
-            },
-        ))),
-    };
-    Ok(Fetched { served, price, deployment_grant, body })
+        // Spend is priced at the deployment that served (a fallback may cost more).
+        let price = up.models.deployment(winner.candidate).and_then(|d| d.price);
+        let (served, deployment_grant) = (winner.candidate, winner.deployment_grant);
+        let body = match winner.served {
+            Served::Complete { body, usage } => {
+                // No usage from the upstream: count the answer with a real tokenizer.
+                let usage = match usage {
+                    Some(u) => Some(u),
+                    // Counting tokens spends none.
+                    None if call.endpoint.counts_tokens() => Some(Usage::default()),
+                    None if call.endpoint.answers_text() => Some(Usage {
+                        prompt_tokens: call.peek.prompt_estimate(),
+                        completion_tokens: crate::tokens::count(crate::tokens::answer_text(&body)).await,
+                        cached_tokens: 0,
+                    }),
+                    None => Some(Usage { prompt_tokens: call.peek.prompt_estimate(), ..Default::default() }),
+                };
+                FetchedBody::Complete { body, usage }
+            }
+            Served::Stream { first, rest } => FetchedBody::Stream(Box::new(UpstreamStream::new(
+                w,
+                call.endpoint,
+                first,
+                rest,
+                stream::Source {
+                    deployment: winner.candidate.id,
+                    provider: winner.provider,
+                    timeouts: winner.timeouts,
+                    started: winner.started,
+                    inflight: winner.inflight,
+                    stream_usage: winner.stream_usage,
+                },
+            ))),
+        };
+        Ok(Fetched { served, price, deployment_grant, body })
+    }
 }
