@@ -251,9 +251,20 @@ impl H1Pool {
 
 /// Below this idle time a connection is taken on tokio's word that its
 /// socket is quiet; from it on, the kernel is asked too (one `recv` with
-/// `MSG_PEEK`). Under load connections idle for microseconds, and the
-/// system call was one in five of Sluice's per request.
-const KERNEL_CHECK_AFTER: Duration = Duration::from_millis(1);
+/// `MSG_PEEK`).
+///
+/// The reactor's word is stale only by what arrived since the worker last
+/// polled it (every 61 tasks polled under load, sub-millisecond; at once
+/// when the worker sleeps), whatever the connection's idle time, so the
+/// peek guards one case the reactor does not: a server that closes
+/// connections idle for its keep-alive timeout, the moment a busy worker
+/// takes one. Those timeouts are seconds (gunicorn 2 s; uvicorn, Node,
+/// Apache, llama.cpp 5 s; nginx 75 s), hence one second here. It was 1 ms,
+/// and connections reused every few milliseconds (256 clients over one
+/// upstream at ~30k req/s, 9 ms apart; one connection at 200 req/s, 5 ms)
+/// paid a system call per request for nothing the reactor had not seen
+/// (docs/performance.md, "The idle check's peek after a second").
+const KERNEL_CHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// True when nothing waits to be read on an idle connection: no close, no
 /// stray bytes. `ask_kernel` adds a peek that does not rely on the reactor.
