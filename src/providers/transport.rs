@@ -178,15 +178,15 @@ impl HttpUpstream {
     /// not an `async fn` around it: that would store its arguments beside
     /// the future it awaits, 152 bytes more in every request's future
     /// (docs/performance.md, "Async functions that store their arguments twice").
-    pub fn send<'a>(
-        &'a self,
-        p: &'a Provider,
+    pub fn send(
+        &self,
+        p: &Provider,
         t: Timeouts,
-        client: &'a UpstreamClient,
-        uri: &'a Uri,
-        headers: &'a [(HeaderName, HeaderValue)],
+        client: &UpstreamClient,
+        uri: &Uri,
+        headers: &[(HeaderName, HeaderValue)],
         body: Bytes,
-    ) -> impl Future<Output = Result<OkResponse, GatewayError>> + 'a {
+    ) -> impl Future<Output = Result<OkResponse, GatewayError>> {
         self.send_request(p, t, client, Method::POST, uri, headers, OutBody::Whole(body))
     }
 
@@ -198,16 +198,16 @@ impl HttpUpstream {
     /// (docs/performance.md, "Async functions that store their arguments twice").
     #[allow(clippy::too_many_arguments)]
     #[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
-    pub fn send_request<'a>(
-        &'a self,
-        p: &'a Provider,
+    pub fn send_request(
+        &self,
+        p: &Provider,
         t: Timeouts,
-        client: &'a UpstreamClient,
+        client: &UpstreamClient,
         method: Method,
-        uri: &'a Uri,
-        headers: &'a [(HeaderName, HeaderValue)],
+        uri: &Uri,
+        headers: &[(HeaderName, HeaderValue)],
         body: OutBody,
-    ) -> impl Future<Output = Result<OkResponse, GatewayError>> + 'a {
+    ) -> impl Future<Output = Result<OkResponse, GatewayError>> {
         async move {
             let started = Instant::now();
             let first_byte = started + t.first_byte;

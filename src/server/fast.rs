@@ -479,7 +479,7 @@ enum After {
 /// and the request's future and the head it borrows end before the answer
 /// is written, so the two share their bytes.
 #[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
-fn serve_one<'a, S>(conn: &'a Rc<Conn>, fast: &'a Fast<S>, p: Parsed) -> impl Future<Output = After> + 'a {
+fn serve_one<S>(conn: &Rc<Conn>, fast: &Fast<S>, p: Parsed) -> impl Future<Output = After> {
     async move {
         let state = fast.worker.state();
         let payload = {

@@ -283,12 +283,12 @@ impl Drop for Pending {
 /// each; the attempt's `traceparent` boxed (telemetry is usually off);
 /// the timeouts read back from the rewritten call, not kept beside it.
 #[allow(clippy::manual_async_fn, reason = "an async block stores its arguments once, an async fn twice")]
-fn try_deployment<'a>(
-    w: &'a WorkerUpstreams,
-    call: &'a Call<'_>,
+fn try_deployment(
+    w: &WorkerUpstreams,
+    call: &Call<'_>,
     c: Candidate,
     deployment_grant: Option<Grant>,
-) -> impl Future<Output = Result<Winner, Failed>> + 'a {
+) -> impl Future<Output = Result<Winner, Failed>> {
     async move {
         let up = &w.upstreams;
         let (Some(model), Some(dep)) = (up.models.get(c.model), up.models.deployment(c)) else {
