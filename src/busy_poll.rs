@@ -26,6 +26,17 @@
 //! moderate rate is then spun for while the long wait for the next request
 //! is slept through.
 //!
+//! Nor does spinning pay while a worker holds many requests waiting for
+//! their upstreams (high concurrency). Its core is then nearly always busy,
+//! each wake-up finds a batch of ready sockets, and the few idle moments
+//! are short: a spin there trades the worker's own work for yields and
+//! zero-timeout polls. Measured at c=32 and c=256 on one core, spinning
+//! cost 5–8% more CPU per request and as much throughput
+//! (docs/performance.md, "Busy polling under concurrency"). So the worker
+//! spins only while at most [`SPIN_UP_TO`] of its requests are waiting for
+//! their upstream's answer: c=1, and moderate rates, where each wake-up's
+//! latency lands on one request.
+//!
 //! The hazard is in the evidence. A gap is the wait from when the spinner
 //! found the worker idle after an event (not from the event: the request's
 //! own processing follows it) to the next event. A gap measured while the
@@ -54,6 +65,10 @@ const ONE: u32 = 1024;
 /// comment). At 200 req/s a probe that finds a long gap costs one window
 /// per this many events.
 const PROBE_EVERY: u32 = 16;
+/// Spinning is considered only while at most this many of the worker's
+/// requests are waiting for their upstream's answer (see the module's
+/// comment).
+pub const SPIN_UP_TO: u32 = 2;
 
 /// What the worker waits for after an event: each kind keeps its own score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +101,8 @@ pub struct Activity {
     /// The gap since the last event is being spun through (so a long one
     /// is evidence), not slept through.
     spinning: Cell<bool>,
+    /// The worker's requests waiting for their upstream's answer ([`Busy`]).
+    waiting: Cell<u32>,
     parked: Cell<bool>,
     wake: Notify,
 }
@@ -101,6 +118,7 @@ impl Activity {
             score: [Cell::new(0), Cell::new(0)],
             since_probe: [Cell::new(0), Cell::new(0)],
             spinning: Cell::new(false),
+            waiting: Cell::new(0),
             parked: Cell::new(false),
             wake: Notify::new(),
         }
@@ -126,20 +144,28 @@ impl Activity {
         } else if self.spinning.get() {
             score.set(s - s / 4);
         }
-        let spin = self.score[next as usize].get() >= ONE / 2 || {
-            let n = &self.since_probe[next as usize];
-            n.set(n.get() + 1);
-            n.get() >= PROBE_EVERY && {
-                n.set(0);
-                true
-            }
-        };
+        let spin = self.waiting.get() <= SPIN_UP_TO
+            && (self.score[next as usize].get() >= ONE / 2 || {
+                let n = &self.since_probe[next as usize];
+                n.set(n.get() + 1);
+                n.get() >= PROBE_EVERY && {
+                    n.set(0);
+                    true
+                }
+            });
         self.spinning.set(spin);
         self.ticks.set(self.ticks.get().wrapping_add(1));
         if spin && self.parked.get() {
             self.parked.set(false);
             self.wake.notify_one();
         }
+    }
+
+    /// A request of this worker starts waiting for its upstream's answer,
+    /// until the guard is dropped (its answer came, or it was cancelled).
+    pub fn waiting(&self) -> Busy<'_> {
+        self.waiting.set(self.waiting.get() + 1);
+        Busy(self)
     }
 
     /// Is the wait that started with the last event to be spun through?
@@ -150,6 +176,16 @@ impl Activity {
     /// Is the spinner asleep, waiting for events to come close together?
     pub fn is_parked(&self) -> bool {
         self.parked.get()
+    }
+}
+
+/// A request waiting for its upstream's answer ([`Activity::waiting`]).
+pub struct Busy<'a>(&'a Activity);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let w = &self.0.waiting;
+        w.set(w.get().saturating_sub(1));
     }
 }
 
@@ -302,6 +338,41 @@ mod tests {
                     }
                 }
                 assert_eq!(spins, 64 / PROBE_EVERY as usize);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_holding_many_waiting_requests_does_not_spin() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let a = Rc::new(Activity::new(WINDOW));
+                tokio::task::spawn_local(spin(a.clone()));
+                // Back to back, one request at a time: spinning starts.
+                for _ in 0..3 {
+                    let busy = a.waiting();
+                    after(40, &a, Next::Upstream).await;
+                    drop(busy);
+                    after(60, &a, Next::Client).await;
+                }
+                assert!(!a.is_parked(), "spinning for one request at a time");
+                // As dense, but more requests waiting than SPIN_UP_TO: it parks
+                // and stays parked, probes included.
+                let held: Vec<_> = (0..SPIN_UP_TO).map(|_| a.waiting()).collect();
+                for i in 0..2 * PROBE_EVERY {
+                    let busy = a.waiting();
+                    after(40, &a, Next::Upstream).await;
+                    assert!(a.is_parked(), "event {i}: {} requests waiting", SPIN_UP_TO + 1);
+                    drop(busy);
+                    after(20, &a, Next::Client).await;
+                }
+                // Back down to one: the evidence kept, it spins again at once.
+                drop(held);
+                let busy = a.waiting();
+                after(40, &a, Next::Upstream).await;
+                assert!(!a.is_parked(), "one request waiting again");
+                drop(busy);
             })
             .await;
     }

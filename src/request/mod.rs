@@ -66,6 +66,9 @@ use relay::{FlightSpec, StreamSpec};
 /// Run one proxied request through every step.
 pub async fn run(state: &WorkerState, req: Head<'_>, payload: Payload, endpoint: Endpoint) -> HttpResponse {
     let activity = &state.upstream.activity;
+    // Counted while it waits for its answer: a worker holding many such
+    // requests does not spin (src/busy_poll.rs).
+    let waiting = activity.waiting();
     activity.touch(Next::Upstream);
     let metrics = state.gateway.upstreams.metrics.clone();
     let mut rec = Record::new(endpoint, ingress::request_id(req.headers), metrics);
@@ -84,6 +87,7 @@ pub async fn run(state: &WorkerState, req: Head<'_>, payload: Payload, endpoint:
         Ok(ClientReply::Flight { sub, spec }) => (relay::flight(rec, sub, spec), Next::Upstream),
         Err(e) => (relay::error(rec, &e), Next::Client),
     };
+    drop(waiting);
     activity.touch(next);
     resp
 }
