@@ -120,14 +120,15 @@ impl Scan {
         let breakers = &w.upstreams.breakers;
         let mut waited = false;
         loop {
-            let now = Instant::now();
+            // Only a deployment this request saw cool needs the clock.
+            let now = if self.cooled.is_empty() { None } else { Some(Instant::now()) };
             let mut cooling: Option<Duration> = None;
             // The open circuit that opened earliest: (opened at, candidate).
             let mut earliest: Option<(u64, Candidate)> = None;
             for _ in 0..n {
                 let c = plan.candidates[self.next % n];
                 self.next += 1;
-                if let Some(left) = self.cooling_here(c.id, now) {
+                if let Some(left) = now.and_then(|now| self.cooling_here(c.id, now)) {
                     self.skip(w, c, Denial::Cooling.reason());
                     cooling = Some(cooling.map_or(left, |s| s.min(left)));
                     continue;
