@@ -419,7 +419,12 @@ async fn run(mut opts: opts::Options) -> Res<bool> {
     // Idle memory: after start, then after a few warm requests.
     pause(1000).await;
     let rss_idle_start = vm_bytes(h.sluice.pid, "VmRSS").unwrap_or(0);
-    warm(h.sluice_addr, &["bench", "bench-inproc"], 60).await?;
+    // Only the model the phases on this process use: the in-process
+    // provider (`bench-inproc`) is measured by the memory phase alone, on
+    // fresh processes it warms itself. Warming it here ran code no
+    // measured phase runs, ~1 MiB of text kept resident through every
+    // later peak (docs/performance.md, "The bench's warm-up").
+    warm(h.sluice_addr, &["bench"], 60).await?;
     if let Some(n) = &h.nginx {
         // Fills nginx's keep-alive pool to the mock, as Sluice's was.
         warm(n.addr, &["bench"], 60).await?;
