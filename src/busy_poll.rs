@@ -30,9 +30,9 @@
 //! their upstreams (high concurrency). Its core is then nearly always busy,
 //! each wake-up finds a batch of ready sockets, and the few idle moments
 //! are short: a spin there trades the worker's own work for yields and
-//! zero-timeout polls. Measured at c=32 and c=256 on one core, spinning
-//! cost 5–8% more CPU per request and as much throughput
-//! (docs/performance.md, "Busy polling under concurrency"). So the worker
+//! zero-timeout polls. Measured at c=256 on one core, spinning cost ~8%
+//! more CPU per request (at c=32 the difference was within the VM's
+//! noise; docs/performance.md, "Busy polling under concurrency"). So the worker
 //! spins only while at most [`SPIN_UP_TO`] of its requests are waiting for
 //! their upstream's answer: c=1, and moderate rates, where each wake-up's
 //! latency lands on one request.
