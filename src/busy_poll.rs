@@ -68,7 +68,7 @@ const PROBE_EVERY: u32 = 16;
 /// Spinning is considered only while at most this many of the worker's
 /// requests are waiting for their upstream's answer (see the module's
 /// comment).
-pub const SPIN_UP_TO: u32 = 2;
+const SPIN_UP_TO: u32 = 2;
 
 /// What the worker waits for after an event: each kind keeps its own score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
