@@ -4,14 +4,13 @@
 //!
 //! - **Function order.** The functions are laid out in the order of
 //!   `link/sluice.order` (written by `scripts/orderfile`): the ones the
-//!   request path runs first, then the start-up ones, so that the code a
-//!   running gateway keeps resident sits together instead of scattered over
-//!   ~20 MiB of text ("Function order"). lld ignores names the build no
-//!   longer has (`--no-warn-symbol-ordering`), so a stale file costs layout,
-//!   never a failed link. `SLUICE_NO_ORDER=1` turns it off. When the file
-//!   brackets the start-up-only functions with the two markers of
-//!   `src/server/startup_code.rs`, the binary is told so
-//!   (`SLUICE_STARTUP_CODE_APART`), and lets those pages go once it serves.
+//!   request path runs first, then those other traffic runs, then the
+//!   start-up ones, so that the code a running gateway keeps resident sits
+//!   together instead of scattered over ~20 MiB of text ("Function
+//!   order"; the gateway lets all of it go once it serves and maps back
+//!   what runs, src/server/code_pages.rs). lld ignores names the build no
+//!   longer has (`--no-warn-symbol-ordering`), so a stale file costs
+//!   layout, never a failed link. `SLUICE_NO_ORDER=1` turns it off.
 //! - **Packed relocations.** The binary is position-independent, so the
 //!   loader rewrites every pointer in its read-only data at start, reading a
 //!   table of 24 bytes per pointer (540 KiB, all of it resident for the
@@ -39,9 +38,4 @@ fn main() {
     }
     println!("cargo:rustc-link-arg-bin=sluice=-Wl,--symbol-ordering-file={}", order.display());
     println!("cargo:rustc-link-arg-bin=sluice=-Wl,--no-warn-symbol-ordering");
-    let text = std::fs::read_to_string(&order).unwrap_or_default();
-    let marked = |name: &str| text.lines().any(|l| l.trim() == name);
-    if marked("sluice_startup_code_begin") && marked("sluice_startup_code_end") {
-        println!("cargo:rustc-env=SLUICE_STARTUP_CODE_APART=1");
-    }
 }

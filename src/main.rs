@@ -144,8 +144,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let opts = sluice::server::RunOptions {
         reload: path.map(|path| sluice::server::ReloadSource { path, env: std::sync::Arc::new(ProcessEnv) }),
         sighup: true,
-        // Only where build.rs laid the binary out with the order file.
-        release_startup_code: option_env!("SLUICE_STARTUP_CODE_APART").is_some(),
+        release_code_pages: true,
     };
     let result = actix_rt::System::new().block_on(sluice::server::run_with(listener, config, shutdown_signal(), opts));
     match result {

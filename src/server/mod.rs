@@ -3,10 +3,10 @@
 //! [`reload`].
 
 pub mod build;
+pub mod code_pages;
 pub mod fast;
 pub mod reload;
 pub mod routes;
-pub mod startup_code;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -53,10 +53,11 @@ pub struct RunOptions {
     /// Reload on SIGHUP (the binary; tests that run several gateways in
     /// one process leave it off).
     pub sighup: bool,
-    /// Once every worker serves, let the start-up-only code go from the
-    /// resident set ([`startup_code`]): the release binary, whose layout
-    /// puts that code apart.
-    pub release_startup_code: bool,
+    /// Once every worker serves, let the binary's code and read-only data
+    /// go from the resident set ([`code_pages`]); what runs again maps
+    /// back. The binary; tests that run several gateways in one process
+    /// leave it off.
+    pub release_code_pages: bool,
 }
 
 /// Run the gateway on `listener` until `shutdown` resolves, then stop taking
@@ -131,8 +132,9 @@ where
     let sessions = actors.sessions.clone();
     let (breakers, availability, limiter) =
         (actors.breakers.clone(), actors.availability.clone(), actors.limiter.clone());
-    // Workers still starting; the last one up lets the start-up code go.
-    let starting = Arc::new(std::sync::atomic::AtomicUsize::new(if opts.release_startup_code { workers } else { 0 }));
+    // Workers still starting; the last one up lets the binary's read-only
+    // pages go.
+    let starting = Arc::new(std::sync::atomic::AtomicUsize::new(if opts.release_code_pages { workers } else { 0 }));
     // actix-web's `HttpServer`, taken apart: actix-server's accept loop and
     // workers, and on each connection the fast ingress (`fast`), which
     // hands actix-http's HTTP/1 dispatcher, with the actix-web routes, every
@@ -202,7 +204,7 @@ where
                     // restarted later finds the count at 0 and does nothing).
                     let left = starting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
                     if left == Ok(1) {
-                        startup_code::release_soon();
+                        code_pages::release_soon();
                     }
                     let fast = std::rc::Rc::new(fast::Fast {
                         worker,

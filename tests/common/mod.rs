@@ -93,7 +93,7 @@ impl Gateway {
         let opts = sluice::server::RunOptions {
             reload: Some(sluice::server::ReloadSource { path: path.to_path_buf(), env }),
             sighup: false,
-            release_startup_code: false,
+            release_code_pages: false,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
