@@ -60,8 +60,9 @@ fn release() {
     for (start, len) in spans {
         // SAFETY: a load segment without write permission is a private,
         // read-only mapping of the executable that nothing writes (the
-        // binary has no text relocations: what the loader relocates lies
-        // in a writable segment, which `read_only_segments` leaves out).
+        // binary has no text relocations, which `read_only_segments`
+        // checks: what the loader relocates lies in a writable segment,
+        // which it leaves out).
         // MADV_DONTNEED on it discards page table entries only; the next
         // read of any of it faults the same bytes back in from the file.
         // No Rust value lives there that could observe a change.
@@ -94,15 +95,27 @@ fn read_only_segments() -> Vec<(usize, usize)> {
         // is the `Vec` that `read_only_segments` passed, alive and not
         // otherwise borrowed during the call.
         let (info, out) = unsafe { (&*info, &mut *out.cast::<Vec<(usize, usize)>>()) };
-        if !info.dlpi_phdr.is_null() {
-            // SAFETY: as above.
-            let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-            for h in headers.iter().filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0) {
-                let (Ok(vaddr), Ok(len)) = (usize::try_from(h.p_vaddr), usize::try_from(h.p_memsz)) else { continue };
-                let Ok(bias) = usize::try_from(info.dlpi_addr) else { continue };
-                if let Some(start) = bias.checked_add(vaddr) {
-                    out.push((start, len));
-                }
+        if info.dlpi_phdr.is_null() {
+            return 1;
+        }
+        // SAFETY: as above.
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+        let Ok(bias) = usize::try_from(info.dlpi_addr) else { return 1 };
+        let at = |vaddr| usize::try_from(vaddr).ok().and_then(|v| bias.checked_add(v));
+        // Text relocations would have the loader write into a read-only
+        // segment: its pages would then hold what exists nowhere else.
+        // No toolchain that builds this binary makes them, but it is
+        // checked, not assumed.
+        for h in headers.iter().filter(|h| h.p_type == libc::PT_DYNAMIC) {
+            // SAFETY: the dynamic section is mapped for the process's life,
+            // an array of entries up to the first `DT_NULL`.
+            if at(h.p_vaddr).is_some_and(|start| unsafe { text_relocations(start as *const Dyn) }) {
+                return 1;
+            }
+        }
+        for h in headers.iter().filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0) {
+            if let (Some(start), Ok(len)) = (at(h.p_vaddr), usize::try_from(h.p_memsz)) {
+                out.push((start, len));
             }
         }
         1
@@ -115,6 +128,39 @@ fn read_only_segments() -> Vec<(usize, usize)> {
         libc::dl_iterate_phdr(Some(main_program), (&raw mut out).cast());
     }
     out
+}
+
+/// An entry of the dynamic section (`Elf32_Dyn` / `Elf64_Dyn`).
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct Dyn {
+    tag: isize,
+    val: usize,
+}
+
+/// Whether the dynamic section at `entry` asks for text relocations.
+///
+/// # Safety
+/// `entry` points to a mapped dynamic section.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+unsafe fn text_relocations(mut entry: *const Dyn) -> bool {
+    const DT_NULL: isize = 0;
+    const DT_TEXTREL: isize = 22;
+    const DT_FLAGS: isize = 30;
+    const DF_TEXTREL: usize = 0x4;
+    loop {
+        // SAFETY: within the section, which ends with `DT_NULL`.
+        let e = unsafe { &*entry };
+        match e.tag {
+            DT_NULL => return false,
+            DT_TEXTREL => return true,
+            DT_FLAGS if e.val & DF_TEXTREL != 0 => return true,
+            _ => {}
+        }
+        // SAFETY: not past `DT_NULL`, so the next entry is in the section.
+        entry = unsafe { entry.add(1) };
+    }
 }
 
 /// The whole pages within `len` bytes from `start`, as (start, length);
@@ -148,6 +194,26 @@ mod tests {
         assert_eq!(whole_pages(0x1000, 0x8000, 0), None);
         assert_eq!(whole_pages(0x1000, 0x8000, 0x1800), None);
         assert_eq!(whole_pages(usize::MAX - 10, 0x2000, 0x1000), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn text_relocations_are_seen_in_either_form() {
+        use super::{Dyn, text_relocations};
+        let check = |entries: &[Dyn]| {
+            // SAFETY: a dynamic section of our own, ending with DT_NULL.
+            #[allow(unsafe_code)]
+            unsafe {
+                text_relocations(entries.as_ptr())
+            }
+        };
+        let e = |tag, val| Dyn { tag, val };
+        // DT_TEXTREL (22); DT_FLAGS (30) with DF_TEXTREL (4).
+        assert!(check(&[e(1, 7), e(22, 0), e(0, 0)]));
+        assert!(check(&[e(30, 0x4 | 0x8), e(0, 0)]));
+        // DT_FLAGS with BIND_NOW (8) only; nothing after DT_NULL is read.
+        assert!(!check(&[e(30, 0x8), e(0, 0), e(22, 0)]));
+        assert!(!check(&[e(0, 0)]));
     }
 
     /// The segments found are the binary's code and constants, and none
