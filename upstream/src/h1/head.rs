@@ -43,7 +43,7 @@ pub(super) fn encode_framed_head(t: &H1Target, req: &H1Request<'_>, framing: Bod
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
             h.extend_from_slice(b"\r\ncontent-length: ");
-            h.extend_from_slice(n.to_string().as_bytes());
+            push_decimal(&mut h, n);
         }
         BodyFraming::Chunked => h.extend_from_slice(b"\r\ntransfer-encoding: chunked"),
     }
@@ -57,6 +57,21 @@ pub(super) fn encode_framed_head(t: &H1Target, req: &H1Request<'_>, framing: Bod
     h
 }
 
+/// `n` in decimal, without `to_string`'s allocation and formatter.
+fn push_decimal(h: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    h.extend_from_slice(&digits[i..]);
+}
+
 pub(super) struct ParsedHead {
     pub(super) len: usize,
     pub(super) status: u16,
@@ -67,9 +82,10 @@ pub(super) struct ParsedHead {
 }
 
 pub(super) fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, H1Error> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
+    // Left uninitialised for httparse to fill: 3 KiB not zeroed per answer.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(H1Error::Invalid(e.to_string())),
@@ -123,4 +139,16 @@ pub(super) fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, H1Error> {
         Framing::Close
     };
     Ok(Some(ParsedHead { len, status, framing, keep_alive, event_stream, retry_after }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 1234, 4096, u64::MAX] {
+            let mut h = bytes::BytesMut::new();
+            super::push_decimal(&mut h, n);
+            assert_eq!(&h[..], n.to_string().as_bytes());
+        }
+    }
 }
