@@ -89,7 +89,9 @@ struct Entry {
 /// Client keys by digest.
 #[derive(Debug, Default)]
 pub struct KeyTable {
-    by_digest: HashMap<[u8; 32], Entry>,
+    /// foldhash, not SipHash: looked up on every request, never filled
+    /// from what a client sends.
+    by_digest: HashMap<[u8; 32], Entry, foldhash::fast::RandomState>,
     /// Set when no keys are configured and `server.allow_anonymous` is true.
     anonymous: Option<Arc<KeyPolicy>>,
 }

@@ -54,7 +54,9 @@ pub struct ModelEntry {
 #[derive(Debug, Default)]
 pub struct ModelTable {
     pub models: Vec<ModelEntry>,
-    by_name: HashMap<String, usize>,
+    /// foldhash, not SipHash: looked up on every request (~170 instructions
+    /// each with SipHash), never filled from what a client sends.
+    by_name: HashMap<String, usize, foldhash::fast::RandomState>,
     /// `(model, deployment)` of each flat id.
     by_id: Vec<(usize, usize)>,
 }
@@ -90,7 +92,8 @@ impl ModelTable {
         providers: &[usize],
         deployment: &mut dyn FnMut(&str, &str, usize) -> usize,
     ) -> ModelTable {
-        let by_name: HashMap<String, usize> = cfg.models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+        let by_name: HashMap<String, usize, _> =
+            cfg.models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
         let mut by_id = Vec::new();
         let models = cfg
             .models
@@ -334,7 +337,7 @@ mod tests {
     }
 
     fn table(models: Vec<ModelEntry>) -> ModelTable {
-        ModelTable { models, by_name: HashMap::new(), by_id: Vec::new() }
+        ModelTable { models, by_name: HashMap::default(), by_id: Vec::new() }
     }
 
     #[test]

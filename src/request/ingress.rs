@@ -27,15 +27,17 @@ pub fn request_id(headers: &HeaderMap) -> String {
     new_request_id()
 }
 
-/// `req_` and 32 random lowercase hex digits. Written digit by digit:
-/// `format!` with two `{:016x}` cost ~1.4k instructions per request
-/// (callgrind, docs/performance.md).
+/// `req_` and 32 random lowercase hex digits. Written two digits per
+/// random byte: `format!` with two `{:016x}` cost ~1.4k instructions per
+/// request, a digit at a time from the u128 ~400 (callgrind,
+/// docs/performance.md).
 pub fn new_request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = *b"req_00000000000000000000000000000000";
-    let n = fastrand::u128(..);
-    for (i, d) in id[4..].iter_mut().enumerate() {
-        *d = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    let random = [fastrand::u64(..).to_le_bytes(), fastrand::u64(..).to_le_bytes()];
+    for (pair, byte) in id[4..].chunks_exact_mut(2).zip(random.iter().flatten()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     // ASCII by construction; the check is a few dozen instructions.
     String::from_utf8(id.to_vec()).unwrap_or_default()

@@ -214,7 +214,8 @@ impl Record {
 /// formatting costs more than the rest of the header; `write!` with
 /// `{}.{:03}` was ~0.7k instructions a call, this ~0.1k).
 fn push_ms(s: &mut String, d: Duration) {
-    let us = d.as_micros();
+    // In u64: `as_micros`'s u128 made each division a call to `__udivti3`.
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     s.push_str(itoa::Buffer::new().format(us / 1000));
     let frac = (us % 1000) as u32;
     s.push('.');
