@@ -398,6 +398,11 @@ fn bench_peek(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("object_iter_unchecked", label), body, |b, body| {
             b.iter(|| object_iter_unchecked(black_box(body)))
         });
+        // The gateway's own one-pass check (UTF-8, depth, RFC 8259), which
+        // upstream answers go through, on the same bodies.
+        g.bench_with_input(BenchmarkId::new("json_check", label), body, |b, body| {
+            b.iter(|| sluice::json::check(black_box(body)).unwrap())
+        });
     }
     g.finish();
 }

@@ -1,5 +1,7 @@
 //! JSON helpers shared by the gateway and the mock.
 
+use std::ops::Range;
+
 /// Deepest JSON nesting the gateway parses, in client bodies, upstream
 /// answers and stream events alike (see [`nesting_exceeds`] for why there is
 /// a limit at all). Real tool schemas stay far below it.
@@ -81,6 +83,78 @@ pub fn check(doc: &[u8]) -> Result<(), Unfit> {
     well_formed(doc, Mark { at: 0, depth: 0, objects: 0 }, &mut ())
 }
 
+/// [`check`], and in the same pass, where the value of the document's last
+/// top-level member named `key` starts (`key` with its quotes, compared as
+/// raw bytes: a name written with escapes is another name). The gateway
+/// reads an answer's `usage` from there with [`members`], instead of a
+/// second scan for it (docs/performance.md, "The answer's usage read in
+/// its check").
+pub fn check_member(doc: &[u8], key: &[u8]) -> Result<Option<usize>, Unfit> {
+    if std::str::from_utf8(doc).is_err() {
+        return Err(Unfit::NotUtf8);
+    }
+    let mut last = LastMember { key, at: None };
+    well_formed(doc, Mark { at: 0, depth: 0, objects: 0 }, &mut last)?;
+    Ok(last.at)
+}
+
+/// [`check`], and the top-level object's members in order, as [`members`]
+/// gives them (each key's bytes between its quotes, and its value's span),
+/// found in the same pass. An empty list when the document is not an object.
+pub fn check_top(doc: &[u8]) -> Result<Vec<Member>, Unfit> {
+    if std::str::from_utf8(doc).is_err() {
+        return Err(Unfit::NotUtf8);
+    }
+    let mut top = TopMembers(Vec::with_capacity(16));
+    well_formed(doc, Mark { at: 0, depth: 0, objects: 0 }, &mut top)?;
+    Ok(top.0)
+}
+
+/// An object member found by [`check_top`]: its key's span (inside the
+/// quotes) and its value's.
+pub type Member = (Range<usize>, Range<usize>);
+
+/// The top-level object's members.
+struct TopMembers(Vec<Member>);
+
+impl Marks for TopMembers {
+    #[inline(always)]
+    fn mark(&mut self, doc: &[u8], key_at: usize, at: usize, depth: usize, _: u64) {
+        if depth == 1 {
+            // Between the key's closing quote and its value: blanks and a colon.
+            let close = doc.get(key_at + 1..at).and_then(|s| s.iter().rposition(|&b| b == b'"'));
+            let key_end = key_at + 1 + close.unwrap_or(0);
+            self.0.push((key_at + 1..key_end, at..at));
+        }
+    }
+
+    #[inline(always)]
+    fn end(&mut self, at: usize, depth: usize) {
+        if depth == 1
+            && let Some((_, value)) = self.0.last_mut()
+        {
+            value.end = at;
+        }
+    }
+}
+
+/// Notes the value of the last top-level member named `key`.
+struct LastMember<'k> {
+    key: &'k [u8],
+    at: Option<usize>,
+}
+
+impl Marks for LastMember<'_> {
+    #[inline(always)]
+    fn mark(&mut self, doc: &[u8], key_at: usize, at: usize, depth: usize, _: u64) {
+        // A whole string starts at `key_at`: if its first bytes are the
+        // quoted key, its closing quote is the key's.
+        if depth == 1 && doc.get(key_at..key_at + self.key.len()) == Some(self.key) {
+            self.at = Some(at);
+        }
+    }
+}
+
 /// Where a parse stands at the start of a value: enough to go on from
 /// there in another document that begins with the same bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,13 +169,18 @@ struct Mark {
 
 /// Where [`well_formed`] notes the values it starts.
 trait Marks {
-    fn mark(&mut self, at: usize, depth: usize, objects: u64);
+    /// An object member whose key starts at `key_at` and value at `at`.
+    fn mark(&mut self, doc: &[u8], key_at: usize, at: usize, depth: usize, objects: u64);
+
+    /// A value inside `depth` containers ended just before `at`.
+    #[inline(always)]
+    fn end(&mut self, _at: usize, _depth: usize) {}
 }
 
 /// Plain checks note nothing (the calls compile away).
 impl Marks for () {
     #[inline(always)]
-    fn mark(&mut self, _: usize, _: usize, _: u64) {}
+    fn mark(&mut self, _: &[u8], _: usize, _: usize, _: usize, _: u64) {}
 }
 
 /// Most marks one document keeps: a stream chunk has a dozen or two members.
@@ -109,7 +188,7 @@ const MAX_MARKS: usize = 64;
 
 impl Marks for Vec<Mark> {
     #[inline(always)]
-    fn mark(&mut self, at: usize, depth: usize, objects: u64) {
+    fn mark(&mut self, _: &[u8], _: usize, at: usize, depth: usize, objects: u64) {
         if depth <= 64 && self.len() < MAX_MARKS {
             self.push(Mark { at, depth, objects });
         }
@@ -148,8 +227,9 @@ fn well_formed(doc: &[u8], from: Mark, marks: &mut impl Marks) -> Result<(), Unf
                 } else {
                     objects[depth / 64] |= 1 << (depth % 64);
                     depth += 1;
+                    let key_at = i;
                     i = member_key(doc, i)?;
-                    marks.mark(i, depth, objects[0]);
+                    marks.mark(doc, key_at, i, depth, objects[0]);
                     continue 'value;
                 }
             }
@@ -175,6 +255,7 @@ fn well_formed(doc: &[u8], from: Mark, marks: &mut impl Marks) -> Result<(), Unf
         }
         // A value ended before `i`: close containers until one goes on.
         loop {
+            marks.end(i, depth);
             i = ws(doc, i);
             if depth == 0 {
                 return if i == doc.len() { Ok(()) } else { Err(Unfit::NotJson) };
@@ -184,8 +265,9 @@ fn well_formed(doc: &[u8], from: Mark, marks: &mut impl Marks) -> Result<(), Unf
                 Some(b',') => {
                     i = ws(doc, i + 1);
                     if in_object {
+                        let key_at = i;
                         i = member_key(doc, i)?;
-                        marks.mark(i, depth, objects[0]);
+                        marks.mark(doc, key_at, i, depth, objects[0]);
                     }
                     continue 'value;
                 }
@@ -372,6 +454,98 @@ pub fn is_error_object(doc: &[u8]) -> bool {
     rest.trim_ascii_start().starts_with(b"\"error\"")
 }
 
+/// The members of the object whose `{` is at `at` in a document [`check`]
+/// passed, in order: each key's bytes between its quotes (escapes as
+/// written) and its value's byte range. Nothing when no object starts at
+/// `at`. On a document that did not pass it may stop early or yield
+/// nonsense, but never panics.
+pub fn members(doc: &[u8], at: usize) -> Members<'_> {
+    let i = if doc.get(at) == Some(&b'{') { at + 1 } else { doc.len() };
+    Members { doc, i }
+}
+
+/// See [`members`].
+pub struct Members<'a> {
+    doc: &'a [u8],
+    /// Past the last value read (or the object's `{`).
+    i: usize,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a [u8], Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let doc = self.doc;
+        let found = (|| {
+            let mut i = ws(doc, self.i);
+            if doc.get(i) == Some(&b',') {
+                i = ws(doc, i + 1);
+            }
+            // A `}` (or anything else): the object ended.
+            if doc.get(i) != Some(&b'"') {
+                return None;
+            }
+            let key_end = string(doc, i + 1).ok()?;
+            let key = doc.get(i + 1..key_end - 1)?;
+            let colon = ws(doc, key_end);
+            if doc.get(colon) != Some(&b':') {
+                return None;
+            }
+            let start = ws(doc, colon + 1);
+            Some((key, start..value_end(doc, start)))
+        })();
+        self.i = found.as_ref().map_or(doc.len(), |(_, v)| v.end);
+        found
+    }
+}
+
+/// Where the value starting at `i` of a well-formed document ends.
+fn value_end(doc: &[u8], i: usize) -> usize {
+    match doc.get(i) {
+        Some(b'"') => string(doc, i + 1).unwrap_or(doc.len()),
+        Some(b'{' | b'[') => {
+            let (mut i, mut depth) = (i, 0usize);
+            loop {
+                match doc.get(i) {
+                    None => return doc.len(),
+                    Some(b'"') => {
+                        i = string(doc, i + 1).unwrap_or(doc.len());
+                        continue;
+                    }
+                    Some(b'{' | b'[') => depth += 1,
+                    Some(b'}' | b']') => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    Some(_) => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = i;
+            while let Some(b) = doc.get(i) {
+                if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+                    break;
+                }
+                i += 1;
+            }
+            i
+        }
+    }
+}
+
+/// A JSON number that is a non-negative integer a `u64` holds (no sign,
+/// fraction or exponent), as sonic-rs's `as_u64` reads one.
+pub fn as_u64(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    raw.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +560,56 @@ mod tests {
         assert!(is_error_object(br#" { "error" : {"message":"x"}}"#));
         assert!(!is_error_object(br#"{"id":"x","error":null}"#));
         assert!(!is_error_object(br#"{"type":"error","error":{}}"#));
+    }
+
+    #[test]
+    fn the_last_top_level_member_is_found() {
+        let doc = br#" { "a" : {"usage":1} , "usage" : [ "x" ] , "b" : "usage" , "usage":null } "#;
+        let at = check_member(doc, b"\"usage\"").unwrap().unwrap();
+        assert_eq!(&doc[at..at + 4], b"null");
+        assert_eq!(check_member(br#"{"usages":1,"x":{"usage":2}}"#, b"\"usage\""), Ok(None));
+        assert_eq!(check_member(br#"["usage",{"usage":1}]"#, b"\"usage\""), Ok(None));
+        assert_eq!(check_member(br#"{"usage":1"#, b"\"usage\""), Err(Unfit::NotJson));
+        assert_eq!(check_member(b"{\"usage\":\"\xff\"}", b"\"usage\""), Err(Unfit::NotUtf8));
+    }
+
+    #[test]
+    fn top_members_are_found_in_the_check() {
+        let doc = br#" { "a" : 12 , "b\"c" : { "d" : [ "]" , { } ] } , "e" : "}" , "f":[] , "g" : true } "#;
+        let found: Vec<_> = check_top(doc).unwrap().into_iter().map(|(k, v)| (&doc[k], &doc[v])).collect();
+        let walked: Vec<_> = members(doc, 1).map(|(k, v)| (k, &doc[v])).collect();
+        assert_eq!(found, walked);
+        assert_eq!(found.len(), 5);
+        assert_eq!(found[4], (&b"g"[..], &b"true"[..]));
+        assert_eq!(check_top(br#"[{"a":1},{"b":[2]}]"#), Ok(vec![]));
+        assert_eq!(check_top(br#"{}"#), Ok(vec![]));
+        assert_eq!(check_top(br#"{"a":1,}"#), Err(Unfit::NotJson));
+    }
+
+    #[test]
+    fn members_of_a_checked_document() {
+        let doc = br#"{ "a" : 12 , "b\"c" : { "d" : [ "]" , { } ] } , "e" : "}" , "f" : -1.5e3 , "g" : true }"#;
+        assert_eq!(check(doc), Ok(()));
+        let got: Vec<_> = members(doc, 0).map(|(k, v)| (k, &doc[v])).collect();
+        let want: Vec<(&[u8], &[u8])> = vec![
+            (b"a", b"12"),
+            (br#"b\"c"#, br#"{ "d" : [ "]" , { } ] }"#),
+            (b"e", br#""}""#),
+            (b"f", b"-1.5e3"),
+            (b"g", b"true"),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(members(doc, 1).count(), 0);
+        assert_eq!(members(b"{}", 0).count(), 0);
+        // Cut-off and broken documents end the walk without a panic.
+        for bad in [&br#"{"a":"#[..], br#"{"a"#, br#"{"a":[1,"#, br#"{"a" 1}"#, b"{", br#"{"a":"\"#] {
+            let _ = members(bad, 0).count();
+        }
+        assert_eq!(as_u64(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(as_u64(b"18446744073709551616"), None);
+        for no in [&b""[..], b"-1", b"1.0", b"1e3", b"null"] {
+            assert_eq!(as_u64(no), None);
+        }
     }
 
     /// What `check` accepted before it had its own pass: serde_json's

@@ -7,9 +7,10 @@
 //! providers rewrite it from the spans found here, and the cache and the
 //! embeddings batcher peek bodies of their own.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
-use sonic_rs::{JsonType, JsonValueTrait};
+use sonic_rs::JsonType;
 
 use crate::endpoint::Endpoint;
 use crate::error::GatewayError;
@@ -68,48 +69,40 @@ impl Peek {
                 ));
             }
         }
-        // JSON is UTF-8. sonic-rs does not check the bytes of keys it skips
-        // or reads (a debug assertion in its `as_str`, hit by the fuzzer
-        // through a key nested in `tools`), so a body is checked whole here,
-        // before any translator parses it: about 40 GB/s.
-        if std::str::from_utf8(body).is_err() {
-            return Err(GatewayError::invalid(
-                "We could not parse the JSON body of your request: it is not valid UTF-8.",
-                None,
-            ));
-        }
-        if crate::json::nesting_exceeds(body, MAX_DEPTH) {
-            return Err(GatewayError::invalid(
-                format!("The JSON body nests arrays/objects deeper than {MAX_DEPTH} levels."),
-                None,
-            ));
-        }
+        // The whole body is checked in one pass (UTF-8, nesting, RFC 8259
+        // syntax) that also notes where each top-level member is; they are
+        // read from there without a parser. sonic-rs's lazy object walk cost
+        // ~2.9k instructions on a small chat body (docs/performance.md,
+        // "The request's peek on the gateway's own check").
+        let members = crate::json::check_top(body).map_err(|why| unparsable(body, why))?;
         let mut p = Peek::default();
         let mut seen_model = false;
         let mut seen_stream = false;
         let required = endpoint.required_fields();
         let mut seen_required = [false; 2];
-        for item in sonic_rs::to_object_iter(body) {
-            let (key, value) = item.map_err(|e| {
-                GatewayError::invalid(format!("We could not parse the JSON body of your request: {e}"), None)
-            })?;
+        for (key, span) in members {
+            let key = name(body, body.get(key).unwrap_or_default());
+            let raw = body.get(span.clone()).unwrap_or_default();
+            let t = json_type(raw);
             match &*key {
                 "model" => {
                     if seen_model {
                         return Err(duplicate("model"));
                     }
                     seen_model = true;
-                    let s = value.as_str().ok_or_else(|| wrong_type("model", "a string", value.get_type()))?;
-                    p.model = s.to_string();
-                    p.model_span = span_of(body, value.as_raw_str());
+                    if t != JsonType::String {
+                        return Err(wrong_type("model", "a string", t));
+                    }
+                    p.model = text(raw);
+                    p.model_span = span;
                 }
                 "stream" => {
                     if seen_stream {
                         return Err(duplicate("stream"));
                     }
                     seen_stream = true;
-                    p.stream = match value.get_type() {
-                        JsonType::Boolean => value.as_bool().unwrap_or(false),
+                    p.stream = match t {
+                        JsonType::Boolean => raw == b"true",
                         JsonType::Null => false,
                         t => return Err(wrong_type("stream", "a boolean", t)),
                     };
@@ -118,13 +111,16 @@ impl Peek {
                     if p.stream_options_span.is_some() {
                         return Err(duplicate("stream_options"));
                     }
-                    p.stream_options_span = Some(span_of(body, value.as_raw_str()));
-                    match value.get_type() {
+                    p.stream_options_span = Some(span.clone());
+                    match t {
                         JsonType::Null => {}
                         JsonType::Object => {
-                            if let Ok(u) = sonic_rs::get(value.as_raw_str(), ["include_usage"]) {
-                                p.include_usage = match u.get_type() {
-                                    JsonType::Boolean => u.as_bool().unwrap_or(false),
+                            let first = crate::json::members(body, span.start)
+                                .find(|(k, _)| name(body, k) == "include_usage")
+                                .map(|(_, v)| body.get(v).unwrap_or_default());
+                            if let Some(u) = first {
+                                p.include_usage = match json_type(u) {
+                                    JsonType::Boolean => u == b"true",
                                     JsonType::Null => false,
                                     t => return Err(wrong_type("stream_options.include_usage", "a boolean", t)),
                                 };
@@ -138,19 +134,18 @@ impl Peek {
                         *seen = true;
                     }
                     let (name, kinds) = required[i];
-                    let t = value.get_type();
                     if !kinds.contains(&t) {
                         let want = kinds.iter().map(|k| type_name(*k)).collect::<Vec<_>>().join(" or ");
                         return Err(wrong_type(name, &want, t));
                     }
-                    if name == "messages" && value.as_raw_str()[1..].trim_start().starts_with(']') {
+                    if name == "messages" && raw.get(1..).unwrap_or_default().trim_ascii_start().starts_with(b"]") {
                         return Err(GatewayError::invalid(
                             "Invalid 'messages': empty array. Expected an array with minimum length 1.",
                             Some("messages"),
                         ));
                     }
                     if name == "max_tokens" {
-                        let n = value.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                        let n = crate::json::as_u64(raw).filter(|n| *n > 0).ok_or_else(|| {
                             GatewayError::invalid(
                                 "Invalid 'max_tokens': expected an integer of at least 1.",
                                 Some("max_tokens"),
@@ -158,26 +153,26 @@ impl Peek {
                         })?;
                         p.max_tokens = Some(p.max_tokens.map_or(n, |m| m.max(n)));
                     } else {
-                        p.prompt_bytes = value.as_raw_str().len();
+                        p.prompt_bytes = raw.len();
                     }
                 }
-                "max_tokens" | "max_completion_tokens" | "max_output_tokens" => match value.get_type() {
+                "max_tokens" | "max_completion_tokens" | "max_output_tokens" => match t {
                     JsonType::Null => {}
                     JsonType::Number => {
-                        let n = value.as_u64().ok_or_else(|| {
+                        let n = crate::json::as_u64(raw).ok_or_else(|| {
                             GatewayError::invalid(format!("Invalid '{key}': expected a non-negative integer."), None)
                         })?;
                         p.max_tokens = Some(p.max_tokens.map_or(n, |m| m.max(n)));
                     }
                     t => {
                         return Err(GatewayError::invalid(
-                            format!("Invalid type for '{}': expected an integer, but got {}.", &*key, type_name(t)),
+                            format!("Invalid type for '{key}': expected an integer, but got {}.", type_name(t)),
                             None,
                         ));
                     }
                 },
                 k if endpoint.prompt_fields().contains(&k) => {
-                    p.prompt_bytes += value.as_raw_str().len();
+                    p.prompt_bytes += raw.len();
                 }
                 _ => {}
             }
@@ -200,10 +195,57 @@ impl Peek {
     }
 }
 
-fn span_of(body: &[u8], raw: &str) -> Range<usize> {
-    // LazyValue's raw text borrows from `body`, so its address gives its offset.
-    let start = (raw.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
-    start..start + raw.len()
+/// Why a body that is not one JSON document was refused. The syntax
+/// error's place comes from sonic-rs, run on the refused body only, and
+/// only when the body does not nest past the limit (which sonic-rs would
+/// recurse into, see [`crate::json::nesting_exceeds`]).
+fn unparsable(body: &[u8], why: crate::json::Unfit) -> GatewayError {
+    use crate::json::Unfit;
+    let message = match why {
+        Unfit::NotUtf8 => "We could not parse the JSON body of your request: it is not valid UTF-8.".to_string(),
+        Unfit::TooDeep => format!("The JSON body nests arrays/objects deeper than {MAX_DEPTH} levels."),
+        Unfit::NotJson if crate::json::nesting_exceeds(body, MAX_DEPTH) => {
+            "We could not parse the JSON body of your request: it is not valid JSON.".to_string()
+        }
+        Unfit::NotJson => match sonic_rs::from_slice::<serde::de::IgnoredAny>(body) {
+            Err(e) => format!("We could not parse the JSON body of your request: {e}"),
+            Ok(_) => "We could not parse the JSON body of your request: it is not valid JSON.".to_string(),
+        },
+    };
+    GatewayError::invalid(message, None)
+}
+
+/// A member's name, its escapes (rare in a name) undone: `"mod\u0065l"`
+/// is `model` to every upstream's parser, so it is here too.
+fn name<'a>(body: &'a [u8], key: &'a [u8]) -> Cow<'a, str> {
+    if !key.contains(&b'\\') {
+        // Checked UTF-8: `from_utf8` only confirms it.
+        return Cow::Borrowed(std::str::from_utf8(key).unwrap_or_default());
+    }
+    // The key's bytes lie in `body`, inside their quotes.
+    let start = (key.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    let quoted = body.get(start.saturating_sub(1)..start + key.len() + 1).unwrap_or_default();
+    Cow::Owned(sonic_rs::from_slice::<String>(quoted).unwrap_or_default())
+}
+
+/// A checked string value's text, its escapes undone.
+fn text(raw: &[u8]) -> String {
+    match raw.get(1..raw.len().saturating_sub(1)) {
+        Some(inner) if !inner.contains(&b'\\') => std::str::from_utf8(inner).unwrap_or_default().to_owned(),
+        _ => sonic_rs::from_slice::<String>(raw).unwrap_or_default(),
+    }
+}
+
+/// A checked value's type, from its first byte.
+fn json_type(raw: &[u8]) -> JsonType {
+    match raw.first() {
+        Some(b'"') => JsonType::String,
+        Some(b'{') => JsonType::Object,
+        Some(b'[') => JsonType::Array,
+        Some(b't' | b'f') => JsonType::Boolean,
+        Some(b'n') => JsonType::Null,
+        _ => JsonType::Number,
+    }
 }
 
 fn type_name(t: JsonType) -> &'static str {
@@ -284,6 +326,62 @@ mod tests {
         assert_eq!(e.param(), Some("stream"));
         assert!(Peek::read(br#"{"model":"a"}"#, Endpoint::Embeddings).is_err());
         assert!(Peek::read(br#"{"model":"a","prompt":"x"}"#, Endpoint::Completions).is_ok());
+    }
+
+    #[test]
+    fn names_and_values_are_read_with_their_escapes_undone() {
+        // An escaped name is the same member to the upstream's parser: a
+        // second `model` written so is still a duplicate.
+        let e = chat(r#"{"model":"a","mod\u0065l":"b","messages":[{}]}"#).unwrap_err();
+        assert!(msg(e).contains("Duplicate"));
+        let p = chat(r#"{"mod\u0065l":"gpt-\u0034o","messages":[{}],"str\u0065am":true}"#).unwrap();
+        assert_eq!(p.model, "gpt-4o");
+        assert!(p.stream);
+        let body = r#" { "messages" : [ { } ] , "model" : "a\"b" , "stream_options" : { "x" : [ "include_usage" ] , "include_usage" : true } } "#;
+        let p = chat(body).unwrap();
+        assert_eq!(p.model, "a\"b");
+        assert_eq!(&body[p.model_span.clone()], r#""a\"b""#);
+        assert!(p.include_usage);
+        assert_eq!(
+            &body[p.stream_options_span.clone().unwrap()],
+            r#"{ "x" : [ "include_usage" ] , "include_usage" : true }"#
+        );
+        assert_eq!(p.prompt_bytes, "[ { } ]".len());
+    }
+
+    #[test]
+    fn counts_and_types() {
+        let p =
+            chat(r#"{"model":"a","messages":[{}],"max_tokens":null,"max_completion_tokens":70,"max_output_tokens":9}"#);
+        assert_eq!(p.unwrap().max_tokens, Some(70));
+        for bad in
+            [r#""max_tokens":-1"#, r#""max_tokens":1.5"#, r#""max_tokens":"7""#, r#""max_tokens":18446744073709551616"#]
+        {
+            assert!(chat(&format!(r#"{{"model":"a","messages":[{{}}],{bad}}}"#)).is_err(), "{bad}");
+        }
+        let e = Peek::read(br#"{"model":"a","messages":[{}],"max_tokens":0}"#, Endpoint::Messages).unwrap_err();
+        assert_eq!(e.param(), Some("max_tokens"));
+        let p = Peek::read(br#"{"model":"a","messages":[{}],"max_tokens":256}"#, Endpoint::Messages).unwrap();
+        assert_eq!(p.max_tokens, Some(256));
+        let e = chat(r#"{"model":"a","messages":[{}],"stream_options":{"include_usage":1}}"#).unwrap_err();
+        assert!(msg(e).contains("stream_options.include_usage"));
+        assert!(chat(r#"{"model":"a","messages":[{}],"stream_options":[]}"#).is_err());
+        assert!(!chat(r#"{"model":"a","messages":[{}],"stream":null}"#).unwrap().stream);
+    }
+
+    #[test]
+    fn only_one_json_document_passes() {
+        // Trailing bytes, a bad escape or a raw control character deep in a
+        // member the gateway does not read: refused, with where it went wrong.
+        for bad in [
+            "{\"model\":\"a\",\"messages\":[{}]} x",
+            "{\"model\":\"a\",\"messages\":[{\"content\":\"\\q\"}]}",
+            "{\"model\":\"a\",\"messages\":[{\"content\":\"\u{1}\"}]}",
+            "{\"model\":\"a\",\"messages\":[{}],}",
+        ] {
+            let e = msg(chat(bad).unwrap_err());
+            assert!(e.contains("could not parse") && e.contains("column"), "{bad}: {e}");
+        }
     }
 
     #[test]

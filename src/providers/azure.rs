@@ -137,7 +137,7 @@ impl Azure {
             http_transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
         drop(resp.permit);
         // Azure OpenAI answers as OpenAI does, and is checked as OpenAI's are.
-        crate::providers::transport::check_answer(p, &bytes, self.up.secrets())?;
+        let usage_at = crate::providers::transport::check_answer(p, &bytes, self.up.secrets())?;
         if let Some(v) = content_filter::filtered_completion(&bytes) {
             let source = match v.source {
                 FilterSource::Prompt => "prompt",
@@ -146,7 +146,7 @@ impl Azure {
             crate::metrics::content_filtered(&p.name, source);
             tracing::info!(provider = %p.name, source, categories = ?v.categories, "Azure's content filter acted");
         }
-        let usage = usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
+        let usage = usage::from_checked(&bytes, usage_at).map_err(|e| GatewayError::UpstreamProtocol {
             provider: p.name.clone(),
             detail: format!("the response body is not valid JSON ({e})"),
         })?;

@@ -136,12 +136,9 @@ impl OpenAi {
                 transport::read_body(p, &resp.timeouts, resp.body, p.max_response_bytes, false, resp.deadline).await?;
             drop(resp.permit);
             // Audio is not JSON; everything else must be a well-formed answer.
-            if call.endpoint != Endpoint::Speech {
-                transport::check_answer(p, &bytes, self.up.secrets())?;
-            }
-            let bytes = match continued {
-                Some(id) => restore_previous_id(bytes, id),
-                None => bytes,
+            let usage_at = match call.endpoint {
+                Endpoint::Speech => None,
+                _ => transport::check_answer(p, &bytes, self.up.secrets())?,
             };
             let usage = match call.endpoint {
                 // A Response object's `usage` is read by its path: `metadata`
@@ -150,10 +147,14 @@ impl OpenAi {
                 Endpoint::InputTokens => Some(usage::Usage::default()),
                 // Audio: no usage in it (the gateway counts the input).
                 Endpoint::Speech => None,
-                _ => usage::from_body(&bytes).map_err(|e| GatewayError::UpstreamProtocol {
+                _ => usage::from_checked(&bytes, usage_at).map_err(|e| GatewayError::UpstreamProtocol {
                     provider: p.name.clone(),
                     detail: format!("the response body is not valid JSON ({e})"),
                 })?,
+            };
+            let bytes = match continued {
+                Some(id) => restore_previous_id(bytes, id),
+                None => bytes,
             };
             Ok(Reply::Complete { body: bytes, usage })
         }

@@ -328,9 +328,13 @@ pub fn check_json(p: &Provider, body: &[u8]) -> Result<(), GatewayError> {
 /// OpenAI-compatible servers send when they fail. Otherwise a protocol
 /// error (502, retryable, a failure for the breaker), quoting the
 /// upstream's message scrubbed of `secrets`.
-pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<(), GatewayError> {
+///
+/// On success, where the answer's top-level `usage` member's value starts,
+/// found in the same pass, for [`crate::usage::from_checked`].
+pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<Option<usize>, GatewayError> {
     let protocol = |detail: String| GatewayError::UpstreamProtocol { provider: p.name.clone(), detail };
-    check_json(p, body)?;
+    let usage =
+        crate::json::check_member(body, b"\"usage\"").map_err(|why| protocol(format!("the response body {why}")))?;
     if crate::json::is_error_object(body) {
         let mut message = sonic_rs::get(body, ["error", "message"])
             .ok()
@@ -341,7 +345,7 @@ pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<(),
         }
         return Err(protocol(format!("it answered 200 with an error object: {message}")));
     }
-    Ok(())
+    Ok(usage)
 }
 
 /// Read a whole body with the idle timeout between frames and an overall

@@ -38,7 +38,7 @@ pub async fn send(
         // A transcript as text: no usage in it.
         return Ok(Reply::Complete { body: bytes, usage: None });
     }
-    transport::check_answer(p, &bytes, up.secrets())?;
-    let usage = crate::usage::from_body(&bytes).ok().flatten();
+    let usage_at = transport::check_answer(p, &bytes, up.secrets())?;
+    let usage = crate::usage::from_checked(&bytes, usage_at).ok().flatten();
     Ok(Reply::Complete { body: bytes, usage })
 }
