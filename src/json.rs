@@ -87,8 +87,8 @@ pub fn check(doc: &[u8]) -> Result<(), Unfit> {
 /// top-level member named `key` starts (`key` with its quotes, compared as
 /// raw bytes: a name written with escapes is another name). The gateway
 /// reads an answer's `usage` from there with [`members`], instead of a
-/// second scan for it (docs/performance.md, "The answer's usage read in
-/// its check").
+/// second scan for it (docs/performance.md, "The request's and the
+/// answer's JSON read in their checks").
 pub fn check_member(doc: &[u8], key: &[u8]) -> Result<Option<usize>, Unfit> {
     if std::str::from_utf8(doc).is_err() {
         return Err(Unfit::NotUtf8);

@@ -1,7 +1,8 @@
-//! The body peek: one lazy pass over the top-level JSON object of a request
-//! that reads only what the gateway needs (`model`, `stream`,
-//! `stream_options`, the prompt's size, `max_tokens`) and checks their
-//! types. Everything else passes through untouched and unparsed.
+//! The body peek: one pass that checks a request's JSON and notes its
+//! top-level members (`json::check_top`), then a read of only what the
+//! gateway needs (`model`, `stream`, `stream_options`, the prompt's size,
+//! `max_tokens`), with their types checked. Everything else passes through
+//! untouched and unparsed.
 //!
 //! Low in the crate on purpose: the pipeline peeks the client's body, the
 //! providers rewrite it from the spans found here, and the cache and the
@@ -73,7 +74,7 @@ impl Peek {
         // syntax) that also notes where each top-level member is; they are
         // read from there without a parser. sonic-rs's lazy object walk cost
         // ~2.9k instructions on a small chat body (docs/performance.md,
-        // "The request's peek on the gateway's own check").
+        // "The request's and the answer's JSON read in their checks").
         let members = crate::json::check_top(body).map_err(|why| unparsable(body, why))?;
         let mut p = Peek::default();
         let mut seen_model = false;

@@ -69,10 +69,10 @@ pub fn parse_usage_object(raw: &[u8]) -> Option<Usage> {
 /// The `usage` of a whole answer that [`crate::json::check_member`]
 /// passed, read from the value of its top-level `usage` member (`at`, as
 /// the check found it), or `Err` when the answer is not a JSON object. The
-/// check's pass found the member, so nothing is scanned twice: ~300
+/// check's pass found the member, so nothing is scanned twice: ~600
 /// instructions per answer, where [`from_body`]'s search and sonic-rs's
-/// object walk took ~3.5k (docs/performance.md, "The answer's usage read
-/// in its check").
+/// object walk took ~3.5k (docs/performance.md, "The request's and the
+/// answer's JSON read in their checks").
 pub fn from_checked(body: &[u8], at: Option<usize>) -> Result<Option<Usage>, String> {
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err("the body is not a JSON object".into());
