@@ -38,6 +38,34 @@ async fn post(gw: &Gateway, key: Option<&str>, body: &str) -> reqwest::Response 
     r.send().await.unwrap()
 }
 
+/// The body is checked whole before anything reads it: bytes after the
+/// JSON object are refused, and a second `model` written with escapes is
+/// the duplicate every upstream's parser would see.
+#[tokio::test]
+async fn a_body_is_one_json_document_and_escaped_names_count() {
+    let mock = start_mock();
+    let gw = Gateway::start(&config_for(mock.addr(), ""));
+    let ok_body = chat_body("gpt-test", false).to_string();
+    let e =
+        expect_error(post(&gw, Some(CLIENT_KEY), &format!("{ok_body} trailing")).await, 400, "invalid_request").await;
+    assert!(e["message"].as_str().unwrap().contains("could not parse the JSON"), "{e}");
+    let e = expect_error(
+        post(
+            &gw,
+            Some(CLIENT_KEY),
+            r#"{"model":"gpt-test","mod\u0065l":"other","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert!(e["message"].as_str().unwrap().contains("Duplicate key 'model'"), "{e}");
+    // The same body without the trailing bytes is served.
+    let r = post(&gw, Some(CLIENT_KEY), &ok_body).await;
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn client_errors() {
     let mock = start_mock();
