@@ -114,8 +114,13 @@ where
         Rc::new(Conn { io, rbuf: RefCell::new(BytesMut::new()), body_left: Cell::new(0), eof: Cell::new(false) });
     let mut first = true;
     let mut shutdown = pin!(fast.shutdown.notified());
+    // One timer for the connection's life, moved on at each wait: a later
+    // deadline only updates the registered entry (tokio re-files it when
+    // the old one comes due), where a timer per wait was filed into and
+    // taken out of the wheel once per request.
+    let mut deadline = pin!(tokio::time::sleep_until(Instant::now() + fast.request_timeout));
     loop {
-        let parsed = match next_head(&conn, &fast, first, shutdown.as_mut()).await {
+        let parsed = match next_head(&conn, &fast, first, shutdown.as_mut(), deadline.as_mut()).await {
             Next::Request(p) => p,
             Next::HandOver(why) => {
                 handed_over(why);
@@ -254,6 +259,7 @@ async fn next_head<S>(
     fast: &Fast<S>,
     first: bool,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    mut sleep: Pin<&mut tokio::time::Sleep>,
 ) -> Next {
     // An unused connection has `client_request_timeout_ms` for its first
     // request (408 after it); an idle keep-alive one `keep_alive_ms`. Both
@@ -285,15 +291,20 @@ async fn next_head<S>(
             Some(at) => at,
             None => *idle_until.get_or_insert_with(|| Instant::now() + idle_for),
         };
-        let mut sleep = pin!(tokio::time::sleep_until(deadline));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
         let woke = poll_fn(|cx| {
-            if idle && shutdown.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woke::Shutdown);
-            }
+            // The socket first: bytes that came are read (and a request
+            // served) before the shutdown signal is asked, which costs a
+            // lock; a shutdown's answer is then the connection's last.
             match conn.poll_fill(cx) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Woke::Closed),
                 Poll::Ready(Ok(_)) => return Poll::Ready(Woke::Read),
                 Poll::Pending => {}
+            }
+            if idle && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Shutdown);
             }
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Woke::Deadline);
@@ -436,9 +447,6 @@ fn parse(buf: &mut BytesMut) -> Parse {
         {
             return Parse::Other(Why::Protocol);
         }
-        if !h.value.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
-            return Parse::Other(Why::Head);
-        }
         let (Ok(n), Some(range)) = (HeaderName::from_bytes(name), span(h.value)) else {
             return Parse::Other(Why::Head);
         };
@@ -448,9 +456,18 @@ fn parse(buf: &mut BytesMut) -> Parse {
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(names.len());
     for (name, range) in names {
-        // Checked above (visible bytes and tabs): the conversion cannot fail.
-        if let Ok(v) = HeaderValue::from_maybe_shared(head.slice(range)) {
-            headers.append(name, v);
+        // The value's one check (visible bytes and tabs) is the conversion's.
+        match HeaderValue::from_maybe_shared(head.slice(range)) {
+            Ok(v) => headers.append(name, v),
+            Err(_) => {
+                // Rare: put the head back in front of what follows it, as
+                // read, for actix-http (which refuses it).
+                let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+                whole.extend_from_slice(&head);
+                whole.extend_from_slice(buf);
+                *buf = whole;
+                return Parse::Other(Why::Head);
+            }
         }
     }
     Parse::Request(Parsed { endpoint, headers, head, query, content_length })
@@ -947,6 +964,8 @@ mod tests {
             ("POST /v1/chat/completions/ HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}", Why::Route),
             ("BREW /v1/chat/completions HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}", Why::Route),
             ("POST /v1/chat/completions HTTP/1.1\r\nbad header\r\n\r\n", Why::Head),
+            ("POST /v1/chat/completions HTTP/1.1\r\nx-odd: a\x7fb\r\ncontent-length: 2\r\n\r\n{}", Why::Head),
+            ("POST /v1/chat/completions HTTP/1.1\r\nx-odd: a\x01b\r\ncontent-length: 2\r\n\r\n{}", Why::Head),
         ] {
             let (p, rest) = parsed(raw);
             assert!(matches!(p, Parse::Other(w) if w == why), "served here, or not for {why:?}: {raw:?}");
