@@ -187,14 +187,20 @@ fn read_key(headers: &HeaderMap) -> Result<&str, Option<&'static str>> {
             Some(_) => Err(OTHER_SCHEME),
         }
     });
+    // A bearer key wins: `x-api-key` is looked up (a map probe) only without one.
+    let bearer = match bearer {
+        Some(Ok(k)) => return Ok(k),
+        Some(Err(problem)) => Some(problem),
+        None => None,
+    };
     let api_key = headers.get(X_API_KEY).map(|v| match v.to_str().map(str::trim) {
         Ok("") => Err(EMPTY_X_API_KEY),
         Ok(k) => Ok(k),
         Err(_) => Err(NOT_TEXT_X_API_KEY),
     });
     match (bearer, api_key) {
-        (Some(Ok(k)), _) | (_, Some(Ok(k))) => Ok(k),
-        (Some(Err(problem)), _) | (None, Some(Err(problem))) => Err(Some(problem)),
+        (_, Some(Ok(k))) => Ok(k),
+        (Some(problem), _) | (None, Some(Err(problem))) => Err(Some(problem)),
         (None, None) => Err(None),
     }
 }
@@ -260,6 +266,9 @@ mod tests {
         assert_eq!(problem(&[("authorization", "abc"), ("x-api-key", "")]), Some(Some(NO_SCHEME)));
         assert_eq!(read_key(&headers(&[("authorization", "abc"), ("x-api-key", "k")])), Ok("k"));
         assert_eq!(read_key(&headers(&[("authorization", "Bearer\tk")])), Ok("k"));
+        // A bearer key wins over `x-api-key`, even a malformed one.
+        assert_eq!(read_key(&headers(&[("authorization", "Bearer a"), ("x-api-key", "b")])), Ok("a"));
+        assert_eq!(read_key(&headers(&[("authorization", "Bearer a"), ("x-api-key", " ")])), Ok("a"));
         for m in [NO_SCHEME, OTHER_SCHEME, NO_KEY, EMPTY, NOT_TEXT, EMPTY_X_API_KEY, NOT_TEXT_X_API_KEY] {
             assert!(!m.contains("  "), "a line break in the source left a gap: {m}");
         }
