@@ -82,11 +82,11 @@ impl Peek {
         let required = endpoint.required_fields();
         let mut seen_required = [false; 2];
         for (key, span) in members {
-            let key = name(body, body.get(key).unwrap_or_default());
+            let key = name(body.get(key).unwrap_or_default());
             let raw = body.get(span.clone()).unwrap_or_default();
             let t = json_type(raw);
             match &*key {
-                "model" => {
+                b"model" => {
                     if seen_model {
                         return Err(duplicate("model"));
                     }
@@ -97,7 +97,7 @@ impl Peek {
                     p.model = text(raw);
                     p.model_span = span;
                 }
-                "stream" => {
+                b"stream" => {
                     if seen_stream {
                         return Err(duplicate("stream"));
                     }
@@ -108,7 +108,7 @@ impl Peek {
                         t => return Err(wrong_type("stream", "a boolean", t)),
                     };
                 }
-                "stream_options" => {
+                b"stream_options" => {
                     if p.stream_options_span.is_some() {
                         return Err(duplicate("stream_options"));
                     }
@@ -117,7 +117,7 @@ impl Peek {
                         JsonType::Null => {}
                         JsonType::Object => {
                             let first = crate::json::members(body, span.start)
-                                .find(|(k, _)| name(body, k) == "include_usage")
+                                .find(|(k, _)| *name(k) == *b"include_usage")
                                 .map(|(_, v)| body.get(v).unwrap_or_default());
                             if let Some(u) = first {
                                 p.include_usage = match json_type(u) {
@@ -130,7 +130,7 @@ impl Peek {
                         t => return Err(wrong_type("stream_options", "an object", t)),
                     }
                 }
-                k if let Some(i) = required.iter().position(|(name, _)| *name == k) => {
+                k if let Some(i) = required.iter().position(|(name, _)| name.as_bytes() == k) => {
                     if let Some(seen) = seen_required.get_mut(i) {
                         *seen = true;
                     }
@@ -157,22 +157,24 @@ impl Peek {
                         p.prompt_bytes = raw.len();
                     }
                 }
-                "max_tokens" | "max_completion_tokens" | "max_output_tokens" => match t {
+                b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => match t {
                     JsonType::Null => {}
                     JsonType::Number => {
                         let n = crate::json::as_u64(raw).ok_or_else(|| {
+                            let key = String::from_utf8_lossy(&key);
                             GatewayError::invalid(format!("Invalid '{key}': expected a non-negative integer."), None)
                         })?;
                         p.max_tokens = Some(p.max_tokens.map_or(n, |m| m.max(n)));
                     }
                     t => {
+                        let key = String::from_utf8_lossy(&key);
                         return Err(GatewayError::invalid(
                             format!("Invalid type for '{key}': expected an integer, but got {}.", type_name(t)),
                             None,
                         ));
                     }
                 },
-                k if endpoint.prompt_fields().contains(&k) => {
+                k if endpoint.prompt_fields().iter().any(|f| f.as_bytes() == k) => {
                     p.prompt_bytes += raw.len();
                 }
                 _ => {}
@@ -216,17 +218,19 @@ fn unparsable(body: &[u8], why: crate::json::Unfit) -> GatewayError {
     GatewayError::invalid(message, None)
 }
 
-/// A member's name, its escapes (rare in a name) undone: `"mod\u0065l"`
-/// is `model` to every upstream's parser, so it is here too.
-fn name<'a>(body: &'a [u8], key: &'a [u8]) -> Cow<'a, str> {
+/// A member's name (its bytes between the quotes, from a checked body),
+/// its escapes (rare in a name) undone: `"mod\u0065l"` is `model` to every
+/// upstream's parser, so it is here too. Compared as bytes: names are
+/// matched, and only an error message needs them as text.
+fn name(key: &[u8]) -> Cow<'_, [u8]> {
     if !key.contains(&b'\\') {
-        // Checked UTF-8: `from_utf8` only confirms it.
-        return Cow::Borrowed(std::str::from_utf8(key).unwrap_or_default());
+        return Cow::Borrowed(key);
     }
-    // The key's bytes lie in `body`, inside their quotes.
-    let start = (key.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
-    let quoted = body.get(start.saturating_sub(1)..start + key.len() + 1).unwrap_or_default();
-    Cow::Owned(sonic_rs::from_slice::<String>(quoted).unwrap_or_default())
+    let mut quoted = Vec::with_capacity(key.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(key);
+    quoted.push(b'"');
+    Cow::Owned(sonic_rs::from_slice::<String>(&quoted).unwrap_or_default().into_bytes())
 }
 
 /// A checked string value's text, its escapes undone.
