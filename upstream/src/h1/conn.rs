@@ -9,12 +9,14 @@
 //! they stay small), and its data leaves as `Bytes` that share it, so with
 //! 10,000 open streams only the few being relayed at that moment hold one.
 
-use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+use std::cell::RefCell;
+use std::task::Poll;
+
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::session::PoolStats;
@@ -24,6 +26,14 @@ use crate::session::PoolStats;
 pub(super) const MIN_WINDOW: usize = 4 * 1024;
 /// Largest read window, reached by reads that keep filling it (large bodies).
 pub(super) const MAX_WINDOW: usize = 64 * 1024;
+
+thread_local! {
+    /// The worker's buffer for reads while the window is at its least:
+    /// one read of [`MIN_WINDOW`] here, then only what came is copied into
+    /// the connection's buffer (docs/performance.md, "Upstream answers
+    /// read through a scratch buffer").
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; MIN_WINDOW].into_boxed_slice());
+}
 
 /// Counts a connection as open until dropped.
 pub(super) struct Counted(pub(super) Arc<PoolStats>);
@@ -58,14 +68,15 @@ impl Conn {
     }
 
     /// Read once more into `buf`; `Ok(0)` at EOF. With nothing pending, a
-    /// read is tried at once (the answer is often there already); if the
-    /// socket has nothing yet, the buffer is let go before the wait (data
-    /// already handed out as `Bytes` keeps its own share alive) and a new
-    /// one is taken once the socket is readable: a connection waiting on a
-    /// slow upstream owns no read buffer. A partial head, chunk line or frame
-    /// stays in `buf`. `drain`: the read is likely an answer's last (a head,
-    /// or a body of known length), so a short read should leave tokio
-    /// knowing that the socket is empty.
+    /// read is tried at once (the answer is often there already); a
+    /// connection waiting on a slow upstream owns no read buffer. While the
+    /// window is at its least, a read into an empty `buf` goes through the
+    /// worker's [`SCRATCH`] and only the bytes that came are copied out;
+    /// otherwise the buffer is taken, sized by the window, once the socket
+    /// is readable. A partial head, chunk line or frame stays in `buf`.
+    /// `drain`: the read is likely an answer's last (a head, or a body of
+    /// known length), so a short read should leave tokio knowing that the
+    /// socket is empty.
     pub(super) async fn fill(&mut self, drain: bool) -> io::Result<usize> {
         if !self.buf.is_empty() {
             self.buf.reserve(self.window);
@@ -78,50 +89,72 @@ impl Conn {
             return self.fill_draining().await;
         }
         loop {
-            self.buf.reserve(self.window);
-            let room = self.buf.capacity() - self.buf.len();
             // A stream's next event is often there already; with the
-            // readiness kept (`try_read_buf` does not clear it after a short
+            // readiness kept (`try_read` does not clear it after a short
             // read), this read finds it without a round through the reactor.
-            match self.io.try_read_buf(&mut self.buf) {
-                Ok(n) => {
-                    self.adapt(n, room);
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.buf = BytesMut::new();
-                    self.io.readable().await?;
-                }
+            match self.try_read_empty() {
+                Ok((n, _)) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io.readable().await?,
                 Err(e) => return Err(e),
             }
         }
     }
 
-    /// [`Conn::fill`] through tokio's `poll_read`: after a read that leaves
-    /// room unused, it marks the socket drained (edge-triggered readiness
-    /// comes back with new data), so the pool's check of this connection
-    /// before its next request costs no system call. (`try_read_buf` leaves
-    /// the readiness set, and that check then read the socket to learn it
-    /// was empty: one `recvfrom` per request under load.) Polled with the
-    /// task's own waker, and `Pending` goes back to the executor: tokio's
-    /// cooperative budget may answer `Pending` with data waiting, and only a
-    /// yield renews it (a loop on `readable()`, which is ready at once then,
-    /// would spin).
-    async fn fill_draining(&mut self) -> io::Result<usize> {
-        let mut room = 0;
-        let n = std::future::poll_fn(|cx| {
+    /// One read into the empty `buf`, without waiting: through the scratch
+    /// while the window is at its least (an answer's head and small body,
+    /// a stream's event: a new block of the window's size for each, and
+    /// another let go while waiting, took mimalloc's slow path on most
+    /// answers), straight into a buffer of the window's size otherwise.
+    /// `(bytes read, room the read had)`.
+    fn try_read_empty(&mut self) -> io::Result<(usize, usize)> {
+        if self.window > MIN_WINDOW {
             self.buf.reserve(self.window);
-            room = self.buf.capacity() - self.buf.len();
-            let polled = std::pin::pin!(self.io.read_buf(&mut self.buf)).poll(cx);
-            if polled.is_pending() {
-                // Nothing to read: hold no buffer while waiting.
-                self.buf = BytesMut::new();
+            let room = self.buf.capacity() - self.buf.len();
+            let n = self.io.try_read_buf(&mut self.buf)?;
+            self.adapt(n, room);
+            return Ok((n, room));
+        }
+        let (io, buf) = (&self.io, &mut self.buf);
+        let n = SCRATCH.with_borrow_mut(|scratch| {
+            let n = io.try_read(&mut scratch[..])?;
+            buf.extend_from_slice(&scratch[..n]);
+            Ok::<_, io::Error>(n)
+        })?;
+        self.adapt(n, MIN_WINDOW);
+        Ok((n, MIN_WINDOW))
+    }
+
+    /// [`Conn::fill`] through the socket's readiness: after a read that
+    /// leaves room unused, it marks the socket drained (edge-triggered
+    /// readiness comes back with new data), so the pool's check of this
+    /// connection before its next request costs no system call. (A read
+    /// that leaves the readiness set made that check read the socket to
+    /// learn it was empty: one `recvfrom` per request under load.) Polled
+    /// with the task's own waker, and `Pending` goes back to the executor:
+    /// tokio's cooperative budget may answer `Pending` with data waiting,
+    /// and only a yield renews it (a loop on `readable()`, which is ready
+    /// at once then, would spin).
+    async fn fill_draining(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| {
+            loop {
+                std::task::ready!(self.io.poll_read_ready(cx))?;
+                match self.try_read_empty() {
+                    Ok((n, room)) => {
+                        if n > 0 && n < room {
+                            // Short: the socket is empty now. Forget its
+                            // readiness, as tokio's own `poll_read` does.
+                            let _ =
+                                self.io.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                        }
+                        return Poll::Ready(Ok(n));
+                    }
+                    // The readiness was stale; tokio cleared it: ask again.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
             }
-            polled
         })
-        .await?;
-        self.adapt(n, room);
-        Ok(n)
+        .await
     }
 
     /// Grow the window while reads fill it; shrink it when they use little.
