@@ -188,7 +188,7 @@ impl Batcher {
                 group,
                 model,
                 headers: call.client_headers.clone(),
-                request_id: call.request_id.to_string(),
+                request_id: call.request_id.clone(),
                 params: parsed.params,
                 model_name: call.peek.model.clone(),
             };
@@ -206,7 +206,7 @@ struct Job {
     group: String,
     model: usize,
     headers: HeaderMap,
-    request_id: String,
+    request_id: crate::request::ingress::RequestId,
     /// `encoding_format` and `dimensions`, as every member wrote them.
     params: Vec<(String, String)>,
     model_name: String,

@@ -82,7 +82,7 @@ pub async fn lookup(
     peek: &Peek,
     endpoint: Endpoint,
     model: usize,
-    request_id: &str,
+    request_id: &crate::request::ingress::RequestId,
     charge: &mut Charge,
     obs: Option<&Rc<RequestObs>>,
 ) -> Lookup {
@@ -197,7 +197,7 @@ pub async fn lookup(
         key,
         tier2_key,
         ttl: policy.ttl,
-        request_id: request_id.to_string(),
+        request_id: request_id.clone(),
         obs: obs.cloned(),
         flight: sub.flight().clone(),
         flights: sub.table().clone(),

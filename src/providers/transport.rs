@@ -148,7 +148,7 @@ impl HttpUpstream {
             h.push(a.clone());
         }
         h.extend(self.extra.iter().cloned());
-        if let Ok(v) = HeaderValue::from_str(call.request_id) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(call.request_id.bytes()) {
             h.push((HeaderName::from_static("x-request-id"), v));
         }
         if let Some(t) = call.trace_headers {
@@ -317,10 +317,12 @@ pub fn timeout(p: &Provider, t: &Timeouts, phase: TimeoutPhase) -> GatewayError 
 /// Messages, also on Bedrock and Vertex) is JSON a client can read; else a
 /// protocol error, as [`check_answer`] gives.
 pub fn check_json(p: &Provider, body: &[u8]) -> Result<(), GatewayError> {
-    crate::json::check(body).map_err(|why| GatewayError::UpstreamProtocol {
-        provider: p.name.clone(),
-        detail: format!("the response body {why}"),
-    })
+    crate::json::check(body).map_err(|why| unfit(p, why))
+}
+
+/// A body that is not one JSON document, as the protocol error it is.
+fn unfit(p: &Provider, why: crate::json::Unfit) -> GatewayError {
+    GatewayError::UpstreamProtocol { provider: p.name.clone(), detail: format!("the response body {why}") }
 }
 
 /// A whole 2xx answer a client can be given: JSON (UTF-8, not too deep,
@@ -332,9 +334,7 @@ pub fn check_json(p: &Provider, body: &[u8]) -> Result<(), GatewayError> {
 /// On success, where the answer's top-level `usage` member's value starts,
 /// found in the same pass, for [`crate::usage::from_checked`].
 pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<Option<usize>, GatewayError> {
-    let protocol = |detail: String| GatewayError::UpstreamProtocol { provider: p.name.clone(), detail };
-    let usage =
-        crate::json::check_member(body, b"\"usage\"").map_err(|why| protocol(format!("the response body {why}")))?;
+    let usage = crate::json::check_member(body, b"\"usage\"").map_err(|why| unfit(p, why))?;
     if crate::json::is_error_object(body) {
         let mut message = sonic_rs::get(body, ["error", "message"])
             .ok()
@@ -343,7 +343,10 @@ pub fn check_answer(p: &Provider, body: &[u8], secrets: &[String]) -> Result<Opt
         for s in secrets {
             message = message.replace(s.as_str(), "***");
         }
-        return Err(protocol(format!("it answered 200 with an error object: {message}")));
+        return Err(GatewayError::UpstreamProtocol {
+            provider: p.name.clone(),
+            detail: format!("it answered 200 with an error object: {message}"),
+        });
     }
     Ok(usage)
 }

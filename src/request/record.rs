@@ -16,12 +16,13 @@ use crate::endpoint::Endpoint;
 use crate::metrics::MetricsTable;
 use crate::metrics::RequestOutcome;
 use crate::observe::{End, Meeting, RequestObs, Telemetry};
+use crate::request::ingress::RequestId;
 use crate::upstream::charge::Charge;
 pub use crate::upstream::charge::Spending;
 use crate::usage::Usage;
 
 pub struct Record {
-    pub request_id: String,
+    pub request_id: RequestId,
     /// What the request is charged for the upstream's tokens (its limits'
     /// admission, the deployment's caps, its key's spend): settled when it
     /// finishes, or handed on to the stream or shared call that outlives it.
@@ -54,7 +55,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(endpoint: Endpoint, request_id: String, metrics: Arc<MetricsTable>) -> Record {
+    pub fn new(endpoint: Endpoint, request_id: RequestId, metrics: Arc<MetricsTable>) -> Record {
         Record {
             request_id,
             charge: Charge::new(metrics.clone()),
@@ -190,7 +191,7 @@ impl Record {
             RequestOutcome::ClientGone => (if self.gateway.is_none() { 499 } else { 200 }, "client_gone"),
         };
         End {
-            request_id: self.request_id.clone(),
+            request_id: self.request_id.to_string(),
             endpoint: self.endpoint,
             key: self.key.take(),
             team: self.team.take(),

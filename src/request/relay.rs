@@ -40,7 +40,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
     let timing = rec.head_sent();
     let mut b = HttpResponse::build(status);
-    if let Ok(v) = HeaderValue::from_str(&rec.request_id) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(rec.request_id.bytes()) {
         b.insert_header((X_REQUEST_ID, v));
     }
     if let Some(v) = rec.deployment_header() {
