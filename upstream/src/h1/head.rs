@@ -43,7 +43,8 @@ pub(super) fn encode_framed_head(t: &H1Target, req: &H1Request<'_>, framing: Bod
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
             h.extend_from_slice(b"\r\ncontent-length: ");
-            push_decimal(&mut h, n);
+            // Without `to_string`'s allocation and formatter.
+            h.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
         BodyFraming::Chunked => h.extend_from_slice(b"\r\ntransfer-encoding: chunked"),
     }
@@ -55,21 +56,6 @@ pub(super) fn encode_framed_head(t: &H1Target, req: &H1Request<'_>, framing: Bod
     }
     h.extend_from_slice(b"\r\n\r\n");
     h
-}
-
-/// `n` in decimal, without `to_string`'s allocation and formatter.
-fn push_decimal(h: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    h.extend_from_slice(&digits[i..]);
 }
 
 pub(super) struct ParsedHead {
@@ -139,16 +125,4 @@ pub(super) fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, H1Error> {
         Framing::Close
     };
     Ok(Some(ParsedHead { len, status, framing, keep_alive, event_stream, retry_after }))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn decimals() {
-        for n in [0, 7, 10, 1234, 4096, u64::MAX] {
-            let mut h = bytes::BytesMut::new();
-            super::push_decimal(&mut h, n);
-            assert_eq!(&h[..], n.to_string().as_bytes());
-        }
-    }
 }
