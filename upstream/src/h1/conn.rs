@@ -3,16 +3,17 @@
 //!
 //! Read buffers (docs/performance.md, "Memory"): a connection holds no read
 //! buffer while it waits for its upstream — a stream between two events, a
-//! request before its first byte, a connection idle in the pool. A buffer is
-//! allocated when the socket is readable, sized by the connection's read
-//! window (4 KiB, doubling up to 64 KiB while reads fill it, halving when
-//! they stay small), and its data leaves as `Bytes` that share it, so with
-//! 10,000 open streams only the few being relayed at that moment hold one.
-
-use std::io;
-use std::sync::Arc;
+//! request before its first byte, a connection idle in the pool. A read
+//! into an empty buffer goes through the worker's scratch while the
+//! connection's read window is at its least (4 KiB), and only what came is
+//! copied out; a larger window (doubling up to 64 KiB while reads fill it,
+//! halving when they stay small) reads straight into a buffer of its size.
+//! Data leaves as `Bytes` that share the buffer, so with 10,000 open
+//! streams only the few being relayed at that moment hold one.
 
 use std::cell::RefCell;
+use std::io;
+use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::BytesMut;
@@ -30,8 +31,8 @@ pub(super) const MAX_WINDOW: usize = 64 * 1024;
 thread_local! {
     /// The worker's buffer for reads while the window is at its least:
     /// one read of [`MIN_WINDOW`] here, then only what came is copied into
-    /// the connection's buffer (docs/performance.md, "Upstream answers
-    /// read through a scratch buffer").
+    /// the connection's buffer (docs/performance.md, "Fewer allocations,
+    /// timers and checks per request").
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; MIN_WINDOW].into_boxed_slice());
 }
 
@@ -104,13 +105,20 @@ impl Conn {
     /// while the window is at its least (an answer's head and small body,
     /// a stream's event: a new block of the window's size for each, and
     /// another let go while waiting, took mimalloc's slow path on most
-    /// answers), straight into a buffer of the window's size otherwise.
-    /// `(bytes read, room the read had)`.
+    /// answers), straight into a buffer of the window's size otherwise
+    /// (let go again when the socket had nothing: no buffer is held over a
+    /// wait). `(bytes read, room the read had)`.
     fn try_read_empty(&mut self) -> io::Result<(usize, usize)> {
         if self.window > MIN_WINDOW {
             self.buf.reserve(self.window);
             let room = self.buf.capacity() - self.buf.len();
-            let n = self.io.try_read_buf(&mut self.buf)?;
+            let n = match self.io.try_read_buf(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf = BytesMut::new();
+                    return Err(e);
+                }
+            };
             self.adapt(n, room);
             return Ok((n, room));
         }

@@ -365,33 +365,38 @@ async fn bodies_larger_than_the_read_window_grow_it_and_pooled_connections_keep_
 
 #[tokio::test]
 async fn a_stream_waiting_for_its_next_event_holds_no_read_buffer() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (mut s, _) = l.accept().await.unwrap();
-        let mut tmp = [0u8; 4096];
-        let _ = s.read(&mut tmp).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-            .await
-            .unwrap();
-        s.write_all(b"9\r\ndata: 1\n\n\r\n").await.unwrap();
-        let _ = go_rx.await;
-        s.write_all(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n").await.unwrap();
-        let _ = s.read(&mut tmp).await;
-    });
-    let p = pool(port);
-    let mut r = p.send(&post(b"{}")).await.unwrap();
-    let first = r.body.chunk().await.unwrap().unwrap();
-    assert_eq!(&first[..], b"data: 1\n\n");
-    // Waiting for the next event: the buffer the first one was read into is
-    // let go (the `Bytes` handed out keeps its own share).
-    assert!(tokio::time::timeout(Duration::from_millis(50), r.body.chunk()).await.is_err());
-    assert_eq!(r.body.conn.as_ref().unwrap().buf.capacity(), 0);
-    assert_eq!(&first[..], b"data: 1\n\n");
-    go_tx.send(()).unwrap();
-    assert_eq!(read_all(&mut r.body).await.unwrap(), b"data: 2\n\n");
-    assert_eq!(p.idle_connections(), 1);
+    // At the least window (reads through the worker's scratch) and at a
+    // grown one (reads straight into a buffer of the window's size).
+    for window in [MIN_WINDOW, 4 * MIN_WINDOW] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut tmp = [0u8; 4096];
+            let _ = s.read(&mut tmp).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            s.write_all(b"9\r\ndata: 1\n\n\r\n").await.unwrap();
+            let _ = go_rx.await;
+            s.write_all(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n").await.unwrap();
+            let _ = s.read(&mut tmp).await;
+        });
+        let p = pool(port);
+        let mut r = p.send(&post(b"{}")).await.unwrap();
+        let first = r.body.chunk().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"data: 1\n\n");
+        r.body.conn.as_mut().unwrap().window = window;
+        // Waiting for the next event: the buffer the first one was read into is
+        // let go (the `Bytes` handed out keeps its own share).
+        assert!(tokio::time::timeout(Duration::from_millis(50), r.body.chunk()).await.is_err());
+        assert_eq!(r.body.conn.as_ref().unwrap().buf.capacity(), 0, "window {window}");
+        assert_eq!(&first[..], b"data: 1\n\n");
+        go_tx.send(()).unwrap();
+        assert_eq!(read_all(&mut r.body).await.unwrap(), b"data: 2\n\n");
+        assert_eq!(p.idle_connections(), 1);
+    }
 }
 
 /// A connected pair: our side as a pool's [`Conn`], the server's as a
