@@ -100,11 +100,8 @@ fn bench_cache(c: &mut Criterion) {
     for (label, stream) in [("json", false), ("sse_replay", true)] {
         g.bench_function(BenchmarkId::new("respond", label), |b| {
             b.iter(|| {
-                let rec = Record::new(
-                    Endpoint::Chat,
-                    sluice::request::ingress::RequestId::from_static("req_bench"),
-                    metrics.clone(),
-                );
+                let rec =
+                    Record::new(Endpoint::Chat, sluice::endpoint::RequestId::from_static("req_bench"), metrics.clone());
                 sluice::request::relay::stored(rec, a.clone(), stream, true)
             })
         });
@@ -119,11 +116,8 @@ fn bench_cache(c: &mut Criterion) {
             let k = key::compute(Endpoint::Chat, "gpt-4o-mini", black_box(&body), &headers, &[], true).unwrap();
             let e = snapshot.get(&k).map(|e| e.value().clone()).unwrap();
             e.touch(&clock);
-            let rec = Record::new(
-                Endpoint::Chat,
-                sluice::request::ingress::RequestId::from_static("req_bench"),
-                metrics.clone(),
-            );
+            let rec =
+                Record::new(Endpoint::Chat, sluice::endpoint::RequestId::from_static("req_bench"), metrics.clone());
             sluice::request::relay::stored(rec, e.answer.clone(), false, false)
         })
     });

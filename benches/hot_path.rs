@@ -984,7 +984,7 @@ fn bench_telemetry(c: &mut Criterion) {
     g.bench_function("baseline", |b| {
         b.iter(|| {
             let mut rec =
-                Record::new(Endpoint::Chat, sluice::request::ingress::RequestId::from_static("req_1"), metrics.clone());
+                Record::new(Endpoint::Chat, sluice::endpoint::RequestId::from_static("req_1"), metrics.clone());
             rec.set_model(0);
             rec.finish(RequestOutcome::Status(200), None, None);
         })
@@ -992,11 +992,8 @@ fn bench_telemetry(c: &mut Criterion) {
     for (name, observer) in &cases {
         g.bench_function(*name, |b| {
             b.iter(|| {
-                let mut rec = Record::new(
-                    Endpoint::Chat,
-                    sluice::request::ingress::RequestId::from_static("req_1"),
-                    metrics.clone(),
-                );
+                let mut rec =
+                    Record::new(Endpoint::Chat, sluice::endpoint::RequestId::from_static("req_1"), metrics.clone());
                 rec.observe(black_box(observer.as_ref()), &headers);
                 rec.set_key("team-a", None);
                 rec.set_request(&peek, &body);

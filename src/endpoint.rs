@@ -1,6 +1,8 @@
 //! `Endpoint`: which of the proxied operations a request is. Every layer
 //! needs to know it (the body peek, the providers, the cache key, metrics),
-//! so it sits at the bottom with no dependency of its own.
+//! so it sits at the bottom with no dependency of its own. So does the
+//! request's `RequestId`, which the upstream call and the cache's shared
+//! calls carry too (`request::ingress` makes them).
 
 /// The operations Sluice proxies: OpenAI's chat, legacy completions,
 /// embeddings and Responses API; Anthropic's Messages (the `/v1/messages`
@@ -296,5 +298,47 @@ mod tests {
         for (i, e) in Endpoint::ALL.iter().enumerate() {
             assert_eq!(e.index(), i, "{e:?}");
         }
+    }
+}
+
+/// A request's id: visible ASCII, held once and shared. The record, the
+/// answer's `x-request-id` and the upstream request's take it without a
+/// copy (it was copied into a new allocation four times per request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(bytes::Bytes);
+
+impl RequestId {
+    /// The id in `id` (`request::ingress` makes them): visible ASCII is the
+    /// caller's to give.
+    pub fn from_bytes(id: bytes::Bytes) -> RequestId {
+        RequestId(id)
+    }
+
+    /// A fixed id (benches, tests): visible ASCII is the caller's to give.
+    pub const fn from_static(id: &'static str) -> RequestId {
+        RequestId(bytes::Bytes::from_static(id.as_bytes()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Visible ASCII by construction.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The id's bytes, shared: for a header value of either `http` version.
+    pub fn bytes(&self) -> bytes::Bytes {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

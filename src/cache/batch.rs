@@ -206,7 +206,7 @@ struct Job {
     group: String,
     model: usize,
     headers: HeaderMap,
-    request_id: crate::request::ingress::RequestId,
+    request_id: crate::endpoint::RequestId,
     /// `encoding_format` and `dimensions`, as every member wrote them.
     params: Vec<(String, String)>,
     model_name: String,

@@ -48,7 +48,7 @@ pub(super) struct Lead {
     /// The key in the second tier (its seed is the replicas').
     pub tier2_key: Option<CacheKey>,
     pub ttl: Duration,
-    pub request_id: crate::request::ingress::RequestId,
+    pub request_id: crate::endpoint::RequestId,
     /// The leading request's telemetry: the upstream call is its attempts.
     pub obs: Option<std::rc::Rc<crate::observe::RequestObs>>,
     pub flight: Arc<Flight>,

@@ -82,7 +82,7 @@ pub async fn lookup(
     peek: &Peek,
     endpoint: Endpoint,
     model: usize,
-    request_id: &crate::request::ingress::RequestId,
+    request_id: &crate::endpoint::RequestId,
     charge: &mut Charge,
     obs: Option<&Rc<RequestObs>>,
 ) -> Lookup {

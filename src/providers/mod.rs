@@ -104,7 +104,7 @@ pub struct Call<'a> {
     /// The client's query string (`beta=true`), passed on where the
     /// deployment speaks the client's protocol.
     pub client_query: &'a str,
-    pub request_id: &'a crate::request::ingress::RequestId,
+    pub request_id: &'a crate::endpoint::RequestId,
     /// This attempt's waits: the provider's, overridden per model.
     pub timeouts: Timeouts,
     /// The deployment's model takes reasoning settings (`reasoning = true`

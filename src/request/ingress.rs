@@ -6,6 +6,7 @@ use actix_web::http::header::{HeaderMap, HeaderName};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use crate::endpoint::RequestId;
 use crate::error::GatewayError;
 
 /// Longest client-supplied `x-request-id` that is echoed; longer ones are replaced.
@@ -13,42 +14,6 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// A constant name: `get("x-request-id")` would parse and copy it per request.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A request's id: visible ASCII, held once and shared. The record, the
-/// answer's `x-request-id` and the upstream request's take it without a
-/// copy (it was copied into a new allocation four times per request).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestId(Bytes);
-
-impl RequestId {
-    /// A fixed id (benches, tests): visible ASCII is the caller's to give.
-    pub const fn from_static(id: &'static str) -> RequestId {
-        RequestId(Bytes::from_static(id.as_bytes()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Visible ASCII by construction.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// The id's bytes, shared: for a header value of either `http` version.
-    pub fn bytes(&self) -> Bytes {
-        self.0.clone()
-    }
-}
-
-impl std::ops::Deref for RequestId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The client's `x-request-id` if it is sane, else a fresh one.
 pub fn request_id(headers: &HeaderMap) -> RequestId {
@@ -58,7 +23,7 @@ pub fn request_id(headers: &HeaderMap) -> RequestId {
         && s.len() <= MAX_REQUEST_ID
         && s.bytes().all(|b| b.is_ascii_graphic())
     {
-        return RequestId(Bytes::copy_from_slice(s.as_bytes()));
+        return RequestId::from_bytes(Bytes::copy_from_slice(s.as_bytes()));
     }
     new_request_id()
 }
@@ -76,7 +41,7 @@ pub fn new_request_id() -> RequestId {
         pair[1] = HEX[usize::from(byte & 0xf)];
     }
     // One allocation that holds the bytes and the count of their sharers.
-    RequestId(Bytes::from_owner(id))
+    RequestId::from_bytes(Bytes::from_owner(id))
 }
 
 /// Read the whole body, refusing it with 413 as soon as it passes `limit`

@@ -13,10 +13,10 @@ use actix_web::http::header::HeaderMap;
 
 use crate::config::Price;
 use crate::endpoint::Endpoint;
+use crate::endpoint::RequestId;
 use crate::metrics::MetricsTable;
 use crate::metrics::RequestOutcome;
 use crate::observe::{End, Meeting, RequestObs, Telemetry};
-use crate::request::ingress::RequestId;
 use crate::upstream::charge::Charge;
 pub use crate::upstream::charge::Spending;
 use crate::usage::Usage;
