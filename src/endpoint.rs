@@ -311,6 +311,7 @@ impl RequestId {
     /// The id in `id` (`request::ingress` makes them): visible ASCII is the
     /// caller's to give.
     pub fn from_bytes(id: bytes::Bytes) -> RequestId {
+        debug_assert!(id.iter().all(u8::is_ascii_graphic), "a request id is visible ASCII");
         RequestId(id)
     }
 
@@ -322,6 +323,11 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         // Visible ASCII by construction.
         std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The id's bytes: visible ASCII, fit to write in a head as they are.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// The id's bytes, shared: for a header value of either `http` version.

@@ -201,7 +201,15 @@ async fn both_ingresses_answer_alike_on_one_keep_alive_connection() {
         assert_eq!(f.chunked, a.chunked, "answer {i}: the same framing");
         assert!(f.header("date").is_some(), "answer {i}");
     }
-    assert_eq!(f[0].header("x-request-id"), Some("first"));
+    // The gateway's own headers (relay::Stamp): written into the head by
+    // the fast ingress, put in actix's map by the other.
+    for answers in [&f, &a] {
+        assert_eq!(answers[0].header("x-request-id"), Some("first"));
+        for (i, x) in answers.iter().enumerate().filter(|(i, _)| *i != 2) {
+            assert_eq!(x.header("x-sluice-deployment"), Some("up/mock-model"), "answer {i}");
+            assert!(x.header("server-timing").is_some_and(|t| t.starts_with("gateway;dur=")), "answer {i}");
+        }
+    }
     assert_eq!(json(&f[0])["object"], "chat.completion");
     assert_eq!(json(&f[0])["choices"], json(&a[0])["choices"]);
     // The stream: the same events, then [DONE].

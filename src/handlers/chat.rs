@@ -8,5 +8,5 @@ use crate::gateway::WorkerState;
 use crate::request;
 
 pub async fn chat(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Chat).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Chat).await.into_response()
 }

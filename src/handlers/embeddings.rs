@@ -8,5 +8,5 @@ use crate::gateway::WorkerState;
 use crate::request;
 
 pub async fn embeddings(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Embeddings).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Embeddings).await.into_response()
 }

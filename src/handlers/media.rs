@@ -13,21 +13,21 @@ use crate::gateway::WorkerState;
 use crate::request;
 
 pub async fn images(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Images).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Images).await.into_response()
 }
 
 pub async fn moderations(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Moderations).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Moderations).await.into_response()
 }
 
 pub async fn transcriptions(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Transcriptions).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Transcriptions).await.into_response()
 }
 
 pub async fn translations(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Translations).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Translations).await.into_response()
 }
 
 pub async fn speech(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Speech).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Speech).await.into_response()
 }

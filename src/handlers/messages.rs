@@ -11,11 +11,11 @@ use crate::gateway::WorkerState;
 use crate::request;
 
 pub async fn messages(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Messages).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Messages).await.into_response()
 }
 
 /// `POST /v1/messages/count_tokens`: passed through to a deployment that
 /// counts (Anthropic), estimated with the tokenizer for any other.
 pub async fn count_tokens(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::CountTokens).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::CountTokens).await.into_response()
 }

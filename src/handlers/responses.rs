@@ -13,11 +13,11 @@ use crate::gateway::WorkerState;
 use crate::request;
 
 pub async fn create(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Responses).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::Responses).await.into_response()
 }
 
 pub async fn input_tokens(state: WorkerState, req: HttpRequest, payload: Payload) -> HttpResponse {
-    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::InputTokens).await
+    request::run(&state, request::Head::of(&req), payload.into_inner(), Endpoint::InputTokens).await.into_response()
 }
 
 /// `GET /v1/responses/{id}`: the stored Response.

@@ -41,7 +41,6 @@ pub mod resources;
 pub mod template;
 pub mod upload;
 
-use actix_web::HttpResponse;
 use actix_web::dev::Payload;
 use bytes::Bytes;
 use sluice_actors::response_cache::StoredAnswer;
@@ -61,10 +60,11 @@ use crate::providers::{Call, Timeouts};
 use crate::upstream::{Fetched, FetchedBody, UpstreamStream, capability};
 use crate::usage::Usage;
 use record::Record;
+pub use relay::Reply;
 use relay::{FlightSpec, StreamSpec};
 
 /// Run one proxied request through every step.
-pub async fn run(state: &WorkerState, req: Head<'_>, payload: Payload, endpoint: Endpoint) -> HttpResponse {
+pub async fn run(state: &WorkerState, req: Head<'_>, payload: Payload, endpoint: Endpoint) -> Reply {
     let activity = &state.upstream.activity;
     // Counted while it waits for its answer: a worker holding many such
     // requests does not spin (src/busy_poll.rs).
@@ -85,7 +85,7 @@ pub async fn run(state: &WorkerState, req: Head<'_>, payload: Payload, endpoint:
             (relay::stored(rec, answer, stream, include_usage), Next::Client)
         }
         Ok(ClientReply::Flight { sub, spec }) => (relay::flight(rec, sub, spec), Next::Upstream),
-        Err(e) => (relay::error(rec, &e), Next::Client),
+        Err(e) => (Reply::response(relay::error(rec, &e)), Next::Client),
     };
     drop(waiting);
     activity.touch(next);

@@ -23,7 +23,7 @@ use super::record::Record;
 use crate::cache::answer;
 use crate::cache::flight::{Next, Subscriber};
 use crate::config::Price;
-use crate::endpoint::ClientProtocol;
+use crate::endpoint::{ClientProtocol, RequestId};
 use crate::error::GatewayError;
 use crate::metrics::RequestOutcome;
 use crate::upstream::UpstreamStream;
@@ -33,41 +33,152 @@ const X_SLUICE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-sluice-deploy
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const X_SLUICE_FALLBACK: HeaderName = HeaderName::from_static("x-sluice-fallback");
 const X_SLUICE_CACHE: HeaderName = HeaderName::from_static("x-sluice-cache");
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// Common response headers, as ready-made names and values (parsing
-/// `(&str, &str)` pairs showed up in the profile).
-pub(super) fn head(rec: &mut Record, status: actix_web::http::StatusCode) -> actix_web::HttpResponseBuilder {
-    let timing = rec.head_sent();
-    let mut b = HttpResponse::build(status);
-    if let Ok(v) = HeaderValue::from_maybe_shared(rec.request_id.bytes()) {
-        b.insert_header((X_REQUEST_ID, v));
-    }
-    if let Some(v) = rec.deployment_header() {
-        b.insert_header((X_SLUICE_DEPLOYMENT, v));
-    }
-    if let Ok(v) = HeaderValue::try_from(timing) {
-        b.insert_header((SERVER_TIMING, v));
-    }
-    if let Some(g) = &rec.charge.limits {
-        for (name, value) in crate::error::rate_limit::headers(&g.headroom()) {
-            b.insert_header((name, value));
+/// What the gateway adds to every answer's head: the request id, the
+/// deployment that served, `server-timing`, the rate limits' headroom and
+/// the cache's verdict. Kept beside the answer rather than in actix's
+/// header map: the fast ingress writes these lines straight into the head
+/// it sends (the map's inserts, its head and the map read back out were
+/// ~2.5k instructions per request; docs/performance.md, eleventh
+/// session), and [`Reply::into_response`] puts them in the map for the
+/// other routes.
+pub struct Stamp {
+    request_id: RequestId,
+    deployment: Option<HeaderValue>,
+    timing: String,
+    limits: Vec<(&'static str, String)>,
+    cache: Option<&'static str>,
+}
+
+impl Stamp {
+    /// The head lines, `name: value\r\n` each. Every value is visible
+    /// ASCII by construction (the request id is checked where it is made,
+    /// the deployment's is a `HeaderValue`, the rest are Sluice's).
+    pub fn write(&self, w: &mut Vec<u8>) {
+        line(w, b"x-request-id", self.request_id.as_bytes());
+        if let Some(d) = &self.deployment {
+            line(w, b"x-sluice-deployment", d.as_bytes());
+        }
+        line(w, b"server-timing", self.timing.as_bytes());
+        for (name, value) in &self.limits {
+            line(w, name.as_bytes(), value.as_bytes());
+        }
+        if let Some(c) = self.cache {
+            line(w, b"x-sluice-cache", c.as_bytes());
         }
     }
-    if let Some(c) = rec.cache {
-        b.insert_header((X_SLUICE_CACHE, HeaderValue::from_static(c)));
+
+    /// The same headers, each given to `insert` (actix's map or builder:
+    /// a name already there is replaced).
+    fn apply(self, mut insert: impl FnMut(HeaderName, HeaderValue)) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(self.request_id.bytes()) {
+            insert(X_REQUEST_ID, v);
+        }
+        if let Some(v) = self.deployment {
+            insert(X_SLUICE_DEPLOYMENT, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(self.timing) {
+            insert(SERVER_TIMING, v);
+        }
+        for (name, value) in self.limits {
+            if let Ok(v) = HeaderValue::try_from(value) {
+                insert(HeaderName::from_static(name), v);
+            }
+        }
+        if let Some(c) = self.cache {
+            insert(X_SLUICE_CACHE, HeaderValue::from_static(c));
+        }
     }
+}
+
+fn line(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    w.extend_from_slice(name);
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value);
+    w.extend_from_slice(b"\r\n");
+}
+
+/// An answer on its way out, with its [`Stamp`] not yet in a header map.
+pub struct Reply {
+    pub answer: Answer,
+    pub stamp: Option<Stamp>,
+}
+
+pub enum Answer {
+    /// 200 with a whole body of this media type (the common non-stream
+    /// answer): no actix response head is made for it on the fast ingress.
+    Whole { media_type: HeaderValue, body: Bytes },
+    /// Anything else, as actix's response (its headers never the stamp's).
+    Response(HttpResponse),
+}
+
+impl Reply {
+    fn stamped(rec: &mut Record, answer: Answer) -> Reply {
+        Reply { answer, stamp: Some(stamp(rec)) }
+    }
+
+    /// A response whose head is complete already.
+    pub fn response(resp: HttpResponse) -> Reply {
+        Reply { answer: Answer::Response(resp), stamp: None }
+    }
+
+    /// As actix's response, the stamp's headers in its map.
+    pub fn into_response(self) -> HttpResponse {
+        let mut resp = match self.answer {
+            Answer::Whole { media_type, body } => {
+                let mut r = HttpResponse::with_body(StatusCode::OK, body).map_into_boxed_body();
+                r.headers_mut().insert(CONTENT_TYPE, media_type);
+                r
+            }
+            Answer::Response(r) => r,
+        };
+        if let Some(s) = self.stamp {
+            let h = resp.headers_mut();
+            s.apply(|name, value| {
+                h.insert(name, value);
+            });
+        }
+        resp
+    }
+}
+
+/// The gateway's head lines for this answer; marks the head as sent.
+fn stamp(rec: &mut Record) -> Stamp {
+    let timing = rec.head_sent();
+    Stamp {
+        request_id: rec.request_id.clone(),
+        deployment: rec.deployment_header(),
+        timing,
+        limits: rec
+            .charge
+            .limits
+            .as_ref()
+            .map(|g| crate::error::rate_limit::headers(&g.headroom()))
+            .unwrap_or_default(),
+        cache: rec.cache,
+    }
+}
+
+/// A response builder with the stamp's headers in it already (errors, and
+/// the resource routes, which answer through actix only).
+pub(super) fn head(rec: &mut Record, status: StatusCode) -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::build(status);
+    stamp(rec).apply(|name, value| {
+        b.insert_header((name, value));
+    });
     b
 }
 
-pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> HttpResponse {
+pub fn complete(mut rec: Record, body: Bytes, usage: Option<Usage>, price: Option<Price>) -> Reply {
     if let Some(o) = &rec.obs {
         o.note_answer(&body);
     }
     let media_type = rec.media_type.map_or(JSON, HeaderValue::from_static);
-    let resp = head(&mut rec, StatusCode::OK).insert_header((CONTENT_TYPE, media_type)).body(body);
+    let reply = Reply::stamped(&mut rec, Answer::Whole { media_type, body });
     rec.finish(RequestOutcome::Status(200), usage, price);
-    resp
+    reply
 }
 
 /// The media type of `/v1/audio/speech`'s answer: the one OpenAI sends
@@ -97,8 +208,9 @@ pub fn speech_media_type(body: &[u8]) -> Result<&'static str, GatewayError> {
 }
 
 /// A model's template answer, marked as such.
-pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
-    let mut b = head(&mut rec, StatusCode::OK);
+pub fn template(mut rec: Record, body: Bytes, stream: bool) -> Reply {
+    let stamp = stamp(&mut rec);
+    let mut b = HttpResponse::build(StatusCode::OK);
     b.insert_header((X_SLUICE_FALLBACK, HeaderValue::from_static("template")));
     let resp = if stream {
         b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
@@ -108,9 +220,11 @@ pub fn template(mut rec: Record, body: Bytes, stream: bool) -> HttpResponse {
         b.insert_header((CONTENT_TYPE, JSON)).body(body)
     };
     rec.finish(RequestOutcome::Status(200), None, None);
-    resp
+    Reply { answer: Answer::Response(resp), stamp: Some(stamp) }
 }
 
+/// The error's answer. Its head is made whole here: an error's own headers
+/// (a 429's limits, `retry-after`) replace the stamp's of the same name.
 pub fn error(mut rec: Record, e: &GatewayError) -> HttpResponse {
     rec.error = Some(e.code());
     let status = e.status();
@@ -135,19 +249,26 @@ pub struct StreamSpec {
     pub save: Option<Box<Save>>,
 }
 
-pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSpec) -> HttpResponse {
+pub fn stream(mut rec: Record, mut upstream: Box<UpstreamStream>, spec: StreamSpec) -> Reply {
     if !spec.client_wants_usage {
         upstream.hide_usage_chunk();
     }
     // The stream settles the request's charge — also if it is dropped
     // because the client left mid-stream (see `UpstreamStream::bill`).
     upstream.bill(rec.charge.take(), rec.served_model(), spec.price);
-    head(&mut rec, StatusCode::OK)
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"))
+    let stamp = stamp(&mut rec);
+    let resp = event_stream().streaming(Relay { rec, upstream, spec, saving: None, done: false });
+    Reply { answer: Answer::Response(resp), stamp: Some(stamp) }
+}
+
+/// The head of a live event stream.
+fn event_stream() -> actix_web::HttpResponseBuilder {
+    let mut b = HttpResponse::build(StatusCode::OK);
+    b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         // Ask reverse proxies in front (nginx) not to buffer the stream.
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(Relay { rec, upstream, spec, saving: None, done: false })
+        .insert_header((X_ACCEL_BUFFERING, HeaderValue::from_static("no")));
+    b
 }
 
 /// The final run of a Responses stream, held while its conversation is stored.
@@ -257,19 +378,22 @@ impl Stream for Relay {
 /// A stored (or shared, already complete) answer, in the shape asked for.
 /// No upstream tokens were spent for this request (or, for a shared call's
 /// leader, its call settles them): none are recorded here.
-pub fn stored(mut rec: Record, answer: StoredAnswer, stream: bool, include_usage: bool) -> HttpResponse {
-    let mut b = head(&mut rec, StatusCode::OK);
-    let resp = if stream {
-        b.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+pub fn stored(mut rec: Record, answer: StoredAnswer, stream: bool, include_usage: bool) -> Reply {
+    let stamp = stamp(&mut rec);
+    let reply = if stream {
+        let mut b = HttpResponse::build(StatusCode::OK);
+        let resp = b
+            .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
             .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")))
             .streaming(futures_util::stream::iter(
                 answer::replay(&answer, include_usage).into_iter().filter(|b| !b.is_empty()).map(Ok::<_, Infallible>),
-            ))
+            ));
+        Answer::Response(resp)
     } else {
-        b.insert_header((CONTENT_TYPE, JSON)).body(answer.body)
+        Answer::Whole { media_type: JSON, body: answer.body }
     };
     rec.finish(RequestOutcome::Status(200), None, None);
-    resp
+    Reply { answer: reply, stamp: Some(stamp) }
 }
 
 /// What the relay of a shared stream needs besides its flight.
@@ -280,12 +404,10 @@ pub struct FlightSpec {
 
 /// A live stream shared through a flight. Its tokens are charged by the
 /// flight's call (to the request that led it), never here.
-pub fn flight(mut rec: Record, sub: Subscriber, spec: FlightSpec) -> HttpResponse {
-    head(&mut rec, StatusCode::OK)
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(FlightRelay { rec, sub, spec, done: false })
+pub fn flight(mut rec: Record, sub: Subscriber, spec: FlightSpec) -> Reply {
+    let stamp = stamp(&mut rec);
+    let resp = event_stream().streaming(FlightRelay { rec, sub, spec, done: false });
+    Reply { answer: Answer::Response(resp), stamp: Some(stamp) }
 }
 
 /// One subscriber's view of a shared stream. Dropping it (the client went

@@ -40,7 +40,7 @@ use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -49,6 +49,7 @@ use tokio::time::Instant;
 
 use crate::endpoint::Endpoint;
 use crate::gateway::Worker;
+use crate::request::relay::{Answer, Reply};
 use crate::request::{self, Head};
 
 /// The largest request head this loop reads; a larger one is actix-http's
@@ -525,43 +526,49 @@ fn serve_one<S>(conn: &Rc<Conn>, fast: &Fast<S>, p: Parsed) -> impl Future<Outpu
             }
             payload
         };
-        let resp = {
-            // Moved into this block: the head and its header map are let
-            // go when the request's future ends, before the answer is written.
-            let p = p;
-            let query = std::str::from_utf8(&p.head[p.query.clone()]).unwrap_or("");
-            let head = Head { headers: &p.headers, query };
-            let mut run = pin!(request::run(&state, head, payload, p.endpoint));
-            poll_fn(|cx| {
-                if let Poll::Ready(r) = run.as_mut().poll(cx) {
-                    return Poll::Ready(Some(r));
+        // The reply becomes the head's bytes in this block, before the
+        // answer's first wait: the reply's own storage is then no part of
+        // this future.
+        let (sending, close) = {
+            let resp = {
+                // Moved into this block: the head and its header map are let
+                // go when the request's future ends, before the answer is written.
+                let p = p;
+                let query = std::str::from_utf8(&p.head[p.query.clone()]).unwrap_or("");
+                let head = Head { headers: &p.headers, query };
+                let mut run = pin!(request::run(&state, head, payload, p.endpoint));
+                poll_fn(|cx| {
+                    if let Poll::Ready(r) = run.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r));
+                    }
+                    if conn.poll_gone(cx) {
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            let Some(resp) = resp else { return After::Gone };
+            // A body the request did not read (an error answered first): skipped
+            // when it is all here, else the connection closes after the answer.
+            let left = conn.body_left.replace(0);
+            let mut close = fast.keep_alive.is_none() || conn.eof.get();
+            if left > 0 {
+                let mut buf = conn.rbuf.borrow_mut();
+                if buf.len() as u64 >= left {
+                    let _ = buf.split_to(left as usize);
+                } else {
+                    buf.clear();
+                    close = true;
                 }
-                if conn.poll_gone(cx) {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            })
-            .await
-        };
-        let Some(resp) = resp else { return After::Gone };
-        // A body the request did not read (an error answered first): skipped
-        // when it is all here, else the connection closes after the answer.
-        let left = conn.body_left.replace(0);
-        let mut close = fast.keep_alive.is_none() || conn.eof.get();
-        if left > 0 {
-            let mut buf = conn.rbuf.borrow_mut();
-            if buf.len() as u64 >= left {
-                let _ = buf.split_to(left as usize);
-            } else {
-                buf.clear();
+            }
+            // Shutting down: this answer is the connection's last.
+            if state.gateway.is_shutting_down() {
                 close = true;
             }
-        }
-        // Shutting down: this answer is the connection's last.
-        if state.gateway.is_shutting_down() {
-            close = true;
-        }
-        match respond(conn, resp, close).await {
+            (respond(conn, resp, close), close)
+        };
+        match sending.await {
             Ok(()) if close => After::Close,
             Ok(()) => After::KeepAlive,
             Err(()) => After::Gone,
@@ -610,11 +617,69 @@ impl Stream for Body {
 
 /// Write the answer: its head, then its body whole (`content-length`) or as
 /// HTTP chunks as it comes (a stream), watching for the client's leaving.
-async fn respond(conn: &Conn, resp: HttpResponse, close: bool) -> Result<(), ()> {
+///
+/// The head is made before the future is: neither the reply (its stamp,
+/// actix's response head) nor a copy of it is part of the future, which
+/// every connection holds (`the_connection_future_fits_in_a_kib_and_a_half`).
+fn respond(conn: &Conn, reply: Reply, close: bool) -> impl Future<Output = Result<(), ()>> + '_ {
+    let (mut w, rest) = head_of(reply, close);
+    async move {
+        match rest {
+            Rest::Nothing => write_all(&conn.io, &w).await.map_err(drop),
+            Rest::Whole(b) if b.len() <= COPY_BODY_UP_TO => {
+                w.extend_from_slice(&b);
+                drop(b);
+                write_all(&conn.io, &w).await.map_err(drop)
+            }
+            Rest::Whole(b) => write_two(&conn.io, &w, &b).await.map_err(drop),
+            Rest::Body(body, chunked) => {
+                if !chunked {
+                    write_all(&conn.io, &w).await.map_err(drop)?;
+                    w.clear();
+                }
+                relay_body(conn, body, w, chunked).await
+            }
+        }
+    }
+}
+
+/// What follows the head.
+enum Rest {
+    Nothing,
+    /// A whole body (`content-length` is in the head).
+    Whole(Bytes),
+    /// A body that comes as it comes: of a known length (in the head), or
+    /// as HTTP chunks (`true`).
+    Body(BoxBody, bool),
+}
+
+/// The answer's head, and what is left to send after it.
+fn head_of(reply: Reply, close: bool) -> (Vec<u8>, Rest) {
+    let mut w = Vec::with_capacity(512);
+    let resp = match reply.answer {
+        // The common answer: its head written from the stamp, no actix
+        // response made.
+        Answer::Whole { media_type, body } => {
+            w.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            if let Some(s) = &reply.stamp {
+                s.write(&mut w);
+            }
+            w.extend_from_slice(b"content-type: ");
+            w.extend_from_slice(media_type.as_bytes());
+            w.extend_from_slice(b"\r\n");
+            finish_head(&mut w, close);
+            length_line(&mut w, body.len() as u64);
+            return (w, Rest::Whole(body));
+        }
+        Answer::Response(resp) => resp,
+    };
     let (res, body) = resp.into_parts();
     let status = res.status();
-    let mut w = Vec::with_capacity(512);
-    write_head(&mut w, status, res.headers(), close);
+    write_head(&mut w, status, res.headers());
+    if let Some(s) = &reply.stamp {
+        s.write(&mut w);
+    }
+    finish_head(&mut w, close);
     let no_body = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     match body.size() {
         BodySize::None | BodySize::Sized(0) => {
@@ -622,34 +687,25 @@ async fn respond(conn: &Conn, resp: HttpResponse, close: bool) -> Result<(), ()>
                 w.extend_from_slice(b"content-length: 0\r\n");
             }
             w.extend_from_slice(b"\r\n");
-            write_all(&conn.io, &w).await.map_err(drop)
+            (w, Rest::Nothing)
         }
         BodySize::Sized(n) => {
             length_line(&mut w, n);
             match body.try_into_bytes() {
-                Ok(b) if b.len() <= COPY_BODY_UP_TO => {
-                    w.extend_from_slice(&b);
-                    write_all(&conn.io, &w).await.map_err(drop)
-                }
-                Ok(b) => write_two(&conn.io, &w, &b).await.map_err(drop),
-                Err(body) => {
-                    write_all(&conn.io, &w).await.map_err(drop)?;
-                    w.clear();
-                    relay_body(conn, body, w, false).await
-                }
+                Ok(b) => (w, Rest::Whole(b)),
+                Err(body) => (w, Rest::Body(body, false)),
             }
         }
         BodySize::Stream => {
             w.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-            relay_body(conn, body, w, true).await
+            (w, Rest::Body(body, true))
         }
     }
 }
 
-/// The status line, the answer's own headers, `date`, and `connection:
-/// close` when this answer is the connection's last. The framing headers
-/// are this loop's to write, never the handler's.
-fn write_head(w: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, close: bool) {
+/// The status line and the answer's own headers. The framing headers are
+/// this loop's to write, never the handler's.
+fn write_head(w: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap) {
     w.extend_from_slice(b"HTTP/1.1 ");
     w.extend_from_slice(status.as_str().as_bytes());
     w.push(b' ');
@@ -668,6 +724,10 @@ fn write_head(w: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, close: b
         w.extend_from_slice(value.as_bytes());
         w.extend_from_slice(b"\r\n");
     }
+}
+
+/// `date`, and `connection: close` when this answer is the connection's last.
+fn finish_head(w: &mut Vec<u8>, close: bool) {
     date(w);
     if close {
         w.extend_from_slice(b"connection: close\r\n");
@@ -1024,7 +1084,8 @@ mod tests {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
         let mut w = Vec::new();
-        write_head(&mut w, StatusCode::OK, &h, true);
+        write_head(&mut w, StatusCode::OK, &h);
+        finish_head(&mut w, true);
         length_line(&mut w, 2);
         let text = String::from_utf8(w).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ndate: "), "{text}");
