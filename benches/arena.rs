@@ -44,18 +44,18 @@ thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { mimalloc::MiMalloc.alloc(l) }
+        unsafe { sluice::alloc::Mimalloc.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+        unsafe { sluice::alloc::Mimalloc.dealloc(p, l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { mimalloc::MiMalloc.alloc_zeroed(l) }
+        unsafe { sluice::alloc::Mimalloc.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         ALLOCS.with(|c| c.set(c.get() + 1));
-        unsafe { mimalloc::MiMalloc.realloc(p, l, n) }
+        unsafe { sluice::alloc::Mimalloc.realloc(p, l, n) }
     }
 }
 

@@ -21,7 +21,7 @@
 /// The gateway binary's allocator (src/main.rs), so heap-versus-arena and
 /// every other allocation-heavy number here is the one the gateway sees.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: sluice::alloc::Mimalloc = sluice::alloc::Mimalloc;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -12,6 +12,7 @@
 //! The seam for tests and `main.rs` is [`server::run`]: a bound listener, a
 //! validated [`config::Config`] and a shutdown signal.
 
+pub mod alloc;
 pub mod auth;
 pub mod busy_poll;
 pub mod cache;

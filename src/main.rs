@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-/// mimalloc (v3, the crate's default) instead of glibc's malloc: the request
+/// mimalloc (v3, libmimalloc-sys's default) instead of glibc's malloc: the request
 /// path allocates many small, short-lived buffers, and glibc's
 /// free/consolidate showed up at ~10% of the gateway's CPU under load. Sluice
 /// CPU per non-stream request at c=64, `busy_poll_us = 0`, medians of six
@@ -20,9 +20,10 @@ use clap::error::ErrorKind;
 /// in CPU per request (the gateway's heap is small). jemalloc and mimalloc
 /// v2 hold 10,000 streams in the same memory but cost more CPU; glibc keeps
 /// growing across open/close cycles (fragmentation). docs/performance.md ("Memory")
-/// has every number.
+/// has every number. Called through its C API by `sluice::alloc`, which
+/// asks for plain blocks where the `mimalloc` crate asked for aligned ones.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: sluice::alloc::Mimalloc = sluice::alloc::Mimalloc;
 use sluice::cli::{CheckArgs, Cli, Command, HealthArgs, MockArgs, ServeArgs};
 use sluice::config::{Config, ProcessEnv};
 
