@@ -57,16 +57,16 @@ impl Stamp {
     /// ASCII by construction (the request id is checked where it is made,
     /// the deployment's is a `HeaderValue`, the rest are Sluice's).
     pub fn write(&self, w: &mut Vec<u8>) {
-        line(w, b"x-request-id", self.request_id.as_bytes());
+        line(w, X_REQUEST_ID.as_str(), self.request_id.as_bytes());
         if let Some(d) = &self.deployment {
-            line(w, b"x-sluice-deployment", d.as_bytes());
+            line(w, X_SLUICE_DEPLOYMENT.as_str(), d.as_bytes());
         }
-        line(w, b"server-timing", self.timing.as_bytes());
+        line(w, SERVER_TIMING.as_str(), self.timing.as_bytes());
         for (name, value) in &self.limits {
-            line(w, name.as_bytes(), value.as_bytes());
+            line(w, name, value.as_bytes());
         }
         if let Some(c) = self.cache {
-            line(w, b"x-sluice-cache", c.as_bytes());
+            line(w, X_SLUICE_CACHE.as_str(), c.as_bytes());
         }
     }
 
@@ -93,8 +93,10 @@ impl Stamp {
     }
 }
 
-fn line(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    w.extend_from_slice(name);
+/// One head line, `name: value\r\n` (the fast ingress writes its heads
+/// with it too).
+pub fn line(w: &mut Vec<u8>, name: &str, value: &[u8]) {
+    w.extend_from_slice(name.as_bytes());
     w.extend_from_slice(b": ");
     w.extend_from_slice(value);
     w.extend_from_slice(b"\r\n");

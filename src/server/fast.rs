@@ -49,7 +49,7 @@ use tokio::time::Instant;
 
 use crate::endpoint::Endpoint;
 use crate::gateway::Worker;
-use crate::request::relay::{Answer, Reply};
+use crate::request::relay::{Answer, Reply, line};
 use crate::request::{self, Head};
 
 /// The largest request head this loop reads; a larger one is actix-http's
@@ -660,13 +660,11 @@ fn head_of(reply: Reply, close: bool) -> (Vec<u8>, Rest) {
         // The common answer: its head written from the stamp, no actix
         // response made.
         Answer::Whole { media_type, body } => {
-            w.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            status_line(&mut w, StatusCode::OK);
             if let Some(s) = &reply.stamp {
                 s.write(&mut w);
             }
-            w.extend_from_slice(b"content-type: ");
-            w.extend_from_slice(media_type.as_bytes());
-            w.extend_from_slice(b"\r\n");
+            line(&mut w, header::CONTENT_TYPE.as_str(), media_type.as_bytes());
             finish_head(&mut w, close);
             length_line(&mut w, body.len() as u64);
             return (w, Rest::Whole(body));
@@ -706,11 +704,7 @@ fn head_of(reply: Reply, close: bool) -> (Vec<u8>, Rest) {
 /// The status line and the answer's own headers. The framing headers are
 /// this loop's to write, never the handler's.
 fn write_head(w: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap) {
-    w.extend_from_slice(b"HTTP/1.1 ");
-    w.extend_from_slice(status.as_str().as_bytes());
-    w.push(b' ');
-    w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    w.extend_from_slice(b"\r\n");
+    status_line(w, status);
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
@@ -719,11 +713,16 @@ fn write_head(w: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap) {
         {
             continue;
         }
-        w.extend_from_slice(name.as_str().as_bytes());
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(value.as_bytes());
-        w.extend_from_slice(b"\r\n");
+        line(w, name.as_str(), value.as_bytes());
     }
+}
+
+fn status_line(w: &mut Vec<u8>, status: StatusCode) {
+    w.extend_from_slice(b"HTTP/1.1 ");
+    w.extend_from_slice(status.as_str().as_bytes());
+    w.push(b' ');
+    w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    w.extend_from_slice(b"\r\n");
 }
 
 /// `date`, and `connection: close` when this answer is the connection's last.
@@ -752,9 +751,7 @@ fn date(w: &mut Vec<u8>) {
             *at = secs;
             *text = httpdate::fmt_http_date(now);
         }
-        w.extend_from_slice(b"date: ");
-        w.extend_from_slice(text.as_bytes());
-        w.extend_from_slice(b"\r\n");
+        line(w, header::DATE.as_str(), text.as_bytes());
     });
 }
 
