@@ -94,7 +94,11 @@ impl Stamp {
 }
 
 /// One head line, `name: value\r\n` (the fast ingress writes its heads
-/// with it too).
+/// with it too). Inlined: with a constant name its copies are stores, where
+/// a call made them `memcpy`s (callgrind, against the build before this
+/// helper: 41,524 vs 41,165 instructions per request as a call, 41,391 vs
+/// 41,347 inlined).
+#[inline(always)]
 pub fn line(w: &mut Vec<u8>, name: &str, value: &[u8]) {
     w.extend_from_slice(name.as_bytes());
     w.extend_from_slice(b": ");
