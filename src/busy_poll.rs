@@ -37,6 +37,16 @@
 //! their upstream's answer: c=1, and moderate rates, where each wake-up's
 //! latency lands on one request.
 //!
+//! Nor, at a moderate rate, does spinning for a fast upstream pay in CPU.
+//! The worker sleeps through the long wait for the client's next request
+//! anyway, so a spin for the upstream's answer saves one wake-up of two and
+//! costs its whole wait: at 2,000 req/s evenly paced it cost ~12 µs per
+//! request (~14%) for ~25 µs of mean latency (docs/performance.md, "Spinning
+//! only for back-to-back traffic"). So the worker spins for its upstream
+//! only while the client's requests also come back to back (the client
+//! kind's score says "spin"): c=1 keeps its latency, a paced client pays
+//! no spin.
+//!
 //! The hazard is in the evidence. A gap is the wait from when the spinner
 //! found the worker idle after an event (not from the event: the request's
 //! own processing follows it) to the next event. A gap measured while the
@@ -49,7 +59,13 @@
 //! piece of evidence moves its kind's score (an exponential average,
 //! weight 1/4); below one half the spinner stays parked and touches do not
 //! wake it. Sustained back-to-back traffic turns spinning on within a few
-//! probes; a probe that finds a long gap costs one window.
+//! probes; a probe that finds a long gap costs one window, so each one
+//! that does doubles the distance to the kind's next probe, up to one
+//! event in [`PROBE_MAX_EVERY`] (a short gap sets it back to
+//! [`PROBE_EVERY`]). At 2,000 req/s evenly paced the probes then cost
+//! ~0.25 rounds of the spin loop per request instead of ~1.9; after such
+//! a spell, back-to-back traffic finds spinning again within a few hundred
+//! requests.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -65,6 +81,8 @@ const ONE: u32 = 1024;
 /// comment). At 200 req/s a probe that finds a long gap costs one window
 /// per this many events.
 const PROBE_EVERY: u32 = 16;
+/// The farthest apart probes get while each finds a long gap.
+const PROBE_MAX_EVERY: u32 = 128;
 /// Spinning is considered only while at most this many of the worker's
 /// requests are waiting for their upstream's answer (see the module's
 /// comment).
@@ -98,6 +116,12 @@ pub struct Activity {
     score: [Cell<u32>; 2],
     /// Per kind, events since the last probe while its score said "sleep".
     since_probe: [Cell<u32>; 2],
+    /// Per kind, how many events apart its probes are now: [`PROBE_EVERY`],
+    /// doubled by each probe that found a long gap, up to
+    /// [`PROBE_MAX_EVERY`].
+    probe_every: [Cell<u32>; 2],
+    /// The spin since the last event is a probe.
+    probing: Cell<bool>,
     /// The gap since the last event is being spun through (so a long one
     /// is evidence), not slept through.
     spinning: Cell<bool>,
@@ -117,6 +141,8 @@ impl Activity {
             last_kind: Cell::new(Next::Client),
             score: [Cell::new(0), Cell::new(0)],
             since_probe: [Cell::new(0), Cell::new(0)],
+            probe_every: [Cell::new(PROBE_EVERY), Cell::new(PROBE_EVERY)],
+            probing: Cell::new(false),
             spinning: Cell::new(false),
             waiting: Cell::new(0),
             parked: Cell::new(false),
@@ -137,22 +163,35 @@ impl Activity {
         // otherwise (parked) the whole gap, processing and wake-up included.
         let from = self.last.replace(now).max(self.idle_since.get());
         let gap = now.saturating_duration_since(from);
-        let score = &self.score[self.last_kind.replace(next) as usize];
+        let kind = self.last_kind.replace(next) as usize;
+        let score = &self.score[kind];
         let s = score.get();
         if gap <= self.window {
             score.set(s + (ONE - s) / 4);
+            self.probe_every[kind].set(PROBE_EVERY);
         } else if self.spinning.get() {
             score.set(s - s / 4);
+            if self.probing.get() {
+                let every = &self.probe_every[kind];
+                every.set((every.get() * 2).min(PROBE_MAX_EVERY));
+            }
         }
+        // The upstream's answer is spun for only while the client's
+        // requests come back to back (see the module's comment).
+        let back_to_back = next == Next::Client || self.score[Next::Client as usize].get() >= ONE / 2;
+        let mut probing = false;
         let spin = self.waiting.get() <= SPIN_UP_TO
+            && back_to_back
             && (self.score[next as usize].get() >= ONE / 2 || {
                 let n = &self.since_probe[next as usize];
                 n.set(n.get() + 1);
-                n.get() >= PROBE_EVERY && {
+                n.get() >= self.probe_every[next as usize].get() && {
                     n.set(0);
+                    probing = true;
                     true
                 }
             });
+        self.probing.set(probing);
         self.spinning.set(spin);
         self.ticks.set(self.ticks.get().wrapping_add(1));
         if spin && self.parked.get() {
@@ -268,28 +307,55 @@ mod tests {
             .await;
     }
 
+    /// The distances between the probes in `spun` (event indices): each
+    /// probe that found a long gap doubles the next distance, from 16 up
+    /// to 128 events.
+    fn assert_backs_off(spun: &[usize]) {
+        let mut expect = 16;
+        for pair in spun.windows(2) {
+            expect = (expect * 2).min(128);
+            assert_eq!(pair[1] - pair[0], expect as usize, "probes at {spun:?}");
+        }
+        assert!(spun.len() >= 8, "probes at {spun:?}");
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_moderate_rate_spins_for_a_fast_upstream_only() {
+    async fn a_moderate_rate_spins_only_to_probe_and_probes_back_off() {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
                 let a = Rc::new(Activity::new(WINDOW));
                 tokio::task::spawn_local(spin(a.clone()));
                 // 200 req/s: a request every 5 ms, its upstream answering
-                // within 80 µs (inside the window).
-                let mut client_spins = 0;
-                for i in 0..64 {
+                // within 80 µs (inside the window). The worker sleeps
+                // through the wait for the next request anyway, so the
+                // upstream's answer is not spun for either.
+                let mut client_spins = Vec::new();
+                for i in 0..1024 {
                     after(5000, &a, Next::Upstream).await;
-                    if i >= 3 {
-                        assert!(!a.is_parked(), "request {i}: the upstream's answer is worth spinning for");
-                    }
+                    assert!(a.is_parked(), "request {i}: no spin for the upstream at a moderate rate");
                     after(80, &a, Next::Client).await;
                     if !a.is_parked() {
-                        client_spins += 1;
+                        client_spins.push(i);
                     }
                 }
-                // The wait for the next request is spun for only by probes.
-                assert_eq!(client_spins, 64 / PROBE_EVERY as usize);
+                // The wait for the next request is spun for only by probes,
+                // farther apart as each finds a long gap.
+                assert_backs_off(&client_spins);
+                // Back-to-back requests (a sleeping worker sees each gap
+                // 80 µs late) find spinning again within one probe's
+                // distance and a few probes of each kind.
+                let seen = |a: &Activity| if a.is_parked() { 140 } else { 60 };
+                for _ in 0..PROBE_MAX_EVERY + 6 * PROBE_EVERY {
+                    after(seen(&a), &a, Next::Upstream).await;
+                    after(seen(&a), &a, Next::Client).await;
+                }
+                for i in 0..10 {
+                    after(60, &a, Next::Upstream).await;
+                    assert!(!a.is_parked(), "request {i}: spinning for the upstream");
+                    after(60, &a, Next::Client).await;
+                    assert!(!a.is_parked(), "request {i}: spinning for the next request");
+                }
             })
             .await;
     }
@@ -306,9 +372,10 @@ mod tests {
                 // request, the next request comes 60 µs after the answer.
                 // A sleeping worker sees each gap 80 µs later (its own
                 // wake-up), outside the window: only spinning shows them
-                // as they are.
+                // as they are. The client's kind is probed first; the
+                // upstream's, once clients come back to back.
                 let seen = |a: &Activity| if a.is_parked() { 140 } else { 60 };
-                for _ in 0..3 * PROBE_EVERY {
+                for _ in 0..6 * PROBE_EVERY {
                     after(seen(&a), &a, Next::Upstream).await;
                     after(seen(&a), &a, Next::Client).await;
                 }
@@ -323,21 +390,44 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn slow_upstreams_and_spread_stream_events_spin_only_to_probe() {
+    async fn a_slow_upstream_behind_back_to_back_requests_is_probed_ever_more_rarely() {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
                 let a = Rc::new(Activity::new(WINDOW));
                 tokio::task::spawn_local(spin(a.clone()));
-                let mut spins = 0;
-                for _ in 0..64 {
-                    // Stream events 20 ms apart.
-                    after(20_000, &a, Next::Upstream).await;
+                // c=1, the next request 60 µs after each answer, the
+                // upstream answering after 20 ms.
+                let mut upstream_spins = Vec::new();
+                let mut client_spins = 0;
+                for i in 0..1024 {
+                    after(60, &a, Next::Upstream).await;
                     if !a.is_parked() {
-                        spins += 1;
+                        upstream_spins.push(i);
+                    }
+                    after(20_000, &a, Next::Client).await;
+                    if !a.is_parked() {
+                        client_spins += 1;
                     }
                 }
-                assert_eq!(spins, 64 / PROBE_EVERY as usize);
+                assert_backs_off(&upstream_spins);
+                assert!(client_spins >= 1020, "the next request is spun for: {client_spins}");
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spread_stream_events_of_one_client_do_not_spin() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let a = Rc::new(Activity::new(WINDOW));
+                tokio::task::spawn_local(spin(a.clone()));
+                for i in 0..64 {
+                    // Stream events 20 ms apart.
+                    after(20_000, &a, Next::Upstream).await;
+                    assert!(a.is_parked(), "event {i}");
+                }
             })
             .await;
     }
