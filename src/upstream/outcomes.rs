@@ -35,11 +35,17 @@ use tokio::time::Instant;
 
 use crate::error::GatewayError;
 
-/// A routine outcome leaves with the first push that finds the batch this old.
-const MAX_WAIT: Duration = Duration::from_millis(50);
+/// A routine outcome leaves with the first push that finds the batch this
+/// old. Routine outcomes only move averages and counts (latency and TTFT
+/// averages, `/status`), which can lag by this much; each batch wakes the
+/// actors' thread, so at a steady moderate rate this interval sets that
+/// thread's wake-ups: 50 ms (and a 100-ms timer) made ~36 a second, ~0.18
+/// per request at 200 req/s (docs/performance.md, "Fewer batches of
+/// outcomes").
+const MAX_WAIT: Duration = Duration::from_millis(500);
 /// Once traffic stops, what is queued leaves after this long (a timer: the
 /// only wake-up routine outcomes add, at most one per this interval).
-const IDLE_FLUSH: Duration = Duration::from_millis(100);
+const IDLE_FLUSH: Duration = Duration::from_secs(1);
 /// A spend record's writers are woken after at most this long (its own timer).
 const SPEND_FLUSH: Duration = Duration::from_millis(1);
 /// Send at once when this many are waiting.
