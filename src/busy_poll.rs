@@ -40,9 +40,10 @@
 //! Nor, at a moderate rate, does spinning for a fast upstream pay in CPU.
 //! The worker sleeps through the long wait for the client's next request
 //! anyway, so a spin for the upstream's answer saves one wake-up of two and
-//! costs its whole wait: at 2,000 req/s evenly paced it cost ~12 µs per
-//! request (~14%) for ~25 µs of mean latency (docs/performance.md, "Spinning
-//! only for back-to-back traffic"). So the worker spins for its upstream
+//! costs its whole wait: at 2,000 req/s evenly paced that spin and its
+//! probes cost ~16 µs per request (17%) for ~25 µs of mean latency
+//! (docs/performance.md, "Spinning only for back-to-back traffic"), and no
+//! budget asks for that latency. So the worker spins for its upstream
 //! only while the client's requests also come back to back (the client
 //! kind's score says "spin"): c=1 keeps its latency, a paced client pays
 //! no spin.
