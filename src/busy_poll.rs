@@ -308,6 +308,24 @@ mod tests {
             .await;
     }
 
+    /// c=1 back to back for `requests`: the upstream answers 60 µs after
+    /// the request, the next request comes 60 µs after the answer, and a
+    /// sleeping worker sees each gap 80 µs late (its own wake-up). By then
+    /// it spins through both waits.
+    async fn back_to_back_finds_spinning(a: &Activity, requests: u32) {
+        let seen = |a: &Activity| if a.is_parked() { 140 } else { 60 };
+        for _ in 0..requests {
+            after(seen(a), a, Next::Upstream).await;
+            after(seen(a), a, Next::Client).await;
+        }
+        for i in 0..10 {
+            after(60, a, Next::Upstream).await;
+            assert!(!a.is_parked(), "request {i}: spinning for the upstream");
+            after(60, a, Next::Client).await;
+            assert!(!a.is_parked(), "request {i}: spinning for the next request");
+        }
+    }
+
     /// The distances between the probes in `spun` (event indices): each
     /// probe that found a long gap doubles the next distance, from 16 up
     /// to 128 events.
@@ -346,17 +364,7 @@ mod tests {
                 // Back-to-back requests (a sleeping worker sees each gap
                 // 80 µs late) find spinning again within one probe's
                 // distance and a few probes of each kind.
-                let seen = |a: &Activity| if a.is_parked() { 140 } else { 60 };
-                for _ in 0..PROBE_MAX_EVERY + 6 * PROBE_EVERY {
-                    after(seen(&a), &a, Next::Upstream).await;
-                    after(seen(&a), &a, Next::Client).await;
-                }
-                for i in 0..10 {
-                    after(60, &a, Next::Upstream).await;
-                    assert!(!a.is_parked(), "request {i}: spinning for the upstream");
-                    after(60, &a, Next::Client).await;
-                    assert!(!a.is_parked(), "request {i}: spinning for the next request");
-                }
+                back_to_back_finds_spinning(&a, PROBE_MAX_EVERY + 6 * PROBE_EVERY).await;
             })
             .await;
     }
@@ -375,17 +383,7 @@ mod tests {
                 // wake-up), outside the window: only spinning shows them
                 // as they are. The client's kind is probed first; the
                 // upstream's, once clients come back to back.
-                let seen = |a: &Activity| if a.is_parked() { 140 } else { 60 };
-                for _ in 0..6 * PROBE_EVERY {
-                    after(seen(&a), &a, Next::Upstream).await;
-                    after(seen(&a), &a, Next::Client).await;
-                }
-                for i in 0..10 {
-                    after(60, &a, Next::Upstream).await;
-                    assert!(!a.is_parked(), "request {i}: spinning for the upstream");
-                    after(60, &a, Next::Client).await;
-                    assert!(!a.is_parked(), "request {i}: spinning for the next request");
-                }
+                back_to_back_finds_spinning(&a, 6 * PROBE_EVERY).await;
             })
             .await;
     }
