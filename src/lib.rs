@@ -19,6 +19,7 @@ pub mod cache;
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod deadline;
 pub mod endpoint;
 pub mod error;
 pub mod gateway;

@@ -13,10 +13,11 @@ use futures_util::stream::LocalBoxStream;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use sluice_upstream::UpstreamClient;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::transport::OutBody;
 use super::{Protocol, Provider, Timeouts};
+use crate::deadline::within;
 use crate::error::{GatewayError, TimeoutPhase};
 use crate::upload::Upload;
 
@@ -148,11 +149,14 @@ fn relay(
         let provider = provider.clone();
         async move {
             let (mut body, permit, deadline) = state?;
-            let idle = (Instant::now() + t.idle).min(deadline);
-            match timeout_at(idle, body.chunk()).await {
+            match within(body.chunk(), || (Instant::now() + t.idle).min(deadline)).await {
                 Err(_) => {
-                    let (phase, d) =
-                        if idle >= deadline { (TimeoutPhase::Total, t.total) } else { (TimeoutPhase::Idle, t.idle) };
+                    // A timer fires at or after its instant.
+                    let (phase, d) = if Instant::now() >= deadline {
+                        (TimeoutPhase::Total, t.total)
+                    } else {
+                        (TimeoutPhase::Idle, t.idle)
+                    };
                     Some((Err(GatewayError::UpstreamTimeout { provider, phase, ms: d.as_millis() as u64 }), None))
                 }
                 Ok(None) => None,

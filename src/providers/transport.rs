@@ -17,6 +17,7 @@ use tokio::time::{Instant, timeout_at};
 use super::errors::{ErrorStyle, map_status_error, scrub};
 use super::{Call, HeaderForward, Provider, Timeouts};
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::deadline::within;
 use crate::error::{GatewayError, TimeoutPhase};
 
 /// How much of an upstream error body is read and shown.
@@ -212,7 +213,7 @@ impl HttpUpstream {
             let started = Instant::now();
             let first_byte = started + t.first_byte;
             let deadline = started + t.total;
-            let permit = timeout_at(first_byte, client.acquire())
+            let permit = within(client.acquire(), || first_byte)
                 .await
                 .map_err(|_| GatewayError::UpstreamSaturated { provider: p.name.clone() })?
                 .map_err(|_| GatewayError::ShuttingDown)?;
@@ -365,10 +366,12 @@ pub async fn read_body(
     let mut buf: Option<BytesMut> = None;
     let mut len = 0usize;
     loop {
-        let idle = (Instant::now() + t.idle).min(deadline);
-        let data = match timeout_at(idle, body.chunk()).await {
+        // The clock is read only when no chunk is already here (the
+        // answer's body mostly comes with its head: src/deadline.rs).
+        let data = match within(body.chunk(), || (Instant::now() + t.idle).min(deadline)).await {
             Err(_) => {
-                let phase = if idle >= deadline { TimeoutPhase::Total } else { TimeoutPhase::Idle };
+                // A timer fires at or after its instant.
+                let phase = if Instant::now() >= deadline { TimeoutPhase::Total } else { TimeoutPhase::Idle };
                 return Err(timeout(p, t, phase));
             }
             Ok(None) => break,

@@ -57,7 +57,10 @@ pub async fn read_body(
     timeout: std::time::Duration,
 ) -> Result<Bytes, GatewayError> {
     let received = std::cell::Cell::new(0u64);
-    match tokio::time::timeout(timeout, read_within(headers, payload, limit, &received)).await {
+    // The clock is read only when the body is not all here already (it
+    // mostly comes with the head: src/deadline.rs).
+    let by = || tokio::time::Instant::now() + timeout;
+    match crate::deadline::within(read_within(headers, payload, limit, &received), by).await {
         Ok(r) => r,
         Err(_) => Err(GatewayError::BodyTimeout { ms: timeout.as_millis() as u64, received: received.get() }),
     }
