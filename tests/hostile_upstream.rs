@@ -184,6 +184,12 @@ async fn a_drip_runs_into_the_timeouts() {
     assert_eq!(status, 504, "{body}");
     assert!(error_of(&body)["message"].as_str().unwrap().contains("total"), "{body}");
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // Bytes further apart than the idle timeout (1 s): the idle timeout
+    // ends it, not the total one.
+    let headers = [("x-mock-hostile", "drip"), ("x-mock-drip-ms", "1500")];
+    let (status, body) = call(&gw, false, &headers).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(error_of(&body)["message"].as_str().unwrap().contains("idle"), "{body}");
     good(&gw).await;
 }
 
