@@ -77,8 +77,8 @@ pub async fn run(state: &WorkerState, req: Head<'_>, payload: Payload, endpoint:
     // and actix-web moves the handler's future three times before polling
     // it, each move a copy of its whole size (docs/performance.md, issue 14).
     // Allocated first and written in place: `Box::pin(steps(..))` built it
-    // on the stack and copied it over (docs/performance.md, "The steps'
-    // future written in its box").
+    // on the stack and copied it over (docs/performance.md, "Timeouts armed
+    // only when the work waits, and the steps' future written in its box").
     let steps: Box<_> = Box::write(Box::new_uninit(), steps(state, req, payload, endpoint, &mut rec));
     let (resp, next) = match Box::into_pin(steps).await {
         Ok(ClientReply::Complete { body, usage, price }) => (relay::complete(rec, body, usage, price), Next::Client),
