@@ -651,7 +651,15 @@ enum Rest {
 
 /// The answer's head, and what is left to send after it.
 fn head_of(reply: Reply, close: bool) -> (Vec<u8>, Rest) {
-    let mut w = Vec::with_capacity(512);
+    // Room for a whole body that `respond` copies after the head: growing
+    // the buffer then cost a reallocation and a copy of the head per
+    // answer (~300 instructions, callgrind; docs/performance.md, thirteenth
+    // session).
+    let copied = match &reply.answer {
+        Answer::Whole { body, .. } if body.len() <= COPY_BODY_UP_TO => body.len(),
+        _ => 0,
+    };
+    let mut w = Vec::with_capacity(512 + copied);
     let resp = match reply.answer {
         // The common answer: its head written from the stamp, no actix
         // response made.
