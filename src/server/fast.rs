@@ -653,8 +653,8 @@ enum Rest {
 fn head_of(reply: Reply, close: bool) -> (Vec<u8>, Rest) {
     // Room for a whole body that `respond` copies after the head: growing
     // the buffer then cost a reallocation and a copy of the head per
-    // answer (~300 instructions, callgrind; docs/performance.md, thirteenth
-    // session).
+    // answer (~420 instructions per request, callgrind; docs/performance.md,
+    // thirteenth session).
     let copied = match &reply.answer {
         Answer::Whole { body, .. } if body.len() <= COPY_BODY_UP_TO => body.len(),
         _ => 0,
